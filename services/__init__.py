@@ -1,0 +1,1 @@
+"""The six services: mm, vfs, pid, sched, signals, namespaces (one module each)."""

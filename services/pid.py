@@ -1,0 +1,242 @@
+"""pid: process numbers, the way kernel/pid.c hands them out.
+
+A process is not its number. Linux gives each task a ``struct pid``, and the
+struct pid carries one number (a ``struct upid``) for every pid namespace it
+can be seen from: its own namespace and each ancestor up to the initial one.
+A task in a container is 1 inside and, say, 4242 outside; both are the same
+struct pid. This service owns those structs and the per-namespace number maps
+(Linux keeps one IDR per ``struct pid_namespace``), and nothing else: the
+kernel asks it for numbers and gives them back.
+
+Numbers are handed out cyclically (``idr_alloc_cyclic``): the next free number
+after the last one given, wrapping when pid_max is reached. That way a pid that
+just died is not given to a new process straight away, so a stale ``kill(pid)``
+is unlikely to hit a stranger. After the first wrap the search restarts at
+RESERVED_PIDS (300), not 1: the low numbers belong to daemons started at boot.
+
+Handles (for struct pids and namespaces alike) are small ints from a single
+counter, so a pid handle can never be mistaken for a namespace handle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import chain
+
+from ukernel import abi
+from ukernel.service import Call, Service, get, op
+
+INIT_PID_NS = 1  # handle of init_pid_ns, the initial namespace (level 0)
+
+
+@dataclass
+class PidNamespace:
+    """struct pid_namespace: a number space, nested in its parent's."""
+
+    level: int
+    parent: int | None
+    last: int = 0  # last number idr_alloc_cyclic gave (/proc/sys/kernel/ns_last_pid)
+    used: dict[int, int] = field(default_factory=dict)  # the IDR: nr -> pid handle
+    refcount: int = 1
+    adding: bool = True  # PIDNS_ADDING: cleared once the namespace's init is gone
+
+
+@dataclass
+class Pid:
+    """struct pid: ``numbers[i]`` is the upid at level i, seen from ``nss[i]``."""
+
+    numbers: list[int]
+    nss: list[int]
+    refcount: int = 1
+
+
+class PidService(Service):
+    """Allocates struct pids and their numbers in nested pid namespaces."""
+
+    name = "pid"
+    calls = frozenset()
+
+    def __init__(self, pid_max: int = abi.PID_MAX_DEFAULT):
+        super().__init__()
+        if pid_max < 2:
+            raise ValueError("pid_max must leave room for pid 1")
+        self.pid_max = pid_max
+        self._next_handle = INIT_PID_NS
+        self.namespaces: dict[int, PidNamespace] = {self._handle(): PidNamespace(level=0, parent=None)}
+        self.pids: dict[int, Pid] = {}
+
+    def _handle(self) -> int:
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        return handle
+
+    def _chain(self, ns: int) -> list[int]:
+        """The namespace handles from level 0 down to ``ns``."""
+        handles = []
+        while ns is not None:
+            handles.append(ns)
+            ns = self.namespaces[ns].parent
+        return handles[::-1]
+
+    # --- numbers ------------------------------------------------------------
+    def _alloc_cyclic(self, ns: PidNamespace, handle: int) -> int:
+        """idr_alloc_cyclic(idr, pid_min, pid_max): the next free nr after ``last``, wrapping."""
+        # Linux's cursor is last+1; past RESERVED_PIDS the wrap goes back to 300, not 1.
+        pid_min = abi.RESERVED_PIDS if ns.last + 1 > abi.RESERVED_PIDS else 1
+        start = max(ns.last + 1, pid_min)
+        for nr in chain(range(start, self.pid_max), range(pid_min, start)):
+            if nr not in ns.used:
+                ns.used[nr] = handle
+                ns.last = nr
+                return nr
+        raise abi.kernel_error(abi.EAGAIN, f"no free pid below pid_max {self.pid_max} at level {ns.level}")
+
+    def _alloc_tid(self, ns: PidNamespace, handle: int, tid: int) -> int:
+        """clone3's set_tid: exactly this number (idr_alloc; the cursor does not move)."""
+        if not 1 <= tid < self.pid_max:
+            raise abi.kernel_error(abi.EINVAL, f"set_tid {tid} is outside [1, {self.pid_max})")
+        if tid in ns.used:
+            raise abi.kernel_error(abi.EEXIST, f"pid {tid} is taken at level {ns.level}")
+        ns.used[tid] = handle
+        return tid
+
+    @op
+    async def alloc_pid(self, req: Call, ns: int, set_tid: list | None = None) -> dict:
+        """alloc_pid: one number per level, from ``ns``'s own level out to level 0.
+
+        ``set_tid[0]`` is wanted in ``ns`` itself, ``set_tid[1]`` in its parent,
+        and so on (clone3, used by checkpoint/restore). If any level fails, the
+        numbers already taken are given back, but the cursors stay advanced.
+        """
+        top = get(self.namespaces, ns, "pid namespace")
+        set_tid = list(set_tid or [])
+        if len(set_tid) > top.level + 1:
+            raise abi.kernel_error(abi.EINVAL, f"{len(set_tid)} set_tid entries for {top.level + 1} levels")
+        handle = self._handle()
+        chain_ = self._chain(ns)
+        numbers = [0] * len(chain_)
+        taken: list[tuple[PidNamespace, int]] = []
+        try:
+            for i in range(top.level, -1, -1):
+                tmp = self.namespaces[chain_[i]]
+                k = top.level - i
+                nr = self._alloc_tid(tmp, handle, set_tid[k]) if k < len(set_tid) else self._alloc_cyclic(tmp, handle)
+                taken.append((tmp, nr))
+                numbers[i] = nr
+            # Checked last, as Linux does under the lock: a dying namespace takes no one new.
+            if not top.adding:
+                raise abi.kernel_error(abi.ENOMEM, f"pid namespace {ns} is dying (its init has exited)")
+        except BaseException:
+            for tmp, nr in taken:
+                del tmp.used[nr]
+            if top.adding and not top.used:
+                top.last = 0  # the first pid failed: the next try must still get 1, the init
+            raise
+        self.pids[handle] = Pid(numbers, chain_)
+        if ns != INIT_PID_NS:
+            top.refcount += 1  # a struct pid keeps its namespace alive (get_pid_ns)
+        return {"pid": handle, "numbers": numbers}
+
+    @op
+    async def get_pid(self, req: Call, pid: int) -> int:
+        """get_pid: one more holder (a task, a pidfd, a process group)."""
+        p = get(self.pids, pid, "struct pid")
+        p.refcount += 1
+        return p.refcount
+
+    @op
+    async def free_pid(self, req: Call, pid: int) -> int:
+        """Drop one reference; the last one gives the numbers back at every level.
+
+        (Linux splits this: free_pid unhashes the numbers, put_pid frees the
+        struct. Here both happen when the last holder lets go.) A number given
+        back is not reused before the cursor wraps round to it.
+        """
+        p = get(self.pids, pid, "struct pid")
+        p.refcount -= 1
+        if p.refcount:
+            return p.refcount
+        del self.pids[pid]
+        for nr, handle in zip(p.numbers, p.nss, strict=True):
+            ns = self.namespaces[handle]
+            del ns.used[nr]
+            if not ns.used and handle != INIT_PID_NS:
+                ns.adding = False  # its last process is gone: no one can join it again
+        self._put_ns(p.nss[-1])
+        return 0
+
+    # --- namespaces -------------------------------------------------------
+    @op
+    async def create_pid_ns(self, req: Call, parent: int) -> dict:
+        """create_pid_namespace: a child of ``parent``, nested one level deeper."""
+        up = get(self.namespaces, parent, "pid namespace")
+        if up.level + 1 > abi.MAX_PID_NS_LEVEL:
+            raise abi.kernel_error(abi.ENOSPC, f"pid namespaces nest at most {abi.MAX_PID_NS_LEVEL} deep")
+        if parent != INIT_PID_NS:
+            up.refcount += 1
+        handle = self._handle()
+        self.namespaces[handle] = PidNamespace(level=up.level + 1, parent=parent)
+        return {"ns": handle, "level": up.level + 1}
+
+    @op
+    async def get_pid_ns(self, req: Call, ns: int) -> int:
+        """get_pid_ns (a no-op on the initial namespace, which is never freed)."""
+        n = get(self.namespaces, ns, "pid namespace")
+        if ns != INIT_PID_NS:
+            n.refcount += 1
+        return n.refcount
+
+    @op
+    async def put_pid_ns(self, req: Call, ns: int) -> int:
+        """put_pid_ns: the last reference frees it and drops its ref on the parent."""
+        get(self.namespaces, ns, "pid namespace")
+        return self._put_ns(ns)
+
+    def _put_ns(self, ns: int) -> int:
+        while ns != INIT_PID_NS:
+            n = self.namespaces[ns]
+            n.refcount -= 1
+            if n.refcount:
+                return n.refcount
+            del self.namespaces[ns]
+            ns = n.parent
+        return self.namespaces[INIT_PID_NS].refcount
+
+    @op
+    async def disable_pid_allocation(self, req: Call, ns: int) -> None:
+        """Clear PIDNS_ADDING: the namespace's init died, later forks in it get ENOMEM."""
+        get(self.namespaces, ns, "pid namespace").adding = False
+
+    # --- lookups ------------------------------------------------------------
+    @op
+    async def pid_nr_ns(self, req: Call, pid: int, ns: int) -> int:
+        """The number ``pid`` has in ``ns``; 0 if ns cannot see it (deeper, or a stranger)."""
+        p = get(self.pids, pid, "struct pid")
+        level = get(self.namespaces, ns, "pid namespace").level
+        if level < len(p.nss) and p.nss[level] == ns:
+            return p.numbers[level]
+        return 0
+
+    @op
+    async def find_pid(self, req: Call, ns: int, nr: int) -> int | None:
+        """find_pid_ns: the struct pid that has number ``nr`` in ``ns``, if any."""
+        return get(self.namespaces, ns, "pid namespace").used.get(nr)
+
+    @op
+    async def ns_last_pid(self, req: Call, ns: int) -> int:
+        """/proc/sys/kernel/ns_last_pid: the last number handed out in ``ns``."""
+        return get(self.namespaces, ns, "pid namespace").last
+
+    @op
+    async def pid_info(self, req: Call, pid: int) -> dict:
+        p = get(self.pids, pid, "struct pid")
+        return {"numbers": list(p.numbers), "level": len(p.numbers) - 1, "ns": p.nss[-1]}
+
+    @op
+    async def accounting(self, req: Call) -> dict:
+        return {
+            "faults": len(self.faults),
+            "pids": len(self.pids),
+            "numbers": sum(len(ns.used) for ns in self.namespaces.values()),
+            "namespaces": len(self.namespaces),
+            "refs": sum(p.refcount for p in self.pids.values()),
+        }

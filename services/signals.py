@@ -1,0 +1,128 @@
+"""signals: sighand_struct (the handler table) and signal_struct (the thread group's).
+
+copy_sighand/share_sighand and copy_signal/share_signal are fork's two
+signal steps: CLONE_SIGHAND shares the handler table (threads see each
+other's sigaction), CLONE_THREAD shares the signal_struct (one shared pending
+set, one nr_threads count for the whole group). A handler installed by a
+program is a token here (an int); the runtime keeps the Python callable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from ukernel import abi
+from ukernel.service import Call, Service, get, op
+
+
+@dataclass
+class SighandStruct:
+    """struct sighand_struct: one action per signal, shared under CLONE_SIGHAND."""
+
+    actions: dict[int, list] = field(default_factory=dict)  # sig -> [handler, flags]
+    count: int = 1
+
+
+@dataclass
+class SignalStruct:
+    """struct signal_struct: what a thread group shares (CLONE_THREAD)."""
+
+    nr_threads: int = 1
+    shared_pending: list[int] = field(default_factory=list)
+
+
+class SignalsService(Service):
+    name = "signals"
+    calls = frozenset({"sched"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handles = itertools.count(1)
+        self.sighands: dict[int, SighandStruct] = {}
+        self.signals: dict[int, SignalStruct] = {}
+
+    def _new(self, table: dict, obj: object) -> int:
+        handle = next(self._handles)
+        table[handle] = obj
+        return handle
+
+    @op
+    async def init_sighand(self, req: Call) -> dict:
+        return {"sighand": self._new(self.sighands, SighandStruct())}
+
+    @op
+    async def init_signal(self, req: Call) -> dict:
+        return {"signal": self._new(self.signals, SignalStruct())}
+
+    # --- copy_sighand ---------------------------------------------------------
+    @op
+    async def share_sighand(self, req: Call, sighand: int) -> dict:
+        """CLONE_SIGHAND: refcount_inc(&current->sighand->count)."""
+        get(self.sighands, sighand, "sighand_struct").count += 1
+        return {"sighand": sighand}
+
+    @op
+    async def copy_sighand(self, req: Call, sighand: int, clear: bool = False) -> dict:
+        """A new table with the parent's actions (memcpy); CLONE_CLEAR_SIGHAND resets handlers."""
+        old = get(self.sighands, sighand, "sighand_struct")
+        actions = {sig: list(act) for sig, act in old.actions.items()}
+        if clear:  # flush_signal_handlers: every caught handler back to SIG_DFL
+            actions = {sig: act for sig, act in actions.items() if act[0] == abi.SIG_IGN}
+        return {"sighand": self._new(self.sighands, SighandStruct(actions))}
+
+    @op
+    async def put_sighand(self, req: Call, sighand: int) -> dict:
+        sh = get(self.sighands, sighand, "sighand_struct")
+        sh.count -= 1
+        if sh.count == 0:
+            del self.sighands[sighand]
+        return {"count": sh.count}
+
+    # --- copy_signal ----------------------------------------------------------
+    @op
+    async def share_signal(self, req: Call, signal: int) -> dict:
+        """CLONE_THREAD: the new thread joins the group (nr_threads++)."""
+        get(self.signals, signal, "signal_struct").nr_threads += 1
+        return {"signal": signal}
+
+    @op
+    async def copy_signal(self, req: Call, signal: int) -> dict:
+        """A new thread group: a zeroed signal_struct (no pending, no timers)."""
+        get(self.signals, signal, "signal_struct")
+        return {"signal": self._new(self.signals, SignalStruct())}
+
+    @op
+    async def put_signal(self, req: Call, signal: int) -> dict:
+        sig = get(self.signals, signal, "signal_struct")
+        sig.nr_threads -= 1
+        if sig.nr_threads == 0:
+            del self.signals[signal]
+        return {"nr_threads": sig.nr_threads}
+
+    # --- actions --------------------------------------------------------------
+    @op
+    async def sigaction(self, req: Call, sighand: int, sig: int, handler: str | int | None = None, flags: int = 0) -> list:
+        """Install (handler not None) and return the old [handler, flags]."""
+        sh = get(self.sighands, sighand, "sighand_struct")
+        if not 1 <= sig <= abi._NSIG:
+            raise abi.kernel_error(abi.EINVAL, f"no signal {sig}")
+        old = sh.actions.get(sig, [abi.SIG_DFL, 0])
+        if handler is not None:
+            if sig in (abi.SIGKILL, abi.SIGSTOP):
+                raise abi.kernel_error(abi.EINVAL, f"{abi.SIGNAL_NAMES[sig]} cannot be caught or ignored")
+            if handler == abi.SIG_DFL and not flags:
+                sh.actions.pop(sig, None)
+            else:
+                sh.actions[sig] = [handler, flags]
+        return old
+
+    @op
+    async def accounting(self, req: Call) -> dict:
+        return {
+            "faults": len(self.faults),
+            "sighands": len(self.sighands),
+            "sighand_refs": sum(s.count for s in self.sighands.values()),
+            "signals": len(self.signals),
+            "threads": sum(s.nr_threads for s in self.signals.values()),
+        }

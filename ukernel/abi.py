@@ -1,0 +1,190 @@
+"""The uapi headers of ukernel: every number a program or a service uses.
+
+Values are Linux's (include/uapi/linux/sched.h, asm-generic/errno-base.h,
+signal.h, fcntl.h, mman.h, wait.h), so a student can look them up in the
+man pages and find the same numbers.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os as _os
+
+# --- clone flags (include/uapi/linux/sched.h) --------------------------------
+CSIGNAL = 0x000000FF
+CLONE_NEWTIME = 0x00000080
+CLONE_VM = 0x00000100
+CLONE_FS = 0x00000200
+CLONE_FILES = 0x00000400
+CLONE_SIGHAND = 0x00000800
+CLONE_PIDFD = 0x00001000
+CLONE_PTRACE = 0x00002000
+CLONE_VFORK = 0x00004000
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+CLONE_NEWNS = 0x00020000
+CLONE_SYSVSEM = 0x00040000
+CLONE_SETTLS = 0x00080000
+CLONE_PARENT_SETTID = 0x00100000
+CLONE_CHILD_CLEARTID = 0x00200000
+CLONE_DETACHED = 0x00400000
+CLONE_UNTRACED = 0x00800000
+CLONE_CHILD_SETTID = 0x01000000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_IO = 0x80000000
+CLONE_CLEAR_SIGHAND = 1 << 32
+CLONE_INTO_CGROUP = 1 << 33
+
+#: Flag names in bit order, for decoding (``ukernel flags``, strace lines).
+CLONE_FLAG_NAMES: dict[int, str] = {
+    value: name
+    for name, value in sorted(globals().items(), key=lambda kv: kv[1] if isinstance(kv[1], int) else 0)
+    if name.startswith("CLONE_") and isinstance(value, int) and value & (value - 1) == 0
+}
+CLONE_NEW_MASK = (
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+)
+#: The flag set glibc's pthread_create passes (nptl/pthread_create.c).
+PTHREAD_CLONE_FLAGS = (
+    CLONE_VM
+    | CLONE_FS
+    | CLONE_FILES
+    | CLONE_SIGHAND
+    | CLONE_THREAD
+    | CLONE_SYSVSEM
+    | CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+)
+
+# --- signals (asm-generic/signal.h) ------------------------------------------
+SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = range(1, 9)
+SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT = range(9, 17)
+SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGXCPU = range(17, 25)
+SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS = range(25, 32)
+SIGRTMIN, SIGRTMAX = 32, 64
+_NSIG = 64
+SIGNAL_NAMES: dict[int, str] = {
+    v: k for k, v in globals().items() if k.startswith("SIG") and k[3:].isupper() and isinstance(v, int) and k not in ("SIGRTMIN", "SIGRTMAX", "SIGNAL_NAMES")
+}
+SIG_DFL = "SIG_DFL"
+SIG_IGN = "SIG_IGN"
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+SA_NOCLDSTOP = 0x00000001
+SA_NOCLDWAIT = 0x00000002
+SA_SIGINFO = 0x00000004
+SA_RESTART = 0x10000000
+SA_NODEFER = 0x40000000
+SA_RESETHAND = 0x80000000
+
+
+def valid_signal(sig: int) -> bool:
+    """Linux's valid_signal(): 0 (no signal) up to _NSIG."""
+    return 0 <= sig <= _NSIG
+
+
+# --- errno --------------------------------------------------------------------
+EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC = 1, 2, 3, 4, 5, 6, 7, 8
+EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST = 9, 10, 11, 12, 13, 14, 16, 17
+ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ESPIPE, EPIPE, ERANGE = 20, 21, 22, 23, 24, 29, 32, 34
+ENOSYS, ENOTEMPTY, ELOOP, EBADMSG, EUSERS, ENOSPC, ENAMETOOLONG = 38, 39, 40, 74, 87, 28, 36
+ERESTARTNOINTR = 513
+
+
+def errno_name(err: int) -> str:
+    """'EINVAL' for 22: the symbolic name students know."""
+    if err == ERESTARTNOINTR:
+        return "ERESTARTNOINTR"
+    return _errno.errorcode.get(err, f"E{err}")
+
+
+def strerror(err: int) -> str:
+    return _os.strerror(err)
+
+
+def kernel_error(err: int, message: str = "") -> OSError:
+    """The OSError a syscall raises: errno, strerror, and what ukernel knows."""
+    text = strerror(err) + (f": {message}" if message else "")
+    return OSError(err, text)
+
+
+# --- open / fcntl (asm-generic/fcntl.h) ---------------------------------------
+O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE = 0o0, 0o1, 0o2, 0o3
+O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC = 0o100, 0o200, 0o400, 0o1000
+O_APPEND, O_NONBLOCK, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC = 0o2000, 0o4000, 0o200000, 0o400000, 0o2000000
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+FD_CLOEXEC = 1
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+
+# --- mmap (asm-generic/mman-common.h) -----------------------------------------
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_FAILED = -1
+PAGE_SIZE = 4096
+
+# --- futex ----------------------------------------------------------------------
+FUTEX_WAIT, FUTEX_WAKE = 0, 1
+
+# --- wait (include/uapi/linux/wait.h) -----------------------------------------
+WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x01000000
+__WNOTHREAD, __WALL, __WCLONE = 0x20000000, 0x40000000, 0x80000000
+
+
+def W_EXITCODE(code: int, sig: int = 0) -> int:
+    """The wait status of a normal exit (code) or of a death by signal (sig)."""
+    return ((code & 0xFF) << 8) | (sig & 0x7F)
+
+
+def WIFEXITED(status: int) -> bool:
+    return (status & 0x7F) == 0
+
+
+def WEXITSTATUS(status: int) -> int:
+    return (status >> 8) & 0xFF
+
+
+def WIFSIGNALED(status: int) -> bool:
+    return ((status & 0x7F) + 1) >> 1 > 0 and (status & 0x7F) != 0x7F
+
+
+def WTERMSIG(status: int) -> int:
+    return status & 0x7F
+
+
+def WIFSTOPPED(status: int) -> bool:
+    return (status & 0xFF) == 0x7F
+
+
+def WSTOPSIG(status: int) -> int:
+    return WEXITSTATUS(status)
+
+
+def WIFCONTINUED(status: int) -> bool:
+    return status == 0xFFFF
+
+
+# --- resource limits ----------------------------------------------------------
+RLIMIT_NPROC, RLIMIT_NOFILE = 6, 7
+RLIM_INFINITY = -1
+
+# --- pid allocation (include/linux/threads.h, kernel/pid.c) -------------------
+PID_MAX_DEFAULT = 0x8000
+RESERVED_PIDS = 300
+MAX_PID_NS_LEVEL = 32
+
+
+def decode_clone_flags(flags: int) -> list[str]:
+    """'CLONE_VM|CLONE_FS|SIGCHLD' style names; the low byte is the exit signal."""
+    names = [name for bit, name in CLONE_FLAG_NAMES.items() if flags & bit and bit > CSIGNAL]
+    sig = flags & CSIGNAL
+    if sig:
+        names.append(SIGNAL_NAMES.get(sig, str(sig)))
+    rest = flags & ~(CSIGNAL | sum(b for b in CLONE_FLAG_NAMES if b > CSIGNAL))
+    if rest:
+        names.append(hex(rest))
+    return names

@@ -1,0 +1,284 @@
+"""kernel_clone and copy_process: Linux's fork path as a table of messages.
+
+Reading COPY_STEPS *is* reading the route: each row names the service that
+does the step and the op it gets, which depends on one clone flag (share when
+set, copy when clear). copy_process walks the rows in Linux's order; when a
+step fails, the undo ops of the steps already done are sent in reverse (the
+bad_fork_cleanup_* labels of kernel/fork.c) and the caller gets the errno.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import abi
+from .abi import (
+    CLONE_DETACHED,
+    CLONE_FILES,
+    CLONE_FS,
+    CLONE_NEW_MASK,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    CLONE_PARENT,
+    CLONE_PARENT_SETTID,
+    CLONE_PIDFD,
+    CLONE_SIGHAND,
+    CLONE_THREAD,
+    CLONE_VFORK,
+    CLONE_VM,
+)
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+@dataclass
+class CloneArgs:
+    """struct kernel_clone_args, plus the Python entry of the child (fn, arg)."""
+
+    flags: int = 0
+    exit_signal: int = abi.SIGCHLD
+    fn: Any = None
+    arg: Any = None
+    parent_tid: int = 0
+    child_tid: int = 0
+    tls: int = 0
+    set_tid: list[int] = field(default_factory=list)
+    pidfd: int = 0
+    syscall: str = "clone"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of copy_process: who does it, and which op the flag picks."""
+
+    name: str
+    service: str
+    flag: int  # 0: the same op every time
+    op_set: str | None  # the op when a flag bit is set (share)
+    op_clear: str  # the op when it is clear (copy)
+    undo: str | None  # bad_fork_cleanup_*
+    attr: str | None = None  # the TaskStruct field that holds the handle
+    param: str | None = None  # the handle's name in the message
+
+    def op_for(self, flags: int) -> str:
+        return self.op_set if self.flag and flags & self.flag and self.op_set else self.op_clear
+
+
+# fmt: off
+COPY_STEPS: tuple[Step, ...] = (
+    #    step               service       flag            op when set        op when clear     undo                 handle
+    Step("dup_task_struct", "kernel",     0,              None,              "dup_task_struct", None),
+    Step("limits",          "kernel",     0,              None,              "check_limits",   None),
+    Step("sched_fork",      "sched",      0,              None,              "sched_fork",     "sched_cancel_fork", None,        "task"),
+    Step("copy_files",      "vfs",        CLONE_FILES,    "share_files",     "dup_files",      "put_files",         "files",     "files"),
+    Step("copy_fs",         "vfs",        CLONE_FS,       "share_fs",        "copy_fs",        "put_fs",            "fs",        "fs"),
+    Step("copy_sighand",    "signals",    CLONE_SIGHAND,  "share_sighand",   "copy_sighand",   "put_sighand",       "sighand",   "sighand"),
+    Step("copy_signal",     "signals",    CLONE_THREAD,   "share_signal",    "copy_signal",    "put_signal",        "signal",    "signal"),
+    Step("copy_mm",         "mm",         CLONE_VM,       "share_mm",        "dup_mm",         "mmput",             "mm",        "mm"),
+    Step("copy_namespaces", "namespaces", CLONE_NEW_MASK, "copy_namespaces", "share_nsproxy",  "put_nsproxy",       "nsproxy",   "nsproxy"),
+    Step("copy_thread",     "kernel",     0,              None,              "copy_thread",    None),
+    Step("alloc_pid",       "pid",        0,              None,              "alloc_pid",      "free_pid",          "pid_handle", "pid"),
+    Step("link",            "kernel",     0,              None,              "link",           None),
+)
+# fmt: on
+STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
+
+
+def validate(current: TaskStruct, flags: int) -> None:
+    """The EINVAL checks of copy_process (clone-semantics.md §2c-§2d), before any message."""
+    checks = (
+        (flags & CLONE_NEWNS and flags & CLONE_FS, "CLONE_NEWNS and CLONE_FS together"),
+        (flags & CLONE_NEWUSER and flags & CLONE_FS, "CLONE_NEWUSER and CLONE_FS together"),
+        (flags & CLONE_THREAD and not flags & CLONE_SIGHAND, "CLONE_THREAD needs CLONE_SIGHAND"),
+        (flags & CLONE_SIGHAND and not flags & CLONE_VM, "CLONE_SIGHAND needs CLONE_VM"),
+        (
+            flags & CLONE_PARENT and "SIGNAL_UNKILLABLE" in current.leader.flags,
+            "CLONE_PARENT from an init process (its parent is outside the namespace)",
+        ),
+        (flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID), "CLONE_THREAD with CLONE_NEWUSER or CLONE_NEWPID"),
+        (
+            flags & CLONE_THREAD and current.pid_ns != current.pid_ns_for_children,
+            "CLONE_THREAD after unshare(CLONE_NEWPID): the thread would be in another pid namespace",
+        ),
+        (flags & CLONE_PIDFD and flags & CLONE_DETACHED, "CLONE_PIDFD with CLONE_DETACHED"),
+    )
+    for failed, why in checks:
+        if failed:
+            raise abi.kernel_error(abi.EINVAL, why)
+
+
+def flag_note(step: Step, flags: int) -> str | None:
+    """What decided the op, for the trace: 'CLONE_FILES' or 'no CLONE_FILES'."""
+    if not step.flag:
+        return None
+    if step.flag == CLONE_NEW_MASK:
+        names = [abi.CLONE_FLAG_NAMES[b] for b in abi.CLONE_FLAG_NAMES if b & flags & CLONE_NEW_MASK]
+        return "|".join(names) if names else "no CLONE_NEW*"
+    name = abi.CLONE_FLAG_NAMES[step.flag]
+    return name if flags & step.flag else f"no {name}"
+
+
+def route(flags: int, *, parent_has_mm: bool = True) -> list[tuple[str, str, str | None]]:
+    """The (service, op, why) list a clone with these flags sends, without a kernel."""
+    rows = [(s.service, s.op_for(flags), flag_note(s, flags)) for s in COPY_STEPS if s.service != "kernel"]
+    if not parent_has_mm:
+        rows = [r for r in rows if r[0] != "mm"]
+    if flags & CLONE_PARENT_SETTID:
+        rows.append(("mm", "write_mem", "CLONE_PARENT_SETTID"))
+    rows.append(("sched", "wake_up_new_task", None))
+    return rows
+
+
+class CopyProcess:
+    """One walk of COPY_STEPS for one clone: the child, what was done, the unwind."""
+
+    def __init__(self, kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int):
+        self.k, self.current, self.args, self.cause = kernel, current, args, cause
+        self.child = TaskStruct(comm=current.comm)
+        self.done: list[Step] = []
+
+    def meta(self, step: str, flag: str | None = None) -> dict:
+        meta = {"cause": self.cause, "pid": self.current.pid, "tid": self.current.pid, "syscall": self.args.syscall, "step": step}
+        if flag:
+            meta["flag"] = flag
+        return meta
+
+    async def run(self) -> TaskStruct:
+        try:
+            for step in COPY_STEPS:
+                await self.do_step(step)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.unwind()
+            raise
+        return self.child
+
+    async def do_step(self, step: Step) -> None:
+        inject = self.k.fail.get(step.name)
+        if step.service == "kernel":
+            if inject:
+                raise abi.kernel_error(inject, f"fault injected at {step.name}")
+            getattr(self, step.op_clear)()
+            self.done.append(step)
+            return
+        if step.attr == "mm" and self.current.mm is None:
+            return  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
+        flags = self.args.flags
+        op = step.op_for(flags)
+        reply = await self.k.call(step.service, op, self.step_args(step, op), self.meta(step.name, flag_note(step, flags)), inject=inject)
+        self.done.append(step)
+        self.store(step, reply)
+
+    def step_args(self, step: Step, op: str) -> dict:
+        cur, flags = self.current, self.args.flags
+        if step.name == "sched_fork":
+            return {"task": self.child.id}
+        if step.name == "alloc_pid":
+            return {"ns": self.child.pid_ns_for_children, "set_tid": self.args.set_tid}
+        args = {step.param: getattr(cur, step.attr)}
+        if op == "copy_namespaces":
+            args["flags"] = flags
+        if op == "copy_sighand" and flags & abi.CLONE_CLEAR_SIGHAND:
+            args["clear"] = True
+        return args
+
+    def store(self, step: Step, reply: Any) -> None:
+        child = self.child
+        if step.name == "alloc_pid":
+            child.pid_handle, child.numbers = reply["pid"], list(reply["numbers"])
+            child.pid = child.numbers[0]
+        elif step.attr is not None:
+            setattr(child, step.attr, reply[step.param])
+        if step.name == "copy_namespaces":
+            child.pid_ns_for_children = reply["pid_ns"]
+
+    async def unwind(self) -> None:
+        """The bad_fork_cleanup_* labels: undo what was done, newest first."""
+        child = self.child
+        for step in reversed(self.done):
+            if step.service == "kernel" or step.undo is None:
+                continue
+            handle = child.id if step.name == "sched_fork" else getattr(child, step.attr)
+            await self.k.call(step.service, step.undo, {step.param: handle}, self.meta(f"undo {step.name}"))
+        self.done.clear()
+
+    # --- the kernel's own steps -------------------------------------------------------
+    def dup_task_struct(self) -> None:
+        """The child's task_struct starts as a copy of the parent's."""
+        cur, child = self.current, self.child
+        child.pid_ns_for_children = cur.pid_ns_for_children
+
+    def check_limits(self) -> None:
+        """RLIMIT_NPROC (counting the new child) and threads-max: EAGAIN."""
+        k = self.k
+        nproc = self.current.leader.rlim.get(abi.RLIMIT_NPROC, k.config.nproc)
+        if k.nr_threads >= k.config.max_threads:
+            raise abi.kernel_error(abi.EAGAIN, f"threads-max ({k.config.max_threads}) reached")
+        if nproc != abi.RLIM_INFINITY and k.nr_threads + 1 > nproc:
+            raise abi.kernel_error(abi.EAGAIN, f"RLIMIT_NPROC ({nproc}) reached")
+
+    def copy_thread(self) -> None:
+        """The child's execution context: where it starts, and that clone returns 0 there."""
+        self.child.entry = self.k.runtime.copy_thread(self.current, self.child, self.args)
+
+    def link(self) -> None:
+        """real_parent, group_leader, tgid, exit_signal and the children lists."""
+        cur, child, flags = self.current, self.child, self.args.flags
+        child.pid_ns = child.pid_ns_for_children  # where alloc_pid put it
+        child.ns_path = cur.ns_path[: child.level] + [child.pid_ns]  # the pid ns at each level
+        if flags & (CLONE_PARENT | CLONE_THREAD):
+            child.real_parent = cur.real_parent
+            child.exit_signal = -1 if flags & CLONE_THREAD else cur.leader.exit_signal
+        else:
+            child.real_parent = cur
+            child.exit_signal = self.args.exit_signal
+        if flags & CLONE_THREAD:
+            child.group_leader = cur.leader
+            child.tgid = cur.tgid
+            cur.leader.thread_group.append(child)
+        else:
+            child.group_leader = None
+            child.tgid = child.pid
+            child.thread_group = [child]
+            child.rlim = dict(cur.leader.rlim)
+            if child.real_parent is not None:
+                child.real_parent.children.append(child)
+        if flags & abi.CLONE_CHILD_SETTID:
+            child.set_child_tid = self.args.child_tid
+        if flags & abi.CLONE_CHILD_CLEARTID:
+            child.clear_child_tid = self.args.child_tid
+        if child.numbers[-1] == 1:  # is_child_reaper: pid 1 of its namespace
+            child.flags.add("SIGNAL_UNKILLABLE")
+        if cur is self.k.init and self.k.program is None:
+            self.k.program = child  # the program ukernel.run reports on
+        child.state = "running"
+        self.k.tasks.add(child)
+        self.k.nr_threads += 1
+
+
+async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int) -> int:
+    """copy_process, then the parent's tid word, the wake-up and the vfork wait."""
+    flags = args.flags
+    validate(current, flags)
+    if flags & CLONE_PIDFD:
+        raise abi.kernel_error(abi.ENOSYS, "pidfds are not built yet (CLONE_PIDFD)")
+    child = await CopyProcess(kernel, current, args, cause).run()
+    nr = child.vnr(current)
+    meta = {"cause": cause, "pid": current.pid, "tid": current.pid, "syscall": args.syscall}
+    if flags & CLONE_PARENT_SETTID and current.mm is not None:
+        try:  # put_user(nr, parent_tid): a bad address is ignored, as in Linux
+            await kernel.call("mm", "write_mem", {"mm": current.mm, "addr": args.parent_tid, "data": nr.to_bytes(4, "little")}, meta | {"step": "settid", "flag": "CLONE_PARENT_SETTID"})
+        except OSError:
+            pass
+    if flags & CLONE_VFORK:
+        child.vfork_done = trio.Event()
+    await kernel.wake_up_new_task(child, meta | {"step": "wake_up_new_task"})
+    if flags & CLONE_VFORK:
+        await kernel.sleep_on(current, child.vfork_done)
+    return nr

@@ -1,0 +1,44 @@
+"""execve: a new program in the same task, routed like clone.
+
+The steps follow fs/exec.c: read the file (kernel_read_file), check it is a
+program, then past the point of no return: kill the other threads
+(de_thread), a new mm (exec_mmap, which also ends a vfork parent's wait),
+an unshared fd table with close-on-exec fds closed, the new comm and exit
+signal, and the new program's main.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+from . import abi
+from .exit import mm_release, zap_other_threads
+from .runtime import ExecImage, Image
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:
+    if not isinstance(path, str) or not all(isinstance(a, str) for a in argv):
+        raise abi.kernel_error(abi.EFAULT, "execve takes a path and a list of strings")
+    found = await k.call("vfs", "kernel_read_file", {"fs": task.fs, "path": path}, meta | {"step": "kernel_read_file"})
+    image = Image.load(found["path"], found["data"], argv, envp)
+    # the point of no return
+    if len(task.leader.thread_group) > 1:
+        zap_other_threads(task)
+    new = await k.call("mm", "mm_init", {"code_size": len(found["data"])}, meta | {"step": "exec_mmap"})
+    old_mm, task.mm = task.mm, new["mm"]
+    if old_mm is not None:
+        saved, task.mm = task.mm, old_mm
+        await mm_release(k, task, meta)
+        task.mm = saved
+        await k.call("mm", "mmput", {"mm": old_mm}, meta | {"step": "exec_mmap"})
+    task.files = (await k.call("vfs", "exec_files", {"files": task.files}, meta | {"step": "unshare_files"}))["files"]
+    task.comm = posixpath.basename(found["path"])[:15]
+    task.leader.exit_signal = abi.SIGCHLD
+    task.image = image
+    k.runtime.replays.pop(task.id, None)
+    raise ExecImage(image)

@@ -1,0 +1,165 @@
+"""do_exit, exit_notify, release_task and wait4: the other half of a life.
+
+do_exit is a table like COPY_STEPS: each row puts one reference the task
+holds, so every handle clone took is given back along a visible route.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import abi
+from .runtime import TaskExit
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+# fmt: off
+EXIT_STEPS: tuple[tuple[str, str, str, str], ...] = (
+    # step               service       op             handle
+    ("exit_mm",          "mm",         "mmput",       "mm"),
+    ("exit_files",       "vfs",        "put_files",   "files"),
+    ("exit_fs",          "vfs",        "put_fs",      "fs"),
+    ("exit_sighand",     "signals",    "put_sighand", "sighand"),
+    ("exit_signal",      "signals",    "put_signal",  "signal"),
+    ("exit_namespaces",  "namespaces", "put_nsproxy", "nsproxy"),
+)
+# fmt: on
+
+
+async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
+    """Give back every handle, notify the parent, leave the CPU for good."""
+    task.flags.add("PF_EXITING")
+    if group:
+        zap_other_threads(task)
+    meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
+    await mm_release(k, task, meta)
+    for step, service, op, attr in EXIT_STEPS:
+        handle = getattr(task, attr)
+        if handle is not None:
+            await k.call(service, op, {attr: handle}, meta | {"step": step})
+            setattr(task, attr, None)
+    k.runtime.replays.pop(task.id, None)
+    task.image = None
+    exit_notify(k, task, status)
+    await k.task_dead(task, meta)
+
+
+async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """CLONE_CHILD_CLEARTID's write, and the end of a vfork parent's wait."""
+    if task.mm is not None and task.clear_child_tid:
+        await k.call("mm", "mm_release", {"mm": task.mm, "clear_child_tid": task.clear_child_tid}, meta | {"step": "mm_release"})
+        task.clear_child_tid = 0
+    if task.vfork_done is not None:
+        task.vfork_done.set()
+        task.vfork_done = None
+
+
+def zap_other_threads(task: TaskStruct) -> None:
+    """exit_group: every other thread of the group gets SIGKILL."""
+    for other in task.leader.thread_group:
+        if other is not task and other.state == "running":
+            k_kill(other, abi.SIGKILL)
+
+
+def k_kill(task: TaskStruct, sig: int) -> None:
+    """A fatal signal: the task exits at its next kernel exit, woken if asleep."""
+    task.killed = task.killed or sig
+    if task.sleep_scope is not None:
+        task.sleep_scope.cancel()
+
+
+def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
+    """The init of the task's pid namespace, or the idle task once that init is gone."""
+    for candidate in k.tasks:
+        if candidate.pid_ns == task.pid_ns and candidate.numbers[-1] == 1 and candidate.state == "running" and candidate is not task:
+            return candidate
+    return k.idle
+
+
+def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
+    """Reparent the children, become a zombie, and tell whoever waits."""
+    task.state, task.exit_code = "zombie", status
+    reaper = find_child_reaper(k, task)
+    for child in task.children:
+        child.real_parent = reaper
+        child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
+        reaper.children.append(child)
+        if child.state == "zombie":
+            notify_parent(k, child)
+    task.children.clear()
+    leader = task.leader
+    if task is not leader:  # a thread is never waited for: it reaps itself
+        release_task(k, task)
+        if leader.state == "zombie" and thread_group_empty(leader):
+            notify_parent(k, leader)
+    elif thread_group_empty(task):
+        notify_parent(k, task)
+
+
+def thread_group_empty(leader: TaskStruct) -> bool:
+    return all(t is leader for t in leader.thread_group)
+
+
+def notify_parent(k: Kernel, task: TaskStruct) -> None:
+    """do_notify_parent: wake the parent's wait4; the idle task reaps at once."""
+    parent = task.real_parent
+    if parent is None or parent is k.idle:
+        release_task(k, task)
+        return
+    wake_waiters(parent.leader)
+
+
+def wake_waiters(leader: TaskStruct) -> None:
+    leader.child_wait.set()
+    leader.child_wait = type(leader.child_wait)()
+
+
+def release_task(k: Kernel, task: TaskStruct) -> None:
+    """The task is gone for good: its pid goes back, it leaves every list."""
+    task.state = "dead"
+    if task.real_parent is not None and task in task.real_parent.children:
+        task.real_parent.children.remove(task)
+    if task in task.leader.thread_group:
+        task.leader.thread_group.remove(task)
+    k.tasks.remove(task)
+    k.nr_threads -= 1
+    k.release_pid(task)
+    k.reaped(task)
+
+
+def eligible(task: TaskStruct, child: TaskStruct, pid: int, options: int) -> bool:
+    """eligible_pid and eligible_child (kernel/exit.c)."""
+    if pid > 0 and child.nr_in(task.level) != pid:
+        return False
+    if options & abi.__WALL:
+        return True
+    is_clone = child.exit_signal != abi.SIGCHLD
+    return bool(options & abi.__WCLONE) == is_clone
+
+
+async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
+    """wait4: reap a zombie child, or sleep until a child changes state."""
+    if options & ~(abi.WNOHANG | abi.WUNTRACED | abi.WCONTINUED | abi.__WNOTHREAD | abi.__WALL | abi.__WCLONE):
+        raise abi.kernel_error(abi.EINVAL, f"unknown wait4 options {options:#x}")
+    if pid < -1 or pid == 0:
+        raise abi.kernel_error(abi.ENOSYS, "waiting by process group comes with setpgid (not built yet)")
+    leader = task.leader
+    while True:
+        event = leader.child_wait
+        threads = [task] if options & abi.__WNOTHREAD else list(leader.thread_group)
+        children = [c for t in threads for c in t.children if eligible(task, c, pid, options)]
+        if not children:
+            raise abi.kernel_error(abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process")
+        for child in children:
+            if child.state == "zombie" and thread_group_empty(child):
+                status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}
+                nr = child.vnr(task)
+                release_task(k, child)
+                return [nr, status, rusage]
+        if options & abi.WNOHANG:
+            return [0, 0, {}]
+        await k.sleep_on(task, event)
+        if task.killed:
+            raise TaskExit(abi.W_EXITCODE(0, task.killed))

@@ -1,0 +1,345 @@
+"""The kernel core: boots the services, gives CPUs to tasks, enters syscalls.
+
+The kernel owns the task table and nothing a service owns. It reaches the
+services only through the router, with the tasks' handles, and it runs a
+task's Python code only while sched has given that task a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from services.mm import MmService
+from services.namespaces import NamespacesService
+from services.pid import PidService
+from services.sched import SchedService
+from services.signals import SignalsService
+from services.vfs import VfsService
+
+from . import abi
+from .clone import STEP_NAMES, CloneArgs, kernel_clone
+from .exit import do_exit
+from .router import Router
+from .runtime import ExecImage, Runtime, TaskExit
+from .syscalls import SYSCALLS
+from .task import TaskStruct, TaskTable
+from .trace import Tracer
+from .transport.local import open_local
+
+USERLAND = Path(__file__).resolve().parent.parent / "userland"
+THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
+
+
+def parse_size(size: int | str) -> int:
+    """'64M' -> 67108864."""
+    if isinstance(size, int):
+        return size
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = size.strip().upper()
+    if text[-1:] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def parse_errno(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    err = getattr(abi, value.upper(), None)
+    if not isinstance(err, int):
+        raise ValueError(f"unknown errno {value!r}")
+    return err
+
+
+@dataclass
+class Config:
+    """Everything ``ukernel.run`` and ``ukernel.boot`` accept as keywords."""
+
+    cpus: int = 1
+    memory: int | str = "64M"
+    seed: int = 0
+    fail: dict[str, Any] = field(default_factory=dict)
+    stdin: bytes = b""
+    files: dict[str, bytes] = field(default_factory=dict)
+    pid_max: int = abi.PID_MAX_DEFAULT
+    max_threads: int = 0  # 0: Linux's formula from the memory size
+    nproc: int = 0  # 0: max_threads / 2, as fork_init sets RLIMIT_NPROC
+    console: Any = None  # a callable that sees console output as it is written
+    trace: bool = True
+
+    def __post_init__(self) -> None:
+        self.memory = parse_size(self.memory)
+        if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
+            self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
+        if not self.nproc:
+            self.nproc = self.max_threads // 2
+        unknown = set(self.fail) - set(STEP_NAMES) - {k for k in self.fail if str(k).startswith("msg:")}
+        if unknown:
+            raise ValueError(f"fail: unknown step(s) {sorted(unknown)}; steps are {', '.join(STEP_NAMES)} or msg:N")
+
+
+class Kernel:
+    def __init__(self, config: Config, tracer: Tracer):
+        self.config, self.tracer = config, tracer
+        self.router = Router(tracer)
+        self.runtime = Runtime(self)
+        self.tasks = TaskTable()
+        self.by_id: dict[int, TaskStruct] = {}
+        self.nr_threads = 0
+        self.ticks = 0
+        self.slice = 1
+        self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
+        self.fail = {k: parse_errno(v) for k, v in config.fail.items() if not str(k).startswith("msg:")}
+        self.router.fail_nth = {int(k[4:]): parse_errno(v) for k, v in config.fail.items() if str(k).startswith("msg:")}
+        self.idle = TaskStruct(comm="swapper", state="running")
+        self.init: TaskStruct | None = None
+        self.program: TaskStruct | None = None  # init's first child: what ukernel.run reports on
+        self.program_status: int | None = None
+        self.exits: dict[int, trio.Event] = {}
+        self.statuses: dict[int, int] = {}
+        self.baseline: dict[str, dict] = {}
+        self.nursery: trio.Nursery | None = None
+        tracer.clock = lambda: self.ticks
+
+    # --- boot ---------------------------------------------------------------------------
+    def services(self) -> list:
+        c = self.config
+        return [
+            MmService(memory=c.memory),
+            VfsService(stdin=c.stdin, console=c.console),
+            PidService(pid_max=c.pid_max),
+            SchedService(cpus=c.cpus),
+            SignalsService(),
+            NamespacesService(),
+        ]
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start the services, fill /bin, and build the idle task's handles."""
+        self.nursery = nursery
+        for service in self.services():
+            endpoint, inbox = open_local()
+            service.router = self.router
+            self.router.attach(service.name, endpoint, service.calls)
+            nursery.start_soon(service.serve, inbox)
+        for program in sorted(USERLAND.glob("*.py")):
+            if program.stem != "__init__":
+                await self.call("vfs", "write_file", {"path": f"/bin/{program.stem}", "data": program.read_bytes(), "mode": 0o755})
+        for path, data in self.config.files.items():
+            await self.call("vfs", "write_file", {"path": path, "data": data, "mode": 0o755})
+        idle = self.idle
+        idle.files = (await self.call("vfs", "init_files", {}))["files"]
+        idle.fs = (await self.call("vfs", "init_fs", {}))["fs"]
+        idle.sighand = (await self.call("signals", "init_sighand", {}))["sighand"]
+        idle.signal = (await self.call("signals", "init_signal", {}))["signal"]
+        idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
+        self.baseline = await self.accounting()
+
+    async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
+        """kernel -> service; ``inject`` fails it at the router (fault injection)."""
+        if inject:
+            self.router.fail_nth[self.router.sent + 1] = inject
+        return await self.router.call("kernel", dst, op, args, meta or {})
+
+    # --- accounting -----------------------------------------------------------------------
+    async def accounting(self) -> dict[str, dict]:
+        return {name: await self.call(name, "accounting", {}) for name in sorted(self.router.endpoints)}
+
+    async def check_invariants(self) -> list[str]:
+        """What leaked: every service's counts against boot, and the kernel's own."""
+        problems = []
+        now = await self.accounting()
+        for name, counts in now.items():
+            for key, value in counts.items():
+                before = self.baseline.get(name, {}).get(key)
+                if value != before:
+                    problems.append(f"{name}.{key}: {before} at boot, {value} now")
+        problems += await self.call("mm", "check", {})
+        live = [f"{t.pid}:{t.comm}:{t.state}" for t in self.tasks]
+        if live:
+            problems.append(f"tasks still in the task table: {live}")
+        if self.nr_threads:
+            problems.append(f"nr_threads is {self.nr_threads}")
+        if self.runtime.replays:
+            problems.append(f"replays left: {sorted(self.runtime.replays)}")
+        return problems
+
+    # --- CPUs -----------------------------------------------------------------------------
+    def _dispatch(self, cpu: int, task_id: int) -> None:
+        task = self.by_id[task_id]
+        task.cpu, task.slice = cpu, self.slice
+        self.cpu_curr[cpu] = task
+        if self.tracer.on:
+            self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
+        task.go.set()
+
+    async def wait_cpu(self, task: TaskStruct) -> None:
+        while task.cpu is None:
+            await task.go.wait()
+
+    async def wake_up_new_task(self, child: TaskStruct, meta: dict) -> None:
+        """Start the child's trio task, then let sched queue it."""
+        self.by_id[child.id] = child
+        status: list[int] = []
+        self.nursery.start_soon(self.runtime.task_main, child, status)
+        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta)
+        for cpu, tid in reply["dispatch"]:
+            self._dispatch(cpu, tid)
+
+    async def schedule(self, task: TaskStruct, state: str) -> None:
+        """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
+        cpu, ran = task.cpu, task.ran
+        task.ran, task.cpu, task.go = 0, None, trio.Event()
+        task.utime += ran
+        self.cpu_curr[cpu] = None
+        meta = {"pid": task.pid, "tid": task.pid}
+        reply = await self.call("sched", "schedule", {"cpu": cpu, "prev": task.id, "state": state, "ran": ran}, meta)
+        self.slice = reply["slice"]
+        if reply["next"] is not None:
+            self._dispatch(cpu, reply["next"])
+        if state in ("preempted", "yield"):
+            await self.wait_cpu(task)
+
+    async def sleep_on(self, task: TaskStruct, event: trio.Event) -> None:
+        """Block until ``event`` (or a fatal signal), leaving the CPU to others."""
+        if event.is_set():
+            return
+        await self.schedule(task, "blocked")
+        with trio.CancelScope() as scope:
+            task.sleep_scope = scope
+            await event.wait()
+        task.sleep_scope = None
+        reply = await self.call("sched", "wake", {"task": task.id}, {"pid": task.pid, "tid": task.pid})
+        for cpu, tid in reply["dispatch"]:
+            self._dispatch(cpu, tid)
+        await self.wait_cpu(task)
+
+    async def schedule_tail(self, task: TaskStruct) -> None:
+        """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
+        nr = task.nr_in(task.level).to_bytes(4, "little")
+        try:
+            await self.call("mm", "write_mem", {"mm": task.mm, "addr": task.set_child_tid, "data": nr}, {"pid": task.pid, "tid": task.pid, "step": "schedule_tail", "flag": "CLONE_CHILD_SETTID"})
+        except OSError:
+            pass  # unchecked, as in Linux
+
+    # --- syscalls -------------------------------------------------------------------------
+    async def syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
+        """A kernel entry: charge a tick, route the call, then return to user mode."""
+        entry = SYSCALLS.get(name)
+        if entry is None:
+            raise abi.kernel_error(abi.ENOSYS, f"no syscall {name!r}")
+        msgid = self.router.new_msgid()
+        self.ticks += 1
+        task.ran += 1
+        task.slice -= 1
+        tracer = self.tracer
+        if tracer.on:
+            tracer.emit("syscall_enter", src=f"pid:{task.pid}", dst=entry[0], op=name, msgid=msgid, pid=task.pid, tid=task.pid, args=_printable(args))
+        meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
+        started = time.perf_counter()
+        try:
+            result = await entry[1](self, task, meta, **args)
+        except OSError as exc:
+            if tracer.on:
+                tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, errno=abi.errno_name(exc.errno or 0), message=exc.strerror, dur_us=int((time.perf_counter() - started) * 1e6))
+            await self.return_to_user(task)
+            raise
+        except ExecImage:
+            if tracer.on:
+                tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, result=0)
+            raise
+        if tracer.on:
+            tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, result=_printable(result), dur_us=int((time.perf_counter() - started) * 1e6))
+        await self.return_to_user(task)
+        return result
+
+    async def return_to_user(self, task: TaskStruct) -> None:
+        """exit_to_user_mode: a fatal signal ends the task; a used-up slice preempts it."""
+        if task.killed:
+            raise TaskExit(abi.W_EXITCODE(0, task.killed))
+        if task.slice <= 0:
+            await self.schedule(task, "preempted")
+
+    # --- exit -------------------------------------------------------------------------------
+    async def do_exit(self, task: TaskStruct, status: int, group: bool) -> None:
+        await do_exit(self, task, status, group)
+
+    async def task_dead(self, task: TaskStruct, meta: dict) -> None:
+        """do_task_dead: leave the CPU for good."""
+        await self.schedule(task, "dead")
+        self.by_id.pop(task.id, None)
+
+    def release_pid(self, task: TaskStruct) -> None:
+        """free_pid is sent from a system task, so release_task itself never blocks."""
+        if task.pid_handle is not None:
+            handle, task.pid_handle = task.pid_handle, None
+            self.nursery.start_soon(self._free_pid, handle, task.pid)
+
+    async def _free_pid(self, handle: int, pid: int) -> None:
+        with trio.CancelScope(shield=True):
+            await self.call("pid", "free_pid", {"pid": handle}, {"pid": pid, "tid": pid, "step": "release_task"})
+
+    def reaped(self, task: TaskStruct) -> None:
+        if task is self.program:
+            self.program_status = task.exit_code
+        self.statuses[task.pid] = task.exit_code
+        event = self.exits.pop(task.pid, None)
+        if event is not None:
+            event.set()
+
+    # --- running programs ---------------------------------------------------------------
+    async def spawn(self, path: str, argv: list[str], envp: dict | None = None) -> TaskStruct:
+        """A kernel thread that execs ``path`` (kernel_init running /sbin/init)."""
+        args = CloneArgs(exit_signal=abi.SIGCHLD, fn=_kthread_execve, arg=(path, list(argv), dict(envp or {})), syscall="kernel_thread")
+        cause = self.router.new_msgid()
+        pid = await kernel_clone(self, self.idle, args, cause)
+        self.exits[pid] = trio.Event()
+        task = self.tasks.by_pid[pid]
+        if self.init is None:
+            self.init = task
+        return task
+
+    async def wait_exit(self, task: TaskStruct) -> int:
+        """Wait for a spawned task to end; the idle task reaps it."""
+        event = self.exits.get(task.pid)
+        if event is not None:
+            await event.wait()
+        await self.quiesce()
+        return self.statuses.pop(task.pid)
+
+    async def quiesce(self) -> None:
+        """Let the last system messages (pid frees) land before anyone counts."""
+        for _ in range(50):
+            await trio.testing.wait_all_tasks_blocked()
+            if not self.router.pending:
+                return
+
+    async def run(self, program: str, argv: list[str] | None = None) -> int:
+        """Run ``program`` as init's child; the raw wait status of the program."""
+        argv = list(argv or [program.rsplit("/", 1)[-1].removesuffix(".py")])
+        init = await self.spawn("/bin/init", ["init", program, *argv])
+        await self.wait_exit(init)
+        self.init = None
+        status, self.program_status, self.program = self.program_status, None, None
+        return status if status is not None else abi.W_EXITCODE(127)
+
+
+async def _kthread_execve(sys: Any, arg: tuple) -> int:
+    path, argv, envp = arg
+    await sys.execve(path, argv, envp)
+    return 127
+
+
+def _printable(value: Any) -> Any:
+    """Trace args hold msgpack types: a function becomes its name."""
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    if callable(value):
+        return getattr(value, "__qualname__", repr(value))
+    return value

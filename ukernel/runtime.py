@@ -1,0 +1,389 @@
+"""Running userland: program images, the ``sys`` object, and fork by replay.
+
+A program is Python source in the vfs defining ``async def main(sys, argv)``.
+The Python side of an address space is an ``Image``: the program's module
+namespace, where it started, and the *journal* of every syscall result since
+that start. A fork child gets a fresh image that re-runs the program from its
+start, answering each syscall from the journal without effect (so nothing is
+written twice), until the journal's last entry, the fork itself, returns 0.
+A clone(fn) without CLONE_VM gets a copy of what the program can reach,
+made by a pickle round trip, like dup_mm copies memory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import io
+import pickle
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import abi
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .task import TaskStruct
+
+current: contextvars.ContextVar[TaskStruct] = contextvars.ContextVar("current")
+
+
+class TaskExit(BaseException):
+    """Unwinds a task's Python stack to do_exit (BaseException: programs can't catch it)."""
+
+    def __init__(self, status: int, group: bool = True):
+        super().__init__(status)
+        self.status, self.group = status, group
+
+
+class ExecImage(BaseException):
+    """Unwinds the old program after a successful execve; the new one starts."""
+
+    def __init__(self, image: Image):
+        super().__init__(image.path)
+        self.image = image
+
+
+class ReplayDiverged(Exception):
+    """The replaying child asked for a different syscall than its parent made."""
+
+
+@dataclass
+class Image:
+    """The Python side of an address space: namespace, start and journal."""
+
+    path: str
+    code: types.CodeType | None
+    argv: list[str]
+    envp: dict[str, str]
+    namespace: dict[str, Any] = field(default_factory=dict)
+    journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (tid, syscall, ok, value)
+    snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
+
+    @classmethod
+    def load(cls, path: str, source: bytes, argv: list[str], envp: dict[str, str]) -> Image:
+        """Compile and run the module body (the loader); ENOEXEC if there is no main."""
+        try:
+            code = compile(source, path, "exec")
+        except (SyntaxError, ValueError) as exc:
+            raise abi.kernel_error(abi.ENOEXEC, f"{path}: not a program: {exc}") from None
+        image = cls(path, code, list(argv), dict(envp))
+        image.namespace = image.fresh_namespace()
+        if not callable(image.namespace.get("main")):
+            raise abi.kernel_error(abi.ENOEXEC, f"{path} defines no main(sys, argv)")
+        return image
+
+    def fresh_namespace(self) -> dict[str, Any]:
+        namespace: dict[str, Any] = {"__name__": "__main__", "__file__": self.path}
+        exec(self.code, namespace)
+        return namespace
+
+    def fork_copy(self, tid: int, syscall: str) -> Image:
+        """A child image: same start, the journal so far, then this fork returning 0."""
+        journal = [*self.journal, (tid, syscall, True, 0)]
+        return Image(self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot)
+
+
+# --- the pickle round trip that copies an address space ------------------------------
+def _make_function(code, globals_, name, defaults, closure, kwdefaults, attrs):
+    fn = types.FunctionType(code, globals_, name, defaults, closure)
+    fn.__kwdefaults__ = kwdefaults
+    fn.__dict__.update(attrs)
+    return fn
+
+
+def _make_cell():
+    return types.CellType()
+
+
+def _fill_cell(cell, contents):
+    cell.cell_contents = contents
+
+
+def _make_class(name, bases, namespace):
+    return type(name, bases, {"__module__": "__main__"})
+
+
+def _fill_class(cls, state):
+    for key, value in state.items():
+        if key not in ("__dict__", "__weakref__"):
+            setattr(cls, key, value)
+
+
+class _SpacePickler(pickle.Pickler):
+    """Copies what a program reaches; shares what is read-only (modules, code, sys)."""
+
+    def __init__(self, file, namespace: dict, shared: tuple):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.namespace, self.shared = namespace, shared
+        self.keep: list[Any] = []
+
+    def persistent_id(self, obj):
+        if isinstance(obj, types.ModuleType | types.CodeType) or any(obj is s for s in self.shared):
+            self.keep.append(obj)
+            return len(self.keep) - 1
+        return None
+
+    def reducer_override(self, obj):
+        if isinstance(obj, types.FunctionType) and obj.__globals__ is self.namespace:
+            args = (obj.__code__, obj.__globals__, obj.__name__, obj.__defaults__, obj.__closure__, obj.__kwdefaults__, obj.__dict__)
+            return _make_function, args
+        if isinstance(obj, types.CellType):
+            try:
+                contents = obj.cell_contents
+            except ValueError:
+                return _make_cell, ()
+            return _make_cell, (), contents, None, None, _fill_cell
+        if isinstance(obj, type) and obj.__module__ == "__main__":
+            state = {k: v for k, v in vars(obj).items() if k not in ("__dict__", "__weakref__")}
+            return _make_class, (obj.__name__, obj.__bases__, None), state, None, None, _fill_class
+        return NotImplemented
+
+
+class _SpaceUnpickler(pickle.Unpickler):
+    def __init__(self, file, keep: list):
+        super().__init__(file)
+        self.keep = keep
+
+    def persistent_load(self, pid):
+        return self.keep[pid]
+
+
+def copy_space(namespace: dict, roots: tuple, shared: tuple) -> tuple[bytes, list, tuple]:
+    """Snapshot (namespace, *roots) as bytes; returns (bytes, shared refs, the copy)."""
+    buf = io.BytesIO()
+    pickler = _SpacePickler(buf, namespace, shared)
+    try:
+        pickler.dump((namespace, *roots))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise abi.kernel_error(abi.EINVAL, f"clone without CLONE_VM cannot copy the program's state: {exc}") from None
+    data = buf.getvalue()
+    return data, pickler.keep, restore_space(data, pickler.keep)
+
+
+def restore_space(data: bytes, keep: list) -> tuple:
+    return _SpaceUnpickler(io.BytesIO(data), keep).load()
+
+
+# --- the sys object -----------------------------------------------------------------------
+class Sys:
+    """What a program calls: the Linux syscalls, acting for ``current`` (like libc)."""
+
+    def __init__(self, kernel: Kernel):
+        self._kernel = kernel
+
+    def __reduce__(self):
+        raise TypeError("sys is never copied")
+
+    async def _call(self, name: str, **args: Any) -> Any:
+        return await self._kernel.runtime.syscall(name, args)
+
+    # process life
+    async def fork(self) -> int:
+        return await self._call("fork")
+
+    async def vfork(self) -> int:
+        return await self._call("vfork")
+
+    async def clone(self, flags: int, fn: Any = None, arg: Any = None, *, parent_tid: int | None = None, child_tid: int | None = None, tls: int | None = None) -> int:
+        return await self._call("clone", flags=flags, fn=fn, arg=arg, parent_tid=parent_tid or 0, child_tid=child_tid or 0, tls=tls or 0)
+
+    async def execve(self, path: str, argv: list[str], envp: dict[str, str] | None = None) -> None:
+        return await self._call("execve", path=path, argv=list(argv), envp=dict(envp or {}))
+
+    async def exit(self, code: int = 0) -> None:
+        await self._call("exit", code=code)
+
+    async def exit_group(self, code: int = 0) -> None:
+        await self._call("exit_group", code=code)
+
+    async def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int, dict]:
+        return tuple(await self._call("wait4", pid=pid, options=options))
+
+    async def waitpid(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
+        got, status, _ = await self.wait4(pid, options)
+        return got, status
+
+    async def getpid(self) -> int:
+        return await self._call("getpid")
+
+    async def gettid(self) -> int:
+        return await self._call("gettid")
+
+    async def getppid(self) -> int:
+        return await self._call("getppid")
+
+    async def sched_yield(self) -> None:
+        await self._call("sched_yield")
+
+    async def prlimit(self, resource: int, new: int | None = None) -> int:
+        return await self._call("prlimit", resource=resource, new=new)
+
+    # files
+    async def open(self, path: str, flags: int = abi.O_RDONLY, mode: int = 0o666) -> int:
+        return await self._call("open", path=path, flags=flags, mode=mode)
+
+    async def close(self, fd: int) -> None:
+        await self._call("close", fd=fd)
+
+    async def read(self, fd: int, n: int) -> bytes:
+        return await self._call("read", fd=fd, n=n)
+
+    async def write(self, fd: int, data: bytes | str) -> int:
+        return await self._call("write", fd=fd, data=data.encode() if isinstance(data, str) else data)
+
+    async def lseek(self, fd: int, offset: int, whence: int) -> int:
+        return await self._call("lseek", fd=fd, offset=offset, whence=whence)
+
+    async def dup(self, fd: int) -> int:
+        return await self._call("dup", fd=fd)
+
+    async def dup2(self, old: int, new: int) -> int:
+        return await self._call("dup2", old=old, new=new)
+
+    # memory
+    async def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+        return await self._call("mmap", addr=addr, length=length, prot=prot, flags=flags, fd=fd, offset=offset)
+
+    async def munmap(self, addr: int, length: int) -> None:
+        await self._call("munmap", addr=addr, length=length)
+
+    async def peek(self, addr: int, n: int) -> bytes:
+        return await self._call("peek", addr=addr, n=n)
+
+    async def poke(self, addr: int, data: bytes) -> int:
+        return await self._call("poke", addr=addr, data=data)
+
+    # namespaces
+    async def uname(self) -> dict:
+        return await self._call("uname")
+
+    async def sethostname(self, name: str) -> None:
+        await self._call("sethostname", name=name)
+
+
+# --- the runtime ---------------------------------------------------------------------------
+class Runtime:
+    """Starts tasks' Python code, records and replays syscalls, copies images."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+        self.sys = Sys(kernel)
+        self.replays: dict[int, list] = {}  # task id -> journal entries still to replay
+
+    # called by copy_process's copy_thread step
+    def copy_thread(self, current: TaskStruct, child: TaskStruct, args: Any) -> tuple:
+        """Decide how the child starts; its clone/fork returns 0 there."""
+        image = current.image
+        if image is None:  # a kernel thread's child: runs only what the kernel gives it
+            child.image = None
+            return ("kthread", args.fn, args.arg)
+        if args.fn is not None and args.flags & abi.CLONE_VM:
+            child.image = image  # a thread: the same program namespace
+            return ("call", args.fn, args.arg)
+        if args.fn is not None:
+            data, keep, (namespace, fn, arg) = copy_space(image.namespace, (args.fn, args.arg), (self.sys,))
+            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data)
+            child.image.snapshot_keep = keep
+            return ("call", fn, arg)
+        if len({tid for tid, *_ in image.journal} | {current.pid}) > 1:
+            raise abi.kernel_error(abi.ENOSYS, "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)")
+        child.image = image.fork_copy(current.pid, args.syscall)
+        child.image.snapshot_keep = getattr(image, "snapshot_keep", None)
+        return ("replay",)
+
+    async def syscall(self, name: str, args: dict) -> Any:
+        """The kernel entry every ``sys`` method goes through."""
+        task = current.get()
+        pending = self.replays.get(task.id)
+        if pending is not None:
+            return self._replay(task, pending, name)
+        image = task.image
+        try:
+            result = await self.kernel.syscall(task, name, args)
+        except OSError as exc:
+            if image is not None and task.image is image:
+                image.journal.append((task.pid, name, False, (exc.errno, exc.strerror)))
+            raise
+        if image is not None and task.image is image:
+            image.journal.append((task.pid, name, True, result))
+        return result
+
+    def _replay(self, task: TaskStruct, pending: list, name: str) -> Any:
+        """Answer from the journal: no message, no effect."""
+        _tid, expected, ok, value = pending.pop()
+        if not pending:
+            del self.replays[task.id]
+        if expected != name:
+            done = len(task.image.journal) - len(pending) - 1
+            raise ReplayDiverged(f"replay diverged at syscall #{done + 1}: the parent called {expected}(), the child calls {name}()")
+        if not ok:
+            raise OSError(*value)
+        return value
+
+    async def task_main(self, task: TaskStruct, status: list) -> None:
+        """A task's whole life on its trio task: wait for a CPU, run, exit."""
+        current.set(task)
+        k = self.kernel
+        code = 0
+        try:
+            await k.wait_cpu(task)
+            if task.set_child_tid:
+                await k.schedule_tail(task)
+            code = await self._run_entry(task, task.entry)
+            code = abi.W_EXITCODE(code if isinstance(code, int) else 0)
+            group = task.entry[0] != "call" or task.image is None
+        except TaskExit as exc:
+            code, group = exc.status, exc.group
+        except BaseException as exc:  # an uncaught exception: traceback to fd 2, status 1
+            if not isinstance(exc, Exception):
+                raise
+            code, group = abi.W_EXITCODE(1), True
+            await self._report(task, exc)
+        await k.do_exit(task, code, group)
+        status.append(code)
+
+    async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:
+        kind = entry[0]
+        while True:
+            try:
+                if kind == "call":
+                    return await _call_maybe_async(entry[1], self.sys, entry[2])
+                if kind == "kthread":
+                    return await entry[1](self.sys, entry[2])
+                if kind == "replay":
+                    return await self._start_replay(task)
+                return await task.image.namespace["main"](self.sys, task.image.argv)
+            except ExecImage:
+                kind = "main"
+
+    async def _start_replay(self, task: TaskStruct) -> Any:
+        image = task.image
+        self.replays[task.id] = list(reversed(image.journal))
+        if image.snapshot is not None:
+            namespace, fn, arg = restore_space(image.snapshot, image.snapshot_keep)
+            image.namespace = namespace
+            return await _call_maybe_async(fn, self.sys, arg)
+        image.namespace = image.fresh_namespace()
+        return await image.namespace["main"](self.sys, image.argv)
+
+    async def _report(self, task: TaskStruct, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(exc)).encode()
+        self.replays.pop(task.id, None)
+        try:
+            await self.kernel.syscall(task, "write", {"fd": 2, "data": text})
+        except (OSError, TaskExit):
+            pass
+
+
+async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:
+    result = fn(sys, arg)
+    if hasattr(result, "__await__"):
+        result = await result
+    return result
+
+
+def load_host_module(name: str) -> types.ModuleType:
+    return importlib.import_module(name)

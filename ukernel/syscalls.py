@@ -1,0 +1,175 @@
+"""The syscall table: each syscall's name and where it is routed.
+
+A handler is ``async def sys_x(k, task, meta, **args)``; ``meta`` carries the
+syscall's msgid as ``cause`` for every message it sends. Calls answered from
+the task_struct (getpid, gettid, getppid) send no message at all, as in
+Linux where they never leave the core kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import abi
+from .clone import CloneArgs, kernel_clone
+from .exec import do_execve
+from .exit import do_wait, k_kill
+from .runtime import TaskExit
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+# --- process life (kernel, with the clone router) ------------------------------------------
+async def sys_fork(k: Kernel, task: TaskStruct, meta: dict) -> int:
+    return await kernel_clone(k, task, CloneArgs(exit_signal=abi.SIGCHLD, syscall="fork"), meta["cause"])
+
+
+async def sys_vfork(k: Kernel, task: TaskStruct, meta: dict) -> int:
+    args = CloneArgs(flags=abi.CLONE_VFORK | abi.CLONE_VM, exit_signal=abi.SIGCHLD, syscall="vfork")
+    return await kernel_clone(k, task, args, meta["cause"])
+
+
+async def sys_clone(k: Kernel, task: TaskStruct, meta: dict, flags: int, fn: Any, arg: Any, parent_tid: int, child_tid: int, tls: int) -> int:
+    """clone(): the low byte is the exit signal; bits above 32 are dropped (lower_32_bits)."""
+    if not isinstance(flags, int):
+        raise abi.kernel_error(abi.EINVAL, "clone flags must be an int")
+    flags &= 0xFFFFFFFF
+    if fn is not None and not callable(fn):
+        raise abi.kernel_error(abi.EINVAL, "clone's fn must be callable")
+    args = CloneArgs(flags & ~abi.CSIGNAL, flags & abi.CSIGNAL, fn, arg, parent_tid, child_tid, tls)
+    return await kernel_clone(k, task, args, meta["cause"])
+
+
+async def sys_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:
+    await do_execve(k, task, meta, path, argv, envp)
+
+
+async def sys_exit(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:
+    raise TaskExit(abi.W_EXITCODE(code), group=False)
+
+
+async def sys_exit_group(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:
+    raise TaskExit(abi.W_EXITCODE(code), group=True)
+
+
+async def sys_wait4(k: Kernel, task: TaskStruct, meta: dict, pid: int, options: int) -> list:
+    return await do_wait(k, task, pid, options)
+
+
+async def sys_getpid(k: Kernel, task: TaskStruct, meta: dict) -> int:
+    return task.leader.nr_in(task.level)
+
+
+async def sys_gettid(k: Kernel, task: TaskStruct, meta: dict) -> int:
+    return task.nr_in(task.level)
+
+
+async def sys_getppid(k: Kernel, task: TaskStruct, meta: dict) -> int:
+    parent = task.leader.real_parent
+    return parent.tgid_vnr(task) if parent is not None and parent is not k.idle else 0
+
+
+async def sys_sched_yield(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    await k.schedule(task, "yield")
+
+
+async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, new: int | None) -> int:
+    """prlimit on the calling process; only RLIMIT_NPROC is modelled."""
+    if resource != abi.RLIMIT_NPROC:
+        raise abi.kernel_error(abi.ENOSYS, f"resource {resource} is not modelled (only RLIMIT_NPROC)")
+    old = task.leader.rlim.get(resource, k.config.nproc)
+    if new is not None:
+        if not isinstance(new, int) or new < abi.RLIM_INFINITY:
+            raise abi.kernel_error(abi.EINVAL, f"bad limit {new!r}")
+        task.leader.rlim[resource] = new
+    return old
+
+
+# --- files (vfs) --------------------------------------------------------------------------
+def _vfs(op: str, *, fs: bool = False) -> Handler:
+    """A syscall that is one vfs message on the task's fd table (and fs_struct)."""
+
+    async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
+        args["files"] = task.files
+        if fs:
+            args["fs"] = task.fs
+        return await k.call("vfs", op, args, meta)
+
+    handler.__name__ = f"sys_{op}"
+    return handler
+
+
+# --- memory (mm) --------------------------------------------------------------------------
+async def sys_mmap(k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    if fd != -1 and not flags & abi.MAP_ANONYMOUS:
+        raise abi.kernel_error(abi.ENOSYS, "file mappings are not built yet; use MAP_ANONYMOUS")
+    return await k.call("mm", "mmap", {"mm": task.mm, "addr": addr, "length": length, "prot": prot, "flags": flags}, meta)
+
+
+async def sys_munmap(k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int) -> None:
+    await k.call("mm", "munmap", {"mm": task.mm, "addr": addr, "length": length}, meta)
+
+
+async def _user_access(k: Kernel, task: TaskStruct, meta: dict, op: str, args: dict) -> Any:
+    """The CPU's load or store: a fault the mm cannot fix is SIGSEGV, not an errno."""
+    try:
+        return await k.call("mm", op, {"mm": task.mm, **args}, meta)
+    except OSError as exc:
+        if exc.errno != abi.EFAULT:
+            raise
+        k_kill(task, abi.SIGSEGV)
+        raise TaskExit(abi.W_EXITCODE(0, abi.SIGSEGV)) from None
+
+
+async def sys_peek(k: Kernel, task: TaskStruct, meta: dict, addr: int, n: int) -> bytes:
+    return await _user_access(k, task, meta, "read_mem", {"addr": addr, "n": n})
+
+
+async def sys_poke(k: Kernel, task: TaskStruct, meta: dict, addr: int, data: bytes) -> int:
+    return await _user_access(k, task, meta, "write_mem", {"addr": addr, "data": data})
+
+
+# --- namespaces ---------------------------------------------------------------------------
+async def sys_uname(k: Kernel, task: TaskStruct, meta: dict) -> dict:
+    return await k.call("namespaces", "uname", {"nsproxy": task.nsproxy}, meta)
+
+
+async def sys_sethostname(k: Kernel, task: TaskStruct, meta: dict, name: str) -> None:
+    await k.call("namespaces", "sethostname", {"nsproxy": task.nsproxy, "name": name}, meta)
+
+
+# fmt: off
+SYSCALLS: dict[str, tuple[str, Handler]] = {
+    # name           routed to     handler
+    "fork":          ("kernel",     sys_fork),
+    "vfork":         ("kernel",     sys_vfork),
+    "clone":         ("kernel",     sys_clone),
+    "execve":        ("kernel",     sys_execve),
+    "exit":          ("kernel",     sys_exit),
+    "exit_group":    ("kernel",     sys_exit_group),
+    "wait4":         ("kernel",     sys_wait4),
+    "getpid":        ("kernel",     sys_getpid),
+    "gettid":        ("kernel",     sys_gettid),
+    "getppid":       ("kernel",     sys_getppid),
+    "sched_yield":   ("sched",      sys_sched_yield),
+    "prlimit":       ("kernel",     sys_prlimit),
+    "open":          ("vfs",        _vfs("open", fs=True)),
+    "close":         ("vfs",        _vfs("close")),
+    "read":          ("vfs",        _vfs("read")),
+    "write":         ("vfs",        _vfs("write")),
+    "lseek":         ("vfs",        _vfs("lseek")),
+    "dup":           ("vfs",        _vfs("dup")),
+    "dup2":          ("vfs",        _vfs("dup2")),
+    "mmap":          ("mm",         sys_mmap),
+    "munmap":        ("mm",         sys_munmap),
+    "peek":          ("mm",         sys_peek),
+    "poke":          ("mm",         sys_poke),
+    "uname":         ("namespaces", sys_uname),
+    "sethostname":   ("namespaces", sys_sethostname),
+}
+# fmt: on

@@ -1,0 +1,116 @@
+"""TaskStruct (the kernel's task_struct) and the task table.
+
+A TaskStruct holds *handles* that services gave out (mm, files, fs, sighand,
+signal, nsproxy, pid), never a service's objects. Links between tasks
+(parent, children, group leader) are the kernel's own and are kept here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import abi
+
+_task_numbers = itertools.count(0)
+
+
+@dataclass(eq=False)
+class TaskStruct:
+    comm: str = "swapper"
+    # --- identity (set by alloc_pid and the link step) ---
+    id: int = field(default_factory=lambda: next(_task_numbers))  # the kernel's own number (sched's key)
+    pid: int = 0  # global number (level 0)
+    tgid: int = 0
+    numbers: list[int] = field(default_factory=lambda: [0])  # pid at each pid-ns level, outermost first
+    pid_handle: int | None = None
+    pid_ns: int = 1  # the pid namespace this task lives in (task_active_pid_ns)
+    ns_path: list[int] = field(default_factory=lambda: [1])  # the pid ns at each level, outermost first
+    # --- family ---
+    real_parent: TaskStruct | None = None
+    children: list[TaskStruct] = field(default_factory=list)
+    group_leader: TaskStruct | None = None
+    thread_group: list[TaskStruct] = field(default_factory=list)  # on the leader: every live thread
+    exit_signal: int = abi.SIGCHLD
+    # --- handles from the services ---
+    mm: int | None = None
+    files: int | None = None
+    fs: int | None = None
+    sighand: int | None = None
+    signal: int | None = None
+    nsproxy: int | None = None
+    pid_ns_for_children: int = 1
+    # --- state ---
+    state: str = "new"  # new, running, zombie, dead
+    exit_code: int = 0  # the wait status once a zombie
+    flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
+    rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
+    set_child_tid: int = 0
+    clear_child_tid: int = 0
+    vfork_done: trio.Event | None = None
+    # --- the runtime's side: CPU and Python program ---
+    cpu: int | None = None
+    go: trio.Event = field(default_factory=trio.Event)
+    ran: int = 0  # ticks since the last report to sched
+    slice: int = 0
+    killed: int = 0  # a fatal signal is pending: exit at the next kernel exit
+    sleep_scope: trio.CancelScope | None = None
+    image: Any = None
+    entry: Any = None  # how the child starts: replay, fn, copied fn
+    child_wait: trio.Event = field(default_factory=trio.Event)  # wait4 sleeps on this (wait_chldexit)
+    utime: int = 0
+
+    @property
+    def level(self) -> int:
+        return len(self.numbers) - 1
+
+    @property
+    def leader(self) -> TaskStruct:
+        return self.group_leader or self
+
+    def nr_in(self, level: int) -> int:
+        """pid_nr_ns: this task's number as seen at ``level``, 0 if not visible there."""
+        return self.numbers[level] if level < len(self.numbers) else 0
+
+    def vnr(self, viewer: TaskStruct) -> int:
+        """task_pid_vnr from the viewer's pid namespace."""
+        return self.nr_in(viewer.level) if self.is_visible_from(viewer) else 0
+
+    def tgid_vnr(self, viewer: TaskStruct) -> int:
+        return self.leader.vnr(viewer)
+
+    def is_visible_from(self, viewer: TaskStruct) -> bool:
+        return viewer.level < len(self.numbers) and self._ns_chain_contains(viewer)
+
+    def _ns_chain_contains(self, viewer: TaskStruct) -> bool:
+        return self.ns_path[: viewer.level + 1] == viewer.ns_path
+
+
+
+class TaskTable:
+    """Every task the kernel knows, by global pid (the pidhash, flattened)."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, TaskStruct] = {}
+
+    def add(self, task: TaskStruct) -> None:
+        self.by_pid[task.pid] = task
+
+    def remove(self, task: TaskStruct) -> None:
+        self.by_pid.pop(task.pid, None)
+
+    def find(self, nr: int, viewer: TaskStruct) -> TaskStruct | None:
+        """find_task_by_vpid: the task numbered ``nr`` in the viewer's namespace."""
+        for task in self.by_pid.values():
+            if task.is_visible_from(viewer) and task.nr_in(viewer.level) == nr:
+                return task
+        return None
+
+    def __len__(self) -> int:
+        return len(self.by_pid)
+
+    def __iter__(self):
+        return iter(list(self.by_pid.values()))

@@ -1,0 +1,1 @@
+"""How frames reach a service: memory channels in one process (local.py)."""
