@@ -56,7 +56,8 @@ class VMA:
         return self.end == nxt.start and same and contiguous
 
     def perms(self) -> str:
-        rwx = "".join(c if self.prot & bit else "-" for c, bit in zip("rwx", (1, 2, 4), strict=True))
+        bits = (abi.PROT_READ, abi.PROT_WRITE, abi.PROT_EXEC)
+        rwx = "".join(c if self.prot & bit else "-" for c, bit in zip("rwx", bits, strict=True))
         return rwx + ("s" if self.flags & abi.MAP_SHARED else "p")
 
 
@@ -290,7 +291,7 @@ class MmService(Service):
         the other side of a fork already copied or exited), are made writable
         in place (wp_page_reuse). Otherwise this mm gets its own copy (wp_page_copy).
         """
-        if vma.shm is None and self.refcount[pte.pfn] > 2:
+        if vma.shm is None and self.refcount[pte.pfn] > 1:
             new = self._alloc_frame()
             if pte.pfn in self.data:
                 self.data[new] = bytearray(self.data[pte.pfn])
@@ -303,10 +304,10 @@ class MmService(Service):
     @op
     async def mm_init(self, req: Call, code_size: int = PAGE) -> dict:
         """A fresh address space with the standard layout, for execve."""
-        if code_size <= 0:
-            raise abi.kernel_error(abi.EINVAL, f"code_size must be positive, got {code_size}")
+        if code_size < 0:
+            raise abi.kernel_error(abi.EINVAL, f"negative code_size {code_size}")
         m = MmStruct(pgd=self._alloc_frame())
-        m.start_code, m.end_code = CODE_START, CODE_START + page_align(code_size)
+        m.start_code, m.end_code = CODE_START, CODE_START + page_align(max(code_size, 1))  # never empty
         m.start_data, m.end_data = m.end_code, m.end_code + PAGE
         m.start_brk = m.brk = m.end_data  # the heap starts empty; brk grows it
         m.start_stack, m.mmap_base = STACK_TOP, STACK_TOP - MIN_GAP
@@ -411,10 +412,12 @@ class MmService(Service):
 
     @op
     async def munmap(self, req: Call, mm: int, addr: int, length: int) -> int:
+        """Unmap [addr, addr+length): holes in the range are fine, as in Linux."""
         m = self._mm(mm)
-        if addr % PAGE or length <= 0 or addr < 0 or addr + length > TASK_SIZE:
+        end = addr + page_align(length)
+        if addr % PAGE or length <= 0 or addr < 0 or end > TASK_SIZE:
             raise abi.kernel_error(abi.EINVAL, f"munmap({addr:#x}, {length}): unaligned or out of range")
-        self._unmap(m, addr, addr + page_align(length))  # holes in the range are fine
+        self._unmap(m, addr, end)
         return 0
 
     @op

@@ -1,0 +1,27 @@
+"""Shared helpers: run a program from source and insist nothing leaked."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import ukernel
+
+
+def program(source: str) -> bytes:
+    return textwrap.dedent(source).encode()
+
+
+async def run_source(source: str, argv: list[str] | None = None, **settings) -> ukernel.Result:
+    """Run source as /bin/t under init; every run must leave the kernel clean."""
+    files = dict(settings.pop("files", {}))
+    files["/bin/t"] = program(source)
+    result = await ukernel.run_async("/bin/t", argv or ["t"], files=files, **settings)
+    assert result.problems == [], result.problems
+    return result
+
+
+@pytest.fixture
+def run():
+    return run_source

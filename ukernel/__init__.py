@@ -21,7 +21,7 @@ from . import abi
 from .kernel import Config, Kernel
 from .trace import MemorySink, Tracer
 
-__all__ = ["Result", "abi", "boot", "run"]
+__all__ = ["Result", "abi", "boot", "run", "run_async"]
 
 
 @dataclass
@@ -39,14 +39,12 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     config = Config(**settings)
     tracer = Tracer()
     kernel_trace = MemorySink()
-    if config.trace:
-        tracer.add_sink(kernel_trace)
-    for sink in sinks:
-        tracer.add_sink(sink)
     async with trio.open_nursery() as nursery:
         kernel = Kernel(config, tracer)
         kernel.trace = kernel_trace
         await kernel.start(nursery)
+        for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
+            tracer.add_sink(sink)  # after boot: the trace starts with the first task
         yield kernel
         nursery.cancel_scope.cancel()
 

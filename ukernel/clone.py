@@ -92,18 +92,23 @@ STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 
 def validate(current: TaskStruct, flags: int) -> None:
     """The EINVAL checks of copy_process (clone-semantics.md §2c-§2d), before any message."""
+    validate_flags(flags, unkillable="SIGNAL_UNKILLABLE" in current.leader.flags, pidns_changed=current.pid_ns != current.pid_ns_for_children)
+
+
+def validate_flags(flags: int, *, unkillable: bool = False, pidns_changed: bool = False) -> None:
+    """The checks on the flags alone, plus the two facts of the caller they need."""
     checks = (
         (flags & CLONE_NEWNS and flags & CLONE_FS, "CLONE_NEWNS and CLONE_FS together"),
         (flags & CLONE_NEWUSER and flags & CLONE_FS, "CLONE_NEWUSER and CLONE_FS together"),
         (flags & CLONE_THREAD and not flags & CLONE_SIGHAND, "CLONE_THREAD needs CLONE_SIGHAND"),
         (flags & CLONE_SIGHAND and not flags & CLONE_VM, "CLONE_SIGHAND needs CLONE_VM"),
         (
-            flags & CLONE_PARENT and "SIGNAL_UNKILLABLE" in current.leader.flags,
+            flags & CLONE_PARENT and unkillable,
             "CLONE_PARENT from an init process (its parent is outside the namespace)",
         ),
         (flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID), "CLONE_THREAD with CLONE_NEWUSER or CLONE_NEWPID"),
         (
-            flags & CLONE_THREAD and current.pid_ns != current.pid_ns_for_children,
+            flags & CLONE_THREAD and pidns_changed,
             "CLONE_THREAD after unshare(CLONE_NEWPID): the thread would be in another pid namespace",
         ),
         (flags & CLONE_PIDFD and flags & CLONE_DETACHED, "CLONE_PIDFD with CLONE_DETACHED"),
@@ -160,7 +165,7 @@ class CopyProcess:
         return self.child
 
     async def do_step(self, step: Step) -> None:
-        inject = self.k.fail.get(step.name)
+        inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
         if step.service == "kernel":
             if inject:
                 raise abi.kernel_error(inject, f"fault injected at {step.name}")

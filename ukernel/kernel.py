@@ -141,9 +141,7 @@ class Kernel:
 
     async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
         """kernel -> service; ``inject`` fails it at the router (fault injection)."""
-        if inject:
-            self.router.fail_nth[self.router.sent + 1] = inject
-        return await self.router.call("kernel", dst, op, args, meta or {})
+        return await self.router.call("kernel", dst, op, args, meta or {}, inject)
 
     # --- accounting -----------------------------------------------------------------------
     async def accounting(self) -> dict[str, dict]:

@@ -74,8 +74,12 @@ class Router:
         self.calls["kernel"] = self.calls["kernel"] | {name}
         check_call_order(self.calls)
 
-    async def call(self, src: str, dst: str, op: str, args: dict, meta: dict) -> Any:
-        """Send a request and wait for its reply; an error reply raises OSError."""
+    async def call(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Any:
+        """Send a request and wait for its reply; an error reply raises OSError.
+
+        ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
+        delivering: fault injection that still shows in the trace.
+        """
         if dst not in self.calls.get(src, ()):
             allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
@@ -86,9 +90,10 @@ class Router:
         if tracer.on:
             tracer.message("request", src, dst, op, msgid, meta, args=args)
         started = time.perf_counter()
-        injected = self.fail_nth.pop(self.sent, None)
+        injected = inject or self.fail_nth.pop(self.sent, None)
         if injected is not None:
-            error = protocol.error_map(injected, f"fault injected at message {self.sent}")
+            where = meta.get("step") or f"message {self.sent}"
+            error = protocol.error_map(injected, f"{abi.strerror(injected)} (fault injected at {where})")
             response = protocol.Response(msgid, error, None)
         else:
             response = await self._roundtrip(endpoint, msgid, protocol.encode_request(msgid, f"{dst}.{op}", args, meta))

@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextvars
 import importlib
 import io
+import linecache
 import pickle
 import traceback
 import types
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +61,7 @@ class Image:
     argv: list[str]
     envp: dict[str, str]
     namespace: dict[str, Any] = field(default_factory=dict)
-    journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (tid, syscall, ok, value)
+    journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
     snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
 
     @classmethod
@@ -69,6 +71,8 @@ class Image:
             code = compile(source, path, "exec")
         except (SyntaxError, ValueError) as exc:
             raise abi.kernel_error(abi.ENOEXEC, f"{path}: not a program: {exc}") from None
+        text = source.decode("utf-8", "replace")
+        linecache.cache[path] = (len(text), None, text.splitlines(True), path)  # tracebacks show the lines
         image = cls(path, code, list(argv), dict(envp))
         image.namespace = image.fresh_namespace()
         if not callable(image.namespace.get("main")):
@@ -80,9 +84,10 @@ class Image:
         exec(self.code, namespace)
         return namespace
 
-    def fork_copy(self, tid: int, syscall: str) -> Image:
-        """A child image: same start, the journal so far, then this fork returning 0."""
-        journal = [*self.journal, (tid, syscall, True, 0)]
+    def fork_copy(self, forker: int, child: int, syscall: str) -> Image:
+        """A child image: same start, the forking thread's journal as the child's, then fork returning 0."""
+        journal = [(child if who == forker else who, name, ok, value) for who, name, ok, value in self.journal]
+        journal.append((child, syscall, True, 0))
         return Image(self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot)
 
 
@@ -288,9 +293,9 @@ class Runtime:
             child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data)
             child.image.snapshot_keep = keep
             return ("call", fn, arg)
-        if len({tid for tid, *_ in image.journal} | {current.pid}) > 1:
+        if len({who for who, *_ in image.journal} | {current.id}) > 1:
             raise abi.kernel_error(abi.ENOSYS, "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)")
-        child.image = image.fork_copy(current.pid, args.syscall)
+        child.image = image.fork_copy(current.id, child.id, args.syscall)
         child.image.snapshot_keep = getattr(image, "snapshot_keep", None)
         return ("replay",)
 
@@ -305,10 +310,10 @@ class Runtime:
             result = await self.kernel.syscall(task, name, args)
         except OSError as exc:
             if image is not None and task.image is image:
-                image.journal.append((task.pid, name, False, (exc.errno, exc.strerror)))
+                image.journal.append((task.id, name, False, (exc.errno, exc.strerror)))
             raise
         if image is not None and task.image is image:
-            image.journal.append((task.pid, name, True, result))
+            image.journal.append((task.id, name, True, result))
         return result
 
     def _replay(self, task: TaskStruct, pending: list, name: str) -> Any:
@@ -370,12 +375,20 @@ class Runtime:
         return await image.namespace["main"](self.sys, image.argv)
 
     async def _report(self, task: TaskStruct, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc)).encode()
+        text = format_user_traceback(exc).encode()
         self.replays.pop(task.id, None)
         try:
             await self.kernel.syscall(task, "write", {"fd": 2, "data": text})
         except (OSError, TaskExit):
             pass
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The traceback a program's author needs: their frames, not the kernel's."""
+    here = str(Path(__file__).resolve().parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(here)]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    return "".join(lines + traceback.format_exception_only(exc))
 
 
 async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:

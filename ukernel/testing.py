@@ -39,3 +39,17 @@ async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
             nursery.start_soon(service.serve, inbox)
         yield ServiceClient(router, services[0].name, trace)
         nursery.cancel_scope.cancel()
+
+
+def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> list[dict]:
+    """The syscall_enter events of one syscall (optionally of one pid), in order."""
+    return [e for e in trace if e["type"] == "syscall_enter" and e["op"] == syscall and (pid is None or e["pid"] == pid)]
+
+
+def route_of(trace: list[dict], syscall: str = "clone", nth: int = 0, pid: int | None = None) -> list[tuple[str, str]]:
+    """The (service, op) requests the nth such syscall sent, in order."""
+    calls = syscall_events(trace, syscall, pid)
+    if nth >= len(calls):
+        raise AssertionError(f"the trace has {len(calls)} {syscall} calls, not {nth + 1}")
+    cause = calls[nth]["msgid"]
+    return [(e["dst"], e["op"]) for e in trace if e["type"] == "request" and e.get("cause") == cause]
