@@ -17,7 +17,10 @@ from ukernel.service import Call, Service, get, op
 
 #: The namespaces this service owns: kind -> (CLONE flag, initial data).
 OWN_KINDS: dict[str, tuple[int, dict[str, Any]]] = {
-    "uts": (abi.CLONE_NEWUTS, {"sysname": "ukernel", "nodename": "ukernel", "release": "6.9-ukernel", "domainname": "(none)"}),
+    "uts": (
+        abi.CLONE_NEWUTS,
+        {"sysname": "ukernel", "nodename": "ukernel", "release": "6.9-ukernel", "domainname": "(none)"},
+    ),
     "ipc": (abi.CLONE_NEWIPC, {}),
     "net": (abi.CLONE_NEWNET, {"links": ["lo"]}),
     "cgroup": (abi.CLONE_NEWCGROUP, {"root": "/"}),
@@ -75,7 +78,9 @@ class NamespacesService(Service):
         """create_new_namespaces: a new nsproxy, a new namespace for each NEW flag."""
         old = get(self.nsproxies, nsproxy, "nsproxy")
         if flags & abi.CLONE_NEWIPC and flags & abi.CLONE_SYSVSEM:
-            raise abi.kernel_error(abi.EINVAL, "CLONE_NEWIPC with CLONE_SYSVSEM: a semadj list cannot span two ipc namespaces")
+            raise abi.kernel_error(
+                abi.EINVAL, "CLONE_NEWIPC with CLONE_SYSVSEM: a semadj list cannot span two ipc namespaces"
+            )
         own: dict[str, int] = {}
         made: list[int] = []
         for kind, (flag, _) in OWN_KINDS.items():

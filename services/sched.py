@@ -122,7 +122,13 @@ class SchedService(Service):
     @op
     async def sched_stat(self, req: Call, task: int) -> dict:
         se = get(self.entities, task, "sched entity")
-        return {"state": se.state, "cpu": se.cpu, "runtime": se.sum_exec_runtime, "nvcsw": se.nvcsw, "nivcsw": se.nivcsw}
+        return {
+            "state": se.state,
+            "cpu": se.cpu,
+            "runtime": se.sum_exec_runtime,
+            "nvcsw": se.nvcsw,
+            "nivcsw": se.nivcsw,
+        }
 
     @op
     async def now(self, req: Call) -> int:

@@ -102,7 +102,9 @@ class SignalsService(Service):
 
     # --- actions --------------------------------------------------------------
     @op
-    async def sigaction(self, req: Call, sighand: int, sig: int, handler: str | int | None = None, flags: int = 0) -> list:
+    async def sigaction(
+        self, req: Call, sighand: int, sig: int, handler: str | int | None = None, flags: int = 0
+    ) -> list:
         """Install (handler not None) and return the old [handler, flags]."""
         sh = get(self.sighands, sighand, "sighand_struct")
         if not 1 <= sig <= abi._NSIG:

@@ -156,7 +156,11 @@ class VfsService(Service):
     async def init_files(self, req: Call) -> dict:
         """The first fd table: 0, 1, 2 on one open /dev/console."""
         console = self._new(self.files, File(self._lookup("/dev/console"), "/dev/console", abi.O_RDWR, f_count=3))
-        return {"files": self._new(self.files_structs, FilesStruct({0: [console, False], 1: [console, False], 2: [console, False]}))}
+        return {
+            "files": self._new(
+                self.files_structs, FilesStruct({0: [console, False], 1: [console, False], 2: [console, False]})
+            )
+        }
 
     @op
     async def init_fs(self, req: Call) -> dict:

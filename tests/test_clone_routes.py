@@ -112,8 +112,12 @@ async def test_pthread_route(run):
 async def test_newpid_newuts_route_asks_pid_for_a_namespace(run):
     result = await run(CLONE_PROGRAM, ["t", hex(CLONE_NEWPID | CLONE_NEWUTS | abi.SIGCHLD)])
     cause = [e for e in result.trace if e["type"] == "syscall_enter" and e["op"] == "clone"][0]["msgid"]
-    copy_ns = next(e for e in result.trace if e["type"] == "request" and e["op"] == "copy_namespaces" and e["cause"] == cause)
-    nested = [(e["dst"], e["op"]) for e in result.trace if e["type"] == "request" and e.get("cause") == copy_ns["msgid"]]
+    copy_ns = next(
+        e for e in result.trace if e["type"] == "request" and e["op"] == "copy_namespaces" and e["cause"] == cause
+    )
+    nested = [
+        (e["dst"], e["op"]) for e in result.trace if e["type"] == "request" and e.get("cause") == copy_ns["msgid"]
+    ]
     assert nested == [("vfs", "get_mnt_ns"), ("pid", "create_pid_ns")]
     route = route_of(result.trace, "clone")
     assert route[6] == ("namespaces", "copy_namespaces")

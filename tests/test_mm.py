@@ -6,7 +6,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ukernel  # noqa: F401  (first: ukernel/__init__ imports the kernel, which imports the services)
 from services.mm import MmService
 from ukernel import abi
 from ukernel.testing import service_client

@@ -28,7 +28,15 @@ async def test_child_sees_state_at_the_fork_point(run):
     )
     out = result.stdout.decode().splitlines()
     # the replayed writes are not repeated: each 'before' line appears once
-    assert out == ["before 0", "before 1", "before 2", "before 3", "child: i=3 total=6 log=[0, 1, 2, 3]", "before 4", "parent: total=10"]
+    assert out == [
+        "before 0",
+        "before 1",
+        "before 2",
+        "before 3",
+        "child: i=3 total=6 log=[0, 1, 2, 3]",
+        "before 4",
+        "parent: total=10",
+    ]
 
 
 async def test_replayed_syscalls_return_the_recorded_results(run):

@@ -1,10 +1,10 @@
 """ukernel: Linux's fork path rebuilt as messages between services, on trio.
 
-    r = ukernel.run("userland/nginx.py", argv=["nginx", "4"])
-    r.exit_code, r.status, r.stdout, r.trace
+r = ukernel.run("userland/nginx.py", argv=["nginx", "4"])
+r.exit_code, r.status, r.stdout, r.trace
 
-    async with ukernel.boot() as kernel:
-        status = await kernel.run("/bin/hello")
+async with ukernel.boot() as kernel:
+    status = await kernel.run("/bin/hello")
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import abi
-from .kernel import Config, Kernel
 from .trace import MemorySink, Tracer
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 __all__ = ["Result", "abi", "boot", "run", "run_async"]
 
@@ -36,6 +38,8 @@ class Result:
 @asynccontextmanager
 async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     """A live kernel for tests: services up, /bin filled, idle task ready."""
+    from .kernel import Config, Kernel  # here, so that importing a service alone needs no kernel
+
     config = Config(**settings)
     tracer = Tracer()
     kernel_trace = MemorySink()

@@ -70,7 +70,12 @@ SIGXFSZ, SIGVTALRM, SIGPROF, SIGWINCH, SIGIO, SIGPWR, SIGSYS = range(25, 32)
 SIGRTMIN, SIGRTMAX = 32, 64
 _NSIG = 64
 SIGNAL_NAMES: dict[int, str] = {
-    v: k for k, v in globals().items() if k.startswith("SIG") and k[3:].isupper() and isinstance(v, int) and k not in ("SIGRTMIN", "SIGRTMAX", "SIGNAL_NAMES")
+    v: k
+    for k, v in globals().items()
+    if k.startswith("SIG")
+    and k[3:].isupper()
+    and isinstance(v, int)
+    and k not in ("SIGRTMIN", "SIGRTMAX", "SIGNAL_NAMES")
 }
 SIG_DFL = "SIG_DFL"
 SIG_IGN = "SIG_IGN"

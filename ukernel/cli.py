@@ -35,11 +35,21 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = {"cpus": ns.cpus, "seed": ns.seed, "memory": ns.memory, "fail": _parse_fail(ns.fail), "console": console, "sinks": tuple(sinks), "trace": False}
+    settings = {
+        "cpus": ns.cpus,
+        "seed": ns.seed,
+        "memory": ns.memory,
+        "fail": _parse_fail(ns.fail),
+        "console": console,
+        "sinks": tuple(sinks),
+        "trace": False,
+    }
     if not sys.stdin.isatty():
         settings["stdin"] = sys.stdin.buffer.read()
     try:
-        result = trio.run(lambda: run_async(ns.program, [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args], **settings))
+        result = trio.run(
+            lambda: run_async(ns.program, [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args], **settings)
+        )
     except ValueError as exc:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
@@ -70,14 +80,18 @@ def cmd_flags(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ukernel", description="A teaching microkernel: Linux's fork path as messages.")
+    parser = argparse.ArgumentParser(
+        prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run PROGRAM (a host .py file or a name under /bin) as init's child")
     p_run.add_argument("program")
     p_run.add_argument("args", nargs="*", help="the program's arguments (after -- if they start with -)")
     p_run.add_argument("-v", "--verbose", action="store_true", help="print every message, one line each, on stderr")
     p_run.add_argument("--trace", metavar="FILE", help="write the trace as JSON Lines")
-    p_run.add_argument("--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM")
+    p_run.add_argument(
+        "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
+    )
     p_run.add_argument("--cpus", type=int, default=1)
     p_run.add_argument("--seed", type=int, default=0)
     p_run.add_argument("--memory", default="64M")

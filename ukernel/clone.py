@@ -92,7 +92,11 @@ STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 
 def validate(current: TaskStruct, flags: int) -> None:
     """The EINVAL checks of copy_process (clone-semantics.md §2c-§2d), before any message."""
-    validate_flags(flags, unkillable="SIGNAL_UNKILLABLE" in current.leader.flags, pidns_changed=current.pid_ns != current.pid_ns_for_children)
+    validate_flags(
+        flags,
+        unkillable="SIGNAL_UNKILLABLE" in current.leader.flags,
+        pidns_changed=current.pid_ns != current.pid_ns_for_children,
+    )
 
 
 def validate_flags(flags: int, *, unkillable: bool = False, pidns_changed: bool = False) -> None:
@@ -106,7 +110,10 @@ def validate_flags(flags: int, *, unkillable: bool = False, pidns_changed: bool 
             flags & CLONE_PARENT and unkillable,
             "CLONE_PARENT from an init process (its parent is outside the namespace)",
         ),
-        (flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID), "CLONE_THREAD with CLONE_NEWUSER or CLONE_NEWPID"),
+        (
+            flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID),
+            "CLONE_THREAD with CLONE_NEWUSER or CLONE_NEWPID",
+        ),
         (
             flags & CLONE_THREAD and pidns_changed,
             "CLONE_THREAD after unshare(CLONE_NEWPID): the thread would be in another pid namespace",
@@ -149,7 +156,13 @@ class CopyProcess:
         self.done: list[Step] = []
 
     def meta(self, step: str, flag: str | None = None) -> dict:
-        meta = {"cause": self.cause, "pid": self.current.pid, "tid": self.current.pid, "syscall": self.args.syscall, "step": step}
+        meta = {
+            "cause": self.cause,
+            "pid": self.current.pid,
+            "tid": self.current.pid,
+            "syscall": self.args.syscall,
+            "step": step,
+        }
         if flag:
             meta["flag"] = flag
         return meta
@@ -176,7 +189,9 @@ class CopyProcess:
             return  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
         flags = self.args.flags
         op = step.op_for(flags)
-        reply = await self.k.call(step.service, op, self.step_args(step, op), self.meta(step.name, flag_note(step, flags)), inject=inject)
+        reply = await self.k.call(
+            step.service, op, self.step_args(step, op), self.meta(step.name, flag_note(step, flags)), inject=inject
+        )
         self.done.append(step)
         self.store(step, reply)
 
@@ -278,7 +293,12 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
     meta = {"cause": cause, "pid": current.pid, "tid": current.pid, "syscall": args.syscall}
     if flags & CLONE_PARENT_SETTID and current.mm is not None:
         try:  # put_user(nr, parent_tid): a bad address is ignored, as in Linux
-            await kernel.call("mm", "write_mem", {"mm": current.mm, "addr": args.parent_tid, "data": nr.to_bytes(4, "little")}, meta | {"step": "settid", "flag": "CLONE_PARENT_SETTID"})
+            await kernel.call(
+                "mm",
+                "write_mem",
+                {"mm": current.mm, "addr": args.parent_tid, "data": nr.to_bytes(4, "little")},
+                meta | {"step": "settid", "flag": "CLONE_PARENT_SETTID"},
+            )
         except OSError:
             pass
     if flags & CLONE_VFORK:

@@ -49,7 +49,9 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """CLONE_CHILD_CLEARTID's write, and the end of a vfork parent's wait."""
     if task.mm is not None and task.clear_child_tid:
-        await k.call("mm", "mm_release", {"mm": task.mm, "clear_child_tid": task.clear_child_tid}, meta | {"step": "mm_release"})
+        await k.call(
+            "mm", "mm_release", {"mm": task.mm, "clear_child_tid": task.clear_child_tid}, meta | {"step": "mm_release"}
+        )
         task.clear_child_tid = 0
     if task.vfork_done is not None:
         task.vfork_done.set()
@@ -73,7 +75,12 @@ def k_kill(task: TaskStruct, sig: int) -> None:
 def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     """The init of the task's pid namespace, or the idle task once that init is gone."""
     for candidate in k.tasks:
-        if candidate.pid_ns == task.pid_ns and candidate.numbers[-1] == 1 and candidate.state == "running" and candidate is not task:
+        if (
+            candidate.pid_ns == task.pid_ns
+            and candidate.numbers[-1] == 1
+            and candidate.state == "running"
+            and candidate is not task
+        ):
             return candidate
     return k.idle
 
@@ -151,7 +158,9 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
         threads = [task] if options & abi.__WNOTHREAD else list(leader.thread_group)
         children = [c for t in threads for c in t.children if eligible(task, c, pid, options)]
         if not children:
-            raise abi.kernel_error(abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process")
+            raise abi.kernel_error(
+                abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process"
+            )
         for child in children:
             if child.state == "zombie" and thread_group_empty(child):
                 status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}

@@ -128,9 +128,13 @@ class Kernel:
             nursery.start_soon(service.serve, inbox)
         for program in sorted(USERLAND.glob("*.py")):
             if program.stem != "__init__":
-                await self.call("vfs", "write_file", {"path": f"/bin/{program.stem}", "data": program.read_bytes(), "mode": 0o755})
+                await self.call(
+                    "vfs", "write_file", {"path": f"/bin/{program.stem}", "data": program.read_bytes(), "mode": 0o755}
+                )
         for path, data in self.config.files.items():
-            await self.call("vfs", "write_file", {"path": path, "data": data, "mode": 0o755})
+            await self.call(
+                "vfs", "write_file", {"path": path, "data": data, "mode": 0o755 if path.startswith("/bin/") else 0o644}
+            )
         idle = self.idle
         idle.files = (await self.call("vfs", "init_files", {}))["files"]
         idle.fs = (await self.call("vfs", "init_fs", {}))["fs"]
@@ -220,7 +224,12 @@ class Kernel:
         """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
         nr = task.nr_in(task.level).to_bytes(4, "little")
         try:
-            await self.call("mm", "write_mem", {"mm": task.mm, "addr": task.set_child_tid, "data": nr}, {"pid": task.pid, "tid": task.pid, "step": "schedule_tail", "flag": "CLONE_CHILD_SETTID"})
+            await self.call(
+                "mm",
+                "write_mem",
+                {"mm": task.mm, "addr": task.set_child_tid, "data": nr},
+                {"pid": task.pid, "tid": task.pid, "step": "schedule_tail", "flag": "CLONE_CHILD_SETTID"},
+            )
         except OSError:
             pass  # unchecked, as in Linux
 
@@ -236,22 +245,61 @@ class Kernel:
         task.slice -= 1
         tracer = self.tracer
         if tracer.on:
-            tracer.emit("syscall_enter", src=f"pid:{task.pid}", dst=entry[0], op=name, msgid=msgid, pid=task.pid, tid=task.pid, args=_printable(args))
+            tracer.emit(
+                "syscall_enter",
+                src=f"pid:{task.pid}",
+                dst=entry[0],
+                op=name,
+                msgid=msgid,
+                pid=task.pid,
+                tid=task.pid,
+                args=_printable(args),
+            )
         meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
         started = time.perf_counter()
         try:
             result = await entry[1](self, task, meta, **args)
         except OSError as exc:
             if tracer.on:
-                tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, errno=abi.errno_name(exc.errno or 0), message=exc.strerror, dur_us=int((time.perf_counter() - started) * 1e6))
+                tracer.emit(
+                    "syscall_exit",
+                    src=entry[0],
+                    dst=f"pid:{task.pid}",
+                    op=name,
+                    msgid=msgid,
+                    pid=task.pid,
+                    tid=task.pid,
+                    errno=abi.errno_name(exc.errno or 0),
+                    message=exc.strerror,
+                    dur_us=int((time.perf_counter() - started) * 1e6),
+                )
             await self.return_to_user(task)
             raise
         except ExecImage:
             if tracer.on:
-                tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, result=0)
+                tracer.emit(
+                    "syscall_exit",
+                    src=entry[0],
+                    dst=f"pid:{task.pid}",
+                    op=name,
+                    msgid=msgid,
+                    pid=task.pid,
+                    tid=task.pid,
+                    result=0,
+                )
             raise
         if tracer.on:
-            tracer.emit("syscall_exit", src=entry[0], dst=f"pid:{task.pid}", op=name, msgid=msgid, pid=task.pid, tid=task.pid, result=_printable(result), dur_us=int((time.perf_counter() - started) * 1e6))
+            tracer.emit(
+                "syscall_exit",
+                src=entry[0],
+                dst=f"pid:{task.pid}",
+                op=name,
+                msgid=msgid,
+                pid=task.pid,
+                tid=task.pid,
+                result=_printable(result),
+                dur_us=int((time.perf_counter() - started) * 1e6),
+            )
         await self.return_to_user(task)
         return result
 
@@ -292,7 +340,12 @@ class Kernel:
     # --- running programs ---------------------------------------------------------------
     async def spawn(self, path: str, argv: list[str], envp: dict | None = None) -> TaskStruct:
         """A kernel thread that execs ``path`` (kernel_init running /sbin/init)."""
-        args = CloneArgs(exit_signal=abi.SIGCHLD, fn=_kthread_execve, arg=(path, list(argv), dict(envp or {})), syscall="kernel_thread")
+        args = CloneArgs(
+            exit_signal=abi.SIGCHLD,
+            fn=_kthread_execve,
+            arg=(path, list(argv), dict(envp or {})),
+            syscall="kernel_thread",
+        )
         cause = self.router.new_msgid()
         pid = await kernel_clone(self, self.idle, args, cause)
         self.exits[pid] = trio.Event()

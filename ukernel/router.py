@@ -99,7 +99,9 @@ class Router:
             response = await self._roundtrip(endpoint, msgid, protocol.encode_request(msgid, f"{dst}.{op}", args, meta))
         if tracer.on:
             dur_us = int((time.perf_counter() - started) * 1e6)
-            tracer.message("reply", dst, src, op, msgid, meta, result=response.result, error=response.error, dur_us=dur_us)
+            tracer.message(
+                "reply", dst, src, op, msgid, meta, result=response.result, error=response.error, dur_us=dur_us
+            )
         if response.error is not None:
             raise protocol.oserror_from_map(response.error)
         return response.result

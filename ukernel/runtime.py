@@ -19,8 +19,8 @@ import linecache
 import pickle
 import traceback
 import types
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import abi
@@ -133,7 +133,15 @@ class _SpacePickler(pickle.Pickler):
 
     def reducer_override(self, obj):
         if isinstance(obj, types.FunctionType) and obj.__globals__ is self.namespace:
-            args = (obj.__code__, obj.__globals__, obj.__name__, obj.__defaults__, obj.__closure__, obj.__kwdefaults__, obj.__dict__)
+            args = (
+                obj.__code__,
+                obj.__globals__,
+                obj.__name__,
+                obj.__defaults__,
+                obj.__closure__,
+                obj.__kwdefaults__,
+                obj.__dict__,
+            )
             return _make_function, args
         if isinstance(obj, types.CellType):
             try:
@@ -182,8 +190,8 @@ class Sys:
     def __reduce__(self):
         raise TypeError("sys is never copied")
 
-    async def _call(self, name: str, **args: Any) -> Any:
-        return await self._kernel.runtime.syscall(name, args)
+    async def _call(self, syscall: str, /, **args: Any) -> Any:
+        return await self._kernel.runtime.syscall(syscall, args)
 
     # process life
     async def fork(self) -> int:
@@ -192,8 +200,19 @@ class Sys:
     async def vfork(self) -> int:
         return await self._call("vfork")
 
-    async def clone(self, flags: int, fn: Any = None, arg: Any = None, *, parent_tid: int | None = None, child_tid: int | None = None, tls: int | None = None) -> int:
-        return await self._call("clone", flags=flags, fn=fn, arg=arg, parent_tid=parent_tid or 0, child_tid=child_tid or 0, tls=tls or 0)
+    async def clone(
+        self,
+        flags: int,
+        fn: Any = None,
+        arg: Any = None,
+        *,
+        parent_tid: int | None = None,
+        child_tid: int | None = None,
+        tls: int | None = None,
+    ) -> int:
+        return await self._call(
+            "clone", flags=flags, fn=fn, arg=arg, parent_tid=parent_tid or 0, child_tid=child_tid or 0, tls=tls or 0
+        )
 
     async def execve(self, path: str, argv: list[str], envp: dict[str, str] | None = None) -> None:
         return await self._call("execve", path=path, argv=list(argv), envp=dict(envp or {}))
@@ -294,7 +313,10 @@ class Runtime:
             child.image.snapshot_keep = keep
             return ("call", fn, arg)
         if len({who for who, *_ in image.journal} | {current.id}) > 1:
-            raise abi.kernel_error(abi.ENOSYS, "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)")
+            raise abi.kernel_error(
+                abi.ENOSYS,
+                "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)",
+            )
         child.image = image.fork_copy(current.id, child.id, args.syscall)
         child.image.snapshot_keep = getattr(image, "snapshot_keep", None)
         return ("replay",)
@@ -323,7 +345,9 @@ class Runtime:
             del self.replays[task.id]
         if expected != name:
             done = len(task.image.journal) - len(pending) - 1
-            raise ReplayDiverged(f"replay diverged at syscall #{done + 1}: the parent called {expected}(), the child calls {name}()")
+            raise ReplayDiverged(
+                f"replay diverged at syscall #{done + 1}: the parent called {expected}(), the child calls {name}()"
+            )
         if not ok:
             raise OSError(*value)
         return value

@@ -34,7 +34,9 @@ async def sys_vfork(k: Kernel, task: TaskStruct, meta: dict) -> int:
     return await kernel_clone(k, task, args, meta["cause"])
 
 
-async def sys_clone(k: Kernel, task: TaskStruct, meta: dict, flags: int, fn: Any, arg: Any, parent_tid: int, child_tid: int, tls: int) -> int:
+async def sys_clone(
+    k: Kernel, task: TaskStruct, meta: dict, flags: int, fn: Any, arg: Any, parent_tid: int, child_tid: int, tls: int
+) -> int:
     """clone(): the low byte is the exit signal; bits above 32 are dropped (lower_32_bits)."""
     if not isinstance(flags, int):
         raise abi.kernel_error(abi.EINVAL, "clone flags must be an int")
@@ -105,10 +107,14 @@ def _vfs(op: str, *, fs: bool = False) -> Handler:
 
 
 # --- memory (mm) --------------------------------------------------------------------------
-async def sys_mmap(k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+async def sys_mmap(
+    k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int, prot: int, flags: int, fd: int, offset: int
+) -> int:
     if fd != -1 and not flags & abi.MAP_ANONYMOUS:
         raise abi.kernel_error(abi.ENOSYS, "file mappings are not built yet; use MAP_ANONYMOUS")
-    return await k.call("mm", "mmap", {"mm": task.mm, "addr": addr, "length": length, "prot": prot, "flags": flags}, meta)
+    return await k.call(
+        "mm", "mmap", {"mm": task.mm, "addr": addr, "length": length, "prot": prot, "flags": flags}, meta
+    )
 
 
 async def sys_munmap(k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int) -> None:

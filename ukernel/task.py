@@ -89,7 +89,6 @@ class TaskStruct:
         return self.ns_path[: viewer.level + 1] == viewer.ns_path
 
 
-
 class TaskTable:
     """Every task the kernel knows, by global pid (the pidhash, flattened)."""
 

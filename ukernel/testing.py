@@ -43,7 +43,9 @@ async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
 
 def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> list[dict]:
     """The syscall_enter events of one syscall (optionally of one pid), in order."""
-    return [e for e in trace if e["type"] == "syscall_enter" and e["op"] == syscall and (pid is None or e["pid"] == pid)]
+    return [
+        e for e in trace if e["type"] == "syscall_enter" and e["op"] == syscall and (pid is None or e["pid"] == pid)
+    ]
 
 
 def route_of(trace: list[dict], syscall: str = "clone", nth: int = 0, pid: int | None = None) -> list[tuple[str, str]]:

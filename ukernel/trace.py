@@ -166,9 +166,13 @@ def format_event(event: Event, width: int = 60) -> str | None:
         if event.get("flag"):
             why.append(event["flag"])
         tail = f" ({', '.join(why)})" if why else ""
-        return f"#{msgid} {event['src']} -> {event['dst']:<10} {event['op']:<16} {short(event.get('args'), width)}{tail}"
+        return (
+            f"#{msgid} {event['src']} -> {event['dst']:<10} {event['op']:<16} {short(event.get('args'), width)}{tail}"
+        )
     if kind == "reply":
-        outcome = f"-1 {event['errno']} ({event.get('message')})" if "errno" in event else short(event.get("result"), width)
+        outcome = (
+            f"-1 {event['errno']} ({event.get('message')})" if "errno" in event else short(event.get("result"), width)
+        )
         return f"#{msgid} {event['dst']} <- {event['src']:<10} {event['op']:<16} = {outcome}"
     if kind == "syscall_enter":
         return f"#{msgid} [pid {event.get('pid')}] {event['op']}({short(event.get('args'), width)[1:-1]}) ..."

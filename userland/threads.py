@@ -39,5 +39,7 @@ async def main(sys, argv):
         while int.from_bytes(await sys.peek(words + 4 * i, 4), "little") != 0:
             await sys.sched_yield()
     pid = await sys.getpid()
-    await sys.write(1, f"main {pid}: {n} threads, counter = {counter['value']}, finished {sorted(counter['by'])}\n".encode())
+    await sys.write(
+        1, f"main {pid}: {n} threads, counter = {counter['value']}, finished {sorted(counter['by'])}\n".encode()
+    )
     return 0
