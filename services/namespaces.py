@@ -8,7 +8,6 @@ namespaces are owned by the pid and vfs services, so this service asks them
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,20 +51,16 @@ class NamespacesService(Service):
 
     def __init__(self) -> None:
         super().__init__()
-        self._handles = itertools.count(1)
         self.namespaces: dict[int, Namespace] = {}
         self.nsproxies: dict[int, Nsproxy] = {}
-
-    def _new(self, table: dict, obj: object) -> int:
-        handle = next(self._handles)
-        table[handle] = obj
-        return handle
 
     @op
     async def init_nsproxy(self, req: Call, pid_ns: int, mnt_ns: int) -> dict:
         """init_nsproxy: the namespaces of the first task."""
-        own = {kind: self._new(self.namespaces, Namespace(kind, dict(data))) for kind, (_, data) in OWN_KINDS.items()}
-        return self._result(self._new(self.nsproxies, Nsproxy(own, pid_ns, mnt_ns)))
+        own = {
+            kind: self.new_handle(self.namespaces, Namespace(kind, dict(data))) for kind, (_, data) in OWN_KINDS.items()
+        }
+        return self._result(self.new_handle(self.nsproxies, Nsproxy(own, pid_ns, mnt_ns)))
 
     @op
     async def share_nsproxy(self, req: Call, nsproxy: int) -> dict:
@@ -86,7 +81,7 @@ class NamespacesService(Service):
         for kind, (flag, _) in OWN_KINDS.items():
             if flags & flag:
                 parent = self.namespaces[old.ns[kind]]
-                handle = self._new(self.namespaces, Namespace(kind, dict(parent.data), parent.level + 1))
+                handle = self.new_handle(self.namespaces, Namespace(kind, dict(parent.data), parent.level + 1))
                 made.append(handle)
             else:
                 handle = old.ns[kind]
@@ -106,7 +101,7 @@ class NamespacesService(Service):
             self._put_own(new)
             await self.call("vfs", "put_mnt_ns", mnt_ns=new.mnt_ns)
             raise
-        return self._result(self._new(self.nsproxies, new))
+        return self._result(self.new_handle(self.nsproxies, new))
 
     @op
     async def put_nsproxy(self, req: Call, nsproxy: int) -> dict:

@@ -9,7 +9,6 @@ program is a token here (an int); the runtime keeps the Python callable.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 from ukernel import abi
@@ -38,22 +37,16 @@ class SignalsService(Service):
 
     def __init__(self) -> None:
         super().__init__()
-        self._handles = itertools.count(1)
         self.sighands: dict[int, SighandStruct] = {}
         self.signals: dict[int, SignalStruct] = {}
 
-    def _new(self, table: dict, obj: object) -> int:
-        handle = next(self._handles)
-        table[handle] = obj
-        return handle
-
     @op
     async def init_sighand(self, req: Call) -> dict:
-        return {"sighand": self._new(self.sighands, SighandStruct())}
+        return {"sighand": self.new_handle(self.sighands, SighandStruct())}
 
     @op
     async def init_signal(self, req: Call) -> dict:
-        return {"signal": self._new(self.signals, SignalStruct())}
+        return {"signal": self.new_handle(self.signals, SignalStruct())}
 
     # --- copy_sighand ---------------------------------------------------------
     @op
@@ -69,7 +62,7 @@ class SignalsService(Service):
         actions = {sig: list(act) for sig, act in old.actions.items()}
         if clear:  # flush_signal_handlers: every caught handler back to SIG_DFL
             actions = {sig: act for sig, act in actions.items() if act[0] == abi.SIG_IGN}
-        return {"sighand": self._new(self.sighands, SighandStruct(actions))}
+        return {"sighand": self.new_handle(self.sighands, SighandStruct(actions))}
 
     @op
     async def put_sighand(self, req: Call, sighand: int) -> dict:
@@ -90,7 +83,7 @@ class SignalsService(Service):
     async def copy_signal(self, req: Call, signal: int) -> dict:
         """A new thread group: a zeroed signal_struct (no pending, no timers)."""
         get(self.signals, signal, "signal_struct")
-        return {"signal": self._new(self.signals, SignalStruct())}
+        return {"signal": self.new_handle(self.signals, SignalStruct())}
 
     @op
     async def put_signal(self, req: Call, signal: int) -> dict:

@@ -9,7 +9,6 @@ file.f_count.
 
 from __future__ import annotations
 
-import itertools
 import stat as st
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,7 +73,6 @@ class VfsService(Service):
 
     def __init__(self, stdin: bytes = b"", console: Callable[[bytes], None] | None = None):
         super().__init__()
-        self._handles = itertools.count(1)
         self.root = Inode(st.S_IFDIR | 0o755)
         self.files: dict[int, File] = {}
         self.files_structs: dict[int, FilesStruct] = {}
@@ -87,11 +85,6 @@ class VfsService(Service):
             self._mkdir(path, 0o755)
         for dev in ("console", "null", "zero"):
             self._dir("/dev").children[dev] = Inode(st.S_IFCHR | 0o666, device=dev)
-
-    def _new(self, table: dict, obj: object) -> int:
-        handle = next(self._handles)
-        table[handle] = obj
-        return handle
 
     # --- path walk --------------------------------------------------------------
     def _abspath(self, fs: FsStruct | None, path: str) -> str:
@@ -155,16 +148,16 @@ class VfsService(Service):
     @op
     async def init_files(self, req: Call) -> dict:
         """The first fd table: 0, 1, 2 on one open /dev/console."""
-        console = self._new(self.files, File(self._lookup("/dev/console"), "/dev/console", abi.O_RDWR, f_count=3))
+        console = self.new_handle(self.files, File(self._lookup("/dev/console"), "/dev/console", abi.O_RDWR, f_count=3))
         return {
-            "files": self._new(
+            "files": self.new_handle(
                 self.files_structs, FilesStruct({0: [console, False], 1: [console, False], 2: [console, False]})
             )
         }
 
     @op
     async def init_fs(self, req: Call) -> dict:
-        return {"fs": self._new(self.fs_structs, FsStruct())}
+        return {"fs": self.new_handle(self.fs_structs, FsStruct())}
 
     # --- copy_files -----------------------------------------------------------------
     @op
@@ -180,7 +173,7 @@ class VfsService(Service):
         for handle, _ in old.fds.values():
             self.files[handle].f_count += 1
         table = {fd: list(entry) for fd, entry in old.fds.items()}
-        return {"files": self._new(self.files_structs, FilesStruct(table))}
+        return {"files": self.new_handle(self.files_structs, FilesStruct(table))}
 
     @op
     async def put_files(self, req: Call, files: int) -> dict:
@@ -214,7 +207,7 @@ class VfsService(Service):
     async def copy_fs(self, req: Call, fs: int) -> dict:
         """copy_fs_struct: same root, cwd and umask, its own from now on."""
         old = get(self.fs_structs, fs, "fs_struct")
-        return {"fs": self._new(self.fs_structs, FsStruct(old.root, old.pwd, old.umask))}
+        return {"fs": self.new_handle(self.fs_structs, FsStruct(old.root, old.pwd, old.umask))}
 
     @op
     async def put_fs(self, req: Call, fs: int) -> dict:
@@ -229,7 +222,7 @@ class VfsService(Service):
     async def copy_mnt_ns(self, req: Call, mnt_ns: int) -> dict:
         """CLONE_NEWNS: a copy of the mount table; later mounts stay on their side."""
         old = get(self.mnt_namespaces, mnt_ns, "mount namespace")
-        return {"mnt_ns": self._new(self.mnt_namespaces, MntNamespace(list(old.mounts)))}
+        return {"mnt_ns": self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts)))}
 
     @op
     async def get_mnt_ns(self, req: Call, mnt_ns: int) -> None:
@@ -286,7 +279,7 @@ class VfsService(Service):
             raise abi.kernel_error(abi.ENOTDIR, path)
         if flags & abi.O_TRUNC and st.S_ISREG(inode.mode) and flags & abi.O_ACCMODE != abi.O_RDONLY:
             inode.data.clear()
-        handle = self._new(self.files, File(inode, path, flags & ~abi.O_CLOEXEC))
+        handle = self.new_handle(self.files, File(inode, path, flags & ~abi.O_CLOEXEC))
         try:
             return self._install(fst, handle, bool(flags & abi.O_CLOEXEC))
         except OSError:

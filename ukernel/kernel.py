@@ -261,47 +261,33 @@ class Kernel:
             result = await entry[1](self, task, meta, **args)
         except OSError as exc:
             if tracer.on:
-                tracer.emit(
-                    "syscall_exit",
-                    src=entry[0],
-                    dst=f"pid:{task.pid}",
-                    op=name,
-                    msgid=msgid,
-                    pid=task.pid,
-                    tid=task.pid,
-                    errno=abi.errno_name(exc.errno or 0),
-                    message=exc.strerror,
-                    dur_us=int((time.perf_counter() - started) * 1e6),
+                self._trace_exit(
+                    task, entry[0], name, msgid, started, errno=abi.errno_name(exc.errno or 0), message=exc.strerror
                 )
             await self.return_to_user(task)
             raise
         except ExecImage:
             if tracer.on:
-                tracer.emit(
-                    "syscall_exit",
-                    src=entry[0],
-                    dst=f"pid:{task.pid}",
-                    op=name,
-                    msgid=msgid,
-                    pid=task.pid,
-                    tid=task.pid,
-                    result=0,
-                )
+                self._trace_exit(task, entry[0], name, msgid, started, result=0)
             raise
         if tracer.on:
-            tracer.emit(
-                "syscall_exit",
-                src=entry[0],
-                dst=f"pid:{task.pid}",
-                op=name,
-                msgid=msgid,
-                pid=task.pid,
-                tid=task.pid,
-                result=_printable(result),
-                dur_us=int((time.perf_counter() - started) * 1e6),
-            )
+            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
         await self.return_to_user(task)
         return result
+
+    def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, **outcome: Any) -> None:
+        dur_us = int((time.perf_counter() - started) * 1e6)
+        self.tracer.emit(
+            "syscall_exit",
+            src=src,
+            dst=f"pid:{task.pid}",
+            op=name,
+            msgid=msgid,
+            pid=task.pid,
+            tid=task.pid,
+            dur_us=dur_us,
+            **outcome,
+        )
 
     async def return_to_user(self, task: TaskStruct) -> None:
         """exit_to_user_mode: a fatal signal ends the task; a used-up slice preempts it."""

@@ -11,6 +11,7 @@ serving others.
 from __future__ import annotations
 
 import inspect
+import itertools
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -82,6 +83,13 @@ class Service:
         self.router: Any = None  # set by Router.attach: the only way out
         self.faults: list[str] = []  # handler crashes: a bug, reported by check_invariants
         self._current: Call | None = None
+        self._handles = itertools.count(1)
+
+    def new_handle(self, table: dict, obj: object) -> int:
+        """Store ``obj`` under a fresh handle: what the service gives out instead of the object."""
+        handle = next(self._handles)
+        table[handle] = obj
+        return handle
 
     # --- calling out --------------------------------------------------------
     async def call(self, dst: str, op_name: str, **args: Any) -> Any:
