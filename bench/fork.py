@@ -35,6 +35,7 @@ import trio
 import ukernel
 
 REPEATS = 3
+RUN_TIMEOUT = 60  # seconds one ukernel run may take before it counts as hung
 
 GETPID = b"""
 async def main(sys, argv):
@@ -132,8 +133,20 @@ def channel_rtt_us(n: int) -> float:
 
 # --- 2./3. whole ukernel runs -------------------------------------------------------------
 def run_seconds(source: bytes, count: int) -> float:
+    """Wall time of one whole ``ukernel.run`` (boot, init, the program, shutdown)."""
+
+    async def one() -> ukernel.Result:
+        with trio.fail_after(RUN_TIMEOUT):
+            return await ukernel.run_async(
+                "/bin/bench", ["bench", str(count)], trace=False, files={"/bin/bench": source}
+            )
+
     started = time.perf_counter()
-    result = ukernel.run("/bin/bench", ["bench", str(count)], trace=False, files={"/bin/bench": source})
+    try:
+        result = trio.run(one)
+    except trio.TooSlowError:
+        PROBLEMS.append(f"bench {count}: no exit after {RUN_TIMEOUT} s (hung?)")
+        raise
     elapsed = time.perf_counter() - started
     if result.exit_code != 0:
         PROBLEMS.append(f"bench {count}: status {result.status:#x}, output {result.stdout[-400:]!r}")
@@ -197,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best of {REPEATS}; rtt N={n_rtt}, getpid N=0/{n_getpid}, fork M={m1}/{m2}, C n={n_c}")
 
     rtt = channel_rtt_us(n_rtt)
-    getpid = slope(GETPID, 0, n_getpid) * 1e6
-    fork_s = slope(FORK, m1, m2)
-    clone_s = slope(CLONE, m1, m2)
+    try:
+        getpid = slope(GETPID, 0, n_getpid) * 1e6
+        fork_s = slope(FORK, m1, m2)
+        clone_s = slope(CLONE, m1, m2)
+    except trio.TooSlowError:
+        print("\n".join(["ukernel problems:", *PROBLEMS]))
+        return 2
     c_rate = c_forks_per_sec(n_c)
 
     rows: list[tuple[str, str, str, str]] = [

@@ -477,6 +477,14 @@ class MmService(Service):
         """Write data at addr; a write may fault a page in or break copy-on-write."""
         return self._write(self._mm(mm), addr, bytes(data))
 
+    @op
+    async def cmpxchg(self, req: Call, mm: int, addr: int, old: int, new: int) -> int:
+        """The CPU's atomic compare-and-exchange on a 4-byte word: one message, so atomic."""
+        current = int.from_bytes(await self.read_mem(req, mm, addr, 4), "little")
+        if current == old & 0xFFFFFFFF:
+            self._write(self._mm(mm), addr, (new & 0xFFFFFFFF).to_bytes(4, "little"))
+        return current
+
     def _write(self, m: MmStruct, addr: int, data: bytes) -> int:
         done = 0
         for vpn, vma in self._check_access(m, addr, len(data), write=True):

@@ -88,10 +88,14 @@ class NamespacesService(Service):
                 self.namespaces[handle].count += 1
             own[kind] = handle
         new = Nsproxy(own, old.pid_ns, old.mnt_ns, 1)
-        if flags & abi.CLONE_NEWNS:
-            new.mnt_ns = (await self.call("vfs", "copy_mnt_ns", mnt_ns=old.mnt_ns))["mnt_ns"]
-        else:
-            await self.call("vfs", "get_mnt_ns", mnt_ns=old.mnt_ns)
+        try:
+            if flags & abi.CLONE_NEWNS:
+                new.mnt_ns = (await self.call("vfs", "copy_mnt_ns", mnt_ns=old.mnt_ns))["mnt_ns"]
+            else:
+                await self.call("vfs", "get_mnt_ns", mnt_ns=old.mnt_ns)
+        except OSError:
+            self._put_own(new)
+            raise
         try:
             if flags & abi.CLONE_NEWPID:
                 new.pid_ns = (await self.call("pid", "create_pid_ns", parent=old.pid_ns))["ns"]

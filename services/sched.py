@@ -74,8 +74,10 @@ class SchedService(Service):
     async def schedule(self, req: Call, cpu: int, prev: int, state: str, ran: int = 0) -> dict:
         """prev leaves ``cpu`` as ``state`` (preempted, yield, blocked, dead); pick the next."""
         se = get(self.entities, prev, "sched entity")
-        if self.curr[cpu] != prev:
+        if not isinstance(cpu, int) or not 0 <= cpu < len(self.curr) or self.curr[cpu] != prev:
             raise abi.kernel_error(abi.EINVAL, f"task {prev} is not running on cpu {cpu}")
+        if state not in ("preempted", "yield", "blocked", "dead"):
+            raise abi.kernel_error(abi.EINVAL, f"unknown state {state!r}")
         self.clock += ran
         se.sum_exec_runtime += ran
         self.curr[cpu] = None
@@ -90,10 +92,8 @@ class SchedService(Service):
         elif state == "blocked":
             se.nvcsw += 1
             se.state = "blocked"
-        elif state == "dead":
+        else:  # dead
             del self.entities[prev]
-        else:
-            raise abi.kernel_error(abi.EINVAL, f"unknown state {state!r}")
         nxt = self._pick_next(cpu)
         return {"next": nxt, "slice": self.slice, "now": self.clock}
 

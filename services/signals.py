@@ -60,8 +60,8 @@ class SignalsService(Service):
         """A new table with the parent's actions (memcpy); CLONE_CLEAR_SIGHAND resets handlers."""
         old = get(self.sighands, sighand, "sighand_struct")
         actions = {sig: list(act) for sig, act in old.actions.items()}
-        if clear:  # flush_signal_handlers: every caught handler back to SIG_DFL
-            actions = {sig: act for sig, act in actions.items() if act[0] == abi.SIG_IGN}
+        if clear:  # flush_signal_handlers: caught handlers back to SIG_DFL, every sa_flags to 0
+            actions = {sig: [abi.SIG_IGN, 0] for sig, act in actions.items() if act[0] == abi.SIG_IGN}
         return {"sighand": self.new_handle(self.sighands, SighandStruct(actions))}
 
     @op

@@ -77,7 +77,8 @@ class VfsService(Service):
         self.files: dict[int, File] = {}
         self.files_structs: dict[int, FilesStruct] = {}
         self.fs_structs: dict[int, FsStruct] = {}
-        self.mnt_namespaces: dict[int, MntNamespace] = {1: MntNamespace()}
+        self.mnt_namespaces: dict[int, MntNamespace] = {}
+        self.init_mnt_ns = self.new_handle(self.mnt_namespaces, MntNamespace())  # never freed
         self.stdin = bytearray(stdin)
         self.output = bytearray()
         self.console_sink = console
@@ -232,7 +233,7 @@ class VfsService(Service):
     async def put_mnt_ns(self, req: Call, mnt_ns: int) -> None:
         ns = get(self.mnt_namespaces, mnt_ns, "mount namespace")
         ns.count -= 1
-        if ns.count == 0 and mnt_ns != 1:
+        if ns.count == 0 and mnt_ns != self.init_mnt_ns:
             del self.mnt_namespaces[mnt_ns]
 
     # --- file syscalls ----------------------------------------------------------------
@@ -273,7 +274,7 @@ class VfsService(Service):
             parent, name = path.rsplit("/", 1)
             inode = Inode(st.S_IFREG | (mode & ~fss.umask & 0o7777))
             self._dir(parent or "/").children[name] = inode
-        if inode.is_dir and flags & abi.O_ACCMODE != abi.O_RDONLY:
+        if inode.is_dir and (flags & abi.O_ACCMODE != abi.O_RDONLY or flags & abi.O_CREAT):
             raise abi.kernel_error(abi.EISDIR, path)
         if flags & abi.O_DIRECTORY and not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, path)

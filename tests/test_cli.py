@@ -25,7 +25,7 @@ def test_verbose_prints_one_readable_line_per_message():
     assert done.returncode == 0
     lines = done.stderr.decode().splitlines()
     assert any(
-        line.endswith("kernel -> vfs        dup_files        {files: 6} (fork by pid 2, no CLONE_FILES)")
+        line.endswith("kernel -> vfs        dup_files        {files: 7} (fork by pid 2, no CLONE_FILES)")
         for line in lines
     ), lines[:40]
     assert any("[pid 2] fork() ..." in line for line in lines)

@@ -32,7 +32,7 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
     """Give back every handle, notify the parent, leave the CPU for good."""
     task.flags.add("PF_EXITING")
     if group:
-        zap_other_threads(task)
+        zap_other_threads(task, status)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
     for step, service, op, attr in EXIT_STEPS:
@@ -49,17 +49,21 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """CLONE_CHILD_CLEARTID's write, and the end of a vfork parent's wait."""
     if task.mm is not None and task.clear_child_tid:
-        await k.call(
-            "mm", "mm_release", {"mm": task.mm, "clear_child_tid": task.clear_child_tid}, meta | {"step": "mm_release"}
+        addr, task.clear_child_tid = task.clear_child_tid, 0
+        reply = await k.call(
+            "mm", "mm_release", {"mm": task.mm, "clear_child_tid": addr}, meta | {"step": "mm_release"}
         )
-        task.clear_child_tid = 0
+        if reply["cleared"]:  # put_user(0), then FUTEX_WAKE 1: how pthread_join wakes up
+            k.futexes.wake((task.mm, addr), 1)
     if task.vfork_done is not None:
         task.vfork_done.set()
         task.vfork_done = None
 
 
-def zap_other_threads(task: TaskStruct) -> None:
-    """exit_group: every other thread of the group gets SIGKILL."""
+def zap_other_threads(task: TaskStruct, status: int | None = None) -> None:
+    """exit_group: every other thread of the group gets SIGKILL; the group's status is ours."""
+    if status is not None and task.leader.group_exit_code is None:
+        task.leader.group_exit_code = status
     for other in task.leader.thread_group:
         if other is not task and other.state == "running":
             k_kill(other, abi.SIGKILL)
@@ -87,7 +91,8 @@ def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
 
 def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
     """Reparent the children, become a zombie, and tell whoever waits."""
-    task.state, task.exit_code = "zombie", status
+    task.state = "zombie"
+    task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
     reaper = find_child_reaper(k, task)
     for child in task.children:
         child.real_parent = reaper

@@ -25,6 +25,7 @@ from services.vfs import VfsService
 from . import abi
 from .clone import STEP_NAMES, CloneArgs, kernel_clone
 from .exit import do_exit
+from .futex import FutexTable
 from .router import Router
 from .runtime import ExecImage, Runtime, TaskExit
 from .syscalls import SYSCALLS
@@ -91,6 +92,7 @@ class Kernel:
         self.tasks = TaskTable()
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
+        self.futexes = FutexTable()
         self.ticks = 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
@@ -166,6 +168,8 @@ class Kernel:
             problems.append(f"tasks still in the task table: {live}")
         if self.nr_threads:
             problems.append(f"nr_threads is {self.nr_threads}")
+        if len(self.futexes):
+            problems.append(f"futex waiters left: {len(self.futexes)}")
         if self.runtime.replays:
             problems.append(f"replays left: {sorted(self.runtime.replays)}")
         return problems

@@ -280,6 +280,16 @@ class Sys:
     async def poke(self, addr: int, data: bytes) -> int:
         return await self._call("poke", addr=addr, data=data)
 
+    async def futex(self, addr: int, op: int, val: int, timeout: float | None = None) -> int:
+        return await self._call("futex", addr=addr, op=op, val=val, timeout=timeout)
+
+    async def set_tid_address(self, addr: int) -> int:
+        return await self._call("set_tid_address", addr=addr)
+
+    async def cmpxchg(self, addr: int, old: int, new: int) -> int:
+        """The CPU's lock cmpxchg on a 4-byte word: returns the old value, stores ``new`` if it was ``old``."""
+        return await self._call("cmpxchg", addr=addr, old=old, new=new)
+
     # namespaces
     async def uname(self) -> dict:
         return await self._call("uname")
@@ -308,7 +318,9 @@ class Runtime:
             child.image = image  # a thread: the same program namespace
             return ("call", args.fn, args.arg)
         if args.fn is not None:
-            data, keep, (namespace, fn, arg) = copy_space(image.namespace, (args.fn, args.arg), (self.sys,))
+            data, keep, (namespace, fn, arg) = copy_space(
+                image.namespace, (args.fn, args.arg), (self.sys, image.namespace.get("__builtins__"))
+            )
             child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data)
             child.image.snapshot_keep = keep
             return ("call", fn, arg)

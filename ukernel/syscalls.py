@@ -15,6 +15,7 @@ from . import abi
 from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
 from .exit import do_wait, k_kill
+from .futex import sys_futex, sys_set_tid_address
 from .runtime import TaskExit
 from .task import TaskStruct
 
@@ -136,6 +137,10 @@ async def sys_peek(k: Kernel, task: TaskStruct, meta: dict, addr: int, n: int) -
     return await _user_access(k, task, meta, "read_mem", {"addr": addr, "n": n})
 
 
+async def sys_cmpxchg(k: Kernel, task: TaskStruct, meta: dict, addr: int, old: int, new: int) -> int:
+    return await _user_access(k, task, meta, "cmpxchg", {"addr": addr, "old": old, "new": new})
+
+
 async def sys_poke(k: Kernel, task: TaskStruct, meta: dict, addr: int, data: bytes) -> int:
     return await _user_access(k, task, meta, "write_mem", {"addr": addr, "data": data})
 
@@ -175,6 +180,9 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "munmap":        ("mm",         sys_munmap),
     "peek":          ("mm",         sys_peek),
     "poke":          ("mm",         sys_poke),
+    "cmpxchg":       ("mm",         sys_cmpxchg),
+    "futex":         ("kernel",     sys_futex),
+    "set_tid_address": ("kernel",   sys_set_tid_address),
     "uname":         ("namespaces", sys_uname),
     "sethostname":   ("namespaces", sys_sethostname),
 }

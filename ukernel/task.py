@@ -46,6 +46,7 @@ class TaskStruct:
     # --- state ---
     state: str = "new"  # new, running, zombie, dead
     exit_code: int = 0  # the wait status once a zombie
+    group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
     flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
     set_child_tid: int = 0
