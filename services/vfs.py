@@ -371,6 +371,17 @@ class VfsService(Service):
         return new
 
     @op
+    async def chdir(self, req: Call, fs: int, path: str) -> None:
+        fss = get(self.fs_structs, fs, "fs_struct")
+        path = self._abspath(fss, path)
+        self._dir(path)
+        fss.pwd = path
+
+    @op
+    async def getcwd(self, req: Call, fs: int) -> str:
+        return get(self.fs_structs, fs, "fs_struct").pwd
+
+    @op
     async def console_output(self, req: Call) -> bytes:
         """Everything written to /dev/console so far (ukernel.run's stdout)."""
         return bytes(self.output)

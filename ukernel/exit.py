@@ -141,9 +141,18 @@ def release_task(k: Kernel, task: TaskStruct) -> None:
     k.reaped(task)
 
 
+def nr_in(numbers: list[int], level: int) -> int:
+    """pid_nr_ns for a struct pid kept as its numbers: 0 where it is not visible."""
+    return numbers[level] if level < len(numbers) else 0
+
+
 def eligible(task: TaskStruct, child: TaskStruct, pid: int, options: int) -> bool:
     """eligible_pid and eligible_child (kernel/exit.c)."""
     if pid > 0 and child.nr_in(task.level) != pid:
+        return False
+    if pid == 0 and child.leader.pgrp != task.leader.pgrp:
+        return False
+    if pid < -1 and nr_in(child.leader.pgrp, task.level) != -pid:
         return False
     if options & abi.__WALL:
         return True
@@ -155,8 +164,6 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
     """wait4: reap a zombie child, or sleep until a child changes state."""
     if options & ~(abi.WNOHANG | abi.WUNTRACED | abi.WCONTINUED | abi.__WNOTHREAD | abi.__WALL | abi.__WCLONE):
         raise abi.kernel_error(abi.EINVAL, f"unknown wait4 options {options:#x}")
-    if pid < -1 or pid == 0:
-        raise abi.kernel_error(abi.ENOSYS, "waiting by process group comes with setpgid (not built yet)")
     leader = task.leader
     while True:
         event = leader.child_wait

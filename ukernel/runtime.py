@@ -239,6 +239,18 @@ class Sys:
     async def getppid(self) -> int:
         return await self._call("getppid")
 
+    async def getpgid(self, pid: int = 0) -> int:
+        return await self._call("getpgid", pid=pid)
+
+    async def setpgid(self, pid: int, pgid: int) -> None:
+        await self._call("setpgid", pid=pid, pgid=pgid)
+
+    async def getsid(self, pid: int = 0) -> int:
+        return await self._call("getsid", pid=pid)
+
+    async def setsid(self) -> int:
+        return await self._call("setsid")
+
     async def sched_yield(self) -> None:
         await self._call("sched_yield")
 
@@ -266,6 +278,12 @@ class Sys:
 
     async def dup2(self, old: int, new: int) -> int:
         return await self._call("dup2", old=old, new=new)
+
+    async def chdir(self, path: str) -> None:
+        await self._call("chdir", path=path)
+
+    async def getcwd(self) -> str:
+        return await self._call("getcwd")
 
     # memory
     async def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:

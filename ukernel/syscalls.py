@@ -16,6 +16,7 @@ from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
 from .exit import do_wait, k_kill
 from .futex import sys_futex, sys_set_tid_address
+from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
 from .task import TaskStruct
 
@@ -107,6 +108,16 @@ def _vfs(op: str, *, fs: bool = False) -> Handler:
     return handler
 
 
+def _fs(op: str) -> Handler:
+    """A syscall that is one vfs message on the task's fs_struct (root, cwd)."""
+
+    async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
+        return await k.call("vfs", op, {"fs": task.fs, **args}, meta)
+
+    handler.__name__ = f"sys_{op}"
+    return handler
+
+
 # --- memory (mm) --------------------------------------------------------------------------
 async def sys_mmap(
     k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int, prot: int, flags: int, fd: int, offset: int
@@ -167,6 +178,10 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "getpid":        ("kernel",     sys_getpid),
     "gettid":        ("kernel",     sys_gettid),
     "getppid":       ("kernel",     sys_getppid),
+    "getpgid":       ("kernel",     sys_getpgid),
+    "setpgid":       ("kernel",     sys_setpgid),
+    "getsid":        ("kernel",     sys_getsid),
+    "setsid":        ("kernel",     sys_setsid),
     "sched_yield":   ("sched",      sys_sched_yield),
     "prlimit":       ("kernel",     sys_prlimit),
     "open":          ("vfs",        _vfs("open", fs=True)),
@@ -176,6 +191,8 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "lseek":         ("vfs",        _vfs("lseek")),
     "dup":           ("vfs",        _vfs("dup")),
     "dup2":          ("vfs",        _vfs("dup2")),
+    "chdir":         ("vfs",        _fs("chdir")),
+    "getcwd":        ("vfs",        _fs("getcwd")),
     "mmap":          ("mm",         sys_mmap),
     "munmap":        ("mm",         sys_munmap),
     "peek":          ("mm",         sys_peek),

@@ -49,6 +49,9 @@ class TaskStruct:
     group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
     flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
+    pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
+    session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
+    did_exec: bool = False
     set_child_tid: int = 0
     clear_child_tid: int = 0
     vfork_done: trio.Event | None = None
