@@ -24,6 +24,7 @@ OWN_KINDS: dict[str, tuple[int, dict[str, Any]]] = {
     "net": (abi.CLONE_NEWNET, {"links": ["lo"]}),
     "cgroup": (abi.CLONE_NEWCGROUP, {"root": "/"}),
     "user": (abi.CLONE_NEWUSER, {"uid_map": "0 0 4294967295"}),
+    "time": (abi.CLONE_NEWTIME, {"monotonic_offset": 0}),
 }
 
 

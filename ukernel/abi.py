@@ -47,8 +47,17 @@ CLONE_FLAG_NAMES: dict[int, str] = {
     if name.startswith("CLONE_") and isinstance(value, int) and value & (value - 1) == 0
 }
 CLONE_NEW_MASK = (
-    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+    CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+    | CLONE_NEWTIME  # clone3 and unshare only: in clone() this bit is part of the exit signal
 )
+CLONE_LEGACY_FLAGS = 0xFFFFFFFF
+CLONE_ARGS_SIZE_VER2 = 88
 #: The flag set glibc's pthread_create passes (nptl/pthread_create.c).
 PTHREAD_CLONE_FLAGS = (
     CLONE_VM

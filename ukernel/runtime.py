@@ -214,6 +214,20 @@ class Sys:
             "clone", flags=flags, fn=fn, arg=arg, parent_tid=parent_tid or 0, child_tid=child_tid or 0, tls=tls or 0
         )
 
+    async def clone3(
+        self,
+        *,
+        flags: int = 0,
+        exit_signal: int = 0,
+        fn: Any = None,
+        arg: Any = None,
+        set_tid: tuple = (),
+        pidfd: bool = False,
+    ) -> int:
+        return await self._call(
+            "clone3", flags=flags, exit_signal=exit_signal, fn=fn, arg=arg, set_tid=list(set_tid), pidfd=pidfd
+        )
+
     async def execve(self, path: str, argv: list[str], envp: dict[str, str] | None = None) -> None:
         return await self._call("execve", path=path, argv=list(argv), envp=dict(envp or {}))
 

@@ -49,6 +49,47 @@ async def sys_clone(
     return await kernel_clone(k, task, args, meta["cause"])
 
 
+def clone3_args_valid(flags: int, exit_signal: int, set_tid: list) -> None:
+    """copy_clone_args_from_user and clone3_args_valid (clone-semantics.md §2a-§2b): EINVAL."""
+    checks = (
+        (len(set_tid) > abi.MAX_PID_NS_LEVEL, f"set_tid has {len(set_tid)} entries; at most {abi.MAX_PID_NS_LEVEL}"),
+        (exit_signal & ~abi.CSIGNAL or not abi.valid_signal(exit_signal), f"bad exit_signal {exit_signal}"),
+        (
+            flags & ~(abi.CLONE_LEGACY_FLAGS | abi.CLONE_CLEAR_SIGHAND | abi.CLONE_INTO_CGROUP),
+            f"unknown flag bits in {flags:#x}",
+        ),
+        (
+            flags & (abi.CLONE_DETACHED | (abi.CSIGNAL & ~abi.CLONE_NEWTIME)),
+            "CLONE_DETACHED or exit-signal bits in clone3 flags",
+        ),
+        (flags & abi.CLONE_SIGHAND and flags & abi.CLONE_CLEAR_SIGHAND, "CLONE_SIGHAND with CLONE_CLEAR_SIGHAND"),
+        (
+            flags & (abi.CLONE_THREAD | abi.CLONE_PARENT) and exit_signal,
+            "CLONE_THREAD or CLONE_PARENT with an exit_signal",
+        ),
+    )
+    for failed, why in checks:
+        if failed:
+            raise abi.kernel_error(abi.EINVAL, why)
+
+
+async def sys_clone3(
+    k: Kernel, task: TaskStruct, meta: dict, flags: int, exit_signal: int, fn: Any, arg: Any, set_tid: list, pidfd: bool
+) -> int:
+    """clone3(): flags and exit_signal apart, checked; set_tid picks the numbers."""
+    if not isinstance(flags, int) or not isinstance(exit_signal, int) or not all(isinstance(t, int) for t in set_tid):
+        raise abi.kernel_error(abi.EINVAL, "clone3 takes int flags, exit_signal and set_tid")
+    clone3_args_valid(flags, exit_signal, list(set_tid))
+    if flags & abi.CLONE_INTO_CGROUP:
+        raise abi.kernel_error(abi.ENOSYS, "CLONE_INTO_CGROUP needs cgroup v2 (not built yet)")
+    if pidfd:
+        flags |= abi.CLONE_PIDFD
+    if fn is not None and not callable(fn):
+        raise abi.kernel_error(abi.EINVAL, "clone3's fn must be callable")
+    args = CloneArgs(flags, exit_signal, fn, arg, set_tid=list(set_tid), syscall="clone3")
+    return await kernel_clone(k, task, args, meta["cause"])
+
+
 async def sys_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:
     await do_execve(k, task, meta, path, argv, envp)
 
@@ -171,6 +212,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "fork":          ("kernel",     sys_fork),
     "vfork":         ("kernel",     sys_vfork),
     "clone":         ("kernel",     sys_clone),
+    "clone3":        ("kernel",     sys_clone3),
     "execve":        ("kernel",     sys_execve),
     "exit":          ("kernel",     sys_exit),
     "exit_group":    ("kernel",     sys_exit_group),
