@@ -589,8 +589,8 @@ async def test_namespaces_share_vs_copy_uts():
         assert await c.call("accounting") == NS_CLEAN | {
             "nsproxies": 1,
             "nsproxy_refs": 1,
-            "namespaces": 5,
-            "ns_refs": 5,
+            "namespaces": 6,
+            "ns_refs": 6,
         }
         assert await c.call("share_nsproxy", nsproxy=nsp) == init
         assert (await c.call("accounting"))["nsproxy_refs"] == 2
@@ -598,12 +598,12 @@ async def test_namespaces_share_vs_copy_uts():
         new = await c.call("copy_namespaces", nsproxy=nsp, flags=abi.CLONE_NEWUTS)
         assert new["nsproxy"] != nsp
         assert (new["pid_ns"], new["mnt_ns"]) == (1, 1)
-        # One new uts namespace; the other four are shared by reference.
+        # One new uts namespace; the other five are shared by reference.
         assert await c.call("accounting") == NS_CLEAN | {
             "nsproxies": 2,
             "nsproxy_refs": 3,
-            "namespaces": 6,
-            "ns_refs": 10,
+            "namespaces": 7,
+            "ns_refs": 12,
         }
 
         await c.call("sethostname", nsproxy=new["nsproxy"], name="box")
@@ -634,7 +634,7 @@ async def test_namespaces_newpid_newns_and_put_releases_everything():
         ns_acct, pid_acct, vfs_acct_ = await all_accounting(c)
         assert pid_acct == PID_CLEAN | {"namespaces": 2}
         assert vfs_acct_ == vfs_base
-        assert ns_acct == base[0] | {"nsproxies": 2, "nsproxy_refs": 2, "ns_refs": 10}
+        assert ns_acct == base[0] | {"nsproxies": 2, "nsproxy_refs": 2, "ns_refs": 12}
 
         deeper = await c.call("copy_namespaces", nsproxy=new["nsproxy"], flags=abi.CLONE_NEWNS | abi.CLONE_NEWNET)
         assert deeper["pid_ns"] == new["pid_ns"]  # no NEWPID: pid_ns_for_children is shared
@@ -642,7 +642,7 @@ async def test_namespaces_newpid_newns_and_put_releases_everything():
         ns_acct, pid_acct, vfs_acct_ = await all_accounting(c)
         assert vfs_acct_ == vfs_base | {"mnt_namespaces": 2}
         assert pid_acct == PID_CLEAN | {"namespaces": 2}
-        assert ns_acct == base[0] | {"nsproxies": 3, "nsproxy_refs": 3, "namespaces": 6, "ns_refs": 15}
+        assert ns_acct == base[0] | {"nsproxies": 3, "nsproxy_refs": 3, "namespaces": 7, "ns_refs": 18}
 
         # The pid namespace outlives the nsproxy that made it while another holds it.
         assert await c.call("put_nsproxy", nsproxy=new["nsproxy"]) == {"count": 0}
