@@ -112,6 +112,55 @@ class SignalsService(Service):
                 sh.actions[sig] = [handler, flags]
         return old
 
+    # --- sending and dequeuing ---------------------------------------------------
+    @op
+    async def send_signal(
+        self, req: Call, sighand: int, signal: int, sig: int, unkillable: bool = False, shared: bool = True
+    ) -> dict:
+        """Queue sig on the group's shared pending set unless it would be ignored (sig_ignored).
+
+        A thread-directed signal (``shared=False``) is queued by the kernel on the thread.
+        """
+        handler, flags = get(self.sighands, sighand, "sighand_struct").actions.get(sig, [abi.SIG_DFL, 0])
+        sigs = get(self.signals, signal, "signal_struct")
+        ignored = handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE)
+        if unkillable and handler == abi.SIG_DFL:  # init only gets the signals it has handlers for
+            ignored = True
+        if ignored and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT):
+            return {"queued": False, "handler": handler, "flags": flags}
+        if shared and sig not in sigs.shared_pending:  # standard signals do not queue twice
+            sigs.shared_pending.append(sig)
+        return {"queued": True, "handler": handler, "flags": flags}
+
+    @op
+    async def dequeue_signal(self, req: Call, sighand: int, signal: int, pending: list, blocked: list) -> dict:
+        """The next deliverable signal: the thread's own first, then the group's; with its action."""
+        sh = get(self.sighands, sighand, "sighand_struct")
+        sigs = get(self.signals, signal, "signal_struct")
+        own = sorted(s for s in pending if s not in blocked)
+        shared = sorted(s for s in sigs.shared_pending if s not in blocked)
+        if own:
+            sig, from_shared = own[0], False
+        elif shared:
+            sig, from_shared = shared[0], True
+            sigs.shared_pending.remove(sig)
+        else:
+            return {"sig": 0, "shared": False, "handler": abi.SIG_DFL, "flags": 0}
+        handler, flags = sh.actions.get(sig, [abi.SIG_DFL, 0])
+        if flags & abi.SA_RESETHAND and handler not in (abi.SIG_DFL, abi.SIG_IGN):
+            sh.actions.pop(sig, None)
+        return {"sig": sig, "shared": from_shared, "handler": handler, "flags": flags}
+
+    @op
+    async def shared_pending(self, req: Call, signal: int) -> list:
+        return sorted(get(self.signals, signal, "signal_struct").shared_pending)
+
+    @op
+    async def flush_signal_handlers(self, req: Call, sighand: int) -> None:
+        """execve: caught handlers back to SIG_DFL; ignored signals stay ignored."""
+        sh = get(self.sighands, sighand, "sighand_struct")
+        sh.actions = {sig: [abi.SIG_IGN, 0] for sig, act in sh.actions.items() if act[0] == abi.SIG_IGN}
+
     @op
     async def accounting(self, req: Call) -> dict:
         return {

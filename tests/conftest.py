@@ -5,8 +5,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import trio
 
 import ukernel
+
+RUN_TIMEOUT = 60  # seconds of real time; runs take well under one
 
 
 def program(source: str) -> bytes:
@@ -17,7 +20,8 @@ async def run_source(source: str, argv: list[str] | None = None, **settings) -> 
     """Run source as /bin/t under init; every run must leave the kernel clean."""
     files = dict(settings.pop("files", {}))
     files["/bin/t"] = program(source)
-    result = await ukernel.run_async("/bin/t", argv or ["t"], files=files, **settings)
+    with trio.fail_after(RUN_TIMEOUT):  # a hung kernel fails the test instead of the suite
+        result = await ukernel.run_async("/bin/t", argv or ["t"], files=files, **settings)
     assert result.problems == [], result.problems
     return result
 

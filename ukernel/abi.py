@@ -97,6 +97,12 @@ SA_NODEFER = 0x40000000
 SA_RESETHAND = 0x80000000
 
 
+#: Default actions (kernel/signal.c's sig_kernel_* sets); the rest terminate.
+SIG_KERNEL_IGNORE = frozenset({SIGCHLD, SIGCONT, SIGURG, SIGWINCH})
+SIG_KERNEL_STOP = frozenset({SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU})
+SIG_KERNEL_ONLY = frozenset({SIGKILL, SIGSTOP})
+
+
 def valid_signal(sig: int) -> bool:
     """Linux's valid_signal(): 0 (no signal) up to _NSIG."""
     return 0 <= sig <= _NSIG

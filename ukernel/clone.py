@@ -233,6 +233,7 @@ class CopyProcess:
         """The child's task_struct starts as a copy of the parent's."""
         cur, child = self.current, self.child
         child.pid_ns_for_children = cur.pid_ns_for_children
+        child.blocked = set(cur.blocked)  # the mask is copied; pending starts empty
 
     def check_limits(self) -> None:
         """RLIMIT_NPROC (counting the new child) and threads-max: EAGAIN."""

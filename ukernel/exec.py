@@ -37,6 +37,9 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
         task.mm = saved
         await k.call("mm", "mmput", {"mm": old_mm}, meta | {"step": "exec_mmap"})
     task.files = (await k.call("vfs", "exec_files", {"files": task.files}, meta | {"step": "unshare_files"}))["files"]
+    await k.call(
+        "signals", "flush_signal_handlers", {"sighand": task.sighand}, meta | {"step": "flush_signal_handlers"}
+    )
     task.leader.did_exec = True
     task.comm = posixpath.basename(found["path"])[:15]
     task.leader.exit_signal = abi.SIGCHLD

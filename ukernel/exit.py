@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import abi
 from .runtime import TaskExit
+from .signal import send_to_process
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
             setattr(task, attr, None)
     k.runtime.replays.pop(task.id, None)
     task.image = None
-    exit_notify(k, task, status)
+    await exit_notify(k, task, status)
     await k.task_dead(task, meta)
 
 
@@ -89,7 +90,7 @@ def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     return k.idle
 
 
-def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
+async def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
     """Reparent the children, become a zombie, and tell whoever waits."""
     task.state = "zombie"
     task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
@@ -99,28 +100,42 @@ def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
         child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
         reaper.children.append(child)
         if child.state == "zombie":
-            notify_parent(k, child)
+            await notify_parent(k, child)
     task.children.clear()
     leader = task.leader
     if task is not leader:  # a thread is never waited for: it reaps itself
         release_task(k, task)
         if leader.state == "zombie" and thread_group_empty(leader):
-            notify_parent(k, leader)
+            await notify_parent(k, leader)
     elif thread_group_empty(task):
-        notify_parent(k, task)
+        await notify_parent(k, task)
 
 
 def thread_group_empty(leader: TaskStruct) -> bool:
     return all(t is leader for t in leader.thread_group)
 
 
-def notify_parent(k: Kernel, task: TaskStruct) -> None:
-    """do_notify_parent: wake the parent's wait4; the idle task reaps at once."""
+async def notify_parent(k: Kernel, task: TaskStruct) -> None:
+    """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
-    if parent is None or parent is k.idle:
+    if parent is None or parent is k.idle or parent.leader.sighand is None:
         release_task(k, task)
         return
+    meta = {"pid": task.pid, "tid": task.pid, "step": "exit_notify"}
+    sig, autoreap = task.exit_signal, False
+    if sig == abi.SIGCHLD:
+        handler, flags = await k.call(
+            "signals", "sigaction", {"sighand": parent.leader.sighand, "sig": abi.SIGCHLD}, meta
+        )
+        if handler == abi.SIG_IGN or flags & abi.SA_NOCLDWAIT:
+            autoreap = True
+            if handler == abi.SIG_IGN:
+                sig = 0
+    if sig and abi.valid_signal(sig):
+        await send_to_process(k, parent, sig, meta)
     wake_waiters(parent.leader)
+    if autoreap:
+        release_task(k, task)
 
 
 def wake_waiters(leader: TaskStruct) -> None:
@@ -174,6 +189,15 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
                 abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process"
             )
         for child in children:
+            report = child.report
+            if (
+                report
+                and child.state == "running"
+                and options & (abi.WUNTRACED if report[0] == "stopped" else abi.WCONTINUED)
+            ):
+                child.report = None
+                status = 0xFFFF if report[0] == "continued" else (report[1] << 8) | 0x7F
+                return [child.vnr(task), status, {"utime": child.utime, "stime": 0}]
             if child.state == "zombie" and thread_group_empty(child):
                 status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}
                 nr = child.vnr(task)
@@ -184,3 +208,5 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
         await k.sleep_on(task, event)
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
+        if not event.is_set() and task.sigpending:
+            raise abi.kernel_error(abi.EINTR, "wait4 interrupted by a signal")

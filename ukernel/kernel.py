@@ -28,6 +28,7 @@ from .exit import do_exit
 from .futex import FutexTable
 from .router import Router
 from .runtime import ExecImage, Runtime, TaskExit
+from .signal import do_signal
 from .syscalls import SYSCALLS
 from .task import TaskStruct, TaskTable
 from .trace import Tracer
@@ -210,13 +211,14 @@ class Kernel:
         if state in ("preempted", "yield"):
             await self.wait_cpu(task)
 
-    async def sleep_on(self, task: TaskStruct, event: trio.Event) -> None:
-        """Block until ``event`` (or a fatal signal), leaving the CPU to others."""
-        if event.is_set():
+    async def sleep_on(self, task: TaskStruct, event: trio.Event, interruptible: bool = True) -> None:
+        """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
+        when ``interruptible``) ends the sleep early, with ``event`` still unset."""
+        if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
         await self.schedule(task, "blocked")
         with trio.CancelScope() as scope:
-            task.sleep_scope = scope
+            task.sleep_scope, task.sleep_interruptible = scope, interruptible
             await event.wait()
         task.sleep_scope = None
         reply = await self.call("sched", "wake", {"task": task.id}, {"pid": task.pid, "tid": task.pid})
@@ -261,19 +263,22 @@ class Kernel:
             )
         meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
         started = time.perf_counter()
-        try:
-            result = await entry[1](self, task, meta, **args)
-        except OSError as exc:
-            if tracer.on:
-                self._trace_exit(
-                    task, entry[0], name, msgid, started, errno=abi.errno_name(exc.errno or 0), message=exc.strerror
-                )
-            await self.return_to_user(task)
-            raise
-        except ExecImage:
-            if tracer.on:
-                self._trace_exit(task, entry[0], name, msgid, started, result=0)
-            raise
+        while True:
+            try:
+                result = await entry[1](self, task, meta, **args)
+                break
+            except OSError as exc:
+                if tracer.on:
+                    outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
+                    self._trace_exit(task, entry[0], name, msgid, started, **outcome)
+                restart = await self.return_to_user(task)
+                if not (restart and exc.errno == abi.EINTR):
+                    raise
+                # SA_RESTART: the handler ran, the syscall starts again
+            except ExecImage:
+                if tracer.on:
+                    self._trace_exit(task, entry[0], name, msgid, started, result=0)
+                raise
         if tracer.on:
             self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
         await self.return_to_user(task)
@@ -293,12 +298,15 @@ class Kernel:
             **outcome,
         )
 
-    async def return_to_user(self, task: TaskStruct) -> None:
-        """exit_to_user_mode: a fatal signal ends the task; a used-up slice preempts it."""
+    async def return_to_user(self, task: TaskStruct) -> bool:
+        """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
+        a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
+        restart = await do_signal(self, task) if task.sigpending else False
         if task.slice <= 0:
             await self.schedule(task, "preempted")
+        return bool(restart)
 
     # --- exit -------------------------------------------------------------------------------
     async def do_exit(self, task: TaskStruct, status: int, group: bool) -> None:

@@ -63,6 +63,16 @@ class Image:
     namespace: dict[str, Any] = field(default_factory=dict)
     journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
     snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
+    handlers: dict[int, Any] = field(default_factory=dict)  # sigaction tokens -> Python handlers (libc's table)
+
+    def register_handler(self, handler: Any) -> int:
+        """Tokens are given in call order, so a replaying child gets the same ones."""
+        for token, known in self.handlers.items():
+            if known is handler:
+                return token
+        token = len(self.handlers) + 1
+        self.handlers[token] = handler
+        return token
 
     @classmethod
     def load(cls, path: str, source: bytes, argv: list[str], envp: dict[str, str]) -> Image:
@@ -253,6 +263,26 @@ class Sys:
     async def getppid(self) -> int:
         return await self._call("getppid")
 
+    # signals
+    async def kill(self, pid: int, sig: int) -> None:
+        await self._call("kill", pid=pid, sig=sig)
+
+    async def tgkill(self, tgid: int, tid: int, sig: int) -> None:
+        await self._call("tgkill", tgid=tgid, tid=tid, sig=sig)
+
+    async def sigaction(self, sig: int, handler: Any = None, flags: int = 0) -> tuple[Any, int]:
+        """handler: SIG_DFL, SIG_IGN or handler(sys, signum) (sync or async); None only queries."""
+        image = current.get().image
+        token = image.register_handler(handler) if callable(handler) else handler
+        old, old_flags = await self._call("sigaction", sig=sig, handler=token, flags=flags)
+        return image.handlers.get(old, old) if isinstance(old, int) else old, old_flags
+
+    async def sigprocmask(self, how: int, mask: Any = None) -> set:
+        return set(await self._call("sigprocmask", how=how, mask=None if mask is None else sorted(mask)))
+
+    async def pause(self) -> None:
+        await self._call("pause")
+
     async def getpgid(self, pid: int = 0) -> int:
         return await self._call("getpgid", pid=pid)
 
@@ -395,6 +425,21 @@ class Runtime:
         if not ok:
             raise OSError(*value)
         return value
+
+    async def run_handler(self, task: TaskStruct, token: int, sig: int, flags: int) -> None:
+        """Run a caught signal's handler in the task, with the signal blocked meanwhile."""
+        handler = task.image.handlers.get(token) if task.image is not None else None
+        if handler is None:
+            raise TaskExit(abi.W_EXITCODE(0, sig))  # no such handler in this image: the default, terminate
+        added = sig not in task.blocked and not flags & abi.SA_NODEFER
+        if added:
+            task.blocked.add(sig)
+        try:
+            await _call_maybe_async(handler, self.sys, sig)
+        finally:
+            if added:
+                task.blocked.discard(sig)
+                task.sigpending = True  # recalc_sigpending after the mask changes back
 
     async def task_main(self, task: TaskStruct, status: list) -> None:
         """A task's whole life on its trio task: wait for a CPU, run, exit."""

@@ -18,6 +18,7 @@ from .exit import do_wait, k_kill
 from .futex import sys_futex, sys_set_tid_address
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
+from .signal import sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -225,6 +226,11 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "getsid":        ("kernel",     sys_getsid),
     "setsid":        ("kernel",     sys_setsid),
     "sched_yield":   ("sched",      sys_sched_yield),
+    "kill":          ("signals",    sys_kill),
+    "tgkill":        ("signals",    sys_tgkill),
+    "sigaction":     ("signals",    sys_sigaction),
+    "sigprocmask":   ("kernel",     sys_sigprocmask),
+    "pause":         ("kernel",     sys_pause),
     "prlimit":       ("kernel",     sys_prlimit),
     "open":          ("vfs",        _vfs("open", fs=True)),
     "close":         ("vfs",        _vfs("close")),

@@ -52,6 +52,14 @@ class TaskStruct:
     pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
     session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
     did_exec: bool = False
+    # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
+    pending: set[int] = field(default_factory=set)
+    blocked: set[int] = field(default_factory=set)
+    sigpending: bool = False
+    sleep_interruptible: bool = True
+    stopped: int = 0  # on the leader: the stop signal while the group is stopped
+    report: tuple | None = None  # on the leader: ("stopped", sig) or ("continued", SIGCONT) for wait4
+    cont_event: trio.Event = field(default_factory=trio.Event)
     set_child_tid: int = 0
     clear_child_tid: int = 0
     vfork_done: trio.Event | None = None
