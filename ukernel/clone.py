@@ -307,5 +307,5 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
         child.vfork_done = trio.Event()
     await kernel.wake_up_new_task(child, meta | {"step": "wake_up_new_task"})
     if flags & CLONE_VFORK:
-        await kernel.sleep_on(current, child.vfork_done)
+        await kernel.sleep_on(current, child.vfork_done, interruptible=False)  # killable only
     return nr

@@ -43,7 +43,7 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
             setattr(task, attr, None)
     k.runtime.replays.pop(task.id, None)
     task.image = None
-    await exit_notify(k, task, status)
+    await exit_notify(k, task, status, meta)
     await k.task_dead(task, meta)
 
 
@@ -77,6 +77,20 @@ def k_kill(task: TaskStruct, sig: int) -> None:
         task.sleep_scope.cancel()
 
 
+def find_new_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
+    """find_new_reaper: a live thread of the group, else the nearest subreaper ancestor
+    in the same pid namespace, else the namespace's init (the idle task once it is gone)."""
+    for thread in task.leader.thread_group:
+        if thread is not task and thread.state == "running" and "PF_EXITING" not in thread.flags:
+            return thread
+    ancestor = task.leader.real_parent
+    while ancestor is not None and ancestor is not k.idle and ancestor.pid_ns == task.pid_ns:
+        if ancestor.leader.child_subreaper and ancestor.state == "running":
+            return ancestor.leader
+        ancestor = ancestor.leader.real_parent
+    return find_child_reaper(k, task)
+
+
 def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     """The init of the task's pid namespace, or the idle task once that init is gone."""
     for candidate in k.tasks:
@@ -90,38 +104,38 @@ def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     return k.idle
 
 
-async def exit_notify(k: Kernel, task: TaskStruct, status: int) -> None:
+async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> None:
     """Reparent the children, become a zombie, and tell whoever waits."""
     task.state = "zombie"
     task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
-    reaper = find_child_reaper(k, task)
+    reaper = find_new_reaper(k, task)
     for child in task.children:
         child.real_parent = reaper
         child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
         reaper.children.append(child)
         if child.state == "zombie":
-            await notify_parent(k, child)
+            await notify_parent(k, child, meta)
     task.children.clear()
     leader = task.leader
     if task is not leader:  # a thread is never waited for: it reaps itself
         release_task(k, task)
         if leader.state == "zombie" and thread_group_empty(leader):
-            await notify_parent(k, leader)
+            await notify_parent(k, leader, meta)
     elif thread_group_empty(task):
-        await notify_parent(k, task)
+        await notify_parent(k, task, meta)
 
 
 def thread_group_empty(leader: TaskStruct) -> bool:
     return all(t is leader for t in leader.thread_group)
 
 
-async def notify_parent(k: Kernel, task: TaskStruct) -> None:
+async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
     if parent is None or parent is k.idle or parent.leader.sighand is None:
         release_task(k, task)
         return
-    meta = {"pid": task.pid, "tid": task.pid, "step": "exit_notify"}
+    meta = meta | {"step": "exit_notify"}
     sig, autoreap = task.exit_signal, False
     if sig == abi.SIGCHLD:
         handler, flags = await k.call(

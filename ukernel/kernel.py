@@ -197,13 +197,13 @@ class Kernel:
         for cpu, tid in reply["dispatch"]:
             self._dispatch(cpu, tid)
 
-    async def schedule(self, task: TaskStruct, state: str) -> None:
+    async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
         """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
         cpu, ran = task.cpu, task.ran
         task.ran, task.cpu, task.go = 0, None, trio.Event()
         task.utime += ran
         self.cpu_curr[cpu] = None
-        meta = {"pid": task.pid, "tid": task.pid}
+        meta = meta or {"pid": task.pid, "tid": task.pid}
         reply = await self.call("sched", "schedule", {"cpu": cpu, "prev": task.id, "state": state, "ran": ran}, meta)
         self.slice = reply["slice"]
         if reply["next"] is not None:
@@ -314,7 +314,7 @@ class Kernel:
 
     async def task_dead(self, task: TaskStruct, meta: dict) -> None:
         """do_task_dead: leave the CPU for good."""
-        await self.schedule(task, "dead")
+        await self.schedule(task, "dead", meta | {"step": "do_task_dead"})
         self.by_id.pop(task.id, None)
 
     def release_pid(self, task: TaskStruct) -> None:

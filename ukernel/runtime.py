@@ -298,6 +298,9 @@ class Sys:
     async def sched_yield(self) -> None:
         await self._call("sched_yield")
 
+    async def set_child_subreaper(self, flag: bool = True) -> None:
+        await self._call("set_child_subreaper", flag=flag)
+
     async def prlimit(self, resource: int, new: int | None = None) -> int:
         return await self._call("prlimit", resource=resource, new=new)
 

@@ -96,7 +96,8 @@ def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
     """kill_something_info: one process, the caller's group, a group, or everyone (-1)."""
     from .exit import nr_in
 
-    leaders = [t for t in k.tasks if t.leader is t and t.state == "running" and t.is_visible_from(task)]
+    live = ("running", "zombie")  # a zombie still has its pid: kill(zombie, 0) succeeds
+    leaders = [t for t in k.tasks if t.leader is t and t.state in live and t.is_visible_from(task)]
     if pid > 0:
         return [t for t in leaders if t.nr_in(task.level) == pid]
     if pid == 0:

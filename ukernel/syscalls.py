@@ -124,6 +124,11 @@ async def sys_sched_yield(k: Kernel, task: TaskStruct, meta: dict) -> None:
     await k.schedule(task, "yield")
 
 
+async def sys_set_child_subreaper(k: Kernel, task: TaskStruct, meta: dict, flag: bool) -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants come to us, not to init."""
+    task.leader.child_subreaper = bool(flag)
+
+
 async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, new: int | None) -> int:
     """prlimit on the calling process; only RLIMIT_NPROC is modelled."""
     if resource != abi.RLIMIT_NPROC:
@@ -232,6 +237,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "sigprocmask":   ("kernel",     sys_sigprocmask),
     "pause":         ("kernel",     sys_pause),
     "prlimit":       ("kernel",     sys_prlimit),
+    "set_child_subreaper": ("kernel", sys_set_child_subreaper),
     "open":          ("vfs",        _vfs("open", fs=True)),
     "close":         ("vfs",        _vfs("close")),
     "read":          ("vfs",        _vfs("read")),

@@ -52,6 +52,7 @@ class TaskStruct:
     pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
     session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
     did_exec: bool = False
+    child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
     pending: set[int] = field(default_factory=set)
     blocked: set[int] = field(default_factory=set)
