@@ -13,12 +13,46 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from . import abi
-from .exit import mm_release, zap_other_threads
+from .exit import mm_release, release_task, zap_other_threads
 from .runtime import ExecImage, Image
 from .task import TaskStruct
 
 if TYPE_CHECKING:
     from .kernel import Kernel
+
+
+async def de_thread(k: Kernel, task: TaskStruct) -> None:
+    """Kill the other threads and wait for them; a non-leader takes over the leader's pid."""
+    leader = task.leader
+    leader.group_exec_task = task
+    zap_other_threads(task)
+    while any(t is not task and t.state == "running" for t in leader.thread_group):
+        await k.schedule(task, "yield")  # the killed threads need a CPU to run do_exit
+    leader.group_exec_task = None
+    if leader is task:
+        return
+    # the exec'ing thread becomes the leader: it swaps pids with the (zombie) old leader
+    k.tasks.remove(leader)
+    k.tasks.remove(task)
+    for attr in ("pid", "numbers", "pid_handle"):
+        mine, theirs = getattr(task, attr), getattr(leader, attr)
+        setattr(task, attr, theirs)
+        setattr(leader, attr, mine)
+    for attr in ("real_parent", "exit_signal", "pgrp", "session", "rlim", "child_subreaper", "did_exec"):
+        setattr(task, attr, getattr(leader, attr))
+    parent = leader.real_parent
+    if parent is not None and leader in parent.children:
+        parent.children[parent.children.index(leader)] = task
+    leader.real_parent = None
+    task.group_leader, task.thread_group = None, [task]
+    leader.group_leader = task
+    task.children += [c for c in leader.children if c not in task.children]
+    leader.children = []
+    k.tasks.add(task)
+    k.tasks.add(leader)
+    if k.program is leader:
+        k.program = task
+    release_task(k, leader)  # the old leader's struct pid (now the thread's old one) goes back
 
 
 async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:
@@ -28,7 +62,7 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
     image = Image.load(found["path"], found["data"], argv, envp)
     # the point of no return
     if len(task.leader.thread_group) > 1:
-        zap_other_threads(task)
+        await de_thread(k, task)
     new = await k.call("mm", "mm_init", {"code_size": len(found["data"])}, meta | {"step": "exec_mmap"})
     old_mm, task.mm = task.mm, new["mm"]
     if old_mm is not None:

@@ -32,7 +32,7 @@ EXIT_STEPS: tuple[tuple[str, str, str, str], ...] = (
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
     """Give back every handle, notify the parent, leave the CPU for good."""
     task.flags.add("PF_EXITING")
-    if group:
+    if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
         zap_other_threads(task, status)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)

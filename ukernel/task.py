@@ -47,6 +47,7 @@ class TaskStruct:
     state: str = "new"  # new, running, zombie, dead
     exit_code: int = 0  # the wait status once a zombie
     group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
+    group_exec_task: TaskStruct | None = None  # on the leader: the thread whose execve is killing the rest
     flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
     pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
