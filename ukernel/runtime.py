@@ -339,6 +339,16 @@ class Sys:
     async def munmap(self, addr: int, length: int) -> None:
         await self._call("munmap", addr=addr, length=length)
 
+    async def mprotect(self, addr: int, length: int, prot: int) -> None:
+        await self._call("mprotect", addr=addr, length=length, prot=prot)
+
+    async def brk(self, addr: int = 0) -> int:
+        return await self._call("brk", addr=addr)
+
+    async def getrusage(self) -> dict:
+        """utime in ticks, minflt/majflt of the process's mm, maxrss in KiB."""
+        return await self._call("getrusage")
+
     async def peek(self, addr: int, n: int) -> bytes:
         return await self._call("peek", addr=addr, n=n)
 

@@ -180,6 +180,28 @@ async def sys_munmap(k: Kernel, task: TaskStruct, meta: dict, addr: int, length:
     await k.call("mm", "munmap", {"mm": task.mm, "addr": addr, "length": length}, meta)
 
 
+async def sys_mprotect(k: Kernel, task: TaskStruct, meta: dict, addr: int, length: int, prot: int) -> None:
+    await k.call("mm", "mprotect", {"mm": task.mm, "addr": addr, "length": length, "prot": prot}, meta)
+
+
+async def sys_brk(k: Kernel, task: TaskStruct, meta: dict, addr: int) -> int:
+    """brk(0) asks; a failed move answers the old break (Linux's brk, not glibc's -1)."""
+    return await k.call("mm", "brk", {"mm": task.mm, "addr": addr}, meta)
+
+
+async def sys_getrusage(k: Kernel, task: TaskStruct, meta: dict) -> dict:
+    """The calling process's fault counts (from its mm) and the ticks it ran."""
+    stat = await k.call("mm", "mm_stat", {"mm": task.mm}, meta) if task.mm is not None else {}
+    ticks = sum(t.utime + t.ran for t in task.leader.thread_group)
+    return {
+        "utime": ticks,
+        "stime": 0,
+        "minflt": stat.get("min_flt", 0),
+        "majflt": stat.get("maj_flt", 0),
+        "maxrss": stat.get("rss", 0) * abi.PAGE_SIZE // 1024,
+    }
+
+
 async def _user_access(k: Kernel, task: TaskStruct, meta: dict, op: str, args: dict) -> Any:
     """The CPU's load or store: a fault the mm cannot fix is SIGSEGV, not an errno."""
     try:
@@ -249,6 +271,9 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "getcwd":        ("vfs",        _fs("getcwd")),
     "mmap":          ("mm",         sys_mmap),
     "munmap":        ("mm",         sys_munmap),
+    "mprotect":      ("mm",         sys_mprotect),
+    "brk":           ("mm",         sys_brk),
+    "getrusage":     ("mm",         sys_getrusage),
     "peek":          ("mm",         sys_peek),
     "poke":          ("mm",         sys_poke),
     "cmpxchg":       ("mm",         sys_cmpxchg),
