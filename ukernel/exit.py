@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from . import abi
 from .runtime import TaskExit
-from .signal import send_to_process
-from .task import TaskStruct
+from .signal import k_kill, send_to_process
+from .task import TaskStruct, nr_in, wake_waiters
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -68,13 +68,6 @@ def zap_other_threads(task: TaskStruct, status: int | None = None) -> None:
     for other in task.leader.thread_group:
         if other is not task and other.state == "running":
             k_kill(other, abi.SIGKILL)
-
-
-def k_kill(task: TaskStruct, sig: int) -> None:
-    """A fatal signal: the task exits at its next kernel exit, woken if asleep."""
-    task.killed = task.killed or sig
-    if task.sleep_scope is not None:
-        task.sleep_scope.cancel()
 
 
 def find_new_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
@@ -152,11 +145,6 @@ async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
         release_task(k, task)
 
 
-def wake_waiters(leader: TaskStruct) -> None:
-    leader.child_wait.set()
-    leader.child_wait = type(leader.child_wait)()
-
-
 def release_task(k: Kernel, task: TaskStruct) -> None:
     """The task is gone for good: its pid goes back, it leaves every list."""
     task.state = "dead"
@@ -168,11 +156,6 @@ def release_task(k: Kernel, task: TaskStruct) -> None:
     k.nr_threads -= 1
     k.release_pid(task)
     k.reaped(task)
-
-
-def nr_in(numbers: list[int], level: int) -> int:
-    """pid_nr_ns for a struct pid kept as its numbers: 0 where it is not visible."""
-    return numbers[level] if level < len(numbers) else 0
 
 
 def eligible(task: TaskStruct, child: TaskStruct, pid: int, options: int) -> bool:

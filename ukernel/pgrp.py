@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import abi
-from .exit import nr_in
-from .task import TaskStruct
+from .task import TaskStruct, nr_in
 
 if TYPE_CHECKING:
     from .kernel import Kernel

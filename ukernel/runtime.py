@@ -63,6 +63,7 @@ class Image:
     namespace: dict[str, Any] = field(default_factory=dict)
     journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
     snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
+    snapshot_keep: list | None = None  # what the snapshot shares rather than copies (modules, code, sys)
     handlers: dict[int, Any] = field(default_factory=dict)  # sigaction tokens -> Python handlers (libc's table)
 
     def register_handler(self, handler: Any) -> int:
@@ -98,7 +99,7 @@ class Image:
         """A child image: same start, the forking thread's journal as the child's, then fork returning 0."""
         journal = [(child if who == forker else who, name, ok, value) for who, name, ok, value in self.journal]
         journal.append((child, syscall, True, 0))
-        return Image(self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot)
+        return Image(self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot, self.snapshot_keep)
 
 
 # --- the pickle round trip that copies an address space ------------------------------
@@ -396,8 +397,7 @@ class Runtime:
             data, keep, (namespace, fn, arg) = copy_space(
                 image.namespace, (args.fn, args.arg), (self.sys, image.namespace.get("__builtins__"))
             )
-            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data)
-            child.image.snapshot_keep = keep
+            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data, keep)
             return ("call", fn, arg)
         if len({who for who, *_ in image.journal} | {current.id}) > 1:
             raise abi.kernel_error(
@@ -405,7 +405,6 @@ class Runtime:
                 "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)",
             )
         child.image = image.fork_copy(current.id, child.id, args.syscall)
-        child.image.snapshot_keep = getattr(image, "snapshot_keep", None)
         return ("replay",)
 
     async def syscall(self, name: str, args: dict) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import abi
 from .runtime import TaskExit
-from .task import TaskStruct
+from .task import TaskStruct, nr_in, wake_waiters
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -23,6 +23,13 @@ def _check_signal(sig: Any, allow_zero: bool = True) -> int:
     if not isinstance(sig, int) or not (0 if allow_zero else 1) <= sig <= abi._NSIG:
         raise abi.kernel_error(abi.EINVAL, f"no signal {sig!r}")
     return sig
+
+
+def k_kill(task: TaskStruct, sig: int) -> None:
+    """A fatal signal: the task exits at its next kernel exit, woken if asleep."""
+    task.killed = task.killed or sig
+    if task.sleep_scope is not None:
+        task.sleep_scope.cancel()
 
 
 def signal_wake_up(task: TaskStruct, sig: int) -> None:
@@ -52,8 +59,6 @@ async def send_to_process(k: Kernel, target: TaskStruct, sig: int, meta: dict) -
         return
     threads = [t for t in leader.thread_group if t.state == "running"]
     if sig == abi.SIGKILL:
-        from .exit import k_kill
-
         for thread in threads:
             k_kill(thread, sig)
         return
@@ -87,15 +92,11 @@ def continue_group(leader: TaskStruct) -> None:
         leader.cont_event.set()
         leader.cont_event = type(leader.cont_event)()
         if leader.real_parent is not None:
-            from .exit import wake_waiters
-
             wake_waiters(leader.real_parent.leader)
 
 
 def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
     """kill_something_info: one process, the caller's group, a group, or everyone (-1)."""
-    from .exit import nr_in
-
     live = ("running", "zombie")  # a zombie still has its pid: kill(zombie, 0) succeeds
     leaders = [t for t in k.tasks if t.leader is t and t.state in live and t.is_visible_from(task)]
     if pid > 0:
@@ -194,8 +195,6 @@ async def do_signal(k: Kernel, task: TaskStruct) -> bool | None:
 
 async def do_signal_stop(k: Kernel, task: TaskStruct, sig: int) -> None:
     """The group stops until SIGCONT; the parent can see it with WUNTRACED."""
-    from .exit import wake_waiters
-
     leader = task.leader
     if not leader.stopped:
         leader.stopped, leader.report = sig, ("stopped", sig)

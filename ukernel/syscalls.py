@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from . import abi
 from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
-from .exit import do_wait, k_kill
+from .exit import do_wait
 from .futex import sys_futex, sys_set_tid_address
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
-from .signal import sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
+from .signal import k_kill, sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
 from .task import TaskStruct
 
 if TYPE_CHECKING:

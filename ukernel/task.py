@@ -103,6 +103,17 @@ class TaskStruct:
         return self.ns_path[: viewer.level + 1] == viewer.ns_path
 
 
+def nr_in(numbers: list[int], level: int) -> int:
+    """pid_nr_ns for a struct pid kept as its numbers: 0 where it is not visible."""
+    return numbers[level] if level < len(numbers) else 0
+
+
+def wake_waiters(leader: TaskStruct) -> None:
+    """Wake every wait4 sleeping on this thread group's children (wait_chldexit)."""
+    leader.child_wait.set()
+    leader.child_wait = type(leader.child_wait)()
+
+
 class TaskTable:
     """Every task the kernel knows, by global pid (the pidhash, flattened)."""
 
