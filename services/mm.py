@@ -101,6 +101,7 @@ class MmStruct:
     min_flt: int = 0
     maj_flt: int = 0  # a major fault waits for I/O (swap, files); ukernel has neither, so it stays 0
     cow_breaks: int = 0
+    hiwater_rss: int = 0  # the most pages ever resident (getrusage's maxrss)
 
     def layout(self) -> dict:
         return {key: getattr(self, key) for key in LAYOUT}
@@ -262,6 +263,7 @@ class MmService(Service):
         if pte is None:
             pte = self._do_shared_fault(vma, vpn) if vma.shm is not None else self._do_anonymous_page(vma)
             m.page_table[vpn] = pte
+            m.hiwater_rss = max(m.hiwater_rss, len(m.page_table))
         if write and not pte.writable:
             self._do_wp_page(m, vma, pte)
         return pte.pfn
@@ -335,11 +337,13 @@ class MmService(Service):
         for vma in child.vmas:
             if vma.shm is not None:
                 self.shmem[vma.shm].vmas += 1
+        shared = [(v.start // PAGE, v.end // PAGE) for v in parent.vmas if v.shm is not None]
+        child_pt, refcount = child.page_table, self.refcount
         for vpn, pte in parent.page_table.items():
-            if parent.vmas[self._vma_index(parent, vpn * PAGE)].shm is None:
+            if not shared or not any(lo <= vpn < hi for lo, hi in shared):
                 pte.writable = False  # copy_present_pte: write-protect the parent's PTE too
-            child.page_table[vpn] = PTE(pte.pfn, pte.writable)
-            self.refcount[pte.pfn] += 1
+            child_pt[vpn] = PTE(pte.pfn, pte.writable)
+            refcount[pte.pfn] += 1
         handle = next(self._mm_ids)
         self.mms[handle] = child
         return {"mm": handle}
@@ -393,6 +397,8 @@ class MmService(Service):
         length = page_align(length)
         if length > TASK_SIZE - MMAP_MIN_ADDR:
             raise abi.kernel_error(abi.ENOMEM, f"{length} bytes do not fit in the address space")
+        if length > self.nframes * PAGE:  # heuristic overcommit (mode 0): more than all of RAM is refused
+            raise abi.kernel_error(abi.ENOMEM, f"{length} bytes are more than the machine's {self.nframes * PAGE}")
         if flags & abi.MAP_FIXED:
             if addr % PAGE:
                 raise abi.kernel_error(abi.EINVAL, f"MAP_FIXED address {addr:#x} is not page aligned")
@@ -501,7 +507,13 @@ class MmService(Service):
         """vm_size in bytes and rss in pages, as /proc/PID/stat's vsize and rss."""
         m = self._mm(mm)
         vm_size = sum(v.end - v.start for v in m.vmas)
-        counts = {"min_flt": m.min_flt, "maj_flt": m.maj_flt, "cow": m.cow_breaks, "vmas": len(m.vmas)}
+        counts = {
+            "min_flt": m.min_flt,
+            "maj_flt": m.maj_flt,
+            "cow": m.cow_breaks,
+            "vmas": len(m.vmas),
+            "hiwater_rss": m.hiwater_rss,
+        }
         return {"users": m.mm_users, "vm_size": vm_size, "rss": len(m.page_table), **counts, **m.layout()}
 
     @op

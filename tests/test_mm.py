@@ -180,7 +180,7 @@ async def test_share_mm_and_mmput():
 async def test_enomem_fails_cleanly():
     async with boot(pages=4) as c:
         mm = await new_mm(c)  # frame 1: the pgd
-        addr = await c.call("mmap", mm=mm, addr=0, length=8 * PAGE, prot=RW, flags=PRIVATE)
+        addr = await c.call("mmap", mm=mm, addr=0, length=4 * PAGE, prot=RW, flags=PRIVATE)
         for i in range(3):
             await c.call("write_mem", mm=mm, addr=addr + i * PAGE, data=b"ok")
         assert (await errno_of(c, "write_mem", mm=mm, addr=addr + 3 * PAGE, data=b"no"))[0] == abi.ENOMEM

@@ -1,4 +1,4 @@
-"""The ``ukernel`` command: run a program, or decode clone flags into a route."""
+"""The ``ukernel`` command: run a program, decode clone flags into a route, or show a trace file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import trio
 
 from . import abi, clone, run_async
-from .trace import ConsoleSink, JsonlSink
+from .trace import ConsoleSink, JsonlSink, load
 
 
 def _parse_fail(items: list[str]) -> dict[str, str]:
@@ -79,6 +79,34 @@ def cmd_flags(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(ns: argparse.Namespace) -> int:
+    from . import views
+
+    try:
+        events = load(sys.stdin) if ns.file == "-" else load(ns.file)
+    except OSError as exc:
+        print(f"ukernel: {ns.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    ops = [op for op in (ns.ops or "").split(",") if op] or None
+    try:
+        if ns.view == "strace":
+            text = views.strace(events, pid=ns.pid, ops=ops)
+        elif ns.view == "pstree":
+            text = views.pstree(events, pids=ns.pids, ascii=ns.ascii)
+        elif ns.view == "stats":
+            text = views.stats(events)
+        else:  # route, mermaid: -e names the syscall whose route to show
+            pick = {"msgid": ns.msgid, "syscall": ops[0] if ops else None, "nth": ns.nth, "pid": ns.pid}
+            text = (
+                views.route(events, **pick) if ns.view == "route" else views.mermaid(events, **pick, values=ns.values)
+            )
+    except ValueError as exc:
+        print(f"ukernel: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
@@ -99,6 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00")
     p_flags.set_defaults(func=cmd_flags)
+    p_trace = sub.add_parser(
+        "trace",
+        help="show a trace file (from run --trace) as strace, pstree, route, mermaid or stats",
+        description="Views of a JSON Lines trace (docs/trace.md). route and mermaid show one syscall's messages: "
+        "by --msgid, else the --nth call of the syscall named by -e (default: the clone family), of -p PID.",
+    )
+    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats"])
+    p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
+    p_trace.add_argument("-p", "--pid", type=int, help="only this pid (strace), or the caller (route, mermaid)")
+    p_trace.add_argument(
+        "-e", "--ops", metavar="OP,OP", help="strace: only these syscalls; route, mermaid: the syscall (exit: do_exit)"
+    )
+    p_trace.add_argument("--nth", type=int, default=0, help="route, mermaid: which call of the syscall (from 0)")
+    p_trace.add_argument("--msgid", type=int, help="route, mermaid: the syscall (or request) with this message id")
+    p_trace.add_argument("--values", action="store_true", help="mermaid: show message args and results")
+    p_trace.add_argument("--pids", action="store_true", help="pstree: label tasks name(pid), fold nothing")
+    p_trace.add_argument("--ascii", action="store_true", help="pstree: draw with ASCII, like pstree -A")
+    p_trace.set_defaults(func=cmd_trace)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # options may follow the program's arguments: ukernel run nginx 4 -v
         return cmd_run(p_run.parse_intermixed_args(argv[1:]))

@@ -198,19 +198,22 @@ async def sys_getrusage(k: Kernel, task: TaskStruct, meta: dict) -> dict:
         "stime": 0,
         "minflt": stat.get("min_flt", 0),
         "majflt": stat.get("maj_flt", 0),
-        "maxrss": stat.get("rss", 0) * abi.PAGE_SIZE // 1024,
+        "maxrss": stat.get("hiwater_rss", 0) * abi.PAGE_SIZE // 1024,  # the high-water mark
     }
 
 
 async def _user_access(k: Kernel, task: TaskStruct, meta: dict, op: str, args: dict) -> Any:
-    """The CPU's load or store: a fault the mm cannot fix is SIGSEGV, not an errno."""
+    """The CPU's load or store: a fault the mm cannot fix is a signal, not an errno:
+    SIGSEGV for a bad address, SIGKILL when no frame is left (the OOM killer, aimed
+    at the faulting task)."""
     try:
         return await k.call("mm", op, {"mm": task.mm, **args}, meta)
     except OSError as exc:
-        if exc.errno != abi.EFAULT:
+        sig = {abi.EFAULT: abi.SIGSEGV, abi.ENOMEM: abi.SIGKILL}.get(exc.errno)
+        if sig is None:
             raise
-        k_kill(task, abi.SIGSEGV)
-        raise TaskExit(abi.W_EXITCODE(0, abi.SIGSEGV)) from None
+        k_kill(task, sig)
+        raise TaskExit(abi.W_EXITCODE(0, sig)) from None
 
 
 async def sys_peek(k: Kernel, task: TaskStruct, meta: dict, addr: int, n: int) -> bytes:

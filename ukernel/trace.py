@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -23,6 +24,9 @@ from . import abi
 Event = dict[str, Any]
 Sink = Callable[[Event], None]
 
+#: The version of the event schema described in docs/trace.md. A JSON Lines file
+#: may start with a header ``{"type": "schema", "version": N}``; ``load`` refuses
+#: a version newer than this one (files without a header are version 1).
 SCHEMA_VERSION = 1
 
 
@@ -187,3 +191,40 @@ def format_event(event: Event, width: int = 60) -> str | None:
 
 def errno_field(err: int) -> str:
     return abi.errno_name(err)
+
+
+# --- reading a trace back ---------------------------------------------------------
+def load(source: str | os.PathLike | IO[str]) -> list[Event]:
+    """The events of a JSON Lines trace (``ukernel run --trace FILE``), in file order.
+
+    ``source`` is a path or an open text stream. Blank lines are skipped; a
+    ``{"type": "schema", "version": N}`` header is checked against
+    SCHEMA_VERSION and left out. Bytes were written as text (utf-8,
+    backslashreplace) and come back as ``str``; tuples come back as lists.
+    """
+    if isinstance(source, str | os.PathLike):
+        with open(source, encoding="utf-8") as stream:
+            return _load_lines(stream, os.fspath(source))
+    return _load_lines(source, getattr(source, "name", "<stream>"))
+
+
+def _load_lines(stream: IO[str], name: str) -> list[Event]:
+    events: list[Event] = []
+    for lineno, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name}:{lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(event, dict) or "type" not in event:
+            raise ValueError(f"{name}:{lineno}: not a trace event (a JSON object with a type)")
+        if event["type"] == "schema":
+            version = event.get("version")
+            if not isinstance(version, int) or version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"{name}:{lineno}: trace schema version {version!r}; this ukernel reads up to {SCHEMA_VERSION}"
+                )
+            continue
+        events.append(event)
+    return events

@@ -1,0 +1,342 @@
+"""Benchmark: what one fork costs as the parent's touched memory grows (1, 16, 100 MiB).
+
+    .venv/bin/python bench/mm.py [--quick]
+
+fork copies page tables, not pages (dup_mm write-protects every private PTE
+and shares the frame), so its cost grows with the number of present pages
+but no page data moves. Prints two tables:
+
+1. time: a ukernel program mmaps N MiB, writes every page (in 1 MiB pokes),
+   then makes ONE clone(SIGCHLD, fn) + exit + waitpid, or none. The fork's
+   cost is (best run time with it) - (best run time without it), whole
+   ``ukernel.run`` wall times, best of REPEATS each, trace=False,
+   memory=512M. Beside it: ``dup_mm`` alone and the child's ``mmput``
+   (exit_mmap) alone, each one message to the mm service sent while the
+   program is stopped, best of REPEATS; and the baseline, a C program that
+   mallocs N MiB, writes every page, then times one fork + _exit + waitpid
+   (best of REPEATS), compiled with ``cc -O2``.
+2. counters: the same program in a live kernel, stopping itself (SIGSTOP)
+   before the clone, in the child, and after the wait; at each stop the mm
+   service's frame counts and the stopped process's mm_stat. Page data copied
+   by the fork = (frames with the child alive - frames before - the child's
+   page-table root) * PAGE_SIZE, and it must be 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+import trio.testing
+
+import ukernel
+from ukernel import abi
+from ukernel.signal import send_to_process
+
+REPEATS = 3
+MEMORY = "512M"
+RUN_TIMEOUT = 120  # seconds one ukernel run may take before it counts as hung
+PAGE = abi.PAGE_SIZE
+
+PROGRAM = b"""
+from ukernel.abi import *
+
+CHUNK = 1 << 20  # one poke writes 256 pages
+
+
+async def stop(sys):
+    await sys.kill(await sys.getpid(), SIGSTOP)
+
+
+def child(sys, mode):
+    return 0
+
+
+async def child_stops(sys, mode):
+    await stop(sys)
+    return 0
+
+
+async def main(sys, argv):
+    size, mode = int(argv[1]) << 20, argv[2]
+    buf = await sys.mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    chunk = b"\\x01" * CHUNK
+    for off in range(0, size, CHUNK):
+        await sys.poke(buf + off, chunk[: size - off])
+    if mode == "none":
+        return 0
+    if mode == "stops":
+        await stop(sys)
+    pid = await sys.clone(SIGCHLD, child_stops if mode == "stops" else child, mode)
+    await sys.waitpid(pid, 0)
+    if mode == "stops":
+        await stop(sys)
+    return 0
+"""
+
+C_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    size_t size = (size_t)atol(argv[1]) << 20;
+    int repeats = atoi(argv[2]);
+    long page = sysconf(_SC_PAGESIZE);
+    volatile char *buf = malloc(size);
+    if (!buf) { perror("malloc"); return 1; }
+    for (size_t i = 0; i < size; i += page) buf[i] = 1;
+    double best = 1e9;
+    for (int r = 0; r < repeats; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        pid_t pid = fork();
+        if (pid < 0) { perror("fork"); return 1; }
+        if (pid == 0) _exit(0);
+        int status;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) { fprintf(stderr, "waitpid\n"); return 1; }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+        if (secs < best) best = secs;
+    }
+    printf("%.1f\n", best * 1e6);
+    return 0;
+}
+"""
+
+PROBLEMS: list[str] = []
+
+
+def best(fn: Callable[[], float], repeats: int = REPEATS) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+# --- 1. whole runs, with and without the fork -------------------------------------------------
+def run_seconds(mib: int, mode: str) -> float:
+    async def one() -> ukernel.Result:
+        with trio.fail_after(RUN_TIMEOUT):
+            return await ukernel.run_async(
+                "/bin/mmbench", ["mmbench", str(mib), mode], memory=MEMORY, trace=False, files={"/bin/mmbench": PROGRAM}
+            )
+
+    gc.collect()  # the last run's garbage is not this run's cost
+    started = time.perf_counter()
+    result = trio.run(one)
+    elapsed = time.perf_counter() - started
+    if result.status != 0:
+        PROBLEMS.append(f"{mib} MiB {mode}: status {result.status:#x}, output {result.stdout[-400:]!r}")
+    PROBLEMS.extend(f"{mib} MiB {mode}: {p}" for p in result.problems)
+    return elapsed
+
+
+def fork_cost(mib: int) -> tuple[float, float, float]:
+    """(best without, best with, with - without) in seconds; the runs alternate, so drift hits both."""
+    without, with_ = [], []
+    for _ in range(REPEATS):
+        without.append(run_seconds(mib, "none"))
+        with_.append(run_seconds(mib, "fork"))
+    return min(without), min(with_), min(with_) - min(without)
+
+
+# --- 2. a live kernel: counters at each stop, dup_mm and mmput timed alone ----------------------
+async def _stops(mib: int) -> dict:
+    out: dict = {"stops": []}
+    async with ukernel.boot(memory=MEMORY, trace=False, files={"/bin/mmbench": PROGRAM}) as k:
+        status: list[int] = []
+
+        async def go() -> None:
+            status.append(await k.run("/bin/mmbench", ["mmbench", str(mib), "stops"]))
+
+        with trio.fail_after(RUN_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(go)
+                while True:
+                    await trio.testing.wait_all_tasks_blocked(0.001)  # longer than the kernel's quiesce
+                    if status:
+                        break
+                    stopped = [t for t in k.tasks if t.leader is t and t.stopped]
+                    if not stopped:
+                        raise RuntimeError("nothing runs, nothing is stopped, and the program has not exited")
+                    for task in stopped:
+                        counts = await k.call("mm", "accounting", {})
+                        stat = await k.call("mm", "mm_stat", {"mm": task.mm})
+                        out["stops"].append({"pid": task.pid, **counts, **stat})
+                        if len(out["stops"]) == 1:  # the parent, before its clone: time the mm ops alone
+                            out["dup_mm"], out["mmput"] = await _time_dup_mm(k, task.mm)
+                        await send_to_process(k, task, abi.SIGCONT, {})
+        out["status"] = status[0]
+        out["problems"] = await k.check_invariants()
+    return out
+
+
+async def _time_dup_mm(k, mm: int) -> tuple[float, float]:
+    """Best-of-REPEATS round trips of dup_mm and of the copy's mmput, with nothing else running."""
+    dups, puts = [], []
+    for _ in range(REPEATS):
+        gc.collect()
+        t0 = time.perf_counter()
+        copy = (await k.call("mm", "dup_mm", {"mm": mm}))["mm"]
+        t1 = time.perf_counter()
+        await k.call("mm", "mmput", {"mm": copy})
+        t2 = time.perf_counter()
+        dups.append(t1 - t0)
+        puts.append(t2 - t1)
+    return min(dups), min(puts)
+
+
+def counters(mib: int) -> dict:
+    out = trio.run(_stops, mib)
+    if out["status"] != 0 or len(out["stops"]) != 3:
+        PROBLEMS.append(f"{mib} MiB stops: status {out['status']:#x}, {len(out['stops'])} stops (want 3)")
+    PROBLEMS.extend(f"{mib} MiB stops: {p}" for p in out["problems"])
+    return out
+
+
+# --- 3. C -----------------------------------------------------------------------------------
+def c_fork_us(sizes: list[int]) -> dict[int, float] | None:
+    cc = shutil.which("cc")
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = Path(tmp, "cforkmem.c"), Path(tmp, "cforkmem")
+        src.write_text(C_SOURCE)
+        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
+        return {
+            mib: float(subprocess.run([str(exe), str(mib), str(REPEATS)], check=True, capture_output=True).stdout)
+            for mib in sizes
+        }
+
+
+# --- the tables -----------------------------------------------------------------------------
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+    except OSError:
+        thp = "?"
+    return (
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{os.cpu_count()} cpus{' ' + model if model else ''}, {platform.system()} {platform.release()}, "
+        f"trio {trio.__version__}, THP {thp}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    print(line)
+    for row in rows:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    print(line)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 and 16 MiB only (a few seconds)")
+    opts = parser.parse_args(argv)
+    sizes = [1, 16] if opts.quick else [1, 16, 100]
+
+    wall = time.perf_counter()
+    print(machine())
+    print(f"best of {REPEATS}; sizes {', '.join(f'{s} MiB' for s in sizes)}; ukernel memory={MEMORY}, trace=False")
+    run_seconds(1, "fork")  # warm up: imports, the first compile of the program
+    timing = {mib: fork_cost(mib) for mib in sizes}
+    stops = {mib: counters(mib) for mib in sizes}
+    c_us = c_fork_us(sizes)
+
+    rows = []
+    for mib in sizes:
+        without, with_, cost = timing[mib]
+        dup, put = stops[mib]["dup_mm"], stops[mib]["mmput"]
+        c = c_us[mib] / 1e6 if c_us else None
+        rows.append(
+            (
+                f"{mib} MiB",
+                ms(without),
+                ms(with_),
+                ms(cost),
+                ms(dup),
+                ms(put),
+                ms(c) if c else "(no cc)",
+                f"{cost / c:.1f}x" if c else "",
+                f"{dup / c:.1f}x" if c else "",
+            )
+        )
+    print("\ntime (ukernel run = boot + init + program + shutdown)")
+    table(
+        (
+            "touched",
+            "run w/o fork",
+            "run with fork",
+            "one clone+exit+wait",
+            "dup_mm alone",
+            "mmput alone",
+            "C fork+_exit+wait",
+            "clone / C",
+            "dup_mm / C",
+        ),
+        rows,
+    )
+
+    rows = []
+    for mib in sizes:
+        before, child, after = (stops[mib]["stops"] + [{}] * 3)[:3]
+        if not after:
+            continue
+        copied = (child["frames"] - before["frames"] - 1) * PAGE  # the 1: the child's page-table root
+        rows.append(
+            (
+                f"{mib} MiB",
+                str(before["rss"]),
+                f"{before['frames']} / {child['frames']} / {after['frames']}",
+                f"{before['frame_refs']} / {child['frame_refs']} / {after['frame_refs']}",
+                f"{before['cow']} / {child['cow']} / {after['cow']}",
+                str(copied),
+            )
+        )
+    print("\nmm counters at the three stops: parent before clone / child alive / parent after wait")
+    table(("touched", "parent rss", "frames in use", "frame refs", "cow breaks", "page bytes copied by fork"), rows)
+
+    if c_us and 100 in sizes:
+        dup, c = stops[100]["dup_mm"], c_us[100] / 1e6
+        print(f"target: 100 MiB dup_mm no slower than C fork of 100 MiB: {dup / c:.2f}x, {_verdict(dup <= c)}")
+    print(f"total {time.perf_counter() - wall:.1f} s")
+    if PROBLEMS:
+        print(f"ukernel problems ({len(PROBLEMS)}):")
+        for problem in dict.fromkeys(PROBLEMS):
+            print(f"  {problem}")
+        return 1
+    return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
