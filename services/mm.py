@@ -9,6 +9,15 @@ memory either (``dup_mm``): parent and child share every private frame
 read-only, and the first write to one copies it (copy-on-write, ``do_wp_page``).
 So a frame can be mapped many times, and its refcount says how many: the frame
 is free again only when the last mapping goes.
+
+The page table is kept as two maps rather than one dict of PTE objects:
+``pfn_of`` (vpn -> pfn, the frame each present page maps) and ``writable``
+(the set of vpns whose PTE has the write bit). A PTE is "present" when its vpn
+is in ``pfn_of``; it is writable when its vpn is also in ``writable``. The
+split is for fork: copying a page table is then one ``dict.copy()``,
+write-protecting every private PTE is one set operation, and raising the
+frames' refcounts is one ``Counter.update`` -- all loops run in C, as the real
+copy_page_range does, instead of one Python object per page.
 """
 
 from __future__ import annotations
@@ -62,14 +71,6 @@ class VMA:
 
 
 @dataclass(slots=True)
-class PTE:
-    """A page-table entry: the frame, and whether the MMU lets a write through."""
-
-    pfn: int
-    writable: bool
-
-
-@dataclass(slots=True)
 class Shmem:
     """What a MAP_SHARED|MAP_ANONYMOUS mapping maps (mm/shmem.c): an object owning its pages.
 
@@ -88,7 +89,9 @@ class MmStruct:
 
     pgd: int  # the frame holding the page-table root (pgd_alloc): page tables cost memory too
     vmas: list[VMA] = field(default_factory=list)
-    page_table: dict[int, PTE] = field(default_factory=dict)  # vpn -> PTE (all levels flattened)
+    # The page table (all levels flattened), as two maps; see the module docstring.
+    pfn_of: dict[int, int] = field(default_factory=dict)  # vpn -> pfn: the present PTEs
+    writable: set[int] = field(default_factory=set)  # vpns whose PTE lets a write through
     mm_users: int = 1
     start_code: int = 0
     end_code: int = 0
@@ -124,7 +127,8 @@ class MmService(Service):
         if memory < PAGE:
             raise ValueError(f"memory must hold at least one {PAGE}-byte frame")
         self.nframes = memory // PAGE
-        self.refcount: dict[int, int] = {}  # pfn -> references (struct page's _refcount), frames in use only
+        # pfn -> references (struct page's _refcount); frames in use only, a count never stays at 0
+        self.refcount: Counter[int] = Counter()
         self.data: dict[int, bytearray] = {}  # frame contents, created on first write: absent = zeros
         self.free: list[int] = []  # freed frames, reused first
         self.next_pfn = 0  # frames from here up were never used
@@ -201,16 +205,25 @@ class MmService(Service):
     def _present(self, m: MmStruct, start: int, end: int) -> list[int]:
         """The vpns in [start, end) that have a PTE (walking whichever is smaller)."""
         lo, hi = start // PAGE, end // PAGE
-        if hi - lo <= len(m.page_table):
-            return [vpn for vpn in range(lo, hi) if vpn in m.page_table]
-        return [vpn for vpn in m.page_table if lo <= vpn < hi]
+        if hi - lo <= len(m.pfn_of):
+            return [vpn for vpn in range(lo, hi) if vpn in m.pfn_of]
+        return [vpn for vpn in m.pfn_of if lo <= vpn < hi]
+
+    @staticmethod
+    def _in_range(vpns: set[int], lo: int, hi: int) -> set[int]:
+        """The members of vpns in [lo, hi) (walking whichever is smaller)."""
+        if hi - lo <= len(vpns):
+            return vpns.intersection(range(lo, hi))
+        return {vpn for vpn in vpns if lo <= vpn < hi}
 
     def _unmap(self, m: MmStruct, start: int, end: int) -> None:
         """do_vmi_munmap: remove the VMAs in [start, end) and zap their PTEs (unmap_page_range)."""
         gone = self._range(m, start, end)
         m.vmas = [v for v in m.vmas if not (start <= v.start and v.end <= end)]
-        for vpn in self._present(m, start, end):
-            self._put_frame(m.page_table.pop(vpn).pfn)
+        present = self._present(m, start, end)
+        m.writable.difference_update(present)
+        for vpn in present:
+            self._put_frame(m.pfn_of.pop(vpn))
         for vma in gone:
             if vma.shm is not None:
                 obj = self.shmem[vma.shm]
@@ -256,27 +269,29 @@ class MmService(Service):
 
     def _handle_mm_fault(self, m: MmStruct, vma: VMA, vpn: int, write: bool) -> int:
         """The frame behind vpn; fault it in first if the MMU would not let the access through."""
-        pte = m.page_table.get(vpn)
-        if pte is not None and (pte.writable or not write):
-            return pte.pfn  # no fault: the MMU finds the frame on its own
+        pfn = m.pfn_of.get(vpn)
+        if pfn is not None and (not write or vpn in m.writable):
+            return pfn  # no fault: the MMU finds the frame on its own
         m.min_flt += 1
-        if pte is None:
-            pte = self._do_shared_fault(vma, vpn) if vma.shm is not None else self._do_anonymous_page(vma)
-            m.page_table[vpn] = pte
-            m.hiwater_rss = max(m.hiwater_rss, len(m.page_table))
-        if write and not pte.writable:
-            self._do_wp_page(m, vma, pte)
-        return pte.pfn
+        if pfn is None:
+            pfn = self._do_shared_fault(vma, vpn) if vma.shm is not None else self._do_anonymous_page()
+            m.pfn_of[vpn] = pfn  # set_pte_at: the new PTE gets the VMA's write right
+            if vma.prot & abi.PROT_WRITE:
+                m.writable.add(vpn)
+            m.hiwater_rss = max(m.hiwater_rss, len(m.pfn_of))
+        if write and vpn not in m.writable:
+            pfn = self._do_wp_page(m, vma, vpn)
+        return pfn
 
-    def _do_anonymous_page(self, vma: VMA) -> PTE:
+    def _do_anonymous_page(self) -> int:
         """First touch of a private page: a fresh zero-filled frame.
 
         (Linux maps the shared zero page on a read fault and allocates on the
         first write; ukernel allocates at once but fills the frame lazily.)
         """
-        return PTE(self._alloc_frame(), bool(vma.prot & abi.PROT_WRITE))
+        return self._alloc_frame()
 
-    def _do_shared_fault(self, vma: VMA, vpn: int) -> PTE:
+    def _do_shared_fault(self, vma: VMA, vpn: int) -> int:
         """First touch of a shared page: map the object's page, creating it if nobody has yet."""
         obj = self.shmem[vma.shm]
         index = vma.pgoff + vpn - vma.start // PAGE
@@ -284,23 +299,26 @@ class MmService(Service):
             obj.pages[index] = self._alloc_frame()  # the object's own reference
         pfn = obj.pages[index]
         self.refcount[pfn] += 1
-        return PTE(pfn, bool(vma.prot & abi.PROT_WRITE))
+        return pfn
 
-    def _do_wp_page(self, m: MmStruct, vma: VMA, pte: PTE) -> None:
+    def _do_wp_page(self, m: MmStruct, vma: VMA, vpn: int) -> int:
         """A write hit a read-only PTE in a writable mapping: copy-on-write, or just reuse.
 
         Shared pages, and private ones nobody else maps any more (refcount 1,
         the other side of a fork already copied or exited), are made writable
         in place (wp_page_reuse). Otherwise this mm gets its own copy (wp_page_copy).
+        Answers the frame the PTE now maps.
         """
-        if vma.shm is None and self.refcount[pte.pfn] > 1:
+        pfn = m.pfn_of[vpn]
+        if vma.shm is None and self.refcount[pfn] > 1:
             new = self._alloc_frame()
-            if pte.pfn in self.data:
-                self.data[new] = bytearray(self.data[pte.pfn])
-            self._put_frame(pte.pfn)
-            pte.pfn = new
+            if pfn in self.data:
+                self.data[new] = bytearray(self.data[pfn])
+            self._put_frame(pfn)
+            m.pfn_of[vpn] = pfn = new
             m.cow_breaks += 1
-        pte.writable = True
+        m.writable.add(vpn)
+        return pfn
 
     # --- address spaces: exec, fork, exit -------------------------------------
     @op
@@ -330,6 +348,11 @@ class MmService(Service):
         Private pages become read-only in BOTH address spaces, so whichever
         side writes first takes a fault and gets its own copy; shared pages
         stay writable, that is the point of MAP_SHARED.
+
+        With the page table as two maps this is copy_page_range done in bulk:
+        the child's vpn -> pfn map is a copy of the parent's, the write bits
+        that survive (those in MAP_SHARED VMAs) are found with set operations,
+        and every mapped frame gains one reference in a single Counter.update.
         """
         parent = self._mm(mm)
         child = MmStruct(pgd=self._alloc_frame(), **parent.layout())  # the only allocation: fails cleanly
@@ -337,13 +360,16 @@ class MmService(Service):
         for vma in child.vmas:
             if vma.shm is not None:
                 self.shmem[vma.shm].vmas += 1
-        shared = [(v.start // PAGE, v.end // PAGE) for v in parent.vmas if v.shm is not None]
-        child_pt, refcount = child.page_table, self.refcount
-        for vpn, pte in parent.page_table.items():
-            if not shared or not any(lo <= vpn < hi for lo, hi in shared):
-                pte.writable = False  # copy_present_pte: write-protect the parent's PTE too
-            child_pt[vpn] = PTE(pte.pfn, pte.writable)
-            refcount[pte.pfn] += 1
+        # copy_present_pte: write-protect every private PTE, the parent's too; only
+        # PTEs inside the (few) MAP_SHARED VMAs keep their write bit.
+        keep: set[int] = set()
+        for vma in parent.vmas:
+            if vma.shm is not None and parent.writable:
+                keep |= self._in_range(parent.writable, vma.start // PAGE, vma.end // PAGE)
+        parent.writable = keep
+        child.writable = set(keep)
+        child.pfn_of = parent.pfn_of.copy()
+        self.refcount.update(parent.pfn_of.values())  # get_page on every mapped frame
         handle = next(self._mm_ids)
         self.mms[handle] = child
         return {"mm": handle}
@@ -442,8 +468,7 @@ class MmService(Service):
         for vma in self._range(m, addr, end):
             vma.prot = prot
         if not prot & abi.PROT_WRITE:
-            for vpn in self._present(m, addr, end):
-                m.page_table[vpn].writable = False
+            m.writable.difference_update(self._present(m, addr, end))
         self._merge(m)
         return 0
 
@@ -514,7 +539,7 @@ class MmService(Service):
             "vmas": len(m.vmas),
             "hiwater_rss": m.hiwater_rss,
         }
-        return {"users": m.mm_users, "vm_size": vm_size, "rss": len(m.page_table), **counts, **m.layout()}
+        return {"users": m.mm_users, "vm_size": vm_size, "rss": len(m.pfn_of), **counts, **m.layout()}
 
     @op
     async def maps(self, req: Call, mm: int) -> list[str]:
@@ -550,14 +575,17 @@ class MmService(Service):
                     problems.append(f"mm {h}: VMAs not merged: {prev} {vma}")
                 if vma.shm is not None:
                     shm_vmas[vma.shm] += 1
-            for vpn, pte in m.page_table.items():
-                refs[pte.pfn] += 1
+            refs.update(m.pfn_of.values())
+            for vpn in sorted(m.writable - m.pfn_of.keys()):
+                problems.append(f"mm {h}: write bit on {vpn:#x}, which has no PTE")
+            for vpn, pfn in m.pfn_of.items():
+                writable = vpn in m.writable
                 i = self._vma_index(m, vpn * PAGE)
                 if i < 0:
                     problems.append(f"mm {h}: PTE {vpn:#x} outside any VMA")
-                elif pte.writable and not m.vmas[i].prot & abi.PROT_WRITE:
+                elif writable and not m.vmas[i].prot & abi.PROT_WRITE:
                     problems.append(f"mm {h}: writable PTE {vpn:#x} in a read-only VMA")
-                elif pte.writable and m.vmas[i].shm is None and self.refcount.get(pte.pfn) != 1:
+                elif writable and m.vmas[i].shm is None and self.refcount.get(pfn) != 1:
                     problems.append(f"mm {h}: writable private PTE {vpn:#x} on a shared frame (COW broken)")
         for sid, obj in self.shmem.items():
             refs.update(obj.pages.values())
