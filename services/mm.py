@@ -528,6 +528,24 @@ class MmService(Service):
 
     # --- introspection ------------------------------------------------------------
     @op
+    async def status(self, req: Call, mm: int) -> dict:
+        """The Vm* lines of /proc/PID/status, in kB (task_mem in fs/proc/task_mmu.c)."""
+        m = self._mm(mm)
+
+        def kb(vmas: list) -> int:
+            return sum(v.end - v.start for v in vmas) // 1024
+
+        private_rw = [v for v in m.vmas if v.prot & abi.PROT_WRITE and v.shm is None and v.name != "[stack]"]
+        return {
+            "VmSize": kb(m.vmas),
+            "VmHWM": m.hiwater_rss * PAGE // 1024,
+            "VmRSS": len(m.pfn_of) * PAGE // 1024,
+            "VmData": kb(private_rw),
+            "VmStk": kb([v for v in m.vmas if v.name == "[stack]"]),
+            "VmExe": kb([v for v in m.vmas if v.name == "[code]"]),
+        }
+
+    @op
     async def mm_stat(self, req: Call, mm: int) -> dict:
         """vm_size in bytes and rss in pages, as /proc/PID/stat's vsize and rss."""
         m = self._mm(mm)

@@ -460,3 +460,13 @@ async def test_vmas_match_page_model(steps):
         await c.call("mmput", mm=mm)
         acct = await c.call("accounting")
         assert (acct["frames"], acct["frame_refs"], acct["mms"]) == (0, 0, 0)
+
+
+async def test_status_lines_in_kb():
+    async with boot() as c:
+        mm = await new_mm(c)
+        addr = await c.call("mmap", mm=mm, addr=0, length=4 * PAGE, prot=RW, flags=PRIVATE)
+        await c.call("write_mem", mm=mm, addr=addr, data=b"x" * (PAGE + 1))
+        status = await c.call("status", mm=mm)
+        assert status == {"VmSize": 4 + 4 + 32 + 16, "VmHWM": 8, "VmRSS": 8, "VmData": 4 + 16, "VmStk": 32, "VmExe": 4}
+        await c.call("mmput", mm=mm)
