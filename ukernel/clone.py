@@ -152,7 +152,7 @@ class CopyProcess:
 
     def __init__(self, kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int):
         self.k, self.current, self.args, self.cause = kernel, current, args, cause
-        self.child = TaskStruct(comm=current.comm)
+        self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids))
         self.done: list[Step] = []
 
     def meta(self, step: str, flag: str | None = None) -> dict:

@@ -7,6 +7,7 @@ task's Python code only while sched has given that task a CPU.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ class Kernel:
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
         self.fail = {k: parse_errno(v) for k, v in config.fail.items() if not str(k).startswith("msg:")}
         self.router.fail_nth = {int(k[4:]): parse_errno(v) for k, v in config.fail.items() if str(k).startswith("msg:")}
+        self.task_ids = itertools.count(1)  # per kernel, so two runs number their tasks alike
         self.idle = TaskStruct(comm="swapper", state="running")
         self.init: TaskStruct | None = None
         self.program: TaskStruct | None = None  # init's first child: what ukernel.run reports on

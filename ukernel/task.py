@@ -7,7 +7,6 @@ signal, nsproxy, pid), never a service's objects. Links between tasks
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,14 +14,12 @@ import trio
 
 from . import abi
 
-_task_numbers = itertools.count(0)
-
 
 @dataclass(eq=False)
 class TaskStruct:
     comm: str = "swapper"
     # --- identity (set by alloc_pid and the link step) ---
-    id: int = field(default_factory=lambda: next(_task_numbers))  # the kernel's own number (sched's key)
+    id: int = 0  # the kernel's own number for the task (sched's key); the idle task is 0
     pid: int = 0  # global number (level 0)
     tgid: int = 0
     numbers: list[int] = field(default_factory=lambda: [0])  # pid at each pid-ns level, outermost first

@@ -351,16 +351,17 @@ def _exit_marks(events: list[Event]) -> dict[int, tuple[int, str]]:
     first wait4 that reaped it; when neither is in the trace (init, threads) the
     line says only ``+++ exited +++``.
     """
-    made = _creations(events)
+    # A task's life starts at its clone's entry: a vfork child can exit before vfork returns.
+    born = {at: exit_["result"] for at, _, exit_ in _creations(events).values()}
     started: dict[int, int] = {}  # pid -> index where its current do_exit began
     last_enter: dict[int, Event] = {}
     marks: dict[int, tuple[int, str]] = {}
     code: dict[int, int] = {}  # mark index -> status
     for i, e in enumerate(events):
         pid = e.get("pid")
-        if i in made:
-            started.pop(made[i][2]["result"], None)  # a new task with that pid: a new life
-            last_enter.pop(made[i][2]["result"], None)
+        if i in born:  # a new task with that pid: a new life
+            started.pop(born[i], None)
+            last_enter.pop(born[i], None)
         if e["type"] == "syscall_enter":
             last_enter[pid] = e
         elif e["type"] == "syscall_exit" and last_enter.get(pid, {}).get("msgid") == e.get("msgid"):
@@ -614,12 +615,12 @@ def _descendants(events: list[Event], roots: set[Any]) -> set[Any]:
 
 def _exit_routes(events: list[Event], pid: int | None) -> list[list[int]]:
     """do_exit's messages (``syscall: exit``, no cause), one list of indexes per task life."""
-    made = _creations(events)
+    born = {at: exit_["result"] for at, _, exit_ in _creations(events).values()}
     life: Counter = Counter()
     groups: dict[tuple[Any, int], list[int]] = {}
     for i, e in enumerate(events):
-        if i in made:
-            life[made[i][2]["result"]] += 1
+        if i in born:
+            life[born[i]] += 1
         if e.get("syscall") == "exit" and e.get("cause") is None and e["type"] in MESSAGE_TYPES:
             if pid is None or e.get("pid") == pid:
                 groups.setdefault((e.get("pid"), life[e.get("pid")]), []).append(i)
@@ -756,7 +757,12 @@ _MERMAID_SPECIAL = re.compile(r"[#;{}<>\n]|\bend\b", re.IGNORECASE)
 def mermaid_text(text: str) -> str:
     """Message text Mermaid will not misread: ``#``, ``;``, braces and angle brackets as
     entity codes (``#59;``), the word ``end`` as ``#101;nd``."""
-    return _MERMAID_SPECIAL.sub(lambda m: _MERMAID_ENTITIES.get(m.group(), "#101;" + m.group()[1:]), text)
+
+    def escape(m: re.Match) -> str:
+        found = m.group()
+        return _MERMAID_ENTITIES.get(found) or f"#{ord(found[0])};{found[1:]}"
+
+    return _MERMAID_SPECIAL.sub(escape, text)
 
 
 def mermaid_id(name: str) -> str:
@@ -787,6 +793,13 @@ def _participant(name: Any) -> str:
     return name.replace(":", "_") if re.fullmatch(r"pid:\d+", name) else name
 
 
+def _ends(e: Event) -> tuple[str, str]:
+    """(src, dst) as participants; a syscall event without them is between its pid and the kernel."""
+    caller = f"pid:{e.get('pid')}"
+    default = (caller, "kernel") if e["type"] == "syscall_enter" else ("kernel", caller)
+    return _participant(e.get("src") or default[0]), _participant(e.get("dst") or default[1])
+
+
 def mermaid(
     events: Iterable[Event],
     msgid: int | None = None,
@@ -809,9 +822,9 @@ def mermaid(
     """
     r = select_route(list(events), msgid, syscall, nth, pid)
     names: list[str] = []
-    for name in [f"pid:{r.pid}", "kernel"] + [x for e in r.events for x in (e.get("src"), e.get("dst"))]:
-        if name is not None and _participant(name) not in names:
-            names.append(_participant(name))
+    for name in [_participant(f"pid:{r.pid}"), "kernel"] + [x for e in r.events for x in _ends(e)]:
+        if name not in names:
+            names.append(name)
     ids = {name: mermaid_id(name) for name in names}
     lines = ["sequenceDiagram"]
     for name in names:
@@ -831,7 +844,7 @@ def mermaid(
             lines.append("    end")
             in_unwind = False
         indent = "        " if in_unwind else "    "
-        src, dst = ids[_participant(e.get("src"))], ids[_participant(e.get("dst"))]
+        src, dst = (ids[x] for x in _ends(e))
         kind = e["type"]
         if kind == "syscall_enter":
             head, tail = call_parts(e, r.exit)

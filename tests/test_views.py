@@ -1,0 +1,479 @@
+"""Views of a trace (ukernel.views) and reading a trace file back (ukernel.trace.load).
+
+Golden files live in tests/golden/; after an intended change to a view or to a
+route, rewrite them with ``UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_views.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import ukernel
+from ukernel import views
+from ukernel.trace import JsonlSink, _json_default, load
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))
+
+# Each program runs once per test session; the views are pure, so the tests share the runs.
+_RUNS: dict[tuple, tuple[ukernel.Result, str]] = {}
+
+
+async def traced(program: str, *args: str, **settings) -> tuple[ukernel.Result, str]:
+    """Run a program under init with cpus=1: its result, and the same trace as JSON Lines text."""
+    key = (program, args, repr(sorted(settings.items())))
+    if key not in _RUNS:
+        jsonl = io.StringIO()
+        with trio.fail_after(60):
+            result = await ukernel.run_async(program, [program, *args], cpus=1, sinks=(JsonlSink(jsonl),), **settings)
+        assert result.problems == [], result.problems
+        _RUNS[key] = (result, jsonl.getvalue())
+    return _RUNS[key]
+
+
+async def trace_of(program: str, *args: str, **settings) -> list[dict]:
+    return (await traced(program, *args, **settings))[0].trace
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1 to write it"
+    expected = path.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "".join(
+            difflib.unified_diff(expected.splitlines(True), text.splitlines(True), f"golden/{name}", "now", n=2)
+        )
+        pytest.fail(f"{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it):\n{diff}")
+
+
+# --- mermaid, checked by structure ------------------------------------------------------------
+PARTICIPANT = re.compile(r"^    participant (?P<id>[A-Za-z_]\w*)(?: as (?P<label>.+))?$")
+TEXT = r"(?:[^#;\n{}]|#\w+;)+"  # Mermaid ends a message at # or ;, so those only as entity codes (#59;)
+ARROW = re.compile(rf"^ +(?P<src>[A-Za-z_]\w*)(?P<arrow>->>|-->>|-\))(?P<dst>[A-Za-z_]\w*): {TEXT}$")
+NOTE = re.compile(rf"^ +Note over [A-Za-z_]\w*: {TEXT}$")
+
+
+def check_mermaid(text: str) -> dict[str, int]:
+    """Parse a sequenceDiagram the way the view writes one; counts of what it holds."""
+    lines = text.splitlines()
+    assert lines[0] == "sequenceDiagram", lines[:1]
+    declared: set[str] = set()
+    depth = alts = 0
+    counts = {"->>": 0, "-->>": 0, "-)": 0}
+    for line in lines[1:]:
+        if m := PARTICIPANT.match(line):
+            assert m["id"].lower() not in views.MERMAID_KEYWORDS, line
+            declared.add(m["id"])
+        elif line.strip() == "alt unwind":
+            depth += 1
+            alts += 1
+        elif line.strip() == "end":
+            depth -= 1
+            assert depth >= 0, "end without alt"
+        elif m := ARROW.match(line):
+            assert {m["src"], m["dst"]} <= declared, line
+            assert line.startswith(" " * (4 + 4 * depth) + m["src"]), f"not indented for its block: {line!r}"
+            counts[m["arrow"]] += 1
+        else:
+            assert NOTE.match(line), f"not a Mermaid line the view writes: {line!r}"
+    assert depth == 0, "alt without end"
+    return {"alt": alts, "requests": counts["->>"], "replies": counts["-->>"], "notifies": counts["-)"]}
+
+
+# --- strace ------------------------------------------------------------------------------------
+async def test_strace_of_nginx_4_matches_its_golden_file():
+    text = views.strace(await trace_of("nginx", "4"))
+    golden("nginx4.strace", text)
+    lines = text.splitlines()
+    assert '[pid 1] execve("/bin/init", ["init", "/bin/nginx", "nginx", "4"], /* 0 vars */) = 0' in lines
+    assert [line for line in lines if line.startswith("[pid 2] fork()")] == [
+        f"[pid 2] fork() = {n}" for n in (3, 4, 5, 6)
+    ]
+    assert "[pid 2] <... wait4 resumed>[{WIFEXITED(s) && WEXITSTATUS(s) == 10}], 0, NULL) = 3" in lines
+    assert "[pid 1] wait4(-1, NULL, 0, NULL) = -1 ECHILD (No child processes)" in lines
+    assert [line for line in lines if "+++" in line][:4] == [
+        f"[pid {p}] +++ exited with {7 + p} +++" for p in (3, 4, 5, 6)
+    ]
+
+
+async def test_strace_of_threads_3_matches_its_golden_file():
+    text = views.strace(await trace_of("threads", "3"))
+    golden("threads3.strace", text)
+    clones = [line for line in text.splitlines() if "clone(" in line]
+    assert len(clones) == 3
+    assert clones[0].startswith(
+        "[pid 2] clone(flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|"
+        "CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, fn=worker, arg=0, parent_tid=0x"
+    )
+    assert clones[0].endswith(") = 3")
+
+
+async def test_strace_pairs_every_unfinished_call_with_its_resumption():
+    for trace in (await trace_of("nginx", "4"), await trace_of("threads", "3")):
+        open_calls: dict[str, str] = {}
+        for line in views.strace(trace).splitlines():
+            pid, _, rest = line.partition("] ")
+            if m := re.match(r"(\w+)\(.*<unfinished \.\.\.>$", rest):
+                assert pid not in open_calls, f"{pid} has two calls in flight"
+                open_calls[pid] = m[1]
+            elif m := re.match(r"<\.\.\. (\w+) resumed>", rest):
+                assert open_calls.pop(pid) == m[1]
+        assert open_calls == {}
+
+
+async def test_strace_one_pid_has_no_prefix_and_ops_filter_keeps_exits():
+    trace = await trace_of("nginx", "4")
+    assert views.strace(trace, pid=2, ops=["fork", "exit"]) == (
+        "fork() = 3\nfork() = 4\nfork() = 5\nfork() = 6\n+++ exited with 0 +++\n"
+    )
+    only_master = views.strace(trace, pid=2).splitlines()
+    assert "wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 10}], 0, NULL) = 3" in only_master  # nothing between
+    assert not any(line.startswith("[pid") for line in only_master)
+
+
+async def test_strace_shows_errors_exits_signals_and_clone3(run):
+    result = await run(
+        """
+        from ukernel.abi import CLONE_THREAD, SIGCHLD
+
+        async def main(sys, argv):
+            pid = await sys.vfork()
+            if pid == 0:
+                await sys.execve("/bin/hello", ["hello"])
+            await sys.waitpid(pid, 0)
+            pid = await sys.clone3(flags=0, exit_signal=SIGCHLD)
+            if pid == 0:
+                await sys.exit(5)
+            await sys.waitpid(pid, 0)
+            pid = await sys.fork()
+            if pid == 0:
+                await sys.poke(0, b"x")
+            await sys.waitpid(pid, 0)
+            try:
+                await sys.clone(CLONE_THREAD)
+            except OSError:
+                pass
+            await sys.exit_group(4)
+        """
+    )
+    lines = views.strace(result.trace).splitlines()
+    expected_in_order = [
+        "[pid 2] vfork( <unfinished ...>",
+        '[pid 3] execve("/bin/hello", ["hello"], /* 0 vars */) = 0',
+        "[pid 3] +++ exited with 0 +++",
+        "[pid 2] <... vfork resumed>) = 3",
+        "[pid 2] clone3({flags=0, exit_signal=SIGCHLD}) = 4",
+        "[pid 4] exit(5) = ?",
+        "[pid 4] +++ exited with 5 +++",
+        '[pid 5] poke(NULL, "x" <unfinished ...>) = ?',
+        "[pid 5] +++ killed by SIGSEGV +++",
+        "[pid 2] <... wait4 resumed>[{WIFSIGNALED(s) && WTERMSIG(s) == SIGSEGV}], 0, NULL) = 5",
+        "[pid 2] clone(flags=CLONE_THREAD) = -1 EINVAL (Invalid argument)",
+        "[pid 2] exit_group(4) = ?",
+        "[pid 2] +++ exited with 4 +++",
+    ]
+    positions = [lines.index(line) for line in expected_in_order]
+    assert positions == sorted(positions), lines
+    assert views.pstree(result.trace) == "init───t─┬─hello\n         └─2*[t]\n"
+
+
+def test_strace_of_hand_made_events_restart_and_escapes():
+    enter = {"type": "syscall_enter", "op": "pause", "msgid": 7, "pid": 9, "args": {}}
+    events = [
+        enter,
+        {"type": "syscall_exit", "op": "pause", "msgid": 7, "pid": 9, "errno": "EINTR", "message": "x"},
+        {"type": "syscall_exit", "op": "pause", "msgid": 7, "pid": 9, "result": None},  # SA_RESTART
+        {
+            "type": "syscall_enter",
+            "op": "write",
+            "msgid": 8,
+            "pid": 9,
+            "args": {"fd": 1, "data": b'a"\t\x00\x01' + b"x" * 40},
+        },
+        {"type": "syscall_exit", "op": "write", "msgid": 8, "pid": 9, "result": 45},
+    ]
+    assert views.strace(events).splitlines() == [
+        "pause() = -1 EINTR (Interrupted system call)",
+        "restart_syscall(<... resuming interrupted pause ...>) = 0",
+        'write(1, "a\\"\\t\\0\\1xxxxxxxxxxxxxxxxxxxxxxxxxxx"..., 45) = 45',
+    ]
+
+
+# --- pstree ------------------------------------------------------------------------------------
+async def test_pstree_folds_identical_workers_and_braces_threads():
+    nginx = views.pstree(await trace_of("nginx", "4"))
+    threads = views.pstree(await trace_of("threads", "3"))
+    assert nginx == "init───nginx───4*[nginx]\n"
+    assert threads == "init───threads───3*[{threads}]\n"
+    golden("nginx4.pstree", nginx)
+    golden("threads3.pstree", threads)
+    assert views.pstree(await trace_of("threads", "3"), pids=True, ascii=True) == (
+        "init(1)---threads(2)-+-{threads}(3)\n"
+        "                     |-{threads}(4)\n"
+        "                     `-{threads}(5)\n"
+    )
+
+
+def test_pstree_draws_branches_and_folds_whole_subtrees():
+    def spawn(parent: int, child: int, msgid: int, op: str = "fork", flags: int = 0) -> list[dict]:
+        args = {"flags": flags} if op == "clone" else {}
+        return [
+            {"type": "syscall_enter", "op": op, "msgid": msgid, "pid": parent, "args": args},
+            {"type": "syscall_exit", "op": op, "msgid": msgid, "pid": parent, "result": child},
+        ]
+
+    def execve(pid: int, path: str, msgid: int) -> list[dict]:
+        return [
+            {"type": "syscall_enter", "op": "execve", "msgid": msgid, "pid": pid, "args": {"path": path}},
+            {"type": "syscall_exit", "op": "execve", "msgid": msgid, "pid": pid, "result": 0},
+        ]
+
+    events = execve(1, "/bin/init", 1) + spawn(1, 2, 2) + execve(2, "/bin/sh", 3)
+    for n, child in enumerate((3, 4)):  # two sh children that each run sleep
+        events += spawn(2, child, 10 + n) + execve(child, "/bin/sh", 20 + n) + spawn(child, child + 10, 30 + n)
+        events += execve(child + 10, "/bin/sleep", 40 + n)
+    events += spawn(2, 5, 50, "clone", 0x10F00)  # a thread of sh
+    events += spawn(1, 6, 51, "clone", 0x8000 | 17) + spawn(6, 7, 52, "clone", 0x8000)  # CLONE_PARENT: 7 is 1's child
+    assert views.pstree(events) == ("init─┬─sh─┬─2*[sh───sleep]\n     │    └─{sh}\n     └─2*[init]\n")
+
+
+# --- route and mermaid ---------------------------------------------------------------------------
+async def test_route_of_a_fork_is_its_copy_process_steps_with_flags():
+    text = views.route(await trace_of("nginx", "4"), syscall="fork", pid=2, nth=1)
+    golden("nginx4-fork.route", text)
+    lines = text.splitlines()
+    assert re.fullmatch(r"#\d+ \[pid 2\] fork\(\) = 4", lines[0])
+    assert [line.split()[4:] for line in lines[1:]] == [
+        ["sched_fork"],
+        ["dup_files", "[no", "CLONE_FILES]"],
+        ["copy_fs", "[no", "CLONE_FS]"],
+        ["copy_sighand", "[no", "CLONE_SIGHAND]"],
+        ["copy_signal", "[no", "CLONE_THREAD]"],
+        ["dup_mm", "[no", "CLONE_VM]"],
+        ["share_nsproxy", "[no", "CLONE_NEW*]"],
+        ["alloc_pid"],
+        ["wake_up_new_task"],
+    ]
+
+
+async def test_route_of_a_failed_step_shows_the_errno_and_the_unwind():
+    trace = await trace_of("nginx", "2", fail={"copy_mm": "ENOMEM"})
+    lines = views.route(trace, syscall="fork", pid=2).splitlines()
+    assert lines[0].endswith("fork() = -1 ENOMEM (Cannot allocate memory)")
+    assert lines[6].endswith("dup_mm            [no CLONE_VM] = -1 ENOMEM (Cannot allocate memory)")
+    assert [line.split()[4] for line in lines[7:]] == [
+        "put_signal",
+        "put_sighand",
+        "put_fs",
+        "put_files",
+        "sched_cancel_fork",
+    ]
+    assert lines[7].endswith("[undo copy_signal]")
+
+
+def test_route_indents_requests_a_service_sent_while_serving_one():
+    events = [
+        {"type": "syscall_enter", "op": "open", "msgid": 1, "pid": 2, "args": {"path": "/x", "flags": 0}},
+        {"type": "request", "src": "kernel", "dst": "vfs", "op": "open", "msgid": 2, "cause": 1, "pid": 2},
+        {"type": "request", "src": "vfs", "dst": "mm", "op": "alloc", "msgid": 3, "cause": 2, "pid": 2},
+        {"type": "notify", "src": "mm", "dst": "sched", "op": "poke", "msgid": 4, "cause": 3, "pid": 2},
+        {"type": "reply", "src": "mm", "dst": "vfs", "op": "alloc", "msgid": 3, "cause": 2, "pid": 2, "result": 1},
+        {"type": "reply", "src": "vfs", "dst": "kernel", "op": "open", "msgid": 2, "cause": 1, "pid": 2, "result": 3},
+        {"type": "syscall_exit", "op": "open", "msgid": 1, "pid": 2, "src": "vfs", "result": 3},
+    ]
+    events[0]["src"], events[0]["dst"] = "pid:2", "vfs"
+    assert views.route(events, msgid=1) == (
+        '#1 [pid 2] open("/x", O_RDONLY) = 3\n'
+        "  #2 kernel -> vfs        open\n"
+        "    #3 vfs -> mm         alloc\n"
+        "      #4 mm ~> sched      poke\n"
+    )
+    assert views.route(events, msgid=3).splitlines()[1:] == [
+        "  #3 vfs -> mm         alloc",
+        "    #4 mm ~> sched      poke",
+    ]
+    counts = check_mermaid(views.mermaid(events, msgid=1))
+    assert counts == {"alt": 0, "requests": 3, "replies": 3, "notifies": 1}
+
+
+async def test_mermaid_of_a_fork_matches_its_golden_file():
+    text = views.mermaid(await trace_of("nginx", "4"), syscall="fork", pid=2)
+    golden("nginx4-fork.mmd", text)
+    assert check_mermaid(text) == {"alt": 0, "requests": 10, "replies": 10, "notifies": 0}
+    assert "    pid_2->>kernel: fork()" in text.splitlines()
+    assert "    kernel->>vfs: dup_files [no CLONE_FILES]" in text.splitlines()
+
+
+async def test_mermaid_of_a_pthread_clone_matches_its_golden_file():
+    text = views.mermaid(await trace_of("threads", "3"), syscall="clone")
+    golden("threads3-clone.mmd", text)
+    assert check_mermaid(text)["alt"] == 0
+    assert "    kernel->>vfs: share_files [CLONE_FILES]" in text.splitlines()
+
+
+async def test_mermaid_puts_the_unwind_of_a_failed_clone_in_an_alt_block():
+    trace = await trace_of("nginx", "2", fail={"copy_mm": "ENOMEM"})
+    text = views.mermaid(trace, syscall="fork", pid=2)
+    golden("nginx2-fork-enomem.mmd", text)
+    assert check_mermaid(text)["alt"] == 1
+    lines = text.splitlines()
+    inside = lines[lines.index("    alt unwind") + 1 : lines.index("    end")]
+    assert [line.split(": ")[1] for line in inside[::2]] == [
+        "put_signal [undo copy_signal]",
+        "put_sighand [undo copy_sighand]",
+        "put_fs [undo copy_fs]",
+        "put_files [undo copy_files]",
+        "sched_cancel_fork [undo sched_fork]",
+    ]
+    assert lines[-1] == "    kernel-->>pid_2: fork = -1 ENOMEM (Cannot allocate memory)"
+    assert check_mermaid(views.mermaid(trace, syscall="fork", pid=2, values=True))["alt"] == 1
+
+
+async def test_mermaid_of_every_syscall_and_exit_parses():
+    for trace in (await trace_of("nginx", "4"), await trace_of("threads", "3")):
+        for e in trace:
+            if e["type"] == "syscall_enter":
+                check_mermaid(views.mermaid(trace, msgid=e["msgid"], values=True))
+        exits = views.mermaid(trace, syscall="exit", nth=1)
+        assert check_mermaid(exits)["requests"] >= 6
+
+
+def test_mermaid_escapes_what_it_reserves():
+    assert views.mermaid_text("a;b #1 {x} <y> end End endless") == (
+        "a#59;b #35;1 #123;x#125; #lt;y#gt; #101;nd #69;nd endless"
+    )
+    assert views.mermaid_id("end") == "svc_end"
+    assert views.mermaid_id("pid_2") == "pid_2"
+    events = [
+        {"type": "syscall_enter", "src": "pid:3", "dst": "kernel", "op": "weird", "msgid": 1, "pid": 3, "args": {}},
+        {"type": "request", "src": "kernel", "dst": "end", "op": "a;b#c{d}", "msgid": 2, "cause": 1, "pid": 3},
+        {
+            "type": "reply",
+            "src": "end",
+            "dst": "kernel",
+            "op": "a;b#c{d}",
+            "msgid": 2,
+            "cause": 1,
+            "pid": 3,
+            "result": {"k": "v;"},
+        },
+        {"type": "syscall_exit", "src": "kernel", "dst": "pid:3", "op": "weird", "msgid": 1, "pid": 3, "result": 0},
+    ]
+    text = views.mermaid(events, msgid=1, values=True)
+    check_mermaid(text)
+    assert "    participant svc_end as #101;nd" in text.splitlines()
+    assert "    kernel->>svc_end: a#59;b#35;c#123;d#125;()" in text.splitlines()
+    assert '    svc_end-->>kernel: k="v#59;"' in text.splitlines()
+
+
+def test_selecting_a_route_that_is_not_there_says_what_there_is():
+    with pytest.raises(ValueError, match="the trace has 0 clone calls, not 1"):
+        views.route([], syscall="clone")
+    with pytest.raises(ValueError, match="no syscall or request #5"):
+        views.mermaid([], msgid=5)
+
+
+# --- assert_route ------------------------------------------------------------------------------
+async def test_assert_route_shows_both_routes_side_by_side():
+    trace = await trace_of("nginx", "4")
+    route = [
+        ("sched", "sched_fork"),
+        ("vfs", "dup_files"),
+        ("vfs", "copy_fs"),
+        ("signals", "copy_sighand"),
+        ("signals", "copy_signal"),
+        ("mm", "dup_mm"),
+        ("namespaces", "share_nsproxy"),
+        ("pid", "alloc_pid"),
+        ("sched", "wake_up_new_task"),
+    ]
+    views.assert_route(trace, route, syscall="fork", pid=2, nth=3)
+    wrong = [*route[:1], ("vfs", "share_files"), *route[2:-1]]
+    with pytest.raises(AssertionError) as info:
+        views.assert_route(trace, wrong, syscall="fork", pid=2)
+    message = str(info.value)
+    assert message.splitlines()[:4] == [
+        "route of fork #0 of pid 2 differs:",
+        "   expected                   actual",
+        "   sched sched_fork           sched sched_fork",
+        " ! vfs share_files            vfs dup_files",
+    ]
+    assert message.splitlines()[-1] == " !                            sched wake_up_new_task"
+
+
+# --- stats -------------------------------------------------------------------------------------
+async def test_stats_counts_messages_per_service_and_syscalls_per_pid():
+    text = views.stats(await trace_of("nginx", "4"))
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines() if line.startswith("  ")}
+    assert rows[("vfs", "dup_files")][:2] == ["6", "0"]  # init's kernel_thread, 1 + 4 forks
+    count, errors, mean, top = rows[("mm", "dup_mm")]
+    assert (count, errors) == ("5", "0") and 0 < float(mean) <= float(top)
+    pids = {line.split()[0]: line.split(None, 3)[1:] for line in text.split("syscalls by pid:")[1].splitlines()[2:]}
+    assert pids["2"] == ["12", "0", "fork 4, wait4 4, write 2, execve 1, getpid 1"]
+    assert pids["1"][:2] == ["4", "1"]
+
+
+# --- load and the trace command ------------------------------------------------------------------
+def as_json(events: list[dict]) -> list[dict]:
+    return [json.loads(json.dumps(e, default=_json_default)) for e in events]
+
+
+async def test_load_reads_back_what_the_jsonl_sink_wrote(tmp_path):
+    result, jsonl = await traced("threads", "3")
+    path = tmp_path / "t.jsonl"
+    path.write_text(jsonl)
+    events = load(path)
+    assert events == as_json(result.trace)
+    assert load(io.StringIO(jsonl)) == events
+    for view in (views.strace, views.pstree, views.route, views.mermaid):
+        assert view(events) == view(result.trace), view.__name__
+
+
+def test_load_checks_the_schema_header_and_names_bad_lines(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"type": "schema", "version": 1}\n\n{"seq": 1, "type": "sched", "op": "pick"}\n')
+    assert load(path) == [{"seq": 1, "type": "sched", "op": "pick"}]
+    path.write_text('{"type": "schema", "version": 99}\n')
+    with pytest.raises(ValueError, match="schema version 99"):
+        load(path)
+    path.write_text('{"seq": 1, "type": "sched"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"t\.jsonl:2: not JSON"):
+        load(path)
+
+
+def ukernel_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ukernel.cli", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_trace_command_prints_the_views_of_a_run_trace_file(tmp_path):
+    path = tmp_path / "nginx.jsonl"
+    assert ukernel_cli("run", "nginx", "2", "--trace", str(path)).returncode == 0
+    events = load(path)
+    done = ukernel_cli("trace", "strace", str(path))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == views.strace(events)
+    assert "[pid 2] fork() = 4" in done.stdout.splitlines()
+    done = ukernel_cli("trace", "strace", str(path), "-p", "2", "-e", "fork,wait4")
+    assert done.stdout.splitlines()[:2] == ["fork() = 3", "fork() = 4"]
+    done = ukernel_cli("trace", "mermaid", str(path), "-p", "2", "-e", "fork", "--nth", "1")
+    assert done.stdout == views.mermaid(events, syscall="fork", pid=2, nth=1)
+    check_mermaid(done.stdout)
+    done = ukernel_cli("trace", "route", str(path), "-e", "clone")
+    assert (done.returncode, done.stderr) == (2, "ukernel: the trace has 0 clone calls, not 1\n")
