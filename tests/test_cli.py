@@ -74,3 +74,16 @@ def test_flags_prints_the_route(capsys):
     assert "  kernel -> vfs        share_files      CLONE_FILES" in out
     assert cli.main(["flags", "0x800"]) == 1
     assert "EINVAL" in capsys.readouterr().out
+
+
+def test_progress_counter_counts_tasks_and_messages():
+    import io
+
+    from ukernel.trace import ProgressSink
+
+    out = io.StringIO()
+    sink = ProgressSink(out, every=2)
+    for op in ("alloc_pid", "dup_files", "alloc_pid", "write"):
+        sink({"type": "request", "op": op})
+    sink({"type": "reply", "op": "write"})
+    assert out.getvalue() == "\r[ukernel] 1 tasks, 2 messages \r[ukernel] 2 tasks, 4 messages "

@@ -126,6 +126,24 @@ class JsonlSink:
         self.stream.write(self._render(None, "", dict(event)) + "\n")
 
 
+class ProgressSink:
+    """A live counter on a terminal: processes started and messages sent so far."""
+
+    def __init__(self, stream: IO[str], every: int = 500):
+        self.stream, self.every = stream, every
+        self.messages = self.processes = 0
+
+    def __call__(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "request":
+            self.messages += 1
+            if event["op"] == "alloc_pid":
+                self.processes += 1
+            if self.messages % self.every == 0:
+                self.stream.write(f"\r[ukernel] {self.processes} tasks, {self.messages} messages ")
+                self.stream.flush()
+
+
 _COLOURS = {"mm": 34, "vfs": 32, "pid": 35, "sched": 33, "signals": 31, "namespaces": 36, "kernel": 37}
 
 
