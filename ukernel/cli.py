@@ -8,7 +8,7 @@ import sys
 import trio
 
 from . import abi, clone, run_async
-from .trace import ConsoleSink, JsonlSink, load
+from .trace import ConsoleSink, JsonlSink, ProgressSink, load
 
 
 def _parse_fail(items: list[str]) -> dict[str, str]:
@@ -30,6 +30,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sinks.append(JsonlSink(trace_file))
     if ns.verbose:
         sinks.append(ConsoleSink(sys.stderr, colour=sys.stderr.isatty()))
+    elif sys.stderr.isatty():
+        sinks.append(ProgressSink(sys.stderr))
 
     def console(data: bytes) -> None:
         sys.stdout.buffer.write(data)
