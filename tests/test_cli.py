@@ -87,3 +87,12 @@ def test_progress_counter_counts_tasks_and_messages():
         sink({"type": "request", "op": op})
     sink({"type": "reply", "op": "write"})
     assert out.getvalue() == "\r[ukernel] 1 tasks, 2 messages \r[ukernel] 2 tasks, 4 messages "
+
+
+def test_run_writes_a_view_directly(tmp_path):
+    out = tmp_path / "tree.txt"
+    done = ukernel("run", "nginx", "3", "--trace", str(out), "--trace-format", "pstree")
+    assert done.returncode == 0
+    assert out.read_text() == "init───nginx───3*[nginx]\n"
+    done = ukernel("run", "hello", "--trace-format", "strace")
+    assert b'[pid 2] write(1, "hello from pid 2 (parent 1)\\n", 28) = 28' in done.stderr

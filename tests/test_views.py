@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -477,3 +478,280 @@ def test_trace_command_prints_the_views_of_a_run_trace_file(tmp_path):
     check_mermaid(done.stdout)
     done = ukernel_cli("trace", "route", str(path), "-e", "clone")
     assert (done.returncode, done.stderr) == (2, "ukernel: the trace has 0 clone calls, not 1\n")
+
+
+# --- chrome: Chrome Trace Event JSON for Perfetto ---------------------------------------------------
+METADATA = {"process_name", "thread_name", "process_sort_index", "thread_sort_index"}
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def check_chrome(trace: dict) -> dict:
+    """What Perfetto's JSON importer needs, checked event by event; the slices per track, named."""
+    assert json.loads(json.dumps(trace)) == trace, "not plain JSON"
+    events = trace["traceEvents"]
+    names: dict[tuple[int, int], str] = {}
+    processes: dict[int, str] = {}
+    slices: dict[tuple[int, int], list[dict]] = {}
+    flows: dict[object, dict[str, dict]] = {}
+    for e in events:
+        assert e["ph"] in ("X", "s", "f", "M"), e
+        assert isinstance(e["name"], str) and e["name"], e
+        assert is_int(e["pid"]) and is_int(e["tid"]), e
+        if e["ph"] == "M":
+            assert e["name"] in METADATA, e
+            if e["name"].endswith("_name"):
+                assert isinstance(e["args"]["name"], str) and e["args"]["name"], e
+                if e["name"] == "thread_name":
+                    assert (e["pid"], e["tid"]) not in names, f"two names for one thread: {e}"
+                    names[(e["pid"], e["tid"])] = e["args"]["name"]
+                else:
+                    processes[e["pid"]] = e["args"]["name"]
+            else:
+                assert is_int(e["args"]["sort_index"]), e
+            continue
+        assert is_number(e["ts"]) and e["ts"] >= 0, e
+        assert isinstance(e.get("cat", ""), str)
+        if e["ph"] == "X":
+            assert is_number(e["dur"]) and e["dur"] >= 0, e
+            assert isinstance(e.get("args", {}), dict), e
+            slices.setdefault((e["pid"], e["tid"]), []).append(e)
+        else:
+            assert is_int(e["id"]) or isinstance(e["id"], str), e
+            assert e["ph"] not in flows.get(e["id"], {}), f"two {e['ph']} for flow {e['id']}"
+            flows.setdefault(e["id"], {})[e["ph"]] = e
+            if e["ph"] == "f":
+                assert e["bp"] == "e", e
+    assert [e["ts"] for e in events if e["ph"] != "M"] == sorted(e["ts"] for e in events if e["ph"] != "M")
+    # Slices on one track nest: sorted by start (longer first), each ends within the one it starts in.
+    for track, xs in slices.items():
+        assert track in names and track[0] in processes, f"track {track} has no thread_name/process_name"
+        open_ends: list[float] = []
+        for x in sorted(xs, key=lambda x: (x["ts"], -x["dur"])):
+            while open_ends and open_ends[-1] <= x["ts"]:
+                open_ends.pop()
+            end = x["ts"] + x["dur"]
+            assert not open_ends or end <= open_ends[-1], f"{names[track]}: {x} overlaps its parent"
+            open_ends.append(end)
+    # A flow starts inside a slice of its caller's track and ends inside the handler's slice.
+    for fid, pair in flows.items():
+        assert set(pair) == {"s", "f"}, f"flow {fid} is {set(pair)}"
+        for e in pair.values():
+            track = (e["pid"], e["tid"])
+            assert any(x["ts"] <= e["ts"] <= x["ts"] + x["dur"] for x in slices.get(track, [])), (
+                f"flow {fid} {e['ph']} at {e['ts']} is in no slice of {names.get(track)}"
+            )
+    return {
+        "tracks": slices,  # (pid, tid) -> its X events; "threads" names them
+        "threads": names,
+        "processes": processes,
+        "flows": flows,
+    }
+
+
+async def test_chrome_trace_has_what_perfetto_needs():
+    for program, args in (("nginx", ("4",)), ("threads", ("3",))):
+        trace = await trace_of(program, *args)
+        checked = check_chrome(views.chrome(trace))
+        requests = [e for e in trace if e["type"] in ("request", "notify")]
+        calls = [e for e in trace if e["type"] == "syscall_enter"]
+        xs = [x for xs in checked["tracks"].values() for x in xs]
+        messages = [x for x in xs if x["cat"] == "message"]
+        assert sorted(x["args"]["msgid"] for x in messages) == sorted(e["msgid"] for e in requests)
+        assert sorted(x["args"]["msgid"] for x in xs if x["cat"] == "syscall") == sorted(e["msgid"] for e in calls)
+        assert sorted(checked["flows"]) == sorted(e["msgid"] for e in requests)  # every request has its caller
+        for track, slist in checked["tracks"].items():  # a message on its service's track ("pid #2": concurrent)
+            for x in slist:
+                if x["cat"] == "message":
+                    assert checked["threads"][track].split(" #")[0] == x["args"]["dst"], (track, x)
+        ukernel_pid = views.CHROME_PID
+        assert checked["processes"][ukernel_pid] == "ukernel"
+        tracks = {name for (pid, _), name in checked["threads"].items() if pid == ukernel_pid}
+        assert {"kernel", "sched", "vfs", "signals", "namespaces", "pid", "mm", "cpu0"} <= tracks
+    assert checked["processes"] == {ukernel_pid: "ukernel", 1: "init", 2: "threads"}
+    assert {tid: name for (pid, tid), name in checked["threads"].items() if pid == 2} == {
+        2: "threads",
+        3: "{threads}",
+        4: "{threads}",
+        5: "{threads}",
+    }
+
+
+async def test_chrome_flows_go_from_the_syscall_to_the_service_that_handles_it():
+    trace = await trace_of("nginx", "4")
+    checked = check_chrome(views.chrome(trace))
+    fork = views.select_route(trace, syscall="fork", pid=2)
+    dup = next(e for e in fork.requests if e["op"] == "dup_files")
+    start, end = checked["flows"][dup["msgid"]]["s"], checked["flows"][dup["msgid"]]["f"]
+    assert (start["pid"], start["tid"]) == (2, 2)  # from the task's fork slice
+    assert checked["threads"][(end["pid"], end["tid"])] == "vfs"
+    (fork_slice,) = [x for x in checked["tracks"][(2, 2)] if x["args"]["msgid"] == fork.root["msgid"]]
+    assert fork_slice["name"] == "fork" and fork_slice["args"]["call"] == "fork() = 3"
+    assert fork_slice["ts"] == fork.root["seq"] and fork_slice["ts"] + fork_slice["dur"] == fork.exit["seq"]
+
+
+async def test_chrome_of_failures_kills_and_exits_nests(run):
+    result = await run(
+        """
+        async def main(sys, argv):
+            pid = await sys.vfork()
+            if pid == 0:
+                await sys.execve("/bin/hello", ["hello"])
+            await sys.waitpid(pid, 0)
+            pid = await sys.fork()
+            if pid == 0:
+                await sys.poke(0, b"x")
+            await sys.waitpid(pid, 0)
+            await sys.exit_group(4)
+        """
+    )
+    checked = check_chrome(views.chrome(result.trace))
+    (poke,) = [x for xs in checked["tracks"].values() for x in xs if x["name"] == "poke"]
+    assert poke["dur"] > 0  # killed in the call: it lasts through its do_exit
+    check_chrome(views.chrome(await trace_of("nginx", "2", fail={"copy_mm": "ENOMEM"})))
+
+
+def test_chrome_puts_overlapping_requests_on_a_second_track():
+    def msg(seq, kind, msgid, **more):
+        src, dst = ("kernel", "svc") if kind == "request" else ("svc", "kernel")
+        return {"seq": seq, "type": kind, "src": src, "dst": dst, "op": "op", "msgid": msgid, "pid": None} | more
+
+    events = [
+        msg(1, "request", 1, cause=None),
+        msg(2, "request", 2, cause=None),
+        msg(3, "reply", 1, result=0),
+        msg(4, "request", 3, cause=None, args={"data": b"\xff<"}),
+        msg(5, "reply", 3, result=(1, 2)),
+        msg(6, "reply", 2, errno="EINVAL", message="no"),
+    ]
+    checked = check_chrome(views.chrome(events))
+    tracks = {checked["threads"][t]: xs for t, xs in checked["tracks"].items()}
+    assert [(x["ts"], x["dur"]) for x in tracks["svc"]] == [(1, 2), (4, 1)]
+    assert [(x["ts"], x["dur"]) for x in tracks["svc #2"]] == [(2, 4)]
+    assert tracks["svc"][1]["args"]["args"] == {"data": "\\xff<"} and tracks["svc"][1]["args"]["result"] == [1, 2]
+    assert tracks["svc #2"][0]["args"]["errno"] == "EINVAL"
+
+
+async def test_chrome_of_a_loaded_trace_is_the_same():
+    result, jsonl = await traced("threads", "3")
+    assert views.chrome(load(io.StringIO(jsonl))) == views.chrome(result.trace)
+
+
+# --- html: the page ---------------------------------------------------------------------------------
+class Page(HTMLParser):
+    """The parts of the html view's page the tests look at."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self._script: dict | None = None
+        self.text: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, attrs))
+        if tag == "script":
+            self._script = attrs
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script = None
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self.scripts.append((self._script, data))
+        else:
+            self.text.append(data)
+
+    def having(self, cls: str) -> list[dict]:
+        return [attrs for _, attrs in self.tags if cls in attrs.get("class", "").split()]
+
+    def data(self) -> dict:
+        (text,) = [t for a, t in self.scripts if a.get("id") == "trace-data"]
+        return json.loads(text)
+
+
+def check_html(text: str, route: views.Route) -> Page:
+    page = Page(text)
+    arrows = page.having("msg")
+    assert len(arrows) == len(route.events)
+    assert [a["data-ev"] for a in arrows] == [str(k) for k in range(len(route.events))]
+    kinds = [e["type"] for e in route.events]
+    assert len(page.having("request")) == kinds.count("request") + kinds.count("syscall_enter")
+    assert len(page.having("reply")) == kinds.count("reply") + kinds.count("syscall_exit")
+    assert len(page.data()["route"]) == len(route.events)
+    assert [a.get("id") for _, a in page.tags if a.get("id") in ("diagram", "filter", "syscalls", "detail")] == [
+        "diagram",
+        "detail",
+        "filter",
+        "syscalls",
+    ]
+    # Self-contained: nothing to fetch (the SVG namespace is a name, not a request).
+    for tag, attrs in page.tags:
+        assert tag not in ("link", "iframe", "img", "object", "embed"), tag
+        assert "src" not in attrs and "href" not in attrs, (tag, attrs)
+    assert not re.search(r"url\(|@import|https?://(?!www\.w3\.org/2000/svg\")", text)
+    return page
+
+
+async def test_html_draws_the_programs_first_fork_by_default():
+    trace = await trace_of("nginx", "4")
+    text = views.html(trace)
+    fork = views.select_route(trace, syscall="fork", pid=2)
+    page = check_html(text, fork)
+    assert len(page.having("msg")) == 20  # fork, 9 requests, 9 replies, the return
+    assert "Route of #59 [pid 2] fork() = 3" in "".join(page.text)
+    assert "init(1)───nginx(2)─┬─nginx(3)" in "".join(page.text)
+    rows = [a for tag, a in page.tags if tag == "tr" and "call" in a.get("class", "").split()]
+    assert len(rows) == sum(e["type"] == "syscall_enter" for e in trace)
+    assert set(page.data()["calls"]) == {str(a["data-msgid"]) for a in rows}
+    assert ".msg.reply .line { stroke: var(--rep); stroke-dasharray" in text  # replies dashed
+
+
+async def test_html_draws_the_route_asked_for_and_the_unwind():
+    trace = await trace_of("threads", "3")
+    check_html(views.html(trace), views.select_route(trace, syscall="clone", pid=2))
+    check_html(views.html(trace, syscall="clone", nth=2), views.select_route(trace, syscall="clone", nth=2))
+    check_html(views.html(trace, syscall="exit", nth=1), views.select_route(trace, syscall="exit", nth=1))
+    failed = await trace_of("nginx", "2", fail={"copy_mm": "ENOMEM"})
+    route = views.select_route(failed, syscall="fork", pid=2)
+    page = check_html(views.html(failed, syscall="fork", pid=2), route)
+    assert len(page.having("unwind")) == 1
+    assert len(page.having("error")) == 2  # copy_mm's reply and the fork's return
+
+
+def test_html_escapes_what_the_trace_says():
+    events = [
+        {"seq": 1, "type": "syscall_enter", "src": "pid:3", "dst": "kernel", "op": "fork", "msgid": 1, "pid": 3},
+        {"seq": 2, "type": "request", "src": "kernel", "dst": "<b>", "op": "</script><i>", "msgid": 2, "cause": 1},
+        {"seq": 3, "type": "reply", "src": "<b>", "dst": "kernel", "op": "</script><i>", "msgid": 2, "result": b"<"},
+        {"seq": 4, "type": "syscall_exit", "src": "kernel", "dst": "pid:3", "op": "fork", "msgid": 1, "result": 4},
+    ]
+    text = views.html(events)
+    page = check_html(text, views.select_route(events))
+    assert not any(tag in ("b", "i") for tag, _ in page.tags)
+    assert page.data()["route"][2]["result"] == "<"
+    assert "</script><i>" not in text
+    assert views.html([]).count('class="msg') == 0
+
+
+async def test_trace_command_writes_chrome_json_and_html(tmp_path):
+    path = tmp_path / "threads.jsonl"
+    _, jsonl = await traced("threads", "3")
+    path.write_text(jsonl)
+    events = load(path)
+    done = ukernel_cli("trace", "chrome", str(path))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout) == views.chrome(events)
+    done = ukernel_cli("trace", "html", str(path), "-e", "clone", "--nth", "1")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == views.html(events, syscall="clone", nth=1)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import trio
 
 from . import abi, clone, run_async
-from .trace import ConsoleSink, JsonlSink, ProgressSink, load
+from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 
 
 def _parse_fail(items: list[str]) -> dict[str, str]:
@@ -24,9 +25,12 @@ def _parse_fail(items: list[str]) -> dict[str, str]:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    sinks = []
+    sinks: list = []
+    collected = MemorySink()
     trace_file = open(ns.trace, "w") if ns.trace else None  # noqa: SIM115 (closed below)
-    if trace_file:
+    if ns.trace_format != "jsonl":
+        sinks.append(collected)  # rendered as the chosen view once the run is over
+    elif trace_file:
         sinks.append(JsonlSink(trace_file))
     if ns.verbose:
         sinks.append(ConsoleSink(sys.stderr, colour=sys.stderr.isatty()))
@@ -56,6 +60,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
     finally:
+        if ns.trace_format != "jsonl" and collected:
+            text = render_view(ns.trace_format, list(collected), ns)
+            (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
         if trace_file:
             trace_file.close()
     for problem in result.problems:
@@ -82,31 +89,42 @@ def cmd_flags(ns: argparse.Namespace) -> int:
 
 
 def cmd_trace(ns: argparse.Namespace) -> int:
-    from . import views
-
     try:
         events = load(sys.stdin) if ns.file == "-" else load(ns.file)
     except OSError as exc:
         print(f"ukernel: {ns.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    ops = [op for op in (ns.ops or "").split(",") if op] or None
     try:
-        if ns.view == "strace":
-            text = views.strace(events, pid=ns.pid, ops=ops)
-        elif ns.view == "pstree":
-            text = views.pstree(events, pids=ns.pids, ascii=ns.ascii)
-        elif ns.view == "stats":
-            text = views.stats(events)
-        else:  # route, mermaid: -e names the syscall whose route to show
-            pick = {"msgid": ns.msgid, "syscall": ops[0] if ops else None, "nth": ns.nth, "pid": ns.pid}
-            text = (
-                views.route(events, **pick) if ns.view == "route" else views.mermaid(events, **pick, values=ns.values)
-            )
+        text = render_view(ns.view, events, ns)
     except ValueError as exc:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(text)
     return 0
+
+
+def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
+    """One view of a trace, with the options of ``ukernel trace`` (or their defaults)."""
+    from . import views
+
+    pid, nth, msgid = getattr(ns, "pid", None), getattr(ns, "nth", 0), getattr(ns, "msgid", None)
+    ops = [op for op in (getattr(ns, "ops", None) or "").split(",") if op] or None
+    if view == "strace":
+        return views.strace(events, pid=pid, ops=ops)
+    if view == "pstree":
+        return views.pstree(events, pids=getattr(ns, "pids", False), ascii=getattr(ns, "ascii", False))
+    if view == "stats":
+        return views.stats(events)
+    if view == "chrome":  # one trace event per line
+        lines = [json.dumps(e) for e in views.chrome(events)["traceEvents"]]
+        return '{"traceEvents": [\n' + ",\n".join(lines) + "\n]}\n"
+    # route, mermaid, html: -e names the syscall whose route to show
+    pick = {"msgid": msgid, "syscall": ops[0] if ops else None, "nth": nth, "pid": pid}
+    if view == "route":
+        return views.route(events, **pick)
+    if view == "html":
+        return views.html(events, **pick)
+    return views.mermaid(events, **pick, values=getattr(ns, "values", False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("program")
     p_run.add_argument("args", nargs="*", help="the program's arguments (after -- if they start with -)")
     p_run.add_argument("-v", "--verbose", action="store_true", help="print every message, one line each, on stderr")
-    p_run.add_argument("--trace", metavar="FILE", help="write the trace as JSON Lines")
+    p_run.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines unless --trace-format says)")
+    p_run.add_argument(
+        "--trace-format",
+        default="jsonl",
+        choices=["jsonl", "strace", "pstree", "route", "mermaid", "stats", "chrome", "html"],
+        help="write this view of the trace instead (to FILE, or stderr without --trace)",
+    )
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
     )
@@ -131,18 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     p_trace = sub.add_parser(
         "trace",
-        help="show a trace file (from run --trace) as strace, pstree, route, mermaid or stats",
-        description="Views of a JSON Lines trace (docs/trace.md). route and mermaid show one syscall's messages: "
-        "by --msgid, else the --nth call of the syscall named by -e (default: the clone family), of -p PID.",
+        help="show a trace file (from run --trace) as strace, pstree, route, mermaid, stats, chrome or html",
+        description="Views of a JSON Lines trace (docs/trace.md). route, mermaid and html show one syscall's "
+        "messages: by --msgid, else the --nth call of the syscall named by -e (default: the clone family; html: "
+        "the program's first clone), of -p PID. chrome writes Chrome Trace Event JSON for ui.perfetto.dev; html "
+        "a self-contained page (route diagram, pstree, syscall table).",
     )
-    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats"])
+    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats", "chrome", "html"])
     p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
-    p_trace.add_argument("-p", "--pid", type=int, help="only this pid (strace), or the caller (route, mermaid)")
+    p_trace.add_argument("-p", "--pid", type=int, help="only this pid (strace), or the caller (route, mermaid, html)")
     p_trace.add_argument(
-        "-e", "--ops", metavar="OP,OP", help="strace: only these syscalls; route, mermaid: the syscall (exit: do_exit)"
+        "-e",
+        "--ops",
+        metavar="OP,OP",
+        help="strace: only these syscalls; route, mermaid, html: the syscall (exit: do_exit)",
     )
-    p_trace.add_argument("--nth", type=int, default=0, help="route, mermaid: which call of the syscall (from 0)")
-    p_trace.add_argument("--msgid", type=int, help="route, mermaid: the syscall (or request) with this message id")
+    p_trace.add_argument("--nth", type=int, default=0, help="route, mermaid, html: which call of the syscall (from 0)")
+    p_trace.add_argument(
+        "--msgid", type=int, help="route, mermaid, html: the syscall (or request) with this message id"
+    )
     p_trace.add_argument("--values", action="store_true", help="mermaid: show message args and results")
     p_trace.add_argument("--pids", action="store_true", help="pstree: label tasks name(pid), fold nothing")
     p_trace.add_argument("--ascii", action="store_true", help="pstree: draw with ASCII, like pstree -A")

@@ -4,30 +4,49 @@ Every view reads the events ``ukernel.run(...).trace`` returns, or the same
 events read back with ``ukernel.trace.load(path)`` from ``ukernel run --trace``
 (the schema is docs/trace.md). None of them prints ``ts``-independent wall
 time except ``stats``: ``dur_us`` is real time, so the other views leave it out
-and are the same on every run of a deterministic program.
+and are the same on every run of a deterministic program (``chrome`` and
+``html`` keep it, with args and results, in the details a click shows; their
+timeline and layout do not depend on it).
 
 - ``strace``: one line per syscall, in strace's format.
 - ``pstree``: the processes and threads the run created, from the clone family.
 - ``route``: the messages one syscall caused, as a call tree.
 - ``mermaid``: the same route as a Mermaid ``sequenceDiagram``.
 - ``stats``: messages per service and op (count, mean and max ``dur_us``), syscalls per pid.
+- ``chrome``: the whole run as Chrome Trace Event JSON (a dict) for Perfetto: tracks per service,
+  CPU and task, a slice per message and syscall, flows from caller to handler.
+- ``html``: one self-contained page: a route as an SVG sequence diagram, the pstree, the syscalls.
 - ``assert_route``: ``route_of`` as an assertion whose message shows both routes side by side.
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from html import escape as _escape
 from typing import Any
 
 from . import abi
 from .testing import route_of
 from .trace import Event
 
-__all__ = ["CLONE_FAMILY", "VIEWS", "assert_route", "mermaid", "pstree", "route", "select_route", "stats", "strace"]
+__all__ = [
+    "CLONE_FAMILY",
+    "VIEWS",
+    "assert_route",
+    "chrome",
+    "html",
+    "mermaid",
+    "pstree",
+    "route",
+    "select_route",
+    "stats",
+    "strace",
+]
 
 #: The syscalls that create a task; their return value (in the parent) is the child's pid.
 CLONE_FAMILY = ("fork", "vfork", "clone", "clone3")
@@ -909,15 +928,6 @@ def stats(events: Iterable[Event]) -> str:
     return "\n".join(lines) + "\n"
 
 
-VIEWS: dict[str, Callable[..., str]] = {
-    "strace": strace,
-    "pstree": pstree,
-    "route": route,
-    "mermaid": mermaid,
-    "stats": stats,
-}
-
-
 # --- assertions ----------------------------------------------------------------------------
 def assert_route(
     trace: list[Event],
@@ -942,3 +952,629 @@ def assert_route(
         rows.append(f"{mark}{a:<{width}}   {b}".rstrip())
     who = "" if pid is None else f" of pid {pid}"
     raise AssertionError(f"route of {syscall} #{nth}{who} differs:\n" + "\n".join(rows))
+
+
+# --- chrome: the Chrome Trace Event JSON that Perfetto and chrome://tracing open --------------
+#: The pid of the "ukernel" process that holds the kernel, service and CPU tracks: Linux's
+#: PID_MAX_LIMIT (2**22), a number no pid reaches, so it never meets a task's. Its tracks'
+#: tids count up from the same number: kernel, each service in order of appearance, each CPU.
+CHROME_PID = 1 << 22
+
+
+def _jsonable(v: Any) -> Any:
+    """A value JSON holds as it is: bytes as the JSON Lines sink writes them, tuples as lists."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, bytes):
+        return _text(v)
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return repr(v)
+
+
+@dataclass
+class _Slice:
+    track: tuple  # ("kernel",), ("service", name), ("task", tid) or ("cpu", n)
+    start: int
+    end: int
+    name: str
+    cat: str
+    args: dict
+    lane: int = 0
+
+    def encloses(self, t: int) -> bool:
+        return self.start <= t <= self.end
+
+
+def _lanes(slices: list[_Slice]) -> int:
+    """Put each slice in the first lane of its track where it nests; the number of lanes.
+
+    Slices sorted by start (longer first) nest in a lane when each one ends before the
+    slice it starts in does. A service serves requests concurrently (``pid`` frees four
+    pids at once), so one that overlaps without nesting goes to a lane of its own.
+    """
+    stacks: list[list[int]] = []  # per lane: the ends of the slices still open
+    for s in sorted(slices, key=lambda s: (s.start, -s.end)):
+        chosen = None
+        for lane, stack in enumerate(stacks):
+            while stack and stack[-1] <= s.start:
+                stack.pop()
+            if not stack or s.end <= stack[-1]:
+                chosen = lane
+                break
+        if chosen is None:
+            chosen = len(stacks)
+            stacks.append([])
+        stacks[chosen].append(s.end)
+        s.lane = chosen
+    return len(stacks)
+
+
+def _message_args(e: Event, reply: Event | None) -> dict:
+    args = {
+        k: e[k]
+        for k in ("msgid", "cause", "src", "dst", "pid", "tid", "syscall", "step", "flag")
+        if e.get(k) is not None
+    }
+    if e.get("args") is not None:
+        args["args"] = e["args"]
+    if reply is not None:
+        for k in ("result", "errno", "message", "dur_us"):
+            if k in reply:
+                args[k] = reply[k]
+    elif e["type"] == "request":
+        args["reply"] = "none in the trace"
+    return _jsonable(args)
+
+
+def chrome(events: Iterable[Event]) -> dict:
+    """The trace in the Chrome Trace Event format (a dict to ``json.dump``), for Perfetto.
+
+    Time is the event order: an event's ``ts`` in the output is its ``seq``, read as
+    microseconds, so a message or syscall lasts as many microseconds as events were
+    emitted while it was in progress. That is deterministic (``dur_us`` is wall time
+    and stays in the slice's args) and keeps every slice in the order of the trace.
+
+    - a process ``ukernel`` (pid ``CHROME_PID``) with a track for the kernel, one per
+      service and one per CPU: each message a service handled is an ``X`` slice on its
+      track from the request to the reply; the kernel's work that no syscall encloses
+      (boot, do_exit of a thread, release_task) is a slice on the kernel track; a CPU's
+      slices are the tasks it picked, each until its next pick;
+    - a process per thread group (pid of the leader, named by comm) with a thread per
+      task: its syscalls as ``X`` slices from entry to (last) exit; a call that never
+      returns lasts until the end of its do_exit;
+    - a flow (``s`` on the caller's slice, ``f`` with ``bp: "e"`` on the handler's
+      slice, ``id`` the msgid) per request or notify;
+    - ``M`` metadata naming the processes and threads and ordering the tracks.
+
+    Slices on one track nest; a service that served requests concurrently gets a second
+    track (``pid #2``) for those that overlap.
+    """
+    events = list(events)
+    seq = {id(e): e.get("seq", i + 1) for i, e in enumerate(events)}
+    last = max(seq.values(), default=0)
+    tasks: dict[int, _Task] = {}
+    stack = list(process_tree(events))
+    while stack:
+        task = stack.pop()
+        tasks[task.pid] = task
+        stack.extend(task.children)
+    replies: dict[Any, Event] = {}
+    exits: dict[Any, Event] = {}
+    for e in events:
+        if e["type"] == "reply":
+            replies.setdefault(e.get("msgid"), e)
+        elif e["type"] == "syscall_exit":
+            exits[e.get("msgid")] = e  # the last: after an SA_RESTART handler, the call returns again
+
+    def track_of(name: Any) -> tuple:
+        name = str(name)
+        if name == "kernel":
+            return ("kernel",)
+        if re.fullmatch(r"pid:\d+", name):
+            return ("task", int(name[4:]))
+        return ("service", name)
+
+    slices: list[_Slice] = []
+    calls: dict[Any, _Slice] = {}  # syscall msgid -> its slice
+    by_tid: dict[Any, list[_Slice]] = defaultdict(list)
+    for i, e in enumerate(events):
+        if e["type"] != "syscall_enter" or not isinstance(e.get("tid", e.get("pid")), int):
+            continue
+        tid = e.get("tid", e.get("pid"))
+        exit_ = exits.get(e.get("msgid"))
+        if exit_ is not None:
+            end = seq[id(exit_)]
+        else:  # never returned: until the end of the do_exit that followed, before its next call
+            end = seq[id(e)]
+            for later in events[i + 1 :]:
+                if later.get("tid", later.get("pid")) != tid:
+                    continue
+                if later["type"] == "syscall_enter":
+                    break
+                if later["type"] in MESSAGE_TYPES and later.get("syscall") == "exit":
+                    end = seq[id(later)]
+        args = {"call": call_line(e, exit_), "msgid": e.get("msgid"), "pid": e.get("pid"), "tid": tid}
+        if exit_ is not None and exit_.get("dur_us") is not None:
+            args["dur_us"] = exit_["dur_us"]
+        s = _Slice(("task", tid), seq[id(e)], end, e["op"], "syscall", _jsonable(args))
+        slices.append(s)
+        calls[e.get("msgid")] = s
+        by_tid[tid].append(s)
+
+    def enclosing(slist: list[_Slice], t: int) -> _Slice | None:
+        inside = [s for s in slist if s.encloses(t)]
+        return max(inside, key=lambda s: (s.start, -s.end)) if inside else None
+
+    handled: dict[Any, _Slice] = {}  # request msgid -> the slice of its handling
+    requests = [e for e in events if e["type"] in ("request", "notify")]
+    for e in requests:
+        start = seq[id(e)]
+        reply = replies.get(e.get("msgid")) if e["type"] == "request" else None
+        end = seq[id(reply)] if reply is not None else start if e["type"] == "notify" else last
+        s = _Slice(track_of(e.get("dst")), start, end, e["op"], "message", _message_args(e, reply))
+        slices.append(s)
+        handled[e.get("msgid")] = s
+        if s.track[0] == "task":
+            by_tid[s.track[1]].append(s)
+
+    # The caller's slice of each request: the service's handling of its cause, the syscall
+    # that caused it, the syscall the task is in, else a slice of kernel work on the kernel track.
+    callers: dict[int, _Slice] = {}
+    work: dict[tuple, _Slice] = {}
+    for e in requests:
+        t = seq[id(e)]
+        src = track_of(e.get("src"))
+        caller: _Slice | None = None
+        if src[0] == "service":
+            caller = handled.get(e.get("cause"))
+        elif src[0] == "task":
+            caller = enclosing(by_tid[src[1]], t)
+        else:
+            caller = calls.get(e.get("cause"))
+            if caller is None or not caller.encloses(t):
+                caller = enclosing(by_tid.get(e.get("tid", e.get("pid")), []), t)
+            if caller is None:
+                # One slice per piece of work: a do_exit or boot's kernel_thread is one, and
+                # housekeeping of one kind (release_task frees pids from system tasks, all at
+                # once) is one while its requests overlap.
+                tid = e.get("tid", e.get("pid"))
+                if e.get("syscall") is not None or e.get("cause") is not None:
+                    key: tuple = (e.get("syscall"), e.get("cause"), tid)
+                    name = "do_exit" if e.get("syscall") == "exit" else str(e.get("syscall") or e["op"])
+                    args = {"pid": e.get("pid"), "tid": tid, "cause": e.get("cause")}
+                else:
+                    key = ("housekeeping", e.get("step") or e["op"])
+                    name, args = str(key[1]), {}
+                done = handled[e.get("msgid")].end
+                caller = work.get(key)
+                if caller is None or (key[0] == "housekeeping" and t > caller.end):
+                    args = {k: v for k, v in args.items() if v is not None}
+                    caller = _Slice(("kernel",), t, done, name, "kernel", _jsonable(args))
+                    work[key] = caller
+                    slices.append(caller)
+                caller.end = max(caller.end, done)
+                if key[0] == "housekeeping":
+                    caller.args.setdefault("msgids", []).append(e.get("msgid"))
+        if caller is not None and caller.encloses(t):
+            callers[id(e)] = caller
+
+    picks: dict[Any, list[Event]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "sched" and e["op"] == "pick":
+            picks[e.get("cpu", 0)].append(e)
+    for cpu, ps in picks.items():
+        for k, e in enumerate(ps):
+            end = seq[id(ps[k + 1])] if k + 1 < len(ps) else last + 1
+            tid = e.get("tid", e.get("pid"))
+            task = tasks.get(tid)
+            name = f"{(task.group or task).comm if task else 'pid'} {tid}"
+            slices.append(_Slice(("cpu", cpu), seq[id(e)], end, name, "sched", {"pid": e.get("pid"), "tid": tid}))
+
+    # Tracks, lanes and their tids.
+    tracks: dict[tuple, list[_Slice]] = defaultdict(list)
+    for s in slices:
+        tracks[s.track].append(s)
+    order = {"kernel": 0, "service": 1, "cpu": 2, "task": 3}
+    services = list(dict.fromkeys(s.track for s in slices if s.track[0] == "service"))
+
+    def rank(track: tuple) -> tuple:
+        if track[0] == "service":
+            return (order["service"], services.index(track))
+        return (order[track[0]], track[1] if len(track) > 1 else 0)
+
+    out: list[dict] = [
+        {"ph": "M", "name": "process_name", "pid": CHROME_PID, "tid": CHROME_PID, "args": {"name": "ukernel"}},
+        {"ph": "M", "name": "process_sort_index", "pid": CHROME_PID, "tid": CHROME_PID, "args": {"sort_index": -1}},
+    ]
+    next_tid = CHROME_PID
+    tid_of: dict[tuple[tuple, int], tuple[int, int]] = {}  # (track, lane) -> (pid, tid)
+    named_processes: set[int] = {CHROME_PID}
+    extra_lanes: list[tuple[tuple, int]] = []
+    for track in sorted(tracks, key=rank):
+        lanes = _lanes(tracks[track]) if track[0] != "cpu" else 1
+        for lane in range(lanes):
+            if track[0] == "task":
+                tid = track[1]
+                task = tasks.get(tid)
+                group = (task.group or task) if task else None
+                pid = group.pid if group else tid
+                comm = group.comm if group else "?"
+                if pid not in named_processes:
+                    named_processes.add(pid)
+                    out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": comm}})
+                    out.append(
+                        {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": pid, "args": {"sort_index": pid}}
+                    )
+                if lane:
+                    extra_lanes.append((track, lane))
+                    continue
+                name = f"{{{comm}}}" if task and task.thread else comm
+                tid_of[(track, lane)] = (pid, tid)
+                out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
+                continue
+            name = {"kernel": "kernel", "cpu": f"cpu{track[-1]}"}.get(track[0], str(track[-1]))
+            if lane:
+                name += f" #{lane + 1}"
+            tid_of[(track, lane)] = (CHROME_PID, next_tid)
+            out.append({"ph": "M", "name": "thread_name", "pid": CHROME_PID, "tid": next_tid, "args": {"name": name}})
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "thread_sort_index",
+                    "pid": CHROME_PID,
+                    "tid": next_tid,
+                    "args": {"sort_index": next_tid - CHROME_PID},
+                }
+            )
+            next_tid += 1
+    for track, lane in extra_lanes:  # a task's overlapping slices (not seen in practice): a made-up tid
+        pid = tid_of[(track, 0)][0]
+        tid_of[(track, lane)] = (pid, next_tid)
+        out.append(
+            {"ph": "M", "name": "thread_name", "pid": pid, "tid": next_tid, "args": {"name": f"{track[1]} #{lane + 1}"}}
+        )
+        next_tid += 1
+
+    timed: list[dict] = []
+    for s in slices:
+        pid, tid = tid_of[(s.track, s.lane)]
+        timed.append(
+            {"ph": "X", "name": s.name, "cat": s.cat, "pid": pid, "tid": tid, "ts": s.start, "dur": s.end - s.start}
+            | ({"args": s.args} if s.args else {})
+        )
+    for e in requests:
+        caller = callers.get(id(e))
+        if caller is None:
+            continue
+        t = seq[id(e)]
+        handler = handled[e.get("msgid")]
+        for ph, s in (("s", caller), ("f", handler)):
+            pid, tid = tid_of[(s.track, s.lane)]
+            flow = {"ph": ph, "id": e.get("msgid"), "name": e["op"], "cat": "flow", "pid": pid, "tid": tid, "ts": t}
+            if ph == "f":
+                flow["bp"] = "e"
+            timed.append(flow)
+    phase = {"X": 0, "s": 1, "f": 2}
+    timed.sort(key=lambda ev: (ev["ts"], phase[ev["ph"]], -ev.get("dur", 0)))
+    return {"traceEvents": out + timed}
+
+
+# --- html: one page to read a run in a browser ------------------------------------------------
+def _html_route(events: list[Event], msgid: int | None, syscall: str | None, nth: int, pid: int | None) -> Route | None:
+    """The route ``html`` draws: as ``select_route`` when asked for one; by default the program's
+    first clone-family call (the first not by init, pid 1, which only starts the program), else
+    the first call of the clone family, else the first syscall that sent messages; None when none did."""
+    if msgid is not None or syscall is not None or pid is not None or nth:
+        return select_route(events, msgid, syscall, nth, pid)
+    enters = [e for e in events if e["type"] == "syscall_enter"]
+    clones = [e for e in enters if e["op"] in CLONE_FAMILY]
+    for e in [*(e for e in clones if e.get("pid") != 1), *clones]:
+        return _syscall_route(events, e)
+    causes = {e.get("cause") for e in events if e["type"] in ("request", "notify")}
+    for e in enters:
+        if e.get("msgid") in causes:
+            return _syscall_route(events, e)
+    return None
+
+
+def _label(e: Event, exit_: Event | None) -> str:
+    """The text of an arrow, as the Mermaid view writes it (without its escapes)."""
+    kind = e["type"]
+    if kind == "syscall_enter":
+        head, tail = call_parts(e, exit_)
+        return head + tail
+    if kind == "syscall_exit":
+        return f"{e['op']} = {result_text(e['op'], e)}"
+    if kind == "reply":
+        return f"{e['op']} = {errno_text(e)}" if "errno" in e else f"{e['op']} ok"
+    tags = _tags(e)
+    return e["op"] + (" [" + ", ".join(tags) + "]" if tags else "")
+
+
+def _raw_ends(e: Event) -> tuple[str, str]:
+    """(src, dst) as the trace names them (``pid:2``); see ``_ends``."""
+    caller = f"pid:{e.get('pid')}"
+    default = (caller, "kernel") if e["type"] == "syscall_enter" else ("kernel", caller)
+    return str(e.get("src") or default[0]), str(e.get("dst") or default[1])
+
+
+_SVG_COL, _SVG_ROW, _SVG_TOP, _SVG_BOX = 124, 30, 78, 112
+
+
+def _svg(r: Route) -> str:
+    """The route as an SVG sequence diagram: a lifeline per participant, an arrow per event."""
+    names: list[str] = []
+    for name in [f"pid:{r.pid}", "kernel"] + [x for e in r.events for x in _raw_ends(e)]:
+        if name not in names:
+            names.append(name)
+    x_of = {name: 20 + _SVG_COL // 2 + k * _SVG_COL for k, name in enumerate(names)}
+    width = 40 + _SVG_COL * len(names) + 120  # room for a self message's loop and label
+    height = _SVG_TOP + _SVG_ROW * len(r.events) + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="diagram" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_escape(r.title)}">'
+    ]
+    undo_rows = [k for k, e in enumerate(r.events) if (e.get("step") or "").startswith("undo ")]
+    if undo_rows:
+        top = _SVG_TOP + undo_rows[0] * _SVG_ROW - 22
+        bottom = _SVG_TOP + undo_rows[-1] * _SVG_ROW + 10
+        out.append(f'<rect class="unwind" x="10" y="{top}" width="{width - 20}" height="{bottom - top}"/>')
+        out.append(f'<text class="unwind-label" x="16" y="{top + 13}">alt unwind</text>')
+    for name in names:
+        x = x_of[name]
+        out.append(f'<line class="life" x1="{x}" y1="44" x2="{x}" y2="{height - 8}"/>')
+        out.append(
+            f'<g class="participant"><rect x="{x - _SVG_BOX // 2}" y="12" width="{_SVG_BOX}" height="30" rx="4"/>'
+            f'<text x="{x}" y="32">{_escape(name)}</text></g>'
+        )
+    for k, e in enumerate(r.events):
+        y = _SVG_TOP + k * _SVG_ROW
+        src, dst = _raw_ends(e)
+        kind = {"syscall_enter": "request syscall", "syscall_exit": "reply syscall"}.get(e["type"], e["type"])
+        if e["type"] in ("reply", "syscall_exit") and "errno" in e:
+            kind += " error"
+        label = _label(e, r.exit)
+        msgid = e.get("msgid")
+        full = f"#{msgid} {src} \u2192 {dst}: {label}"
+        x1, x2 = x_of[src], x_of[dst]
+        parts = [f'<g class="msg {kind}" data-ev="{k}" tabindex="0"><title>{_escape(full)}</title>']
+        if x1 == x2:
+            parts.append(f'<path class="line" d="M{x1} {y} h36 v12 h-32"/>')
+            parts.append(f'<polygon class="head" points="{x1} {y + 12},{x1 + 9} {y + 8},{x1 + 9} {y + 16}"/>')
+            parts.append(f'<text class="label" x="{x1 + 42}" y="{y + 10}" text-anchor="start">')
+        else:
+            d = 1 if x2 > x1 else -1
+            parts.append(f'<line class="hit" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}"/>')
+            parts.append(f'<line class="line" x1="{x1}" y1="{y}" x2="{x2 - d * 9}" y2="{y}"/>')
+            parts.append(f'<polygon class="head" points="{x2} {y},{x2 - d * 10} {y - 5},{x2 - d * 10} {y + 5}"/>')
+            parts.append(f'<text class="label" x="{(x1 + x2) / 2:g}" y="{y - 6}" text-anchor="middle">')
+        room = max(24, abs(x2 - x1) // 7) if x1 != x2 else 40
+        shown = label if len(label) <= room else label[: room - 1] + "\u2026"
+        parts.append(f"{_escape(shown)}</text></g>")
+        out.append("".join(parts))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _script_json(v: Any) -> str:
+    """JSON safe inside a <script> element: no ``<`` that could end it."""
+    return json.dumps(_jsonable(v), sort_keys=False).replace("<", "\\u003c")
+
+
+_HTML_CSS = """
+:root { --fg: #1d2330; --muted: #5c6475; --line: #c9cfdb; --req: #2456b3; --rep: #3b7d3b; --err: #b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 16px 24px 40px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+  color: var(--fg); background: #fbfbfd; }
+h1 { font-size: 22px; margin: 0 0 2px; } h2 { font-size: 17px; margin: 22px 0 8px; overflow-wrap: anywhere; }
+.summary, .hint { color: var(--muted); margin: 0; }
+code, pre, td.call, input { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
+.route { display: flex; gap: 16px; align-items: flex-start; }
+.diagram { overflow: auto; min-width: 0; max-height: 620px; border: 1px solid var(--line); background: #fff; border-radius: 6px; flex: 1 1 auto; }
+#details { flex: 0 0 320px; min-width: 0; border: 1px solid var(--line); border-radius: 6px; background: #fff; padding: 8px 12px; }
+#details h3 { margin: 0 0 6px; font-size: 14px; }
+#detail { margin: 0; white-space: pre-wrap; word-break: break-all; max-height: 560px; overflow: auto; }
+svg text { font: 12px ui-monospace, "DejaVu Sans Mono", Menlo, monospace; fill: var(--fg); }
+.participant rect { fill: #eef2fb; stroke: #7f8db0; }
+.participant text { text-anchor: middle; font-weight: bold; }
+.life { stroke: #9aa3b5; stroke-dasharray: 3 4; }
+.unwind { fill: #fdf0ef; stroke: #e3a59f; stroke-dasharray: 5 3; }
+.unwind-label { fill: var(--err); font-weight: bold; }
+.msg { cursor: pointer; }
+.msg .line { stroke: var(--req); stroke-width: 1.6; fill: none; }
+.msg .head { fill: var(--req); }
+.msg .hit { stroke: transparent; stroke-width: 14; }
+.msg.reply .line { stroke: var(--rep); stroke-dasharray: 6 4; }
+.msg.reply .head { fill: var(--rep); }
+.msg.notify .head { fill: #fff; stroke: var(--req); }
+.msg.error .line { stroke: var(--err); } .msg.error .head { fill: var(--err); } .msg.error text { fill: var(--err); }
+.msg:hover text, .msg:focus text { font-weight: bold; }
+.msg.selected .line { stroke-width: 3; } .msg.selected text { font-weight: bold; text-decoration: underline; }
+pre.pstree { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; overflow: auto; }
+#filter { width: 340px; padding: 5px 8px; border: 1px solid var(--line); border-radius: 4px; }
+table { border-collapse: collapse; margin-top: 8px; background: #fff; width: 100%; }
+th, td { text-align: left; padding: 3px 10px; border-bottom: 1px solid #e6e9f0; vertical-align: top; }
+th { background: #eef2fb; position: sticky; top: 0; }
+td.num { text-align: right; color: var(--muted); }
+td.call { overflow-wrap: anywhere; } td.result { white-space: nowrap; }
+tr.call { cursor: pointer; } tr.call:hover { background: #f3f6fd; } tr.call.selected { background: #e3ebfb; }
+tr.failed td.result { color: var(--err); }
+"""
+
+_HTML_JS = """
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("trace-data").textContent);
+  const detail = document.getElementById("detail");
+  const arrows = Array.from(document.querySelectorAll("#diagram .msg"));
+  const rows = Array.from(document.querySelectorAll("#syscalls tbody tr"));
+  const filter = document.getElementById("filter");
+  const shown = document.getElementById("shown");
+
+  function select(el, title, events) {
+    document.querySelectorAll(".selected").forEach(function (x) { x.classList.remove("selected"); });
+    el.classList.add("selected");
+    detail.textContent = title + "\\n\\n" + events.map(function (e) { return JSON.stringify(e, null, 2); }).join("\\n");
+  }
+  function showMessage(el) {
+    const event = data.route[Number(el.dataset.ev)];
+    const pair = data.route.filter(function (e) { return e.msgid === event.msgid; });
+    select(el, el.querySelector("title").textContent, pair);
+  }
+  function showCall(row) {
+    select(row, row.querySelector(".call").textContent, data.calls[row.dataset.msgid] || []);
+  }
+  function applyFilter() {
+    const words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    let n = 0;
+    rows.forEach(function (row) {
+      const text = row.textContent.toLowerCase();
+      row.hidden = !words.every(function (w) { return text.includes(w); });
+      if (!row.hidden) n += 1;
+    });
+    shown.textContent = n + " of " + rows.length + " syscalls";
+  }
+  arrows.forEach(function (el) {
+    el.addEventListener("click", function () { showMessage(el); });
+    el.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); showMessage(el); }
+    });
+  });
+  rows.forEach(function (row) { row.addEventListener("click", function () { showCall(row); }); });
+  filter.addEventListener("input", applyFilter);
+
+  // A link can say what to show: page.html#filter=fork&msg=3 (msg: the arrow's index).
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  if (params.has("filter")) filter.value = params.get("filter");
+  applyFilter();
+  const chosen = arrows[Number(params.get("msg"))];
+  if (params.has("msg") && chosen) showMessage(chosen);
+  document.body.dataset.ready = "1";
+})();
+"""
+
+
+def html(
+    events: Iterable[Event],
+    msgid: int | None = None,
+    syscall: str | None = None,
+    nth: int = 0,
+    pid: int | None = None,
+) -> str:
+    """One self-contained HTML page (inline CSS and JS, nothing fetched) to read a run.
+
+    - the route of one syscall as an SVG sequence diagram: a lifeline per participant,
+      an arrow (an element of class ``msg``) per event of the route, requests solid,
+      replies dashed, failed replies red, the unwind shaded; a click shows the message
+      (request and reply, with args and results) beside it;
+    - the pstree (``pids=True``);
+    - every syscall in a table with a text filter; a click shows its enter and exit.
+
+    The route: as ``select_route`` when ``msgid``, ``syscall``, ``pid`` or ``nth`` is
+    given, else the program's first clone-family call (the first not made by init,
+    pid 1), else the first syscall that sent a message.
+    """
+    events = list(events)
+    r = _html_route(events, msgid, syscall, nth, pid)
+    exits: dict[Any, list[Event]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "syscall_exit":
+            exits[e.get("msgid")].append(e)
+    children: dict[Any, list[Any]] = defaultdict(list)
+    for e in events:
+        if e["type"] in ("request", "notify"):
+            children[e.get("cause")].append(e.get("msgid"))
+
+    def sent(m: Any) -> int:
+        count, todo, seen = 0, list(children.get(m, [])), set()
+        while todo:
+            x = todo.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            count += 1
+            todo.extend(children.get(x, []))
+        return count
+
+    rows, calls = [], {}
+    enters = [e for e in events if e["type"] == "syscall_enter"]
+    for e in enters:
+        done = exits.get(e.get("msgid"), [])
+        exit_ = done[-1] if done else None
+        head, tail = call_parts(e, exit_)
+        result = result_text(e["op"], exit_) if exit_ is not None or e["op"] in NO_RETURN else "?"
+        failed = " failed" if exit_ is not None and "errno" in exit_ else ""
+        calls[str(e.get("msgid"))] = [e, *done]
+        rows.append(
+            f'<tr class="call{failed}" data-msgid="{_escape(str(e.get("msgid")))}">'
+            f'<td class="num">{e.get("seq", "")}</td><td class="num">{_escape(str(e.get("pid")))}</td>'
+            f'<td class="num">{_escape(str(e.get("tid", e.get("pid"))))}</td>'
+            f'<td class="call">{_escape(head + tail)}</td><td class="result">{_escape(result)}</td>'
+            f'<td class="num">{sent(e.get("msgid"))}</td></tr>'
+        )
+    n_messages = sum(1 for e in events if e["type"] in MESSAGE_TYPES)
+    n_tasks = len({e.get("tid", e.get("pid")) for e in enters})
+    if r is None:
+        title, diagram = "no syscall in this trace sent a message", "<p class=hint>Nothing to draw.</p>"
+        route_events: list[Event] = []
+    else:
+        title, diagram, route_events = r.title, _svg(r), r.events
+    tree = pstree(events, pids=True) or "(no process)\n"
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ukernel trace: {_escape(title)}</title>
+<style>{_HTML_CSS}</style>
+</head>
+<body>
+<header>
+<h1>ukernel trace</h1>
+<p class="summary">{len(events)} events, {len(enters)} syscalls by {n_tasks} tasks, {n_messages} messages</p>
+</header>
+<section>
+<h2 id="route-title">Route of {_escape(title)}</h2>
+<p class="hint">Requests solid, replies dashed; click an arrow for its message.</p>
+<div class="route">
+<div class="diagram">
+{diagram}
+</div>
+<aside id="details"><h3>Details</h3><pre id="detail">Click a message or a syscall.</pre></aside>
+</div>
+</section>
+<section>
+<h2>Processes</h2>
+<pre class="pstree">{_escape(tree)}</pre>
+</section>
+<section>
+<h2>Syscalls</h2>
+<input id="filter" type="search" placeholder="filter: words that must all appear (fork 2 ENOMEM)" aria-label="filter syscalls">
+<span id="shown" class="hint"></span>
+<table id="syscalls">
+<thead><tr><th>seq</th><th>pid</th><th>tid</th><th>call</th><th>result</th><th>messages</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>
+</section>
+<script type="application/json" id="trace-data">{_script_json({"route": route_events, "calls": calls})}</script>
+<script>{_HTML_JS}</script>
+</body>
+</html>
+"""
+    return page
+
+
+#: The views that return text, by name (``chrome`` returns a dict: ``json.dump(chrome(events), f)``).
+VIEWS: dict[str, Callable[..., str]] = {
+    "strace": strace,
+    "pstree": pstree,
+    "route": route,
+    "mermaid": mermaid,
+    "stats": stats,
+    "html": html,
+}
