@@ -19,18 +19,12 @@ Every figure is the best of REPEATS runs. All ukernel runs use trace=False.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import msgpack
 import trio
+from common import best, c_program, finish, machine
 
 import ukernel
 
@@ -100,10 +94,6 @@ int main(int argc, char **argv) {
 PROBLEMS: list[str] = []  # everything odd a ukernel run reported
 
 
-def best(fn: Callable[[], float], repeats: int = REPEATS) -> float:
-    return min(fn() for _ in range(repeats))
-
-
 # --- 1. the floor: trio memory channel + msgpack ----------------------------------------
 async def _channel_rtt(n: int) -> float:
     req_send, req_recv = trio.open_memory_channel(256)
@@ -128,7 +118,7 @@ async def _channel_rtt(n: int) -> float:
 
 
 def channel_rtt_us(n: int) -> float:
-    return best(lambda: trio.run(_channel_rtt, n)) * 1e6
+    return best(lambda: trio.run(_channel_rtt, n), REPEATS) * 1e6
 
 
 # --- 2./3. whole ukernel runs -------------------------------------------------------------
@@ -157,45 +147,20 @@ def run_seconds(source: bytes, count: int) -> float:
 
 def slope(source: bytes, low: int, high: int) -> float:
     """Seconds per iteration between ``low`` and ``high`` iterations (best of REPEATS each)."""
-    t_low = best(lambda: run_seconds(source, low))
-    t_high = best(lambda: run_seconds(source, high))
+    t_low = best(lambda: run_seconds(source, low), REPEATS)
+    t_high = best(lambda: run_seconds(source, high), REPEATS)
     return (t_high - t_low) / (high - low)
 
 
 # --- 4. C -----------------------------------------------------------------------------------
 def c_forks_per_sec(n: int) -> float | None:
-    cc = shutil.which("cc")
-    if cc is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        src, exe = Path(tmp, "cfork.c"), Path(tmp, "cfork")
-        src.write_text(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
-        rates = [
-            float(subprocess.run([str(exe), str(n)], check=True, capture_output=True, text=True).stdout)
-            for _ in range(REPEATS)
-        ]
-    return max(rates)
+    with c_program(C_SOURCE, "cfork") as run:
+        if run is None:
+            return None
+        return max(float(run(n)) for _ in range(REPEATS))
 
 
 # --- the table ------------------------------------------------------------------------------
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{os.cpu_count()} cpus{' ' + model if model else ''}, {platform.system()} {platform.machine()}, "
-        f"trio {trio.__version__}, msgpack {'.'.join(map(str, msgpack.version))}, "
-        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N/M (a few seconds)")
@@ -245,13 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"(fork's child i replays the parent's 2*i journal entries, so its slope is the cost near i={(m1 + m2) // 2})"
     )
-    print(f"total {time.perf_counter() - wall:.1f} s")
-    if PROBLEMS:
-        print(f"ukernel problems ({len(PROBLEMS)}):")
-        for problem in dict.fromkeys(PROBLEMS):
-            print(f"  {problem}")
-        return 1
-    return 0
+    return finish(wall, PROBLEMS)
 
 
 def _verdict(ok: bool, target: str) -> str:

@@ -26,18 +26,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
 import trio.testing
+from common import c_program, finish, machine
 
 import ukernel
 from ukernel import abi
@@ -117,10 +112,6 @@ int main(int argc, char **argv) {
 """
 
 PROBLEMS: list[str] = []
-
-
-def best(fn: Callable[[], float], repeats: int = REPEATS) -> float:
-    return min(fn() for _ in range(repeats))
 
 
 # --- 1. whole runs, with and without the fork -------------------------------------------------
@@ -206,38 +197,18 @@ def counters(mib: int) -> dict:
 
 # --- 3. C -----------------------------------------------------------------------------------
 def c_fork_us(sizes: list[int]) -> dict[int, float] | None:
-    cc = shutil.which("cc")
-    if cc is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        src, exe = Path(tmp, "cforkmem.c"), Path(tmp, "cforkmem")
-        src.write_text(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
-        return {
-            mib: float(subprocess.run([str(exe), str(mib), str(REPEATS)], check=True, capture_output=True).stdout)
-            for mib in sizes
-        }
+    with c_program(C_SOURCE, "cforkmem") as run:
+        if run is None:
+            return None
+        return {mib: float(run(mib, REPEATS)) for mib in sizes}
 
 
 # --- the tables -----------------------------------------------------------------------------
-def machine() -> str:
-    model = ""
+def transparent_hugepages() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        return Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
     except OSError:
-        pass
-    try:
-        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
-    except OSError:
-        thp = "?"
-    return (
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{os.cpu_count()} cpus{' ' + model if model else ''}, {platform.system()} {platform.release()}, "
-        f"trio {trio.__version__}, THP {thp}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+        return "?"
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -262,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1, 16] if opts.quick else [1, 16, 100]
 
     wall = time.perf_counter()
-    print(machine())
+    print(machine(f", THP {transparent_hugepages()}"))
     print(f"best of {REPEATS}; sizes {', '.join(f'{s} MiB' for s in sizes)}; ukernel memory={MEMORY}, trace=False")
     run_seconds(1, "fork")  # warm up: imports, the first compile of the program
     timing = {mib: fork_cost(mib) for mib in sizes}
@@ -325,13 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if c_us and 100 in sizes:
         dup, c = stops[100]["dup_mm"], c_us[100] / 1e6
         print(f"target: 100 MiB dup_mm no slower than C fork of 100 MiB: {dup / c:.2f}x, {_verdict(dup <= c)}")
-    print(f"total {time.perf_counter() - wall:.1f} s")
-    if PROBLEMS:
-        print(f"ukernel problems ({len(PROBLEMS)}):")
-        for problem in dict.fromkeys(PROBLEMS):
-            print(f"  {problem}")
-        return 1
-    return 0
+    return finish(wall, PROBLEMS)
 
 
 def _verdict(ok: bool) -> str:
