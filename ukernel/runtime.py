@@ -13,7 +13,6 @@ made by a pickle round trip, like dup_mm copies memory.
 from __future__ import annotations
 
 import contextvars
-import importlib
 import io
 import linecache
 import pickle
@@ -521,7 +520,3 @@ async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:
     if hasattr(result, "__await__"):
         result = await result
     return result
-
-
-def load_host_module(name: str) -> types.ModuleType:
-    return importlib.import_module(name)
