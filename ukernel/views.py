@@ -141,36 +141,27 @@ def signal_name(sig: Any) -> str:
     return abi.SIGNAL_NAMES.get(sig, str(sig)) if isinstance(sig, int) and sig else value(sig)
 
 
-_PROT = [(abi.PROT_READ, "PROT_READ"), (abi.PROT_WRITE, "PROT_WRITE"), (abi.PROT_EXEC, "PROT_EXEC")]
-_MAP = [
-    (abi.MAP_SHARED, "MAP_SHARED"),
-    (abi.MAP_PRIVATE, "MAP_PRIVATE"),
-    (abi.MAP_FIXED, "MAP_FIXED"),
-    (abi.MAP_ANONYMOUS, "MAP_ANONYMOUS"),
-]
-_WAIT = [
-    (abi.WNOHANG, "WNOHANG"),
-    (abi.WUNTRACED, "WUNTRACED"),
-    (abi.WEXITED, "WEXITED"),
-    (abi.WCONTINUED, "WCONTINUED"),
-    (abi.WNOWAIT, "WNOWAIT"),
-    (abi.__WNOTHREAD, "__WNOTHREAD"),
-    (abi.__WALL, "__WALL"),
-    (abi.__WCLONE, "__WCLONE"),
-]
-_OPEN = [
-    (abi.O_WRONLY, "O_WRONLY"),
-    (abi.O_RDWR, "O_RDWR"),
-    (abi.O_CREAT, "O_CREAT"),
-    (abi.O_EXCL, "O_EXCL"),
-    (abi.O_NOCTTY, "O_NOCTTY"),
-    (abi.O_TRUNC, "O_TRUNC"),
-    (abi.O_APPEND, "O_APPEND"),
-    (abi.O_NONBLOCK, "O_NONBLOCK"),
-    (abi.O_DIRECTORY, "O_DIRECTORY"),
-    (abi.O_NOFOLLOW, "O_NOFOLLOW"),
-    (abi.O_CLOEXEC, "O_CLOEXEC"),
-]
+def _named(*names: str) -> list[tuple[int, str]]:
+    """(value, name) pairs from ukernel.abi, for decoding bit masks by name."""
+    return [(getattr(abi, name), name) for name in names]
+
+
+_PROT = _named("PROT_READ", "PROT_WRITE", "PROT_EXEC")
+_MAP = _named("MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS")
+_WAIT = _named("WNOHANG", "WUNTRACED", "WEXITED", "WCONTINUED", "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE")
+_OPEN = _named(
+    "O_WRONLY",
+    "O_RDWR",
+    "O_CREAT",
+    "O_EXCL",
+    "O_NOCTTY",
+    "O_TRUNC",
+    "O_APPEND",
+    "O_NONBLOCK",
+    "O_DIRECTORY",
+    "O_NOFOLLOW",
+    "O_CLOEXEC",
+)
 
 
 def wait_status(status: Any) -> str:
