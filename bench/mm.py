@@ -36,7 +36,6 @@ from common import c_program, finish, machine
 
 import ukernel
 from ukernel import abi
-from ukernel.signal import send_to_process
 
 REPEATS = 3
 MEMORY = "512M"
@@ -166,7 +165,7 @@ async def _stops(mib: int) -> dict:
                         out["stops"].append({"pid": task.pid, **counts, **stat})
                         if len(out["stops"]) == 1:  # the parent, before its clone: time the mm ops alone
                             out["dup_mm"], out["mmput"] = await _time_dup_mm(k, task.mm)
-                        await send_to_process(k, task, abi.SIGCONT, {})
+                        await k.kill(task, abi.SIGCONT)
         out["status"] = status[0]
         out["problems"] = await k.check_invariants()
     return out

@@ -31,6 +31,7 @@ class SchedEntity:
     sum_exec_runtime: int = 0  # ticks run
     nvcsw: int = 0  # voluntary context switches (blocked, yielded)
     nivcsw: int = 0  # involuntary ones (slice used up)
+    wake_pending: bool = False  # woken while still running: the next schedule(blocked) does not sleep
 
 
 class SchedService(Service):
@@ -80,12 +81,17 @@ class SchedService(Service):
             raise abi.kernel_error(abi.EINVAL, f"unknown state {state!r}")
         self.clock += ran
         se.sum_exec_runtime += ran
+        pending, se.wake_pending = se.wake_pending, False
         self.curr[cpu] = None
         if state == "preempted":
             se.nivcsw += 1
             se.state = "runnable"
             self.runqueues[cpu].append(prev)
         elif state == "yield":
+            se.nvcsw += 1
+            se.state = "runnable"
+            self.runqueues[cpu].append(prev)
+        elif state == "blocked" and pending:  # woken before it could sleep: stays runnable
             se.nvcsw += 1
             se.state = "runnable"
             self.runqueues[cpu].append(prev)
@@ -101,6 +107,8 @@ class SchedService(Service):
     async def wake(self, req: Call, task: int) -> dict:
         """A blocked task becomes runnable (try_to_wake_up)."""
         se = get(self.entities, task, "sched entity")
+        if se.state == "running":  # still on its way to sleep (another CPU): it will not block
+            se.wake_pending = True
         if se.state != "blocked":
             return {"dispatch": []}
         if self.curr[se.cpu] is not None:  # move to an idle CPU if there is one

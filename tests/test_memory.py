@@ -17,7 +17,6 @@ import trio.testing
 
 import ukernel
 from ukernel import abi
-from ukernel.signal import send_to_process
 
 PAGE = abi.PAGE_SIZE
 
@@ -61,7 +60,7 @@ async def run_stopping(kernel, text: str, argv: list[str] | None = None) -> tupl
                             **{key: stat[key] for key in ("cow", "rss", "min_flt")},
                         }
                     )
-                    await send_to_process(kernel, task, abi.SIGCONT, {})
+                    await kernel.kill(task, abi.SIGCONT)
     return status[0], stops
 
 

@@ -205,3 +205,15 @@ async def test_preemption_interleaves_cpu_bound_tasks(run):
     ]
     assert len(switches) >= 4
     assert sorted(r.stdout.decode().splitlines()) == ["child done", "parent done"]
+
+
+@pytest.mark.parametrize(("program", "argv"), [("nginx", ["nginx", "4"]), ("pthreads", ["pthreads", "3", "10"])])
+async def test_same_program_same_trace(program, argv):
+    """One CPU: two runs give the same events in the same order (dur_us is wall-clock, left out)."""
+
+    def events(result):
+        return [{k: v for k, v in e.items() if k != "dur_us"} for e in result.trace]
+
+    first = await ukernel.run_async(program, argv)
+    second = await ukernel.run_async(program, argv)
+    assert events(first) == events(second)

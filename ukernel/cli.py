@@ -49,7 +49,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "console": console,
         "sinks": tuple(sinks),
         "trace": False,
+        "remote": _parse_remote(ns.remote),
     }
+    if settings["remote"]:
+        from .transport import tcp
+
+        try:
+            tcp.load_secret()
+        except ValueError as exc:
+            print(f"ukernel: --remote: {exc}", file=sys.stderr)
+            return 2
     if not sys.stdin.isatty():
         settings["stdin"] = sys.stdin.buffer.read()
     try:
@@ -72,6 +81,69 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _parse_remote(items: list[str]) -> dict[str, str]:
+    remote = {}
+    for item in items:
+        name, sep, url = item.partition("=")
+        if not sep or name not in SERVICE_NAMES:
+            raise SystemExit(
+                f"ukernel: --remote takes NAME=URL with NAME one of {' '.join(SERVICE_NAMES)}, got {item!r}"
+            )
+        remote[name] = url
+    return remote
+
+
+SERVICE_NAMES = ("mm", "vfs", "pid", "sched", "signals", "namespaces")
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    """Host services for a kernel in another process (ukernel run --remote NAME=URL)."""
+    import logging
+
+    from services.mm import MmService
+    from services.namespaces import NamespacesService
+    from services.pid import PidService
+    from services.sched import SchedService
+    from services.signals import SignalsService
+    from services.vfs import VfsService
+
+    from .router import BootError
+    from .transport import tcp
+
+    classes = {
+        "mm": MmService,
+        "vfs": VfsService,
+        "pid": PidService,
+        "sched": SchedService,
+        "signals": SignalsService,
+        "namespaces": NamespacesService,
+    }
+    unknown = [name for name in ns.services if name not in classes]
+    if unknown:
+        print(f"ukernel: no service {', '.join(unknown)}; services are {' '.join(SERVICE_NAMES)}", file=sys.stderr)
+        return 2
+    services = [classes[name]() for name in dict.fromkeys(ns.services)]
+    try:
+        secret = tcp.load_secret(ns.secret_file)
+        tcp.parse_url(ns.listen)
+        tcp.check_hosted(services)
+    except (OSError, ValueError, BootError) as exc:
+        print(f"ukernel: serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(tcp.serve_services, services, ns.listen, secret)
+            print(f"ukernel: serving {' '.join(s.name for s in services)} on {url}", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_flags(ns: argparse.Namespace) -> int:
@@ -149,7 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--cpus", type=int, default=1)
     p_run.add_argument("--seed", type=int, default=0)
     p_run.add_argument("--memory", default="64M")
+    p_run.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="use service NAME served elsewhere (ukernel serve), e.g. mm=tcp://127.0.0.1:7001; secret: $UKERNEL_SECRET",
+    )
     p_run.set_defaults(func=cmd_run)
+    p_serve = sub.add_parser(
+        "serve",
+        help="serve services to kernels in other processes (MessagePack-RPC over TCP or a Unix socket)",
+        description="Host SERVICE... (constructed with defaults) for `ukernel run --remote NAME=URL`. A service's "
+        "callees must be served by the same process (vfs needs mm; namespaces pid and vfs; signals sched). "
+        "The shared secret is read from --secret-file or $UKERNEL_SECRET, never from the command line.",
+    )
+    p_serve.add_argument("services", nargs="+", metavar="SERVICE", help=" ".join(SERVICE_NAMES))
+    p_serve.add_argument("--listen", default="tcp://127.0.0.1:7001", help="tcp://HOST:PORT or unix:/PATH")
+    p_serve.add_argument("--secret-file", metavar="PATH", help="the shared secret (default: $UKERNEL_SECRET)")
+    p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00")
     p_flags.set_defaults(func=cmd_flags)

@@ -52,7 +52,7 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
     k.tasks.add(leader)
     if k.program is leader:
         k.program = task
-    release_task(k, leader)  # the old leader's struct pid (now the thread's old one) goes back
+    await release_task(k, leader)  # the old leader's struct pid (now the thread's old one) goes back
 
 
 async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:

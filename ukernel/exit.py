@@ -111,7 +111,7 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     task.children.clear()
     leader = task.leader
     if task is not leader:  # a thread is never waited for: it reaps itself
-        release_task(k, task)
+        await release_task(k, task)
         if leader.state == "zombie" and thread_group_empty(leader):
             await notify_parent(k, leader, meta)
     elif thread_group_empty(task):
@@ -126,7 +126,7 @@ async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
     if parent is None or parent is k.idle or parent.leader.sighand is None:
-        release_task(k, task)
+        await release_task(k, task)
         return
     meta = meta | {"step": "exit_notify"}
     sig, autoreap = task.exit_signal, False
@@ -142,10 +142,10 @@ async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
         await send_to_process(k, parent, sig, meta)
     wake_waiters(parent.leader)
     if autoreap:
-        release_task(k, task)
+        await release_task(k, task)
 
 
-def release_task(k: Kernel, task: TaskStruct) -> None:
+async def release_task(k: Kernel, task: TaskStruct) -> None:
     """The task is gone for good: its pid goes back, it leaves every list."""
     task.state = "dead"
     if task.real_parent is not None and task in task.real_parent.children:
@@ -154,7 +154,7 @@ def release_task(k: Kernel, task: TaskStruct) -> None:
         task.leader.thread_group.remove(task)
     k.tasks.remove(task)
     k.nr_threads -= 1
-    k.release_pid(task)
+    await k.release_pid(task)
     k.reaped(task)
 
 
@@ -198,7 +198,7 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
             if child.state == "zombie" and thread_group_empty(child):
                 status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}
                 nr = child.vnr(task)
-                release_task(k, child)
+                await release_task(k, child)
                 return [nr, status, rusage]
         if options & abi.WNOHANG:
             return [0, 0, {}]

@@ -29,10 +29,11 @@ from .exit import do_exit
 from .futex import FutexTable
 from .router import Router
 from .runtime import ExecImage, Runtime, TaskExit
-from .signal import do_signal
+from .signal import do_signal, send_to_process
 from .syscalls import SYSCALLS
 from .task import TaskStruct, TaskTable
 from .trace import Tracer
+from .transport import tcp
 from .transport.local import open_local
 
 USERLAND = Path(__file__).resolve().parent.parent / "userland"
@@ -74,6 +75,7 @@ class Config:
     nproc: int = 0  # 0: max_threads / 2, as fork_init sets RLIMIT_NPROC
     console: Any = None  # a callable that sees console output as it is written
     trace: bool = True
+    remote: dict[str, str] = field(default_factory=dict)  # service name -> tcp://HOST:PORT or unix:/PATH
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -95,6 +97,7 @@ class Kernel:
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
         self.futexes = FutexTable()
+        self.sleeping: dict[TaskStruct, tuple[trio.Event, bool]] = {}  # in the order they fell asleep
         self.ticks = 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
@@ -127,6 +130,10 @@ class Kernel:
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
         for service in self.services():
+            if service.name in self.config.remote:  # served by another process (transport/tcp.py)
+                url, secret = self.config.remote[service.name], tcp.load_secret()
+                self.router.attach(service.name, await tcp.connect(url, secret, nursery=nursery), service.calls)
+                continue
             endpoint, inbox = open_local()
             service.router = self.router
             self.router.attach(service.name, endpoint, service.calls)
@@ -216,17 +223,31 @@ class Kernel:
     async def sleep_on(self, task: TaskStruct, event: trio.Event, interruptible: bool = True) -> None:
         """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
         when ``interruptible``) ends the sleep early, with ``event`` still unset."""
+        if self.sleeping:  # first wake whoever this task woke on its way here
+            await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
+        self.sleeping[task] = (event, interruptible)  # the waker finds it here (wake_sleepers)
         await self.schedule(task, "blocked")
         with trio.CancelScope() as scope:
             task.sleep_scope, task.sleep_interruptible = scope, interruptible
-            await event.wait()
+            if task in self.sleeping:
+                await event.wait()
         task.sleep_scope = None
-        reply = await self.call("sched", "wake", {"task": task.id}, {"pid": task.pid, "tid": task.pid})
-        for cpu, tid in reply["dispatch"]:
-            self._dispatch(cpu, tid)
         await self.wait_cpu(task)
+
+    async def wake_sleepers(self, waker: TaskStruct) -> None:
+        """try_to_wake_up, run by the waker: every sleeper whose condition came true,
+        in the order they went to sleep, is made runnable by one sched message each."""
+        woken = [t for t, (ev, intr) in self.sleeping.items() if ev.is_set() or t.killed or (intr and t.sigpending)]
+        for task in woken:
+            del self.sleeping[task]
+            if task.sleep_scope is not None:
+                task.sleep_scope.cancel()
+            meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
+            reply = await self.call("sched", "wake", {"task": task.id}, meta)
+            for cpu, tid in reply["dispatch"]:
+                self._dispatch(cpu, tid)
 
     async def schedule_tail(self, task: TaskStruct) -> None:
         """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
@@ -280,6 +301,8 @@ class Kernel:
             except ExecImage:
                 if tracer.on:
                     self._trace_exit(task, entry[0], name, msgid, started, result=0)
+                if self.sleeping:  # a vfork parent waits for this exec
+                    await self.wake_sleepers(task)
                 raise
         if tracer.on:
             self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
@@ -303,6 +326,8 @@ class Kernel:
     async def return_to_user(self, task: TaskStruct) -> bool:
         """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
         a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
+        if self.sleeping:  # whoever this syscall woke gets a CPU now, in a fixed order
+            await self.wake_sleepers(task)
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         restart = await do_signal(self, task) if task.sigpending else False
@@ -316,18 +341,18 @@ class Kernel:
 
     async def task_dead(self, task: TaskStruct, meta: dict) -> None:
         """do_task_dead: leave the CPU for good."""
+        if self.sleeping:
+            await self.wake_sleepers(task)
         await self.schedule(task, "dead", meta | {"step": "do_task_dead"})
         self.by_id.pop(task.id, None)
 
-    def release_pid(self, task: TaskStruct) -> None:
-        """free_pid is sent from a system task, so release_task itself never blocks."""
+    async def release_pid(self, task: TaskStruct) -> None:
+        """free_pid, shielded: a reaper being cancelled must not leak the pid."""
         if task.pid_handle is not None:
             handle, task.pid_handle = task.pid_handle, None
-            self.nursery.start_soon(self._free_pid, handle, task.pid)
-
-    async def _free_pid(self, handle: int, pid: int) -> None:
-        with trio.CancelScope(shield=True):
-            await self.call("pid", "free_pid", {"pid": handle}, {"pid": pid, "tid": pid, "step": "release_task"})
+            with trio.CancelScope(shield=True):
+                meta = {"pid": task.pid, "tid": task.pid, "step": "release_task"}
+                await self.call("pid", "free_pid", {"pid": handle}, meta)
 
     def reaped(self, task: TaskStruct) -> None:
         if task is self.program:
@@ -336,6 +361,12 @@ class Kernel:
         event = self.exits.pop(task.pid, None)
         if event is not None:
             event.set()
+
+    async def kill(self, task: TaskStruct, sig: int) -> None:
+        """Send sig to task's process from outside any task (a test, a tool), like a
+        kill from the idle task: the sleepers it wakes are woken at once."""
+        await send_to_process(self, task, sig, {"pid": 0, "tid": 0})
+        await self.wake_sleepers(self.idle)
 
     # --- running programs ---------------------------------------------------------------
     async def spawn(self, path: str, argv: list[str], envp: dict | None = None) -> TaskStruct:
