@@ -195,3 +195,32 @@ async def test_vfork_parent_waits_for_exec(run):
     vfork_exit = events.index(("syscall_exit", "vfork", 2))
     exec_exit = events.index(("syscall_exit", "execve", 3))
     assert exec_exit < vfork_exit  # the parent's vfork returns only after the child's exec
+
+
+async def test_when_a_namespace_init_dies_the_namespace_dies(run):
+    r = await run(
+        """
+        from ukernel.abi import CLONE_NEWPID, SIGCHLD, WTERMSIG
+
+        async def container_init(sys, arg):
+            pid = await sys.fork()
+            if pid == 0:
+                for _ in range(100):
+                    await sys.sched_yield()
+                await sys.write(1, b"never printed\\n")
+                return 0
+            await sys.sched_yield()
+            return 3                         # init leaves; its child is killed with it
+
+        async def main(sys, argv):
+            pid = await sys.clone(CLONE_NEWPID | SIGCHLD, container_init)
+            _, status = await sys.waitpid(pid, 0)
+            for _ in range(50):
+                await sys.sched_yield()
+            await sys.write(1, f"init exited {status >> 8}\\n".encode())
+            return 0
+        """
+    )
+    assert r.stdout == b"init exited 3\n"
+    steps = [e["op"] for e in r.trace if e["type"] == "request" and e.get("step") == "zap_pid_ns_processes"]
+    assert steps == ["disable_pid_allocation"]

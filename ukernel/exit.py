@@ -101,6 +101,8 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     """Reparent the children, become a zombie, and tell whoever waits."""
     task.state = "zombie"
     task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
+    if task.level > 0 and task.numbers[-1] == 1 and task is task.leader:
+        await zap_pid_ns_processes(k, task, meta)
     reaper = find_new_reaper(k, task)
     for child in task.children:
         child.real_parent = reaper
@@ -116,6 +118,15 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
             await notify_parent(k, leader, meta)
     elif thread_group_empty(task):
         await notify_parent(k, task, meta)
+
+
+async def zap_pid_ns_processes(k: Kernel, init: TaskStruct, meta: dict) -> None:
+    """The init of a pid namespace died: no new pids there, SIGKILL to everyone left in it."""
+    await k.call("pid", "disable_pid_allocation", {"ns": init.pid_ns}, meta | {"step": "zap_pid_ns_processes"})
+    level = init.level
+    for task in k.tasks:
+        if task is not init and task.state == "running" and task.ns_path[: level + 1] == init.ns_path:
+            k_kill(task, abi.SIGKILL)
 
 
 def thread_group_empty(leader: TaskStruct) -> bool:
