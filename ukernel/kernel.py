@@ -394,7 +394,7 @@ class Kernel:
         return self.statuses.pop(task.pid)
 
     async def quiesce(self) -> None:
-        """Let the last system messages (pid frees) land before anyone counts."""
+        """Let a task that was just reaped finish leaving its CPU (schedule(dead)) before anyone counts."""
         for _ in range(50):
             await trio.testing.wait_all_tasks_blocked()
             if not self.router.pending:

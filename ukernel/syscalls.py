@@ -142,24 +142,11 @@ async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, ne
 
 
 # --- files (vfs) --------------------------------------------------------------------------
-def _vfs(op: str, *, fs: bool = False) -> Handler:
-    """A syscall that is one vfs message on the task's fd table (and fs_struct)."""
+def _vfs(op: str, *handles: str) -> Handler:
+    """A syscall that is one vfs message carrying the task's handles (files, fs)."""
 
     async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
-        args["files"] = task.files
-        if fs:
-            args["fs"] = task.fs
-        return await k.call("vfs", op, args, meta)
-
-    handler.__name__ = f"sys_{op}"
-    return handler
-
-
-def _fs(op: str) -> Handler:
-    """A syscall that is one vfs message on the task's fs_struct (root, cwd)."""
-
-    async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
-        return await k.call("vfs", op, {"fs": task.fs, **args}, meta)
+        return await k.call("vfs", op, {h: getattr(task, h) for h in handles} | args, meta)
 
     handler.__name__ = f"sys_{op}"
     return handler
@@ -263,15 +250,15 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "pause":         ("kernel",     sys_pause),
     "prlimit":       ("kernel",     sys_prlimit),
     "set_child_subreaper": ("kernel", sys_set_child_subreaper),
-    "open":          ("vfs",        _vfs("open", fs=True)),
-    "close":         ("vfs",        _vfs("close")),
-    "read":          ("vfs",        _vfs("read")),
-    "write":         ("vfs",        _vfs("write")),
-    "lseek":         ("vfs",        _vfs("lseek")),
-    "dup":           ("vfs",        _vfs("dup")),
-    "dup2":          ("vfs",        _vfs("dup2")),
-    "chdir":         ("vfs",        _fs("chdir")),
-    "getcwd":        ("vfs",        _fs("getcwd")),
+    "open":          ("vfs",        _vfs("open", "files", "fs")),
+    "close":         ("vfs",        _vfs("close", "files")),
+    "read":          ("vfs",        _vfs("read", "files")),
+    "write":         ("vfs",        _vfs("write", "files")),
+    "lseek":         ("vfs",        _vfs("lseek", "files")),
+    "dup":           ("vfs",        _vfs("dup", "files")),
+    "dup2":          ("vfs",        _vfs("dup2", "files")),
+    "chdir":         ("vfs",        _vfs("chdir", "fs")),
+    "getcwd":        ("vfs",        _vfs("getcwd", "fs")),
     "mmap":          ("mm",         sys_mmap),
     "munmap":        ("mm",         sys_munmap),
     "mprotect":      ("mm",         sys_mprotect),
