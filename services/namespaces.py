@@ -70,8 +70,9 @@ class NamespacesService(Service):
         return self._result(nsproxy)
 
     @op
-    async def copy_namespaces(self, req: Call, nsproxy: int, flags: int) -> dict:
-        """create_new_namespaces: a new nsproxy, a new namespace for each NEW flag."""
+    async def copy_namespaces(self, req: Call, nsproxy: int, flags: int, fs: int | None = None) -> dict:
+        """create_new_namespaces: a new nsproxy, a new namespace for each NEW flag.
+        ``fs`` is the child's fs_struct: a new mount namespace becomes where its paths walk."""
         old = get(self.nsproxies, nsproxy, "nsproxy")
         if flags & abi.CLONE_NEWIPC and flags & abi.CLONE_SYSVSEM:
             raise abi.kernel_error(
@@ -91,7 +92,7 @@ class NamespacesService(Service):
         new = Nsproxy(own, old.pid_ns, old.mnt_ns, 1)
         try:
             if flags & abi.CLONE_NEWNS:
-                new.mnt_ns = (await self.call("vfs", "copy_mnt_ns", mnt_ns=old.mnt_ns))["mnt_ns"]
+                new.mnt_ns = (await self.call("vfs", "copy_mnt_ns", mnt_ns=old.mnt_ns, fs=fs))["mnt_ns"]
             else:
                 await self.call("vfs", "get_mnt_ns", mnt_ns=old.mnt_ns)
         except OSError:

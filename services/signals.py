@@ -152,6 +152,14 @@ class SignalsService(Service):
         return {"sig": sig, "shared": from_shared, "handler": handler, "flags": flags}
 
     @op
+    async def collect_sigign_sigcatch(self, req: Call, sighand: int) -> dict:
+        """/proc/PID/status's SigIgn and SigCgt: the signals ignored and caught."""
+        actions = get(self.sighands, sighand, "sighand_struct").actions
+        ignored = sorted(s for s, (h, _) in actions.items() if h == abi.SIG_IGN)
+        caught = sorted(s for s, (h, _) in actions.items() if h not in (abi.SIG_IGN, abi.SIG_DFL))
+        return {"ignored": ignored, "caught": caught}
+
+    @op
     async def shared_pending(self, req: Call, signal: int) -> list:
         return sorted(get(self.signals, signal, "signal_struct").shared_pending)
 

@@ -24,6 +24,9 @@ VFS_CLEAN = {
     "f_count": 0,
     "fds": 0,
     "mnt_namespaces": 1,
+    "pipes": 0,
+    "orphan_inodes": 0,
+    "waiters": 0,
 }
 SCHED_CLEAN = {"faults": 0, "entities": 0, "queued": 0, "running": 0}
 SIGNALS_CLEAN = {"faults": 0, "sighands": 0, "sighand_refs": 0, "signals": 0, "threads": 0}

@@ -59,7 +59,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"ukernel: --remote: {exc}", file=sys.stderr)
             return 2
-    if not sys.stdin.isatty():
+    if sys.stdin.isatty():
+        settings["terminal"] = sys.stdin.fileno()  # console reads wait for typed lines
+    else:
         settings["stdin"] = sys.stdin.buffer.read()
     try:
         result = trio.run(

@@ -204,6 +204,8 @@ class CopyProcess:
         args = {step.param: getattr(cur, step.attr)}
         if op == "copy_namespaces":
             args["flags"] = flags
+            if flags & abi.CLONE_NEWNS:  # copy_mnt_ns(..., new_fs): the child's own fs_struct
+                args["fs"] = self.child.fs
         if op == "copy_sighand" and flags & abi.CLONE_CLEAR_SIGHAND:
             args["clear"] = True
         return args

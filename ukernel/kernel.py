@@ -8,6 +8,7 @@ task's Python code only while sched has given that task a CPU.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class Config:
     seed: int = 0  # nothing in ukernel draws random numbers yet, so every run is the same for any seed
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
+    terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
     files: dict[str, bytes] = field(default_factory=dict)
     pid_max: int = abi.PID_MAX_DEFAULT
     max_threads: int = 0  # 0: Linux's formula from the memory size
@@ -154,6 +156,21 @@ class Kernel:
         idle.signal = (await self.call("signals", "init_signal", {}))["signal"]
         idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
         self.baseline = await self.accounting()
+        if self.config.terminal is not None:
+            await self.call("vfs", "console_input", {"data": b"", "live": True})
+        self.router.restart_numbering()
+        if self.config.terminal is not None:
+            nursery.start_soon(self.terminal, self.config.terminal)
+
+    async def terminal(self, fd: int) -> None:
+        """The console's interrupt handler: host input goes to the vfs, and whoever it
+        wakes is woken from the idle task, since every CPU may be idle."""
+        async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
+            while data := await stream.receive_some(4096):
+                await self.call("vfs", "console_input", {"data": data, "live": True})
+                await self.wake_sleepers(self.idle)
+        await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
+        await self.wake_sleepers(self.idle)
 
     async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
         """kernel -> service; ``inject`` fails it at the router (fault injection)."""
@@ -173,6 +190,7 @@ class Kernel:
                 if value != before:
                     problems.append(f"{name}.{key}: {before} at boot, {value} now")
         problems += await self.call("mm", "check", {})
+        problems += await self.call("vfs", "check", {})
         live = [f"{t.pid}:{t.comm}:{t.state}" for t in self.tasks]
         if live:
             problems.append(f"tasks still in the task table: {live}")
@@ -235,6 +253,26 @@ class Kernel:
                 await event.wait()
         task.sleep_scope = None
         await self.wait_cpu(task)
+
+    async def call_blocking(self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict) -> Any:
+        """A call that may have to wait (an empty pipe, the console): the service answers
+        ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
+        asks again, as pipe_read loops around wait_event."""
+        while True:
+            result = await self.call(dst, op, args, meta)
+            if not (isinstance(result, dict) and "wait" in result):
+                return result
+            await self.service_wait(task, dst, result["wait"], meta)
+
+    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict) -> None:
+        """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
+        leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
+        sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+        await self.sleep_on(task, sent.event)
+        if not sent.event.is_set():  # a signal came first: take the entry off its queue
+            await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
+        if not await self.router.collect(sent):
+            raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
 
     async def wake_sleepers(self, waker: TaskStruct) -> None:
         """try_to_wake_up, run by the waker: every sleeper whose condition came true,

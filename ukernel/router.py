@@ -44,10 +44,14 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
         visit(node, [])
 
 
-class _Pending:
-    __slots__ = ("event", "response")
+class Sent:
+    """A request on its way: the reply lands in ``response`` and sets ``event``."""
 
-    def __init__(self) -> None:
+    __slots__ = ("msgid", "src", "dst", "op", "meta", "started", "event", "response")
+
+    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict):
+        self.msgid, self.src, self.dst, self.op, self.meta = msgid, src, dst, op, meta
+        self.started = time.perf_counter()
         self.event = trio.Event()
         self.response: protocol.Response | None = None
 
@@ -59,9 +63,16 @@ class Router:
         self.tracer = tracer
         self.endpoints: dict[str, Endpoint] = {}
         self.calls: dict[str, frozenset[str]] = {"kernel": frozenset()}
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, Sent] = {}
         self._msgids = itertools.count(1)
         self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
+        self.sent = 0
+
+    def restart_numbering(self) -> None:
+        """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
+        there), however many files boot wrote into the vfs."""
+        assert not self.pending, "restart_numbering with messages in flight"
+        self._msgids = itertools.count(1)
         self.sent = 0
 
     def new_msgid(self) -> int:
@@ -80,42 +91,59 @@ class Router:
         ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
         delivering: fault injection that still shows in the trace.
         """
+        return await self.collect(await self.send(src, dst, op, args, meta, inject))
+
+    async def send(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
+        """Send a request without waiting for the reply: ``sent.event`` is set when it
+        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it."""
         if dst not in self.calls.get(src, ()):
             allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
         endpoint = self.endpoints[dst]
         msgid = self.new_msgid()
         self.sent += 1
-        tracer = self.tracer
-        if tracer.on:
-            tracer.message("request", src, dst, op, msgid, meta, args=args)
-        started = time.perf_counter()
+        if self.tracer.on:
+            self.tracer.message("request", src, dst, op, msgid, meta, args=args)
+        sent = Sent(msgid, src, dst, op, meta)
         injected = inject or self.fail_nth.pop(self.sent, None)
         if injected is not None:
             where = meta.get("step") or f"message {self.sent}"
             error = protocol.error_map(injected, f"{abi.strerror(injected)} (fault injected at {where})")
-            response = protocol.Response(msgid, error, None)
-        else:
-            response = await self._roundtrip(endpoint, msgid, protocol.encode_request(msgid, f"{dst}.{op}", args, meta))
-        if tracer.on:
-            dur_us = int((time.perf_counter() - started) * 1e6)
-            tracer.message(
-                "reply", dst, src, op, msgid, meta, result=response.result, error=response.error, dur_us=dur_us
+            sent.response = protocol.Response(msgid, error, None)
+            sent.event.set()
+            return sent
+        self.pending[msgid] = sent
+        try:
+            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, meta), self._on_reply)
+        except BaseException:
+            del self.pending[msgid]
+            raise
+        return sent
+
+    async def collect(self, sent: Sent) -> Any:
+        """Wait for the reply to ``sent``, trace it, and return its result or raise."""
+        try:
+            await sent.event.wait()
+        finally:
+            self.pending.pop(sent.msgid, None)
+        response = sent.response
+        assert response is not None
+        if self.tracer.on:
+            dur_us = int((time.perf_counter() - sent.started) * 1e6)
+            self.tracer.message(
+                "reply",
+                sent.dst,
+                sent.src,
+                sent.op,
+                sent.msgid,
+                sent.meta,
+                result=response.result,
+                error=response.error,
+                dur_us=dur_us,
             )
         if response.error is not None:
             raise protocol.oserror_from_map(response.error)
         return response.result
-
-    async def _roundtrip(self, endpoint: Endpoint, msgid: int, frame: bytes) -> protocol.Response:
-        slot = _Pending()
-        self.pending[msgid] = slot
-        try:
-            await endpoint.send(frame, self._on_reply)
-            await slot.event.wait()
-        finally:
-            del self.pending[msgid]
-        assert slot.response is not None
-        return slot.response
 
     async def _on_reply(self, frame: bytes) -> None:
         msg = protocol.decode(frame)

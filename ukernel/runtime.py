@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import io
 import linecache
+import os
 import pickle
 import traceback
 import types
@@ -191,6 +192,23 @@ def restore_space(data: bytes, keep: list) -> tuple:
 
 
 # --- the sys object -----------------------------------------------------------------------
+def _stat_result(fields: dict) -> os.stat_result:
+    """stat's reply as Python's os.stat_result (st_mode, st_ino, ... st_ctime)."""
+    order = (
+        "st_mode",
+        "st_ino",
+        "st_dev",
+        "st_nlink",
+        "st_uid",
+        "st_gid",
+        "st_size",
+        "st_atime",
+        "st_mtime",
+        "st_ctime",
+    )
+    return os.stat_result(tuple(fields[key] for key in order))
+
+
 class Sys:
     """What a program calls: the Linux syscalls, acting for ``current`` (like libc)."""
 
@@ -326,11 +344,76 @@ class Sys:
     async def dup2(self, old: int, new: int) -> int:
         return await self._call("dup2", old=old, new=new)
 
+    async def dup3(self, old: int, new: int, flags: int = 0) -> int:
+        return await self._call("dup3", old=old, new=new, flags=flags)
+
+    async def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
+        return await self._call("fcntl", fd=fd, cmd=cmd, arg=arg)
+
+    async def pipe(self) -> tuple[int, int]:
+        return await self.pipe2(0)
+
+    async def pipe2(self, flags: int) -> tuple[int, int]:
+        read_end, write_end = await self._call("pipe2", flags=flags)
+        return read_end, write_end
+
+    async def getdents(self, fd: int) -> list[str]:
+        return await self._call("getdents", fd=fd)
+
+    async def stat(self, path: str) -> os.stat_result:
+        return _stat_result(await self._call("stat", path=path))
+
+    async def lstat(self, path: str) -> os.stat_result:
+        return _stat_result(await self._call("lstat", path=path))
+
+    async def fstat(self, fd: int) -> os.stat_result:
+        return _stat_result(await self._call("fstat", fd=fd))
+
+    async def access(self, path: str, mode: int = abi.F_OK) -> None:
+        await self._call("access", path=path, mode=mode)
+
+    # names and directories
     async def chdir(self, path: str) -> None:
         await self._call("chdir", path=path)
 
+    async def fchdir(self, fd: int) -> None:
+        await self._call("fchdir", fd=fd)
+
     async def getcwd(self) -> str:
         return await self._call("getcwd")
+
+    async def chroot(self, path: str) -> None:
+        await self._call("chroot", path=path)
+
+    async def umask(self, mask: int) -> int:
+        return await self._call("umask", mask=mask)
+
+    async def mkdir(self, path: str, mode: int = 0o777) -> None:
+        await self._call("mkdir", path=path, mode=mode)
+
+    async def rmdir(self, path: str) -> None:
+        await self._call("rmdir", path=path)
+
+    async def unlink(self, path: str) -> None:
+        await self._call("unlink", path=path)
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._call("rename", old=old, new=new)
+
+    async def link(self, old: str, new: str) -> None:
+        await self._call("link", old=old, new=new)
+
+    async def symlink(self, target: str, path: str) -> None:
+        await self._call("symlink", target=target, path=path)
+
+    async def readlink(self, path: str) -> str:
+        return await self._call("readlink", path=path)
+
+    async def mount(self, source: str, target: str, fstype: str) -> None:
+        await self._call("mount", source=source, target=target, fstype=fstype)
+
+    async def umount(self, target: str) -> None:
+        await self._call("umount", target=target)
 
     # memory
     async def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:

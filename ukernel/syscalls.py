@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import abi
+from . import abi, procfs
 from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
 from .exit import do_wait
 from .futex import sys_futex, sys_set_tid_address
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
-from .signal import k_kill, sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
+from .signal import k_kill, send_to_thread, sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -143,13 +143,78 @@ async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, ne
 
 # --- files (vfs) --------------------------------------------------------------------------
 def _vfs(op: str, *handles: str) -> Handler:
-    """A syscall that is one vfs message carrying the task's handles (files, fs)."""
+    """A syscall that is one vfs message carrying the task's handles (files, fs); a path
+    that enters /proc comes back as ``{"proc": rel}`` and the kernel finishes it."""
 
     async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
-        return await k.call("vfs", op, {h: getattr(task, h) for h in handles} | args, meta)
+        reply = await k.call("vfs", op, {h: getattr(task, h) for h in handles} | args, meta)
+        if isinstance(reply, dict) and "proc" in reply:
+            return await proc_path(k, task, meta, op, reply, args, handler)
+        return reply
 
     handler.__name__ = f"sys_{op}"
     return handler
+
+
+async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dict, args: dict, again: Handler) -> Any:
+    """Finish a path syscall inside /proc: the kernel resolves it (procfs.lookup) and
+    answers, or hands an open or a chdir back to the vfs; through a magic link
+    (/proc/self/cwd/...) the syscall starts again on the real path."""
+    found = await procfs.lookup(k, task, reply["proc"], reply["follow"], meta)
+    if isinstance(found, procfs.Escape):
+        return await again(k, task, meta, **(args | {"path": found.path}))
+    node, rel = found
+    if op == "open":
+        flags = args.get("flags", 0)
+        if node.kind == "link":
+            raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
+        if flags & abi.O_CREAT and flags & abi.O_EXCL:
+            raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
+        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": node.data, "entries": node.entries}
+        return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
+    if op in ("stat", "lstat"):
+        return procfs.stat_of(node, rel)
+    if op == "access":
+        if args.get("mode", 0) & abi.W_OK or (args.get("mode", 0) & abi.X_OK and node.kind == "file"):
+            raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
+        return 0
+    if op == "readlink":
+        if node.kind != "link":
+            raise abi.kernel_error(abi.EINVAL, f"/proc/{rel} is not a symlink")
+        return node.target
+    if node.kind != "dir":  # chdir
+        raise abi.kernel_error(abi.ENOTDIR, f"/proc/{rel}")
+    return await k.call("vfs", "chdir_proc", {"fs": task.fs, "rel": rel}, meta)
+
+
+async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
+    """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
+    return await k.call_blocking(task, "vfs", "read", {"files": task.files, "fd": fd, "n": n}, meta)
+
+
+async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:
+    """pipe_write: what fits goes in, the writer sleeps for room for the rest; a
+    signal after a partial write returns the count; no reader left is EPIPE and
+    SIGPIPE to the writing thread."""
+    done = 0
+    while True:
+        try:
+            reply = await k.call("vfs", "write", {"files": task.files, "fd": fd, "data": data[done:]}, meta)
+        except OSError as exc:
+            if exc.errno == abi.EPIPE:
+                await send_to_thread(k, task, abi.SIGPIPE, meta)
+            if done and exc.errno == abi.EPIPE:
+                return done
+            raise
+        if isinstance(reply, int):
+            return done + reply
+        done += reply["written"]
+        try:
+            await k.service_wait(task, "vfs", reply["wait"], meta)
+        except OSError:
+            if done:
+                return done
+            raise
 
 
 # --- memory (mm) --------------------------------------------------------------------------
@@ -252,13 +317,33 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "set_child_subreaper": ("kernel", sys_set_child_subreaper),
     "open":          ("vfs",        _vfs("open", "files", "fs")),
     "close":         ("vfs",        _vfs("close", "files")),
-    "read":          ("vfs",        _vfs("read", "files")),
-    "write":         ("vfs",        _vfs("write", "files")),
+    "read":          ("vfs",        sys_read),
+    "write":         ("vfs",        sys_write),
     "lseek":         ("vfs",        _vfs("lseek", "files")),
+    "getdents":      ("vfs",        _vfs("getdents", "files")),
+    "fstat":         ("vfs",        _vfs("fstat", "files")),
     "dup":           ("vfs",        _vfs("dup", "files")),
     "dup2":          ("vfs",        _vfs("dup2", "files")),
+    "dup3":          ("vfs",        _vfs("dup3", "files")),
+    "fcntl":         ("vfs",        _vfs("fcntl", "files")),
+    "pipe2":         ("vfs",        _vfs("pipe2", "files")),
     "chdir":         ("vfs",        _vfs("chdir", "fs")),
+    "fchdir":        ("vfs",        _vfs("fchdir", "files", "fs")),
     "getcwd":        ("vfs",        _vfs("getcwd", "fs")),
+    "chroot":        ("vfs",        _vfs("chroot", "fs")),
+    "umask":         ("vfs",        _vfs("umask", "fs")),
+    "mkdir":         ("vfs",        _vfs("mkdir", "fs")),
+    "rmdir":         ("vfs",        _vfs("rmdir", "fs")),
+    "unlink":        ("vfs",        _vfs("unlink", "fs")),
+    "rename":        ("vfs",        _vfs("rename", "fs")),
+    "link":          ("vfs",        _vfs("link", "fs")),
+    "symlink":       ("vfs",        _vfs("symlink", "fs")),
+    "readlink":      ("vfs",        _vfs("readlink", "fs")),
+    "stat":          ("vfs",        _vfs("stat", "fs")),
+    "lstat":         ("vfs",        _vfs("lstat", "fs")),
+    "access":        ("vfs",        _vfs("access", "fs")),
+    "mount":         ("vfs",        _vfs("mount", "fs")),
+    "umount":        ("vfs",        _vfs("umount", "fs")),
     "mmap":          ("mm",         sys_mmap),
     "munmap":        ("mm",         sys_munmap),
     "mprotect":      ("mm",         sys_mprotect),

@@ -1,0 +1,288 @@
+"""/proc, generated on demand by the kernel (fs/proc/).
+
+The vfs walks a path until it enters the proc mount and then answers
+``{"proc": rel}``: the task table is the kernel's, so the kernel resolves the
+rest here and asks each owning service for its part (mm for Vm* and maps,
+signals for SigIgn/SigCgt, vfs for fd links, cwd and mounts). Numbers are
+the viewer's: a task in a new pid namespace sees its own pid 1, and only the
+tasks its namespace can see.
+"""
+
+from __future__ import annotations
+
+import stat as st
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import abi
+from .task import TaskStruct, nr_in
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+@dataclass
+class Node:
+    """A /proc entry: a directory (entries), a file (data) or a symlink (target).
+    ``magic`` links point into the real tree (fd/N, cwd, root, exe); the others
+    (self, thread-self) point inside /proc."""
+
+    kind: str
+    entries: list[str] = field(default_factory=list)
+    data: bytes = b""
+    target: str = ""
+    magic: bool = False
+
+
+@dataclass
+class Escape:
+    """The path left /proc through a magic link: the syscall goes on with ``path``."""
+
+    path: str
+
+
+STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)", "Z": "Z (zombie)"}
+
+
+def task_state(k: Kernel, task: TaskStruct) -> str:
+    """The one-letter state ps shows: R, S (interruptible sleep), D, T or Z."""
+    if task.state == "zombie":
+        return "Z"
+    if task.leader.stopped:
+        return "T"
+    if task in k.sleeping:
+        return "S" if k.sleeping[task][1] else "D"
+    return "R"
+
+
+def sigmask(signals: set[int] | list[int]) -> str:
+    """SigPnd-style hex: bit sig-1 for each signal."""
+    return f"{sum(1 << (s - 1) for s in signals):016x}"
+
+
+def _meta(viewer: TaskStruct, meta: dict) -> dict:
+    return meta | {"step": "proc"}
+
+
+# --- the per-task files ---------------------------------------------------------------------
+async def proc_status(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """proc_pid_status (fs/proc/array.c)."""
+    leader, level = task.leader, viewer.level
+    parent = leader.real_parent
+    ppid = parent.tgid_vnr(viewer) if parent is not None and parent is not k.idle else 0
+    state = task_state(k, task)
+    lines = [
+        f"Name:\t{task.comm[:15]}",
+        f"State:\t{STATE_NAMES[state]}",
+        f"Tgid:\t{leader.nr_in(level)}",
+        f"Pid:\t{task.nr_in(level)}",
+        f"PPid:\t{ppid}",
+        "Uid:\t0\t0\t0\t0",
+        "Gid:\t0\t0\t0\t0",
+        "NStgid:\t" + "\t".join(map(str, leader.numbers[level:])),
+        "NSpid:\t" + "\t".join(map(str, task.numbers[level:])),
+        "NSpgid:\t" + "\t".join(str(nr_in(leader.pgrp, lv)) for lv in range(level, len(task.numbers))),
+        "NSsid:\t" + "\t".join(str(nr_in(leader.session, lv)) for lv in range(level, len(task.numbers))),
+    ]
+    if task.state != "zombie" and task.mm is not None:
+        vm = await k.call("mm", "status", {"mm": task.mm}, _meta(viewer, meta))
+        lines += [f"{key}:\t{value:8d} kB" for key, value in vm.items()]
+    shared, ign_cgt = [], {"ignored": [], "caught": []}
+    if task.state != "zombie" and leader.signal is not None:
+        shared = await k.call("signals", "shared_pending", {"signal": leader.signal}, _meta(viewer, meta))
+        ign_cgt = await k.call("signals", "collect_sigign_sigcatch", {"sighand": leader.sighand}, _meta(viewer, meta))
+    lines += [
+        f"Threads:\t{max(1, len(leader.thread_group))}",
+        f"SigPnd:\t{sigmask(task.pending)}",
+        f"ShdPnd:\t{sigmask(shared)}",
+        f"SigBlk:\t{sigmask(task.blocked)}",
+        f"SigIgn:\t{sigmask(ign_cgt['ignored'])}",
+        f"SigCgt:\t{sigmask(ign_cgt['caught'])}",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def proc_stat(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """/proc/PID/stat's first fields (do_task_stat): what ps reads."""
+    leader, level = task.leader, viewer.level
+    parent = leader.real_parent
+    ppid = parent.tgid_vnr(viewer) if parent is not None and parent is not k.idle else 0
+    vm = {"vm_size": 0, "rss": 0, "min_flt": 0, "maj_flt": 0}
+    if task.state != "zombie" and task.mm is not None:
+        vm = await k.call("mm", "mm_stat", {"mm": task.mm}, _meta(viewer, meta))
+    threads = max(1, len(leader.thread_group))
+    fields = [
+        task.nr_in(level), f"({task.comm[:15]})", task_state(k, task), ppid,
+        nr_in(leader.pgrp, level), nr_in(leader.session, level), 0, -1, 0,
+        vm["min_flt"], 0, vm["maj_flt"], 0, task.utime + task.ran, 0, 0, 0, 20, 0, threads, 0, 0,
+        vm["vm_size"], vm["rss"],
+    ]  # fmt: skip
+    return (" ".join(map(str, fields)) + "\n").encode()
+
+
+async def proc_cmdline(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    image = task.leader.image
+    if task.state == "zombie" or image is None:
+        return b""
+    return b"".join(arg.encode() + b"\0" for arg in image.argv)
+
+
+async def proc_comm(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    return task.comm[:15].encode() + b"\n"
+
+
+async def proc_maps(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    if task.state == "zombie" or task.mm is None:
+        return b""
+    lines = await k.call("mm", "maps", {"mm": task.mm}, _meta(viewer, meta))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+async def proc_mounts(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    if task.fs is None:
+        return b""
+    lines = await k.call("vfs", "mounts", {"fs": task.fs}, _meta(viewer, meta))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+TaskFile = Callable[["Kernel", TaskStruct, TaskStruct, dict], Awaitable[bytes]]
+# fmt: off
+TASK_FILES: dict[str, TaskFile] = {
+    "cmdline": proc_cmdline,
+    "comm":    proc_comm,
+    "maps":    proc_maps,
+    "mounts":  proc_mounts,
+    "stat":    proc_stat,
+    "status":  proc_status,
+}
+# fmt: on
+TASK_LINKS = ("cwd", "exe", "root")
+TASK_DIRS = ("fd", "task")
+
+
+# --- the walk -----------------------------------------------------------------------------
+async def lookup(k: Kernel, viewer: TaskStruct, rel: str, follow: bool, meta: dict) -> tuple[Node, str] | Escape:
+    """Resolve ``rel`` below /proc as ``viewer`` sees it: the node and its path with
+    /proc's own symlinks (self, thread-self) followed; a magic link on the way ends in
+    Escape, since the walk must go on in the real tree."""
+    parts = [p for p in rel.split("/") if p]
+    node, ctx, i, hops = await root(k, viewer), None, 0, 0
+    while i < len(parts):
+        if node.kind != "dir":
+            raise abi.kernel_error(abi.ENOTDIR, f"/proc/{'/'.join(parts[:i])} is not a directory")
+        node, ctx = await child(k, viewer, ctx, parts[i], meta)
+        last = i == len(parts) - 1
+        if node.kind == "link" and (follow or not last):
+            rest = "/".join(parts[i + 1 :])
+            if node.magic:
+                return Escape(node.target.rstrip("/") + ("/" + rest if rest else ""))
+            hops += 1
+            if hops > abi.MAXSYMLINKS:
+                raise abi.kernel_error(abi.ELOOP, f"/proc/{rel}")
+            parts, i = [p for p in node.target.split("/") if p] + parts[i + 1 :], 0
+            node, ctx = await root(k, viewer), None
+            continue
+        i += 1
+    return node, "/".join(parts)
+
+
+def visible_leaders(k: Kernel, viewer: TaskStruct) -> list[TaskStruct]:
+    tasks = [t for t in k.tasks if t.leader is t and t.state in ("running", "zombie") and t.is_visible_from(viewer)]
+    return sorted(tasks, key=lambda t: t.nr_in(viewer.level))
+
+
+async def root(k: Kernel, viewer: TaskStruct) -> Node:
+    pids = [str(t.nr_in(viewer.level)) for t in visible_leaders(k, viewer)]
+    return Node("dir", [".", "..", *pids, "mounts", "self", "thread-self"])
+
+
+async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, meta: dict) -> tuple[Node, tuple]:
+    """One step down from the directory ``ctx`` names (None: the /proc root)."""
+    missing = abi.kernel_error(abi.ENOENT, f"no /proc entry {name!r}")
+    if ctx is None:
+        if name == "self":
+            return Node("link", target=str(viewer.tgid_vnr(viewer))), ("link",)
+        if name == "thread-self":
+            return Node("link", target=f"{viewer.tgid_vnr(viewer)}/task/{viewer.vnr(viewer)}"), ("link",)
+        if name == "mounts":
+            return Node("file", data=await proc_mounts(k, viewer, viewer, meta)), ("file",)
+        task = _find(k, viewer, name, leaders=True)
+        if task is None:
+            raise missing
+        return task_dir(task, threads=True), ("task", task)
+    kind, task = ctx[0], ctx[1]
+    if kind == "task":
+        return await task_entry(k, viewer, task, name, meta)
+    if kind == "threads":
+        thread = _find(k, viewer, name, leaders=False)
+        if thread is None or thread.leader is not task.leader:
+            raise missing
+        return task_dir(thread, threads=False), ("thread", thread)
+    if kind == "thread":
+        if name == "task":
+            raise missing
+        return await task_entry(k, viewer, task, name, meta)
+    if kind == "fd":
+        links = await fd_links(k, task, meta)
+        if name not in links:
+            raise missing
+        return Node("link", target=links[name], magic=True), ("link",)
+    raise missing
+
+
+def _find(k: Kernel, viewer: TaskStruct, name: str, leaders: bool) -> TaskStruct | None:
+    if not name.isdigit():
+        return None
+    task = k.tasks.find(int(name), viewer)
+    if task is None or (leaders and task.leader is not task) or task.state not in ("running", "zombie"):
+        return None
+    return task
+
+
+def task_dir(task: TaskStruct, threads: bool) -> Node:
+    names = sorted([*TASK_FILES, *TASK_LINKS, "fd", *(["task"] if threads else [])])
+    return Node("dir", [".", "..", *names])
+
+
+async def task_entry(k: Kernel, viewer: TaskStruct, task: TaskStruct, name: str, meta: dict) -> tuple[Node, tuple]:
+    if name in TASK_FILES:
+        return Node("file", data=await TASK_FILES[name](k, viewer, task, meta)), ("file",)
+    if name == "task":
+        tids = sorted(t.nr_in(viewer.level) for t in (task.leader.thread_group or [task]) if t.is_visible_from(viewer))
+        return Node("dir", [".", "..", *map(str, tids)]), ("threads", task)
+    if name == "fd":
+        return Node("dir", [".", "..", *await fd_links(k, task, meta)]), ("fd", task)
+    if name in TASK_LINKS:
+        return Node("link", target=await link_target(k, task, name, meta), magic=True), ("link",)
+    raise abi.kernel_error(abi.ENOENT, f"no /proc/PID entry {name!r}")
+
+
+async def fd_links(k: Kernel, task: TaskStruct, meta: dict) -> dict[str, str]:
+    if task.files is None or task.fs is None:
+        return {}
+    return await k.call("vfs", "fd_links", {"files": task.files, "fs": task.fs}, meta | {"step": "proc"})
+
+
+async def link_target(k: Kernel, task: TaskStruct, name: str, meta: dict) -> str:
+    if name == "exe":
+        image = task.leader.image
+        if image is None or task.state == "zombie":
+            raise abi.kernel_error(abi.ENOENT, "the task has no executable")
+        return image.path
+    if task.fs is None:
+        raise abi.kernel_error(abi.ENOENT, "the task has no fs_struct")
+    paths = await k.call("vfs", "fs_paths", {"fs": task.fs}, meta | {"step": "proc"})
+    return paths[name if name == "root" else "cwd"]
+
+
+def stat_of(node: Node, rel: str) -> dict:
+    """stat(2) of a /proc entry: mode by kind, size 0 as Linux reports, a stable inode number."""
+    mode = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "link": st.S_IFLNK | 0o777}[node.kind]
+    ino = 0xF0000000 | zlib.crc32(rel.encode()) & 0x0FFFFFFF
+    return {
+        "st_mode": mode, "st_ino": ino, "st_dev": 0, "st_nlink": 2 if node.kind == "dir" else 1,
+        "st_uid": 0, "st_gid": 0, "st_size": len(node.target) if node.kind == "link" else 0,
+        "st_atime": 0, "st_mtime": 0, "st_ctime": 0,
+    }  # fmt: skip
