@@ -713,3 +713,63 @@ def test_fd_tables_open_files_and_pipes_stay_counted(ops):
             assert await c.call("accounting") == clean
 
     trio.run(body)
+
+
+# --- a remote vfs: the wait protocol is plain messages, so pipes block the same way over TCP ---------
+PIPE_PROGRAM = b"""
+async def main(sys, argv):
+    r, w = await sys.pipe()
+    pid = await sys.fork()
+    if pid == 0:
+        await sys.close(w)
+        while chunk := await sys.read(r, 100):
+            await sys.write(1, b"child got " + chunk + b"\\n")
+        return 0
+    await sys.close(r)
+    for word in (b"one", b"two"):
+        for _ in range(3):
+            await sys.sched_yield()
+        await sys.write(w, word)
+    await sys.close(w)
+    await sys.waitpid(pid)
+"""
+
+
+async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypatch):
+    from services.mm import MmService
+    from services.vfs import VfsService
+    from ukernel.transport import tcp
+
+    monkeypatch.setenv("UKERNEL_SECRET", "vfs-test-secret")
+    files = {"/bin/p": PIPE_PROGRAM}
+    with trio.fail_after(30):
+        embedded = await ukernel.run_async("/bin/p", ["p"], files=files)
+        async with trio.open_nursery() as nursery:
+            services = [VfsService(), MmService()]  # vfs may call mm, so they are served together
+            url = await nursery.start(tcp.serve_services, services, "tcp://127.0.0.1:0", b"vfs-test-secret")
+            remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url, "mm": url})
+            nursery.cancel_scope.cancel()
+    assert embedded.stdout == b"child got one\nchild got two\n"
+    assert (remote.stdout, remote.problems, remote.exit_code) == (embedded.stdout, [], 0)
+
+    def route(trace):
+        return [(e["dst"], e["op"]) for e in trace if e["type"] == "request"]
+
+    assert route(remote.trace) == route(embedded.trace)
+    assert ("vfs", "wait") in route(remote.trace)
+
+
+async def test_reopening_a_pipe_through_proc_is_enosys_and_readlink_names_it(run):
+    r = await run(
+        """
+        async def main(sys, argv):
+            rfd, wfd = await sys.pipe()
+            link = await sys.readlink(f"/proc/self/fd/{rfd}")
+            await sys.write(1, f"{link.startswith('pipe:[')}\\n")
+            try:
+                await sys.open(f"/proc/self/fd/{rfd}")
+            except OSError as e:
+                await sys.write(1, f"{e.errno}\\n")
+        """
+    )
+    assert out(r) == ["True", str(abi.ENOSYS)]

@@ -162,6 +162,8 @@ async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dic
     (/proc/self/cwd/...) the syscall starts again on the real path."""
     found = await procfs.lookup(k, task, reply["proc"], reply["follow"], meta)
     if isinstance(found, procfs.Escape):
+        if found.path.startswith("pipe:"):
+            raise abi.kernel_error(abi.ENOSYS, f"reopening {found.path} through /proc is not built")
         return await again(k, task, meta, **(args | {"path": found.path}))
     node, rel = found
     if op == "open":
