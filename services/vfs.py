@@ -42,6 +42,7 @@ class File:
     pos: int = 0
     f_count: int = 1
     entries: list[str] | None = None  # a /proc directory's listing, made at open
+    fds_of: int | None = None  # /proc/PID/fd: the files_struct listed at each getdents
 
     @property
     def readable(self) -> bool:
@@ -536,9 +537,11 @@ class VfsService(Service):
         flags: int = 0,
         data: bytes = b"",
         entries: list | None = None,
+        fds_of: int | None = None,
     ) -> int:
         """The kernel's answer to ``{"proc": rel}``: an open file on what it generated
-        (seq_file: the contents are made once, at open)."""
+        (seq_file: the contents are made once, at open). ``fds_of``: a /proc/PID/fd
+        directory, listed from that fd table at each getdents, as proc_readfd does."""
         fst = self._fst(files)
         self._fs(fs)
         if kind not in PROC_MODES:
@@ -548,6 +551,7 @@ class VfsService(Service):
         if flags & abi.O_ACCMODE != abi.O_RDONLY:
             raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
         file = File(inode, flags & ~abi.O_CLOEXEC, None, rel, entries=list(entries) if kind == "dir" else None)
+        file.fds_of = fds_of
         return self._install_new(fst, file, bool(flags & abi.O_CLOEXEC))
 
     def _proc_inode(self, fs: int, rel: str, kind: str, data: bytes = b"") -> Inode:
@@ -705,7 +709,11 @@ class VfsService(Service):
         file = self._file(self._fst(files), fd)
         if not file.inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, f"fd {fd} is not a directory")
-        names = file.entries if file.entries is not None else [".", "..", *file.inode.children]
+        if file.fds_of is not None:
+            table = self.files_structs.get(file.fds_of)
+            names = [".", "..", *(str(fd) for fd in sorted(table.fds if table else ()))]
+        else:
+            names = file.entries if file.entries is not None else [".", "..", *file.inode.children]
         batch = names[file.pos :]
         file.pos = len(names)
         self._touch(file.inode, 0)

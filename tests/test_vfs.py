@@ -550,7 +550,7 @@ async def main(sys, argv):
         assert int(fields["SigBlk"], 16) == 1 << (abi.SIGUSR2 - 1)
         assert int(fields["VmSize"].split()[0]) > 0
         assert lines[-3] == "st one two "
-        assert lines[-2] == ". .. 0 1 2 3 4"  # status and cmdline are still open; listed at open
+        assert lines[-2] == ". .. 0 1 2 3 4 5"  # status, cmdline, and the fd listing the directory
         assert lines[-1] == ". .. 1 2 mounts self thread-self"
         assert await kernel.check_invariants() == []
 
@@ -773,3 +773,35 @@ async def test_reopening_a_pipe_through_proc_is_enosys_and_readlink_names_it(run
         """
     )
     assert out(r) == ["True", str(abi.ENOSYS)]
+
+
+async def test_proc_shows_threads_and_their_sleep_state(run):
+    r = await run(
+        """
+        from userland.lib.pthread import pthread_create, pthread_join
+
+        async def worker(sys, fd):
+            await sys.read(fd, 1)                  # asleep on the pipe until main writes
+            return 0
+
+        def field(text, name):
+            return next(l.split(":\\t")[1] for l in text.splitlines() if l.startswith(name + ":"))
+
+        async def main(sys, argv):
+            r, w = await sys.pipe()
+            threads = [await pthread_create(sys, worker, r) for _ in range(2)]
+            for _ in range(6):
+                await sys.sched_yield()
+            me = await sys.getpid()
+            status = (await sys.read(await sys.open("/proc/self/status"), 4096)).decode()
+            tids = [t for t in await sys.getdents(await sys.open(f"/proc/{me}/task")) if t[0] != "."]
+            await sys.write(1, f"Threads {field(status, 'Threads')} tasks {tids}\\n")
+            for tid in tids[1:]:
+                st = (await sys.read(await sys.open(f"/proc/{me}/task/{tid}/status"), 4096)).decode()
+                await sys.write(1, f"{tid}: {field(st, 'State')} tgid {field(st, 'Tgid')}\\n")
+            await sys.write(w, b"xy")
+            for t in threads:
+                await pthread_join(sys, t)
+        """
+    )
+    assert out(r) == ["Threads 3 tasks ['2', '3', '4']", "3: S (sleeping) tgid 2", "4: S (sleeping) tgid 2"]

@@ -34,6 +34,7 @@ class Node:
     data: bytes = b""
     target: str = ""
     magic: bool = False
+    fds_of: int | None = None  # /proc/PID/fd: the vfs lists this fd table when it is read
 
 
 @dataclass
@@ -253,7 +254,7 @@ async def task_entry(k: Kernel, viewer: TaskStruct, task: TaskStruct, name: str,
         tids = sorted(t.nr_in(viewer.level) for t in (task.leader.thread_group or [task]) if t.is_visible_from(viewer))
         return Node("dir", [".", "..", *map(str, tids)]), ("threads", task)
     if name == "fd":
-        return Node("dir", [".", "..", *await fd_links(k, task, meta)]), ("fd", task)
+        return Node("dir", [".", "..", *await fd_links(k, task, meta)], fds_of=task.files), ("fd", task)
     if name in TASK_LINKS:
         return Node("link", target=await link_target(k, task, name, meta), magic=True), ("link",)
     raise abi.kernel_error(abi.ENOENT, f"no /proc/PID entry {name!r}")

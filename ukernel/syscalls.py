@@ -172,7 +172,14 @@ async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dic
             raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
         if flags & abi.O_CREAT and flags & abi.O_EXCL:
             raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
-        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": node.data, "entries": node.entries}
+        proc = {
+            "rel": rel,
+            "kind": node.kind,
+            "flags": flags,
+            "data": node.data,
+            "entries": node.entries,
+            "fds_of": node.fds_of,
+        }
         return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
     if op in ("stat", "lstat"):
         return procfs.stat_of(node, rel)
