@@ -39,6 +39,7 @@ from .transport.local import open_local
 
 USERLAND = Path(__file__).resolve().parent.parent / "userland"
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
+NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
 
 
 def parse_size(size: int | str) -> int:
@@ -313,7 +314,7 @@ class Kernel:
                     outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
                     self._trace_exit(task, entry[0], name, msgid, started, **outcome)
                 restart = await self.return_to_user(task)
-                if not (restart and exc.errno == abi.EINTR):
+                if not (restart and exc.errno == abi.EINTR) or name in NO_RESTART:
                     raise
                 # SA_RESTART: the handler ran, the syscall starts again
             except ExecImage:
