@@ -68,7 +68,7 @@ class Config:
 
     cpus: int = 1
     memory: int | str = "64M"
-    seed: int = 0  # nothing in ukernel draws random numbers yet, so every run is the same for any seed
+    seed: int = 0  # sched breaks ties between CPUs with it (0: the lowest CPU); one CPU has no ties
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
     files: dict[str, bytes] = field(default_factory=dict)
