@@ -396,3 +396,20 @@ async def test_same_seed_same_trace_on_one_cpu():
     first = await ukernel.run_async("schedtest", ["schedtest", "300"], sched="cfs", seed=7)
     second = await ukernel.run_async("schedtest", ["schedtest", "300"], sched="cfs", seed=7)
     assert _events(first) == _events(second)
+
+
+# --- the trace ----------------------------------------------------------------------------------------
+async def test_scheduler_events_and_the_gantt_view():
+    from ukernel import views
+
+    r = await ukernel.run_async("schedtest", ["schedtest", "200"], sched="cfs", cpus=2)
+    assert r.problems == []
+    ops = {e["op"] for e in r.trace if e["type"] == "sched"}
+    assert ops >= {"pick", "enqueue", "preempt", "sleep", "wake", "idle", "migrate"}
+    rows = views.cpu_segments(r.trace)
+    assert sorted(rows) == [0, 1]
+    for segments in rows.values():  # bars on one CPU never overlap
+        assert all(a[1] <= b[0] for a, b in zip(segments, segments[1:], strict=False))
+    svg = views.gantt(r.trace)
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert svg.count("<rect") == sum(len(s) for s in rows.values())
