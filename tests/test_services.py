@@ -28,7 +28,7 @@ VFS_CLEAN = {
     "orphan_inodes": 0,
     "waiters": 0,
 }
-SCHED_CLEAN = {"faults": 0, "entities": 0, "queued": 0, "running": 0}
+SCHED_CLEAN = {"faults": 0, "entities": 0, "queued": 0, "running": 0, "timers": 0}
 SIGNALS_CLEAN = {"faults": 0, "sighands": 0, "sighand_refs": 0, "signals": 0, "threads": 0}
 NS_CLEAN = {"faults": 0, "nsproxies": 0, "nsproxy_refs": 0, "namespaces": 0, "ns_refs": 0}
 PID_CLEAN = {"faults": 0, "pids": 0, "numbers": 0, "namespaces": 1, "refs": 0}
@@ -320,7 +320,17 @@ async def test_sched_fork_and_cancel():
     async with service_client(SchedService()) as c:
         assert await c.call("sched_fork", task=1) == {"task": 1}
         await expect_errno(abi.EEXIST, c, "sched_fork", task=1)
-        assert await c.call("sched_stat", task=1) == {"state": "new", "cpu": -1, "runtime": 0, "nvcsw": 0, "nivcsw": 0}
+        stat = await c.call("sched_stat", task=1)
+        assert {k: stat[k] for k in ("state", "cpu", "runtime", "nvcsw", "nivcsw", "policy", "prio", "nice")} == {
+            "state": "new",
+            "cpu": -1,
+            "runtime": 0,
+            "nvcsw": 0,
+            "nivcsw": 0,
+            "policy": abi.SCHED_OTHER,
+            "prio": 120,
+            "nice": 0,
+        }
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 1}
         await c.call("sched_cancel_fork", task=1)
         assert await c.call("accounting") == SCHED_CLEAN
@@ -336,9 +346,9 @@ async def test_sched_wake_up_new_task_dispatch_and_round_robin():
     async with service_client(SchedService(slice_ticks=7)) as c:
         for t in (1, 2, 3):
             await c.call("sched_fork", task=t)
-        assert await c.call("wake_up_new_task", task=1) == {"dispatch": [[0, 1]]}  # idle CPU: runs now
-        assert await c.call("wake_up_new_task", task=2) == {"dispatch": []}  # busy: queued
-        assert await c.call("wake_up_new_task", task=3) == {"dispatch": []}
+        assert await c.call("wake_up_new_task", task=1) == {"cpu": 0, "dispatch": [[0, 1, 7]]}  # idle CPU: runs now
+        assert await c.call("wake_up_new_task", task=2) == {"cpu": 0, "dispatch": []}  # busy: queued
+        assert await c.call("wake_up_new_task", task=3) == {"cpu": 0, "dispatch": []}
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 3, "queued": 2, "running": 1}
         assert (await c.call("sched_stat", task=2))["state"] == "runnable"
 
@@ -352,19 +362,23 @@ async def test_sched_wake_up_new_task_dispatch_and_round_robin():
             order.append(got["next"])
         assert order == [2, 3, 1, 2]
         assert await c.call("now") == 18
-        assert await c.call("sched_stat", task=1) == {
+        keys = ("state", "cpu", "runtime", "nvcsw", "nivcsw", "nr_switches")
+        stat1, stat2 = [await c.call("sched_stat", task=t) for t in (1, 2)]
+        assert {k: stat1[k] for k in keys} == {
             "state": "runnable",
             "cpu": 0,
             "runtime": 3 + 6,
             "nvcsw": 0,
             "nivcsw": 2,
+            "nr_switches": 2,
         }
-        assert await c.call("sched_stat", task=2) == {
+        assert {k: stat2[k] for k in keys} == {
             "state": "running",
             "cpu": 0,
             "runtime": 4,
             "nvcsw": 0,
             "nivcsw": 1,
+            "nr_switches": 1,
         }
 
         # A yield is voluntary and goes to the back of the queue.
@@ -383,7 +397,7 @@ async def test_sched_block_wake_and_die():
         assert (await c.call("sched_stat", task=1))["state"] == "blocked"
         assert (await c.call("sched_stat", task=1))["nvcsw"] == 1
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 2, "running": 1}
-        assert await c.call("wake", task=1) == {"dispatch": []}  # the CPU is busy: queued
+        assert await c.call("wake", task=1) == {"cpu": 0, "dispatch": []}  # the CPU is busy: queued
         assert await c.call("wake", task=1) == {"dispatch": []}  # not blocked: nothing to do
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 2, "queued": 1, "running": 1}
 
@@ -395,7 +409,7 @@ async def test_sched_block_wake_and_die():
         # Blocking with no one else leaves the CPU idle; a wake dispatches at once.
         assert (await c.call("schedule", cpu=0, prev=1, state="blocked"))["next"] is None
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 1}
-        assert await c.call("wake", task=1) == {"dispatch": [[0, 1]]}
+        assert await c.call("wake", task=1) == {"cpu": 0, "dispatch": [[0, 1, 10]]}
         assert (await c.call("schedule", cpu=0, prev=1, state="dead"))["next"] is None
         assert await c.call("accounting") == SCHED_CLEAN
 
@@ -404,23 +418,24 @@ async def test_sched_two_cpus_spread_and_steal():
     async with service_client(SchedService(cpus=2)) as c:
         for t in (1, 2, 3):
             await c.call("sched_fork", task=t)
-        assert await c.call("wake_up_new_task", task=1) == {"dispatch": [[0, 1]]}
-        assert await c.call("wake_up_new_task", task=2) == {"dispatch": [[1, 2]]}
-        assert await c.call("wake_up_new_task", task=3) == {"dispatch": []}
+        assert await c.call("wake_up_new_task", task=1) == {"cpu": 0, "dispatch": [[0, 1, 10]]}
+        assert await c.call("wake_up_new_task", task=2) == {"cpu": 1, "dispatch": [[1, 2, 10]]}
+        assert await c.call("wake_up_new_task", task=3) == {"cpu": 0, "dispatch": []}
         assert (await c.call("sched_stat", task=3))["cpu"] == 0
         assert await c.call("accounting") == SCHED_CLEAN | {"entities": 3, "queued": 1, "running": 2}
         await expect_errno(abi.EINVAL, c, "schedule", cpu=1, prev=1, state="preempted")
         # CPU 1 goes idle and steals 3 from CPU 0's queue.
         got = await c.call("schedule", cpu=1, prev=2, state="blocked", ran=4)
-        assert got == {"next": 3, "slice": 10, "now": 4}
+        assert got == {"next": 3, "slice": 10, "now": 4, "migrated": [[3, 0, 1]]}
         assert (await c.call("sched_stat", task=3))["cpu"] == 1
         # 2 wakes while its CPU is busy and CPU 0 is busy too: it waits on CPU 1.
-        assert await c.call("wake", task=2) == {"dispatch": []}
+        assert await c.call("wake", task=2) == {"cpu": 1, "dispatch": []}
         # 1 dies; CPU 0 is idle, so it steals 2.
-        assert (await c.call("schedule", cpu=0, prev=1, state="dead"))["next"] == 2
+        got = await c.call("schedule", cpu=0, prev=1, state="dead")
+        assert (got["next"], got["migrated"]) == (2, [[2, 1, 0]])
         # 3 blocks on CPU 1 (idle now); when it wakes CPU 1 is idle: dispatched there.
         assert (await c.call("schedule", cpu=1, prev=3, state="blocked"))["next"] is None
-        assert await c.call("wake", task=3) == {"dispatch": [[1, 3]]}
+        assert await c.call("wake", task=3) == {"cpu": 1, "dispatch": [[1, 3, 10]]}
         for cpu, t in ((0, 2), (1, 3)):
             await c.call("schedule", cpu=cpu, prev=t, state="dead")
         assert await c.call("accounting") == SCHED_CLEAN

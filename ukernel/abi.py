@@ -114,6 +114,7 @@ EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST = 9, 10, 11, 12, 13
 ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ESPIPE, EPIPE, ERANGE = 20, 21, 22, 23, 24, 29, 32, 34
 ENOSYS, ENOTEMPTY, ELOOP, EBADMSG, EUSERS, ENOSPC, ENAMETOOLONG = 38, 39, 40, 74, 87, 28, 36
 EXDEV, ENODEV, EROFS, EMLINK = 18, 19, 30, 31
+ETIMEDOUT = 110
 ERESTARTNOINTR = 513
 
 
@@ -213,3 +214,18 @@ def decode_clone_flags(flags: int) -> list[str]:
     if rest:
         names.append(hex(rest))
     return names
+
+
+# --- scheduling (include/uapi/linux/sched.h, include/linux/sched/prio.h) --------
+SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE = 0, 1, 2, 3, 5, 6
+SCHED_RESET_ON_FORK = 0x40000000
+SCHED_POLICY_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE"}
+MAX_RT_PRIO = 100  # prio 0..99 is real-time; 100..139 is nice -20..19
+DEFAULT_PRIO = 120  # MAX_RT_PRIO + 20: nice 0
+MIN_NICE, MAX_NICE = -20, 19
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+
+# --- time: virtual ticks (one per kernel entry) ----------------------------------
+HZ = 1000  # ticks per second of virtual time: 1 tick = 1 ms
+TICK_NSEC = 1_000_000_000 // HZ
+CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1

@@ -50,6 +50,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "sinks": tuple(sinks),
         "trace": False,
         "remote": _parse_remote(ns.remote),
+        "sched": ns.sched,
+        "sched_settings": _parse_sched_settings(ns.sched_set),
     }
     if settings["remote"]:
         from .transport import tcp
@@ -83,6 +85,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _parse_sched_settings(items: list[str]) -> dict[str, int]:
+    settings = {}
+    for item in items:
+        name, sep, ticks = item.partition("=")
+        if not sep or not ticks.isdigit():
+            raise SystemExit(f"ukernel: --sched-set takes NAME=TICKS, e.g. sched_latency=12, got {item!r}")
+        settings[name] = int(ticks)
+    return settings
 
 
 def _parse_remote(items: list[str]) -> dict[str, str]:
@@ -189,6 +201,8 @@ def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
         return views.pstree(events, pids=getattr(ns, "pids", False), ascii=getattr(ns, "ascii", False))
     if view == "stats":
         return views.stats(events)
+    if view == "gantt":
+        return views.gantt(events)
     if view == "chrome":  # one trace event per line
         lines = [json.dumps(e) for e in views.chrome(events)["traceEvents"]]
         return '{"traceEvents": [\n' + ",\n".join(lines) + "\n]}\n"
@@ -214,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--trace-format",
         default="jsonl",
-        choices=["jsonl", "strace", "pstree", "route", "mermaid", "stats", "chrome", "html"],
+        choices=["jsonl", "strace", "pstree", "route", "mermaid", "stats", "chrome", "html", "gantt"],
         help="write this view of the trace instead (to FILE, or stderr without --trace)",
     )
     p_run.add_argument(
@@ -223,6 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--cpus", type=int, default=1)
     p_run.add_argument("--seed", type=int, default=0)
     p_run.add_argument("--memory", default="64M")
+    p_run.add_argument(
+        "--sched", default="rr", metavar="CLASS", help="class of SCHED_OTHER tasks: rr, cfs, or package.module:Class"
+    )
+    p_run.add_argument(
+        "--sched-set",
+        action="append",
+        default=[],
+        metavar="NAME=TICKS",
+        help="a scheduler setting: sched_latency, sched_min_granularity, sched_wakeup_granularity, "
+        "sched_rr_timeslice, rr_slice",
+    )
     p_run.add_argument(
         "--remote",
         action="append",
@@ -247,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     p_trace = sub.add_parser(
         "trace",
-        help="show a trace file (from run --trace) as strace, pstree, route, mermaid, stats, chrome or html",
+        help="show a trace file (from run --trace) as strace, pstree, route, mermaid, stats, chrome, html or gantt",
         description="Views of a JSON Lines trace (docs/trace.md). route, mermaid and html show one syscall's "
         "messages: by --msgid, else the --nth call of the syscall named by -e (default: the clone family; html: "
         "the program's first clone), of -p PID. chrome writes Chrome Trace Event JSON for ui.perfetto.dev; html "
         "a self-contained page (route diagram, pstree, syscall table).",
     )
-    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats", "chrome", "html"])
+    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats", "chrome", "html", "gantt"])
     p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
     p_trace.add_argument("-p", "--pid", type=int, help="only this pid (strace), or the caller (route, mermaid, html)")
     p_trace.add_argument(

@@ -197,8 +197,8 @@ class CopyProcess:
 
     def step_args(self, step: Step, op: str) -> dict:
         cur, flags = self.current, self.args.flags
-        if step.name == "sched_fork":
-            return {"task": self.child.id}
+        if step.name == "sched_fork":  # the parent's policy, nice and affinity are inherited
+            return {"task": self.child.id, "parent": cur.id}
         if step.name == "alloc_pid":
             return {"ns": self.child.pid_ns_for_children, "set_tid": self.args.set_tid}
         args = {step.param: getattr(cur, step.attr)}

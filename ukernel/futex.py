@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import abi
+from .sched_syscalls import seconds_to_ticks, sleep_timeout
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -57,30 +58,37 @@ async def read_word(k: Kernel, task: TaskStruct, addr: int, meta: dict) -> int:
     return int.from_bytes(data, "little")
 
 
-async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: int) -> int:
-    """FUTEX_WAIT: sleep if the word still holds ``val``, else EAGAIN."""
+async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: int, ticks: int | None = None) -> int:
+    """FUTEX_WAIT: sleep if the word still holds ``val``, else EAGAIN; with ``ticks``,
+    at most that long (ETIMEDOUT), on sched's timer queue."""
     if addr % 4:
         raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
     key = (task.mm, addr)
     event = k.futexes.enqueue(key)
+    timed_out = False
     try:
         if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
             raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
-        await k.sleep_on(task, event)
+        if ticks is None:
+            await k.sleep_on(task, event)
+        else:
+            timed_out, _ = await sleep_timeout(k, task, meta, ticks, event)
     finally:
         k.futexes.dequeue(key, event)
-    if not event.is_set():
-        raise abi.kernel_error(abi.EINTR, "interrupted")
-    return 0
+    if event.is_set():
+        return 0
+    if timed_out:
+        raise abi.kernel_error(abi.ETIMEDOUT, f"no FUTEX_WAKE within {ticks} ticks")
+    raise abi.kernel_error(abi.EINTR, "interrupted")
 
 
 async def sys_futex(
     k: Kernel, task: TaskStruct, meta: dict, addr: int, op: int, val: int, timeout: float | None
 ) -> int:
-    if timeout is not None:
-        raise abi.kernel_error(abi.ENOSYS, "timed futex waits need the timer queue (not built yet)")
+    """timeout: seconds of virtual time (FUTEX_WAIT only), None to wait for ever."""
     if op == abi.FUTEX_WAIT:
-        return await futex_wait(k, task, meta, addr, val)
+        ticks = None if timeout is None else seconds_to_ticks(timeout)
+        return await futex_wait(k, task, meta, addr, val, ticks)
     if op == abi.FUTEX_WAKE:
         return k.futexes.wake((task.mm, addr), val)
     raise abi.kernel_error(abi.ENOSYS, f"futex op {op} is not modelled (FUTEX_WAIT and FUTEX_WAKE are)")

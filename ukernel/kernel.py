@@ -21,6 +21,7 @@ from services.mm import MmService
 from services.namespaces import NamespacesService
 from services.pid import PidService
 from services.sched import SchedService
+from services.sched_classes import load_class
 from services.signals import SignalsService
 from services.vfs import VfsService
 
@@ -39,6 +40,7 @@ from .transport.local import open_local
 
 USERLAND = Path(__file__).resolve().parent.parent / "userland"
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
+NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
 
 
 def parse_size(size: int | str) -> int:
@@ -67,7 +69,7 @@ class Config:
 
     cpus: int = 1
     memory: int | str = "64M"
-    seed: int = 0  # nothing in ukernel draws random numbers yet, so every run is the same for any seed
+    seed: int = 0  # sched breaks ties between CPUs with it (0: the lowest CPU); one CPU has no ties
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
     terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
@@ -78,9 +80,12 @@ class Config:
     console: Any = None  # a callable that sees console output as it is written
     trace: bool = True
     remote: dict[str, str] = field(default_factory=dict)  # service name -> tcp://HOST:PORT or unix:/PATH
+    sched: str = "rr"  # the class of SCHED_OTHER tasks: cfs, rr, or package.module:Class (docs/sched.md)
+    sched_settings: dict[str, int] = field(default_factory=dict)  # sched_latency, sched_min_granularity, ... in ticks
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
+        load_class(self.sched)  # an unknown class is a ValueError now, not at boot
         if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
         if not self.nproc:
@@ -100,6 +105,8 @@ class Kernel:
         self.nr_threads = 0
         self.futexes = FutexTable()
         self.sleeping: dict[TaskStruct, tuple[trio.Event, bool]] = {}  # in the order they fell asleep
+        self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired
+        self.next_timer: int | None = None  # the tick of sched's earliest timer, as its last reply said
         self.ticks = 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
@@ -123,7 +130,7 @@ class Kernel:
             MmService(memory=c.memory),
             VfsService(stdin=c.stdin, console=c.console),
             PidService(pid_max=c.pid_max),
-            SchedService(cpus=c.cpus),
+            SchedService(cpus=c.cpus, policy=c.sched, seed=c.seed, settings=c.sched_settings),
             SignalsService(),
             NamespacesService(),
         ]
@@ -203,9 +210,9 @@ class Kernel:
         return problems
 
     # --- CPUs -----------------------------------------------------------------------------
-    def _dispatch(self, cpu: int, task_id: int) -> None:
+    def _dispatch(self, cpu: int, task_id: int, slice_: int | None = None) -> None:
         task = self.by_id[task_id]
-        task.cpu, task.slice = cpu, self.slice
+        task.cpu, task.slice = cpu, self.slice if slice_ is None else slice_
         self.cpu_curr[cpu] = task
         if self.tracer.on:
             self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
@@ -221,8 +228,7 @@ class Kernel:
         status: list[int] = []
         self.nursery.start_soon(self.runtime.task_main, child, status)
         reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta)
-        for cpu, tid in reply["dispatch"]:
-            self._dispatch(cpu, tid)
+        self.apply_sched(reply, child)
 
     async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
         """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
@@ -231,10 +237,20 @@ class Kernel:
         task.utime += ran
         self.cpu_curr[cpu] = None
         meta = meta or {"pid": task.pid, "tid": task.pid}
-        reply = await self.call("sched", "schedule", {"cpu": cpu, "prev": task.id, "state": state, "ran": ran}, meta)
+        if self.tracer.on and state == "blocked":
+            self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
+        args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
+        reply = await self.call("sched", "schedule", args, meta)
         self.slice = reply["slice"]
+        self.ticks = max(self.ticks, reply["now"])  # every CPU idle: the clock jumped to the next timer
         if reply["next"] is not None:
-            self._dispatch(cpu, reply["next"])
+            self._dispatch(cpu, reply["next"], reply["slice"])
+        elif self.tracer.on:
+            self.tracer.emit("sched", op="idle", cpu=cpu, pid=0, tid=0)
+        self.apply_sched(reply)
+        if reply.get("expired"):
+            self.fire_timers(reply["expired"])
+            await self.wake_sleepers(task)
         if state in ("preempted", "yield"):
             await self.wait_cpu(task)
 
@@ -283,9 +299,10 @@ class Kernel:
             if task.sleep_scope is not None:
                 task.sleep_scope.cancel()
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
+            if self.tracer.on:
+                self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
             reply = await self.call("sched", "wake", {"task": task.id}, meta)
-            for cpu, tid in reply["dispatch"]:
-                self._dispatch(cpu, tid)
+            self.apply_sched(reply, task)
 
     async def schedule_tail(self, task: TaskStruct) -> None:
         """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
@@ -310,6 +327,8 @@ class Kernel:
         self.ticks += 1
         task.ran += 1
         task.slice -= 1
+        if self.next_timer is not None and self.ticks >= self.next_timer:
+            await self.run_timers(task)
         tracer = self.tracer
         if tracer.on:
             tracer.emit(
@@ -333,7 +352,7 @@ class Kernel:
                     outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
                     self._trace_exit(task, entry[0], name, msgid, started, **outcome)
                 restart = await self.return_to_user(task)
-                if not (restart and exc.errno == abi.EINTR):
+                if not (restart and exc.errno == abi.EINTR) or name in NO_RESTART:
                     raise
                 # SA_RESTART: the handler ran, the syscall starts again
             except ExecImage:
@@ -372,6 +391,44 @@ class Kernel:
         if task.slice <= 0:
             await self.schedule(task, "preempted")
         return bool(restart)
+
+    # --- what sched answers: dispatches, preemptions, migrations, timers ---------------------
+    def apply_sched(self, reply: dict, woken: TaskStruct | None = None) -> None:
+        """Carry out a wake/fork/policy reply: start idle CPUs, mark need_resched."""
+        if self.tracer.on:
+            if woken is not None and "cpu" in reply:
+                self.tracer.emit("sched", op="enqueue", cpu=reply["cpu"], pid=woken.pid, tid=woken.pid)
+            for tid, src, dst in reply.get("migrated", ()):
+                pid = self.by_id[tid].pid if tid in self.by_id else None
+                self.tracer.emit("sched", op="migrate", cpu=dst, pid=pid, tid=pid, src_cpu=src)
+        for cpu in reply.get("preempt", ()):
+            self.resched(cpu)
+        for cpu, tid, *slice_ in reply.get("dispatch", ()):
+            self._dispatch(cpu, tid, *slice_)
+        if "timer" in reply:
+            self.next_timer = reply["timer"]
+
+    def resched(self, cpu: int) -> None:
+        """resched_curr: the task on ``cpu`` gives way at its next kernel exit."""
+        task = self.cpu_curr[cpu]
+        if task is not None:
+            task.slice = 0
+            if self.tracer.on:
+                self.tracer.emit("sched", op="preempt", cpu=cpu, pid=task.pid, tid=task.pid)
+
+    async def run_timers(self, task: TaskStruct) -> None:
+        """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt)."""
+        meta = {"pid": task.pid, "tid": task.pid, "step": "hrtimer_interrupt"}
+        reply = await self.call("sched", "hrtimer_interrupt", {"now": self.ticks}, meta)
+        self.next_timer = reply["timer"]
+        self.fire_timers(reply["expired"])
+
+    def fire_timers(self, expired: list[int]) -> None:
+        """Mark the sleepers whose timers expired; wake_sleepers wakes them in order."""
+        for tid in expired:
+            event = self.timeouts.get(tid)
+            if event is not None:
+                event.set()
 
     # --- exit -------------------------------------------------------------------------------
     async def do_exit(self, task: TaskStruct, status: int, group: bool) -> None:

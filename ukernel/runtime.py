@@ -455,6 +455,54 @@ class Sys:
     async def sethostname(self, name: str) -> None:
         await self._call("sethostname", name=name)
 
+    # scheduling (pid 0 is the calling thread; every task may do what root may)
+    async def sched_setscheduler(self, pid: int, policy: int, param: Any = 0) -> None:
+        """policy may be OR-ed with SCHED_RESET_ON_FORK; param is an int or os.sched_param."""
+        await self._call("sched_setscheduler", pid=pid, policy=policy, priority=_sched_priority(param))
+
+    async def sched_getscheduler(self, pid: int = 0) -> int:
+        return await self._call("sched_getscheduler", pid=pid)
+
+    async def sched_setparam(self, pid: int, param: Any) -> None:
+        await self._call("sched_setparam", pid=pid, priority=_sched_priority(param))
+
+    async def sched_getparam(self, pid: int = 0) -> os.sched_param:
+        return os.sched_param(await self._call("sched_getparam", pid=pid))
+
+    async def sched_get_priority_max(self, policy: int) -> int:
+        return await self._call("sched_get_priority_max", policy=policy)
+
+    async def sched_get_priority_min(self, policy: int) -> int:
+        return await self._call("sched_get_priority_min", policy=policy)
+
+    async def nice(self, inc: int) -> int:
+        """The new nice value, as Python's os.nice."""
+        return await self._call("nice", inc=inc)
+
+    async def getpriority(self, which: int, who: int = 0) -> int:
+        """The nice value (as Python's os.getpriority), the lowest among the targets."""
+        return await self._call("getpriority", which=which, who=who)
+
+    async def setpriority(self, which: int, who: int, prio: int) -> None:
+        await self._call("setpriority", which=which, who=who, prio=prio)
+
+    async def sched_setaffinity(self, pid: int, mask: Any) -> None:
+        await self._call("sched_setaffinity", pid=pid, cpus=sorted(mask))
+
+    async def sched_getaffinity(self, pid: int = 0) -> set[int]:
+        return set(await self._call("sched_getaffinity", pid=pid))
+
+    # time (virtual: abi.HZ ticks a second, one tick per kernel entry)
+    async def nanosleep(self, seconds: float) -> None:
+        """Sleep; a caught signal ends it with EINTR (never restarted, as in Linux)."""
+        await self._call("nanosleep", seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.nanosleep(seconds)
+
+    async def clock_gettime(self, clk_id: int = abi.CLOCK_MONOTONIC) -> float:
+        return await self._call("clock_gettime", clk_id=clk_id)
+
 
 # --- the runtime ---------------------------------------------------------------------------
 class Runtime:
@@ -596,6 +644,11 @@ def format_user_traceback(exc: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(here)]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     return "".join(lines + traceback.format_exception_only(exc))
+
+
+def _sched_priority(param: Any) -> Any:
+    """os.sched_param(n) or n: the sched_priority that travels in the message."""
+    return getattr(param, "sched_priority", param)
 
 
 async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:

@@ -18,6 +18,7 @@ from .exit import do_wait
 from .futex import sys_futex, sys_set_tid_address
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
+from .sched_syscalls import SCHED_SYSCALLS
 from .signal import k_kill, send_to_thread, sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
 from .task import TaskStruct
 
@@ -367,3 +368,4 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "sethostname":   ("namespaces", sys_sethostname),
 }
 # fmt: on
+SYSCALLS.update(SCHED_SYSCALLS)  # scheduling and time: ukernel/sched_syscalls.py

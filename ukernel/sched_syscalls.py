@@ -1,0 +1,233 @@
+"""The scheduling and time syscalls (kernel/sched/syscalls.c, kernel/time/hrtimer.c).
+
+The kernel resolves the pid a program names to a task (in the caller's pid
+namespace) and sends sched that task's number; sched owns the policy, the
+priorities, the affinity masks, the clock and the timer queue, and checks
+the values (EINVAL). There is no capability model: every task may do what
+root may (raise its priority, set SCHED_FIFO, renice others), so the EPERM
+and EACCES cases of the man pages never arise.
+
+Time is virtual: one tick per kernel entry, ``abi.HZ`` ticks per second.
+A sleep arms a timer in sched and blocks; the tick that reaches it (or the
+clock jumping there when every CPU is idle) wakes the sleeper.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import abi
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+class AnyEvent:
+    """Sleep until either event (a futex wake or its timeout); what sleep_on needs."""
+
+    def __init__(self, *events: trio.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    async def wait(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for event in self.events:
+                nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
+
+
+async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+# --- finding the target (find_process_by_pid) -----------------------------------------
+def find_task(k: Kernel, task: TaskStruct, pid: Any) -> TaskStruct:
+    """pid 0 is the caller; otherwise the thread with that number in the caller's namespace."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+        raise abi.kernel_error(abi.EINVAL, f"bad pid {pid!r}")
+    target = task if pid == 0 else k.tasks.find(pid, task)
+    if target is None or target.state != "running":
+        raise abi.kernel_error(abi.ESRCH, f"no thread {pid}")
+    return target
+
+
+async def sched_call(k: Kernel, meta: dict, op: str, target: TaskStruct, **args: Any) -> Any:
+    """One message to sched about ``target``; dispatches and preemptions in the reply are carried out."""
+    reply = await k.call("sched", op, {"task": target.id, **args}, meta)
+    if isinstance(reply, dict) and ("dispatch" in reply or "preempt" in reply):
+        k.apply_sched(reply)
+    return reply
+
+
+async def sched_stat(k: Kernel, meta: dict, target: TaskStruct) -> dict:
+    return await k.call("sched", "sched_stat", {"task": target.id}, meta)
+
+
+# --- policy and priority ----------------------------------------------------------------
+async def sys_sched_setscheduler(k: Kernel, task: TaskStruct, meta: dict, pid: int, policy: int, priority: int) -> int:
+    """policy may carry SCHED_RESET_ON_FORK; sched checks the policy and the priority."""
+    if not isinstance(policy, int) or policy < 0:
+        raise abi.kernel_error(abi.EINVAL, f"bad policy {policy!r}")
+    target = find_task(k, task, pid)
+    reset = bool(policy & abi.SCHED_RESET_ON_FORK)
+    policy &= ~abi.SCHED_RESET_ON_FORK
+    await sched_call(k, meta, "sched_setscheduler", target, policy=policy, priority=priority, reset_on_fork=reset)
+    return 0
+
+
+async def sys_sched_setparam(k: Kernel, task: TaskStruct, meta: dict, pid: int, priority: int) -> int:
+    target = find_task(k, task, pid)
+    await sched_call(k, meta, "sched_setscheduler", target, policy=-1, priority=priority)
+    return 0
+
+
+async def sys_sched_getscheduler(k: Kernel, task: TaskStruct, meta: dict, pid: int) -> int:
+    stat = await sched_stat(k, meta, find_task(k, task, pid))
+    return stat["policy"] | (abi.SCHED_RESET_ON_FORK if stat["reset_on_fork"] else 0)
+
+
+async def sys_sched_getparam(k: Kernel, task: TaskStruct, meta: dict, pid: int) -> int:
+    return (await sched_stat(k, meta, find_task(k, task, pid)))["rt_priority"]
+
+
+async def sys_sched_get_priority_max(k: Kernel, task: TaskStruct, meta: dict, policy: int) -> int:
+    return _priority_range(policy)[1]
+
+
+async def sys_sched_get_priority_min(k: Kernel, task: TaskStruct, meta: dict, policy: int) -> int:
+    return _priority_range(policy)[0]
+
+
+def _priority_range(policy: int) -> tuple[int, int]:
+    if policy in (abi.SCHED_FIFO, abi.SCHED_RR):
+        return 1, abi.MAX_RT_PRIO - 1
+    if policy in (abi.SCHED_OTHER, abi.SCHED_BATCH, abi.SCHED_IDLE):
+        return 0, 0
+    raise abi.kernel_error(abi.EINVAL, f"policy {policy!r} is not one of {abi.SCHED_POLICY_NAMES}")
+
+
+def _clamp_nice(nice: int) -> int:
+    return max(abi.MIN_NICE, min(abi.MAX_NICE, nice))
+
+
+async def sys_nice(k: Kernel, task: TaskStruct, meta: dict, inc: int) -> int:
+    """The new nice value, clamped to -20..19 (glibc's nice; the raw syscall answers 0)."""
+    if not isinstance(inc, int):
+        raise abi.kernel_error(abi.EINVAL, f"nice takes an int increment, not {inc!r}")
+    nice = _clamp_nice((await sched_stat(k, meta, task))["nice"] + inc)
+    await sched_call(k, meta, "set_user_nice", task, nice=nice)
+    return nice
+
+
+def _prio_targets(k: Kernel, task: TaskStruct, which: int, who: int) -> list[TaskStruct]:
+    """The threads setpriority/getpriority act on: one process, a group, or a user's (all: uid 0)."""
+    if not isinstance(who, int) or who < 0:
+        raise abi.kernel_error(abi.EINVAL, f"bad who {who!r}")
+    if which == abi.PRIO_PROCESS:
+        return [find_task(k, task, who)]
+    if which == abi.PRIO_PGRP:
+        pgid = who or _pgid(task, task)
+        found = [t for t in k.tasks if t.state == "running" and t.is_visible_from(task) and _pgid(t, task) == pgid]
+    elif which == abi.PRIO_USER:  # everyone is root (uid 0)
+        found = [t for t in k.tasks if t.state == "running" and t.is_visible_from(task)] if who == 0 else []
+    else:
+        raise abi.kernel_error(abi.EINVAL, f"which must be PRIO_PROCESS, PRIO_PGRP or PRIO_USER, not {which!r}")
+    if not found:
+        raise abi.kernel_error(abi.ESRCH, f"no process matches which={which} who={who}")
+    return found
+
+
+def _pgid(t: TaskStruct, viewer: TaskStruct) -> int:
+    pgrp = t.leader.pgrp
+    return pgrp[viewer.level] if viewer.level < len(pgrp) else 0
+
+
+async def sys_getpriority(k: Kernel, task: TaskStruct, meta: dict, which: int, who: int) -> int:
+    """The lowest nice value among the targets (Python's os.getpriority; the raw syscall gives 20 - nice)."""
+    return min([(await sched_stat(k, meta, t))["nice"] for t in _prio_targets(k, task, which, who)])
+
+
+async def sys_setpriority(k: Kernel, task: TaskStruct, meta: dict, which: int, who: int, prio: int) -> int:
+    if not isinstance(prio, int):
+        raise abi.kernel_error(abi.EINVAL, f"setpriority takes an int nice value, not {prio!r}")
+    for target in _prio_targets(k, task, which, who):
+        await sched_call(k, meta, "set_user_nice", target, nice=_clamp_nice(prio))
+    return 0
+
+
+async def sys_sched_setaffinity(k: Kernel, task: TaskStruct, meta: dict, pid: int, cpus: list) -> int:
+    target = find_task(k, task, pid)
+    await sched_call(k, meta, "sched_setaffinity", target, cpus=list(cpus))
+    return 0
+
+
+async def sys_sched_getaffinity(k: Kernel, task: TaskStruct, meta: dict, pid: int) -> list:
+    return await k.call("sched", "sched_getaffinity", {"task": find_task(k, task, pid).id}, meta)
+
+
+# --- time -------------------------------------------------------------------------------------
+def seconds_to_ticks(seconds: Any) -> int:
+    """Round up, as hrtimers do: a sleep never ends early."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0 or math.isinf(seconds):
+        raise abi.kernel_error(abi.EINVAL, f"a duration is a finite number of seconds >= 0, not {seconds!r}")
+    return math.ceil(round(seconds * abi.HZ, 9))
+
+
+async def sleep_timeout(k: Kernel, task: TaskStruct, meta: dict, ticks: int, event: Any = None) -> tuple[bool, int]:
+    """schedule_hrtimeout: sleep until ``event`` or ``ticks`` from now; (timed out, ticks left)."""
+    timeout = trio.Event()
+    k.timeouts[task.id] = timeout
+    try:
+        reply = await k.call("sched", "hrtimer_start", {"task": task.id, "ticks": ticks, "now": k.ticks}, meta)
+        k.next_timer = reply["timer"]
+        if not reply["armed"]:
+            return True, 0
+        await k.sleep_on(task, timeout if event is None else AnyEvent(event, timeout))
+        if timeout.is_set():
+            return True, 0
+        reply = await k.call("sched", "hrtimer_cancel", {"task": task.id, "now": k.ticks}, meta)
+        k.next_timer = reply["timer"]
+        return False, reply["remaining"]
+    finally:
+        k.timeouts.pop(task.id, None)
+
+
+async def sys_nanosleep(k: Kernel, task: TaskStruct, meta: dict, seconds: float) -> int:
+    """Sleep ``seconds`` of virtual time; a signal ends it early with EINTR naming the time left."""
+    timed_out, left = await sleep_timeout(k, task, meta, seconds_to_ticks(seconds))
+    if not timed_out:
+        raise abi.kernel_error(abi.EINTR, f"nanosleep interrupted with {left / abi.HZ:g} s left")
+    return 0
+
+
+async def sys_clock_gettime(k: Kernel, task: TaskStruct, meta: dict, clk_id: int) -> float:
+    """Virtual seconds since boot, from the tick count (no message, like Linux's vDSO)."""
+    if clk_id not in (abi.CLOCK_MONOTONIC, abi.CLOCK_REALTIME):
+        raise abi.kernel_error(abi.EINVAL, f"clock {clk_id!r} is not CLOCK_MONOTONIC or CLOCK_REALTIME")
+    return k.ticks / abi.HZ
+
+
+# fmt: off
+SCHED_SYSCALLS = {
+    # name                     routed to  handler
+    "sched_setscheduler":     ("sched",  sys_sched_setscheduler),
+    "sched_getscheduler":     ("sched",  sys_sched_getscheduler),
+    "sched_setparam":         ("sched",  sys_sched_setparam),
+    "sched_getparam":         ("sched",  sys_sched_getparam),
+    "sched_get_priority_max": ("kernel", sys_sched_get_priority_max),
+    "sched_get_priority_min": ("kernel", sys_sched_get_priority_min),
+    "nice":                   ("sched",  sys_nice),
+    "getpriority":            ("sched",  sys_getpriority),
+    "setpriority":            ("sched",  sys_setpriority),
+    "sched_setaffinity":      ("sched",  sys_sched_setaffinity),
+    "sched_getaffinity":      ("sched",  sys_sched_getaffinity),
+    "nanosleep":              ("sched",  sys_nanosleep),
+    "clock_gettime":          ("kernel", sys_clock_gettime),
+}
+# fmt: on
