@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
 import trio
 
@@ -110,7 +111,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from services.vfs import VfsService
 
     from .router import BootError
-    from .transport import tcp
+    from .transport import server, tcp
 
     classes = {
         "mm": MmService,
@@ -126,9 +127,12 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         return 2
     services = [classes[name]() for name in dict.fromkeys(ns.services)]
     try:
+        remote = _parse_remote(ns.remote)
         secret = tcp.load_secret(ns.secret_file)
         tcp.parse_url(ns.listen)
-        tcp.check_hosted(services)
+        for url in remote.values():
+            tcp.parse_url(url)
+        server.check_hosted(services, remote)
     except (OSError, ValueError, BootError) as exc:
         print(f"ukernel: serve: {exc}", file=sys.stderr)
         return 2
@@ -136,7 +140,18 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(tcp.serve_services, services, ns.listen, secret)
+            url = await nursery.start(
+                partial(
+                    server.serve_services,
+                    services,
+                    ns.listen,
+                    secret,
+                    remote=remote,
+                    name=ns.name,
+                    heartbeat=ns.heartbeat,
+                    timeout=ns.rpc_timeout,
+                )
+            )
             print(f"ukernel: serving {' '.join(s.name for s in services)} on {url}", file=sys.stderr, flush=True)
 
     try:
@@ -233,12 +248,25 @@ def main(argv: list[str] | None = None) -> int:
         "serve",
         help="serve services to kernels in other processes (MessagePack-RPC over TCP or a Unix socket)",
         description="Host SERVICE... (constructed with defaults) for `ukernel run --remote NAME=URL`. A service's "
-        "callees must be served by the same process (vfs needs mm; namespaces pid and vfs; signals sched). "
+        "callees (vfs: mm; namespaces: pid and vfs; signals: sched) must be served by the same process or "
+        "named with --remote NAME=URL. Listens on loopback unless told otherwise. "
         "The shared secret is read from --secret-file or $UKERNEL_SECRET, never from the command line.",
     )
     p_serve.add_argument("services", nargs="+", metavar="SERVICE", help=" ".join(SERVICE_NAMES))
     p_serve.add_argument("--listen", default="tcp://127.0.0.1:7001", help="tcp://HOST:PORT or unix:/PATH")
     p_serve.add_argument("--secret-file", metavar="PATH", help="the shared secret (default: $UKERNEL_SECRET)")
+    p_serve.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a callee of a served service that another node serves, e.g. mm=tcp://127.0.0.1:7002",
+    )
+    p_serve.add_argument("--name", help="this node's name in traces (default: the address it listens on)")
+    p_serve.add_argument("--heartbeat", type=float, default=1.0, help="seconds between pings to --remote callees")
+    p_serve.add_argument(
+        "--rpc-timeout", type=float, default=5.0, help="seconds of silence after which a --remote callee is lost"
+    )
     p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00")

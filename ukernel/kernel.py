@@ -34,6 +34,7 @@ from .syscalls import SYSCALLS
 from .task import TaskStruct, TaskTable
 from .trace import Tracer
 from .transport import tcp
+from .transport.endpoint import RemoteEndpoint
 from .transport.local import open_local
 
 USERLAND = Path(__file__).resolve().parent.parent / "userland"
@@ -76,6 +77,10 @@ class Config:
     console: Any = None  # a callable that sees console output as it is written
     trace: bool = True
     remote: dict[str, str] = field(default_factory=dict)  # service name -> tcp://HOST:PORT or unix:/PATH
+    secret_file: str | None = None  # the shared secret for remote services; None: $UKERNEL_SECRET
+    heartbeat: float = 1.0  # seconds between pings to each remote service
+    rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
+    parallel_copy: bool = False  # send copy_process's independent steps at once (clone.py); the trace order varies
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -112,6 +117,7 @@ class Kernel:
         self.statuses: dict[int, int] = {}
         self.baseline: dict[str, dict] = {}
         self.nursery: trio.Nursery | None = None
+        self.lost: list[str] = []  # remote services lost during the run, and why
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
@@ -130,9 +136,8 @@ class Kernel:
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
         for service in self.services():
-            if service.name in self.config.remote:  # served by another process (transport/tcp.py)
-                url, secret = self.config.remote[service.name], tcp.load_secret()
-                self.router.attach(service.name, await tcp.connect(url, secret, nursery=nursery), service.calls)
+            if service.name in self.config.remote:  # served by another process (transport/endpoint.py)
+                await self.attach_remote(service, nursery)
                 continue
             endpoint, inbox = open_local()
             service.router = self.router
@@ -154,6 +159,25 @@ class Kernel:
         idle.signal = (await self.call("signals", "init_signal", {}))["signal"]
         idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
         self.baseline = await self.accounting()
+
+    async def attach_remote(self, service: Any, nursery: trio.Nursery) -> None:
+        """Reach ``service`` where config.remote says it is; the trace names every message's node."""
+        c = self.config
+        endpoint = RemoteEndpoint(
+            service.name,
+            c.remote[service.name],
+            tcp.load_secret(c.secret_file),
+            heartbeat=c.heartbeat,
+            timeout=c.rpc_timeout,
+            tracer=self.tracer,
+            new_msgid=self.router.new_msgid,
+            on_lost=lambda name, why: self.lost.append(why),
+        )
+        await endpoint.start(nursery)
+        self.router.attach(service.name, endpoint, service.calls)
+        self.tracer.nodes[service.name] = endpoint.node
+        for name in ("mm", "vfs", "pid", "sched", "signals", "namespaces"):
+            self.tracer.nodes.setdefault(name, "local")
 
     async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
         """kernel -> service; ``inject`` fails it at the router (fault injection)."""
