@@ -22,6 +22,7 @@ from services.sched import SchedService
 from services.signals import SignalsService
 from services.vfs import VfsService
 from ukernel import abi, protocol
+from ukernel.configfile import load_config
 from ukernel.transport import server as node_server
 from ukernel.transport import tcp
 from ukernel.transport.endpoint import RemoteEndpoint
@@ -239,3 +240,30 @@ async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_
     assert lines[0].endswith(
         "; a new pid instance: all state of the old one was lost; its handles are gone: 1 namespaces"
     ), lines
+
+
+# --- settings from a TOML file -----------------------------------------------------------
+async def test_a_toml_config_file_names_the_remote_services_and_other_settings(tmp_path):
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            pid = await serve(nursery, [PidService()])
+            config = tmp_path / "cluster.toml"
+            config.write_text(
+                f'cpus = 2\nrpc_timeout = 3.5\n\n[remote]\npid = "{pid}"\n\n[files]\n"/etc/motd" = "hi\\n"\n'
+            )
+            settings = load_config(config)
+            assert settings == {"cpus": 2, "rpc_timeout": 3.5, "remote": {"pid": pid}, "files": {"/etc/motd": b"hi\n"}}
+            result = await ukernel.run_async("hello", config=str(config), cpus=1)
+            nursery.cancel_scope.cancel()
+    assert (result.exit_code, result.problems) == (0, [])
+    assert {e["node"] for e in result.trace if e["type"] == "request" and e["dst"] == "pid"} == {pid}
+
+
+def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("cpu = 2\n")
+    with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) cpu; settings are cpus, fail, "):
+        load_config(config)
+    config.write_text("cpus = \n")
+    with pytest.raises(ValueError, match="bad.toml: not TOML"):
+        load_config(config)

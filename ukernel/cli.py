@@ -42,22 +42,25 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = {
+    settings = _settings_from_file(ns.config)
+    if settings is None:
+        return 2
+    given = {
         "cpus": ns.cpus,
         "seed": ns.seed,
         "memory": ns.memory,
         "fail": _parse_fail(ns.fail),
-        "console": console,
-        "sinks": tuple(sinks),
-        "trace": False,
         "remote": _parse_remote(ns.remote),
     }
+    settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}  # the command line wins
+    settings["remote"] = settings.get("remote", {}) | given["remote"]
+    settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
     if settings["remote"]:
         from .transport import tcp
 
         try:
-            tcp.load_secret()
-        except ValueError as exc:
+            tcp.load_secret(settings.get("secret_file"))
+        except (OSError, ValueError) as exc:
             print(f"ukernel: --remote: {exc}", file=sys.stderr)
             return 2
     if not sys.stdin.isatty():
@@ -75,13 +78,26 @@ def cmd_run(ns: argparse.Namespace) -> int:
             (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
         if trace_file:
             trace_file.close()
-    for problem in result.problems:
+    for problem in result.problems if not result.error else ():  # after a loss, the error says it all
         print(f"ukernel: leak: {problem}", file=sys.stderr)
     if result.exit_code is None:
         sig = abi.WTERMSIG(result.status)
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _settings_from_file(path: str | None) -> dict | None:
+    """--config FILE's settings (None after printing why it cannot be used)."""
+    if path is None:
+        return {}
+    from .configfile import load_config
+
+    try:
+        return load_config(path)
+    except (OSError, ValueError) as exc:
+        print(f"ukernel: --config: {exc}", file=sys.stderr)
+        return None
 
 
 def _parse_remote(items: list[str]) -> dict[str, str]:
@@ -233,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
     )
-    p_run.add_argument("--cpus", type=int, default=1)
-    p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--memory", default="64M")
+    p_run.add_argument("--cpus", type=int, help="CPUs (default 1)")
+    p_run.add_argument("--seed", type=int, help="the seed (default 0)")
+    p_run.add_argument("--memory", help="RAM, e.g. 64M (the default)")
+    p_run.add_argument(
+        "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
+    )
     p_run.add_argument(
         "--remote",
         action="append",
