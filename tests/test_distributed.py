@@ -12,7 +12,7 @@ from functools import partial
 
 import pytest
 import trio
-from conftest import program
+from conftest import FORKS_AFTER_A_LOSS, KILL_POINT, program
 
 import ukernel
 from services.mm import MmService
@@ -195,18 +195,6 @@ async def _wait_for(condition) -> None:
 
 async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_back(caplog):
     caplog.set_level(logging.WARNING, "ukernel")
-    source = program(
-        """
-        async def main(sys, argv):
-            await sys.write(1, b"before\\n")  # the test kills pid's node here
-            for _ in range(3):
-                try:
-                    await sys.fork()
-                except OSError as exc:
-                    await sys.write(1, b"fork: %d\\n" % exc.errno)
-            return 3
-        """
-    )
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             pid_node = Killable(nursery, PidService)
@@ -214,15 +202,15 @@ async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_
             settings = {"remote": {"pid": url}, "heartbeat": 0.05, "rpc_timeout": 0.5}
 
             def console(data: bytes) -> None:
-                if data == b"before\n":
+                if data == KILL_POINT:
                     pid_node.kill()
 
-            async with ukernel.boot(files={"/bin/t": source}, console=console, **settings) as kernel:
+            async with ukernel.boot(files={"/bin/t": FORKS_AFTER_A_LOSS}, console=console, **settings) as kernel:
                 await _wait_for(lambda: kernel.router.endpoints["pid"].last_accounting)  # a heartbeat answered
                 status, error = await ukernel._run_watched(kernel, "/bin/t", ["t"])
                 assert "lost pid at" in error and status == abi.W_EXITCODE(1)
                 out = await kernel.call("vfs", "console_output", {})
-                assert out.startswith(b"before\nfork: 5\nfork: 5\nfork: 5\n")
+                assert out.startswith(b"go\nfork: errno 5\nfork: errno 5\nfork: errno 5\n")
                 assert await kernel.call("sched", "ping", {}) == "sched"  # the others keep running
                 with pytest.raises(OSError) as err:
                     await kernel.call("pid", "ping", {})

@@ -13,12 +13,15 @@ import socket
 from functools import partial
 
 import msgpack
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.pid import PidService
+from ukernel import abi
 from ukernel.service import Service, op
+from ukernel.testing import service_client
 from ukernel.transport import server as node_server
 
 SECRET = b"wire-secret"
@@ -208,3 +211,13 @@ def _good_client(host: str, port: int) -> list:
     reply = client.recv()
     client.sock.close()
     return reply
+
+
+async def test_argument_names_of_mixed_types_get_einval_not_a_dead_service():
+    """Found by the fuzzer: sorting {1, "ns"} for the error message killed the service's loop."""
+    async with service_client(PidService()) as pid:
+        with pytest.raises(OSError) as err:
+            await pid.router.call("kernel", "pid", "alloc_pid", {1: 2, "ns": 1}, {})
+        assert err.value.errno == abi.EINVAL
+        assert err.value.strerror == "pid.alloc_pid: bad arguments ['ns', 1]; takes ns, set_tid"
+        assert await pid.call("ping") == "pid"

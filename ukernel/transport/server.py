@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,10 +286,29 @@ async def open_listeners(listen: str) -> tuple[list[trio.abc.Listener], str]:
         listeners = await trio.open_tcp_listeners(where[1], host=where[0])
         host, port = listeners[0].socket.getsockname()[:2]
         return listeners, f"tcp://{host}:{port}"
+    await _remove_stale_socket(where)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     await sock.bind(where)
     sock.listen()
     return [trio.SocketListener(sock)], f"unix:{where}"
+
+
+async def _remove_stale_socket(path: str) -> None:
+    """A socket file left by a killed server (nobody accepts on it) is removed, so a restart can bind."""
+    try:
+        if not stat.S_ISSOCK((await trio.Path(path).lstat()).st_mode):
+            return  # not a socket: bind fails and says so
+    except FileNotFoundError:
+        return
+    probe = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await probe.connect(path)
+    except ConnectionRefusedError:
+        await trio.Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        probe.close()
 
 
 async def serve_services(
