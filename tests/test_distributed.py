@@ -22,6 +22,7 @@ from services.sched import SchedService
 from services.signals import SignalsService
 from services.vfs import VfsService
 from ukernel import abi, protocol
+from ukernel.clone import COPY_STEPS, step_groups
 from ukernel.configfile import load_config
 from ukernel.transport import server as node_server
 from ukernel.transport import tcp
@@ -255,3 +256,50 @@ def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path):
     config.write_text("cpus = \n")
     with pytest.raises(ValueError, match="bad.toml: not TOML"):
         load_config(config)
+
+
+# --- copy steps at once ------------------------------------------------------------------
+def test_the_independent_copy_steps_form_one_group_only_when_asked():
+    assert [len(g) for g in step_groups(False)] == [1] * 12
+    assert [[s.name for s in g] for g in step_groups(True)][2:5] == [
+        ["sched_fork"],
+        ["copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"],
+        ["copy_thread"],
+    ]
+
+
+@pytest.mark.parametrize("step", ["copy_fs", "copy_signal", "copy_mm", "copy_namespaces"])
+async def test_parallel_copy_unwinds_in_linux_reverse_order(step, run):
+    source = """
+    from ukernel.abi import SIGCHLD
+    async def main(sys, argv):
+        try:
+            await sys.clone(SIGCHLD, lambda sys, arg: 0)
+        except OSError as exc:
+            return exc.errno
+        return 0
+    """
+    serial = await run(source, fail={step: "ENOMEM"})
+    parallel = await run(source, fail={step: "ENOMEM"}, parallel_copy=True)
+    assert serial.exit_code == parallel.exit_code == abi.ENOMEM
+
+    def undone(trace):
+        return [e["step"].removeprefix("undo ") for e in trace if e.get("step", "").startswith("undo ")]
+
+    order = [s.name for s in COPY_STEPS]
+    assert undone(parallel.trace) == sorted(undone(parallel.trace), key=order.index, reverse=True)
+    # the steps sent together with the failing one may have finished too: they are undone as well
+    assert set(undone(serial.trace)) <= set(undone(parallel.trace))
+    assert undone(serial.trace)[-1] == undone(parallel.trace)[-1] == "sched_fork"
+
+
+async def test_parallel_copy_with_every_service_remote_runs_forktest():
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            remote = {}
+            for service in (MmService(), PidService(), SchedService(), VfsService(), SignalsService()):
+                remote[service.name] = await serve(nursery, [service], dict(remote))
+            remote["namespaces"] = await serve(nursery, [NamespacesService()], remote)
+            result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote, parallel_copy=True)
+            nursery.cancel_scope.cancel()
+    assert (result.exit_code, result.problems) == (0, [])
