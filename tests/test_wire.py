@@ -1,6 +1,6 @@
 """The wire is the MessagePack-RPC spec, and nothing a peer sends can stop a node.
 
-The client here is written from the spec and docs/distributed.md alone: the
+The client here is written from the spec and the handshake in tcp.py's docstring alone: the
 stdlib's blocking ``socket``, ``msgpack``, ``hmac`` (in a thread), none of
 ukernel's transport code.
 """
