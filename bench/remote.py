@@ -33,19 +33,12 @@ from common import best, finish, machine
 
 import ukernel
 from ukernel.transport import tcp
+from ukernel.transport.server import SERVE_ORDER
 
 REPEATS = 3
 RUN_TIMEOUT = 120
 SECRET = "bench-remote-secret"
 REPO = Path(__file__).resolve().parent.parent
-LAYOUT = (
-    ("mm", ()),
-    ("pid", ()),
-    ("sched", ()),
-    ("vfs", ("mm",)),
-    ("signals", ("sched",)),
-    ("namespaces", ("pid", "vfs")),
-)
 
 GETPID = b"""
 async def main(sys, argv):
@@ -114,7 +107,7 @@ def start_services(kind: str, tmp: str) -> tuple[dict[str, str], list[subprocess
     env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
     urls: dict[str, str] = {}
     procs = []
-    for name, callees in LAYOUT:
+    for name, callees in SERVE_ORDER:
         listen = "tcp://127.0.0.1:0" if kind == "tcp" else f"unix:{tmp}/{name}.sock"
         args = [sys.executable, "-m", "ukernel.cli", "serve", name, "--listen", listen]
         for callee in callees:

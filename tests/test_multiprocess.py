@@ -19,22 +19,13 @@ from conftest import FORKS_AFTER_A_LOSS, KILL_POINT
 
 import ukernel
 from ukernel import abi
+from ukernel.transport.server import SERVE_ORDER
 
 SECRET = "multiprocess-secret"
 START_TIMEOUT = 20  # seconds for a serve process to say it is listening (hang detector)
 TIMEOUT = 30
 UKERNEL = [sys.executable, "-m", "ukernel.cli"]
 REPO = Path(__file__).resolve().parent.parent
-
-# (service, the callees it needs) in an order where callees come first
-LAYOUT = (
-    ("mm", ()),
-    ("pid", ()),
-    ("sched", ()),
-    ("vfs", ("mm",)),
-    ("signals", ("sched",)),
-    ("namespaces", ("pid", "vfs")),
-)
 
 
 def requests(trace: list[dict]) -> list[tuple[str, str]]:
@@ -83,7 +74,7 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> str:
 async def serve_all(nursery: trio.Nursery, tmp_path: Path) -> dict[str, str]:
     """One process per service; odd ones on loopback TCP, the rest on Unix sockets."""
     urls: dict[str, str] = {}
-    for i, (name, callees) in enumerate(LAYOUT):
+    for i, (name, callees) in enumerate(SERVE_ORDER):
         listen = "tcp://127.0.0.1:0" if i % 2 else f"unix:{tmp_path / name}.sock"
         urls[name] = await Serve([name], listen, {c: urls[c] for c in callees}).start(nursery)
     return urls

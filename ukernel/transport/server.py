@@ -40,6 +40,17 @@ from .local import open_local
 
 log = logging.getLogger("ukernel.tcp")
 
+#: One serve process per service: (service, the callees it needs), callees first, so
+#: each can be given the addresses of its own (``--remote``). Tests and benchmarks use it.
+SERVE_ORDER = (
+    ("mm", ()),
+    ("pid", ()),
+    ("sched", ()),
+    ("vfs", ("mm",)),
+    ("signals", ("sched",)),
+    ("namespaces", ("pid", "vfs")),
+)
+
 
 def check_hosted(services: Iterable[Service], remote: Iterable[str] = ()) -> None:
     """Every callee of a hosted service must be hosted here or named in ``remote``."""
