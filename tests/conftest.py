@@ -29,3 +29,19 @@ async def run_source(source: str, argv: list[str] | None = None, **settings) -> 
 @pytest.fixture
 def run():
     return run_source
+
+
+#: Writes KILL_POINT (where tests kill a remote service), then forks three times, printing each errno.
+KILL_POINT = b"go\n"
+FORKS_AFTER_A_LOSS = program(
+    """
+    async def main(sys, argv):
+        await sys.write(1, b"go\\n")
+        for _ in range(3):
+            try:
+                await sys.fork()
+            except OSError as exc:
+                await sys.write(1, b"fork: errno %d\\n" % exc.errno)
+        return 3
+    """
+)

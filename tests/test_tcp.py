@@ -18,6 +18,7 @@ from services.vfs import VfsService
 from ukernel import abi, protocol
 from ukernel.router import BootError
 from ukernel.service import Service, op
+from ukernel.transport import server as node_server
 from ukernel.transport import tcp
 
 SECRET = b"test-secret-42"
@@ -126,7 +127,7 @@ async def test_a_wrong_secret_is_refused_before_any_request_is_read(caplog):
     Spy.seen = []
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(tcp.serve_services, [Spy()], "tcp://127.0.0.1:0", SECRET)
+            url = await nursery.start(node_server.serve_services, [Spy()], "tcp://127.0.0.1:0", SECRET)
             client = await raw_connect(url)
             hello = await client.recv()
             mac = hmac.new(b"wrong", b"ukernel-rpc/1" + hello["nonce"], hashlib.sha256).digest()
@@ -141,7 +142,7 @@ async def test_a_wrong_secret_is_refused_before_any_request_is_read(caplog):
                 await client.recv()  # disconnected
             await client.sock.aclose()
             with pytest.raises(tcp.HandshakeError, match="refused"):
-                await tcp.connect(url, b"also wrong", nursery=nursery)
+                await tcp.dial(url, b"also wrong")
             nursery.cancel_scope.cancel()
     assert Spy.seen == []
     assert "refused peer" in caplog.text
@@ -152,7 +153,7 @@ async def test_a_served_pid_answers_a_plain_msgpack_rpc_client(where, tmp_path):
     listen = "tcp://127.0.0.1:0" if where == "tcp" else f"unix:{tmp_path / 'pid.sock'}"
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(tcp.serve_services, [PidService()], listen, SECRET)
+            url = await nursery.start(node_server.serve_services, [PidService()], listen, SECRET)
             client = await raw_connect(url)
             assert await client.handshake(SECRET) == {"ok": True}
             # three requests in flight at once, one of them for a service not served here
@@ -170,9 +171,9 @@ async def test_a_served_pid_answers_a_plain_msgpack_rpc_client(where, tmp_path):
 
 
 def test_serving_a_service_without_its_callees_is_refused():
-    with pytest.raises(BootError, match="vfs calls mm: serve mm vfs together"):
-        tcp.check_hosted([VfsService()])
-    tcp.check_hosted([VfsService(), MmService()])
+    with pytest.raises(BootError, match="vfs calls mm: serve mm vfs together, or name where they are"):
+        node_server.check_hosted([VfsService()])
+    node_server.check_hosted([VfsService(), MmService()])
 
 
 # --- a kernel with remote services -------------------------------------------------------
@@ -184,8 +185,10 @@ async def test_remote_mm_and_pid_run_nginx_as_an_embedded_kernel_does(tmp_path):
     with trio.fail_after(TIMEOUT):
         embedded = await ukernel.run_async("nginx", ["nginx", "3"])
         async with trio.open_nursery() as nursery:
-            url_mm = await nursery.start(tcp.serve_services, [MmService()], "tcp://127.0.0.1:0", SECRET)
-            url_pid = await nursery.start(tcp.serve_services, [PidService()], f"unix:{tmp_path / 'pid.sock'}", SECRET)
+            url_mm = await nursery.start(node_server.serve_services, [MmService()], "tcp://127.0.0.1:0", SECRET)
+            url_pid = await nursery.start(
+                node_server.serve_services, [PidService()], f"unix:{tmp_path / 'pid.sock'}", SECRET
+            )
             remote = await ukernel.run_async("nginx", ["nginx", "3"], remote={"mm": url_mm, "pid": url_pid})
             nursery.cancel_scope.cancel()
     assert remote.problems == [] and remote.exit_code == embedded.exit_code == 0
@@ -201,7 +204,9 @@ async def test_a_dead_server_turns_calls_into_eio_and_the_kernel_still_shuts_dow
 
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with server:
-                    await tcp.serve_services([PidService()], "tcp://127.0.0.1:0", SECRET, task_status=task_status)
+                    await node_server.serve_services(
+                        [PidService()], "tcp://127.0.0.1:0", SECRET, task_status=task_status
+                    )
 
             url = await nursery.start(serve)
             async with ukernel.boot(remote={"pid": url}) as kernel:
@@ -236,7 +241,7 @@ async def test_killing_the_server_mid_run_ends_the_run_with_eio_not_a_hang():
 
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with DyingPid.scope:
-                    await tcp.serve_services([DyingPid()], "tcp://127.0.0.1:0", SECRET, task_status=task_status)
+                    await node_server.serve_services([DyingPid()], "tcp://127.0.0.1:0", SECRET, task_status=task_status)
 
             url = await nursery.start(serve)
             try:

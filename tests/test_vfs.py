@@ -738,7 +738,7 @@ async def main(sys, argv):
 async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypatch):
     from services.mm import MmService
     from services.vfs import VfsService
-    from ukernel.transport import tcp
+    from ukernel.transport import server
 
     monkeypatch.setenv("UKERNEL_SECRET", "vfs-test-secret")
     files = {"/bin/p": PIPE_PROGRAM}
@@ -746,7 +746,7 @@ async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypa
         embedded = await ukernel.run_async("/bin/p", ["p"], files=files)
         async with trio.open_nursery() as nursery:
             services = [VfsService(), MmService()]  # vfs may call mm, so they are served together
-            url = await nursery.start(tcp.serve_services, services, "tcp://127.0.0.1:0", b"vfs-test-secret")
+            url = await nursery.start(server.serve_services, services, "tcp://127.0.0.1:0", b"vfs-test-secret")
             remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url, "mm": url})
             nursery.cancel_scope.cancel()
     assert embedded.stdout == b"child got one\nchild got two\n"

@@ -9,6 +9,7 @@ async with ukernel.boot() as kernel:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 
 from . import abi
 from .trace import MemorySink, Tracer
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Result", "abi", "boot", "run", "run_async"]
 
+log = logging.getLogger("ukernel")
+
 
 @dataclass
 class Result:
@@ -33,6 +37,7 @@ class Result:
     stdout: bytes  # everything written to the console, in order
     trace: list[dict]
     problems: list[str]  # what check_invariants found after the run (empty: nothing leaked)
+    error: str = ""  # why the run could not finish normally (a remote service lost), else empty
 
 
 @asynccontextmanager
@@ -64,15 +69,74 @@ def program_path(program: str, files: dict[str, bytes]) -> str:
 
 
 async def run_async(program: str, argv: list[str] | None = None, **settings: Any) -> Result:
+    if "config" in settings:  # a TOML file; keywords given here win over it
+        from .configfile import load_config
+
+        settings = load_config(settings.pop("config")) | settings
     files = dict(settings.pop("files", {}))
     path = program_path(program, files)
     async with boot(files=files, **settings) as kernel:
-        status = await kernel.run(path, argv)
-        stdout = await kernel.call("vfs", "console_output", {})
-        problems = await kernel.check_invariants()
+        status, error = await _run_watched(kernel, path, argv)
+        if error:
+            log.error("ukernel: %s", error)
+        stdout = await _or_lost(kernel, kernel.call("vfs", "console_output", {}), b"")
+        problems = await _or_lost(kernel, kernel.check_invariants(), None)
+        if problems is None:
+            problems = [f"not checked: {'; '.join(kernel.lost)}"]
         trace = list(kernel.trace)
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
-    return Result(exit_code, status, stdout, trace, problems)
+    return Result(exit_code, status, stdout, trace, problems, error)
+
+
+async def _run_watched(kernel: Kernel, path: str, argv: list[str] | None) -> tuple[int, str]:
+    """kernel.run, unless a remote service is lost and the run can make no more progress.
+
+    After a loss the run goes on (the syscalls that need the lost service get
+    EIO, the program may cope), but a task whose exit needs that service can
+    never finish, so its parent would wait forever: once nothing moves and no
+    message is in flight, the run is stopped, with status 1 and a message.
+    """
+    outcome: list[int] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            try:
+                outcome.append(await kernel.run(path, argv))
+            except OSError:
+                if not kernel.lost:
+                    raise
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        while not outcome:
+            await trio.sleep(STALL_CHECK)
+            if kernel.lost and await _stalled(kernel):
+                nursery.cancel_scope.cancel()
+    if outcome and not kernel.lost:
+        return outcome[0], ""
+    why = "; ".join(dict.fromkeys(kernel.lost))
+    if outcome:
+        return outcome[0], f"lost {why} (the program finished)"
+    return abi.W_EXITCODE(1), f"run stopped: lost {why}; {len(kernel.tasks)} tasks could not finish"
+
+
+STALL_CHECK = 0.05  # seconds between looks at a run that lost a remote service
+
+
+async def _stalled(kernel: Kernel) -> bool:
+    """Nothing runnable and no message in flight: the run cannot go on by itself."""
+    await trio.testing.wait_all_tasks_blocked(STALL_CHECK)
+    return not kernel.router.pending
+
+
+async def _or_lost(kernel: Kernel, call: Any, default: Any) -> Any:
+    """An after-run call, or ``default`` if it needs a service that is lost."""
+    try:
+        return await call
+    except OSError:
+        if not kernel.lost:
+            raise
+        return default
 
 
 def run(program: str, argv: list[str] | None = None, **settings: Any) -> Result:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
 import trio
 
@@ -41,24 +42,27 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = {
+    settings = _settings_from_file(ns.config)
+    if settings is None:
+        return 2
+    given = {
         "cpus": ns.cpus,
         "seed": ns.seed,
         "memory": ns.memory,
         "fail": _parse_fail(ns.fail),
-        "console": console,
-        "sinks": tuple(sinks),
-        "trace": False,
         "remote": _parse_remote(ns.remote),
         "sched": ns.sched,
         "sched_settings": _parse_sched_settings(ns.sched_set),
     }
+    settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}  # the command line wins
+    settings["remote"] = settings.get("remote", {}) | given["remote"]
+    settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
     if settings["remote"]:
         from .transport import tcp
 
         try:
-            tcp.load_secret()
-        except ValueError as exc:
+            tcp.load_secret(settings.get("secret_file"))
+        except (OSError, ValueError) as exc:
             print(f"ukernel: --remote: {exc}", file=sys.stderr)
             return 2
     if sys.stdin.isatty():
@@ -78,7 +82,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
         if trace_file:
             trace_file.close()
-    for problem in result.problems:
+    for problem in result.problems if not result.error else ():  # after a loss, the error says it all
         print(f"ukernel: leak: {problem}", file=sys.stderr)
     if result.exit_code is None:
         sig = abi.WTERMSIG(result.status)
@@ -95,6 +99,19 @@ def _parse_sched_settings(items: list[str]) -> dict[str, int]:
             raise SystemExit(f"ukernel: --sched-set takes NAME=TICKS, e.g. sched_latency=12, got {item!r}")
         settings[name] = int(ticks)
     return settings
+
+
+def _settings_from_file(path: str | None) -> dict | None:
+    """--config FILE's settings (None after printing why it cannot be used)."""
+    if path is None:
+        return {}
+    from .configfile import load_config
+
+    try:
+        return load_config(path)
+    except (OSError, ValueError) as exc:
+        print(f"ukernel: --config: {exc}", file=sys.stderr)
+        return None
 
 
 def _parse_remote(items: list[str]) -> dict[str, str]:
@@ -124,7 +141,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from services.vfs import VfsService
 
     from .router import BootError
-    from .transport import tcp
+    from .transport import server, tcp
 
     classes = {
         "mm": MmService,
@@ -140,9 +157,12 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         return 2
     services = [classes[name]() for name in dict.fromkeys(ns.services)]
     try:
+        remote = _parse_remote(ns.remote)
         secret = tcp.load_secret(ns.secret_file)
         tcp.parse_url(ns.listen)
-        tcp.check_hosted(services)
+        for url in remote.values():
+            tcp.parse_url(url)
+        server.check_hosted(services, remote)
     except (OSError, ValueError, BootError) as exc:
         print(f"ukernel: serve: {exc}", file=sys.stderr)
         return 2
@@ -150,7 +170,18 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(tcp.serve_services, services, ns.listen, secret)
+            url = await nursery.start(
+                partial(
+                    server.serve_services,
+                    services,
+                    ns.listen,
+                    secret,
+                    remote=remote,
+                    name=ns.name,
+                    heartbeat=ns.heartbeat,
+                    timeout=ns.rpc_timeout,
+                )
+            )
             print(f"ukernel: serving {' '.join(s.name for s in services)} on {url}", file=sys.stderr, flush=True)
 
     try:
@@ -234,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
     )
-    p_run.add_argument("--cpus", type=int, default=1)
-    p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--memory", default="64M")
+    p_run.add_argument("--cpus", type=int, help="CPUs (default 1)")
+    p_run.add_argument("--seed", type=int, help="the seed (default 0)")
+    p_run.add_argument("--memory", help="RAM, e.g. 64M (the default)")
     p_run.add_argument(
-        "--sched", default="rr", metavar="CLASS", help="class of SCHED_OTHER tasks: rr, cfs, or package.module:Class"
+        "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
+    )
+    p_run.add_argument(
+        "--sched", metavar="CLASS", help="class of SCHED_OTHER tasks: rr (default), cfs, or package.module:Class"
     )
     p_run.add_argument(
         "--sched-set",
@@ -260,12 +294,25 @@ def main(argv: list[str] | None = None) -> int:
         "serve",
         help="serve services to kernels in other processes (MessagePack-RPC over TCP or a Unix socket)",
         description="Host SERVICE... (constructed with defaults) for `ukernel run --remote NAME=URL`. A service's "
-        "callees must be served by the same process (vfs needs mm; namespaces pid and vfs; signals sched). "
+        "callees (vfs: mm; namespaces: pid and vfs; signals: sched) must be served by the same process or "
+        "named with --remote NAME=URL. Listens on loopback unless told otherwise. "
         "The shared secret is read from --secret-file or $UKERNEL_SECRET, never from the command line.",
     )
     p_serve.add_argument("services", nargs="+", metavar="SERVICE", help=" ".join(SERVICE_NAMES))
     p_serve.add_argument("--listen", default="tcp://127.0.0.1:7001", help="tcp://HOST:PORT or unix:/PATH")
     p_serve.add_argument("--secret-file", metavar="PATH", help="the shared secret (default: $UKERNEL_SECRET)")
+    p_serve.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a callee of a served service that another node serves, e.g. mm=tcp://127.0.0.1:7002",
+    )
+    p_serve.add_argument("--name", help="this node's name in traces (default: the address it listens on)")
+    p_serve.add_argument("--heartbeat", type=float, default=1.0, help="seconds between pings to --remote callees")
+    p_serve.add_argument(
+        "--rpc-timeout", type=float, default=5.0, help="seconds of silence after which a --remote callee is lost"
+    )
     p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00")

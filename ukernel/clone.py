@@ -89,6 +89,24 @@ COPY_STEPS: tuple[Step, ...] = (
 # fmt: on
 STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 
+#: Steps that may be sent at once (Config.parallel_copy): each needs only the
+#: parent's handles, none needs another's reply, and they go to four services
+#: (vfs, signals, mm, namespaces) that share no state. sched_fork stays first
+#: (the child must be known to sched before anything can fail and undo it),
+#: alloc_pid after copy_namespaces (it needs the child's pid namespace).
+INDEPENDENT_STEPS = frozenset({"copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"})
+
+
+def step_groups(parallel: bool) -> list[tuple[Step, ...]]:
+    """COPY_STEPS as the walk takes them: one at a time, or the independent run as one group."""
+    groups: list[tuple[Step, ...]] = []
+    for step in COPY_STEPS:
+        if parallel and step.name in INDEPENDENT_STEPS and groups and groups[-1][0].name in INDEPENDENT_STEPS:
+            groups[-1] += (step,)
+        else:
+            groups.append((step,))
+    return groups
+
 
 def validate(current: TaskStruct, flags: int) -> None:
     """The EINVAL checks of copy_process (clone-semantics.md §2c-§2d), before any message."""
@@ -169,8 +187,11 @@ class CopyProcess:
 
     async def run(self) -> TaskStruct:
         try:
-            for step in COPY_STEPS:
-                await self.do_step(step)
+            for group in step_groups(self.k.config.parallel_copy):
+                if len(group) == 1:
+                    await self.do_step(group[0])
+                else:
+                    await self.do_steps_at_once(group)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.unwind()
@@ -194,6 +215,34 @@ class CopyProcess:
         )
         self.done.append(step)
         self.store(step, reply)
+
+    async def do_steps_at_once(self, group: tuple[Step, ...]) -> None:
+        """Independent steps sent together, one chain per service (its own steps in table order).
+
+        Every chain runs to its end even if another fails (a reply in flight
+        is a handle given out: cancelling it would leak it); then ``done`` is
+        put back in table order, so the unwind is Linux's reverse order, and
+        the first failure in table order is the one raised.
+        """
+        failed: dict[int, OSError] = {}
+
+        async def chain(steps: list[Step]) -> None:
+            for step in steps:
+                try:
+                    await self.do_step(step)
+                except OSError as exc:
+                    failed[COPY_STEPS.index(step)] = exc
+                    return
+
+        by_service: dict[str, list[Step]] = {}
+        for step in group:
+            by_service.setdefault(step.service, []).append(step)
+        async with trio.open_nursery() as nursery:
+            for steps in by_service.values():
+                nursery.start_soon(chain, steps)
+        self.done.sort(key=COPY_STEPS.index)
+        if failed:
+            raise failed[min(failed)]
 
     def step_args(self, step: Step, op: str) -> dict:
         cur, flags = self.current, self.args.flags

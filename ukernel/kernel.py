@@ -36,6 +36,7 @@ from .syscalls import SYSCALLS
 from .task import TaskStruct, TaskTable
 from .trace import Tracer
 from .transport import tcp
+from .transport.endpoint import RemoteEndpoint
 from .transport.local import open_local
 
 USERLAND = Path(__file__).resolve().parent.parent / "userland"
@@ -82,6 +83,10 @@ class Config:
     remote: dict[str, str] = field(default_factory=dict)  # service name -> tcp://HOST:PORT or unix:/PATH
     sched: str = "rr"  # the class of SCHED_OTHER tasks: cfs, rr, or package.module:Class (docs/sched.md)
     sched_settings: dict[str, int] = field(default_factory=dict)  # sched_latency, sched_min_granularity, ... in ticks
+    secret_file: str | None = None  # the shared secret for remote services; None: $UKERNEL_SECRET
+    heartbeat: float = 1.0  # seconds between pings to each remote service
+    rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
+    parallel_copy: bool = False  # send copy_process's independent steps at once (clone.py); the trace order varies
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -121,6 +126,7 @@ class Kernel:
         self.statuses: dict[int, int] = {}
         self.baseline: dict[str, dict] = {}
         self.nursery: trio.Nursery | None = None
+        self.lost: list[str] = []  # remote services lost during the run, and why
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
@@ -139,9 +145,8 @@ class Kernel:
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
         for service in self.services():
-            if service.name in self.config.remote:  # served by another process (transport/tcp.py)
-                url, secret = self.config.remote[service.name], tcp.load_secret()
-                self.router.attach(service.name, await tcp.connect(url, secret, nursery=nursery), service.calls)
+            if service.name in self.config.remote:  # served by another process (transport/endpoint.py)
+                await self.attach_remote(service, nursery)
                 continue
             endpoint, inbox = open_local()
             service.router = self.router
@@ -178,6 +183,25 @@ class Kernel:
                 await self.wake_sleepers(self.idle)
         await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
         await self.wake_sleepers(self.idle)
+
+    async def attach_remote(self, service: Any, nursery: trio.Nursery) -> None:
+        """Reach ``service`` where config.remote says it is; the trace names every message's node."""
+        c = self.config
+        endpoint = RemoteEndpoint(
+            service.name,
+            c.remote[service.name],
+            tcp.load_secret(c.secret_file),
+            heartbeat=c.heartbeat,
+            timeout=c.rpc_timeout,
+            tracer=self.tracer,
+            new_msgid=self.router.new_msgid,
+            on_lost=lambda name, why: self.lost.append(why),
+        )
+        await endpoint.start(nursery)
+        self.router.attach(service.name, endpoint, service.calls)
+        self.tracer.nodes[service.name] = endpoint.node
+        for name in ("mm", "vfs", "pid", "sched", "signals", "namespaces"):
+            self.tracer.nodes.setdefault(name, "local")
 
     async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
         """kernel -> service; ``inject`` fails it at the router (fault injection)."""

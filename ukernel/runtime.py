@@ -602,7 +602,12 @@ class Runtime:
                 raise
             code, group = abi.W_EXITCODE(1), True
             await self._report(task, exc)
-        await k.do_exit(task, code, group)
+        try:
+            await k.do_exit(task, code, group)
+        except OSError:
+            if not k.lost:
+                raise
+            return  # a service this exit needed is lost: the task cannot finish exiting (ukernel.run says so)
         status.append(code)
 
     async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:

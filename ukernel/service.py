@@ -141,7 +141,7 @@ class Service:
         allowed, required = self.PARAMS[op_name]
         if not (args.keys() <= allowed and required <= args.keys()):
             want = ", ".join(sorted(allowed)) or "none"
-            message = f"{self.name}.{op_name}: bad arguments {sorted(args)}; takes {want}"
+            message = f"{self.name}.{op_name}: bad arguments {sorted(args, key=repr)}; takes {want}"
             return protocol.error_map(abi.EINVAL, message), None
         self._current = req
         try:

@@ -6,7 +6,8 @@ skip building the event at all, so tracing off costs one attribute test.
 
 Schema (DESIGN.md §6): ``seq, ts, type, src, dst, op, msgid, cause, pid, tid,
 args, result | errno, dur_us``; ``type`` is request, reply, notify,
-syscall_enter, syscall_exit or sched. Clone steps add ``step`` and ``flag``.
+syscall_enter, syscall_exit or sched. Clone steps add ``step`` and ``flag``;
+a run with services in other processes adds ``node`` to every message.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Tracer:
         self.sinks: list[Sink] = []
         self.on = False
         self.clock: Callable[[], int] = lambda: 0
+        #: service -> the node that handles its messages; empty when every service is
+        #: in this process, so an embedded trace has no ``node`` field at all.
+        self.nodes: dict[str, str] = {}
         self._seq = itertools.count(1)
         self._log = structlog.wrap_logger(
             structlog.ReturnLogger(),
@@ -98,6 +102,9 @@ class Tracer:
         for key in ("syscall", "step", "flag"):
             if key in meta:
                 fields[key] = meta[key]
+        node = self.nodes.get(dst if kind in ("request", "notify") else src)
+        if node is not None:
+            fields["node"] = node
         self.emit(kind, **fields)
 
 

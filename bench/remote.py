@@ -1,0 +1,197 @@
+"""Benchmark: ukernel with every service remote, against embedded and a bare TCP round trip.
+
+    .venv/bin/python bench/remote.py [--quick]
+
+Every service runs in its own ``ukernel serve`` process (one process per
+service), reached over loopback TCP, then over Unix sockets. Measured in the
+same run:
+
+1. bare rtt: one msgpack request and reply between two trio tasks over a
+   loopback TCP connection (TCP_NODELAY): the floor under a remote message.
+2. getpid (no message: the kernel answers it) and write(/dev/null) (one
+   vfs message): the slope of a whole run between 0 and N calls.
+3. fork+exit+wait: clone(SIGCHLD, fn)+waitpid's slope (no replay), serial
+   copy steps and with ``parallel_copy=True`` (clone.py INDEPENDENT_STEPS).
+
+Ratios: remote write / bare rtt (target <= 1.5) and remote fork rate /
+embedded fork rate (target >= 0.25). Every figure is the best of REPEATS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import trio
+from common import best, finish, machine
+
+import ukernel
+from ukernel.transport import tcp
+from ukernel.transport.server import SERVE_ORDER
+
+REPEATS = 3
+RUN_TIMEOUT = 120
+SECRET = "bench-remote-secret"
+REPO = Path(__file__).resolve().parent.parent
+
+GETPID = b"""
+async def main(sys, argv):
+    for _ in range(int(argv[1])):
+        await sys.getpid()
+    return 0
+"""
+
+WRITE = b"""
+from ukernel.abi import O_WRONLY
+async def main(sys, argv):
+    fd = await sys.open("/dev/null", O_WRONLY)
+    for _ in range(int(argv[1])):
+        await sys.write(fd, b"x")
+    return 0
+"""
+
+CLONE = b"""
+from ukernel.abi import SIGCHLD
+def child(sys, arg):
+    return 0
+async def main(sys, argv):
+    for _ in range(int(argv[1])):
+        pid = await sys.clone(SIGCHLD, child, None)
+        await sys.waitpid(pid, 0)
+    return 0
+"""
+
+PROBLEMS: list[str] = []
+
+
+# --- 1. the floor -------------------------------------------------------------------------------
+async def _tcp_rtt(n: int) -> float:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def echo(stream: trio.SocketStream) -> None:
+        tcp.set_nodelay(stream)
+        unpacker = msgpack.Unpacker(raw=False)
+        while data := await stream.receive_some(65536):
+            unpacker.feed(data)
+            for _, msgid, _method, _params in unpacker:
+                await stream.send_all(msgpack.packb([1, msgid, None, msgid], use_bin_type=True))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, echo, listeners)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        tcp.set_nodelay(stream)
+        unpacker = msgpack.Unpacker(raw=False)
+        meta = {"cause": 1, "pid": 2, "tid": 2}
+        started = time.perf_counter()
+        for msgid in range(n):
+            await stream.send_all(msgpack.packb([0, msgid, "vfs.write", [{"file": 3, "data": b"x"}, meta]]))
+            reply = None
+            while reply is None:
+                unpacker.feed(await stream.receive_some(65536))
+                reply = next(unpacker, None)
+        elapsed = time.perf_counter() - started
+        nursery.cancel_scope.cancel()
+    return elapsed / n
+
+
+# --- the serve processes ---------------------------------------------------------------------
+def start_services(kind: str, tmp: str) -> tuple[dict[str, str], list[subprocess.Popen]]:
+    """One ``ukernel serve`` per service; callees first, so each can dial its own."""
+    env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
+    urls: dict[str, str] = {}
+    procs = []
+    for name, callees in SERVE_ORDER:
+        listen = "tcp://127.0.0.1:0" if kind == "tcp" else f"unix:{tmp}/{name}.sock"
+        args = [sys.executable, "-m", "ukernel.cli", "serve", name, "--listen", listen]
+        for callee in callees:
+            args += ["--remote", f"{callee}={urls[callee]}"]
+        proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
+        line = proc.stderr.readline().strip()
+        if not line.startswith("ukernel: serving"):
+            raise RuntimeError(f"ukernel serve {name}: {line}")
+        urls[name] = line.rsplit(" on ", 1)[1]
+        procs.append(proc)
+    return urls, procs
+
+
+# --- 2./3. whole runs ---------------------------------------------------------------------------
+def run_seconds(source: bytes, count: int, settings: dict) -> float:
+    async def one() -> ukernel.Result:
+        with trio.fail_after(RUN_TIMEOUT):
+            return await ukernel.run_async(
+                "/bin/bench", ["bench", str(count)], trace=False, files={"/bin/bench": source}, **settings
+            )
+
+    started = time.perf_counter()
+    result = trio.run(one)
+    elapsed = time.perf_counter() - started
+    if result.exit_code != 0 or result.problems:
+        PROBLEMS.append(
+            f"{settings.get('remote') and 'remote' or 'embedded'} {count}: {result.status:#x} {result.problems}"
+        )
+    return elapsed
+
+
+def slope(source: bytes, low: int, high: int, settings: dict) -> float:
+    t_low = best(lambda: run_seconds(source, low, settings), REPEATS)
+    t_high = best(lambda: run_seconds(source, high, settings), REPEATS)
+    return (t_high - t_low) / (high - low)
+
+
+def measure(settings: dict, n: int, m1: int, m2: int) -> dict[str, float]:
+    return {
+        "getpid": slope(GETPID, 0, n, settings) * 1e6,
+        "write": slope(WRITE, 0, n, settings) * 1e6,
+        "fork": 1 / slope(CLONE, m1, m2, settings),
+        "fork_par": 1 / slope(CLONE, m1, m2, settings | {"parallel_copy": True}),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N/M")
+    opts = parser.parse_args(argv)
+    n, m1, m2, n_rtt = (1000, 20, 60, 5000) if opts.quick else (4000, 50, 150, 20000)
+    os.environ["UKERNEL_SECRET"] = SECRET
+    wall = time.perf_counter()
+    print(machine())
+    print(
+        f"best of {REPEATS}; rtt N={n_rtt}, getpid/write N=0/{n}, clone+exit+wait M={m1}/{m2}; one serve process per service"
+    )
+    rtt = best(lambda: trio.run(_tcp_rtt, n_rtt), REPEATS) * 1e6
+    figures = {"embedded": measure({}, n, m1, m2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("tcp", "unix"):
+            urls, procs = start_services(kind, tmp)
+            try:
+                figures[f"remote {kind}"] = measure({"remote": urls}, n, m1, m2)
+            finally:
+                for proc in procs:
+                    proc.kill()
+                    proc.wait()
+    emb = figures["embedded"]
+    print(f"{'':16}{'getpid us':>11}{'write us':>11}{'fork /s':>10}{'fork /s (parallel)':>20}")
+    for name, f in figures.items():
+        print(f"{name:16}{f['getpid']:11.2f}{f['write']:11.2f}{f['fork']:10.1f}{f['fork_par']:20.1f}")
+    print(f"bare trio TCP rtt (msgpack, loopback): {rtt:.2f} us")
+    for kind in ("tcp", "unix"):
+        f = figures[f"remote {kind}"]
+        ratio = f["write"] / rtt
+        fork_ratio = max(f["fork"], f["fork_par"]) / emb["fork"]
+        print(
+            f"remote {kind}: write / bare rtt = {ratio:.2f} (target <= 1.5 {'ok' if ratio <= 1.5 else 'MISSED'}); "
+            f"fork / embedded = {f['fork'] / emb['fork']:.2f} serial, {f['fork_par'] / emb['fork']:.2f} parallel "
+            f"(target >= 0.25 {'ok' if fork_ratio >= 0.25 else 'MISSED'})"
+        )
+    return finish(wall, PROBLEMS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
