@@ -398,6 +398,35 @@ async def test_same_seed_same_trace_on_one_cpu():
     assert _events(first) == _events(second)
 
 
+def _jsonl(result: ukernel.Result) -> bytes:
+    """The trace as --trace writes it, less the wall-clock dur_us: compared byte for byte."""
+    import io
+
+    from ukernel.trace import JsonlSink
+
+    out = io.StringIO()
+    sink = JsonlSink(out)
+    for event in _events(result):
+        sink(event)
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize(
+    ("program", "argv", "settings"),
+    [
+        ("nginx", ["nginx", "4"], {}),
+        ("schedtest", ["schedtest", "200"], {"sched": "cfs"}),
+        ("sh", ["sh"], {"stdin": b"ls / | cat | cat\nps\n"}),
+    ],
+)
+async def test_two_cpus_same_seed_same_bytes_and_another_seed_another_interleaving(program, argv, settings):
+    runs = [await ukernel.run_async(program, argv, cpus=2, seed=seed, **settings) for seed in (1, 1, 2)]
+    assert all(r.problems == [] for r in runs)
+    assert _jsonl(runs[0]) == _jsonl(runs[1])
+    assert _jsonl(runs[0]) != _jsonl(runs[2])
+    assert {e["cpu"] for e in runs[0].trace if e["type"] == "sched" and e["op"] == "pick"} == {0, 1}
+
+
 # --- the trace ----------------------------------------------------------------------------------------
 async def test_scheduler_events_and_the_gantt_view():
     from ukernel import views
@@ -405,9 +434,7 @@ async def test_scheduler_events_and_the_gantt_view():
     r = await ukernel.run_async("schedtest", ["schedtest", "200"], sched="cfs", cpus=2)
     assert r.problems == []
     ops = {e["op"] for e in r.trace if e["type"] == "sched"}
-    # "migrate" too when an idle CPU pulls a task, which depends on the 2-CPU interleaving
-    # (not yet deterministic with cpus > 1), so it is not required here
-    assert ops >= {"pick", "enqueue", "preempt", "sleep", "wake", "idle"}
+    assert ops >= {"pick", "enqueue", "preempt", "sleep", "wake", "idle", "migrate"}
     rows = views.cpu_segments(r.trace)
     assert sorted(rows) == [0, 1]
     for segments in rows.values():  # bars on one CPU never overlap

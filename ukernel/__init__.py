@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from . import abi
+from .determinism import replay_schedule
 from .trace import MemorySink, Tracer
 
 if TYPE_CHECKING:
@@ -48,14 +49,15 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     config = Config(**settings)
     tracer = Tracer()
     kernel_trace = MemorySink()
-    async with trio.open_nursery() as nursery:
-        kernel = Kernel(config, tracer)
-        kernel.trace = kernel_trace
-        await kernel.start(nursery)
-        for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
-            tracer.add_sink(sink)  # after boot: the trace starts with the first task
-        yield kernel
-        nursery.cancel_scope.cancel()
+    with replay_schedule(config.seed):
+        async with trio.open_nursery() as nursery:
+            kernel = Kernel(config, tracer)
+            kernel.trace = kernel_trace
+            await kernel.start(nursery)
+            for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
+                tracer.add_sink(sink)  # after boot: the trace starts with the first task
+            yield kernel
+            nursery.cancel_scope.cancel()
 
 
 def program_path(program: str, files: dict[str, bytes]) -> str:
@@ -96,6 +98,8 @@ async def _run_watched(kernel: Kernel, path: str, argv: list[str] | None) -> tup
     never finish, so its parent would wait forever: once nothing moves and no
     message is in flight, the run is stopped, with status 1 and a message.
     """
+    if not kernel.config.remote:
+        return await kernel.run(path, argv), ""
     outcome: list[int] = []
     async with trio.open_nursery() as nursery:
 

@@ -70,7 +70,7 @@ class Config:
 
     cpus: int = 1
     memory: int | str = "64M"
-    seed: int = 0  # sched breaks ties between CPUs with it (0: the lowest CPU); one CPU has no ties
+    seed: int = 0  # orders tasks running at once on several CPUs (determinism.py); sched's CPU tie-breaks
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
     terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
