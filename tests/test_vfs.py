@@ -805,3 +805,20 @@ async def test_proc_shows_threads_and_their_sleep_state(run):
         """
     )
     assert out(r) == ["Threads 3 tasks ['2', '3', '4']", "3: S (sleeping) tgid 2", "4: S (sleeping) tgid 2"]
+
+
+async def test_proc_pid_sched_shows_sched_entity(run):
+    r = await run(
+        """
+        async def main(sys, argv):
+            await sys.nice(5)
+            for _ in range(3):
+                await sys.sched_yield()
+            text = (await sys.read(await sys.open("/proc/self/sched"), 4096)).decode()
+            fields = dict(l.split(":") for l in text.splitlines()[2:])
+            await sys.write(1, text.splitlines()[0] + "\\n")
+            for name in ("static_prio", "policy", "nr_voluntary_switches"):
+                await sys.write(1, f"{name} {fields[name.ljust(40)].strip()}\\n")
+        """
+    )
+    assert out(r) == ["t (2, #threads: 1)", "static_prio 125", "policy 0", "nr_voluntary_switches 3"]

@@ -148,6 +148,31 @@ async def proc_mounts(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dic
     return "".join(line + "\n" for line in lines).encode()
 
 
+SCHED_FIELDS = {  # proc_sched_show_task's names for sched_stat's fields
+    "se.vruntime": "vruntime",
+    "se.sum_exec_runtime": "runtime",
+    "se.nr_migrations": "nr_migrations",
+    "nr_switches": "nr_switches",
+    "nr_voluntary_switches": "nvcsw",
+    "nr_involuntary_switches": "nivcsw",
+    "policy": "policy",
+    "prio": "prio",
+    "static_prio": "static_prio",
+    "normal_prio": "normal_prio",
+    "rt_priority": "rt_priority",
+}
+
+
+async def proc_sched(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """/proc/PID/sched (proc_sched_show_task), from sched's entity for the task."""
+    if task.state == "zombie":
+        return b""
+    stat = await k.call("sched", "sched_stat", {"task": task.id}, _meta(viewer, meta))
+    head = f"{task.comm} ({task.nr_in(viewer.level)}, #threads: {max(1, len(task.leader.thread_group))})"
+    lines = [head, "-" * len(head)] + [f"{name:<40}: {stat[key]:>12}" for name, key in SCHED_FIELDS.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
 TaskFile = Callable[["Kernel", TaskStruct, TaskStruct, dict], Awaitable[bytes]]
 # fmt: off
 TASK_FILES: dict[str, TaskFile] = {
@@ -155,6 +180,7 @@ TASK_FILES: dict[str, TaskFile] = {
     "comm":    proc_comm,
     "maps":    proc_maps,
     "mounts":  proc_mounts,
+    "sched":   proc_sched,
     "stat":    proc_stat,
     "status":  proc_status,
 }
