@@ -22,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.service import DEFERRED, Call, Deferred, Service, get, op
+from ukernel.service import Call, Service, get, op
+from ukernel.waitq import Waiter, WaitQueues
 
 from .inode import Inode, Pipe
 from .namei import Found, MntNamespace, Mount, ProcRedirect, d_path, walk
 
 NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
-PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444}
+PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "nsfs": st.S_IFREG | 0o444}
 
 
 @dataclass(eq=False)
@@ -72,15 +73,7 @@ class FsStruct:
     users: int = 1
 
 
-@dataclass
-class Waiter:
-    """A wait-queue entry: the kernel's task sleeps until it is woken."""
-
-    woken: bool = False
-    deferred: Deferred | None = None  # the kernel's ``wait`` request, answered on wake
-
-
-class VfsService(Service):
+class VfsService(WaitQueues, Service):
     name = "vfs"
     calls = frozenset({"mm"})
 
@@ -301,12 +294,13 @@ class VfsService(Service):
 
     # --- mount namespaces -----------------------------------------------------------
     @op
-    async def copy_mnt_ns(self, req: Call, mnt_ns: int, fs: int | None = None) -> dict:
+    async def copy_mnt_ns(self, req: Call, mnt_ns: int, fs: int | None = None, inum: int = 0) -> dict:
         """CLONE_NEWNS: a copy of the mount table; later mounts stay on their side.
-        ``fs`` (the child's own fs_struct) walks its paths in the copy from now on."""
+        ``fs`` (the child's own fs_struct) walks its paths in the copy from now on;
+        ``inum`` is the number the namespaces service gave it."""
         old = get(self.mnt_namespaces, mnt_ns, "mount namespace")
         fss = self._fs(fs) if fs is not None else None
-        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts)))
+        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts), inum=inum))
         if fss is not None:
             fss.mnt_ns = handle
         return {"mnt_ns": handle}
@@ -321,6 +315,27 @@ class VfsService(Service):
         ns.count -= 1
         if ns.count == 0 and mnt_ns != self.init_mnt_ns:
             del self.mnt_namespaces[mnt_ns]
+
+    @op
+    async def mnt_ns_inum(self, req: Call, mnt_ns: int) -> int:
+        """The inode number of a mount namespace (the ``mnt:[N]`` of /proc/PID/ns/mnt)."""
+        return get(self.mnt_namespaces, mnt_ns, "mount namespace").inum
+
+    @op
+    async def mntns_install(self, req: Call, fs: int, inum: int) -> dict:
+        """setns to the mount namespace numbered ``inum`` (mntns_install): EINVAL while
+        another task shares this fs_struct; root and cwd move to the namespace's '/'."""
+        fss = self._fs(fs)
+        handle = next((h for h, n in self.mnt_namespaces.items() if n.inum == inum), None)
+        if handle is None:
+            raise abi.kernel_error(abi.EINVAL, f"mount namespace {inum} is gone")
+        if fss.users != 1:
+            raise abi.kernel_error(abi.EINVAL, "setns to a mount namespace with a shared fs_struct (CLONE_FS)")
+        ns = self.mnt_namespaces[handle]
+        ns.count += 1
+        fss.mnt_ns = handle
+        fss.root = fss.pwd = ns.follow_mount(self._ns_root(ns))
+        return {"mnt_ns": handle}
 
     @op
     async def mount(self, req: Call, fs: int, source: str, target: str, fstype: str) -> None:
@@ -435,48 +450,8 @@ class VfsService(Service):
         deleted = "" if directory.children.get(name) is inode else " (deleted)"
         return f"{base}/{name}{deleted}"
 
-    # --- wait queues (prepare_to_wait / finish_wait) ---------------------------------
-    def _prepare_to_wait(self, queue: list[int]) -> dict:
-        handle = self.new_handle(self.waiters, Waiter())
-        queue.append(handle)
-        return {"wait": handle}
-
-    async def _wake(self, queue: list[int]) -> None:
-        """wake_up_interruptible_all: every waiter on the queue is answered."""
-        for handle in queue:
-            waiter = self.waiters[handle]
-            waiter.woken = True
-            if waiter.deferred is not None:
-                await self._finish(handle, True)
-        queue.clear()
-
-    async def _finish(self, handle: int, woken: bool) -> None:
-        waiter = self.waiters.pop(handle)
-        if waiter.deferred is not None:
-            await self.reply(waiter.deferred, woken)
-
-    @op
-    async def wait(self, req: Call, waiter: int) -> object:
-        """Answered when the waiter is woken (at once if it already was)."""
-        entry = get(self.waiters, waiter, "waiter")
-        if entry.woken:
-            del self.waiters[waiter]
-            return True
-        entry.deferred = req.defer()
-        return DEFERRED
-
-    @op
-    async def finish_wait(self, req: Call, waiter: int) -> None:
-        """The sleeper gave up (a signal): take it off its queue; a pending ``wait`` is
-        answered False. A waiter already woken (and answered) is gone: nothing to do."""
-        if waiter not in self.waiters:
-            return
-        for queue in self._queues():
-            if waiter in queue:
-                queue.remove(waiter)
-        await self._finish(waiter, False)
-
-    def _queues(self) -> list[list[int]]:
+    # --- wait queues (ukernel.waitq) -------------------------------------------------
+    def wait_queues(self) -> list[list[int]]:
         pipes = {id(f.inode.pipe): f.inode.pipe for f in self.files.values() if f.inode.pipe is not None}
         return [self.console_wait] + [q for p in pipes.values() for q in (p.rd_wait, p.wr_wait)]
 
@@ -536,16 +511,21 @@ class VfsService(Service):
         flags: int = 0,
         data: bytes = b"",
         entries: list | None = None,
+        writable: bool = False,
     ) -> int:
         """The kernel's answer to ``{"proc": rel}``: an open file on what it generated
-        (seq_file: the contents are made once, at open)."""
+        (seq_file: the contents are made once, at open). Writes to a ``writable`` one
+        go back to the kernel (``{"proc": rel}`` from write)."""
         fst = self._fst(files)
         self._fs(fs)
         if kind not in PROC_MODES:
             raise abi.kernel_error(abi.EINVAL, f"proc node kind {kind!r}")
         inode = self._proc_inode(fs, rel, kind, data)
+        if kind == "nsfs":  # the file is the namespace: its name, and its number as st_ino
+            inode.nsfs, inode.data = data.decode(), bytearray()
+            inode.ino = int(inode.nsfs.rsplit("[", 1)[1].rstrip("]"))
         self._may_open(inode, flags, f"/proc/{rel}")
-        if flags & abi.O_ACCMODE != abi.O_RDONLY:
+        if flags & abi.O_ACCMODE != abi.O_RDONLY and not writable:
             raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
         file = File(inode, flags & ~abi.O_CLOEXEC, None, rel, entries=list(entries) if kind == "dir" else None)
         return self._install_new(fst, file, bool(flags & abi.O_CLOEXEC))
@@ -571,6 +551,14 @@ class VfsService(Service):
         self._fs(fs).pwd = self._proc_inode(fs, rel, "dir")
 
     @op
+    async def ns_of_fd(self, req: Call, files: int, fd: int) -> str:
+        """setns's first step: the namespace an fd was opened on ("uts:[4026531838]")."""
+        file = self._file(self._fst(files), fd)
+        if not file.inode.nsfs:
+            raise abi.kernel_error(abi.EINVAL, f"fd {fd} is not a namespace file (/proc/PID/ns/*)")
+        return file.inode.nsfs
+
+    @op
     async def close(self, req: Call, files: int, fd: int) -> None:
         fst = self._fst(files)
         self._file(fst, fd)
@@ -586,6 +574,8 @@ class VfsService(Service):
         inode = file.inode
         if inode.is_dir:
             raise abi.kernel_error(abi.EISDIR, f"fd {fd} is a directory (use getdents)")
+        if inode.nsfs:
+            raise abi.kernel_error(abi.EINVAL, f"fd {fd} is a namespace ({inode.nsfs}): it has no data")
         if inode.pipe is not None:
             return await self._pipe_read(file, n)
         if inode.device:
@@ -630,6 +620,8 @@ class VfsService(Service):
         inode = file.inode
         if inode.pipe is not None:
             return await self._pipe_write(file, data)
+        if inode.proc is not None:  # a writable /proc file: the kernel takes the bytes
+            return {"proc": inode.proc}
         if inode.device == "console":
             self.output += data
             if self.console_sink is not None:
@@ -995,6 +987,8 @@ class VfsService(Service):
             file = self.files[handle]
             if file.inode.pipe is not None:
                 links[str(fd)] = file.name
+            elif file.inode.nsfs:
+                links[str(fd)] = file.inode.nsfs
             elif file.inode.proc is not None:
                 links[str(fd)] = f"/proc/{file.inode.proc}"
             else:

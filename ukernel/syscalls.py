@@ -16,6 +16,7 @@ from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
 from .exit import do_wait
 from .futex import sys_futex, sys_set_tid_address
+from .nsproxy import NS_SYSCALLS
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
 from .signal import k_kill, send_to_thread, sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
@@ -172,7 +173,10 @@ async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dic
             raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
         if flags & abi.O_CREAT and flags & abi.O_EXCL:
             raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
-        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": node.data, "entries": node.entries}
+        data = node.target.encode() if node.kind == "nsfs" else node.data
+        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": data, "entries": node.entries}
+        if node.writable:
+            proc["writable"] = True
         return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
     if op in ("stat", "lstat"):
         return procfs.stat_of(node, rel)
@@ -210,6 +214,8 @@ async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: byte
             raise
         if isinstance(reply, int):
             return done + reply
+        if "proc" in reply:  # a /proc file the kernel takes writes to
+            return done + await procfs.write(k, task, reply["proc"], data[done:], meta)
         done += reply["written"]
         try:
             await k.service_wait(task, "vfs", reply["wait"], meta)
@@ -360,3 +366,4 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "sethostname":   ("namespaces", sys_sethostname),
 }
 # fmt: on
+SYSCALLS.update(NS_SYSCALLS)  # unshare, setns, SysV semaphores, time: ukernel/nsproxy.py
