@@ -343,7 +343,7 @@ class VfsService(WaitQueues, Service):
         fss = self._fs(fs)
         if fstype not in ("tmpfs", "proc"):
             raise abi.kernel_error(abi.ENODEV, f"unknown file system type {fstype!r} (tmpfs, proc)")
-        inode = self._lookup(fss, target)
+        inode = self._mountpoint(fss, target)
         if not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, target)
         self._ns(fss).mounts.append(self._new_mount(fstype, str(source), inode))
@@ -354,13 +354,24 @@ class VfsService(WaitQueues, Service):
         or anyone's root or cwd below it."""
         fss = self._fs(fs)
         ns = self._ns(fss)
-        inode = self._lookup(fss, target)
+        inode = self._mountpoint(fss, target)
         mount = ns.rooted_at(inode)
         if mount is None or mount.mountpoint is None:
             raise abi.kernel_error(abi.EINVAL, f"{target} is not a mount point")
         if ns.covering(mount.root) is not None or self._busy(ns, mount):
             raise abi.kernel_error(abi.EBUSY, f"{target} is in use")
         ns.mounts.remove(mount)
+
+    def _mountpoint(self, fss: FsStruct, target: str) -> Inode:
+        """The directory a mount goes on or comes off: /proc itself is one (a new proc
+        mount stacks on the old one), a path inside /proc is the kernel's."""
+        try:
+            found = self._walk(fss, target, at_proc=False)
+        except ProcRedirect:
+            raise abi.kernel_error(abi.EACCES, f"{target}: inside /proc, which the kernel makes") from None
+        if found.inode is None:
+            raise abi.kernel_error(abi.ENOENT, target)
+        return found.inode
 
     def _busy(self, ns: MntNamespace, mount: Mount) -> bool:
         held = [f.dir or f.inode for f in self.files.values()]  # a file's mount is its directory's

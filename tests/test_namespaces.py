@@ -654,3 +654,52 @@ async def test_sem_undo_is_applied_at_exit_and_clone_sysvsem_shares_the_list(run
     # One list for both: the child's exit leaves it to the parent, whose exit undoes both.
     assert out(shared) == ["child raised it to 5", "after the child's exit: 5"]
     assert route_of(shared.trace, "clone")[1] == ("namespaces", "copy_semundo")
+
+
+# --- userland/container.py ------------------------------------------------------------------------
+NSINFO = (
+    PRELUDE
+    + """
+async def main(sys, argv):
+    u = await sys.uname()
+    fd = await sys.open("/proc")
+    procs = [n for n in await sys.getdents(fd) if n.isdigit()]
+    await say(sys, f"pid {await sys.getpid()} ppid {await sys.getppid()} host {u['nodename']} procs {procs}")
+    net = (await read_file(sys, "/proc/net/dev")).splitlines()[2:]
+    await say(sys, f"links {[line.split(':')[0].strip() for line in net]}")
+"""
+)
+
+
+async def test_container_runs_its_command_as_pid_1_of_a_new_world(run):
+    r = await run(
+        "async def main(sys, argv):\n    await sys.execve('/bin/container', ['container', 'nsinfo'])\n",
+        files={"/bin/nsinfo": NSINFO.encode()},
+    )
+    assert out(r) == ["pid 1 ppid 0 host container procs ['1']", "links ['lo']"]
+    assert route_of(r.trace, "clone")[6] == ("namespaces", "copy_namespaces")
+
+
+async def test_container_runs_sh_reading_stdin(run):
+    r = await run(
+        "async def main(sys, argv):\n    await sys.execve('/bin/container', ['container'])\n",
+        files={"/bin/nsinfo": NSINFO.encode()},
+        stdin=b"nsinfo\n",
+    )
+    assert out(r) == ["pid 2 ppid 1 host container procs ['1', '2']", "links ['lo']"]
+
+
+async def test_mount_on_proc_stacks_and_inside_proc_is_eacces(run):
+    lines = await run_ns(
+        run,
+        """
+async def main(sys, argv):
+    await sys.unshare(CLONE_NEWNS)
+    await sys.mount("proc", "/proc", "proc")
+    await say(sys, f"inside: {await errno_of(sys.mount('none', '/proc/self', 'tmpfs'))}")
+    await say(sys, f"stacked: {await sys.readlink('/proc/self/ns/uts')}")
+    await sys.umount("/proc")
+    await say(sys, f"unstacked: {await sys.readlink('/proc/self/ns/uts')}")
+""",
+    )
+    assert lines == ["inside: EACCES", "stacked: uts:[4026531838]", "unstacked: uts:[4026531838]"]
