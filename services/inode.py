@@ -47,6 +47,7 @@ class Inode:
     device: str = ""  # a character device: console, null, zero
     pipe: Pipe | None = None
     proc: str | None = None  # a /proc node: its path below the proc root ("" is the root)
+    nsfs: str = ""  # a namespace file (nsfs): its name, "uts:[4026531838]"
     times: list[int] = field(default_factory=lambda: [0, 0, 0])  # atime, mtime, ctime (vfs clock)
 
     @property

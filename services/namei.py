@@ -35,6 +35,7 @@ class MntNamespace:
 
     mounts: list[Mount] = field(default_factory=list)  # in mount order; mounts[0] is '/'
     count: int = 1
+    inum: int = abi.INIT_NS_INUMS["mnt"]  # what /proc/PID/ns/mnt names
 
     def covering(self, inode: Inode) -> Mount | None:
         """The newest mount on this directory, if any (what a walk crosses onto)."""

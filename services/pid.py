@@ -39,6 +39,7 @@ class PidNamespace:
     used: dict[int, int] = field(default_factory=dict)  # the IDR: nr -> pid handle
     refcount: int = 1
     adding: bool = True  # PIDNS_ADDING: cleared once the namespace's init is gone
+    inum: int = abi.INIT_NS_INUMS["pid"]  # ns.inum: what /proc/PID/ns/pid names
 
 
 @dataclass
@@ -166,15 +167,16 @@ class PidService(Service):
 
     # --- namespaces -------------------------------------------------------
     @op
-    async def create_pid_ns(self, req: Call, parent: int) -> dict:
-        """create_pid_namespace: a child of ``parent``, nested one level deeper."""
+    async def create_pid_ns(self, req: Call, parent: int, inum: int = 0) -> dict:
+        """create_pid_namespace: a child of ``parent``, nested one level deeper; ``inum``
+        is the number the namespaces service gave it (its /proc/PID/ns/pid name)."""
         up = get(self.namespaces, parent, "pid namespace")
         if up.level + 1 > abi.MAX_PID_NS_LEVEL:
             raise abi.kernel_error(abi.ENOSPC, f"pid namespaces nest at most {abi.MAX_PID_NS_LEVEL} deep")
         if parent != INIT_PID_NS:
             up.refcount += 1
         handle = self._handle()
-        self.namespaces[handle] = PidNamespace(level=up.level + 1, parent=parent)
+        self.namespaces[handle] = PidNamespace(level=up.level + 1, parent=parent, inum=inum)
         return {"ns": handle, "level": up.level + 1}
 
     @op
@@ -200,6 +202,27 @@ class PidService(Service):
             del self.namespaces[ns]
             ns = n.parent
         return self.namespaces[INIT_PID_NS].refcount
+
+    @op
+    async def pid_ns_inum(self, req: Call, ns: int) -> int:
+        """The inode number of a pid namespace (the ``pid:[N]`` of /proc/PID/ns/pid)."""
+        return get(self.namespaces, ns, "pid namespace").inum
+
+    @op
+    async def pidns_install(self, req: Call, active: int, inum: int) -> int:
+        """setns to the pid namespace numbered ``inum``: only the caller's active one or a
+        descendant of it (pidns_install), so no one can see pids from above; a new
+        reference for pid_ns_for_children."""
+        handle = next((h for h, n in self.namespaces.items() if n.inum == inum), None)
+        if handle is None:
+            raise abi.kernel_error(abi.EINVAL, f"pid namespace {inum} is gone")
+        ancestor = handle
+        while self.namespaces[ancestor].level > self.namespaces[active].level:
+            ancestor = self.namespaces[ancestor].parent
+        if ancestor != active:
+            raise abi.kernel_error(abi.EINVAL, f"pid namespace {inum} is not the caller's or below it")
+        await self.get_pid_ns(req, handle)
+        return handle
 
     @op
     async def disable_pid_allocation(self, req: Call, ns: int) -> None:

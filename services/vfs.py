@@ -22,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.service import DEFERRED, Call, Deferred, Service, get, op
+from ukernel.service import Call, Service, get, op
+from ukernel.waitq import Waiter, WaitQueues
 
 from .inode import Inode, Pipe
 from .namei import Found, MntNamespace, Mount, ProcRedirect, d_path, walk
 
 NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
-PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444}
+PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "nsfs": st.S_IFREG | 0o444}
 
 
 @dataclass(eq=False)
@@ -73,15 +74,7 @@ class FsStruct:
     users: int = 1
 
 
-@dataclass
-class Waiter:
-    """A wait-queue entry: the kernel's task sleeps until it is woken."""
-
-    woken: bool = False
-    deferred: Deferred | None = None  # the kernel's ``wait`` request, answered on wake
-
-
-class VfsService(Service):
+class VfsService(WaitQueues, Service):
     name = "vfs"
     calls = frozenset({"mm"})
 
@@ -302,12 +295,13 @@ class VfsService(Service):
 
     # --- mount namespaces -----------------------------------------------------------
     @op
-    async def copy_mnt_ns(self, req: Call, mnt_ns: int, fs: int | None = None) -> dict:
+    async def copy_mnt_ns(self, req: Call, mnt_ns: int, fs: int | None = None, inum: int = 0) -> dict:
         """CLONE_NEWNS: a copy of the mount table; later mounts stay on their side.
-        ``fs`` (the child's own fs_struct) walks its paths in the copy from now on."""
+        ``fs`` (the child's own fs_struct) walks its paths in the copy from now on;
+        ``inum`` is the number the namespaces service gave it."""
         old = get(self.mnt_namespaces, mnt_ns, "mount namespace")
         fss = self._fs(fs) if fs is not None else None
-        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts)))
+        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts), inum=inum))
         if fss is not None:
             fss.mnt_ns = handle
         return {"mnt_ns": handle}
@@ -324,12 +318,33 @@ class VfsService(Service):
             del self.mnt_namespaces[mnt_ns]
 
     @op
+    async def mnt_ns_inum(self, req: Call, mnt_ns: int) -> int:
+        """The inode number of a mount namespace (the ``mnt:[N]`` of /proc/PID/ns/mnt)."""
+        return get(self.mnt_namespaces, mnt_ns, "mount namespace").inum
+
+    @op
+    async def mntns_install(self, req: Call, fs: int, inum: int) -> dict:
+        """setns to the mount namespace numbered ``inum`` (mntns_install): EINVAL while
+        another task shares this fs_struct; root and cwd move to the namespace's '/'."""
+        fss = self._fs(fs)
+        handle = next((h for h, n in self.mnt_namespaces.items() if n.inum == inum), None)
+        if handle is None:
+            raise abi.kernel_error(abi.EINVAL, f"mount namespace {inum} is gone")
+        if fss.users != 1:
+            raise abi.kernel_error(abi.EINVAL, "setns to a mount namespace with a shared fs_struct (CLONE_FS)")
+        ns = self.mnt_namespaces[handle]
+        ns.count += 1
+        fss.mnt_ns = handle
+        fss.root = fss.pwd = ns.follow_mount(self._ns_root(ns))
+        return {"mnt_ns": handle}
+
+    @op
     async def mount(self, req: Call, fs: int, source: str, target: str, fstype: str) -> None:
         """mount(2) of a new tmpfs or proc on a directory, in the caller's namespace only."""
         fss = self._fs(fs)
         if fstype not in ("tmpfs", "proc"):
             raise abi.kernel_error(abi.ENODEV, f"unknown file system type {fstype!r} (tmpfs, proc)")
-        inode = self._lookup(fss, target)
+        inode = self._mountpoint(fss, target)
         if not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, target)
         self._ns(fss).mounts.append(self._new_mount(fstype, str(source), inode))
@@ -340,13 +355,24 @@ class VfsService(Service):
         or anyone's root or cwd below it."""
         fss = self._fs(fs)
         ns = self._ns(fss)
-        inode = self._lookup(fss, target)
+        inode = self._mountpoint(fss, target)
         mount = ns.rooted_at(inode)
         if mount is None or mount.mountpoint is None:
             raise abi.kernel_error(abi.EINVAL, f"{target} is not a mount point")
         if ns.covering(mount.root) is not None or self._busy(ns, mount):
             raise abi.kernel_error(abi.EBUSY, f"{target} is in use")
         ns.mounts.remove(mount)
+
+    def _mountpoint(self, fss: FsStruct, target: str) -> Inode:
+        """The directory a mount goes on or comes off: /proc itself is one (a new proc
+        mount stacks on the old one), a path inside /proc is the kernel's."""
+        try:
+            found = self._walk(fss, target, at_proc=False)
+        except ProcRedirect:
+            raise abi.kernel_error(abi.EACCES, f"{target}: inside /proc, which the kernel makes") from None
+        if found.inode is None:
+            raise abi.kernel_error(abi.ENOENT, target)
+        return found.inode
 
     def _busy(self, ns: MntNamespace, mount: Mount) -> bool:
         held = [f.dir or f.inode for f in self.files.values()]  # a file's mount is its directory's
@@ -436,48 +462,8 @@ class VfsService(Service):
         deleted = "" if directory.children.get(name) is inode else " (deleted)"
         return f"{base}/{name}{deleted}"
 
-    # --- wait queues (prepare_to_wait / finish_wait) ---------------------------------
-    def _prepare_to_wait(self, queue: list[int]) -> dict:
-        handle = self.new_handle(self.waiters, Waiter())
-        queue.append(handle)
-        return {"wait": handle}
-
-    async def _wake(self, queue: list[int]) -> None:
-        """wake_up_interruptible_all: every waiter on the queue is answered."""
-        for handle in queue:
-            waiter = self.waiters[handle]
-            waiter.woken = True
-            if waiter.deferred is not None:
-                await self._finish(handle, True)
-        queue.clear()
-
-    async def _finish(self, handle: int, woken: bool) -> None:
-        waiter = self.waiters.pop(handle)
-        if waiter.deferred is not None:
-            await self.reply(waiter.deferred, woken)
-
-    @op
-    async def wait(self, req: Call, waiter: int) -> object:
-        """Answered when the waiter is woken (at once if it already was)."""
-        entry = get(self.waiters, waiter, "waiter")
-        if entry.woken:
-            del self.waiters[waiter]
-            return True
-        entry.deferred = req.defer()
-        return DEFERRED
-
-    @op
-    async def finish_wait(self, req: Call, waiter: int) -> None:
-        """The sleeper gave up (a signal): take it off its queue; a pending ``wait`` is
-        answered False. A waiter already woken (and answered) is gone: nothing to do."""
-        if waiter not in self.waiters:
-            return
-        for queue in self._queues():
-            if waiter in queue:
-                queue.remove(waiter)
-        await self._finish(waiter, False)
-
-    def _queues(self) -> list[list[int]]:
+    # --- wait queues (ukernel.waitq) -------------------------------------------------
+    def wait_queues(self) -> list[list[int]]:
         pipes = {id(f.inode.pipe): f.inode.pipe for f in self.files.values() if f.inode.pipe is not None}
         return [self.console_wait] + [q for p in pipes.values() for q in (p.rd_wait, p.wr_wait)]
 
@@ -538,17 +524,22 @@ class VfsService(Service):
         data: bytes = b"",
         entries: list | None = None,
         fds_of: int | None = None,
+        writable: bool = False,
     ) -> int:
         """The kernel's answer to ``{"proc": rel}``: an open file on what it generated
         (seq_file: the contents are made once, at open). ``fds_of``: a /proc/PID/fd
-        directory, listed from that fd table at each getdents, as proc_readfd does."""
+        directory, listed from that fd table at each getdents, as proc_readfd does.
+        Writes to a ``writable`` one go back to the kernel (``{"proc": rel}`` from write)."""
         fst = self._fst(files)
         self._fs(fs)
         if kind not in PROC_MODES:
             raise abi.kernel_error(abi.EINVAL, f"proc node kind {kind!r}")
         inode = self._proc_inode(fs, rel, kind, data)
+        if kind == "nsfs":  # the file is the namespace: its name, and its number as st_ino
+            inode.nsfs, inode.data = data.decode(), bytearray()
+            inode.ino = int(inode.nsfs.rsplit("[", 1)[1].rstrip("]"))
         self._may_open(inode, flags, f"/proc/{rel}")
-        if flags & abi.O_ACCMODE != abi.O_RDONLY:
+        if flags & abi.O_ACCMODE != abi.O_RDONLY and not writable:
             raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
         file = File(inode, flags & ~abi.O_CLOEXEC, None, rel, entries=list(entries) if kind == "dir" else None)
         file.fds_of = fds_of
@@ -575,6 +566,14 @@ class VfsService(Service):
         self._fs(fs).pwd = self._proc_inode(fs, rel, "dir")
 
     @op
+    async def ns_of_fd(self, req: Call, files: int, fd: int) -> str:
+        """setns's first step: the namespace an fd was opened on ("uts:[4026531838]")."""
+        file = self._file(self._fst(files), fd)
+        if not file.inode.nsfs:
+            raise abi.kernel_error(abi.EINVAL, f"fd {fd} is not a namespace file (/proc/PID/ns/*)")
+        return file.inode.nsfs
+
+    @op
     async def close(self, req: Call, files: int, fd: int) -> None:
         fst = self._fst(files)
         self._file(fst, fd)
@@ -590,6 +589,8 @@ class VfsService(Service):
         inode = file.inode
         if inode.is_dir:
             raise abi.kernel_error(abi.EISDIR, f"fd {fd} is a directory (use getdents)")
+        if inode.nsfs:
+            raise abi.kernel_error(abi.EINVAL, f"fd {fd} is a namespace ({inode.nsfs}): it has no data")
         if inode.pipe is not None:
             return await self._pipe_read(file, n)
         if inode.device:
@@ -634,6 +635,8 @@ class VfsService(Service):
         inode = file.inode
         if inode.pipe is not None:
             return await self._pipe_write(file, data)
+        if inode.proc is not None:  # a writable /proc file: the kernel takes the bytes
+            return {"proc": inode.proc}
         if inode.device == "console":
             self.output += data
             if self.console_sink is not None:
@@ -1003,6 +1006,8 @@ class VfsService(Service):
             file = self.files[handle]
             if file.inode.pipe is not None:
                 links[str(fd)] = file.name
+            elif file.inode.nsfs:
+                links[str(fd)] = file.inode.nsfs
             elif file.inode.proc is not None:
                 links[str(fd)] = f"/proc/{file.inode.proc}"
             else:

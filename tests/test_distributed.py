@@ -260,10 +260,10 @@ def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path):
 
 # --- copy steps at once ------------------------------------------------------------------
 def test_the_independent_copy_steps_form_one_group_only_when_asked():
-    assert [len(g) for g in step_groups(False)] == [1] * 12
+    assert [len(g) for g in step_groups(False)] == [1] * 13
     assert [[s.name for s in g] for g in step_groups(True)][2:5] == [
         ["sched_fork"],
-        ["copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"],
+        ["copy_semundo", "copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"],
         ["copy_thread"],
     ]
 

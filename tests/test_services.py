@@ -30,7 +30,15 @@ VFS_CLEAN = {
 }
 SCHED_CLEAN = {"faults": 0, "entities": 0, "queued": 0, "running": 0, "timers": 0}
 SIGNALS_CLEAN = {"faults": 0, "sighands": 0, "sighand_refs": 0, "signals": 0, "threads": 0}
-NS_CLEAN = {"faults": 0, "nsproxies": 0, "nsproxy_refs": 0, "namespaces": 0, "ns_refs": 0}
+NS_CLEAN = {
+    "faults": 0,
+    "nsproxies": 0,
+    "nsproxy_refs": 0,
+    "namespaces": 0,
+    "ns_refs": 0,
+    "undo_lists": 0,
+    "waiters": 0,
+}
 PID_CLEAN = {"faults": 0, "pids": 0, "numbers": 0, "namespaces": 1, "refs": 0}
 
 
@@ -603,12 +611,13 @@ async def test_namespaces_share_vs_copy_uts():
     async with ns_client() as c:
         init = await c.call("init_nsproxy", pid_ns=1, mnt_ns=1)
         nsp = init["nsproxy"]
-        assert init == {"nsproxy": nsp, "pid_ns": 1, "mnt_ns": 1}
+        offsets = {"monotonic": 0, "boottime": 0}
+        assert init == {"nsproxy": nsp, "pid_ns": 1, "mnt_ns": 1, "time_offsets": offsets}
         assert await c.call("accounting") == NS_CLEAN | {
             "nsproxies": 1,
             "nsproxy_refs": 1,
             "namespaces": 6,
-            "ns_refs": 6,
+            "ns_refs": 7,  # the time namespace twice: time and time_for_children
         }
         assert await c.call("share_nsproxy", nsproxy=nsp) == init
         assert (await c.call("accounting"))["nsproxy_refs"] == 2
@@ -621,7 +630,7 @@ async def test_namespaces_share_vs_copy_uts():
             "nsproxies": 2,
             "nsproxy_refs": 3,
             "namespaces": 7,
-            "ns_refs": 12,
+            "ns_refs": 14,
         }
 
         await c.call("sethostname", nsproxy=new["nsproxy"], name="box")
@@ -630,7 +639,9 @@ async def test_namespaces_share_vs_copy_uts():
             "sysname": "ukernel",
             "nodename": "ukernel",
             "release": "6.9-ukernel",
+            "version": "#1",
             "machine": "trio",
+            "domainname": "(none)",
         }
         # Through a shared nsproxy, a sethostname is seen by both holders.
         await c.call("sethostname", nsproxy=nsp, name="h" * 64)
@@ -652,7 +663,7 @@ async def test_namespaces_newpid_newns_and_put_releases_everything():
         ns_acct, pid_acct, vfs_acct_ = await all_accounting(c)
         assert pid_acct == PID_CLEAN | {"namespaces": 2}
         assert vfs_acct_ == vfs_base
-        assert ns_acct == base[0] | {"nsproxies": 2, "nsproxy_refs": 2, "ns_refs": 12}
+        assert ns_acct == base[0] | {"nsproxies": 2, "nsproxy_refs": 2, "ns_refs": 14}
 
         deeper = await c.call("copy_namespaces", nsproxy=new["nsproxy"], flags=abi.CLONE_NEWNS | abi.CLONE_NEWNET)
         assert deeper["pid_ns"] == new["pid_ns"]  # no NEWPID: pid_ns_for_children is shared
@@ -660,7 +671,7 @@ async def test_namespaces_newpid_newns_and_put_releases_everything():
         ns_acct, pid_acct, vfs_acct_ = await all_accounting(c)
         assert vfs_acct_ == vfs_base | {"mnt_namespaces": 2}
         assert pid_acct == PID_CLEAN | {"namespaces": 2}
-        assert ns_acct == base[0] | {"nsproxies": 3, "nsproxy_refs": 3, "namespaces": 7, "ns_refs": 18}
+        assert ns_acct == base[0] | {"nsproxies": 3, "nsproxy_refs": 3, "namespaces": 7, "ns_refs": 21}
 
         # The pid namespace outlives the nsproxy that made it while another holds it.
         assert await c.call("put_nsproxy", nsproxy=new["nsproxy"]) == {"count": 0}
@@ -687,7 +698,7 @@ async def test_namespaces_nested_requests_in_the_trace():
         top = next(e for e in c.trace if e["type"] == "request" and e["op"] == "copy_namespaces")
         nested = next(e for e in c.trace if e["type"] == "request" and e["op"] == "create_pid_ns")
         assert nested["cause"] == top["msgid"]
-        assert nested["args"] == {"parent": 1}
+        assert nested["args"] == {"parent": 1, "inum": abi.FIRST_NS_INUM + 1}  # the mount ns took the first
         reply = next(e for e in c.trace if e["type"] == "reply" and e["msgid"] == nested["msgid"])
         assert (reply["src"], reply["dst"]) == ("pid", "namespaces")
 
@@ -708,7 +719,7 @@ async def test_namespaces_errors():
         await expect_errno(abi.EINVAL, c, "copy_namespaces", nsproxy=999, flags=0)
         await expect_errno(abi.EINVAL, c, "uname", nsproxy=999)
         await expect_errno(abi.EINVAL, c, "copy_namespaces", nsproxy=nsp)  # flags missing
-        await expect_errno(abi.ENOSYS, c, "setns")
+        await expect_errno(abi.ENOSYS, c, "unshare")  # the kernel's syscall; the op is unshare_nsproxy
 
 
 async def test_namespaces_failed_create_pid_ns_is_unwound():

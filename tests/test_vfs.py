@@ -494,7 +494,9 @@ async def test_a_mount_in_a_new_mount_namespace_is_not_seen_by_the_original(run)
         e["result"]["fs"] for e in r.trace if e["type"] == "reply" and e["op"] == "copy_fs" and e["pid"] == 2
     )
     copies = [e["args"] for e in r.trace if e["type"] == "request" and e["op"] == "copy_mnt_ns"]
-    assert copies == [{"mnt_ns": 1, "fs": child_fs}]  # copy_mnt_ns(..., new_fs): the child's own fs_struct
+    assert copies == [
+        {"mnt_ns": 1, "fs": child_fs, "inum": abi.FIRST_NS_INUM}
+    ]  # copy_mnt_ns(..., new_fs): the child's own fs_struct
 
 
 async def test_umount_is_ebusy_while_a_file_is_open_below(run):
@@ -551,7 +553,7 @@ async def main(sys, argv):
         assert int(fields["VmSize"].split()[0]) > 0
         assert lines[-3] == "st one two "
         assert lines[-2] == ". .. 0 1 2 3 4 5"  # status, cmdline, and the fd listing the directory
-        assert lines[-1] == ". .. 1 2 mounts self thread-self"
+        assert lines[-1] == ". .. 1 2 mounts net self sys thread-self"
         assert await kernel.check_invariants() == []
 
 
@@ -579,7 +581,7 @@ async def test_a_process_in_a_new_pid_namespace_sees_its_own_numbers(run):
         "inner Pid:\t1",
         "inner PPid:\t0",
         "inner NSpid:\t1",
-        "inner sees . .. 1 mounts self thread-self",
+        "inner sees . .. 1 mounts net self sys thread-self",
         "outer child 3; NSpid:\t2",
     ]
 

@@ -203,6 +203,46 @@ PID_MAX_DEFAULT = 0x8000
 RESERVED_PIDS = 300
 MAX_PID_NS_LEVEL = 32
 
+# --- namespaces (include/linux/proc_ns.h, include/uapi/linux/sched.h) ----------
+#: setns's nstype for each /proc/PID/ns/ name (0 means any).
+NS_TYPES: dict[str, int] = {
+    "cgroup": CLONE_NEWCGROUP,
+    "ipc": CLONE_NEWIPC,
+    "mnt": CLONE_NEWNS,
+    "net": CLONE_NEWNET,
+    "pid": CLONE_NEWPID,
+    "time": CLONE_NEWTIME,
+    "user": CLONE_NEWUSER,
+    "uts": CLONE_NEWUTS,
+}
+#: The initial namespaces' inode numbers, as on a Linux machine (PROC_*_INIT_INO;
+#: net and mnt are the first two proc_alloc_inum gives at boot).
+INIT_NS_INUMS: dict[str, int] = {
+    "ipc": 0xEFFFFFFF,
+    "uts": 0xEFFFFFFE,
+    "user": 0xEFFFFFFD,
+    "pid": 0xEFFFFFFC,
+    "cgroup": 0xEFFFFFFB,
+    "time": 0xEFFFFFFA,
+    "net": 0xF0000000,
+    "mnt": 0xF0000001,
+}
+FIRST_NS_INUM = 4026532000  # where ukernel's proc_alloc_inum starts for new namespaces
+#: What unshare(2) accepts (check_unshare_flags).
+UNSHARE_FLAGS = (
+    CLONE_THREAD | CLONE_FS | CLONE_NEWNS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES | CLONE_SYSVSEM | CLONE_NEW_MASK
+)
+MAX_USER_NS_LEVEL = 32  # create_user_ns: a parent deeper than this is EUSERS
+EFBIG, EIDRM = 27, 43
+
+# --- System V semaphores (include/uapi/linux/ipc.h, sem.h) ---------------------
+IPC_PRIVATE = 0
+IPC_CREAT, IPC_EXCL, IPC_NOWAIT = 0o1000, 0o2000, 0o4000
+IPC_RMID = 0
+GETVAL, SETVAL = 12, 16
+SEM_UNDO = 0x1000
+SEMMSL, SEMOPM, SEMVMX, SEMAEM = 32000, 500, 32767, 32767
+
 
 def decode_clone_flags(flags: int) -> list[str]:
     """'CLONE_VM|CLONE_FS|SIGCHLD' style names; the low byte is the exit signal."""
@@ -228,4 +268,4 @@ PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 # --- time: virtual ticks (one per kernel entry) ----------------------------------
 HZ = 1000  # ticks per second of virtual time: 1 tick = 1 ms
 TICK_NSEC = 1_000_000_000 // HZ
-CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME = 0, 1, 7

@@ -27,6 +27,7 @@ from .abi import (
     CLONE_PARENT_SETTID,
     CLONE_PIDFD,
     CLONE_SIGHAND,
+    CLONE_SYSVSEM,
     CLONE_THREAD,
     CLONE_VFORK,
     CLONE_VM,
@@ -61,12 +62,12 @@ class Step:
     service: str
     flag: int  # 0: the same op every time
     op_set: str | None  # the op when a flag bit is set (share)
-    op_clear: str  # the op when it is clear (copy)
+    op_clear: str | None  # the op when it is clear (copy); None: no message (copy_semundo)
     undo: str | None  # bad_fork_cleanup_*
     attr: str | None = None  # the TaskStruct field that holds the handle
     param: str | None = None  # the handle's name in the message
 
-    def op_for(self, flags: int) -> str:
+    def op_for(self, flags: int) -> str | None:
         return self.op_set if self.flag and flags & self.flag and self.op_set else self.op_clear
 
 
@@ -76,6 +77,7 @@ COPY_STEPS: tuple[Step, ...] = (
     Step("dup_task_struct", "kernel",     0,              None,              "dup_task_struct", None),
     Step("limits",          "kernel",     0,              None,              "check_limits",   None),
     Step("sched_fork",      "sched",      0,              None,              "sched_fork",     "sched_cancel_fork", None,        "task"),
+    Step("copy_semundo",    "namespaces", CLONE_SYSVSEM,  "copy_semundo",    None,             "exit_sem",          "undo_list", "undo_list"),
     Step("copy_files",      "vfs",        CLONE_FILES,    "share_files",     "dup_files",      "put_files",         "files",     "files"),
     Step("copy_fs",         "vfs",        CLONE_FS,       "share_fs",        "copy_fs",        "put_fs",            "fs",        "fs"),
     Step("copy_sighand",    "signals",    CLONE_SIGHAND,  "share_sighand",   "copy_sighand",   "put_sighand",       "sighand",   "sighand"),
@@ -94,7 +96,9 @@ STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 #: (vfs, signals, mm, namespaces) that share no state. sched_fork stays first
 #: (the child must be known to sched before anything can fail and undo it),
 #: alloc_pid after copy_namespaces (it needs the child's pid namespace).
-INDEPENDENT_STEPS = frozenset({"copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"})
+INDEPENDENT_STEPS = frozenset(
+    {"copy_semundo", "copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"}
+)
 
 
 def step_groups(parallel: bool) -> list[tuple[Step, ...]]:
@@ -156,7 +160,11 @@ def flag_note(step: Step, flags: int) -> str | None:
 
 def route(flags: int, *, parent_has_mm: bool = True) -> list[tuple[str, str, str | None]]:
     """The (service, op, why) list a clone with these flags sends, without a kernel."""
-    rows = [(s.service, s.op_for(flags), flag_note(s, flags)) for s in COPY_STEPS if s.service != "kernel"]
+    rows = [
+        (s.service, s.op_for(flags), flag_note(s, flags))
+        for s in COPY_STEPS
+        if s.service != "kernel" and s.op_for(flags) is not None
+    ]
     if not parent_has_mm:
         rows = [r for r in rows if r[0] != "mm"]
     if flags & CLONE_PARENT_SETTID:
@@ -210,6 +218,10 @@ class CopyProcess:
             return  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
         flags = self.args.flags
         op = step.op_for(flags)
+        if op is None:  # nothing to send (no CLONE_SYSVSEM: the child's undo list is empty)
+            if inject:
+                raise abi.kernel_error(inject, f"fault injected at {step.name}")
+            return
         reply = await self.k.call(
             step.service, op, self.step_args(step, op), self.meta(step.name, flag_note(step, flags)), inject=inject
         )
@@ -251,10 +263,14 @@ class CopyProcess:
         if step.name == "alloc_pid":
             return {"ns": self.child.pid_ns_for_children, "set_tid": self.args.set_tid}
         args = {step.param: getattr(cur, step.attr)}
+        if op == "copy_semundo":
+            args["nsproxy"] = cur.nsproxy
         if op == "copy_namespaces":
-            args["flags"] = flags
+            args |= {"flags": flags, "active_pid_ns": cur.pid_ns, "vm": bool(flags & CLONE_VM)}
             if flags & abi.CLONE_NEWNS:  # copy_mnt_ns(..., new_fs): the child's own fs_struct
                 args["fs"] = self.child.fs
+        if op == "share_nsproxy" and flags & CLONE_VM:
+            args["vm"] = True  # a thread stays in its time namespace (timens_on_fork)
         if op == "copy_sighand" and flags & abi.CLONE_CLEAR_SIGHAND:
             args["clear"] = True
         return args
@@ -268,6 +284,9 @@ class CopyProcess:
             setattr(child, step.attr, reply[step.param])
         if step.name == "copy_namespaces":
             child.pid_ns_for_children = reply["pid_ns"]
+            child.time_offsets = dict(reply["time_offsets"])
+        if step.name == "copy_semundo":
+            self.current.undo_list = reply["undo_list"]  # get_undo_list made it if it had none
 
     async def unwind(self) -> None:
         """The bad_fork_cleanup_* labels: undo what was done, newest first."""

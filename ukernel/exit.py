@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 EXIT_STEPS: tuple[tuple[str, str, str, str], ...] = (
     # step               service       op             handle
     ("exit_mm",          "mm",         "mmput",       "mm"),
+    ("exit_sem",         "namespaces", "exit_sem",    "undo_list"),
     ("exit_files",       "vfs",        "put_files",   "files"),
     ("exit_fs",          "vfs",        "put_fs",      "fs"),
     ("exit_sighand",     "signals",    "put_sighand", "sighand"),

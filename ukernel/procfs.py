@@ -35,6 +35,8 @@ class Node:
     target: str = ""
     magic: bool = False
     fds_of: int | None = None  # /proc/PID/fd: the vfs lists this fd table when it is read
+    nsfs: bool = False  # a /proc/PID/ns/ link: following it opens the namespace itself
+    writable: bool = False  # a file the kernel takes writes to (timens_offsets)
 
 
 @dataclass
@@ -173,20 +175,108 @@ async def proc_sched(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict
     return ("\n".join(lines) + "\n").encode()
 
 
+async def proc_cgroup(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """proc_cgroup_show: the cgroup v2 line, the path relative to the *reader's* cgroup
+    namespace root. Every task is in the root cgroup (there is no cgroupfs to move one)."""
+    root = await k.call("namespaces", "cgroup_root", {"nsproxy": viewer.nsproxy}, _meta(viewer, meta))
+    path = "/" + CGROUP_OF_EVERY_TASK.removeprefix(root).lstrip("/")
+    return f"0::{path}\n".encode()
+
+
+CGROUP_OF_EVERY_TASK = "/"
+
+
+async def proc_uid_map(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """The user namespace's uid_map, in Linux's "%10u %10u %10u" layout."""
+    if task.nsproxy is None:
+        return b""
+    first, lower, count = await k.call("namespaces", "uid_map", {"nsproxy": task.nsproxy}, _meta(viewer, meta))
+    return f"{first:10d} {lower:10d} {count:10d}\n".encode()
+
+
+async def proc_timens_offsets(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """The offsets of the task's time_for_children namespace: "monotonic SECS NSECS"."""
+    if task.nsproxy is None:
+        return b""
+    offsets = await k.call("namespaces", "timens_offsets", {"nsproxy": task.nsproxy}, _meta(viewer, meta))
+    return "".join(f"{clock:<10} {sec:>10} {nsec:>9}\n" for clock, (sec, nsec) in offsets.items()).encode()
+
+
+async def write_timens_offsets(k: Kernel, writer: TaskStruct, task: TaskStruct, data: bytes, meta: dict) -> int:
+    """proc_timens_set_offset: lines "CLOCK SECS NSECS" (CLOCK a name or 1/7), each
+    set on the task's time_for_children namespace; EACCES once a task is in it."""
+    for line in data.decode(errors="replace").splitlines():
+        words = line.split()
+        if not words:
+            continue
+        clock = {str(abi.CLOCK_MONOTONIC): "monotonic", str(abi.CLOCK_BOOTTIME): "boottime"}.get(words[0], words[0])
+        if len(words) != 3 or not all(w.lstrip("-").isdigit() for w in words[1:]):
+            raise abi.kernel_error(abi.EINVAL, f"timens_offsets: {line!r} is not 'CLOCK SECS NSECS'")
+        args = {"nsproxy": task.nsproxy, "clock": clock, "sec": int(words[1]), "nsec": int(words[2])}
+        await k.call("namespaces", "set_timens_offset", args, _meta(writer, meta))
+    return len(data)
+
+
 TaskFile = Callable[["Kernel", TaskStruct, TaskStruct, dict], Awaitable[bytes]]
+TaskWriter = Callable[["Kernel", TaskStruct, TaskStruct, bytes, dict], Awaitable[int]]
 # fmt: off
 TASK_FILES: dict[str, TaskFile] = {
-    "cmdline": proc_cmdline,
-    "comm":    proc_comm,
-    "maps":    proc_maps,
-    "mounts":  proc_mounts,
-    "sched":   proc_sched,
-    "stat":    proc_stat,
-    "status":  proc_status,
+    "cgroup":         proc_cgroup,
+    "cmdline":        proc_cmdline,
+    "comm":           proc_comm,
+    "maps":           proc_maps,
+    "mounts":         proc_mounts,
+    "sched":          proc_sched,
+    "stat":           proc_stat,
+    "status":         proc_status,
+    "timens_offsets": proc_timens_offsets,
+    "uid_map":        proc_uid_map,
+}
+TASK_WRITERS: dict[str, TaskWriter] = {
+    "timens_offsets": write_timens_offsets,
 }
 # fmt: on
 TASK_LINKS = ("cwd", "exe", "root")
-TASK_DIRS = ("fd", "task")
+TASK_DIRS = ("fd", "ns", "task")
+#: /proc/PID/ns/: the namespaces' names, pid and time also "for children" (nsproxy).
+NS_LINKS = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children", "user", "uts")
+
+
+async def write(k: Kernel, writer: TaskStruct, rel: str, data: bytes, meta: dict) -> int:
+    """A write to a /proc file opened for writing: ``rel`` is what the open resolved
+    ("42/timens_offsets"), so the task is found again by its number."""
+    where, _, name = rel.rpartition("/")
+    task = _find(k, writer, where.rpartition("/")[2], leaders=False)
+    if task is None or name not in TASK_WRITERS:
+        raise abi.kernel_error(abi.ESRCH if task is None else abi.EACCES, f"/proc/{rel}")
+    return await TASK_WRITERS[name](k, writer, task, data, meta)
+
+
+# --- files outside the task directories -------------------------------------------------
+async def proc_ns_last_pid(k: Kernel, viewer: TaskStruct, meta: dict) -> bytes:
+    """/proc/sys/kernel/ns_last_pid: the last pid handed out in the reader's pid namespace."""
+    last = await k.call("pid", "ns_last_pid", {"ns": viewer.pid_ns}, _meta(viewer, meta))
+    return f"{last}\n".encode()
+
+
+async def proc_net_dev(k: Kernel, viewer: TaskStruct, meta: dict) -> bytes:
+    """/proc/net/dev: the reader's net namespace's interfaces (counters all 0: no traffic)."""
+    links = await k.call("namespaces", "net_links", {"nsproxy": viewer.nsproxy}, _meta(viewer, meta))
+    head = (
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|"
+        "bytes    packets errs drop fifo colls carrier compressed\n"
+    )
+    return (head + "".join(f"{name:>6}:" + " 0" * 16 + "\n" for name in links)).encode()
+
+
+GlobalFile = Callable[["Kernel", TaskStruct, dict], Awaitable[bytes]]
+#: The directories of /proc that are not per task: path -> its files.
+PROC_TREE: dict[str, dict[str, GlobalFile] | tuple[str, ...]] = {
+    "net": {"dev": proc_net_dev},
+    "sys": ("kernel",),
+    "sys/kernel": {"ns_last_pid": proc_ns_last_pid},
+}
 
 
 # --- the walk -----------------------------------------------------------------------------
@@ -201,7 +291,9 @@ async def lookup(k: Kernel, viewer: TaskStruct, rel: str, follow: bool, meta: di
             raise abi.kernel_error(abi.ENOTDIR, f"/proc/{'/'.join(parts[:i])} is not a directory")
         node, ctx = await child(k, viewer, ctx, parts[i], meta)
         last = i == len(parts) - 1
-        if node.kind == "link" and (follow or not last):
+        if node.nsfs and (follow or not last):  # ns_get_path: the namespace, not a path
+            node = Node("nsfs", target=node.target)
+        elif node.kind == "link" and (follow or not last):
             rest = "/".join(parts[i + 1 :])
             if node.magic:
                 return Escape(node.target.rstrip("/") + ("/" + rest if rest else ""))
@@ -222,7 +314,7 @@ def visible_leaders(k: Kernel, viewer: TaskStruct) -> list[TaskStruct]:
 
 async def root(k: Kernel, viewer: TaskStruct) -> Node:
     pids = [str(t.nr_in(viewer.level)) for t in visible_leaders(k, viewer)]
-    return Node("dir", [".", "..", *pids, "mounts", "self", "thread-self"])
+    return Node("dir", [".", "..", *pids, "mounts", "net", "self", "sys", "thread-self"])
 
 
 async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, meta: dict) -> tuple[Node, tuple]:
@@ -235,10 +327,14 @@ async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, met
             return Node("link", target=f"{viewer.tgid_vnr(viewer)}/task/{viewer.vnr(viewer)}"), ("link",)
         if name == "mounts":
             return Node("file", data=await proc_mounts(k, viewer, viewer, meta)), ("file",)
+        if name in PROC_TREE:
+            return tree_dir(name), ("tree", name)
         task = _find(k, viewer, name, leaders=True)
         if task is None:
             raise missing
         return task_dir(task, threads=True), ("task", task)
+    if ctx[0] == "tree":
+        return await tree_entry(k, viewer, ctx[1], name, meta)
     kind, task = ctx[0], ctx[1]
     if kind == "task":
         return await task_entry(k, viewer, task, name, meta)
@@ -256,7 +352,36 @@ async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, met
         if name not in links:
             raise missing
         return Node("link", target=links[name], magic=True), ("link",)
+    if kind == "ns":
+        links = await ns_links(k, task, meta)
+        if name not in links:
+            raise missing
+        return Node("link", target=links[name], nsfs=True), ("link",)
     raise missing
+
+
+def tree_dir(path: str) -> Node:
+    entries = PROC_TREE[path]
+    return Node("dir", [".", "..", *sorted(entries)])
+
+
+async def tree_entry(k: Kernel, viewer: TaskStruct, path: str, name: str, meta: dict) -> tuple[Node, tuple]:
+    """One step inside /proc/net or /proc/sys: a subdirectory or a generated file."""
+    entries = PROC_TREE[path]
+    sub = f"{path}/{name}"
+    if sub in PROC_TREE:
+        return tree_dir(sub), ("tree", sub)
+    if isinstance(entries, dict) and name in entries:
+        return Node("file", data=await entries[name](k, viewer, meta)), ("file",)
+    raise abi.kernel_error(abi.ENOENT, f"no /proc/{path} entry {name!r}")
+
+
+async def ns_links(k: Kernel, task: TaskStruct, meta: dict) -> dict[str, str]:
+    """/proc/PID/ns: each namespace's ``kind:[inum]`` (none for a zombie)."""
+    if task.nsproxy is None:
+        return {}
+    args = {"nsproxy": task.nsproxy, "pid_ns": task.pid_ns}
+    return await k.call("namespaces", "ns_links", args, meta | {"step": "proc"})
 
 
 def _find(k: Kernel, viewer: TaskStruct, name: str, leaders: bool) -> TaskStruct | None:
@@ -269,18 +394,21 @@ def _find(k: Kernel, viewer: TaskStruct, name: str, leaders: bool) -> TaskStruct
 
 
 def task_dir(task: TaskStruct, threads: bool) -> Node:
-    names = sorted([*TASK_FILES, *TASK_LINKS, "fd", *(["task"] if threads else [])])
+    names = sorted([*TASK_FILES, *TASK_LINKS, "fd", "ns", *(["task"] if threads else [])])
     return Node("dir", [".", "..", *names])
 
 
 async def task_entry(k: Kernel, viewer: TaskStruct, task: TaskStruct, name: str, meta: dict) -> tuple[Node, tuple]:
     if name in TASK_FILES:
-        return Node("file", data=await TASK_FILES[name](k, viewer, task, meta)), ("file",)
+        data = await TASK_FILES[name](k, viewer, task, meta)
+        return Node("file", data=data, writable=name in TASK_WRITERS), ("file",)
     if name == "task":
         tids = sorted(t.nr_in(viewer.level) for t in (task.leader.thread_group or [task]) if t.is_visible_from(viewer))
         return Node("dir", [".", "..", *map(str, tids)]), ("threads", task)
     if name == "fd":
         return Node("dir", [".", "..", *await fd_links(k, task, meta)], fds_of=task.files), ("fd", task)
+    if name == "ns":
+        return Node("dir", [".", "..", *await ns_links(k, task, meta)]), ("ns", task)
     if name in TASK_LINKS:
         return Node("link", target=await link_target(k, task, name, meta), magic=True), ("link",)
     raise abi.kernel_error(abi.ENOENT, f"no /proc/PID entry {name!r}")
@@ -306,8 +434,15 @@ async def link_target(k: Kernel, task: TaskStruct, name: str, meta: dict) -> str
 
 def stat_of(node: Node, rel: str) -> dict:
     """stat(2) of a /proc entry: mode by kind, size 0 as Linux reports, a stable inode number."""
-    mode = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "link": st.S_IFLNK | 0o777}[node.kind]
+    mode = {
+        "dir": st.S_IFDIR | 0o555,
+        "file": st.S_IFREG | (0o644 if node.writable else 0o444),
+        "nsfs": st.S_IFREG | 0o444,
+        "link": st.S_IFLNK | 0o777,
+    }[node.kind]
     ino = 0xF0000000 | zlib.crc32(rel.encode()) & 0x0FFFFFFF
+    if node.kind == "nsfs":  # a namespace's inode number is its name's number
+        ino = int(node.target.rsplit("[", 1)[1].rstrip("]"))
     return {
         "st_mode": mode, "st_ino": ino, "st_dev": 0, "st_nlink": 2 if node.kind == "dir" else 1,
         "st_uid": 0, "st_gid": 0, "st_size": len(node.target) if node.kind == "link" else 0,

@@ -500,6 +500,25 @@ class Sys:
     async def sleep(self, seconds: float) -> None:
         await self.nanosleep(seconds)
 
+    async def setdomainname(self, name: str) -> None:
+        await self._call("setdomainname", name=name)
+
+    async def unshare(self, flags: int) -> None:
+        await self._call("unshare", flags=flags)
+
+    async def setns(self, fd: int, nstype: int = 0) -> None:
+        await self._call("setns", fd=fd, nstype=nstype)
+
+    async def semget(self, key: int, nsems: int, semflg: int = 0) -> int:
+        return await self._call("semget", key=key, nsems=nsems, semflg=semflg)
+
+    async def semop(self, semid: int, sops: list[tuple[int, int, int]]) -> int:
+        """sops: (sem_num, sem_op, sem_flg) triples, applied all at once or not at all."""
+        return await self._call("semop", semid=semid, sops=[list(op) for op in sops])
+
+    async def semctl(self, semid: int, semnum: int, cmd: int, arg: int = 0) -> int:
+        return await self._call("semctl", semid=semid, semnum=semnum, cmd=cmd, arg=arg)
+
     async def clock_gettime(self, clk_id: int = abi.CLOCK_MONOTONIC) -> float:
         return await self._call("clock_gettime", clk_id=clk_id)
 

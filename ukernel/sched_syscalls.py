@@ -206,13 +206,6 @@ async def sys_nanosleep(k: Kernel, task: TaskStruct, meta: dict, seconds: float)
     return 0
 
 
-async def sys_clock_gettime(k: Kernel, task: TaskStruct, meta: dict, clk_id: int) -> float:
-    """Virtual seconds since boot, from the tick count (no message, like Linux's vDSO)."""
-    if clk_id not in (abi.CLOCK_MONOTONIC, abi.CLOCK_REALTIME):
-        raise abi.kernel_error(abi.EINVAL, f"clock {clk_id!r} is not CLOCK_MONOTONIC or CLOCK_REALTIME")
-    return k.ticks / abi.HZ
-
-
 # fmt: off
 SCHED_SYSCALLS = {
     # name                     routed to  handler
@@ -228,6 +221,5 @@ SCHED_SYSCALLS = {
     "sched_setaffinity":      ("sched",  sys_sched_setaffinity),
     "sched_getaffinity":      ("sched",  sys_sched_getaffinity),
     "nanosleep":              ("sched",  sys_nanosleep),
-    "clock_gettime":          ("kernel", sys_clock_gettime),
 }
 # fmt: on

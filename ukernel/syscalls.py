@@ -16,6 +16,7 @@ from .clone import CloneArgs, kernel_clone
 from .exec import do_execve
 from .exit import do_wait
 from .futex import sys_futex, sys_set_tid_address
+from .nsproxy import NS_SYSCALLS
 from .pgrp import sys_getpgid, sys_getsid, sys_setpgid, sys_setsid
 from .runtime import TaskExit
 from .sched_syscalls import SCHED_SYSCALLS
@@ -173,14 +174,12 @@ async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dic
             raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
         if flags & abi.O_CREAT and flags & abi.O_EXCL:
             raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
-        proc = {
-            "rel": rel,
-            "kind": node.kind,
-            "flags": flags,
-            "data": node.data,
-            "entries": node.entries,
-            "fds_of": node.fds_of,
-        }
+        data = node.target.encode() if node.kind == "nsfs" else node.data
+        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": data, "entries": node.entries}
+        if node.fds_of is not None:
+            proc["fds_of"] = node.fds_of
+        if node.writable:
+            proc["writable"] = True
         return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
     if op in ("stat", "lstat"):
         return procfs.stat_of(node, rel)
@@ -218,6 +217,8 @@ async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: byte
             raise
         if isinstance(reply, int):
             return done + reply
+        if "proc" in reply:  # a /proc file the kernel takes writes to
+            return done + await procfs.write(k, task, reply["proc"], data[done:], meta)
         done += reply["written"]
         try:
             await k.service_wait(task, "vfs", reply["wait"], meta)
@@ -369,3 +370,4 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
 }
 # fmt: on
 SYSCALLS.update(SCHED_SYSCALLS)  # scheduling and time: ukernel/sched_syscalls.py
+SYSCALLS.update(NS_SYSCALLS)  # unshare, setns, SysV semaphores, time: ukernel/nsproxy.py

@@ -40,6 +40,8 @@ class TaskStruct:
     signal: int | None = None
     nsproxy: int | None = None
     pid_ns_for_children: int = 1
+    undo_list: int | None = None  # task->sysvsem.undo_list (namespaces), made by the first SEM_UNDO
+    time_offsets: dict[str, int] = field(default_factory=dict)  # the time ns's offsets, ns (the vvar page)
     # --- state ---
     state: str = "new"  # new, running, zombie, dead
     exit_code: int = 0  # the wait status once a zombie

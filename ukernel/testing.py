@@ -55,3 +55,20 @@ def route_of(trace: list[dict], syscall: str = "clone", nth: int = 0, pid: int |
         raise AssertionError(f"the trace has {len(calls)} {syscall} calls, not {nth + 1}")
     cause = calls[nth]["msgid"]
     return [(e["dst"], e["op"]) for e in trace if e["type"] == "request" and e.get("cause") == cause]
+
+
+def nested_route_of(
+    trace: list[dict], syscall: str, nth: int = 0, pid: int | None = None
+) -> list[tuple[str, str, str]]:
+    """Every (src, dst, op) request the nth such syscall led to, also those a service
+    sent on its behalf (their cause is a request of the syscall's), in order."""
+    calls = syscall_events(trace, syscall, pid)
+    if nth >= len(calls):
+        raise AssertionError(f"the trace has {len(calls)} {syscall} calls, not {nth + 1}")
+    causes = {calls[nth]["msgid"]}
+    route = []
+    for e in trace:
+        if e["type"] == "request" and e.get("cause") in causes:
+            route.append((e["src"], e["dst"], e["op"]))
+            causes.add(e["msgid"])
+    return route
