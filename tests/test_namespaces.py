@@ -703,3 +703,17 @@ async def main(sys, argv):
 """,
     )
     assert lines == ["inside: EACCES", "stacked: uts:[4026531838]", "unstacked: uts:[4026531838]"]
+
+
+async def test_container_runs_sh_as_pid_1_and_ps_sees_only_the_container():
+    r = await ukernel.run_async("container", ["container", "sh", "-c", "hostname; ps; hostname inner; hostname"])
+    assert r.problems == []
+    assert r.stdout.decode().splitlines() == [
+        "container",
+        "  PID  PPID STAT CMD",
+        "    1     0 S    sh -c hostname; ps; hostname inner; hostname",
+        "    3     1 R    ps",
+        "inner",
+    ]
+    outside = await ukernel.run_async("hostname", ["hostname"])
+    assert outside.stdout == b"ukernel\n"

@@ -11,7 +11,8 @@ show them), has no semaphores and only a loopback interface, and then execs
 the command, which stays pid 1 and reaps orphans for the namespace. When it
 exits, the namespace's other processes are killed (zap_pid_ns_processes).
 
-Run: ukernel run container hello     or     printf 'hello\\n' | ukernel run container
+Run: ukernel run container hello;  ukernel run container -- sh -c ps  (-- before options of the command);
+     printf 'ps\\n' | ukernel run container
 """
 
 import os
