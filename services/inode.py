@@ -1,4 +1,5 @@
-"""Inodes of the vfs: tmpfs files, directories, symlinks, devices, pipes and /proc nodes.
+"""The vfs's objects: inodes (tmpfs files, directories, symlinks, devices, pipes, /proc
+nodes), open files, and the two tables fork copies or shares (files_struct, fs_struct).
 
 An inode lives while a directory entry names it (``nlink``) or an open file
 holds it (``i_count``), as in Linux's iput: an unlinked file that is still
@@ -81,3 +82,48 @@ class Inode:
             "st_mtime": mtime,
             "st_ctime": ctime,
         }
+
+
+NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
+
+
+@dataclass(eq=False)
+class File:
+    """struct file: an open file description, shared by dup and by fork."""
+
+    inode: Inode
+    flags: int  # access mode and status flags (O_APPEND, O_NONBLOCK)
+    dir: Inode | None = None  # where it was opened (its dentry), for /proc/PID/fd
+    name: str = ""
+    pos: int = 0
+    f_count: int = 1
+    entries: list[str] | None = None  # a /proc directory's listing, made at open
+    fds_of: int | None = None  # /proc/PID/fd: the files_struct listed at each getdents
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & abi.O_ACCMODE != abi.O_WRONLY
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & abi.O_ACCMODE != abi.O_RDONLY
+
+
+@dataclass
+class FilesStruct:
+    """struct files_struct: the fd table, with close-on-exec bits."""
+
+    fds: dict[int, list] = field(default_factory=dict)  # fd -> [file handle, cloexec]
+    count: int = 1
+
+
+@dataclass
+class FsStruct:
+    """struct fs_struct: root, cwd and umask, shared under CLONE_FS; and the mount
+    namespace its paths are walked in (copy_mnt_ns moves it, as Linux's new_fs)."""
+
+    root: Inode
+    pwd: Inode
+    mnt_ns: int
+    umask: int = 0o022
+    users: int = 1

@@ -10,12 +10,14 @@ the task table.
 
 from __future__ import annotations
 
+import stat as st
 from collections import deque
 from dataclasses import dataclass, field
 
 from ukernel import abi
+from ukernel.service import Call, op
 
-from .inode import Inode
+from .inode import FsStruct, Inode
 
 
 @dataclass(eq=False)
@@ -197,3 +199,132 @@ def d_path(ns: MntNamespace, root: Inode, inode: Inode) -> str:
         parts.append(name)
         cur = parent
     return "(unreachable)/" + "/".join(reversed(parts))
+
+
+class NameOps:
+    """The vfs's ops on names: mkdir, rmdir, unlink, link, symlink, readlink, rename
+    (mixed into VfsService)."""
+
+    @op
+    async def mkdir(self, req: Call, fs: int, path: str, mode: int = 0o777) -> None:
+        fss = self._fs(fs)
+        found = self._parent(fss, path, "mkdir")
+        if found.inode is not None:
+            raise abi.kernel_error(abi.EEXIST, path)
+        self._mkdir_at(found.dir, found.name, mode & ~fss.umask & 0o7777)
+
+    @op
+    async def rmdir(self, req: Call, fs: int, path: str) -> None:
+        fss = self._fs(fs)
+        if path.rstrip("/").rsplit("/", 1)[-1] == ".":
+            raise abi.kernel_error(abi.EINVAL, f"rmdir {path}: the last component is '.'")
+        found = self._parent(fss, path, "rmdir")
+        inode = self._existing(found, path)
+        if not inode.is_dir:
+            raise abi.kernel_error(abi.ENOTDIR, path)
+        if inode.children:
+            raise abi.kernel_error(abi.ENOTEMPTY, path)
+        if self._is_mount_root(found.dir, found.name) or inode is fss.root:
+            raise abi.kernel_error(abi.EBUSY, f"{path} is a mount point or a root")
+        self._unlink(found.dir, found.name)
+
+    @op
+    async def unlink(self, req: Call, fs: int, path: str) -> None:
+        found = self._parent(self._fs(fs), path, "unlink")
+        inode = self._existing(found, path)
+        if inode.is_dir:
+            raise abi.kernel_error(abi.EISDIR, f"{path} is a directory (use rmdir)")
+        self._unlink(found.dir, found.name)
+
+    @op
+    async def link(self, req: Call, fs: int, old: str, new: str) -> None:
+        fss = self._fs(fs)
+        src = self._parent(fss, old, "link")
+        inode = self._existing(src, old)
+        if inode.is_dir:
+            raise abi.kernel_error(abi.EPERM, f"{old} is a directory; hard links to directories are not allowed")
+        dst = self._parent(fss, new, "link")
+        if dst.inode is not None:
+            raise abi.kernel_error(abi.EEXIST, new)
+        self._same_mount(fss, src.dir, dst.dir, old, new)
+        self._link(dst.dir, dst.name, inode)
+        self._touch(inode, 2)
+
+    @op
+    async def symlink(self, req: Call, fs: int, target: str, path: str) -> None:
+        if not isinstance(target, str) or not target:
+            raise abi.kernel_error(abi.ENOENT, "empty symlink target")
+        found = self._parent(self._fs(fs), path, "symlink")
+        if found.inode is not None:
+            raise abi.kernel_error(abi.EEXIST, path)
+        self._link(found.dir, found.name, self._new_inode(st.S_IFLNK | 0o777, target=target))
+
+    @op
+    async def readlink(self, req: Call, fs: int, path: str) -> object:
+        fss = self._fs(fs)
+        try:
+            inode = self._lookup(fss, path, follow=False)
+        except ProcRedirect as redirect:
+            return {"proc": redirect.rel, "follow": False}
+        if not inode.is_symlink:
+            raise abi.kernel_error(abi.EINVAL, f"{path} is not a symlink")
+        self._touch(inode, 0)
+        return inode.target
+
+    @op
+    async def rename(self, req: Call, fs: int, old: str, new: str) -> None:
+        """rename(2) with its rules: EXDEV, EISDIR/ENOTDIR by kind, ENOTEMPTY, EINVAL
+        for a directory moved under itself; an existing target is replaced atomically."""
+        fss = self._fs(fs)
+        src = self._parent(fss, old, "rename")
+        inode = self._existing(src, old)
+        dst = self._parent(fss, new, "rename")
+        self._same_mount(fss, src.dir, dst.dir, old, new)
+        victim = dst.inode
+        if victim is inode:
+            return
+        if inode.is_dir and self._is_ancestor(inode, dst.dir):
+            raise abi.kernel_error(abi.EINVAL, f"cannot move {old} into itself")
+        if victim is not None:
+            if victim.is_dir and not inode.is_dir:
+                raise abi.kernel_error(abi.EISDIR, f"{new} is a directory")
+            if inode.is_dir and not victim.is_dir:
+                raise abi.kernel_error(abi.ENOTDIR, f"{new} is not a directory")
+            if victim.children:
+                raise abi.kernel_error(abi.ENOTEMPTY, new)
+            if self._is_mount_root(dst.dir, dst.name) or self._is_mount_root(src.dir, src.name):
+                raise abi.kernel_error(abi.EBUSY, f"{new} is a mount point")
+            self._unlink(dst.dir, dst.name)
+        src.dir.children.pop(src.name)
+        dst.dir.children[dst.name] = inode
+        if inode.is_dir:
+            src.dir.nlink -= 1
+            dst.dir.nlink += 1
+            inode.parent = dst.dir
+        for directory in (src.dir, dst.dir):
+            self._touch(directory, 1, 2)
+        self._touch(inode, 2)
+
+    def _existing(self, found: Found, path: str) -> Inode:
+        if found.inode is None:
+            raise abi.kernel_error(abi.ENOENT, path)
+        return found.inode
+
+    def _is_ancestor(self, inode: Inode, directory: Inode) -> bool:
+        cur = directory
+        while True:
+            if cur is inode:
+                return True
+            if cur.parent is None or cur.parent is cur:
+                return False
+            cur = cur.parent
+
+    def _is_mount_root(self, directory: Inode, name: str) -> bool:
+        """Is something mounted on directory/name, in any namespace (EBUSY)?"""
+        child = directory.children.get(name)
+        return any(ns.covering(child) is not None for ns in self.mnt_namespaces.values())
+
+    def _same_mount(self, fss: FsStruct, a: Inode, b: Inode, old: str, new: str) -> None:
+        ns = self._ns(fss)
+        if ns.mount_of(a) is not ns.mount_of(b):
+            raise abi.kernel_error(abi.EXDEV, f"{old} and {new} are on different mounts")

@@ -19,62 +19,19 @@ from __future__ import annotations
 import itertools
 import stat as st
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ukernel import abi
 from ukernel.service import Call, Service, get, op
 from ukernel.waitq import Waiter, WaitQueues
 
-from .inode import Inode, Pipe
-from .namei import Found, MntNamespace, Mount, ProcRedirect, d_path, walk
-
-NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
-PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "nsfs": st.S_IFREG | 0o444}
-
-
-@dataclass(eq=False)
-class File:
-    """struct file: an open file description, shared by dup and by fork."""
-
-    inode: Inode
-    flags: int  # access mode and status flags (O_APPEND, O_NONBLOCK)
-    dir: Inode | None = None  # where it was opened (its dentry), for /proc/PID/fd
-    name: str = ""
-    pos: int = 0
-    f_count: int = 1
-    entries: list[str] | None = None  # a /proc directory's listing, made at open
-    fds_of: int | None = None  # /proc/PID/fd: the files_struct listed at each getdents
-
-    @property
-    def readable(self) -> bool:
-        return self.flags & abi.O_ACCMODE != abi.O_WRONLY
-
-    @property
-    def writable(self) -> bool:
-        return self.flags & abi.O_ACCMODE != abi.O_RDONLY
+from .inode import NR_OPEN_DEFAULT, File, FilesStruct, FsStruct, Inode, Pipe
+from .mount import MountOps
+from .namei import Found, MntNamespace, Mount, NameOps, ProcRedirect, d_path, walk
+from .pipe import PipeOps
+from .vfs_proc import ProcOps
 
 
-@dataclass
-class FilesStruct:
-    """struct files_struct: the fd table, with close-on-exec bits."""
-
-    fds: dict[int, list] = field(default_factory=dict)  # fd -> [file handle, cloexec]
-    count: int = 1
-
-
-@dataclass
-class FsStruct:
-    """struct fs_struct: root, cwd and umask, shared under CLONE_FS; and the mount
-    namespace its paths are walked in (copy_mnt_ns moves it, as Linux's new_fs)."""
-
-    root: Inode
-    pwd: Inode
-    mnt_ns: int
-    umask: int = 0o022
-    users: int = 1
-
-
-class VfsService(WaitQueues, Service):
+class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     name = "vfs"
     calls = frozenset({"mm"})
 
@@ -138,13 +95,6 @@ class VfsService(WaitQueues, Service):
         inode = self._new_inode(st.S_IFDIR | mode, nlink=1)  # '.'; the entry adds the other
         self._link(directory, name, inode)
         return inode
-
-    def _new_mount(self, fstype: str, source: str, mountpoint: Inode) -> Mount:
-        root = self._new_inode(st.S_IFDIR | (0o555 if fstype == "proc" else 0o1777), nlink=2)
-        root.parent = root
-        if fstype == "proc":
-            root.proc = ""
-        return Mount(fstype, source, root, mountpoint, next(self._devs))
 
     # --- path walk -------------------------------------------------------------------
     def _ns(self, fss: FsStruct) -> MntNamespace:
@@ -293,109 +243,6 @@ class VfsService(WaitQueues, Service):
             del self.fs_structs[fs]
         return {"users": fss.users}
 
-    # --- mount namespaces -----------------------------------------------------------
-    @op
-    async def copy_mnt_ns(self, req: Call, mnt_ns: int, fs: int | None = None, inum: int = 0) -> dict:
-        """CLONE_NEWNS: a copy of the mount table; later mounts stay on their side.
-        ``fs`` (the child's own fs_struct) walks its paths in the copy from now on;
-        ``inum`` is the number the namespaces service gave it."""
-        old = get(self.mnt_namespaces, mnt_ns, "mount namespace")
-        fss = self._fs(fs) if fs is not None else None
-        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts), inum=inum))
-        if fss is not None:
-            fss.mnt_ns = handle
-        return {"mnt_ns": handle}
-
-    @op
-    async def get_mnt_ns(self, req: Call, mnt_ns: int) -> None:
-        get(self.mnt_namespaces, mnt_ns, "mount namespace").count += 1
-
-    @op
-    async def put_mnt_ns(self, req: Call, mnt_ns: int) -> None:
-        ns = get(self.mnt_namespaces, mnt_ns, "mount namespace")
-        ns.count -= 1
-        if ns.count == 0 and mnt_ns != self.init_mnt_ns:
-            del self.mnt_namespaces[mnt_ns]
-
-    @op
-    async def mnt_ns_inum(self, req: Call, mnt_ns: int) -> int:
-        """The inode number of a mount namespace (the ``mnt:[N]`` of /proc/PID/ns/mnt)."""
-        return get(self.mnt_namespaces, mnt_ns, "mount namespace").inum
-
-    @op
-    async def mntns_install(self, req: Call, fs: int, inum: int) -> dict:
-        """setns to the mount namespace numbered ``inum`` (mntns_install): EINVAL while
-        another task shares this fs_struct; root and cwd move to the namespace's '/'."""
-        fss = self._fs(fs)
-        handle = next((h for h, n in self.mnt_namespaces.items() if n.inum == inum), None)
-        if handle is None:
-            raise abi.kernel_error(abi.EINVAL, f"mount namespace {inum} is gone")
-        if fss.users != 1:
-            raise abi.kernel_error(abi.EINVAL, "setns to a mount namespace with a shared fs_struct (CLONE_FS)")
-        ns = self.mnt_namespaces[handle]
-        ns.count += 1
-        fss.mnt_ns = handle
-        fss.root = fss.pwd = ns.follow_mount(self._ns_root(ns))
-        return {"mnt_ns": handle}
-
-    @op
-    async def mount(self, req: Call, fs: int, source: str, target: str, fstype: str) -> None:
-        """mount(2) of a new tmpfs or proc on a directory, in the caller's namespace only."""
-        fss = self._fs(fs)
-        if fstype not in ("tmpfs", "proc"):
-            raise abi.kernel_error(abi.ENODEV, f"unknown file system type {fstype!r} (tmpfs, proc)")
-        inode = self._mountpoint(fss, target)
-        if not inode.is_dir:
-            raise abi.kernel_error(abi.ENOTDIR, target)
-        self._ns(fss).mounts.append(self._new_mount(fstype, str(source), inode))
-
-    @op
-    async def umount(self, req: Call, fs: int, target: str) -> None:
-        """umount(2): EINVAL unless target is a mount's root, EBUSY while anything is open
-        or anyone's root or cwd below it."""
-        fss = self._fs(fs)
-        ns = self._ns(fss)
-        inode = self._mountpoint(fss, target)
-        mount = ns.rooted_at(inode)
-        if mount is None or mount.mountpoint is None:
-            raise abi.kernel_error(abi.EINVAL, f"{target} is not a mount point")
-        if ns.covering(mount.root) is not None or self._busy(ns, mount):
-            raise abi.kernel_error(abi.EBUSY, f"{target} is in use")
-        ns.mounts.remove(mount)
-
-    def _mountpoint(self, fss: FsStruct, target: str) -> Inode:
-        """The directory a mount goes on or comes off: /proc itself is one (a new proc
-        mount stacks on the old one), a path inside /proc is the kernel's."""
-        try:
-            found = self._walk(fss, target, at_proc=False)
-        except ProcRedirect:
-            raise abi.kernel_error(abi.EACCES, f"{target}: inside /proc, which the kernel makes") from None
-        if found.inode is None:
-            raise abi.kernel_error(abi.ENOENT, target)
-        return found.inode
-
-    def _busy(self, ns: MntNamespace, mount: Mount) -> bool:
-        held = [f.dir or f.inode for f in self.files.values()]  # a file's mount is its directory's
-        held += [
-            i for fss in self.fs_structs.values() if fss.mnt_ns in self._ns_handles(ns) for i in (fss.root, fss.pwd)
-        ]
-        return any(ns.mount_of(inode) is mount for inode in held)
-
-    def _ns_handles(self, ns: MntNamespace) -> set[int]:
-        return {h for h, n in self.mnt_namespaces.items() if n is ns}
-
-    @op
-    async def mounts(self, req: Call, fs: int) -> list[str]:
-        """/proc/mounts lines, as the task's root sees them."""
-        fss = self._fs(fs)
-        ns = self._ns(fss)
-        lines = []
-        for mount in ns.mounts:
-            where = "/" if mount.mountpoint is None else d_path(ns, fss.root, mount.mountpoint)
-            if not where.startswith("("):
-                lines.append(f"{mount.source} {where} {mount.fstype} rw 0 0")
-        return lines
-
     # --- open files -------------------------------------------------------------------
     def _new_file(self, file: File) -> int:
         inode = file.inode
@@ -513,67 +360,6 @@ class VfsService(WaitQueues, Service):
             raise abi.kernel_error(abi.ENOTDIR, path)
 
     @op
-    async def open_proc(
-        self,
-        req: Call,
-        files: int,
-        fs: int,
-        rel: str,
-        kind: str,
-        flags: int = 0,
-        data: bytes = b"",
-        entries: list | None = None,
-        fds_of: int | None = None,
-        writable: bool = False,
-    ) -> int:
-        """The kernel's answer to ``{"proc": rel}``: an open file on what it generated
-        (seq_file: the contents are made once, at open). ``fds_of``: a /proc/PID/fd
-        directory, listed from that fd table at each getdents, as proc_readfd does.
-        Writes to a ``writable`` one go back to the kernel (``{"proc": rel}`` from write)."""
-        fst = self._fst(files)
-        self._fs(fs)
-        if kind not in PROC_MODES:
-            raise abi.kernel_error(abi.EINVAL, f"proc node kind {kind!r}")
-        inode = self._proc_inode(fs, rel, kind, data)
-        if kind == "nsfs":  # the file is the namespace: its name, and its number as st_ino
-            inode.nsfs, inode.data = data.decode(), bytearray()
-            inode.ino = int(inode.nsfs.rsplit("[", 1)[1].rstrip("]"))
-        self._may_open(inode, flags, f"/proc/{rel}")
-        if flags & abi.O_ACCMODE != abi.O_RDONLY and not writable:
-            raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
-        file = File(inode, flags & ~abi.O_CLOEXEC, None, rel, entries=list(entries) if kind == "dir" else None)
-        file.fds_of = fds_of
-        return self._install_new(fst, file, bool(flags & abi.O_CLOEXEC))
-
-    def _proc_inode(self, fs: int, rel: str, kind: str, data: bytes = b"") -> Inode:
-        """A /proc node the kernel described, hung under the proc root it was reached from
-        (its parents are made too, so '..' and getcwd work)."""
-        fss = self._fs(fs)
-        ns = self._ns(fss)
-        node = next(m.root for m in ns.mounts if m.fstype == "proc")
-        parts = [p for p in rel.split("/") if p]
-        for i, _ in enumerate(parts):
-            last = i == len(parts) - 1
-            mode = PROC_MODES[kind] if last else PROC_MODES["dir"]
-            child = self._new_inode(mode, nlink=1, data=bytearray(data) if last else bytearray())
-            child.proc, child.parent = "/".join(parts[: i + 1]), node
-            node = child
-        return node
-
-    @op
-    async def chdir_proc(self, req: Call, fs: int, rel: str) -> None:
-        """chdir into a /proc directory the kernel found."""
-        self._fs(fs).pwd = self._proc_inode(fs, rel, "dir")
-
-    @op
-    async def ns_of_fd(self, req: Call, files: int, fd: int) -> str:
-        """setns's first step: the namespace an fd was opened on ("uts:[4026531838]")."""
-        file = self._file(self._fst(files), fd)
-        if not file.inode.nsfs:
-            raise abi.kernel_error(abi.EINVAL, f"fd {fd} is not a namespace file (/proc/PID/ns/*)")
-        return file.inode.nsfs
-
-    @op
     async def close(self, req: Call, files: int, fd: int) -> None:
         fst = self._fst(files)
         self._file(fst, fd)
@@ -612,19 +398,6 @@ class VfsService(WaitQueues, Service):
         del self.stdin[:n]
         return data
 
-    async def _pipe_read(self, file: File, n: int) -> object:
-        """pipe_read: data if there is any, EOF once no writer is left, else wait."""
-        pipe = file.inode.pipe
-        if pipe.buffer or not n:
-            data = pipe.read(n)
-            await self._wake(pipe.wr_wait)
-            return data
-        if pipe.writers == 0:
-            return b""
-        if file.flags & abi.O_NONBLOCK:
-            raise abi.kernel_error(abi.EAGAIN, "the pipe is empty (O_NONBLOCK)")
-        return self._prepare_to_wait(pipe.rd_wait)
-
     @op
     async def write(self, req: Call, files: int, fd: int, data: bytes) -> object:
         file = self._file(self._fst(files), fd)
@@ -653,40 +426,6 @@ class VfsService(WaitQueues, Service):
         file.pos = end
         self._touch(inode, 1, 2)
         return len(data)
-
-    async def _pipe_write(self, file: File, data: bytes) -> object:
-        """pipe_write: EPIPE with no reader; up to PIPE_BUF bytes go in whole or not at
-        all; otherwise what fits goes in and the writer waits for room for the rest."""
-        pipe = file.inode.pipe
-        if pipe.readers == 0:
-            raise abi.kernel_error(abi.EPIPE, "no process has the pipe open for reading")
-        room = pipe.room()
-        take = len(data) if len(data) <= room else (0 if len(data) <= abi.PIPE_BUF else room)
-        if take:
-            pipe.buffer += data[:take]
-            await self._wake(pipe.rd_wait)
-        if take == len(data):
-            return take
-        if file.flags & abi.O_NONBLOCK:
-            if take:
-                return take
-            raise abi.kernel_error(abi.EAGAIN, "the pipe is full (O_NONBLOCK)")
-        return {"written": take} | self._prepare_to_wait(pipe.wr_wait)
-
-    @op
-    async def pipe2(self, req: Call, files: int, flags: int = 0) -> list[int]:
-        """pipe2: a pipe inode and two open files on it, read end first."""
-        fst = self._fst(files)
-        if not isinstance(flags, int) or flags & ~(abi.O_CLOEXEC | abi.O_NONBLOCK):
-            raise abi.kernel_error(abi.EINVAL, f"pipe2 flags {flags!r}: only O_CLOEXEC and O_NONBLOCK")
-        if sum(fd not in fst.fds for fd in range(NR_OPEN_DEFAULT)) < 2:
-            raise abi.kernel_error(abi.EMFILE, "two free fds are needed")
-        inode = self._new_inode(st.S_IFIFO | 0o600, pipe=Pipe())
-        status = flags & abi.O_NONBLOCK
-        cloexec = bool(flags & abi.O_CLOEXEC)
-        rfd = self._install_new(fst, File(inode, abi.O_RDONLY | status, name=f"pipe:[{inode.ino}]"), cloexec)
-        wfd = self._install_new(fst, File(inode, abi.O_WRONLY | status, name=f"pipe:[{inode.ino}]"), cloexec)
-        return [rfd, wfd]
 
     @op
     async def lseek(self, req: Call, files: int, fd: int, offset: int, whence: int) -> int:
@@ -841,131 +580,6 @@ class VfsService(WaitQueues, Service):
         old, fss.umask = fss.umask, mask & 0o777
         return old
 
-    # --- names ------------------------------------------------------------------------------
-    @op
-    async def mkdir(self, req: Call, fs: int, path: str, mode: int = 0o777) -> None:
-        fss = self._fs(fs)
-        found = self._parent(fss, path, "mkdir")
-        if found.inode is not None:
-            raise abi.kernel_error(abi.EEXIST, path)
-        self._mkdir_at(found.dir, found.name, mode & ~fss.umask & 0o7777)
-
-    @op
-    async def rmdir(self, req: Call, fs: int, path: str) -> None:
-        fss = self._fs(fs)
-        if path.rstrip("/").rsplit("/", 1)[-1] == ".":
-            raise abi.kernel_error(abi.EINVAL, f"rmdir {path}: the last component is '.'")
-        found = self._parent(fss, path, "rmdir")
-        inode = self._existing(found, path)
-        if not inode.is_dir:
-            raise abi.kernel_error(abi.ENOTDIR, path)
-        if inode.children:
-            raise abi.kernel_error(abi.ENOTEMPTY, path)
-        if self._is_mount_root(found.dir, found.name) or inode is fss.root:
-            raise abi.kernel_error(abi.EBUSY, f"{path} is a mount point or a root")
-        self._unlink(found.dir, found.name)
-
-    @op
-    async def unlink(self, req: Call, fs: int, path: str) -> None:
-        found = self._parent(self._fs(fs), path, "unlink")
-        inode = self._existing(found, path)
-        if inode.is_dir:
-            raise abi.kernel_error(abi.EISDIR, f"{path} is a directory (use rmdir)")
-        self._unlink(found.dir, found.name)
-
-    @op
-    async def link(self, req: Call, fs: int, old: str, new: str) -> None:
-        fss = self._fs(fs)
-        src = self._parent(fss, old, "link")
-        inode = self._existing(src, old)
-        if inode.is_dir:
-            raise abi.kernel_error(abi.EPERM, f"{old} is a directory; hard links to directories are not allowed")
-        dst = self._parent(fss, new, "link")
-        if dst.inode is not None:
-            raise abi.kernel_error(abi.EEXIST, new)
-        self._same_mount(fss, src.dir, dst.dir, old, new)
-        self._link(dst.dir, dst.name, inode)
-        self._touch(inode, 2)
-
-    @op
-    async def symlink(self, req: Call, fs: int, target: str, path: str) -> None:
-        if not isinstance(target, str) or not target:
-            raise abi.kernel_error(abi.ENOENT, "empty symlink target")
-        found = self._parent(self._fs(fs), path, "symlink")
-        if found.inode is not None:
-            raise abi.kernel_error(abi.EEXIST, path)
-        self._link(found.dir, found.name, self._new_inode(st.S_IFLNK | 0o777, target=target))
-
-    @op
-    async def readlink(self, req: Call, fs: int, path: str) -> object:
-        fss = self._fs(fs)
-        try:
-            inode = self._lookup(fss, path, follow=False)
-        except ProcRedirect as redirect:
-            return {"proc": redirect.rel, "follow": False}
-        if not inode.is_symlink:
-            raise abi.kernel_error(abi.EINVAL, f"{path} is not a symlink")
-        self._touch(inode, 0)
-        return inode.target
-
-    @op
-    async def rename(self, req: Call, fs: int, old: str, new: str) -> None:
-        """rename(2) with its rules: EXDEV, EISDIR/ENOTDIR by kind, ENOTEMPTY, EINVAL
-        for a directory moved under itself; an existing target is replaced atomically."""
-        fss = self._fs(fs)
-        src = self._parent(fss, old, "rename")
-        inode = self._existing(src, old)
-        dst = self._parent(fss, new, "rename")
-        self._same_mount(fss, src.dir, dst.dir, old, new)
-        victim = dst.inode
-        if victim is inode:
-            return
-        if inode.is_dir and self._is_ancestor(inode, dst.dir):
-            raise abi.kernel_error(abi.EINVAL, f"cannot move {old} into itself")
-        if victim is not None:
-            if victim.is_dir and not inode.is_dir:
-                raise abi.kernel_error(abi.EISDIR, f"{new} is a directory")
-            if inode.is_dir and not victim.is_dir:
-                raise abi.kernel_error(abi.ENOTDIR, f"{new} is not a directory")
-            if victim.children:
-                raise abi.kernel_error(abi.ENOTEMPTY, new)
-            if self._is_mount_root(dst.dir, dst.name) or self._is_mount_root(src.dir, src.name):
-                raise abi.kernel_error(abi.EBUSY, f"{new} is a mount point")
-            self._unlink(dst.dir, dst.name)
-        src.dir.children.pop(src.name)
-        dst.dir.children[dst.name] = inode
-        if inode.is_dir:
-            src.dir.nlink -= 1
-            dst.dir.nlink += 1
-            inode.parent = dst.dir
-        for directory in (src.dir, dst.dir):
-            self._touch(directory, 1, 2)
-        self._touch(inode, 2)
-
-    def _existing(self, found: Found, path: str) -> Inode:
-        if found.inode is None:
-            raise abi.kernel_error(abi.ENOENT, path)
-        return found.inode
-
-    def _is_ancestor(self, inode: Inode, directory: Inode) -> bool:
-        cur = directory
-        while True:
-            if cur is inode:
-                return True
-            if cur.parent is None or cur.parent is cur:
-                return False
-            cur = cur.parent
-
-    def _is_mount_root(self, directory: Inode, name: str) -> bool:
-        """Is something mounted on directory/name, in any namespace (EBUSY)?"""
-        child = directory.children.get(name)
-        return any(ns.covering(child) is not None for ns in self.mnt_namespaces.values())
-
-    def _same_mount(self, fss: FsStruct, a: Inode, b: Inode, old: str, new: str) -> None:
-        ns = self._ns(fss)
-        if ns.mount_of(a) is not ns.mount_of(b):
-            raise abi.kernel_error(abi.EXDEV, f"{old} and {new} are on different mounts")
-
     # --- stat, access ---------------------------------------------------------------------------
     def _stat_path(self, fs: int, path: str, follow: bool) -> object:
         fss = self._fs(fs)
@@ -995,35 +609,6 @@ class VfsService(WaitQueues, Service):
         if mode & abi.X_OK and not (st.S_ISDIR(result["st_mode"]) or result["st_mode"] & 0o111):
             raise abi.kernel_error(abi.EACCES, f"{path} is not executable")
         return 0
-
-    # --- what /proc shows of the vfs --------------------------------------------------------
-    @op
-    async def fd_links(self, req: Call, files: int, fs: int) -> dict:
-        """/proc/PID/fd: each fd's path (pipes as pipe:[ino])."""
-        fst, fss = self._fst(files), self._fs(fs)
-        links = {}
-        for fd, (handle, _) in sorted(fst.fds.items()):
-            file = self.files[handle]
-            if file.inode.pipe is not None:
-                links[str(fd)] = file.name
-            elif file.inode.nsfs:
-                links[str(fd)] = file.inode.nsfs
-            elif file.inode.proc is not None:
-                links[str(fd)] = f"/proc/{file.inode.proc}"
-            else:
-                links[str(fd)] = self._file_path(fss, file.dir, file.name, file.inode)
-        return links
-
-    @op
-    async def fs_paths(self, req: Call, fs: int) -> dict:
-        """/proc/PID/cwd and root, and the umask."""
-        fss = self._fs(fs)
-        ns = self._ns(fss)
-        root = d_path(ns, self._ns_root(ns), fss.root)
-        return {"cwd": d_path(ns, fss.root, fss.pwd), "root": root, "umask": fss.umask}
-
-    def _ns_root(self, ns: MntNamespace) -> Inode:
-        return ns.mounts[0].root
 
     # --- invariants ------------------------------------------------------------------------------
     @op
