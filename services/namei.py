@@ -104,7 +104,9 @@ def walk(ns: MntNamespace, root: Inode, pwd: Inode, path: str, follow: bool = Tr
     """link_path_walk + the last component. ``follow``: follow a symlink in the last
     component (stat follows, lstat and unlink do not). ``at_proc``: a path naming a
     /proc directory itself goes to the kernel too (not for rmdir or rename of it)."""
-    if not isinstance(path, str) or not path:
+    if not isinstance(path, str):
+        raise abi.kernel_error(abi.EFAULT, f"a path is a str, not {type(path).__name__}")
+    if not path:
         raise abi.kernel_error(abi.ENOENT, "empty path")
     if len(path) >= abi.PATH_MAX:
         raise abi.kernel_error(abi.ENAMETOOLONG, f"path longer than {abi.PATH_MAX - 1}")
@@ -216,7 +218,7 @@ class NameOps:
     @op
     async def rmdir(self, req: Call, fs: int, path: str) -> None:
         fss = self._fs(fs)
-        if path.rstrip("/").rsplit("/", 1)[-1] == ".":
+        if isinstance(path, str) and path.rstrip("/").rsplit("/", 1)[-1] == ".":
             raise abi.kernel_error(abi.EINVAL, f"rmdir {path}: the last component is '.'")
         found = self._parent(fss, path, "rmdir")
         inode = self._existing(found, path)

@@ -824,3 +824,30 @@ async def test_proc_pid_sched_shows_sched_entity(run):
         """
     )
     assert out(r) == ["t (2, #threads: 1)", "static_prio 125", "policy 0", "nr_voluntary_switches 3"]
+
+
+# --- property: no argument a program can pass crashes the vfs or leaks ---------------------------
+PATH_CALLS = ["open", "close", "read", "write", "lseek", "dup", "dup2", "dup3", "fcntl", "pipe2", "getdents", "fstat"]
+PATH_CALLS += ["stat", "lstat", "access", "chdir", "fchdir", "getcwd", "chroot", "umask", "mkdir", "rmdir", "unlink"]
+PATH_CALLS += ["rename", "link", "symlink", "readlink", "mount", "umount"]
+ODD_VALUES = ["/", "/tmp", "/tmp/x", "/proc", "/proc/self", "/proc/self/fd/0", "/proc/self/cwd/..", "..", "", 0, 1]
+ODD_VALUES += [3, -1, 2**40, None, b"x", 1.5, [1], {"a": 1}, "x" * 300, "/proc/self/ns/uts", "tmpfs", "/dev/null"]
+
+
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from(PATH_CALLS), st.lists(st.sampled_from(ODD_VALUES), max_size=3)), max_size=40
+    )
+)
+@settings(max_examples=25, deadline=None)
+def test_any_arguments_give_an_errno_never_a_crash_or_a_leak(calls):
+    lines = ["async def main(sys, argv):"]
+    for name, args in calls:
+        lines += [
+            "    try:",
+            f"        await sys.{name}(*{args!r})",
+            "    except (OSError, TypeError):",
+            "        pass",
+        ]
+    r = ukernel.run("/bin/f", ["f"], files={"/bin/f": "\n".join(lines + ["    return 0"]).encode()})
+    assert (r.exit_code, r.problems) == (0, [])
