@@ -827,7 +827,8 @@ async def test_proc_pid_sched_shows_sched_entity(run):
 
 
 # --- property: no argument a program can pass crashes the vfs or leaks ---------------------------
-PATH_CALLS = ["open", "close", "read", "write", "lseek", "dup", "dup2", "dup3", "fcntl", "pipe2", "getdents", "fstat"]
+# no pipe2: a read of this process's own empty pipe would rightly sleep forever (pipes: the test above)
+PATH_CALLS = ["open", "close", "read", "write", "lseek", "dup", "dup2", "dup3", "fcntl", "getdents", "fstat"]
 PATH_CALLS += ["stat", "lstat", "access", "chdir", "fchdir", "getcwd", "chroot", "umask", "mkdir", "rmdir", "unlink"]
 PATH_CALLS += ["rename", "link", "symlink", "readlink", "mount", "umount"]
 ODD_VALUES = ["/", "/tmp", "/tmp/x", "/proc", "/proc/self", "/proc/self/fd/0", "/proc/self/cwd/..", "..", "", 0, 1]
