@@ -22,6 +22,17 @@ class LocalEndpoint:
     async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
         await self._send.send((frame, reply))
 
+    async def post(self, obj: list, reply: ReplyFn | None) -> None:
+        """A decoded message from a node's peer; waits only when the inbox is full.
+
+        Not ``send``: the embedded kernel's scheduling order (and so its traces) must
+        not change, while a node's reader gains from skipping the scheduler trip.
+        """
+        try:
+            self._send.send_nowait((obj, reply))
+        except trio.WouldBlock:
+            await self._send.send((obj, reply))
+
     async def aclose(self) -> None:
         await self._send.aclose()
 

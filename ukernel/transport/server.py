@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import trio
 
 from .. import abi, protocol
@@ -222,7 +221,10 @@ class Node:
         service, _, op = method.partition(".")
         reply = None
         if request:
-            await peer.slots.acquire()
+            try:
+                peer.slots.acquire_nowait()  # no scheduler trip while slots are free
+            except trio.WouldBlock:
+                await peer.slots.acquire()
             reply = _reply_once(peer, obj[1])
         endpoint = self.inboxes.get(service)
         if endpoint is None:
@@ -240,7 +242,7 @@ class Node:
                 params[1]["relay"] = key  # where the events this request causes go
             else:
                 params[1].pop("relay", None)
-        await endpoint.send(msgpack.packb(obj, use_bin_type=True), reply)
+        await endpoint.post(obj, reply)  # decoded: the service does not decode it again
 
 
 def _kind(obj: Any) -> int | None:
