@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import trio
@@ -120,6 +121,37 @@ class Router:
             del self.pending[msgid]
             raise
         return sent
+
+    async def call_at_once(
+        self, sends: Iterable[tuple[Any, Callable[[], Awaitable[Sent | None]]]], finish: Callable[[Any, Any], None]
+    ) -> None:
+        """Send every request first (``(key, send)`` pairs), then take the replies in
+        order: ``finish(key, result)``.
+
+        What runs at once then costs one wait, not one per message (with remote
+        services, several round trips overlap). A send returning None sent nothing.
+        Every request sent is collected, even after a failure or a cancellation (a
+        reply in flight can be a handle given out); the first failure in order is
+        raised after all are in.
+        """
+        sent: list[tuple[Any, Sent]] = []
+        failure: OSError | None = None
+        try:
+            for key, send in sends:
+                one = await send()
+                if one is not None:
+                    sent.append((key, one))
+        finally:
+            with trio.CancelScope(shield=True):
+                for key, one in sent:
+                    try:
+                        result = await self.collect(one)
+                    except OSError as exc:
+                        failure = failure or exc
+                        continue
+                    finish(key, result)
+        if failure is not None:
+            raise failure
 
     async def collect(self, sent: Sent) -> Any:
         """Wait for the reply to ``sent``, trace it, and return its result or raise."""
