@@ -132,7 +132,8 @@ class FramedStream:
                 return next(self._unpacker)
             except StopIteration:
                 pass
-            except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
+            except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+                # TypeError: a map key msgpack cannot hash (an array as a key)
                 raise ValueError(f"bad msgpack on the wire: {exc}") from None
             if self._eof:
                 raise EOFError
