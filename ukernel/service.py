@@ -67,6 +67,10 @@ class Service:
 
     name: ClassVar[str] = "service"
     calls: ClassVar[frozenset[str]] = frozenset()
+    #: True only if no handler ever waits (no calls out, no events; a deferred reply
+    #: is fine): a node may then run a peer's request in the connection's reader
+    #: (transport/local.py HostedInbox), saving a task switch per message.
+    never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
     PARAMS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]] = {}
 
@@ -115,10 +119,14 @@ class Service:
     async def serve(self, inbox: trio.MemoryReceiveChannel) -> None:
         """One message at a time, in arrival order, whichever way it came."""
         async for item, reply_fn in inbox:
-            if isinstance(item, bytes):
-                await self.handle_frame(item, reply_fn)
-            else:
-                await self.handle_request(item, reply_fn)
+            await self.handle(item, reply_fn)
+
+    async def handle(self, item: bytes | list, reply_fn: ReplyFn | None) -> None:
+        """One message from an inbox: encoded, or decoded by a node (handle_request)."""
+        if isinstance(item, bytes):
+            await self.handle_frame(item, reply_fn)
+        else:
+            await self.handle_request(item, reply_fn)
 
     async def handle_frame(self, frame: bytes, reply_fn: ReplyFn | None) -> None:
         """Decode, dispatch, answer: never lets a bad message kill the loop."""
