@@ -28,9 +28,10 @@ import hmac
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import trio
@@ -45,6 +46,8 @@ MAX_IN_FLIGHT = 1024  # requests one connection may have unanswered, each way
 MAX_ITEMS = 1 << 18  # the longest array or map a message may declare
 HANDSHAKE_TIMEOUT = 5.0
 READ_CHUNK = 64 * 1024
+
+T = TypeVar("T")
 
 
 class HandshakeError(ConnectionError):
@@ -113,17 +116,7 @@ class FramedStream:
     def _send_now(self, frame: bytes) -> int:
         """Write what the socket takes without waiting; how many bytes (0 if not a socket)."""
         sock = getattr(self.stream, "socket", None)
-        if sock is None:
-            return 0
-        fd = sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("socket was already closed")
-        try:
-            return os.write(fd, frame)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        return (_nonblocking(os.write, sock, frame) or 0) if sock is not None else 0
 
     async def receive_obj(self) -> Any:
         """The next object; EOFError at a clean end, ValueError for a frame too large or bad bytes."""
@@ -137,7 +130,7 @@ class FramedStream:
                 raise ValueError(f"bad msgpack on the wire: {exc}") from None
             if self._eof:
                 raise EOFError
-            data = await self.stream.receive_some(READ_CHUNK)
+            data = await self._receive()
             if not data:
                 self._eof = True
                 continue
@@ -146,8 +139,33 @@ class FramedStream:
             except msgpack.BufferFull:
                 raise ValueError(f"message larger than {MAX_FRAME} bytes") from None
 
+    async def _receive(self) -> bytes:
+        """Wait until the socket is readable, then read: between a request and its reply
+        nothing is there yet, and ``receive_some`` would first try (and fail) a read."""
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            return await self.stream.receive_some(READ_CHUNK)
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            data = _nonblocking(os.read, sock, READ_CHUNK)
+            if data is not None:
+                return data
+
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def _nonblocking(io: Callable[[int, Any], T], sock: Any, arg: Any) -> T | None:
+    """``io(fd, arg)`` on a non-blocking socket: None if it would block, else trio's stream errors."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("socket was already closed")
+    try:
+        return io(fd, arg)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
 
 def set_nodelay(stream: trio.abc.Stream) -> None:
