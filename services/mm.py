@@ -121,6 +121,7 @@ def _efault(message: str) -> OSError:
 class MmService(Service):
     name = "mm"
     calls = frozenset()
+    never_waits = True  # no handler waits: a node may run requests in its reader
 
     def __init__(self, memory: int = 64 * 1024 * 1024):
         super().__init__()

@@ -56,6 +56,7 @@ class PidService(Service):
 
     name = "pid"
     calls = frozenset()
+    never_waits = True  # no handler waits: a node may run requests in its reader
 
     def __init__(self, pid_max: int = abi.PID_MAX_DEFAULT):
         super().__init__()

@@ -63,6 +63,7 @@ def check_params(policy: int, priority: int) -> None:
 
 class SchedService(Service):
     name = "sched"
+    never_waits = True  # no handler waits (waits are deferred replies): a node may run requests in its reader
 
     def __init__(
         self,

@@ -31,8 +31,7 @@ from ukernel.transport.endpoint import RemoteEndpoint
 SECRET = b"distributed-secret"
 TIMEOUT = 20
 
-NSDEMO = program(
-    """
+NSDEMO_SOURCE = """
     from ukernel.abi import CLONE_NEWNS, CLONE_NEWPID, O_CREAT, O_RDONLY, O_WRONLY, SIGCHLD
 
 
@@ -50,7 +49,7 @@ NSDEMO = program(
         await sys.write(1, await sys.read(fd, 100) + b", status %d\\n" % (status >> 8))
         return 0
     """
-)
+NSDEMO = program(NSDEMO_SOURCE)
 
 
 @pytest.fixture(autouse=True)
@@ -291,6 +290,19 @@ async def test_parallel_copy_unwinds_in_linux_reverse_order(step, run):
     # the steps sent together with the failing one may have finished too: they are undone as well
     assert set(undone(serial.trace)) <= set(undone(parallel.trace))
     assert undone(serial.trace)[-1] == undone(parallel.trace)[-1] == "sched_fork"
+
+
+async def test_parallel_copy_gives_copy_namespaces_the_childs_fs_under_clone_newns(run):
+    """CLONE_NEWNS: the new mount table is walked by the child's own fs, copy_fs's reply."""
+
+    def copy_namespaces_args(trace):
+        return [e["args"] for e in trace if e.get("type") == "request" and e.get("op") == "copy_namespaces"]
+
+    serial = await run(NSDEMO_SOURCE)
+    parallel = await run(NSDEMO_SOURCE, parallel_copy=True)
+    assert serial.stdout == parallel.stdout
+    assert copy_namespaces_args(parallel.trace) == copy_namespaces_args(serial.trace)
+    assert all(args["fs"] is not None for args in copy_namespaces_args(parallel.trace))
 
 
 async def test_parallel_copy_with_every_service_remote_runs_forktest():

@@ -20,6 +20,7 @@ from ukernel.router import BootError
 from ukernel.service import Service, op
 from ukernel.transport import server as node_server
 from ukernel.transport import tcp
+from ukernel.transport.local import HostedInbox
 
 SECRET = b"test-secret-42"
 TIMEOUT = 10
@@ -263,3 +264,24 @@ async def test_remote_needs_a_secret(monkeypatch):
     with pytest.RaisesGroup(pytest.RaisesExc(ValueError, match="UKERNEL_SECRET"), flatten_subgroups=True):
         async with ukernel.boot(remote={"pid": "tcp://127.0.0.1:1"}):
             pass
+
+
+async def test_a_hosted_inbox_runs_requests_in_the_reader_only_when_nothing_is_queued():
+    """A never_waits service's requests skip its inbox, but never overtake a queued message."""
+    inbox = HostedInbox(PidService())
+    answered: list[int] = []
+
+    async def reply(frame: bytes) -> None:
+        answered.append(protocol.decode(frame).msgid)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await inbox.send(protocol.encode_request(1, "pid.ping", {}, {}), reply)  # from the node's router
+            await inbox.post([0, 2, "pid.ping", [{}, {}]], reply)  # a peer's: queued behind #1
+            assert answered == []
+            nursery.start_soon(inbox.serve)
+            while len(answered) < 2:
+                await trio.sleep(0.001)
+            await inbox.post([0, 3, "pid.ping", [{}, {}]], reply)  # nothing queued: answered in the reader
+            assert answered == [1, 2, 3]
+            nursery.cancel_scope.cancel()

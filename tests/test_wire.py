@@ -15,7 +15,7 @@ from functools import partial
 import msgpack
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from services.pid import PidService
@@ -164,6 +164,8 @@ attacks = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(attacks, min_size=1, max_size=4), after_handshake=st.booleans(), close=st.booleans())
+@example(chunks=[b"\x81\x90\x01"], after_handshake=False, close=False)  # found: a map keyed by an array
+@example(chunks=[b"\x81\x90\x01"], after_handshake=True, close=False)
 def test_fuzzed_frames_never_stop_a_node(chunks, after_handshake, close):
     trio.run(_fuzz, chunks, after_handshake, close)
 

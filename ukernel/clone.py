@@ -10,6 +10,7 @@ bad_fork_cleanup_* labels of kernel/fork.c) and the caller gets the errno.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -32,6 +33,7 @@ from .abi import (
     CLONE_VFORK,
     CLONE_VM,
 )
+from .router import Sent
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -95,7 +97,9 @@ STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 #: parent's handles, none needs another's reply, and they go to four services
 #: (vfs, signals, mm, namespaces) that share no state. sched_fork stays first
 #: (the child must be known to sched before anything can fail and undo it),
-#: alloc_pid after copy_namespaces (it needs the child's pid namespace).
+#: alloc_pid after copy_namespaces (it needs the child's pid namespace). One
+#: exception: with CLONE_NEWNS, copy_namespaces needs copy_fs's reply (the
+#: child's fs walks the new mount table), so it goes after the others.
 INDEPENDENT_STEPS = frozenset(
     {"copy_semundo", "copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"}
 )
@@ -207,54 +211,52 @@ class CopyProcess:
         return self.child
 
     async def do_step(self, step: Step) -> None:
-        inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
         if step.service == "kernel":
+            inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
             if inject:
                 raise abi.kernel_error(inject, f"fault injected at {step.name}")
             getattr(self, step.op_clear)()
             self.done.append(step)
             return
+        sent = await self.send_step(step)
+        if sent is not None:
+            self.finish_step(step, await self.k.router.collect(sent))
+
+    async def send_step(self, step: Step) -> Sent | None:
+        """Send a service's step without waiting for its reply; None if it has nothing to do."""
         if step.attr == "mm" and self.current.mm is None:
-            return  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
+            return None  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
+        inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
         flags = self.args.flags
         op = step.op_for(flags)
         if op is None:  # nothing to send (no CLONE_SYSVSEM: the child's undo list is empty)
             if inject:
                 raise abi.kernel_error(inject, f"fault injected at {step.name}")
-            return
-        reply = await self.k.call(
-            step.service, op, self.step_args(step, op), self.meta(step.name, flag_note(step, flags)), inject=inject
-        )
+            return None
+        args, meta = self.step_args(step, op), self.meta(step.name, flag_note(step, flags))
+        return await self.k.router.send("kernel", step.service, op, args, meta, inject)
+
+    def finish_step(self, step: Step, reply: Any) -> None:
         self.done.append(step)
         self.store(step, reply)
 
     async def do_steps_at_once(self, group: tuple[Step, ...]) -> None:
-        """Independent steps sent together, one chain per service (its own steps in table order).
+        """Independent steps sent together, then their replies taken in table order.
 
-        Every chain runs to its end even if another fails (a reply in flight
-        is a handle given out: cancelling it would leak it); then ``done`` is
-        put back in table order, so the unwind is Linux's reverse order, and
-        the first failure in table order is the one raised.
+        No task per service: every request goes out at once, and each service
+        still gets its own steps in table order (its inbox or connection is first
+        in, first out). Every step sent is collected even after a failure (a reply
+        in flight is a handle given out: dropping it would leak it); ``done`` stays
+        in table order, so the unwind is Linux's reverse order, and the first
+        failure in table order is the one raised. copy_namespaces with CLONE_NEWNS
+        needs copy_fs's reply (the child's fs walks the new mount table), so it
+        then waits for the others and goes alone, as in the serial walk.
         """
-        failed: dict[int, OSError] = {}
-
-        async def chain(steps: list[Step]) -> None:
-            for step in steps:
-                try:
-                    await self.do_step(step)
-                except OSError as exc:
-                    failed[COPY_STEPS.index(step)] = exc
-                    return
-
-        by_service: dict[str, list[Step]] = {}
-        for step in group:
-            by_service.setdefault(step.service, []).append(step)
-        async with trio.open_nursery() as nursery:
-            for steps in by_service.values():
-                nursery.start_soon(chain, steps)
-        self.done.sort(key=COPY_STEPS.index)
-        if failed:
-            raise failed[min(failed)]
+        after = [s for s in group if s.name == "copy_namespaces" and self.args.flags & CLONE_NEWNS]
+        sends = [(step, partial(self.send_step, step)) for step in group if step not in after]
+        await self.k.router.call_at_once(sends, self.finish_step)
+        for step in after:
+            await self.do_step(step)
 
     def step_args(self, step: Step, op: str) -> dict:
         cur, flags = self.current, self.args.flags

@@ -6,9 +6,12 @@ holds, so every handle clone took is given back along a visible route.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from . import abi
+from .router import Sent
 from .runtime import TaskExit
 from .signal import k_kill, send_to_process
 from .task import TaskStruct, nr_in, wake_waiters
@@ -37,15 +40,37 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
         zap_other_threads(task, status)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
-    for step, service, op, attr in EXIT_STEPS:
-        handle = getattr(task, attr)
-        if handle is not None:
-            await k.call(service, op, {attr: handle}, meta | {"step": step})
-            setattr(task, attr, None)
+    if k.config.parallel_copy:
+        await put_references_at_once(k, task, meta)
+    else:
+        for step, service, op, attr in EXIT_STEPS:
+            handle = getattr(task, attr)
+            if handle is not None:
+                await k.call(service, op, {attr: handle}, meta | {"step": step})
+                setattr(task, attr, None)
     k.runtime.replays.pop(task.id, None)
     task.image = None
     await exit_notify(k, task, status, meta)
     await k.task_dead(task, meta)
+
+
+async def put_references_at_once(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """EXIT_STEPS sent together (Config.parallel_copy), replies taken in table order.
+
+    Every row drops one reference in its own structure, and none needs another's
+    reply: the order only matters within a service (vfs: files then fs; signals:
+    sighand then signal), and each service still gets its rows in table order.
+    """
+
+    def send(step: str, service: str, op: str, attr: str) -> Callable[[], Awaitable[Sent]]:
+        return partial(k.router.send, "kernel", service, op, {attr: getattr(task, attr)}, meta | {"step": step})
+
+    rows = [
+        (attr, send(step, service, op, attr))
+        for step, service, op, attr in EXIT_STEPS
+        if getattr(task, attr) is not None
+    ]
+    await k.router.call_at_once(rows, lambda attr, _reply: setattr(task, attr, None))
 
 
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:

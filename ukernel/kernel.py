@@ -86,7 +86,7 @@ class Config:
     secret_file: str | None = None  # the shared secret for remote services; None: $UKERNEL_SECRET
     heartbeat: float = 1.0  # seconds between pings to each remote service
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
-    parallel_copy: bool = False  # send copy_process's independent steps at once (clone.py); the trace order varies
+    parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)

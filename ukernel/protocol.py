@@ -103,11 +103,15 @@ def _split_params(params: Any) -> tuple[dict, dict]:
 
 def decode(frame: bytes) -> Message:
     """Decode one frame; ProtocolError names what is wrong with it."""
+    return decode_obj(unpack(frame))
+
+
+def unpack(frame: bytes) -> Any:
+    """The msgpack object of one frame; ProtocolError if it is not msgpack."""
     try:
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        return msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"not msgpack: {exc}") from None
-    return decode_obj(obj)
 
 
 def decode_obj(obj: Any) -> Message:
@@ -137,6 +141,11 @@ def msgid_of(frame: bytes) -> int | None:
         obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception:
         return None
+    return request_msgid_of(obj)
+
+
+def request_msgid_of(obj: Any) -> int | None:
+    """The msgid of a decoded object that looks like a request, else None."""
     if isinstance(obj, list) and len(obj) >= 2 and obj[0] == REQUEST and isinstance(obj[1], int):
         return obj[1]
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import trio
@@ -66,6 +67,7 @@ class Router:
         self.pending: dict[int, Sent] = {}
         self._msgids = itertools.count(1)
         self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
+        self.on_reply = ReplyTo(self)
         self.sent = 0
 
     def restart_numbering(self) -> None:
@@ -114,11 +116,42 @@ class Router:
             return sent
         self.pending[msgid] = sent
         try:
-            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, meta), self._on_reply)
+            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, meta), self.on_reply)
         except BaseException:
             del self.pending[msgid]
             raise
         return sent
+
+    async def call_at_once(
+        self, sends: Iterable[tuple[Any, Callable[[], Awaitable[Sent | None]]]], finish: Callable[[Any, Any], None]
+    ) -> None:
+        """Send every request first (``(key, send)`` pairs), then take the replies in
+        order: ``finish(key, result)``.
+
+        What runs at once then costs one wait, not one per message (with remote
+        services, several round trips overlap). A send returning None sent nothing.
+        Every request sent is collected, even after a failure or a cancellation (a
+        reply in flight can be a handle given out); the first failure in order is
+        raised after all are in.
+        """
+        sent: list[tuple[Any, Sent]] = []
+        failure: OSError | None = None
+        try:
+            for key, send in sends:
+                one = await send()
+                if one is not None:
+                    sent.append((key, one))
+        finally:
+            with trio.CancelScope(shield=True):
+                for key, one in sent:
+                    try:
+                        result = await self.collect(one)
+                    except OSError as exc:
+                        failure = failure or exc
+                        continue
+                    finish(key, result)
+        if failure is not None:
+            raise failure
 
     async def collect(self, sent: Sent) -> Any:
         """Wait for the reply to ``sent``, trace it, and return its result or raise."""
@@ -145,11 +178,32 @@ class Router:
             raise protocol.oserror_from_map(response.error)
         return response.result
 
-    async def _on_reply(self, frame: bytes) -> None:
-        msg = protocol.decode(frame)
-        if not isinstance(msg, protocol.Response):
+    def deliver(self, msgid: int, error: Any, result: Any) -> None:
+        """A reply, decoded: wake its caller (if it was cancelled, the reply is dropped)."""
+        slot = self.pending.get(msgid)
+        if slot is None:
             return
-        slot = self.pending.get(msg.msgid)
-        if slot is not None:  # else the caller was cancelled: the reply is dropped
-            slot.response = msg
-            slot.event.set()
+        if error is not None and not isinstance(error, dict):
+            error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {error!r}")
+        slot.response = protocol.Response(msgid, error, result)
+        slot.event.set()
+
+
+class ReplyTo:
+    """The reply function a router gives endpoints with each request.
+
+    Called with an encoded response, as every ReplyFn is (a local service's reply).
+    An endpoint that has decoded the response already (a remote one, to match its
+    msgid) calls ``deliver`` instead: encoding it again to be decoded here would
+    cost twice per message for nothing.
+    """
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, router: Router):
+        self.deliver = router.deliver
+
+    async def __call__(self, frame: bytes) -> None:
+        msg = protocol.decode(frame)
+        if isinstance(msg, protocol.Response):
+            self.deliver(msg.msgid, msg.error, msg.result)

@@ -21,7 +21,8 @@ import trio
 from . import abi, protocol
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
-Delivery = tuple[bytes, ReplyFn | None]
+#: What an inbox carries: an encoded message, or one a node decoded already to route it.
+Delivery = tuple[bytes | list, ReplyFn | None]
 
 #: What a deferring handler returns: "I will answer later".
 DEFERRED = object()
@@ -66,6 +67,10 @@ class Service:
 
     name: ClassVar[str] = "service"
     calls: ClassVar[frozenset[str]] = frozenset()
+    #: True only if no handler ever waits (no calls out, no events; a deferred reply
+    #: is fine): a node may then run a peer's request in the connection's reader
+    #: (transport/local.py HostedInbox), saving a task switch per message.
+    never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
     PARAMS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]] = {}
 
@@ -112,15 +117,32 @@ class Service:
 
     # --- the inbox loop -----------------------------------------------------
     async def serve(self, inbox: trio.MemoryReceiveChannel) -> None:
-        async for frame, reply_fn in inbox:
-            await self.handle_frame(frame, reply_fn)
+        """One message at a time, in arrival order, whichever way it came."""
+        async for item, reply_fn in inbox:
+            await self.handle(item, reply_fn)
+
+    async def handle(self, item: bytes | list, reply_fn: ReplyFn | None) -> None:
+        """One message from an inbox: encoded, or decoded by a node (handle_request)."""
+        if isinstance(item, bytes):
+            await self.handle_frame(item, reply_fn)
+        else:
+            await self.handle_request(item, reply_fn)
 
     async def handle_frame(self, frame: bytes, reply_fn: ReplyFn | None) -> None:
         """Decode, dispatch, answer: never lets a bad message kill the loop."""
         try:
-            msg = protocol.decode(frame)
+            obj = protocol.unpack(frame)
+        except protocol.ProtocolError:
+            return  # not msgpack: not even a msgid to answer
+        await self.handle_request(obj, reply_fn)
+
+    async def handle_request(self, obj: Any, reply_fn: ReplyFn | None) -> None:
+        """handle_frame after the bytes are decoded; a node calls it directly: it decodes
+        what peers send to route it, and encoding it again to be decoded here costs."""
+        try:
+            msg = protocol.decode_obj(obj)
         except protocol.ProtocolError as exc:
-            msgid = protocol.msgid_of(frame)
+            msgid = protocol.request_msgid_of(obj)
             if msgid is not None and reply_fn is not None:
                 error = protocol.error_map(abi.EBADMSG, f"{self.name}: malformed message: {exc}")
                 await reply_fn(protocol.encode_response(msgid, error, None))

@@ -70,6 +70,7 @@ class RemoteEndpoint:
         self._beats = itertools.count(-1, -1)  # heartbeat msgids: negative, never the router's
         self._accounting_id: int | None = None
         self._ids: dict[int, int] = {}  # the peer's msgid of a relayed request -> ours
+        self._heard = 0.0  # trio time of the last message from the peer
 
     @property
     def node(self) -> str:
@@ -116,17 +117,27 @@ class RemoteEndpoint:
         return outcome[0] if outcome else "connection closed"
 
     async def _read(self, conn: tcp.FramedStream) -> str:
+        """Dispatch what arrives until the connection ends or falls silent for ``timeout``.
+
+        Silence is watched by one deadline, moved on only when it passes while messages
+        still came: a fresh ``move_on_after`` around every receive costs more than the
+        message's own handling. The reader only waits in ``receive_obj``, so that is
+        where the deadline lands (replies to the router never wait).
+        """
+        self._heard = trio.current_time()
         while True:
-            try:
-                with trio.move_on_after(self.timeout) as silence:
-                    obj = await conn.receive_obj()
-            except EOFError:
-                return "connection closed by the server"
-            except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                return str(exc) or type(exc).__name__
-            if silence.cancelled_caught:
+            with trio.CancelScope(deadline=self._heard + self.timeout):
+                try:
+                    while True:
+                        obj = await conn.receive_obj()
+                        self._heard = trio.current_time()
+                        await self._dispatch(obj)
+                except EOFError:
+                    return "connection closed by the server"
+                except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    return str(exc) or type(exc).__name__
+            if trio.current_time() - self._heard >= self.timeout:
                 return f"no answer to heartbeats for {self.timeout:g} s"
-            await self._dispatch(obj)
 
     async def _beat(self, conn: tcp.FramedStream) -> None:
         """ping every heartbeat, so silence means death; accounting, so a loss can say what went."""
@@ -160,8 +171,12 @@ class RemoteEndpoint:
             return
         reply = self.replies.pop(msgid)
         self._slots.release()
-        if reply is not None:
-            await reply(msgpack.packb(obj, use_bin_type=True))
+        deliver = getattr(reply, "deliver", None)
+        if deliver is not None:  # the router's: takes the decoded response (no re-encode, no decode)
+            deliver(msgid, obj[2], obj[3])
+        elif reply is not None:
+            with trio.CancelScope(shield=True):  # a reply function that waits: not cut by the silence deadline
+                await reply(msgpack.packb(obj, use_bin_type=True))
 
     async def _lose(self, reason: str) -> None:
         """The connection is gone: every call waiting for it is answered EIO now."""
@@ -216,7 +231,10 @@ class RemoteEndpoint:
             if self.conn is None:
                 await self._fail(msgid, reply)
                 return
-            await self._slots.acquire()
+            try:
+                self._slots.acquire_nowait()  # no scheduler trip while slots are free
+            except trio.WouldBlock:
+                await self._slots.acquire()
             if self.conn is None:
                 self._slots.release()
                 await self._fail(msgid, reply)

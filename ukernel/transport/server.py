@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import trio
 
 from .. import abi, protocol
@@ -36,7 +35,7 @@ from ..service import ReplyFn, Service
 from ..trace import Event, Tracer
 from . import tcp
 from .endpoint import TRACE_METHOD, RemoteEndpoint
-from .local import open_local
+from .local import HostedInbox
 
 log = logging.getLogger("ukernel.tcp")
 
@@ -142,18 +141,18 @@ class Node:
         self._peer_keys = itertools.count(1)
         self.tracer = RelayTracer(self.peers)
         self.router = Router(self.tracer)
-        self.inboxes: dict[str, Any] = {}
+        self.inboxes: dict[str, HostedInbox] = {}
         check_hosted(services, self.remote)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """The hosted services' loops, and connections to the callees served elsewhere."""
         hosted = {s.name for s in self.services}
         for service in self.services:
-            endpoint, inbox = open_local()
+            inbox = HostedInbox(service)
             service.router = self.router
-            self.router.attach(service.name, endpoint, service.calls)
-            self.inboxes[service.name] = endpoint
-            nursery.start_soon(service.serve, inbox)
+            self.router.attach(service.name, inbox, service.calls)
+            self.inboxes[service.name] = inbox
+            nursery.start_soon(inbox.serve)
         callees = sorted({c for s in self.services for c in s.calls} - hosted)
         for name in callees:
             endpoint = RemoteEndpoint(
@@ -222,7 +221,10 @@ class Node:
         service, _, op = method.partition(".")
         reply = None
         if request:
-            await peer.slots.acquire()
+            try:
+                peer.slots.acquire_nowait()  # no scheduler trip while slots are free
+            except trio.WouldBlock:
+                await peer.slots.acquire()
             reply = _reply_once(peer, obj[1])
         endpoint = self.inboxes.get(service)
         if endpoint is None:
@@ -240,7 +242,7 @@ class Node:
                 params[1]["relay"] = key  # where the events this request causes go
             else:
                 params[1].pop("relay", None)
-        await endpoint.send(msgpack.packb(obj, use_bin_type=True), reply)
+        await endpoint.post(obj, reply)  # decoded: the service does not decode it again (HostedInbox)
 
 
 def _kind(obj: Any) -> int | None:
