@@ -1,4 +1,4 @@
-"""What every benchmark shares: best-of timing, the machine line, and a C baseline."""
+"""What every benchmark shares: the programs timed, best-of timing, the machine line, and a C baseline."""
 
 from __future__ import annotations
 
@@ -14,6 +14,39 @@ from pathlib import Path
 
 import msgpack
 import trio
+
+# --- the programs timed (argv[1]: how many times) --------------------------------------------
+GETPID = b"""
+async def main(sys, argv):
+    for _ in range(int(argv[1])):
+        await sys.getpid()
+    return 0
+"""
+
+FORK = b"""
+async def main(sys, argv):
+    for _ in range(int(argv[1])):
+        pid = await sys.fork()
+        if pid == 0:
+            return 0
+        await sys.waitpid(pid, 0)
+    return 0
+"""
+
+CLONE = b"""
+from ukernel.abi import SIGCHLD
+
+
+def child(sys, arg):
+    return 0
+
+
+async def main(sys, argv):
+    for _ in range(int(argv[1])):
+        pid = await sys.clone(SIGCHLD, child, None)
+        await sys.waitpid(pid, 0)
+    return 0
+"""
 
 
 def best(fn: Callable[[], float], repeats: int) -> float:

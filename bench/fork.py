@@ -24,44 +24,12 @@ import time
 
 import msgpack
 import trio
-from common import best, c_program, finish, machine
+from common import CLONE, FORK, GETPID, best, c_program, finish, machine
 
 import ukernel
 
 REPEATS = 3
 RUN_TIMEOUT = 60  # seconds one ukernel run may take before it counts as hung
-
-GETPID = b"""
-async def main(sys, argv):
-    for _ in range(int(argv[1])):
-        await sys.getpid()
-    return 0
-"""
-
-FORK = b"""
-async def main(sys, argv):
-    for _ in range(int(argv[1])):
-        pid = await sys.fork()
-        if pid == 0:
-            return 0
-        await sys.waitpid(pid, 0)
-    return 0
-"""
-
-CLONE = b"""
-from ukernel.abi import SIGCHLD
-
-
-def child(sys, arg):
-    return 0
-
-
-async def main(sys, argv):
-    for _ in range(int(argv[1])):
-        pid = await sys.clone(SIGCHLD, child, None)
-        await sys.waitpid(pid, 0)
-    return 0
-"""
 
 C_SOURCE = r"""
 #include <stdio.h>

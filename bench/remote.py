@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgpack
 import trio
-from common import best, finish, machine
+from common import CLONE, GETPID, best, finish, machine
 
 import ukernel
 from ukernel.transport import tcp
@@ -40,30 +40,12 @@ RUN_TIMEOUT = 120
 SECRET = "bench-remote-secret"
 REPO = Path(__file__).resolve().parent.parent
 
-GETPID = b"""
-async def main(sys, argv):
-    for _ in range(int(argv[1])):
-        await sys.getpid()
-    return 0
-"""
-
 WRITE = b"""
 from ukernel.abi import O_WRONLY
 async def main(sys, argv):
     fd = await sys.open("/dev/null", O_WRONLY)
     for _ in range(int(argv[1])):
         await sys.write(fd, b"x")
-    return 0
-"""
-
-CLONE = b"""
-from ukernel.abi import SIGCHLD
-def child(sys, arg):
-    return 0
-async def main(sys, argv):
-    for _ in range(int(argv[1])):
-        pid = await sys.clone(SIGCHLD, child, None)
-        await sys.waitpid(pid, 0)
     return 0
 """
 
