@@ -23,6 +23,8 @@ class Pipe:
     writers: int = 0
     rd_wait: list[int] = field(default_factory=list)  # waiters (vfs wait-queue entries) for data
     wr_wait: list[int] = field(default_factory=list)  # waiters for room
+    rd_open_wait: list[int] = field(default_factory=list)  # a FIFO's readers waiting for a writer to open
+    wr_open_wait: list[int] = field(default_factory=list)  # and its writers waiting for a reader
 
     def read(self, n: int) -> bytes:
         data = bytes(self.buffer[:n])

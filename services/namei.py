@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ukernel import abi
 from ukernel.service import Call, op
 
-from .inode import FsStruct, Inode
+from .inode import FsStruct, Inode, Pipe
 
 
 @dataclass(eq=False)
@@ -251,6 +251,24 @@ class NameOps:
         self._same_mount(fss, src.dir, dst.dir, old, new)
         self._link(dst.dir, dst.name, inode)
         self._touch(inode, 2)
+
+    @op
+    async def mknod(self, req: Call, fs: int, path: str, mode: int) -> None:
+        """mknod(2) of a FIFO or a regular file; device nodes are not built (the devices
+        are the three in /dev)."""
+        fss = self._fs(fs)
+        if not isinstance(mode, int):
+            raise abi.kernel_error(abi.EINVAL, f"mknod mode {mode!r}")
+        kind, perm = st.S_IFMT(mode) or st.S_IFREG, mode & ~fss.umask & 0o7777
+        if kind in (st.S_IFCHR, st.S_IFBLK):
+            raise abi.kernel_error(abi.ENOSYS, "device nodes are not built (/dev has console, null, zero)")
+        if kind not in (st.S_IFIFO, st.S_IFREG):
+            raise abi.kernel_error(abi.EINVAL, f"mknod of type {kind:#o}: a FIFO or a regular file")
+        found = self._parent(fss, path, "mknod")
+        if found.inode is not None:
+            raise abi.kernel_error(abi.EEXIST, path)
+        pipe = Pipe() if kind == st.S_IFIFO else None
+        self._link(found.dir, found.name, self._new_inode(kind | perm, pipe=pipe))
 
     @op
     async def symlink(self, req: Call, fs: int, target: str, path: str) -> None:

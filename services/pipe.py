@@ -13,7 +13,7 @@ import stat as st
 from ukernel import abi
 from ukernel.service import Call, op
 
-from .inode import NR_OPEN_DEFAULT, File, Pipe
+from .inode import NR_OPEN_DEFAULT, File, FilesStruct, Pipe
 
 
 class PipeOps:
@@ -50,6 +50,25 @@ class PipeOps:
                 return take
             raise abi.kernel_error(abi.EAGAIN, "the pipe is full (O_NONBLOCK)")
         return {"written": take} | self._prepare_to_wait(pipe.wr_wait)
+
+    async def _fifo_open(self, fst: FilesStruct, file: File, cloexec: bool) -> object:
+        """fifo_open: a reader waits for a writer and a writer for a reader
+        (wait_for_partner: answered ``{"fd": fd, "wait": N}``), unless O_NONBLOCK,
+        where a writer with no reader is ENXIO; O_RDWR never waits."""
+        pipe, access = file.inode.pipe, file.flags & abi.O_ACCMODE
+        nonblock = file.flags & abi.O_NONBLOCK
+        if access == abi.O_WRONLY and nonblock and pipe.readers == 0:
+            raise abi.kernel_error(abi.ENXIO, "no process has the FIFO open for reading (O_NONBLOCK)")
+        fd = self._install_new(fst, file, cloexec)
+        if file.readable:
+            await self._wake(pipe.wr_open_wait)
+        if file.writable:
+            await self._wake(pipe.rd_open_wait)
+        if access == abi.O_RDONLY and not pipe.writers and not nonblock:
+            return {"fd": fd} | self._prepare_to_wait(pipe.rd_open_wait)
+        if access == abi.O_WRONLY and not pipe.readers:
+            return {"fd": fd} | self._prepare_to_wait(pipe.wr_open_wait)
+        return fd
 
     @op
     async def pipe2(self, req: Call, files: int, flags: int = 0) -> list[int]:

@@ -312,7 +312,10 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     # --- wait queues (ukernel.waitq) -------------------------------------------------
     def wait_queues(self) -> list[list[int]]:
         pipes = {id(f.inode.pipe): f.inode.pipe for f in self.files.values() if f.inode.pipe is not None}
-        return [self.console_wait] + [q for p in pipes.values() for q in (p.rd_wait, p.wr_wait)]
+        queues = [self.console_wait]
+        for p in pipes.values():
+            queues += [p.rd_wait, p.wr_wait, p.rd_open_wait, p.wr_open_wait]
+        return queues
 
     # --- file syscalls ------------------------------------------------------------------
     @op
@@ -346,6 +349,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             found.dir,
             found.name,
         )
+        if inode.pipe is not None:  # a named FIFO (mknod)
+            return await self._fifo_open(fst, file, bool(flags & abi.O_CLOEXEC))
         return self._install_new(fst, file, bool(flags & abi.O_CLOEXEC))
 
     def _may_open(self, inode: Inode, flags: int, path: str) -> None:

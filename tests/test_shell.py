@@ -293,3 +293,8 @@ async def test_interactive_prompt():
 async def test_sh_inside_sh():
     r = await sh("sh -c 'echo inner; exit 3'\nexit\n")
     assert (out(r), r.exit_code) == (["inner"], 3)
+
+
+async def test_a_named_fifo_between_a_background_reader_and_a_redirected_writer():
+    r = await sh("mkfifo /tmp/p\ncat /tmp/p &\necho hi through a fifo > /tmp/p\nls -l /tmp\n")
+    assert out(r) == ["[4]", "hi through a fifo", "[4] done 0", "prw-r--r--  1     0 p"]

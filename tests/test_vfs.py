@@ -852,3 +852,98 @@ def test_any_arguments_give_an_errno_never_a_crash_or_a_leak(calls):
         ]
     r = ukernel.run("/bin/f", ["f"], files={"/bin/f": "\n".join(lines + ["    return 0"]).encode()})
     assert (r.exit_code, r.problems) == (0, [])
+
+
+# --- named FIFOs -----------------------------------------------------------------------------------
+async def test_a_fifo_open_waits_for_its_partner_then_carries_data(run):
+    r = await run(
+        """
+        import stat
+
+        async def main(sys, argv):
+            await sys.mkfifo("/tmp/fifo", 0o600)
+            await sys.write(1, f"{stat.filemode((await sys.stat('/tmp/fifo')).st_mode)}\\n")
+            pid = await sys.fork()
+            if pid == 0:
+                fd = await sys.open("/tmp/fifo", 0)          # sleeps until a writer opens
+                await sys.write(1, b"reader got " + await sys.read(fd, 100) + b"\\n")
+                return 0
+            for _ in range(5):
+                await sys.sched_yield()
+            fd = await sys.open("/tmp/fifo", 1)
+            await sys.write(fd, b"through the fifo")
+            await sys.close(fd)
+            await sys.waitpid(pid)
+        """
+    )
+    assert out(r) == ["prw-------", "reader got through the fifo"]
+    waits = [e for e in r.trace if e["type"] == "request" and e["dst"] == "vfs" and e["op"] == "wait"]
+    assert len(waits) == 1  # the reader's open waited once, in sched; the data was there when it read
+
+
+async def test_fifo_open_nonblocking_rules_and_mknod_errnos(run):
+    r = await run(
+        """
+        import stat
+        from ukernel.abi import O_NONBLOCK, O_RDONLY, O_WRONLY, O_RDWR
+
+        async def main(sys, argv):
+            say = lambda s: sys.write(1, f"{s}\\n")
+            await sys.mkfifo("/tmp/f")
+            rfd = await sys.open("/tmp/f", O_RDONLY | O_NONBLOCK)      # a reader need not wait
+            await say(await sys.read(rfd, 10))                          # no writer: EOF
+            await sys.close(rfd)
+            for args in (("/tmp/f", O_WRONLY | O_NONBLOCK),):
+                try:
+                    await sys.open(*args)
+                except OSError as e:
+                    await say(f"writer without reader: {e.errno}")
+            both = await sys.open("/tmp/f", O_RDWR)                     # never waits
+            await sys.write(both, b"self")
+            await say(await sys.read(both, 10))
+            for mode in (stat.S_IFCHR | 0o600, 0o170000):
+                try:
+                    await sys.mknod("/tmp/dev", mode)
+                except OSError as e:
+                    await say(e.errno)
+            try:
+                await sys.mkfifo("/tmp/f")
+            except OSError as e:
+                await say(e.errno)
+        """
+    )
+    assert out(r) == [
+        "b''",
+        f"writer without reader: {abi.ENXIO}",
+        "b'self'",
+        str(abi.ENOSYS),
+        str(abi.EINVAL),
+        str(abi.EEXIST),
+    ]
+
+
+async def test_a_signal_ends_a_fifo_open_with_eintr_and_no_fd_left(run):
+    r = await run(
+        """
+        from ukernel.abi import SIGUSR1
+
+        async def note(sys, sig):
+            pass
+
+        async def main(sys, argv):
+            await sys.mkfifo("/tmp/f")
+            pid = await sys.fork()
+            if pid == 0:
+                await sys.sigaction(SIGUSR1, note)
+                try:
+                    await sys.open("/tmp/f", 0)
+                except OSError as e:
+                    await sys.write(1, f"EINTR {e.errno == 4}; fds {await sys.getdents(await sys.open('/proc/self/fd'))}\\n")
+                return 0
+            for _ in range(5):
+                await sys.sched_yield()
+            await sys.kill(pid, SIGUSR1)
+            await sys.waitpid(pid)
+        """
+    )
+    assert out(r) == ["EINTR True; fds ['.', '..', '0', '1', '2', '3']"]

@@ -17,6 +17,7 @@ import io
 import linecache
 import os
 import pickle
+import stat as st
 import traceback
 import types
 from dataclasses import dataclass, field
@@ -390,6 +391,13 @@ class Sys:
 
     async def mkdir(self, path: str, mode: int = 0o777) -> None:
         await self._call("mkdir", path=path, mode=mode)
+
+    async def mknod(self, path: str, mode: int = 0o600 | st.S_IFREG) -> None:
+        await self._call("mknod", path=path, mode=mode)
+
+    async def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        """libc's mkfifo: mknod with S_IFIFO."""
+        await self.mknod(path, st.S_IFIFO | (mode & 0o7777))
 
     async def rmdir(self, path: str) -> None:
         await self._call("rmdir", path=path)

@@ -196,6 +196,23 @@ async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dic
     return await k.call("vfs", "chdir_proc", {"fs": task.fs, "rel": rel}, meta)
 
 
+_vfs_open = _vfs("open", "files", "fs")
+
+
+async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
+    """open; on a FIFO with no partner yet the task sleeps until one opens the other
+    end (fifo_open's wait_for_partner); a signal closes the new fd and says EINTR."""
+    reply = await _vfs_open(k, task, meta, **args)
+    if not isinstance(reply, dict):
+        return reply
+    try:
+        await k.service_wait(task, "vfs", reply["wait"], meta)
+    except OSError:
+        await k.call("vfs", "close", {"files": task.files, "fd": reply["fd"]}, meta)
+        raise
+    return reply["fd"]
+
+
 async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
     """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
     return await k.call_blocking(task, "vfs", "read", {"files": task.files, "fd": fd, "n": n}, meta)
@@ -326,7 +343,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "pause":         ("kernel",     sys_pause),
     "prlimit":       ("kernel",     sys_prlimit),
     "set_child_subreaper": ("kernel", sys_set_child_subreaper),
-    "open":          ("vfs",        _vfs("open", "files", "fs")),
+    "open":          ("vfs",        sys_open),
     "close":         ("vfs",        _vfs("close", "files")),
     "read":          ("vfs",        sys_read),
     "write":         ("vfs",        sys_write),
@@ -344,6 +361,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "chroot":        ("vfs",        _vfs("chroot", "fs")),
     "umask":         ("vfs",        _vfs("umask", "fs")),
     "mkdir":         ("vfs",        _vfs("mkdir", "fs")),
+    "mknod":         ("vfs",        _vfs("mknod", "fs")),
     "rmdir":         ("vfs",        _vfs("rmdir", "fs")),
     "unlink":        ("vfs",        _vfs("unlink", "fs")),
     "rename":        ("vfs",        _vfs("rename", "fs")),
