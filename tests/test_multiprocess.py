@@ -184,6 +184,7 @@ async def test_services_on_separate_hosts_in_network_namespaces():
         print(f"skipped: separate network namespaces: {reason}")
         pytest.skip(f"separate network namespaces: {reason}")
     hosts = [NetnsHost(0), NetnsHost(1)]
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()  # put back afterwards
     try:
         for host in hosts:
             host.up()
@@ -219,6 +220,7 @@ async def test_services_on_separate_hosts_in_network_namespaces():
     finally:
         for host in hosts:
             host.down()
+        subprocess.run(["sysctl", "-qw", f"net.ipv4.ip_forward={forwarding}"], capture_output=True)
     assert result.problems == [] and result.exit_code == embedded.exit_code == 0
     assert result.stdout == embedded.stdout
     assert requests(result.trace) == requests(embedded.trace)
