@@ -16,6 +16,7 @@ is Linux's.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -120,25 +121,26 @@ class SchedEntity:
         return self.nvcsw + self.nivcsw
 
 
-class SchedClass:
-    """One CPU's queue of one scheduling class. Subclasses must define the first three."""
+class SchedClass(ABC):
+    """One CPU's queue of one scheduling class. Subclasses must define the first three
+    (a class that leaves one out is refused when the kernel boots with it)."""
 
     name = "base"
 
     def __init__(self, cpu: int, settings: dict[str, int]):
         self.cpu, self.settings = cpu, settings
 
+    @abstractmethod
     def enqueue(self, se: SchedEntity, why: str) -> None:
         """se becomes runnable here (why: new, wakeup, migrate, restore)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dequeue(self, se: SchedEntity, why: str) -> None:
         """se stops being runnable here (sleep, migrate, restore); it may be the running one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pick_next(self) -> SchedEntity | None:
         """Take the entity to run next off the queue, or None if the queue is empty."""
-        raise NotImplementedError
 
     def queued(self) -> Iterable[SchedEntity]:
         """The waiting entities, best first (idle balancing steals from here)."""
@@ -153,10 +155,12 @@ class SchedClass:
         self.put_prev(se)
 
     def task_tick(self, se: SchedEntity, ticks: int) -> None:
-        """The running se used ``ticks`` ticks (update_curr)."""
+        """The running se used ``ticks`` ticks (update_curr). A hook: nothing by default."""
+        return None
 
     def task_fork(self, se: SchedEntity, parent: SchedEntity | None) -> None:
-        """Place a new entity before its first enqueue."""
+        """Place a new entity before its first enqueue. A hook: nothing by default."""
+        return None
 
     def time_slice(self, se: SchedEntity) -> int:
         """Ticks se may run once picked before the kernel preempts it."""
@@ -400,4 +404,7 @@ def load_class(name: str) -> type[SchedClass]:
         raise ValueError(f"cannot load scheduling class {name!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, SchedClass)):
         raise ValueError(f"{name!r} is not a SchedClass subclass")
+    if cls.__abstractmethods__:
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise ValueError(f"scheduling class {name!r} does not define {missing}")
     return cls

@@ -307,6 +307,15 @@ def test_unknown_classes_are_refused_before_boot():
     for name in ("nosuch", "nosuch.module:X", f"{__name__}:SPINNERS", "ukernel.abi:SchedClass"):
         with pytest.raises(ValueError):
             ukernel.run("hello", sched=name)
+    with pytest.raises(ValueError, match="does not define dequeue, pick_next"):
+        ukernel.run("hello", sched=f"{__name__}:HalfAClass")
+
+
+class HalfAClass(SchedClass):
+    """A student's class that forgot two of the three methods a class must define."""
+
+    def enqueue(self, se, why):
+        pass
 
 
 # --- errnos -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ woken) and puts the task to sleep in sched; a signal ends the sleep with
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from . import abi
@@ -25,14 +26,14 @@ class Waiter:
     error: int = 0  # woken with an error (EIDRM: the semaphore set was removed)
 
 
-class WaitQueues:
+class WaitQueues(ABC):
     """prepare_to_wait, wake_up_all, and the ``wait`` / ``finish_wait`` ops."""
 
     waiters: dict[int, Waiter]
 
+    @abstractmethod
     def wait_queues(self) -> list[list[int]]:
         """Every queue a waiter may be on (for finish_wait to find it)."""
-        raise NotImplementedError
 
     def _prepare_to_wait(self, queue: list[int]) -> dict:
         handle = self.new_handle(self.waiters, Waiter())
