@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.service import Call, op
+from ukernel.service import Answer, Call, op
 
 from .inode import FsStruct, Inode, Pipe
 
@@ -70,11 +70,12 @@ class MntNamespace:
         return self.mounts[0]
 
 
-class ProcRedirect(Exception):
-    """The walk entered /proc: the rest of the path is the kernel's to resolve."""
+class ProcRedirect(Answer):
+    """The walk entered /proc: the rest of the path is the kernel's to resolve, so the
+    op answers ``{"proc": rel, "follow": ...}`` (ops that cannot go there catch it)."""
 
     def __init__(self, rel: str, follow: bool):
-        super().__init__(rel)
+        super().__init__({"proc": rel, "follow": follow})
         self.rel, self.follow = rel, follow
 
 
@@ -281,11 +282,7 @@ class NameOps:
 
     @op
     async def readlink(self, req: Call, fs: int, path: str) -> object:
-        fss = self._fs(fs)
-        try:
-            inode = self._lookup(fss, path, follow=False)
-        except ProcRedirect as redirect:
-            return {"proc": redirect.rel, "follow": False}
+        inode = self._lookup(self._fs(fs), path, follow=False)
         if not inode.is_symlink:
             raise abi.kernel_error(abi.EINVAL, f"{path} is not a symlink")
         self._touch(inode, 0)

@@ -323,10 +323,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         fst, fss = self._fst(files), self._fs(fs)
         if not isinstance(flags, int):
             raise abi.kernel_error(abi.EINVAL, "open's flags must be an int")
-        try:
-            found = self._walk(fss, path, follow=not flags & (abi.O_NOFOLLOW | abi.O_EXCL))
-        except ProcRedirect as redirect:
-            return {"proc": redirect.rel, "follow": redirect.follow}
+        found = self._walk(fss, path, follow=not flags & (abi.O_NOFOLLOW | abi.O_EXCL))
         inode = found.inode
         if inode is None:
             if not flags & abi.O_CREAT:
@@ -538,23 +535,16 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         )
 
     # --- fs_struct ------------------------------------------------------------------------
-    def _dir_or_proc(self, fss: FsStruct, path: str) -> object:
-        try:
-            inode = self._lookup(fss, path)
-        except ProcRedirect as redirect:
-            return {"proc": redirect.rel, "follow": True}
+    def _dir(self, fss: FsStruct, path: str) -> Inode:
+        inode = self._lookup(fss, path)
         if not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, path)
         return inode
 
     @op
-    async def chdir(self, req: Call, fs: int, path: str) -> object:
+    async def chdir(self, req: Call, fs: int, path: str) -> None:
         fss = self._fs(fs)
-        inode = self._dir_or_proc(fss, path)
-        if isinstance(inode, dict):
-            return inode
-        fss.pwd = inode
-        return None
+        fss.pwd = self._dir(fss, path)
 
     @op
     async def fchdir(self, req: Call, files: int, fs: int, fd: int) -> None:
@@ -567,10 +557,10 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     async def chroot(self, req: Call, fs: int, path: str) -> None:
         """The root moves; the cwd stays (it may now be outside the root, as in Linux)."""
         fss = self._fs(fs)
-        inode = self._dir_or_proc(fss, path)
-        if isinstance(inode, dict):
-            raise abi.kernel_error(abi.EACCES, f"chroot into /proc is not supported: {path}")
-        fss.root = inode
+        try:
+            fss.root = self._dir(fss, path)
+        except ProcRedirect:
+            raise abi.kernel_error(abi.EACCES, f"chroot into /proc is not supported: {path}") from None
 
     @op
     async def getcwd(self, req: Call, fs: int) -> str:
@@ -586,12 +576,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         return old
 
     # --- stat, access ---------------------------------------------------------------------------
-    def _stat_path(self, fs: int, path: str, follow: bool) -> object:
+    def _stat_path(self, fs: int, path: str, follow: bool) -> dict:
         fss = self._fs(fs)
-        try:
-            found = self._walk(fss, path, follow)
-        except ProcRedirect as redirect:
-            return {"proc": redirect.rel, "follow": redirect.follow}
+        found = self._walk(fss, path, follow)
         inode = self._existing(found, path)
         return inode.stat(self._ns(fss).mount_of(found.dir or inode).dev)
 
@@ -609,8 +596,6 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         if not isinstance(mode, int) or mode & ~(abi.R_OK | abi.W_OK | abi.X_OK):
             raise abi.kernel_error(abi.EINVAL, f"access mode {mode!r}")
         result = self._stat_path(fs, path, True)
-        if "proc" in result:
-            return result
         if mode & abi.X_OK and not (st.S_ISDIR(result["st_mode"]) or result["st_mode"] & 0o111):
             raise abi.kernel_error(abi.EACCES, f"{path} is not executable")
         return 0

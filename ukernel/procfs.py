@@ -73,8 +73,7 @@ def _meta(viewer: TaskStruct, meta: dict) -> dict:
 async def proc_status(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
     """proc_pid_status (fs/proc/array.c)."""
     leader, level = task.leader, viewer.level
-    parent = leader.real_parent
-    ppid = parent.tgid_vnr(viewer) if parent is not None and parent is not k.idle else 0
+    ppid = task.ppid_vnr(viewer)
     state = task_state(k, task)
     lines = [
         f"Name:\t{task.comm[:15]}",
@@ -110,8 +109,7 @@ async def proc_status(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dic
 async def proc_stat(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
     """/proc/PID/stat's first fields (do_task_stat): what ps reads."""
     leader, level = task.leader, viewer.level
-    parent = leader.real_parent
-    ppid = parent.tgid_vnr(viewer) if parent is not None and parent is not k.idle else 0
+    ppid = task.ppid_vnr(viewer)
     vm = {"vm_size": 0, "rss": 0, "min_flt": 0, "maj_flt": 0}
     if task.state != "zombie" and task.mm is not None:
         vm = await k.call("mm", "mm_stat", {"mm": task.mm}, _meta(viewer, meta))

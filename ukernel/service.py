@@ -34,6 +34,15 @@ def op(fn: Callable) -> Callable:
     return fn
 
 
+class Answer(Exception):  # noqa: N818 (not an error: a reply given from deep in a handler)
+    """Raised from deep inside a handler to answer at once with ``result`` (the vfs's
+    path walk answers ``{"proc": rel}`` so when a path enters /proc)."""
+
+    def __init__(self, result: Any):
+        super().__init__(result)
+        self.result = result
+
+
 class Deferred:
     """A reply owed to a caller: keep it, answer it with Service.reply later."""
 
@@ -168,6 +177,8 @@ class Service:
         self._current = req
         try:
             result = await handler(self, req, **args)
+        except Answer as answer:
+            return None, answer.result
         except OSError as exc:
             return protocol.error_from_exception(exc), None
         except (TypeError, ValueError, KeyError) as exc:

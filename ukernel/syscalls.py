@@ -118,8 +118,7 @@ async def sys_gettid(k: Kernel, task: TaskStruct, meta: dict) -> int:
 
 
 async def sys_getppid(k: Kernel, task: TaskStruct, meta: dict) -> int:
-    parent = task.leader.real_parent
-    return parent.tgid_vnr(task) if parent is not None and parent is not k.idle else 0
+    return task.ppid_vnr(task)
 
 
 async def sys_sched_yield(k: Kernel, task: TaskStruct, meta: dict) -> None:

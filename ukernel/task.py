@@ -95,6 +95,12 @@ class TaskStruct:
     def tgid_vnr(self, viewer: TaskStruct) -> int:
         return self.leader.vnr(viewer)
 
+    def ppid_vnr(self, viewer: TaskStruct) -> int:
+        """getppid as ``viewer`` sees it: 0 for a parent outside the viewer's pid
+        namespace, and for the idle task's children (its number is 0 at every level)."""
+        parent = self.leader.real_parent
+        return parent.tgid_vnr(viewer) if parent is not None else 0
+
     def is_visible_from(self, viewer: TaskStruct) -> bool:
         return viewer.level < len(self.numbers) and self._ns_chain_contains(viewer)
 
