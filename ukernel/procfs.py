@@ -14,7 +14,7 @@ import stat as st
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import abi
 from .task import TaskStruct, nr_in
@@ -446,3 +446,67 @@ def stat_of(node: Node, rel: str) -> dict:
         "st_uid": 0, "st_gid": 0, "st_size": len(node.target) if node.kind == "link" else 0,
         "st_atime": 0, "st_mtime": 0, "st_ctime": 0,
     }  # fmt: skip
+
+
+# --- finishing a path syscall that entered /proc -----------------------------------------------
+async def finish_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dict, args: dict, again: Any) -> Any:
+    """The vfs answered ``{"proc": rel}``: resolve the path here and finish the syscall
+    (PROC_PATH_OPS); through a magic link (/proc/self/cwd/...) the syscall ``again``
+    starts over on the real path."""
+    found = await lookup(k, task, reply["proc"], reply["follow"], meta)
+    if isinstance(found, Escape):
+        if found.path.startswith("pipe:"):
+            raise abi.kernel_error(abi.ENOSYS, f"reopening {found.path} through /proc is not built")
+        return await again(k, task, meta, **(args | {"path": found.path}))
+    node, rel = found
+    return await PROC_PATH_OPS[op](k, task, meta, node, rel, args)
+
+
+async def _open(k: Kernel, task: TaskStruct, meta: dict, node: Node, rel: str, args: dict) -> int:
+    """Hand what was generated to the vfs, which keeps the open file (seq_file)."""
+    flags = args.get("flags", 0)
+    if node.kind == "link":
+        raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
+    if flags & abi.O_CREAT and flags & abi.O_EXCL:
+        raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
+    data = node.target.encode() if node.kind == "nsfs" else node.data
+    proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": data, "entries": node.entries}
+    if node.fds_of is not None:
+        proc["fds_of"] = node.fds_of
+    if node.writable:
+        proc["writable"] = True
+    return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
+
+
+async def _stat(k: Kernel, task: TaskStruct, meta: dict, node: Node, rel: str, args: dict) -> dict:
+    return stat_of(node, rel)
+
+
+async def _access(k: Kernel, task: TaskStruct, meta: dict, node: Node, rel: str, args: dict) -> int:
+    mode = args.get("mode", 0)
+    if mode & abi.W_OK or (mode & abi.X_OK and node.kind == "file"):
+        raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
+    return 0
+
+
+async def _readlink(k: Kernel, task: TaskStruct, meta: dict, node: Node, rel: str, args: dict) -> str:
+    if node.kind != "link":
+        raise abi.kernel_error(abi.EINVAL, f"/proc/{rel} is not a symlink")
+    return node.target
+
+
+async def _chdir(k: Kernel, task: TaskStruct, meta: dict, node: Node, rel: str, args: dict) -> None:
+    if node.kind != "dir":
+        raise abi.kernel_error(abi.ENOTDIR, f"/proc/{rel}")
+    await k.call("vfs", "chdir_proc", {"fs": task.fs, "rel": rel}, meta)
+
+
+#: The path syscalls that can enter /proc, and how each is finished there.
+PROC_PATH_OPS = {
+    "open": _open,
+    "stat": _stat,
+    "lstat": _stat,
+    "access": _access,
+    "readlink": _readlink,
+    "chdir": _chdir,
+}

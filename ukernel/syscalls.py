@@ -150,49 +150,11 @@ def _vfs(op: str, *handles: str) -> Handler:
     async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
         reply = await k.call("vfs", op, {h: getattr(task, h) for h in handles} | args, meta)
         if isinstance(reply, dict) and "proc" in reply:
-            return await proc_path(k, task, meta, op, reply, args, handler)
+            return await procfs.finish_path(k, task, meta, op, reply, args, handler)
         return reply
 
     handler.__name__ = f"sys_{op}"
     return handler
-
-
-async def proc_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: dict, args: dict, again: Handler) -> Any:
-    """Finish a path syscall inside /proc: the kernel resolves it (procfs.lookup) and
-    answers, or hands an open or a chdir back to the vfs; through a magic link
-    (/proc/self/cwd/...) the syscall starts again on the real path."""
-    found = await procfs.lookup(k, task, reply["proc"], reply["follow"], meta)
-    if isinstance(found, procfs.Escape):
-        if found.path.startswith("pipe:"):
-            raise abi.kernel_error(abi.ENOSYS, f"reopening {found.path} through /proc is not built")
-        return await again(k, task, meta, **(args | {"path": found.path}))
-    node, rel = found
-    if op == "open":
-        flags = args.get("flags", 0)
-        if node.kind == "link":
-            raise abi.kernel_error(abi.ELOOP, f"/proc/{rel} is a symlink (O_NOFOLLOW)")
-        if flags & abi.O_CREAT and flags & abi.O_EXCL:
-            raise abi.kernel_error(abi.EEXIST, f"/proc/{rel}")
-        data = node.target.encode() if node.kind == "nsfs" else node.data
-        proc = {"rel": rel, "kind": node.kind, "flags": flags, "data": data, "entries": node.entries}
-        if node.fds_of is not None:
-            proc["fds_of"] = node.fds_of
-        if node.writable:
-            proc["writable"] = True
-        return await k.call("vfs", "open_proc", {"files": task.files, "fs": task.fs} | proc, meta)
-    if op in ("stat", "lstat"):
-        return procfs.stat_of(node, rel)
-    if op == "access":
-        if args.get("mode", 0) & abi.W_OK or (args.get("mode", 0) & abi.X_OK and node.kind == "file"):
-            raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
-        return 0
-    if op == "readlink":
-        if node.kind != "link":
-            raise abi.kernel_error(abi.EINVAL, f"/proc/{rel} is not a symlink")
-        return node.target
-    if node.kind != "dir":  # chdir
-        raise abi.kernel_error(abi.ENOTDIR, f"/proc/{rel}")
-    return await k.call("vfs", "chdir_proc", {"fs": task.fs, "rel": rel}, meta)
 
 
 _vfs_open = _vfs("open", "files", "fs")
