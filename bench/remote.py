@@ -32,8 +32,8 @@ import trio
 from common import CLONE, GETPID, best, finish, machine
 
 import ukernel
-from ukernel.transport import tcp
-from ukernel.transport.server import SERVE_ORDER
+from ukernel.ipc import tcp
+from ukernel.ipc.node import SERVE_ORDER
 
 REPEATS = 3
 RUN_TIMEOUT = 120

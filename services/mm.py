@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from ukernel import abi
-from ukernel.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op
 
 PAGE = abi.PAGE_SIZE
 TASK_SIZE = 0x7FFFFFFFF000  # top of x86-64 user space (TASK_SIZE_MAX)

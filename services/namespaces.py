@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ukernel import abi
-from ukernel.service import Call, Service, get, op
-from ukernel.waitq import Waiter, WaitQueues
+from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.waitq import Waiter, WaitQueues
 
 from . import sem
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from ukernel import abi
-from ukernel.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op
 
 INIT_PID_NS = 1  # handle of init_pid_ns, the initial namespace (level 0)
 

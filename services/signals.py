@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op
 
 
 @dataclass

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 import ukernel
-from ukernel import views
+from ukernel.trace import views
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

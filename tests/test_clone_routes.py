@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ukernel import abi, clone
+from ukernel import abi
 from ukernel.abi import (
     CLONE_FILES,
     CLONE_FS,
@@ -19,6 +19,7 @@ from ukernel.abi import (
     CLONE_VM,
     PTHREAD_CLONE_FLAGS,
 )
+from ukernel.kernel import fork as clone
 from ukernel.testing import route_of
 
 FORK_ROUTE = [

@@ -15,18 +15,19 @@ import trio
 from conftest import FORKS_AFTER_A_LOSS, KILL_POINT, program
 
 import ukernel
+import ukernel.api
 from services.mm import MmService
 from services.namespaces import NamespacesService
 from services.pid import PidService
 from services.sched import SchedService
 from services.signals import SignalsService
 from services.vfs import VfsService
-from ukernel import abi, protocol
-from ukernel.clone import COPY_STEPS, step_groups
-from ukernel.configfile import load_config
-from ukernel.transport import server as node_server
-from ukernel.transport import tcp
-from ukernel.transport.endpoint import RemoteEndpoint
+from ukernel import abi
+from ukernel.config import load_config
+from ukernel.ipc import node as node_server
+from ukernel.ipc import protocol, tcp
+from ukernel.ipc.endpoint import RemoteEndpoint
+from ukernel.kernel.fork import COPY_STEPS, step_groups
 
 SECRET = b"distributed-secret"
 TIMEOUT = 20
@@ -207,7 +208,7 @@ async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_
 
             async with ukernel.boot(files={"/bin/t": FORKS_AFTER_A_LOSS}, console=console, **settings) as kernel:
                 await _wait_for(lambda: kernel.router.endpoints["pid"].last_accounting)  # a heartbeat answered
-                status, error = await ukernel._run_watched(kernel, "/bin/t", ["t"])
+                status, error = await ukernel.api._run_watched(kernel, "/bin/t", ["t"])
                 assert "lost pid at" in error and status == abi.W_EXITCODE(1)
                 out = await kernel.call("vfs", "console_output", {})
                 assert out.startswith(b"go\nfork: errno 5\nfork: errno 5\nfork: errno 5\n")

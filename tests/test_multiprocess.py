@@ -19,7 +19,7 @@ from conftest import FORKS_AFTER_A_LOSS, KILL_POINT
 
 import ukernel
 from ukernel import abi
-from ukernel.transport.server import SERVE_ORDER
+from ukernel.ipc.node import SERVE_ORDER
 
 SECRET = "multiprocess-secret"
 START_TIMEOUT = 20  # seconds for a serve process to say it is listening (hang detector)

@@ -6,9 +6,10 @@ import msgpack
 import pytest
 import trio
 
-from ukernel import abi, protocol
-from ukernel.router import BootError, Router, check_call_order
-from ukernel.service import DEFERRED, Call, Service, op
+from ukernel import abi
+from ukernel.ipc import protocol
+from ukernel.ipc.router import BootError, Router, check_call_order
+from ukernel.ipc.service import DEFERRED, Call, Service, op
 from ukernel.testing import service_client
 from ukernel.trace import Tracer
 

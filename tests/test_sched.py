@@ -8,7 +8,7 @@ import pytest
 
 import ukernel
 from services.sched import SchedService
-from services.sched_classes import SCHED_PRIO_TO_WEIGHT, TICK_NSEC, FairClass, SchedClass, SchedEntity
+from services.sched.classes import SCHED_PRIO_TO_WEIGHT, TICK_NSEC, FairClass, SchedClass, SchedEntity
 from ukernel import abi
 from ukernel.testing import service_client
 
@@ -438,7 +438,7 @@ async def test_two_cpus_same_seed_same_bytes_and_another_seed_another_interleavi
 
 # --- the trace ----------------------------------------------------------------------------------------
 async def test_scheduler_events_and_the_gantt_view():
-    from ukernel import views
+    from ukernel.trace import views
 
     r = await ukernel.run_async("schedtest", ["schedtest", "200"], sched="cfs", cpus=2)
     assert r.problems == []

@@ -1,4 +1,4 @@
-"""Services in other processes: msgpack-rpc over TCP and Unix sockets (ukernel/transport/tcp.py)."""
+"""Services in other processes: msgpack-rpc over TCP and Unix sockets (ukernel/ipc/tcp.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import ukernel
 from services.mm import MmService
 from services.pid import PidService
 from services.vfs import VfsService
-from ukernel import abi, protocol
-from ukernel.router import BootError
-from ukernel.service import Service, op
-from ukernel.transport import server as node_server
-from ukernel.transport import tcp
-from ukernel.transport.local import HostedInbox
+from ukernel import abi
+from ukernel.ipc import node as node_server
+from ukernel.ipc import protocol, tcp
+from ukernel.ipc.local import HostedInbox
+from ukernel.ipc.router import BootError
+from ukernel.ipc.service import Service, op
 
 SECRET = b"test-secret-42"
 TIMEOUT = 10

@@ -740,7 +740,7 @@ async def main(sys, argv):
 async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypatch):
     from services.mm import MmService
     from services.vfs import VfsService
-    from ukernel.transport import server
+    from ukernel.ipc import node as server
 
     monkeypatch.setenv("UKERNEL_SECRET", "vfs-test-secret")
     files = {"/bin/p": PIPE_PROGRAM}

@@ -21,8 +21,8 @@ import pytest
 import trio
 
 import ukernel
-from ukernel import views
-from ukernel.trace import JsonlSink, _json_default, load
+from ukernel.trace import JsonlSink, load, views
+from ukernel.trace.events import _json_default
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from services.pid import PidService
 from ukernel import abi
-from ukernel.service import Service, op
+from ukernel.ipc import node as node_server
+from ukernel.ipc.service import Service, op
 from ukernel.testing import service_client
-from ukernel.transport import server as node_server
 
 SECRET = b"wire-secret"
 TIMEOUT = 10

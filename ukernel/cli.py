@@ -9,7 +9,8 @@ from functools import partial
 
 import trio
 
-from . import abi, clone, run_async
+from . import abi, run_async
+from .kernel import fork
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 
 
@@ -58,7 +59,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     settings["remote"] = settings.get("remote", {}) | given["remote"]
     settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
     if settings["remote"]:
-        from .transport import tcp
+        from .ipc import tcp
 
         try:
             tcp.load_secret(settings.get("secret_file"))
@@ -105,7 +106,7 @@ def _settings_from_file(path: str | None) -> dict | None:
     """--config FILE's settings (None after printing why it cannot be used)."""
     if path is None:
         return {}
-    from .configfile import load_config
+    from .config import load_config
 
     try:
         return load_config(path)
@@ -140,8 +141,9 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from services.signals import SignalsService
     from services.vfs import VfsService
 
-    from .router import BootError
-    from .transport import server, tcp
+    from .ipc import node as server
+    from .ipc import tcp
+    from .ipc.router import BootError
 
     classes = {
         "mm": MmService,
@@ -195,12 +197,12 @@ def cmd_flags(ns: argparse.Namespace) -> int:
     flags = int(ns.flags, 0)
     print(f"flags {flags:#x} = {'|'.join(abi.decode_clone_flags(flags)) or '0'}")
     try:
-        clone.validate_flags(flags & ~abi.CSIGNAL)
+        fork.validate_flags(flags & ~abi.CSIGNAL)
     except OSError as exc:
         print(f"clone would fail before any message: {abi.errno_name(exc.errno)} ({exc.strerror})")
         return 1
     print("route of copy_process:")
-    for service, op, why in clone.route(flags & ~abi.CSIGNAL):
+    for service, op, why in fork.route(flags & ~abi.CSIGNAL):
         print(f"  kernel -> {service:<10} {op:<16} {why or ''}".rstrip())
     return 0
 
@@ -222,7 +224,7 @@ def cmd_trace(ns: argparse.Namespace) -> int:
 
 def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
     """One view of a trace, with the options of ``ukernel trace`` (or their defaults)."""
-    from . import views
+    from .trace import views
 
     pid, nth, msgid = getattr(ns, "pid", None), getattr(ns, "nth", 0), getattr(ns, "msgid", None)
     ops = [op for op in (getattr(ns, "ops", None) or "").split(",") if op] or None

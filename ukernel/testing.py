@@ -8,10 +8,10 @@ from typing import Any
 
 import trio
 
-from .router import Router
-from .service import Service
+from .ipc.local import open_local
+from .ipc.router import Router
+from .ipc.service import Service
 from .trace import MemorySink, Tracer
-from .transport.local import open_local
 
 
 class ServiceClient:

@@ -1,7 +1,7 @@
 """filedemo: what a child shares with its parent's open files, after fork and with CLONE_FILES.
 
 Three layers sit between an fd number and a file (see DESIGN.md and
-services/vfs.py): the fd table (files_struct: fd -> open file description),
+services/vfs/vfs.py): the fd table (files_struct: fd -> open file description),
 the open file description (the offset, the O_* flags), and the inode.
 
 1. fork copies the fd table, but the copy points at the *same* descriptions:

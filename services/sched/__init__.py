@@ -1,0 +1,8 @@
+"""sched: run queues, CPUs and the virtual clock (service.py), behind scheduling classes (classes.py).
+
+May import ukernel.abi and ukernel.ipc only, like every service.
+"""
+
+from .service import SchedService
+
+__all__ = ["SchedService"]

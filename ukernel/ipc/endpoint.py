@@ -1,0 +1,289 @@
+"""How a router reaches a service served elsewhere: one connection, heartbeats, EIO, redial.
+
+A RemoteEndpoint is what ``Router.attach`` gets for a service in another
+process. Requests go out as they come (many in flight, replies matched by
+msgid). The connection is watched: every ``heartbeat`` seconds it sends the
+service a ``ping`` (answered by the server's connection, so a busy service
+does not look dead) and an ``accounting`` (answered by the service, so we
+know what it held). If nothing at all arrives for ``timeout`` seconds, or the
+connection breaks, the service is *lost*: every call in flight and every call
+until it comes back is answered EIO at once, so no syscall waits forever.
+Meanwhile the endpoint redials with backoff; when it gets through it logs one
+line saying whether the state there survived (the same server instance) or
+is gone (a new one), naming what the old one held at its last heartbeat.
+
+Calls are never timed out one by one: a deferred reply (a pipe read, a
+wait) may legitimately take forever; only silence of the whole peer counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import trio
+
+from .. import abi
+from ..trace import Tracer
+from . import protocol, tcp
+from .service import ReplyFn
+
+log = logging.getLogger("ukernel.remote")
+
+BACKOFF_MIN = 0.05  # seconds before the first redial; doubled up to BACKOFF_MAX
+BACKOFF_MAX = 2.0
+TRACE_METHOD = "ukernel.trace"  # the notification a server relays trace events with
+
+
+class RemoteEndpoint:
+    """A router endpoint for one service in another process or on another host."""
+
+    def __init__(
+        self,
+        service: str,
+        url: str,
+        secret: bytes,
+        *,
+        heartbeat: float = 1.0,
+        timeout: float = 5.0,
+        tracer: Tracer | None = None,
+        new_msgid: Callable[[], int] | None = None,
+        forwarding: bool = False,
+        on_lost: Callable[[str, str], None] | None = None,
+    ):
+        if not 0 < heartbeat < timeout:
+            raise ValueError(f"heartbeat ({heartbeat} s) must be positive and below rpc_timeout ({timeout} s)")
+        self.service, self.url, self.secret = service, url, secret
+        self.heartbeat, self.timeout = heartbeat, timeout
+        self.tracer, self.new_msgid, self.forwarding = tracer, new_msgid, forwarding
+        self.on_lost = on_lost
+        self.conn: tcp.FramedStream | None = None
+        self.peer: tcp.Peer | None = None
+        self.lost: str | None = "not connected yet"  # why calls fail, while they do
+        self.connected = trio.Event()  # set while connected; a new one after each loss
+        self.last_accounting: dict | None = None  # what the service held at the last heartbeat
+        self.replies: dict[int, ReplyFn | None] = {}
+        self._slots = trio.Semaphore(tcp.MAX_IN_FLIGHT)
+        self._beats = itertools.count(-1, -1)  # heartbeat msgids: negative, never the router's
+        self._accounting_id: int | None = None
+        self._ids: dict[int, int] = {}  # the peer's msgid of a relayed request -> ours
+        self._heard = 0.0  # trio time of the last message from the peer
+
+    @property
+    def node(self) -> str:
+        return self.peer.node if self.peer is not None else self.url
+
+    def _where(self) -> str:
+        return self.url if self.node == self.url else f"{self.url} ({self.node})"
+
+    # --- life ---------------------------------------------------------------------------------
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Dial once (a failure here is a boot error), then keep the connection in ``nursery``."""
+        await self._connect()
+        nursery.start_soon(self._supervise)
+
+    async def _connect(self) -> None:
+        conn, peer = await tcp.dial(self.url, self.secret, trace=self.tracer is not None)
+        self.conn, self.peer, self.lost = conn, peer, None
+        self.connected.set()
+
+    async def _supervise(self) -> None:
+        """Serve the connection until it is lost, fail what was waiting, redial; forever."""
+        try:
+            while True:
+                reason = await self._watch()
+                await self._lose(reason)
+                await self._redial()
+        finally:
+            if self.conn is not None:
+                with trio.CancelScope(shield=True):
+                    await self.conn.aclose()
+
+    async def _watch(self) -> str:
+        """The reader and the heartbeat of one connection; returns why it ended."""
+        conn = self.conn
+        outcome: list[str] = []
+        async with trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                outcome.append(await self._read(conn))
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(read)
+            nursery.start_soon(self._beat, conn)
+        return outcome[0] if outcome else "connection closed"
+
+    async def _read(self, conn: tcp.FramedStream) -> str:
+        """Dispatch what arrives until the connection ends or falls silent for ``timeout``.
+
+        Silence is watched by one deadline, moved on only when it passes while messages
+        still came: a fresh ``move_on_after`` around every receive costs more than the
+        message's own handling. The reader only waits in ``receive_obj``, so that is
+        where the deadline lands (replies to the router never wait).
+        """
+        self._heard = trio.current_time()
+        while True:
+            with trio.CancelScope(deadline=self._heard + self.timeout):
+                try:
+                    while True:
+                        obj = await conn.receive_obj()
+                        self._heard = trio.current_time()
+                        await self._dispatch(obj)
+                except EOFError:
+                    return "connection closed by the server"
+                except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    return str(exc) or type(exc).__name__
+            if trio.current_time() - self._heard >= self.timeout:
+                return f"no answer to heartbeats for {self.timeout:g} s"
+
+    async def _beat(self, conn: tcp.FramedStream) -> None:
+        """ping every heartbeat, so silence means death; accounting, so a loss can say what went."""
+        while True:
+            await trio.sleep(self.heartbeat)
+            frames = [protocol.encode_request(next(self._beats), f"{self.service}.ping", {}, {})]
+            if self._accounting_id is None:
+                self._accounting_id = next(self._beats)
+                frames.append(protocol.encode_request(self._accounting_id, f"{self.service}.accounting", {}, {}))
+            try:
+                await conn.send_frame(b"".join(frames))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the reader sees the end
+
+    async def _dispatch(self, obj: Any) -> None:
+        if not isinstance(obj, list) or not obj:
+            return
+        if obj[0] == protocol.NOTIFY and len(obj) == 3 and obj[1] == TRACE_METHOD:
+            self._relay(obj[2])
+            return
+        if obj[0] != protocol.RESPONSE or len(obj) != 4 or not isinstance(obj[1], int):
+            return
+        msgid = obj[1]
+        if msgid < 0:
+            if msgid == self._accounting_id:
+                self._accounting_id = None
+                if obj[2] is None and isinstance(obj[3], dict):
+                    self.last_accounting = obj[3]
+            return
+        if msgid not in self.replies:
+            return
+        reply = self.replies.pop(msgid)
+        self._slots.release()
+        deliver = getattr(reply, "deliver", None)
+        if deliver is not None:  # the router's: takes the decoded response (no re-encode, no decode)
+            deliver(msgid, obj[2], obj[3])
+        elif reply is not None:
+            with trio.CancelScope(shield=True):  # a reply function that waits: not cut by the silence deadline
+                await reply(msgpack.packb(obj, use_bin_type=True))
+
+    async def _lose(self, reason: str) -> None:
+        """The connection is gone: every call waiting for it is answered EIO now."""
+        self.lost = f"{self.service} at {self._where()}: {reason}"
+        self.connected = trio.Event()
+        conn, self.conn = self.conn, None
+        self._accounting_id = None
+        self._ids.clear()
+        with trio.CancelScope(shield=True):
+            if conn is not None:
+                await conn.aclose()
+            pending, self.replies = self.replies, {}
+            log.warning("ukernel: lost %s; %d calls in flight fail with EIO", self.lost, len(pending))
+            if self.on_lost is not None:
+                self.on_lost(self.service, self.lost)
+            for msgid, reply in pending.items():
+                self._slots.release()
+                await self._fail(msgid, reply)
+
+    async def _redial(self) -> None:
+        """Dial with backoff until the server is back; then say what state survived."""
+        old, delay = self.peer, BACKOFF_MIN
+        while True:
+            await trio.sleep(delay)
+            try:
+                await self._connect()
+            except (OSError, tcp.HandshakeError) as exc:
+                log.debug("ukernel: redial %s failed: %s", self.url, exc)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            log.warning("ukernel: reconnected to %s at %s; %s", self.service, self._where(), self._what_was_lost(old))
+            return
+
+    def _what_was_lost(self, old: tcp.Peer | None) -> str:
+        """One sentence: did the state on the other side survive the outage?"""
+        if old is not None and self.peer is not None and old.instance and old.instance == self.peer.instance:
+            return "the same server instance: no state lost"
+        held = {k: v for k, v in (self.last_accounting or {}).items() if v and k != "faults"}
+        if self.last_accounting is None:
+            what = "what it held is unknown (no heartbeat had answered)"
+        elif held:
+            what = "its handles are gone: " + ", ".join(f"{v} {k}" for k, v in sorted(held.items()))
+        else:
+            what = "it held nothing beyond its boot state"
+        self.last_accounting = None
+        return f"a new {self.service} instance: all state of the old one was lost; {what}"
+
+    # --- the router's side ----------------------------------------------------------------------
+    async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
+        msgid = tcp.request_msgid(frame)
+        if msgid is not None:
+            if self.conn is None:
+                await self._fail(msgid, reply)
+                return
+            try:
+                self._slots.acquire_nowait()  # no scheduler trip while slots are free
+            except trio.WouldBlock:
+                await self._slots.acquire()
+            if self.conn is None:
+                self._slots.release()
+                await self._fail(msgid, reply)
+                return
+            self.replies[msgid] = reply
+        conn = self.conn
+        if conn is None:
+            return  # a notification to a lost service: dropped, as on a broken link
+        try:
+            await conn.send_frame(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if msgid is not None and msgid in self.replies:  # else _lose answered it already
+                self._slots.release()
+                await self._fail(msgid, self.replies.pop(msgid))
+
+    async def _fail(self, msgid: int, reply: ReplyFn | None) -> None:
+        if reply is not None:
+            error = protocol.error_map(abi.EIO, f"service connection lost ({self.lost})")
+            await reply(protocol.encode_response(msgid, error, None))
+
+    async def aclose(self) -> None:
+        if self.conn is not None:
+            await self.conn.aclose()
+
+    # --- trace events from the other side -------------------------------------------------------
+    def _relay(self, params: Any) -> None:
+        """A message the served service sent while handling ours: into our trace, renumbered.
+
+        The server numbers its own messages; here each gets a msgid of ours, in
+        the order they arrive, so a distributed run numbers its messages as an
+        embedded one does. ``cause_local`` marks a cause in the server's numbering.
+        """
+        tracer = self.tracer
+        event = params[0] if isinstance(params, list) and params and isinstance(params[0], dict) else None
+        if tracer is None or not tracer.on or event is None or self.new_msgid is None:
+            return
+        event = dict(event)
+        event.pop("seq", None)
+        event.pop("ts", None)
+        kind = event.pop("type", "request")
+        theirs = event.get("msgid")
+        if kind == "request":
+            ours = self._ids[theirs] = self.new_msgid()
+        else:
+            ours = self._ids.pop(theirs, theirs)
+        event["msgid"] = ours
+        if event.pop("cause_local", False):
+            event["cause"] = self._ids.get(event.get("cause"), event.get("cause"))
+        if self.forwarding:  # a node passing it on: the cause is now in its numbering
+            event["cause_local"] = True
+        event.setdefault("node", self.node)
+        tracer.emit(kind, **event)

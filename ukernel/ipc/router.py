@@ -1,0 +1,210 @@
+"""The router: delivers every message to its service and matches the replies.
+
+It is the only path between the kernel and a service, or between two
+services, so it is where the call order of DESIGN.md §3 is enforced, where
+every message is traced, and where message-level faults are injected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+import trio
+
+from .. import abi
+from ..trace import Tracer
+from . import protocol
+
+
+class Endpoint(Protocol):
+    async def send(self, frame: bytes, reply: Any) -> None: ...
+
+
+class BootError(Exception):
+    """The services cannot be started as configured (for example a call cycle)."""
+
+
+def check_call_order(calls: dict[str, frozenset[str]]) -> None:
+    """Refuse a call graph with a cycle: a cycle could deadlock two services."""
+    state: dict[str, int] = {}  # 1 = on the path, 2 = done
+
+    def visit(node: str, path: list[str]) -> None:
+        if state.get(node) == 2:
+            return
+        if state.get(node) == 1:
+            cycle = path[path.index(node) :] + [node]
+            raise BootError("service call order has a cycle: " + " -> ".join(cycle))
+        state[node] = 1
+        for nxt in sorted(calls.get(node, ())):
+            visit(nxt, path + [node])
+        state[node] = 2
+
+    for node in sorted(calls):
+        visit(node, [])
+
+
+class Sent:
+    """A request on its way: the reply lands in ``response`` and sets ``event``."""
+
+    __slots__ = ("msgid", "src", "dst", "op", "meta", "started", "event", "response")
+
+    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict):
+        self.msgid, self.src, self.dst, self.op, self.meta = msgid, src, dst, op, meta
+        self.started = time.perf_counter()
+        self.event = trio.Event()
+        self.response: protocol.Response | None = None
+
+
+class Router:
+    """Endpoints by service name, the allowed call edges, and replies in flight."""
+
+    def __init__(self, tracer: Tracer):
+        self.tracer = tracer
+        self.endpoints: dict[str, Endpoint] = {}
+        self.calls: dict[str, frozenset[str]] = {"kernel": frozenset()}
+        self.pending: dict[int, Sent] = {}
+        self._msgids = itertools.count(1)
+        self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
+        self.on_reply = ReplyTo(self)
+        self.sent = 0
+
+    def restart_numbering(self) -> None:
+        """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
+        there), however many files boot wrote into the vfs."""
+        assert not self.pending, "restart_numbering with messages in flight"
+        self._msgids = itertools.count(1)
+        self.sent = 0
+
+    def new_msgid(self) -> int:
+        """Message ids are shared with syscalls, so ``cause`` links them all."""
+        return next(self._msgids)
+
+    def attach(self, name: str, endpoint: Endpoint, calls: frozenset[str]) -> None:
+        self.endpoints[name] = endpoint
+        self.calls[name] = calls
+        self.calls["kernel"] = self.calls["kernel"] | {name}
+        check_call_order(self.calls)
+
+    async def call(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Any:
+        """Send a request and wait for its reply; an error reply raises OSError.
+
+        ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
+        delivering: fault injection that still shows in the trace.
+        """
+        return await self.collect(await self.send(src, dst, op, args, meta, inject))
+
+    async def send(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
+        """Send a request without waiting for the reply: ``sent.event`` is set when it
+        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it."""
+        if dst not in self.calls.get(src, ()):
+            allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
+            raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
+        endpoint = self.endpoints[dst]
+        msgid = self.new_msgid()
+        self.sent += 1
+        if self.tracer.on:
+            self.tracer.message("request", src, dst, op, msgid, meta, args=args)
+        sent = Sent(msgid, src, dst, op, meta)
+        injected = inject or self.fail_nth.pop(self.sent, None)
+        if injected is not None:
+            where = meta.get("step") or f"message {self.sent}"
+            error = protocol.error_map(injected, f"{abi.strerror(injected)} (fault injected at {where})")
+            sent.response = protocol.Response(msgid, error, None)
+            sent.event.set()
+            return sent
+        self.pending[msgid] = sent
+        try:
+            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, meta), self.on_reply)
+        except BaseException:
+            del self.pending[msgid]
+            raise
+        return sent
+
+    async def call_at_once(
+        self, sends: Iterable[tuple[Any, Callable[[], Awaitable[Sent | None]]]], finish: Callable[[Any, Any], None]
+    ) -> None:
+        """Send every request first (``(key, send)`` pairs), then take the replies in
+        order: ``finish(key, result)``.
+
+        What runs at once then costs one wait, not one per message (with remote
+        services, several round trips overlap). A send returning None sent nothing.
+        Every request sent is collected, even after a failure or a cancellation (a
+        reply in flight can be a handle given out); the first failure in order is
+        raised after all are in.
+        """
+        sent: list[tuple[Any, Sent]] = []
+        failure: OSError | None = None
+        try:
+            for key, send in sends:
+                one = await send()
+                if one is not None:
+                    sent.append((key, one))
+        finally:
+            with trio.CancelScope(shield=True):
+                for key, one in sent:
+                    try:
+                        result = await self.collect(one)
+                    except OSError as exc:
+                        failure = failure or exc
+                        continue
+                    finish(key, result)
+        if failure is not None:
+            raise failure
+
+    async def collect(self, sent: Sent) -> Any:
+        """Wait for the reply to ``sent``, trace it, and return its result or raise."""
+        try:
+            await sent.event.wait()
+        finally:
+            self.pending.pop(sent.msgid, None)
+        response = sent.response
+        assert response is not None
+        if self.tracer.on:
+            dur_us = int((time.perf_counter() - sent.started) * 1e6)
+            self.tracer.message(
+                "reply",
+                sent.dst,
+                sent.src,
+                sent.op,
+                sent.msgid,
+                sent.meta,
+                result=response.result,
+                error=response.error,
+                dur_us=dur_us,
+            )
+        if response.error is not None:
+            raise protocol.oserror_from_map(response.error)
+        return response.result
+
+    def deliver(self, msgid: int, error: Any, result: Any) -> None:
+        """A reply, decoded: wake its caller (if it was cancelled, the reply is dropped)."""
+        slot = self.pending.get(msgid)
+        if slot is None:
+            return
+        if error is not None and not isinstance(error, dict):
+            error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {error!r}")
+        slot.response = protocol.Response(msgid, error, result)
+        slot.event.set()
+
+
+class ReplyTo:
+    """The reply function a router gives endpoints with each request.
+
+    Called with an encoded response, as every ReplyFn is (a local service's reply).
+    An endpoint that has decoded the response already (a remote one, to match its
+    msgid) calls ``deliver`` instead: encoding it again to be decoded here would
+    cost twice per message for nothing.
+    """
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, router: Router):
+        self.deliver = router.deliver
+
+    async def __call__(self, frame: bytes) -> None:
+        msg = protocol.decode(frame)
+        if isinstance(msg, protocol.Response):
+            self.deliver(msg.msgid, msg.error, msg.result)

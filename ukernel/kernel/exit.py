@@ -1,0 +1,257 @@
+"""do_exit, exit_notify, release_task and wait4: the other half of a life.
+
+do_exit is a table like COPY_STEPS: each row puts one reference the task
+holds, so every handle clone took is given back along a visible route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from .. import abi
+from ..ipc.router import Sent
+from .signal import k_kill, send_to_process
+from .task import TaskExit, TaskStruct, nr_in, wake_waiters
+
+if TYPE_CHECKING:
+    from .core import Kernel
+
+# fmt: off
+EXIT_STEPS: tuple[tuple[str, str, str, str], ...] = (
+    # step               service       op             handle
+    ("exit_mm",          "mm",         "mmput",       "mm"),
+    ("exit_sem",         "namespaces", "exit_sem",    "undo_list"),
+    ("exit_files",       "vfs",        "put_files",   "files"),
+    ("exit_fs",          "vfs",        "put_fs",      "fs"),
+    ("exit_sighand",     "signals",    "put_sighand", "sighand"),
+    ("exit_signal",      "signals",    "put_signal",  "signal"),
+    ("exit_namespaces",  "namespaces", "put_nsproxy", "nsproxy"),
+)
+# fmt: on
+
+
+async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
+    """Give back every handle, notify the parent, leave the CPU for good."""
+    task.flags.add("PF_EXITING")
+    if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
+        zap_other_threads(task, status)
+    meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
+    await mm_release(k, task, meta)
+    if k.config.parallel_copy:
+        await put_references_at_once(k, task, meta)
+    else:
+        for step, service, op, attr in EXIT_STEPS:
+            handle = getattr(task, attr)
+            if handle is not None:
+                await k.call(service, op, {attr: handle}, meta | {"step": step})
+                setattr(task, attr, None)
+    k.runtime.forget(task)
+    task.image = None
+    await exit_notify(k, task, status, meta)
+    await k.task_dead(task, meta)
+
+
+async def put_references_at_once(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """EXIT_STEPS sent together (Config.parallel_copy), replies taken in table order.
+
+    Every row drops one reference in its own structure, and none needs another's
+    reply: the order only matters within a service (vfs: files then fs; signals:
+    sighand then signal), and each service still gets its rows in table order.
+    """
+
+    def send(step: str, service: str, op: str, attr: str) -> Callable[[], Awaitable[Sent]]:
+        return partial(k.router.send, "kernel", service, op, {attr: getattr(task, attr)}, meta | {"step": step})
+
+    rows = [
+        (attr, send(step, service, op, attr))
+        for step, service, op, attr in EXIT_STEPS
+        if getattr(task, attr) is not None
+    ]
+    await k.router.call_at_once(rows, lambda attr, _reply: setattr(task, attr, None))
+
+
+async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """CLONE_CHILD_CLEARTID's write, and the end of a vfork parent's wait."""
+    if task.mm is not None and task.clear_child_tid:
+        addr, task.clear_child_tid = task.clear_child_tid, 0
+        reply = await k.call(
+            "mm", "mm_release", {"mm": task.mm, "clear_child_tid": addr}, meta | {"step": "mm_release"}
+        )
+        if reply["cleared"]:  # put_user(0), then FUTEX_WAKE 1: how pthread_join wakes up
+            k.futexes.wake((task.mm, addr), 1)
+    if task.vfork_done is not None:
+        task.vfork_done.set()
+        task.vfork_done = None
+
+
+def zap_other_threads(task: TaskStruct, status: int | None = None) -> None:
+    """exit_group: every other thread of the group gets SIGKILL; the group's status is ours."""
+    if status is not None and task.leader.group_exit_code is None:
+        task.leader.group_exit_code = status
+    for other in task.leader.thread_group:
+        if other is not task and other.state == "running":
+            k_kill(other, abi.SIGKILL)
+
+
+def find_new_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
+    """find_new_reaper: a live thread of the group, else the nearest subreaper ancestor
+    in the same pid namespace, else the namespace's init (the idle task once it is gone)."""
+    for thread in task.leader.thread_group:
+        if thread is not task and thread.state == "running" and "PF_EXITING" not in thread.flags:
+            return thread
+    ancestor = task.leader.real_parent
+    while ancestor is not None and ancestor is not k.idle and ancestor.pid_ns == task.pid_ns:
+        if ancestor.leader.child_subreaper and ancestor.state == "running":
+            return ancestor.leader
+        ancestor = ancestor.leader.real_parent
+    return find_child_reaper(k, task)
+
+
+def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
+    """The init of the task's pid namespace, or the idle task once that init is gone."""
+    for candidate in k.tasks:
+        if (
+            candidate.pid_ns == task.pid_ns
+            and candidate.numbers[-1] == 1
+            and candidate.state == "running"
+            and candidate is not task
+        ):
+            return candidate
+    return k.idle
+
+
+async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> None:
+    """Reparent the children, become a zombie, and tell whoever waits."""
+    task.state = "zombie"
+    task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
+    if task.level > 0 and task.numbers[-1] == 1 and task is task.leader:
+        await zap_pid_ns_processes(k, task, meta)
+    reaper = find_new_reaper(k, task)
+    for child in task.children:
+        child.real_parent = reaper
+        child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
+        reaper.children.append(child)
+        if child.state == "zombie":
+            await notify_parent(k, child, meta)
+    task.children.clear()
+    leader = task.leader
+    if task is not leader:  # a thread is never waited for: it reaps itself
+        await release_task(k, task)
+        if leader.state == "zombie" and thread_group_empty(leader):
+            await notify_parent(k, leader, meta)
+    elif thread_group_empty(task):
+        await notify_parent(k, task, meta)
+
+
+async def zap_pid_ns_processes(k: Kernel, init: TaskStruct, meta: dict) -> None:
+    """The init of a pid namespace died: no new pids there, SIGKILL to everyone left in it."""
+    await k.call("pid", "disable_pid_allocation", {"ns": init.pid_ns}, meta | {"step": "zap_pid_ns_processes"})
+    level = init.level
+    for task in k.tasks:
+        if task is not init and task.state == "running" and task.ns_path[: level + 1] == init.ns_path:
+            k_kill(task, abi.SIGKILL)
+
+
+def thread_group_empty(leader: TaskStruct) -> bool:
+    return all(t is leader for t in leader.thread_group)
+
+
+async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
+    parent = task.real_parent
+    if parent is None or parent is k.idle or parent.leader.sighand is None:
+        await release_task(k, task)
+        return
+    meta = meta | {"step": "exit_notify"}
+    sig, autoreap = task.exit_signal, False
+    if sig == abi.SIGCHLD:
+        handler, flags = await k.call(
+            "signals", "sigaction", {"sighand": parent.leader.sighand, "sig": abi.SIGCHLD}, meta
+        )
+        if handler == abi.SIG_IGN or flags & abi.SA_NOCLDWAIT:
+            autoreap = True
+            if handler == abi.SIG_IGN:
+                sig = 0
+    if sig and abi.valid_signal(sig):
+        await send_to_process(k, parent, sig, meta)
+    wake_waiters(parent.leader)
+    if autoreap:
+        await release_task(k, task)
+
+
+async def release_task(k: Kernel, task: TaskStruct) -> None:
+    """The task is gone for good: its pid goes back, it leaves every list."""
+    task.state = "dead"
+    if task.real_parent is not None and task in task.real_parent.children:
+        task.real_parent.children.remove(task)
+    if task in task.leader.thread_group:
+        task.leader.thread_group.remove(task)
+    k.tasks.remove(task)
+    k.nr_threads -= 1
+    await k.release_pid(task)
+    k.reaped(task)
+
+
+def eligible(task: TaskStruct, child: TaskStruct, pid: int, options: int) -> bool:
+    """eligible_pid and eligible_child (kernel/exit.c)."""
+    if pid > 0 and child.nr_in(task.level) != pid:
+        return False
+    if pid == 0 and child.leader.pgrp != task.leader.pgrp:
+        return False
+    if pid < -1 and nr_in(child.leader.pgrp, task.level) != -pid:
+        return False
+    if options & abi.__WALL:
+        return True
+    is_clone = child.exit_signal != abi.SIGCHLD
+    return bool(options & abi.__WCLONE) == is_clone
+
+
+async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
+    """wait4: reap a zombie child, or sleep until a child changes state."""
+    if options & ~(abi.WNOHANG | abi.WUNTRACED | abi.WCONTINUED | abi.__WNOTHREAD | abi.__WALL | abi.__WCLONE):
+        raise abi.kernel_error(abi.EINVAL, f"unknown wait4 options {options:#x}")
+    leader = task.leader
+    while True:
+        event = leader.child_wait
+        threads = [task] if options & abi.__WNOTHREAD else list(leader.thread_group)
+        children = [c for t in threads for c in t.children if eligible(task, c, pid, options)]
+        if not children:
+            raise abi.kernel_error(
+                abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process"
+            )
+        for child in children:
+            report = child.report
+            if (
+                report
+                and child.state == "running"
+                and options & (abi.WUNTRACED if report[0] == "stopped" else abi.WCONTINUED)
+            ):
+                child.report = None
+                status = 0xFFFF if report[0] == "continued" else (report[1] << 8) | 0x7F
+                return [child.vnr(task), status, {"utime": child.utime, "stime": 0}]
+            if child.state == "zombie" and thread_group_empty(child):
+                status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}
+                nr = child.vnr(task)
+                await release_task(k, child)
+                return [nr, status, rusage]
+        if options & abi.WNOHANG:
+            return [0, 0, {}]
+        await k.sleep_on(task, event)
+        if task.killed:
+            raise TaskExit(abi.W_EXITCODE(0, task.killed))
+        if not event.is_set() and task.sigpending:
+            raise abi.kernel_error(abi.EINTR, "wait4 interrupted by a signal")
+
+
+async def sys_exit(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:
+    raise TaskExit(abi.W_EXITCODE(code), group=False)
+
+
+async def sys_exit_group(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:
+    raise TaskExit(abi.W_EXITCODE(code), group=True)
+
+
+async def sys_wait4(k: Kernel, task: TaskStruct, meta: dict, pid: int, options: int) -> list:
+    return await do_wait(k, task, pid, options)

@@ -1,0 +1,85 @@
+"""The file syscalls (fs/open.c, fs/read_write.c, fs/pipe.c): messages to the vfs.
+
+Most are one vfs message carrying the task's handles (files, fs); open, read
+and write may sleep (a FIFO with no partner, an empty pipe, the terminal)
+until the vfs wakes the task, and a path that enters /proc is finished by the
+kernel (procfs.py), which owns the task table /proc shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import abi
+from . import procfs
+from .signal import send_to_thread
+from .task import TaskStruct
+
+Handler = Callable[..., Awaitable[Any]]
+
+if TYPE_CHECKING:
+    from .core import Kernel
+
+
+def vfs_syscall(op: str, *handles: str) -> Handler:
+    """A syscall that is one vfs message carrying the task's handles (files, fs); a path
+    that enters /proc comes back as ``{"proc": rel}`` and the kernel finishes it."""
+
+    async def handler(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> Any:
+        reply = await k.call("vfs", op, {h: getattr(task, h) for h in handles} | args, meta)
+        if isinstance(reply, dict) and "proc" in reply:
+            return await procfs.finish_path(k, task, meta, op, reply, args, handler)
+        return reply
+
+    handler.__name__ = f"sys_{op}"
+    return handler
+
+
+_vfs_open = vfs_syscall("open", "files", "fs")
+
+
+async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
+    """open; on a FIFO with no partner yet the task sleeps until one opens the other
+    end (fifo_open's wait_for_partner); a signal closes the new fd and says EINTR."""
+    reply = await _vfs_open(k, task, meta, **args)
+    if not isinstance(reply, dict):
+        return reply
+    try:
+        await k.service_wait(task, "vfs", reply["wait"], meta)
+    except OSError:
+        await k.call("vfs", "close", {"files": task.files, "fd": reply["fd"]}, meta)
+        raise
+    return reply["fd"]
+
+
+async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
+    """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
+    return await k.call_blocking(task, "vfs", "read", {"files": task.files, "fd": fd, "n": n}, meta)
+
+
+async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:
+    """pipe_write: what fits goes in, the writer sleeps for room for the rest; a
+    signal after a partial write returns the count; no reader left is EPIPE and
+    SIGPIPE to the writing thread."""
+    done = 0
+    while True:
+        try:
+            reply = await k.call("vfs", "write", {"files": task.files, "fd": fd, "data": data[done:]}, meta)
+        except OSError as exc:
+            if exc.errno == abi.EPIPE:
+                await send_to_thread(k, task, abi.SIGPIPE, meta)
+            if done and exc.errno == abi.EPIPE:
+                return done
+            raise
+        if isinstance(reply, int):
+            return done + reply
+        if "proc" in reply:  # a /proc file the kernel takes writes to
+            return done + await procfs.write(k, task, reply["proc"], data[done:], meta)
+        done += reply["written"]
+        try:
+            await k.service_wait(task, "vfs", reply["wait"], meta)
+        except OSError:
+            if done:
+                return done
+            raise

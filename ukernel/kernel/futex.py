@@ -1,0 +1,100 @@
+"""futex: sleep on a word in an address space until someone wakes that word.
+
+The wait queues are keyed by (mm handle, address), like Linux's futex hash
+keyed by (mm, address) for private futexes. The waiter is queued *before* the
+word is read, so a wake that comes between the read and the sleep is not lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from .. import abi
+from .task import TaskStruct
+from .time import seconds_to_ticks, sleep_timeout
+
+if TYPE_CHECKING:
+    from .core import Kernel
+
+Key = tuple[int, int]
+
+
+class FutexTable:
+    def __init__(self) -> None:
+        self.queues: dict[Key, list[trio.Event]] = {}
+
+    def enqueue(self, key: Key) -> trio.Event:
+        event = trio.Event()
+        self.queues.setdefault(key, []).append(event)
+        return event
+
+    def dequeue(self, key: Key, event: trio.Event) -> None:
+        queue = self.queues.get(key, [])
+        if event in queue:
+            queue.remove(event)
+        if not queue:
+            self.queues.pop(key, None)
+
+    def wake(self, key: Key, n: int) -> int:
+        """Wake up to n waiters, oldest first; how many were woken."""
+        queue = self.queues.get(key, [])
+        woken, rest = queue[:n], queue[n:]
+        for event in woken:
+            event.set()
+        if rest:
+            self.queues[key] = rest
+        else:
+            self.queues.pop(key, None)
+        return len(woken)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+
+async def read_word(k: Kernel, task: TaskStruct, addr: int, meta: dict) -> int:
+    data = await k.call("mm", "read_mem", {"mm": task.mm, "addr": addr, "n": 4}, meta)
+    return int.from_bytes(data, "little")
+
+
+async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: int, ticks: int | None = None) -> int:
+    """FUTEX_WAIT: sleep if the word still holds ``val``, else EAGAIN; with ``ticks``,
+    at most that long (ETIMEDOUT), on sched's timer queue."""
+    if addr % 4:
+        raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
+    key = (task.mm, addr)
+    event = k.futexes.enqueue(key)
+    timed_out = False
+    try:
+        if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
+            raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
+        if ticks is None:
+            await k.sleep_on(task, event)
+        else:
+            timed_out, _ = await sleep_timeout(k, task, meta, ticks, event)
+    finally:
+        k.futexes.dequeue(key, event)
+    if event.is_set():
+        return 0
+    if timed_out:
+        raise abi.kernel_error(abi.ETIMEDOUT, f"no FUTEX_WAKE within {ticks} ticks")
+    raise abi.kernel_error(abi.EINTR, "interrupted")
+
+
+async def sys_futex(
+    k: Kernel, task: TaskStruct, meta: dict, addr: int, op: int, val: int, timeout: float | None
+) -> int:
+    """timeout: seconds of virtual time (FUTEX_WAIT only), None to wait for ever."""
+    if op == abi.FUTEX_WAIT:
+        ticks = None if timeout is None else seconds_to_ticks(timeout)
+        return await futex_wait(k, task, meta, addr, val, ticks)
+    if op == abi.FUTEX_WAKE:
+        return k.futexes.wake((task.mm, addr), val)
+    raise abi.kernel_error(abi.ENOSYS, f"futex op {op} is not modelled (FUTEX_WAIT and FUTEX_WAKE are)")
+
+
+async def sys_set_tid_address(k: Kernel, task: TaskStruct, meta: dict, addr: int) -> int:
+    """Where CLONE_CHILD_CLEARTID's zero goes at exit; returns the caller's tid."""
+    task.clear_child_tid = addr
+    return task.nr_in(task.level)

@@ -1,0 +1,169 @@
+"""TaskStruct (the kernel's task_struct) and the task table.
+
+A TaskStruct holds *handles* that services gave out (mm, files, fs, sighand,
+signal, nsproxy, pid), never a service's objects. Links between tasks
+(parent, children, group leader) are the kernel's own and are kept here, with
+``current`` and the two kernel control-flow exceptions (exit, exec).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import abi
+
+if TYPE_CHECKING:
+    from ..user.binfmt import Image
+
+#: The task the running Python code acts for (like Linux's ``current``).
+current: contextvars.ContextVar[TaskStruct] = contextvars.ContextVar("current")
+
+
+class TaskExit(BaseException):
+    """Unwinds a task's Python stack to do_exit (BaseException: programs can't catch it)."""
+
+    def __init__(self, status: int, group: bool = True):
+        super().__init__(status)
+        self.status, self.group = status, group
+
+
+class ExecImage(BaseException):
+    """Unwinds the old program after a successful execve; the new one starts."""
+
+    def __init__(self, image: Image):
+        super().__init__(image.path)
+        self.image = image
+
+
+@dataclass(eq=False)
+class TaskStruct:
+    comm: str = "swapper"
+    # --- identity (set by alloc_pid and the link step) ---
+    id: int = 0  # the kernel's own number for the task (sched's key); the idle task is 0
+    pid: int = 0  # global number (level 0)
+    tgid: int = 0
+    numbers: list[int] = field(default_factory=lambda: [0])  # pid at each pid-ns level, outermost first
+    pid_handle: int | None = None
+    pid_ns: int = 1  # the pid namespace this task lives in (task_active_pid_ns)
+    ns_path: list[int] = field(default_factory=lambda: [1])  # the pid ns at each level, outermost first
+    # --- family ---
+    real_parent: TaskStruct | None = None
+    children: list[TaskStruct] = field(default_factory=list)
+    group_leader: TaskStruct | None = None
+    thread_group: list[TaskStruct] = field(default_factory=list)  # on the leader: every live thread
+    exit_signal: int = abi.SIGCHLD
+    # --- handles from the services ---
+    mm: int | None = None
+    files: int | None = None
+    fs: int | None = None
+    sighand: int | None = None
+    signal: int | None = None
+    nsproxy: int | None = None
+    pid_ns_for_children: int = 1
+    undo_list: int | None = None  # task->sysvsem.undo_list (namespaces), made by the first SEM_UNDO
+    time_offsets: dict[str, int] = field(default_factory=dict)  # the time ns's offsets, ns (the vvar page)
+    # --- state ---
+    state: str = "new"  # new, running, zombie, dead
+    exit_code: int = 0  # the wait status once a zombie
+    group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
+    group_exec_task: TaskStruct | None = None  # on the leader: the thread whose execve is killing the rest
+    flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
+    rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
+    pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
+    session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
+    did_exec: bool = False
+    child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
+    # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
+    pending: set[int] = field(default_factory=set)
+    blocked: set[int] = field(default_factory=set)
+    sigpending: bool = False
+    sleep_interruptible: bool = True
+    stopped: int = 0  # on the leader: the stop signal while the group is stopped
+    report: tuple | None = None  # on the leader: ("stopped", sig) or ("continued", SIGCONT) for wait4
+    cont_event: trio.Event = field(default_factory=trio.Event)
+    set_child_tid: int = 0
+    clear_child_tid: int = 0
+    vfork_done: trio.Event | None = None
+    # --- the runtime's side: CPU and Python program ---
+    cpu: int | None = None
+    go: trio.Event = field(default_factory=trio.Event)
+    ran: int = 0  # ticks since the last report to sched
+    slice: int = 0
+    killed: int = 0  # a fatal signal is pending: exit at the next kernel exit
+    sleep_scope: trio.CancelScope | None = None
+    image: Any = None
+    entry: Any = None  # how the child starts: replay, fn, copied fn
+    child_wait: trio.Event = field(default_factory=trio.Event)  # wait4 sleeps on this (wait_chldexit)
+    utime: int = 0
+
+    @property
+    def level(self) -> int:
+        return len(self.numbers) - 1
+
+    @property
+    def leader(self) -> TaskStruct:
+        return self.group_leader or self
+
+    def nr_in(self, level: int) -> int:
+        """pid_nr_ns: this task's number as seen at ``level``, 0 if not visible there."""
+        return self.numbers[level] if level < len(self.numbers) else 0
+
+    def vnr(self, viewer: TaskStruct) -> int:
+        """task_pid_vnr from the viewer's pid namespace."""
+        return self.nr_in(viewer.level) if self.is_visible_from(viewer) else 0
+
+    def tgid_vnr(self, viewer: TaskStruct) -> int:
+        return self.leader.vnr(viewer)
+
+    def ppid_vnr(self, viewer: TaskStruct) -> int:
+        """getppid as ``viewer`` sees it: 0 for a parent outside the viewer's pid
+        namespace, and for the idle task's children (its number is 0 at every level)."""
+        parent = self.leader.real_parent
+        return parent.tgid_vnr(viewer) if parent is not None else 0
+
+    def is_visible_from(self, viewer: TaskStruct) -> bool:
+        return viewer.level < len(self.numbers) and self._ns_chain_contains(viewer)
+
+    def _ns_chain_contains(self, viewer: TaskStruct) -> bool:
+        return self.ns_path[: viewer.level + 1] == viewer.ns_path
+
+
+def nr_in(numbers: list[int], level: int) -> int:
+    """pid_nr_ns for a struct pid kept as its numbers: 0 where it is not visible."""
+    return numbers[level] if level < len(numbers) else 0
+
+
+def wake_waiters(leader: TaskStruct) -> None:
+    """Wake every wait4 sleeping on this thread group's children (wait_chldexit)."""
+    leader.child_wait.set()
+    leader.child_wait = type(leader.child_wait)()
+
+
+class TaskTable:
+    """Every task the kernel knows, by global pid (the pidhash, flattened)."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, TaskStruct] = {}
+
+    def add(self, task: TaskStruct) -> None:
+        self.by_pid[task.pid] = task
+
+    def remove(self, task: TaskStruct) -> None:
+        self.by_pid.pop(task.pid, None)
+
+    def find(self, nr: int, viewer: TaskStruct) -> TaskStruct | None:
+        """find_task_by_vpid: the task numbered ``nr`` in the viewer's namespace."""
+        for task in self.by_pid.values():
+            if task.is_visible_from(viewer) and task.nr_in(viewer.level) == nr:
+                return task
+        return None
+
+    def __len__(self) -> int:
+        return len(self.by_pid)
+
+    def __iter__(self):
+        return iter(list(self.by_pid.values()))

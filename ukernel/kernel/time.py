@@ -1,0 +1,85 @@
+"""Time (kernel/time/hrtimer.c, the vDSO): nanosleep, timed sleeps, clock_gettime.
+
+Time is virtual: one tick per kernel entry, ``abi.HZ`` ticks per second.
+A sleep arms a timer in sched and blocks; the tick that reaches it (or the
+clock jumping there when every CPU is idle) wakes the sleeper.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import abi
+from .task import TaskStruct
+
+if TYPE_CHECKING:
+    from .core import Kernel
+
+
+class AnyEvent:
+    """Sleep until either event (a futex wake or its timeout); what sleep_on needs."""
+
+    def __init__(self, *events: trio.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    async def wait(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for event in self.events:
+                nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
+
+
+async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def seconds_to_ticks(seconds: Any) -> int:
+    """Round up, as hrtimers do: a sleep never ends early."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0 or math.isinf(seconds):
+        raise abi.kernel_error(abi.EINVAL, f"a duration is a finite number of seconds >= 0, not {seconds!r}")
+    return math.ceil(round(seconds * abi.HZ, 9))
+
+
+async def sleep_timeout(k: Kernel, task: TaskStruct, meta: dict, ticks: int, event: Any = None) -> tuple[bool, int]:
+    """schedule_hrtimeout: sleep until ``event`` or ``ticks`` from now; (timed out, ticks left)."""
+    timeout = trio.Event()
+    k.timeouts[task.id] = timeout
+    try:
+        reply = await k.call("sched", "hrtimer_start", {"task": task.id, "ticks": ticks, "now": k.ticks}, meta)
+        k.next_timer = reply["timer"]
+        if not reply["armed"]:
+            return True, 0
+        await k.sleep_on(task, timeout if event is None else AnyEvent(event, timeout))
+        if timeout.is_set():
+            return True, 0
+        reply = await k.call("sched", "hrtimer_cancel", {"task": task.id, "now": k.ticks}, meta)
+        k.next_timer = reply["timer"]
+        return False, reply["remaining"]
+    finally:
+        k.timeouts.pop(task.id, None)
+
+
+async def sys_nanosleep(k: Kernel, task: TaskStruct, meta: dict, seconds: float) -> int:
+    """Sleep ``seconds`` of virtual time; a signal ends it early with EINTR naming the time left."""
+    timed_out, left = await sleep_timeout(k, task, meta, seconds_to_ticks(seconds))
+    if not timed_out:
+        raise abi.kernel_error(abi.EINTR, f"nanosleep interrupted with {left / abi.HZ:g} s left")
+    return 0
+
+
+CLOCK_OFFSETS = {abi.CLOCK_MONOTONIC: "monotonic", abi.CLOCK_BOOTTIME: "boottime"}
+
+
+async def sys_clock_gettime(k: Kernel, task: TaskStruct, meta: dict, clk_id: int) -> float:
+    """Virtual seconds since boot plus the time namespace's offset for that clock, read
+    from the task (no message, like the vDSO reading its vvar page)."""
+    if clk_id not in (abi.CLOCK_REALTIME, *CLOCK_OFFSETS):
+        raise abi.kernel_error(abi.EINVAL, f"clock {clk_id!r}: CLOCK_REALTIME, CLOCK_MONOTONIC or CLOCK_BOOTTIME")
+    offset = task.time_offsets.get(CLOCK_OFFSETS.get(clk_id, ""), 0)
+    return k.ticks / abi.HZ + offset / 10**9

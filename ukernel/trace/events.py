@@ -1,0 +1,255 @@
+"""Tracing: every message, syscall and scheduling decision as one event.
+
+Events go through a structlog pipeline (stamp ``seq`` and virtual ``ts``,
+then fan out to the sinks). With no sink, ``Tracer.on`` is false and callers
+skip building the event at all, so tracing off costs one attribute test.
+
+Schema (DESIGN.md §6): ``seq, ts, type, src, dst, op, msgid, cause, pid, tid,
+args, result | errno, dur_us``; ``type`` is request, reply, notify,
+syscall_enter, syscall_exit or sched. Clone steps add ``step`` and ``flag``;
+a run with services in other processes adds ``node`` to every message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable
+from typing import IO, Any
+
+import structlog
+
+from .. import abi
+
+Event = dict[str, Any]
+Sink = Callable[[Event], None]
+
+#: The version of the event schema described in docs/trace.md. A JSON Lines file
+#: may start with a header ``{"type": "schema", "version": N}``; ``load`` refuses
+#: a version newer than this one (files without a header are version 1).
+SCHEMA_VERSION = 1
+
+
+class Tracer:
+    """The structlog pipeline behind every trace event."""
+
+    def __init__(self) -> None:
+        self.sinks: list[Sink] = []
+        self.on = False
+        self.clock: Callable[[], int] = lambda: 0
+        #: service -> the node that handles its messages; empty when every service is
+        #: in this process, so an embedded trace has no ``node`` field at all.
+        self.nodes: dict[str, str] = {}
+        self._seq = itertools.count(1)
+        self._log = structlog.wrap_logger(
+            structlog.ReturnLogger(),
+            processors=[self._stamp, self._fan_out],
+            wrapper_class=structlog.BoundLogger,
+        )
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+        self.on = True
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.on:
+            self._log.msg(type_, **fields)
+
+    def _stamp(self, _logger: Any, _method: str, event: dict) -> dict:
+        stamped = {"seq": next(self._seq), "ts": self.clock(), "type": event.pop("event")}
+        stamped.update(event)
+        return stamped
+
+    def _fan_out(self, _logger: Any, _method: str, event: dict) -> dict:
+        for sink in self.sinks:
+            sink(event)
+        raise structlog.DropEvent
+
+    # --- the event kinds ------------------------------------------------------
+    def message(
+        self,
+        kind: str,
+        src: str,
+        dst: str,
+        op: str,
+        msgid: int,
+        meta: dict,
+        *,
+        args: Any = None,
+        result: Any = None,
+        error: dict | None = None,
+        dur_us: int | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "src": src,
+            "dst": dst,
+            "op": op,
+            "msgid": msgid,
+            "cause": meta.get("cause"),
+            "pid": meta.get("pid"),
+            "tid": meta.get("tid"),
+        }
+        if kind == "request":
+            fields["args"] = args
+        elif error is not None:
+            fields["errno"] = error.get("name")
+            fields["message"] = error.get("message")
+        else:
+            fields["result"] = result
+        if dur_us is not None:
+            fields["dur_us"] = dur_us
+        for key in ("syscall", "step", "flag"):
+            if key in meta:
+                fields[key] = meta[key]
+        node = self.nodes.get(dst if kind in ("request", "notify") else src)
+        if node is not None:
+            fields["node"] = node
+        self.emit(kind, **fields)
+
+
+# --- sinks -------------------------------------------------------------------
+class MemorySink(list):
+    """Keeps events as dicts (what ``ukernel.run(...).trace`` returns)."""
+
+    def __call__(self, event: Event) -> None:
+        self.append(event)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return repr(value)
+
+
+class JsonlSink:
+    """One JSON object per line, the raw material for every exporter."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self._render = structlog.processors.JSONRenderer(default=_json_default)
+
+    def __call__(self, event: Event) -> None:
+        self.stream.write(self._render(None, "", dict(event)) + "\n")
+
+
+class ProgressSink:
+    """A live counter on a terminal: processes started and messages sent so far."""
+
+    def __init__(self, stream: IO[str], every: int = 500):
+        self.stream, self.every = stream, every
+        self.messages = self.processes = 0
+
+    def __call__(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "request":
+            self.messages += 1
+            if event["op"] == "alloc_pid":
+                self.processes += 1
+            if self.messages % self.every == 0:
+                self.stream.write(f"\r[ukernel] {self.processes} tasks, {self.messages} messages ")
+                self.stream.flush()
+
+
+_COLOURS = {"mm": 34, "vfs": 32, "pid": 35, "sched": 33, "signals": 31, "namespaces": 36, "kernel": 37}
+
+
+class ConsoleSink:
+    """Readable lines: ``#31 kernel -> vfs  share_files  {files: 3} (clone by pid 7, CLONE_FILES)``."""
+
+    def __init__(self, stream: IO[str], colour: bool = False, width: int = 60):
+        self.stream, self.colour, self.width = stream, colour, width
+
+    def __call__(self, event: Event) -> None:
+        line = format_event(event, self.width)
+        if line is None:
+            return
+        if self.colour:
+            service = event.get("dst") if event["type"] == "request" else event.get("src")
+            line = f"\x1b[{_COLOURS.get(service, 37)}m{line}\x1b[0m"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def short(value: Any, width: int = 60) -> str:
+    """A compact rendering of args/results: ``{files: 3}``, long bytes cut."""
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {short(v, width)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(short(v, width) for v in value) + "]"
+    elif isinstance(value, bytes):
+        text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_event(event: Event, width: int = 60) -> str | None:
+    """One line per event, or None for kinds the console leaves out."""
+    kind = event["type"]
+    msgid = event.get("msgid")
+    if kind == "request":
+        why = []
+        if event.get("syscall"):
+            why.append(f"{event['syscall']} by pid {event.get('pid')}")
+        if event.get("flag"):
+            why.append(event["flag"])
+        tail = f" ({', '.join(why)})" if why else ""
+        return (
+            f"#{msgid} {event['src']} -> {event['dst']:<10} {event['op']:<16} {short(event.get('args'), width)}{tail}"
+        )
+    if kind == "reply":
+        outcome = (
+            f"-1 {event['errno']} ({event.get('message')})" if "errno" in event else short(event.get("result"), width)
+        )
+        return f"#{msgid} {event['dst']} <- {event['src']:<10} {event['op']:<16} = {outcome}"
+    if kind == "syscall_enter":
+        return f"#{msgid} [pid {event.get('pid')}] {event['op']}({short(event.get('args'), width)[1:-1]}) ..."
+    if kind == "syscall_exit":
+        if "errno" in event:
+            return f"#{msgid} [pid {event.get('pid')}] ... {event['op']} = -1 {event['errno']}"
+        return f"#{msgid} [pid {event.get('pid')}] ... {event['op']} = {short(event.get('result'), width)}"
+    if kind == "sched":
+        return f"   sched cpu{event.get('cpu')} {event['op']} tid {event.get('tid')}"
+    return f"   {kind} {json.dumps(event, default=_json_default)}"
+
+
+def errno_field(err: int) -> str:
+    return abi.errno_name(err)
+
+
+# --- reading a trace back ---------------------------------------------------------
+def load(source: str | os.PathLike | IO[str]) -> list[Event]:
+    """The events of a JSON Lines trace (``ukernel run --trace FILE``), in file order.
+
+    ``source`` is a path or an open text stream. Blank lines are skipped; a
+    ``{"type": "schema", "version": N}`` header is checked against
+    SCHEMA_VERSION and left out. Bytes were written as text (utf-8,
+    backslashreplace) and come back as ``str``; tuples come back as lists.
+    """
+    if isinstance(source, str | os.PathLike):
+        with open(source, encoding="utf-8") as stream:
+            return _load_lines(stream, os.fspath(source))
+    return _load_lines(source, getattr(source, "name", "<stream>"))
+
+
+def _load_lines(stream: IO[str], name: str) -> list[Event]:
+    events: list[Event] = []
+    for lineno, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name}:{lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(event, dict) or "type" not in event:
+            raise ValueError(f"{name}:{lineno}: not a trace event (a JSON object with a type)")
+        if event["type"] == "schema":
+            version = event.get("version")
+            if not isinstance(version, int) or version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"{name}:{lineno}: trace schema version {version!r}; this ukernel reads up to {SCHEMA_VERSION}"
+                )
+            continue
+        events.append(event)
+    return events

@@ -1,1 +1,0 @@
-"""How frames reach a service: memory channels in one process (local.py)."""

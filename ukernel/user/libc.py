@@ -1,0 +1,361 @@
+"""libc: the ``sys`` object a program calls, one async method per Linux syscall.
+
+``sys`` acts for ``current`` (like libc, the kernel knows who calls), so a
+closure that captured it works in a thread; results follow Python's ``os``
+module where it has the call.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+from typing import TYPE_CHECKING, Any
+
+from .. import abi
+from ..kernel.task import current
+
+if TYPE_CHECKING:
+    from ..kernel.core import Kernel
+
+
+def _stat_result(fields: dict) -> os.stat_result:
+    """stat's reply as Python's os.stat_result (st_mode, st_ino, ... st_ctime)."""
+    order = (
+        "st_mode",
+        "st_ino",
+        "st_dev",
+        "st_nlink",
+        "st_uid",
+        "st_gid",
+        "st_size",
+        "st_atime",
+        "st_mtime",
+        "st_ctime",
+    )
+    return os.stat_result(tuple(fields[key] for key in order))
+
+
+class Sys:
+    """What a program calls: the Linux syscalls, acting for ``current`` (like libc)."""
+
+    def __init__(self, kernel: Kernel):
+        self._kernel = kernel
+
+    def __reduce__(self):
+        raise TypeError("sys is never copied")
+
+    async def _call(self, syscall: str, /, **args: Any) -> Any:
+        return await self._kernel.runtime.syscall(syscall, args)
+
+    # process life
+    async def fork(self) -> int:
+        return await self._call("fork")
+
+    async def vfork(self) -> int:
+        return await self._call("vfork")
+
+    async def clone(
+        self,
+        flags: int,
+        fn: Any = None,
+        arg: Any = None,
+        *,
+        parent_tid: int | None = None,
+        child_tid: int | None = None,
+        tls: int | None = None,
+    ) -> int:
+        return await self._call(
+            "clone", flags=flags, fn=fn, arg=arg, parent_tid=parent_tid or 0, child_tid=child_tid or 0, tls=tls or 0
+        )
+
+    async def clone3(
+        self,
+        *,
+        flags: int = 0,
+        exit_signal: int = 0,
+        fn: Any = None,
+        arg: Any = None,
+        set_tid: tuple = (),
+        pidfd: bool = False,
+    ) -> int:
+        return await self._call(
+            "clone3", flags=flags, exit_signal=exit_signal, fn=fn, arg=arg, set_tid=list(set_tid), pidfd=pidfd
+        )
+
+    async def execve(self, path: str, argv: list[str], envp: dict[str, str] | None = None) -> None:
+        return await self._call("execve", path=path, argv=list(argv), envp=dict(envp or {}))
+
+    async def exit(self, code: int = 0) -> None:
+        await self._call("exit", code=code)
+
+    async def exit_group(self, code: int = 0) -> None:
+        await self._call("exit_group", code=code)
+
+    async def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int, dict]:
+        return tuple(await self._call("wait4", pid=pid, options=options))
+
+    async def waitpid(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
+        got, status, _ = await self.wait4(pid, options)
+        return got, status
+
+    async def getpid(self) -> int:
+        return await self._call("getpid")
+
+    async def gettid(self) -> int:
+        return await self._call("gettid")
+
+    async def getppid(self) -> int:
+        return await self._call("getppid")
+
+    # signals
+    async def kill(self, pid: int, sig: int) -> None:
+        await self._call("kill", pid=pid, sig=sig)
+
+    async def tgkill(self, tgid: int, tid: int, sig: int) -> None:
+        await self._call("tgkill", tgid=tgid, tid=tid, sig=sig)
+
+    async def sigaction(self, sig: int, handler: Any = None, flags: int = 0) -> tuple[Any, int]:
+        """handler: SIG_DFL, SIG_IGN or handler(sys, signum) (sync or async); None only queries."""
+        image = current.get().image
+        token = image.register_handler(handler) if callable(handler) else handler
+        old, old_flags = await self._call("sigaction", sig=sig, handler=token, flags=flags)
+        return image.handlers.get(old, old) if isinstance(old, int) else old, old_flags
+
+    async def sigprocmask(self, how: int, mask: Any = None) -> set:
+        return set(await self._call("sigprocmask", how=how, mask=None if mask is None else sorted(mask)))
+
+    async def pause(self) -> None:
+        await self._call("pause")
+
+    async def getpgid(self, pid: int = 0) -> int:
+        return await self._call("getpgid", pid=pid)
+
+    async def setpgid(self, pid: int, pgid: int) -> None:
+        await self._call("setpgid", pid=pid, pgid=pgid)
+
+    async def getsid(self, pid: int = 0) -> int:
+        return await self._call("getsid", pid=pid)
+
+    async def setsid(self) -> int:
+        return await self._call("setsid")
+
+    async def sched_yield(self) -> None:
+        await self._call("sched_yield")
+
+    async def set_child_subreaper(self, flag: bool = True) -> None:
+        await self._call("set_child_subreaper", flag=flag)
+
+    async def prlimit(self, resource: int, new: int | None = None) -> int:
+        return await self._call("prlimit", resource=resource, new=new)
+
+    # files
+    async def open(self, path: str, flags: int = abi.O_RDONLY, mode: int = 0o666) -> int:
+        return await self._call("open", path=path, flags=flags, mode=mode)
+
+    async def close(self, fd: int) -> None:
+        await self._call("close", fd=fd)
+
+    async def read(self, fd: int, n: int) -> bytes:
+        return await self._call("read", fd=fd, n=n)
+
+    async def write(self, fd: int, data: bytes | str) -> int:
+        return await self._call("write", fd=fd, data=data.encode() if isinstance(data, str) else data)
+
+    async def lseek(self, fd: int, offset: int, whence: int) -> int:
+        return await self._call("lseek", fd=fd, offset=offset, whence=whence)
+
+    async def dup(self, fd: int) -> int:
+        return await self._call("dup", fd=fd)
+
+    async def dup2(self, old: int, new: int) -> int:
+        return await self._call("dup2", old=old, new=new)
+
+    async def dup3(self, old: int, new: int, flags: int = 0) -> int:
+        return await self._call("dup3", old=old, new=new, flags=flags)
+
+    async def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
+        return await self._call("fcntl", fd=fd, cmd=cmd, arg=arg)
+
+    async def pipe(self) -> tuple[int, int]:
+        return await self.pipe2(0)
+
+    async def pipe2(self, flags: int) -> tuple[int, int]:
+        read_end, write_end = await self._call("pipe2", flags=flags)
+        return read_end, write_end
+
+    async def getdents(self, fd: int) -> list[str]:
+        return await self._call("getdents", fd=fd)
+
+    async def stat(self, path: str) -> os.stat_result:
+        return _stat_result(await self._call("stat", path=path))
+
+    async def lstat(self, path: str) -> os.stat_result:
+        return _stat_result(await self._call("lstat", path=path))
+
+    async def fstat(self, fd: int) -> os.stat_result:
+        return _stat_result(await self._call("fstat", fd=fd))
+
+    async def access(self, path: str, mode: int = abi.F_OK) -> None:
+        await self._call("access", path=path, mode=mode)
+
+    # names and directories
+    async def chdir(self, path: str) -> None:
+        await self._call("chdir", path=path)
+
+    async def fchdir(self, fd: int) -> None:
+        await self._call("fchdir", fd=fd)
+
+    async def getcwd(self) -> str:
+        return await self._call("getcwd")
+
+    async def chroot(self, path: str) -> None:
+        await self._call("chroot", path=path)
+
+    async def umask(self, mask: int) -> int:
+        return await self._call("umask", mask=mask)
+
+    async def mkdir(self, path: str, mode: int = 0o777) -> None:
+        await self._call("mkdir", path=path, mode=mode)
+
+    async def mknod(self, path: str, mode: int = 0o600 | st.S_IFREG) -> None:
+        await self._call("mknod", path=path, mode=mode)
+
+    async def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        """libc's mkfifo: mknod with S_IFIFO."""
+        await self.mknod(path, st.S_IFIFO | (mode & 0o7777))
+
+    async def rmdir(self, path: str) -> None:
+        await self._call("rmdir", path=path)
+
+    async def unlink(self, path: str) -> None:
+        await self._call("unlink", path=path)
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._call("rename", old=old, new=new)
+
+    async def link(self, old: str, new: str) -> None:
+        await self._call("link", old=old, new=new)
+
+    async def symlink(self, target: str, path: str) -> None:
+        await self._call("symlink", target=target, path=path)
+
+    async def readlink(self, path: str) -> str:
+        return await self._call("readlink", path=path)
+
+    async def mount(self, source: str, target: str, fstype: str) -> None:
+        await self._call("mount", source=source, target=target, fstype=fstype)
+
+    async def umount(self, target: str) -> None:
+        await self._call("umount", target=target)
+
+    # memory
+    async def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+        return await self._call("mmap", addr=addr, length=length, prot=prot, flags=flags, fd=fd, offset=offset)
+
+    async def munmap(self, addr: int, length: int) -> None:
+        await self._call("munmap", addr=addr, length=length)
+
+    async def mprotect(self, addr: int, length: int, prot: int) -> None:
+        await self._call("mprotect", addr=addr, length=length, prot=prot)
+
+    async def brk(self, addr: int = 0) -> int:
+        return await self._call("brk", addr=addr)
+
+    async def getrusage(self) -> dict:
+        """utime in ticks, minflt/majflt of the process's mm, maxrss in KiB."""
+        return await self._call("getrusage")
+
+    async def peek(self, addr: int, n: int) -> bytes:
+        return await self._call("peek", addr=addr, n=n)
+
+    async def poke(self, addr: int, data: bytes) -> int:
+        return await self._call("poke", addr=addr, data=data)
+
+    async def futex(self, addr: int, op: int, val: int, timeout: float | None = None) -> int:
+        return await self._call("futex", addr=addr, op=op, val=val, timeout=timeout)
+
+    async def set_tid_address(self, addr: int) -> int:
+        return await self._call("set_tid_address", addr=addr)
+
+    async def cmpxchg(self, addr: int, old: int, new: int) -> int:
+        """The CPU's lock cmpxchg on a 4-byte word: returns the old value, stores ``new`` if it was ``old``."""
+        return await self._call("cmpxchg", addr=addr, old=old, new=new)
+
+    # namespaces
+    async def uname(self) -> dict:
+        return await self._call("uname")
+
+    async def sethostname(self, name: str) -> None:
+        await self._call("sethostname", name=name)
+
+    # scheduling (pid 0 is the calling thread; every task may do what root may)
+    async def sched_setscheduler(self, pid: int, policy: int, param: Any = 0) -> None:
+        """policy may be OR-ed with SCHED_RESET_ON_FORK; param is an int or os.sched_param."""
+        await self._call("sched_setscheduler", pid=pid, policy=policy, priority=_sched_priority(param))
+
+    async def sched_getscheduler(self, pid: int = 0) -> int:
+        return await self._call("sched_getscheduler", pid=pid)
+
+    async def sched_setparam(self, pid: int, param: Any) -> None:
+        await self._call("sched_setparam", pid=pid, priority=_sched_priority(param))
+
+    async def sched_getparam(self, pid: int = 0) -> os.sched_param:
+        return os.sched_param(await self._call("sched_getparam", pid=pid))
+
+    async def sched_get_priority_max(self, policy: int) -> int:
+        return await self._call("sched_get_priority_max", policy=policy)
+
+    async def sched_get_priority_min(self, policy: int) -> int:
+        return await self._call("sched_get_priority_min", policy=policy)
+
+    async def nice(self, inc: int) -> int:
+        """The new nice value, as Python's os.nice."""
+        return await self._call("nice", inc=inc)
+
+    async def getpriority(self, which: int, who: int = 0) -> int:
+        """The nice value (as Python's os.getpriority), the lowest among the targets."""
+        return await self._call("getpriority", which=which, who=who)
+
+    async def setpriority(self, which: int, who: int, prio: int) -> None:
+        await self._call("setpriority", which=which, who=who, prio=prio)
+
+    async def sched_setaffinity(self, pid: int, mask: Any) -> None:
+        await self._call("sched_setaffinity", pid=pid, cpus=sorted(mask))
+
+    async def sched_getaffinity(self, pid: int = 0) -> set[int]:
+        return set(await self._call("sched_getaffinity", pid=pid))
+
+    # time (virtual: abi.HZ ticks a second, one tick per kernel entry)
+    async def nanosleep(self, seconds: float) -> None:
+        """Sleep; a caught signal ends it with EINTR (never restarted, as in Linux)."""
+        await self._call("nanosleep", seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.nanosleep(seconds)
+
+    async def setdomainname(self, name: str) -> None:
+        await self._call("setdomainname", name=name)
+
+    async def unshare(self, flags: int) -> None:
+        await self._call("unshare", flags=flags)
+
+    async def setns(self, fd: int, nstype: int = 0) -> None:
+        await self._call("setns", fd=fd, nstype=nstype)
+
+    async def semget(self, key: int, nsems: int, semflg: int = 0) -> int:
+        return await self._call("semget", key=key, nsems=nsems, semflg=semflg)
+
+    async def semop(self, semid: int, sops: list[tuple[int, int, int]]) -> int:
+        """sops: (sem_num, sem_op, sem_flg) triples, applied all at once or not at all."""
+        return await self._call("semop", semid=semid, sops=[list(op) for op in sops])
+
+    async def semctl(self, semid: int, semnum: int, cmd: int, arg: int = 0) -> int:
+        return await self._call("semctl", semid=semid, semnum=semnum, cmd=cmd, arg=arg)
+
+    async def clock_gettime(self, clk_id: int = abi.CLOCK_MONOTONIC) -> float:
+        return await self._call("clock_gettime", clk_id=clk_id)
+
+
+def _sched_priority(param: Any) -> Any:
+    """os.sched_param(n) or n: the sched_priority that travels in the message."""
+    return getattr(param, "sched_priority", param)

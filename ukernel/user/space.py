@@ -1,0 +1,103 @@
+"""The copy of an address space for clone(fn) without CLONE_VM: a pickle round trip.
+
+What the program can reach (module globals, the function's closure, its
+argument) is copied, as dup_mm copies memory; what is read-only (modules,
+code objects, ``sys``) is shared rather than copied.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import types
+from typing import Any
+
+from .. import abi
+
+
+def _make_function(code, globals_, name, defaults, closure, kwdefaults, attrs):
+    fn = types.FunctionType(code, globals_, name, defaults, closure)
+    fn.__kwdefaults__ = kwdefaults
+    fn.__dict__.update(attrs)
+    return fn
+
+
+def _make_cell():
+    return types.CellType()
+
+
+def _fill_cell(cell, contents):
+    cell.cell_contents = contents
+
+
+def _make_class(name, bases, namespace):
+    return type(name, bases, {"__module__": "__main__"})
+
+
+def _fill_class(cls, state):
+    for key, value in state.items():
+        if key not in ("__dict__", "__weakref__"):
+            setattr(cls, key, value)
+
+
+class _SpacePickler(pickle.Pickler):
+    """Copies what a program reaches; shares what is read-only (modules, code, sys)."""
+
+    def __init__(self, file, namespace: dict, shared: tuple):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.namespace, self.shared = namespace, shared
+        self.keep: list[Any] = []
+
+    def persistent_id(self, obj):
+        if isinstance(obj, types.ModuleType | types.CodeType) or any(obj is s for s in self.shared):
+            self.keep.append(obj)
+            return len(self.keep) - 1
+        return None
+
+    def reducer_override(self, obj):
+        if isinstance(obj, types.FunctionType) and obj.__globals__ is self.namespace:
+            args = (
+                obj.__code__,
+                obj.__globals__,
+                obj.__name__,
+                obj.__defaults__,
+                obj.__closure__,
+                obj.__kwdefaults__,
+                obj.__dict__,
+            )
+            return _make_function, args
+        if isinstance(obj, types.CellType):
+            try:
+                contents = obj.cell_contents
+            except ValueError:
+                return _make_cell, ()
+            return _make_cell, (), contents, None, None, _fill_cell
+        if isinstance(obj, type) and obj.__module__ == "__main__":
+            state = {k: v for k, v in vars(obj).items() if k not in ("__dict__", "__weakref__")}
+            return _make_class, (obj.__name__, obj.__bases__, None), state, None, None, _fill_class
+        return NotImplemented
+
+
+class _SpaceUnpickler(pickle.Unpickler):
+    def __init__(self, file, keep: list):
+        super().__init__(file)
+        self.keep = keep
+
+    def persistent_load(self, pid):
+        return self.keep[pid]
+
+
+def copy_space(namespace: dict, roots: tuple, shared: tuple) -> tuple[bytes, list, tuple]:
+    """Snapshot (namespace, *roots) as bytes; returns (bytes, shared refs, the copy)."""
+    buf = io.BytesIO()
+    pickler = _SpacePickler(buf, namespace, shared)
+    try:
+        pickler.dump((namespace, *roots))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise abi.kernel_error(abi.EINVAL, f"clone without CLONE_VM cannot copy the program's state: {exc}") from None
+    data = buf.getvalue()
+    return data, pickler.keep, restore_space(data, pickler.keep)
+
+
+def restore_space(data: bytes, keep: list) -> tuple:
+    return _SpaceUnpickler(io.BytesIO(data), keep).load()
