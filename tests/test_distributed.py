@@ -27,7 +27,8 @@ from ukernel.config import load_config
 from ukernel.ipc import node as node_server
 from ukernel.ipc import protocol, tcp
 from ukernel.ipc.endpoint import RemoteEndpoint
-from ukernel.kernel.fork import COPY_STEPS, step_groups
+from ukernel.kernel.fork import COPY_STEPS, INDEPENDENT_STEPS
+from ukernel.kernel.steps import step_groups
 
 SECRET = b"distributed-secret"
 TIMEOUT = 20
@@ -260,8 +261,8 @@ def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path):
 
 # --- copy steps at once ------------------------------------------------------------------
 def test_the_independent_copy_steps_form_one_group_only_when_asked():
-    assert [len(g) for g in step_groups(False)] == [1] * 13
-    assert [[s.name for s in g] for g in step_groups(True)][2:5] == [
+    assert [len(g) for g in step_groups(COPY_STEPS, frozenset())] == [1] * 13
+    assert [[s.name for s in g] for g in step_groups(COPY_STEPS, INDEPENDENT_STEPS)][2:5] == [
         ["sched_fork"],
         ["copy_semundo", "copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"],
         ["copy_thread"],

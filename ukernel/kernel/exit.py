@@ -6,30 +6,53 @@ holds, so every handle clone took is given back along a visible route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING
 
 from .. import abi
-from ..ipc.router import Sent
 from .signal import k_kill, send_to_process
+from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, nr_in, wake_waiters
 
 if TYPE_CHECKING:
     from .core import Kernel
 
 # fmt: off
-EXIT_STEPS: tuple[tuple[str, str, str, str], ...] = (
-    # step               service       op             handle
-    ("exit_mm",          "mm",         "mmput",       "mm"),
-    ("exit_sem",         "namespaces", "exit_sem",    "undo_list"),
-    ("exit_files",       "vfs",        "put_files",   "files"),
-    ("exit_fs",          "vfs",        "put_fs",      "fs"),
-    ("exit_sighand",     "signals",    "put_sighand", "sighand"),
-    ("exit_signal",      "signals",    "put_signal",  "signal"),
-    ("exit_namespaces",  "namespaces", "put_nsproxy", "nsproxy"),
+EXIT_STEPS: tuple[Step, ...] = (
+    #    step               service       op                     handle
+    Step("exit_mm",         "mm",         op_clear="mmput",       attr="mm",        param="mm"),
+    Step("exit_sem",        "namespaces", op_clear="exit_sem",    attr="undo_list", param="undo_list"),
+    Step("exit_files",      "vfs",        op_clear="put_files",   attr="files",     param="files"),
+    Step("exit_fs",         "vfs",        op_clear="put_fs",      attr="fs",        param="fs"),
+    Step("exit_sighand",    "signals",    op_clear="put_sighand", attr="sighand",   param="sighand"),
+    Step("exit_signal",     "signals",    op_clear="put_signal",  attr="signal",    param="signal"),
+    Step("exit_namespaces", "namespaces", op_clear="put_nsproxy", attr="nsproxy",   param="nsproxy"),
 )
 # fmt: on
+
+
+class ExitReferences(StepWalk):
+    """EXIT_STEPS for one task: each row puts one handle it holds (none can fail in Linux,
+    so there is no undo). With parallel_copy the rows go at once: each drops one
+    reference in its own structure and none needs another's reply; each service still
+    gets its rows in table order (vfs: files then fs; signals: sighand then signal)."""
+
+    table = EXIT_STEPS
+
+    def __init__(self, k: Kernel, task: TaskStruct, meta: dict):
+        super().__init__(k, at_once=frozenset(s.name for s in EXIT_STEPS) if k.config.parallel_copy else frozenset())
+        self.task, self.base = task, meta
+
+    def meta(self, label: str, flag: str | None = None) -> dict:
+        return self.base | {"step": label}
+
+    def skip(self, step: Step) -> bool:
+        return getattr(self.task, step.attr) is None
+
+    def step_args(self, step: Step, op: str) -> dict:
+        return {step.param: getattr(self.task, step.attr)}
+
+    def store(self, step: Step, reply: object) -> None:
+        setattr(self.task, step.attr, None)
 
 
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
@@ -39,37 +62,11 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
         zap_other_threads(task, status)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
-    if k.config.parallel_copy:
-        await put_references_at_once(k, task, meta)
-    else:
-        for step, service, op, attr in EXIT_STEPS:
-            handle = getattr(task, attr)
-            if handle is not None:
-                await k.call(service, op, {attr: handle}, meta | {"step": step})
-                setattr(task, attr, None)
+    await ExitReferences(k, task, meta).run()
     k.runtime.forget(task)
     task.image = None
     await exit_notify(k, task, status, meta)
     await k.task_dead(task, meta)
-
-
-async def put_references_at_once(k: Kernel, task: TaskStruct, meta: dict) -> None:
-    """EXIT_STEPS sent together (Config.parallel_copy), replies taken in table order.
-
-    Every row drops one reference in its own structure, and none needs another's
-    reply: the order only matters within a service (vfs: files then fs; signals:
-    sighand then signal), and each service still gets its rows in table order.
-    """
-
-    def send(step: str, service: str, op: str, attr: str) -> Callable[[], Awaitable[Sent]]:
-        return partial(k.router.send, "kernel", service, op, {attr: getattr(task, attr)}, meta | {"step": step})
-
-    rows = [
-        (attr, send(step, service, op, attr))
-        for step, service, op, attr in EXIT_STEPS
-        if getattr(task, attr) is not None
-    ]
-    await k.router.call_at_once(rows, lambda attr, _reply: setattr(task, attr, None))
 
 
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:

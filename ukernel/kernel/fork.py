@@ -10,7 +10,6 @@ bad_fork_cleanup_* labels of kernel/fork.c) and the caller gets the errno.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -33,7 +32,7 @@ from ..abi import (
     CLONE_VFORK,
     CLONE_VM,
 )
-from ..ipc.router import Sent
+from .steps import Step, StepWalk, flag_note
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -56,39 +55,22 @@ class CloneArgs:
     syscall: str = "clone"
 
 
-@dataclass(frozen=True)
-class Step:
-    """One row of copy_process: who does it, and which op the flag picks."""
-
-    name: str
-    service: str
-    flag: int  # 0: the same op every time
-    op_set: str | None  # the op when a flag bit is set (share)
-    op_clear: str | None  # the op when it is clear (copy); None: no message (copy_semundo)
-    undo: str | None  # bad_fork_cleanup_*
-    attr: str | None = None  # the TaskStruct field that holds the handle
-    param: str | None = None  # the handle's name in the message
-
-    def op_for(self, flags: int) -> str | None:
-        return self.op_set if self.flag and flags & self.flag and self.op_set else self.op_clear
-
-
 # fmt: off
 COPY_STEPS: tuple[Step, ...] = (
-    #    step               service       flag            op when set        op when clear     undo                 handle
-    Step("dup_task_struct", "kernel",     0,              None,              "dup_task_struct", None),
-    Step("limits",          "kernel",     0,              None,              "check_limits",   None),
-    Step("sched_fork",      "sched",      0,              None,              "sched_fork",     "sched_cancel_fork", None,        "task"),
-    Step("copy_semundo",    "namespaces", CLONE_SYSVSEM,  "copy_semundo",    None,             "exit_sem",          "undo_list", "undo_list"),
-    Step("copy_files",      "vfs",        CLONE_FILES,    "share_files",     "dup_files",      "put_files",         "files",     "files"),
-    Step("copy_fs",         "vfs",        CLONE_FS,       "share_fs",        "copy_fs",        "put_fs",            "fs",        "fs"),
-    Step("copy_sighand",    "signals",    CLONE_SIGHAND,  "share_sighand",   "copy_sighand",   "put_sighand",       "sighand",   "sighand"),
-    Step("copy_signal",     "signals",    CLONE_THREAD,   "share_signal",    "copy_signal",    "put_signal",        "signal",    "signal"),
-    Step("copy_mm",         "mm",         CLONE_VM,       "share_mm",        "dup_mm",         "mmput",             "mm",        "mm"),
-    Step("copy_namespaces", "namespaces", CLONE_NEW_MASK, "copy_namespaces", "share_nsproxy",  "put_nsproxy",       "nsproxy",   "nsproxy"),
-    Step("copy_thread",     "kernel",     0,              None,              "copy_thread",    None),
-    Step("alloc_pid",       "pid",        0,              None,              "alloc_pid",      "free_pid",          "pid_handle", "pid"),
-    Step("link",            "kernel",     0,              None,              "link",           None),
+    #    step               service       flag            op when set (share)       op when clear (copy)      undo (bad_fork_cleanup_*)          handle
+    Step("dup_task_struct", "kernel",                                                    op_clear="dup_task_struct"),
+    Step("limits",          "kernel",                                                    op_clear="check_limits"),
+    Step("sched_fork",      "sched",                                                     op_clear="sched_fork",    undo="sched_cancel_fork",                  param="task"),
+    Step("copy_semundo",    "namespaces", CLONE_SYSVSEM,  op_set="copy_semundo",                                   undo="exit_sem",    attr="undo_list",  param="undo_list"),
+    Step("copy_files",      "vfs",        CLONE_FILES,    op_set="share_files",     op_clear="dup_files",     undo="put_files",   attr="files",      param="files"),
+    Step("copy_fs",         "vfs",        CLONE_FS,       op_set="share_fs",        op_clear="copy_fs",       undo="put_fs",      attr="fs",         param="fs"),
+    Step("copy_sighand",    "signals",    CLONE_SIGHAND,  op_set="share_sighand",   op_clear="copy_sighand",  undo="put_sighand", attr="sighand",    param="sighand"),
+    Step("copy_signal",     "signals",    CLONE_THREAD,   op_set="share_signal",    op_clear="copy_signal",   undo="put_signal",  attr="signal",     param="signal"),
+    Step("copy_mm",         "mm",         CLONE_VM,       op_set="share_mm",        op_clear="dup_mm",        undo="mmput",       attr="mm",         param="mm"),
+    Step("copy_namespaces", "namespaces", CLONE_NEW_MASK, op_set="copy_namespaces", op_clear="share_nsproxy", undo="put_nsproxy", attr="nsproxy",    param="nsproxy"),
+    Step("copy_thread",     "kernel",                                                    op_clear="copy_thread"),
+    Step("alloc_pid",       "pid",                                                       op_clear="alloc_pid",     undo="free_pid",    attr="pid_handle", param="pid"),
+    Step("link",            "kernel",                                                    op_clear="link"),
 )
 # fmt: on
 STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
@@ -103,17 +85,6 @@ STEP_NAMES = tuple(s.name for s in COPY_STEPS) + ("settid", "wake_up_new_task")
 INDEPENDENT_STEPS = frozenset(
     {"copy_semundo", "copy_files", "copy_fs", "copy_sighand", "copy_signal", "copy_mm", "copy_namespaces"}
 )
-
-
-def step_groups(parallel: bool) -> list[tuple[Step, ...]]:
-    """COPY_STEPS as the walk takes them: one at a time, or the independent run as one group."""
-    groups: list[tuple[Step, ...]] = []
-    for step in COPY_STEPS:
-        if parallel and step.name in INDEPENDENT_STEPS and groups and groups[-1][0].name in INDEPENDENT_STEPS:
-            groups[-1] += (step,)
-        else:
-            groups.append((step,))
-    return groups
 
 
 def validate(current: TaskStruct, flags: int) -> None:
@@ -151,17 +122,6 @@ def validate_flags(flags: int, *, unkillable: bool = False, pidns_changed: bool 
             raise abi.kernel_error(abi.EINVAL, why)
 
 
-def flag_note(step: Step, flags: int) -> str | None:
-    """What decided the op, for the trace: 'CLONE_FILES' or 'no CLONE_FILES'."""
-    if not step.flag:
-        return None
-    if step.flag == CLONE_NEW_MASK:
-        names = [abi.CLONE_FLAG_NAMES[b] for b in abi.CLONE_FLAG_NAMES if b & flags & CLONE_NEW_MASK]
-        return "|".join(names) if names else "no CLONE_NEW*"
-    name = abi.CLONE_FLAG_NAMES[step.flag]
-    return name if flags & step.flag else f"no {name}"
-
-
 def route(flags: int, *, parent_has_mm: bool = True) -> list[tuple[str, str, str | None]]:
     """The (service, op, why) list a clone with these flags sends, without a kernel."""
     rows = [
@@ -177,86 +137,43 @@ def route(flags: int, *, parent_has_mm: bool = True) -> list[tuple[str, str, str
     return rows
 
 
-class CopyProcess:
+class CopyProcess(StepWalk):
     """One walk of COPY_STEPS for one clone: the child, what was done, the unwind."""
 
-    def __init__(self, kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int):
-        self.k, self.current, self.args, self.cause = kernel, current, args, cause
-        self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids))
-        self.done: list[Step] = []
+    table = COPY_STEPS
 
-    def meta(self, step: str, flag: str | None = None) -> dict:
-        meta = {
-            "cause": self.cause,
-            "pid": self.current.pid,
-            "tid": self.current.pid,
-            "syscall": self.args.syscall,
-            "step": step,
-        }
+    def __init__(self, kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int):
+        super().__init__(kernel, args.flags, INDEPENDENT_STEPS if kernel.config.parallel_copy else frozenset())
+        self.current, self.args, self.cause = current, args, cause
+        self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids))
+
+    async def make(self) -> TaskStruct:
+        await self.run()
+        return self.child
+
+    def meta(self, label: str, flag: str | None = None) -> dict:
+        cur = self.current
+        meta = {"cause": self.cause, "pid": cur.pid, "tid": cur.pid, "syscall": self.args.syscall, "step": label}
         if flag:
             meta["flag"] = flag
         return meta
 
-    async def run(self) -> TaskStruct:
-        try:
-            for group in step_groups(self.k.config.parallel_copy):
-                if len(group) == 1:
-                    await self.do_step(group[0])
-                else:
-                    await self.do_steps_at_once(group)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await self.unwind()
-            raise
-        return self.child
+    def note(self, step: Step) -> str | None:
+        return flag_note(step, self.flags)
 
-    async def do_step(self, step: Step) -> None:
-        if step.service == "kernel":
-            inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
-            if inject:
-                raise abi.kernel_error(inject, f"fault injected at {step.name}")
-            getattr(self, step.op_clear)()
-            self.done.append(step)
-            return
-        sent = await self.send_step(step)
-        if sent is not None:
-            self.finish_step(step, await self.k.router.collect(sent))
+    def injected(self, step: Step) -> int | None:
+        """--fail STEP=ERRNO fails the program's clones, not init's own."""
+        return self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
 
-    async def send_step(self, step: Step) -> Sent | None:
-        """Send a service's step without waiting for its reply; None if it has nothing to do."""
-        if step.attr == "mm" and self.current.mm is None:
-            return None  # a kernel thread has no mm to copy (copy_mm: if (!oldmm) return 0)
-        inject = self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
-        flags = self.args.flags
-        op = step.op_for(flags)
-        if op is None:  # nothing to send (no CLONE_SYSVSEM: the child's undo list is empty)
-            if inject:
-                raise abi.kernel_error(inject, f"fault injected at {step.name}")
-            return None
-        args, meta = self.step_args(step, op), self.meta(step.name, flag_note(step, flags))
-        return await self.k.router.send("kernel", step.service, op, args, meta, inject)
+    def skip(self, step: Step) -> bool:
+        return step.attr == "mm" and self.current.mm is None  # copy_mm: if (!oldmm) return 0
 
-    def finish_step(self, step: Step, reply: Any) -> None:
-        self.done.append(step)
-        self.store(step, reply)
+    def waits_for_others(self, step: Step) -> bool:
+        """With CLONE_NEWNS, copy_namespaces needs copy_fs's reply (the child's fs walks the new mount table)."""
+        return step.name == "copy_namespaces" and bool(self.flags & CLONE_NEWNS)
 
-    async def do_steps_at_once(self, group: tuple[Step, ...]) -> None:
-        """Independent steps sent together, then their replies taken in table order.
-
-        No task per service: every request goes out at once, and each service
-        still gets its own steps in table order (its inbox or connection is first
-        in, first out). Every step sent is collected even after a failure (a reply
-        in flight is a handle given out: dropping it would leak it); ``done`` stays
-        in table order, so the unwind is Linux's reverse order, and the first
-        failure in table order is the one raised. copy_namespaces with CLONE_NEWNS
-        needs copy_fs's reply (the child's fs walks the new mount table), so it
-        then waits for the others and goes alone, as in the serial walk.
-        """
-        after = [s for s in group if s.name == "copy_namespaces" and self.args.flags & CLONE_NEWNS]
-        sends = [(step, partial(self.send_step, step)) for step in group if step not in after]
-        await self.k.router.call_at_once(sends, self.finish_step)
-        for step in after:
-            await self.do_step(step)
+    def handle(self, step: Step) -> Any:
+        return self.child.id if step.name == "sched_fork" else getattr(self.child, step.attr)
 
     def step_args(self, step: Step, op: str) -> dict:
         cur, flags = self.current, self.args.flags
@@ -289,16 +206,6 @@ class CopyProcess:
             child.time_offsets = dict(reply["time_offsets"])
         if step.name == "copy_semundo":
             self.current.undo_list = reply["undo_list"]  # get_undo_list made it if it had none
-
-    async def unwind(self) -> None:
-        """The bad_fork_cleanup_* labels: undo what was done, newest first."""
-        child = self.child
-        for step in reversed(self.done):
-            if step.service == "kernel" or step.undo is None:
-                continue
-            handle = child.id if step.name == "sched_fork" else getattr(child, step.attr)
-            await self.k.call(step.service, step.undo, {step.param: handle}, self.meta(f"undo {step.name}"))
-        self.done.clear()
 
     # --- the kernel's own steps -------------------------------------------------------
     def dup_task_struct(self) -> None:
@@ -362,7 +269,7 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
     validate(current, flags)
     if flags & CLONE_PIDFD:
         raise abi.kernel_error(abi.ENOSYS, "pidfds are not built yet (CLONE_PIDFD)")
-    child = await CopyProcess(kernel, current, args, cause).run()
+    child = await CopyProcess(kernel, current, args, cause).make()
     nr = child.vnr(current)
     meta = {"cause": cause, "pid": current.pid, "tid": current.pid, "syscall": args.syscall}
     if flags & CLONE_PARENT_SETTID and current.mm is not None:

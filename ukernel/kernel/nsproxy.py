@@ -27,6 +27,7 @@ from ..abi import (
     CLONE_VM,
 )
 from .ipc import exit_sem
+from .steps import Step, StepWalk
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ UNSHARE_IMPLIES: tuple[tuple[int, int], ...] = (
 
 # fmt: off
 #: (step, service, flag, op, handle: the TaskStruct field and the message's parameter, put op)
-UNSHARE_STEPS: tuple[tuple[str, str, int, str, str, str], ...] = (
-    ("unshare_fs",                 "vfs",        CLONE_FS,       "copy_fs",         "fs",      "put_fs"),
-    ("unshare_fd",                 "vfs",        CLONE_FILES,    "dup_files",       "files",   "put_files"),
-    ("unshare_nsproxy_namespaces", "namespaces", CLONE_NEW_MASK, "unshare_nsproxy", "nsproxy", "put_nsproxy"),
+UNSHARE_STEPS: tuple[Step, ...] = (
+    #    step                          service       flag            op when set              undo               handle
+    Step("unshare_fs",                 "vfs",        CLONE_FS,       op_set="copy_fs",         undo="put_fs",      attr="fs",      param="fs"),
+    Step("unshare_fd",                 "vfs",        CLONE_FILES,    op_set="dup_files",       undo="put_files",   attr="files",   param="files"),
+    Step("unshare_nsproxy_namespaces", "namespaces", CLONE_NEW_MASK, op_set="unshare_nsproxy", undo="put_nsproxy", attr="nsproxy", param="nsproxy"),
 )
 # fmt: on
 #: The order ksys_unshare installs what it made: switch_task_namespaces, then fs, then files.
@@ -90,35 +92,45 @@ async def sys_unshare(k: Kernel, task: TaskStruct, meta: dict, flags: int) -> No
     """ksys_unshare: private copies first, then install them and put the old ones."""
     flags = unshare_flags(flags) if isinstance(flags, int) else flags
     check_unshare_flags(k, task, flags)
-    made: dict[str, Any] = {}
-    try:
-        for step, service, flag, op, attr, _ in UNSHARE_STEPS:
-            if flags & flag:
-                args = unshare_args(task, op, attr, flags, made)
-                reply = await k.call(service, op, args, meta | {"step": step})
-                made[attr] = reply
-    except BaseException:
-        for step, service, _, _, attr, put in reversed(UNSHARE_STEPS):
-            if attr in made:
-                await k.call(service, put, {attr: made[attr][attr]}, meta | {"step": f"undo {step}"})
-        raise
+    made = UnshareCopies(k, task, meta, flags)
+    await made.run()
     if flags & (CLONE_NEWIPC | CLONE_SYSVSEM):
         await exit_sem(k, task, meta)  # "CLONE_SYSVSEM is equivalent to sys_exit()"
-    for step, service, _, _, attr, put in sorted(UNSHARE_STEPS, key=lambda row: COMMIT_ORDER.index(row[4])):
-        if attr in made:
-            old = getattr(task, attr)
-            setattr(task, attr, made[attr][attr])
-            await k.call(service, put, {attr: old}, meta | {"step": f"switch {step}"})
-    if "nsproxy" in made:
-        task.pid_ns_for_children = made["nsproxy"]["pid_ns"]
+    for step in sorted(made.done, key=lambda row: COMMIT_ORDER.index(row.attr)):
+        old = getattr(task, step.attr)
+        setattr(task, step.attr, made.copies[step.attr][step.param])
+        await k.call(step.service, step.undo, {step.param: old}, meta | {"step": f"switch {step.name}"})
+    if "nsproxy" in made.copies:
+        task.pid_ns_for_children = made.copies["nsproxy"]["pid_ns"]
 
 
-def unshare_args(task: TaskStruct, op: str, attr: str, flags: int, made: dict) -> dict:
-    args = {attr: getattr(task, attr)}
-    if op == "unshare_nsproxy":
-        fs = made["fs"]["fs"] if "fs" in made else task.fs  # copy_mnt_ns re-points this one
-        args |= {"flags": flags & CLONE_NEW_MASK, "fs": fs, "active_pid_ns": task.pid_ns}
-    return args
+class UnshareCopies(StepWalk):
+    """UNSHARE_STEPS for one caller: a private copy of each thing the flags name; on a
+    failure the copies made so far are put again, and the caller is left as it was."""
+
+    table = UNSHARE_STEPS
+
+    def __init__(self, k: Kernel, task: TaskStruct, meta: dict, flags: int):
+        super().__init__(k, flags)
+        self.task, self.base = task, meta
+        self.copies: dict[str, dict] = {}  # attr -> the reply that made the copy
+
+    def meta(self, label: str, flag: str | None = None) -> dict:
+        return self.base | {"step": label}
+
+    def step_args(self, step: Step, op: str) -> dict:
+        task = self.task
+        args = {step.param: getattr(task, step.attr)}
+        if op == "unshare_nsproxy":
+            fs = self.copies["fs"]["fs"] if "fs" in self.copies else task.fs  # copy_mnt_ns re-points this one
+            args |= {"flags": self.flags & CLONE_NEW_MASK, "fs": fs, "active_pid_ns": task.pid_ns}
+        return args
+
+    def store(self, step: Step, reply: Any) -> None:
+        self.copies[step.attr] = reply
+
+    def handle(self, step: Step) -> Any:
+        return self.copies[step.attr][step.param]
 
 
 def parse_ns_name(name: str) -> tuple[str, int]:
