@@ -1,15 +1,15 @@
-"""The kernel core: boots the services, gives CPUs to tasks, enters syscalls.
+"""The kernel core (init/main.c's part): boots the services, keeps the task table, runs programs.
 
 The kernel owns the task table and nothing a service owns. It reaches the
 services only through the router, with the tasks' handles, and it runs a
-task's Python code only while sched has given that task a CPU.
+task's Python code only while sched has given that task a CPU (cpu.py);
+programs enter it through entry.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import time
 from typing import Any
 
 import trio
@@ -31,17 +31,26 @@ from ..ipc.router import Router
 from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
+from .cpu import Cpus
+from .entry import Entry
 from .fork import CloneArgs, kernel_clone
 from .futex import FutexTable
-from .signal import do_signal, send_to_process
-from .syscalls import SYSCALLS
-from .task import ExecImage, TaskExit, TaskStruct, TaskTable
-
-THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
-NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
+from .signal import send_to_process
+from .task import TaskStruct, TaskTable
 
 
-class Kernel:
+class Kernel(Cpus, Entry):
+    """The kernel. What the subsystem files (kernel/*.py) use of it, and nothing else:
+
+    - ``call(dst, op, args, meta)``, ``router`` (send / collect / new_msgid): messages;
+    - ``tasks`` (the task table), ``idle``, ``init``, ``program``, ``nr_threads``, ``task_ids``,
+      ``futexes``, ``config``, ``fail`` (the steps fault injection fails), ``lost``, ``ticks``;
+    - cpu.py: ``schedule``, ``sleep_on``, ``wake_sleepers``, ``call_blocking``, ``service_wait``,
+      ``wake_up_new_task``, ``task_dead``, ``apply_sched``, and ``timeouts`` / ``next_timer`` for time.py;
+    - ``release_pid``, ``reaped`` (exit.py); ``runtime``: the user side (``copy_thread``,
+      ``run_handler``, ``forget``), the only way the kernel touches a program's Python state.
+    """
+
     def __init__(self, config: Config, tracer: Tracer):
         self.config, self.tracer = config, tracer
         self.router = Router(tracer)
@@ -171,235 +180,7 @@ class Kernel:
             problems.append(f"replays left: {self.runtime.leftovers()}")
         return problems
 
-    # --- CPUs -----------------------------------------------------------------------------
-    def _dispatch(self, cpu: int, task_id: int, slice_: int | None = None) -> None:
-        task = self.by_id[task_id]
-        task.cpu, task.slice = cpu, self.slice if slice_ is None else slice_
-        self.cpu_curr[cpu] = task
-        if self.tracer.on:
-            self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
-        task.go.set()
-
-    async def wait_cpu(self, task: TaskStruct) -> None:
-        while task.cpu is None:
-            await task.go.wait()
-
-    async def wake_up_new_task(self, child: TaskStruct, meta: dict) -> None:
-        """Start the child's trio task, then let sched queue it."""
-        self.by_id[child.id] = child
-        status: list[int] = []
-        self.nursery.start_soon(self.runtime.task_main, child, status)
-        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta)
-        self.apply_sched(reply, child)
-
-    async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
-        """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
-        cpu, ran = task.cpu, task.ran
-        task.ran, task.cpu, task.go = 0, None, trio.Event()
-        task.utime += ran
-        self.cpu_curr[cpu] = None
-        meta = meta or {"pid": task.pid, "tid": task.pid}
-        if self.tracer.on and state == "blocked":
-            self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
-        args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
-        reply = await self.call("sched", "schedule", args, meta)
-        self.slice = reply["slice"]
-        self.ticks = max(self.ticks, reply["now"])  # every CPU idle: the clock jumped to the next timer
-        if reply["next"] is not None:
-            self._dispatch(cpu, reply["next"], reply["slice"])
-        elif self.tracer.on:
-            self.tracer.emit("sched", op="idle", cpu=cpu, pid=0, tid=0)
-        self.apply_sched(reply)
-        if reply.get("expired"):
-            self.fire_timers(reply["expired"])
-            await self.wake_sleepers(task)
-        if state in ("preempted", "yield"):
-            await self.wait_cpu(task)
-
-    async def sleep_on(self, task: TaskStruct, event: trio.Event, interruptible: bool = True) -> None:
-        """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
-        when ``interruptible``) ends the sleep early, with ``event`` still unset."""
-        if self.sleeping:  # first wake whoever this task woke on its way here
-            await self.wake_sleepers(task)
-        if event.is_set() or task.killed or (interruptible and task.sigpending):
-            return
-        self.sleeping[task] = (event, interruptible)  # the waker finds it here (wake_sleepers)
-        await self.schedule(task, "blocked")
-        with trio.CancelScope() as scope:
-            task.sleep_scope, task.sleep_interruptible = scope, interruptible
-            if task in self.sleeping:
-                await event.wait()
-        task.sleep_scope = None
-        await self.wait_cpu(task)
-
-    async def call_blocking(self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict) -> Any:
-        """A call that may have to wait (an empty pipe, the console): the service answers
-        ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
-        asks again, as pipe_read loops around wait_event."""
-        while True:
-            result = await self.call(dst, op, args, meta)
-            if not (isinstance(result, dict) and "wait" in result):
-                return result
-            await self.service_wait(task, dst, result["wait"], meta)
-
-    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict) -> None:
-        """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
-        leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
-        sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        await self.sleep_on(task, sent.event)
-        if not sent.event.is_set():  # a signal came first: take the entry off its queue
-            await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
-        if not await self.router.collect(sent):
-            raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
-
-    async def wake_sleepers(self, waker: TaskStruct) -> None:
-        """try_to_wake_up, run by the waker: every sleeper whose condition came true,
-        in the order they went to sleep, is made runnable by one sched message each."""
-        woken = [t for t, (ev, intr) in self.sleeping.items() if ev.is_set() or t.killed or (intr and t.sigpending)]
-        for task in woken:
-            del self.sleeping[task]
-            if task.sleep_scope is not None:
-                task.sleep_scope.cancel()
-            meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
-            if self.tracer.on:
-                self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
-            reply = await self.call("sched", "wake", {"task": task.id}, meta)
-            self.apply_sched(reply, task)
-
-    async def schedule_tail(self, task: TaskStruct) -> None:
-        """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
-        nr = task.nr_in(task.level).to_bytes(4, "little")
-        try:
-            await self.call(
-                "mm",
-                "write_mem",
-                {"mm": task.mm, "addr": task.set_child_tid, "data": nr},
-                {"pid": task.pid, "tid": task.pid, "step": "schedule_tail", "flag": "CLONE_CHILD_SETTID"},
-            )
-        except OSError:
-            pass  # unchecked, as in Linux
-
-    # --- syscalls -------------------------------------------------------------------------
-    async def syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
-        """A kernel entry: charge a tick, route the call, then return to user mode."""
-        entry = SYSCALLS.get(name)
-        if entry is None:
-            raise abi.kernel_error(abi.ENOSYS, f"no syscall {name!r}")
-        msgid = self.router.new_msgid()
-        self.ticks += 1
-        task.ran += 1
-        task.slice -= 1
-        if self.next_timer is not None and self.ticks >= self.next_timer:
-            await self.run_timers(task)
-        tracer = self.tracer
-        if tracer.on:
-            tracer.emit(
-                "syscall_enter",
-                src=f"pid:{task.pid}",
-                dst=entry[0],
-                op=name,
-                msgid=msgid,
-                pid=task.pid,
-                tid=task.pid,
-                args=_printable(args),
-            )
-        meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
-        started = time.perf_counter()
-        while True:
-            try:
-                result = await entry[1](self, task, meta, **args)
-                break
-            except OSError as exc:
-                if tracer.on:
-                    outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
-                    self._trace_exit(task, entry[0], name, msgid, started, **outcome)
-                restart = await self.return_to_user(task)
-                if not (restart and exc.errno == abi.EINTR) or name in NO_RESTART:
-                    raise
-                # SA_RESTART: the handler ran, the syscall starts again
-            except ExecImage:
-                if tracer.on:
-                    self._trace_exit(task, entry[0], name, msgid, started, result=0)
-                if self.sleeping:  # a vfork parent waits for this exec
-                    await self.wake_sleepers(task)
-                raise
-        if tracer.on:
-            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
-        await self.return_to_user(task)
-        return result
-
-    def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, **outcome: Any) -> None:
-        dur_us = int((time.perf_counter() - started) * 1e6)
-        self.tracer.emit(
-            "syscall_exit",
-            src=src,
-            dst=f"pid:{task.pid}",
-            op=name,
-            msgid=msgid,
-            pid=task.pid,
-            tid=task.pid,
-            dur_us=dur_us,
-            **outcome,
-        )
-
-    async def return_to_user(self, task: TaskStruct) -> bool:
-        """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
-        a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
-        if self.sleeping:  # whoever this syscall woke gets a CPU now, in a fixed order
-            await self.wake_sleepers(task)
-        if task.killed:
-            raise TaskExit(abi.W_EXITCODE(0, task.killed))
-        restart = await do_signal(self, task) if task.sigpending else False
-        if task.slice <= 0:
-            await self.schedule(task, "preempted")
-        return bool(restart)
-
-    # --- what sched answers: dispatches, preemptions, migrations, timers ---------------------
-    def apply_sched(self, reply: dict, woken: TaskStruct | None = None) -> None:
-        """Carry out a wake/fork/policy reply: start idle CPUs, mark need_resched."""
-        if self.tracer.on:
-            if woken is not None and "cpu" in reply:
-                self.tracer.emit("sched", op="enqueue", cpu=reply["cpu"], pid=woken.pid, tid=woken.pid)
-            for tid, src, dst in reply.get("migrated", ()):
-                pid = self.by_id[tid].pid if tid in self.by_id else None
-                self.tracer.emit("sched", op="migrate", cpu=dst, pid=pid, tid=pid, src_cpu=src)
-        for cpu in reply.get("preempt", ()):
-            self.resched(cpu)
-        for cpu, tid, *slice_ in reply.get("dispatch", ()):
-            self._dispatch(cpu, tid, *slice_)
-        if "timer" in reply:
-            self.next_timer = reply["timer"]
-
-    def resched(self, cpu: int) -> None:
-        """resched_curr: the task on ``cpu`` gives way at its next kernel exit."""
-        task = self.cpu_curr[cpu]
-        if task is not None:
-            task.slice = 0
-            if self.tracer.on:
-                self.tracer.emit("sched", op="preempt", cpu=cpu, pid=task.pid, tid=task.pid)
-
-    async def run_timers(self, task: TaskStruct) -> None:
-        """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt)."""
-        meta = {"pid": task.pid, "tid": task.pid, "step": "hrtimer_interrupt"}
-        reply = await self.call("sched", "hrtimer_interrupt", {"now": self.ticks}, meta)
-        self.next_timer = reply["timer"]
-        self.fire_timers(reply["expired"])
-
-    def fire_timers(self, expired: list[int]) -> None:
-        """Mark the sleepers whose timers expired; wake_sleepers wakes them in order."""
-        for tid in expired:
-            event = self.timeouts.get(tid)
-            if event is not None:
-                event.set()
-
     # --- exit -------------------------------------------------------------------------------
-    async def task_dead(self, task: TaskStruct, meta: dict) -> None:
-        """do_task_dead: leave the CPU for good."""
-        if self.sleeping:
-            await self.wake_sleepers(task)
-        await self.schedule(task, "dead", meta | {"step": "do_task_dead"})
-        self.by_id.pop(task.id, None)
-
     async def release_pid(self, task: TaskStruct) -> None:
         """free_pid, shielded: a reaper being cancelled must not leak the pid."""
         if task.pid_handle is not None:
@@ -468,14 +249,3 @@ async def _kthread_execve(sys: Any, arg: tuple) -> int:
     path, argv, envp = arg
     await sys.execve(path, argv, envp)
     return 127
-
-
-def _printable(value: Any) -> Any:
-    """Trace args hold msgpack types: a function becomes its name."""
-    if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable(v) for v in value]
-    if callable(value):
-        return getattr(value, "__qualname__", repr(value))
-    return value

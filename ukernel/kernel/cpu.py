@@ -1,0 +1,177 @@
+"""CPUs (kernel/sched/core.c's half that is not a policy): schedule, sleep and wake, timers.
+
+The policy (which task runs next, for how long) is sched's: the kernel asks
+it with one message per decision and carries out the reply (dispatch a task,
+preempt one, fire timers). A task runs Python only while it holds a CPU
+(``task.go`` set); a sleeping task waits on a trio.Event that its waker sets,
+and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep.
+
+``Cpus`` is a part of ``Kernel`` (core.py): its methods use the kernel's
+``sleeping``, ``timeouts``, ``next_timer``, ``ticks``, ``slice`` and ``cpu_curr``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import abi
+
+if TYPE_CHECKING:
+    from .task import TaskStruct
+
+
+class Cpus:
+    """Giving CPUs to tasks and taking them back (mixed into Kernel)."""
+
+    def _dispatch(self, cpu: int, task_id: int, slice_: int | None = None) -> None:
+        task = self.by_id[task_id]
+        task.cpu, task.slice = cpu, self.slice if slice_ is None else slice_
+        self.cpu_curr[cpu] = task
+        if self.tracer.on:
+            self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
+        task.go.set()
+
+    async def wait_cpu(self, task: TaskStruct) -> None:
+        while task.cpu is None:
+            await task.go.wait()
+
+    async def wake_up_new_task(self, child: TaskStruct, meta: dict) -> None:
+        """Start the child's trio task, then let sched queue it."""
+        self.by_id[child.id] = child
+        status: list[int] = []
+        self.nursery.start_soon(self.runtime.task_main, child, status)
+        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta)
+        self.apply_sched(reply, child)
+
+    async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
+        """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
+        cpu, ran = task.cpu, task.ran
+        task.ran, task.cpu, task.go = 0, None, trio.Event()
+        task.utime += ran
+        self.cpu_curr[cpu] = None
+        meta = meta or {"pid": task.pid, "tid": task.pid}
+        if self.tracer.on and state == "blocked":
+            self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
+        args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
+        reply = await self.call("sched", "schedule", args, meta)
+        self.slice = reply["slice"]
+        self.ticks = max(self.ticks, reply["now"])  # every CPU idle: the clock jumped to the next timer
+        if reply["next"] is not None:
+            self._dispatch(cpu, reply["next"], reply["slice"])
+        elif self.tracer.on:
+            self.tracer.emit("sched", op="idle", cpu=cpu, pid=0, tid=0)
+        self.apply_sched(reply)
+        if reply.get("expired"):
+            self.fire_timers(reply["expired"])
+            await self.wake_sleepers(task)
+        if state in ("preempted", "yield"):
+            await self.wait_cpu(task)
+
+    async def sleep_on(self, task: TaskStruct, event: trio.Event, interruptible: bool = True) -> None:
+        """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
+        when ``interruptible``) ends the sleep early, with ``event`` still unset."""
+        if self.sleeping:  # first wake whoever this task woke on its way here
+            await self.wake_sleepers(task)
+        if event.is_set() or task.killed or (interruptible and task.sigpending):
+            return
+        self.sleeping[task] = (event, interruptible)  # the waker finds it here (wake_sleepers)
+        await self.schedule(task, "blocked")
+        with trio.CancelScope() as scope:
+            task.sleep_scope, task.sleep_interruptible = scope, interruptible
+            if task in self.sleeping:
+                await event.wait()
+        task.sleep_scope = None
+        await self.wait_cpu(task)
+
+    async def call_blocking(self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict) -> Any:
+        """A call that may have to wait (an empty pipe, the console): the service answers
+        ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
+        asks again, as pipe_read loops around wait_event."""
+        while True:
+            result = await self.call(dst, op, args, meta)
+            if not (isinstance(result, dict) and "wait" in result):
+                return result
+            await self.service_wait(task, dst, result["wait"], meta)
+
+    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict) -> None:
+        """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
+        leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
+        sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+        await self.sleep_on(task, sent.event)
+        if not sent.event.is_set():  # a signal came first: take the entry off its queue
+            await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
+        if not await self.router.collect(sent):
+            raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
+
+    async def wake_sleepers(self, waker: TaskStruct) -> None:
+        """try_to_wake_up, run by the waker: every sleeper whose condition came true,
+        in the order they went to sleep, is made runnable by one sched message each."""
+        woken = [t for t, (ev, intr) in self.sleeping.items() if ev.is_set() or t.killed or (intr and t.sigpending)]
+        for task in woken:
+            del self.sleeping[task]
+            if task.sleep_scope is not None:
+                task.sleep_scope.cancel()
+            meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
+            if self.tracer.on:
+                self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
+            reply = await self.call("sched", "wake", {"task": task.id}, meta)
+            self.apply_sched(reply, task)
+
+    async def schedule_tail(self, task: TaskStruct) -> None:
+        """CLONE_CHILD_SETTID: the child writes its own tid on its first run."""
+        nr = task.nr_in(task.level).to_bytes(4, "little")
+        try:
+            await self.call(
+                "mm",
+                "write_mem",
+                {"mm": task.mm, "addr": task.set_child_tid, "data": nr},
+                {"pid": task.pid, "tid": task.pid, "step": "schedule_tail", "flag": "CLONE_CHILD_SETTID"},
+            )
+        except OSError:
+            pass  # unchecked, as in Linux
+
+    def apply_sched(self, reply: dict, woken: TaskStruct | None = None) -> None:
+        """Carry out a wake/fork/policy reply: start idle CPUs, mark need_resched."""
+        if self.tracer.on:
+            if woken is not None and "cpu" in reply:
+                self.tracer.emit("sched", op="enqueue", cpu=reply["cpu"], pid=woken.pid, tid=woken.pid)
+            for tid, src, dst in reply.get("migrated", ()):
+                pid = self.by_id[tid].pid if tid in self.by_id else None
+                self.tracer.emit("sched", op="migrate", cpu=dst, pid=pid, tid=pid, src_cpu=src)
+        for cpu in reply.get("preempt", ()):
+            self.resched(cpu)
+        for cpu, tid, *slice_ in reply.get("dispatch", ()):
+            self._dispatch(cpu, tid, *slice_)
+        if "timer" in reply:
+            self.next_timer = reply["timer"]
+
+    def resched(self, cpu: int) -> None:
+        """resched_curr: the task on ``cpu`` gives way at its next kernel exit."""
+        task = self.cpu_curr[cpu]
+        if task is not None:
+            task.slice = 0
+            if self.tracer.on:
+                self.tracer.emit("sched", op="preempt", cpu=cpu, pid=task.pid, tid=task.pid)
+
+    async def run_timers(self, task: TaskStruct) -> None:
+        """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt)."""
+        meta = {"pid": task.pid, "tid": task.pid, "step": "hrtimer_interrupt"}
+        reply = await self.call("sched", "hrtimer_interrupt", {"now": self.ticks}, meta)
+        self.next_timer = reply["timer"]
+        self.fire_timers(reply["expired"])
+
+    def fire_timers(self, expired: list[int]) -> None:
+        """Mark the sleepers whose timers expired; wake_sleepers wakes them in order."""
+        for tid in expired:
+            event = self.timeouts.get(tid)
+            if event is not None:
+                event.set()
+
+    async def task_dead(self, task: TaskStruct, meta: dict) -> None:
+        """do_task_dead: leave the CPU for good."""
+        if self.sleeping:
+            await self.wake_sleepers(task)
+        await self.schedule(task, "dead", meta | {"step": "do_task_dead"})
+        self.by_id.pop(task.id, None)

@@ -1,0 +1,112 @@
+"""Syscall entry and exit (kernel/entry/common.c): the one door from a program into the kernel.
+
+Each entry charges a tick, may run due timers, traces the call, runs the
+syscall's handler (syscalls.py), and on the way out (exit_to_user_mode)
+wakes whoever the call woke, ends a task with a fatal signal, delivers
+pending signals (restarting the call under SA_RESTART) and preempts a task
+whose slice is used up. ``Entry`` is a part of ``Kernel`` (core.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import abi
+from .signal import do_signal
+from .syscalls import SYSCALLS
+from .task import ExecImage, TaskExit
+
+if TYPE_CHECKING:
+    from .task import TaskStruct
+
+NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
+
+
+class Entry:
+    """The syscall path (mixed into Kernel)."""
+
+    async def syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
+        """A kernel entry: charge a tick, route the call, then return to user mode."""
+        entry = SYSCALLS.get(name)
+        if entry is None:
+            raise abi.kernel_error(abi.ENOSYS, f"no syscall {name!r}")
+        msgid = self.router.new_msgid()
+        self.ticks += 1
+        task.ran += 1
+        task.slice -= 1
+        if self.next_timer is not None and self.ticks >= self.next_timer:
+            await self.run_timers(task)
+        tracer = self.tracer
+        if tracer.on:
+            tracer.emit(
+                "syscall_enter",
+                src=f"pid:{task.pid}",
+                dst=entry[0],
+                op=name,
+                msgid=msgid,
+                pid=task.pid,
+                tid=task.pid,
+                args=_printable(args),
+            )
+        meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
+        started = time.perf_counter()
+        while True:
+            try:
+                result = await entry[1](self, task, meta, **args)
+                break
+            except OSError as exc:
+                if tracer.on:
+                    outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
+                    self._trace_exit(task, entry[0], name, msgid, started, **outcome)
+                restart = await self.return_to_user(task)
+                if not (restart and exc.errno == abi.EINTR) or name in NO_RESTART:
+                    raise
+                # SA_RESTART: the handler ran, the syscall starts again
+            except ExecImage:
+                if tracer.on:
+                    self._trace_exit(task, entry[0], name, msgid, started, result=0)
+                if self.sleeping:  # a vfork parent waits for this exec
+                    await self.wake_sleepers(task)
+                raise
+        if tracer.on:
+            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
+        await self.return_to_user(task)
+        return result
+
+    def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, **outcome: Any) -> None:
+        dur_us = int((time.perf_counter() - started) * 1e6)
+        self.tracer.emit(
+            "syscall_exit",
+            src=src,
+            dst=f"pid:{task.pid}",
+            op=name,
+            msgid=msgid,
+            pid=task.pid,
+            tid=task.pid,
+            dur_us=dur_us,
+            **outcome,
+        )
+
+    async def return_to_user(self, task: TaskStruct) -> bool:
+        """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
+        a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
+        if self.sleeping:  # whoever this syscall woke gets a CPU now, in a fixed order
+            await self.wake_sleepers(task)
+        if task.killed:
+            raise TaskExit(abi.W_EXITCODE(0, task.killed))
+        restart = await do_signal(self, task) if task.sigpending else False
+        if task.slice <= 0:
+            await self.schedule(task, "preempted")
+        return bool(restart)
+
+
+def _printable(value: Any) -> Any:
+    """Trace args hold msgpack types: a function becomes its name."""
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    if callable(value):
+        return getattr(value, "__qualname__", repr(value))
+    return value
