@@ -9,7 +9,7 @@ from functools import partial
 
 import trio
 
-from . import abi, run_async
+from . import __version__, abi, run_async
 from .kernel import fork
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
     )
+    parser.add_argument("--version", action="version", version=f"ukernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run PROGRAM (a host .py file or a name under /bin) as init's child")
     p_run.add_argument("program")

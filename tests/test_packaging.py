@@ -1,0 +1,74 @@
+"""Packaging: a wheel installed into a fresh venv runs a program from another directory.
+
+The wheel must carry everything a run needs that is not Python modules of
+ukernel itself: the userland programs (/bin), the views' CSS and JS, py.typed.
+The fresh venv takes the dependencies (trio, msgpack, structlog) from this
+one's site-packages through a .pth line, not from the network; that line only
+adds a path, so this venv's editable ukernel is not seen there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ukernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the wheel from a copy of the tracked files (no build/ left in the tree)."""
+    src = tmp_path_factory.mktemp("src")
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return next(out.glob("ukernel-*.whl"))
+
+
+def test_the_wheel_carries_the_package_data(wheel: Path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ukernel/py.typed" in names
+    assert "userland/hello.py" in names and "userland/init.py" in names
+    assert "ukernel/__main__.py" in names
+
+
+def test_an_installed_wheel_runs_hello_from_another_directory(wheel: Path, tmp_path: Path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)], check=True
+    )
+    (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run(
+        [python, "-c", "import ukernel; print(ukernel.__file__)"], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert where.stdout.startswith(site), where.stdout + where.stderr
+    run = subprocess.run([python, "-m", "ukernel", "run", "hello"], cwd=elsewhere, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "hello from pid 2 (parent 1)\n"
+    version = subprocess.run([python, "-m", "ukernel", "--version"], capture_output=True, text=True, cwd=elsewhere)
+    assert version.stdout.strip() == f"ukernel {ukernel.__version__}"
