@@ -11,7 +11,7 @@ same run:
 2. getpid (no message: the kernel answers it) and write(/dev/null) (one
    vfs message): the slope of a whole run between 0 and N calls.
 3. fork+exit+wait: clone(SIGCHLD, fn)+waitpid's slope (no replay), serial
-   copy steps and with ``parallel_copy=True`` (clone.py INDEPENDENT_STEPS).
+   copy steps and with ``parallel_copy=True`` (ukernel/kernel/fork.py INDEPENDENT_STEPS).
 
 Ratios: remote write / bare rtt (target <= 1.5) and remote fork rate /
 embedded fork rate (target >= 0.25). Every figure is the best of REPEATS.
