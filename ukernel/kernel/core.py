@@ -77,6 +77,7 @@ class Kernel(Cpus, Entry):
         self.baseline: dict[str, dict] = {}
         self.nursery: trio.Nursery | None = None
         self.lost: list[str] = []  # remote services lost during the run, and why
+        self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class Kernel(Cpus, Entry):
 
     async def check_invariants(self) -> list[str]:
         """What leaked: every service's counts against boot, and the kernel's own."""
-        problems = []
+        problems = list(self.oopses)
         now = await self.accounting()
         for name, counts in now.items():
             for key, value in counts.items():

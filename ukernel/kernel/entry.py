@@ -10,6 +10,8 @@ whose slice is used up. ``Entry`` is a part of ``Kernel`` (core.py).
 from __future__ import annotations
 
 import time
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
@@ -69,10 +71,27 @@ class Entry:
                 if self.sleeping:  # a vfork parent waits for this exec
                     await self.wake_sleepers(task)
                 raise
+            except Exception as exc:  # a bug in the kernel path taken for this task: an oops
+                if tracer.on:
+                    self._trace_exit(task, entry[0], name, msgid, started, result="?")
+                self.oops(task, name, exc)
+                task.killed = abi.SIGKILL
+                raise TaskExit(abi.W_EXITCODE(0, abi.SIGKILL)) from None
         if tracer.on:
             self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
         await self.return_to_user(task)
         return result
+
+    def oops(self, task: TaskStruct, where: str, exc: BaseException) -> None:
+        """Record a kernel bug met on ``task``'s behalf: an ``oops`` event with the traceback,
+        kept for check_invariants. The caller kills the task; the kernel goes on (Linux's die())."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        at = f" at {_short_path(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+        line = f"oops in pid {task.pid} ({task.comm}) during {where}: {exc!r}{at}"
+        self.oopses.append(line)
+        if self.tracer.on:
+            text = "".join(traceback.format_exception(exc))
+            self.tracer.emit("oops", src="kernel", op=where, pid=task.pid, tid=task.pid, message=line, traceback=text)
 
     def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, **outcome: Any) -> None:
         dur_us = int((time.perf_counter() - started) * 1e6)
@@ -99,6 +118,15 @@ class Entry:
         if task.slice <= 0:
             await self.schedule(task, "preempted")
         return bool(restart)
+
+
+def _short_path(filename: str) -> str:
+    """A frame's file relative to the project (ukernel/kernel/fs.py), as a student reads it."""
+    parts = Path(filename).parts
+    for top in ("ukernel", "services", "userland", "tests"):
+        if top in parts:
+            return "/".join(parts[len(parts) - parts[::-1].index(top) - 1 :])
+    return filename
 
 
 def _printable(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import linecache
+import traceback
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,13 @@ class Image:
         text = source.decode("utf-8", "replace")
         linecache.cache[path] = (len(text), None, text.splitlines(True), path)  # tracebacks show the lines
         image = cls(path, code, list(argv), dict(envp))
-        image.namespace = image.fresh_namespace()
+        try:
+            image.namespace = image.fresh_namespace()
+        except BaseException as exc:  # noqa: BLE001 (SystemExit too: the module body is the loader's, not main's)
+            where = _user_line(exc, path)
+            raise abi.kernel_error(
+                abi.ENOEXEC, f"{path}: the module body raised {exc!r}{where}; do the program's work in main()"
+            ) from None
         if not callable(image.namespace.get("main")):
             raise abi.kernel_error(abi.ENOEXEC, f"{path} defines no main(sys, argv)")
         return image
@@ -78,3 +85,9 @@ def userland_programs() -> Iterator[tuple[str, bytes]]:
     for program in files:
         if program.name.endswith(".py") and program.name != "__init__.py":
             yield program.name.removesuffix(".py"), program.read_bytes()
+
+
+def _user_line(exc: BaseException, path: str) -> str:
+    """' at line N' for the program's innermost frame in a traceback, else ''."""
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    return f" at line {lines[-1]}" if lines else ""

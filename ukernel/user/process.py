@@ -11,6 +11,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from .. import abi
 from ..kernel.exit import do_exit
 from ..kernel.task import ExecImage, TaskExit, current
@@ -123,9 +125,11 @@ class Runtime:
             group = task.entry[0] != "call" or task.image is None
         except TaskExit as exc:
             code, group = exc.status, exc.group
+        except SystemExit as exc:  # Python's sys.exit(n): exit(n), as the interpreter would
+            code, group = abi.W_EXITCODE(await self._exit_status(task, exc.code)), True
         except BaseException as exc:  # an uncaught exception: traceback to fd 2, status 1
-            if not isinstance(exc, Exception):
-                raise
+            if _is_cancelled(exc):
+                raise  # the run is shutting down: not the program's doing
             code, group = abi.W_EXITCODE(1), True
             await self._report(task, exc)
         try:
@@ -134,7 +138,20 @@ class Runtime:
             if not k.lost:
                 raise
             return  # a service this exit needed is lost: the task cannot finish exiting (ukernel.run says so)
+        except Exception as exc:  # a bug on the exit path: an oops; the task cannot finish exiting
+            k.oops(task, "do_exit", exc)
+            return
         status.append(code)
+
+    async def _exit_status(self, task: TaskStruct, code: Any) -> int:
+        """SystemExit's code as the interpreter reads it: None is 0, an int is itself,
+        anything else is printed to stderr and exits 1."""
+        if code is None:
+            return 0
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code & 0xFF
+        await self._write_stderr(task, f"{code}\n")
+        return 1
 
     async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:
         kind = entry[0]
@@ -161,10 +178,13 @@ class Runtime:
         return await image.namespace["main"](self.sys, image.argv)
 
     async def _report(self, task: TaskStruct, exc: BaseException) -> None:
-        text = format_user_traceback(exc).encode()
+        await self._write_stderr(task, format_user_traceback(exc))
+
+    async def _write_stderr(self, task: TaskStruct, text: str) -> None:
+        """Write to the dying program's fd 2, as the interpreter does; whatever fails is dropped."""
         self.replays.pop(task.id, None)
         try:
-            await self.kernel.syscall(task, "write", {"fd": 2, "data": text})
+            await self.kernel.syscall(task, "write", {"fd": 2, "data": text.encode("utf-8", "replace")})
         except (OSError, TaskExit):
             pass
 
@@ -182,3 +202,10 @@ async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:
     if hasattr(result, "__await__"):
         result = await result
     return result
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    """trio's Cancelled, alone or in a group: the run is ending, let it through."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(trio.Cancelled) is not None
+    return isinstance(exc, trio.Cancelled)
