@@ -9,11 +9,10 @@ SIGKILL, traces an ``oops`` event and is listed by check_invariants; the run goe
 from __future__ import annotations
 
 import pytest
+from conftest import program, run_source
 
 import ukernel
 from ukernel.kernel import syscalls
-
-from conftest import program, run_source
 
 PARENT = """
 from ukernel.abi import SIGCHLD, WEXITSTATUS, WIFEXITED, WIFSIGNALED, WTERMSIG
@@ -68,7 +67,7 @@ async def test_any_other_exception_exits_1_with_its_traceback(exc):
     result = await run_child(child)
     out = result.stdout.decode()
     assert out.startswith("Traceback (most recent call last):\n")
-    assert f"line 3, in main\n" in out and f"\n{exc}\n" in out
+    assert "line 3, in main\n" in out and f"\n{exc}\n" in out
     assert out.endswith("child exited 1\nparent goes on\n")
 
 
