@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import IO, Any
@@ -21,6 +22,8 @@ from typing import IO, Any
 import structlog
 
 from .. import abi
+
+log = logging.getLogger("ukernel")
 
 Event = dict[str, Any]
 Sink = Callable[[Event], None]
@@ -234,13 +237,24 @@ def load(source: str | os.PathLike | IO[str]) -> list[Event]:
 
 
 def _load_lines(stream: IO[str], name: str) -> list[Event]:
+    """ValueError names the file and line of what is not a trace; a last line cut short
+    (what a killed run leaves) is skipped with one warning."""
     events: list[Event] = []
-    for lineno, line in enumerate(stream, 1):
+    try:
+        lines = list(stream)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a text trace (byte {exc.start} is not UTF-8)") from None
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             event = json.loads(line)
         except json.JSONDecodeError as exc:
+            if lineno == len(lines) and not line.endswith("\n") and events:
+                log.warning(
+                    "ukernel: %s:%d: the last line is cut short (a run that was stopped?); skipped", name, lineno
+                )
+                break
             raise ValueError(f"{name}:{lineno}: not JSON ({exc.msg})") from None
         if not isinstance(event, dict) or "type" not in event:
             raise ValueError(f"{name}:{lineno}: not a trace event (a JSON object with a type)")
