@@ -53,7 +53,7 @@ def parse_errno(value: int | str) -> int:
         return value
     err = getattr(abi, value.upper(), None)
     if not isinstance(err, int):
-        raise ValueError(f"unknown errno {value!r}")
+        raise ValueError(f"unknown errno {value!r} (a name like ENOMEM, or a number)")
     return err
 
 
@@ -88,9 +88,25 @@ class Config:
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
         if not self.nproc:
             self.nproc = self.max_threads // 2
-        unknown = set(self.fail) - set(STEP_NAMES) - {k for k in self.fail if str(k).startswith("msg:")}
-        if unknown:
-            raise ValueError(f"fail: unknown step(s) {sorted(unknown)}; steps are {', '.join(STEP_NAMES)} or msg:N")
+        parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
+
+
+def parse_fail(fail: dict[str, Any]) -> tuple[dict[str, int], dict[int, int]]:
+    """``fail`` as (step -> errno, N -> errno): a step of COPY_STEPS (or settid,
+    wake_up_new_task) fails every clone of the program there; ``msg:N`` fails the Nth
+    message counted from the program's start (init's own messages are not counted)."""
+    steps: dict[str, int] = {}
+    messages: dict[int, int] = {}
+    for key, value in fail.items():
+        name = str(key)
+        number = name.removeprefix("msg:")
+        if name.startswith("msg:") and number.isdigit() and int(number) >= 1:
+            messages[int(number)] = parse_errno(value)
+        elif name in STEP_NAMES:
+            steps[name] = parse_errno(value)
+        else:
+            raise ValueError(f"fail: unknown step {name!r}; steps are {', '.join(STEP_NAMES)} or msg:N (N >= 1)")
+    return steps, messages
 
 
 NOT_IN_FILES = {"console"}  # a callable: only from Python

@@ -69,7 +69,8 @@ class Router:
         self._msgids = itertools.count(1)
         self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
         self.on_reply = ReplyTo(self)
-        self.sent = 0
+        self.sent = 0  # requests counted for fail_nth
+        self.counting = True  # a kernel counts only from its program's start (count_from_now)
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -77,6 +78,10 @@ class Router:
         assert not self.pending, "restart_numbering with messages in flight"
         self._msgids = itertools.count(1)
         self.sent = 0
+
+    def count_from_now(self, on: bool = True) -> None:
+        """``msg:N`` faults count the requests sent from now on (from 1), or none while off."""
+        self.sent, self.counting = 0, on
 
     def new_msgid(self) -> int:
         """Message ids are shared with syscalls, so ``cause`` links them all."""
@@ -104,14 +109,15 @@ class Router:
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
         endpoint = self.endpoints[dst]
         msgid = self.new_msgid()
-        self.sent += 1
+        if self.counting:
+            self.sent += 1
+            inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
             self.tracer.message("request", src, dst, op, msgid, meta, args=args)
         sent = Sent(msgid, src, dst, op, meta)
-        injected = inject or self.fail_nth.pop(self.sent, None)
-        if injected is not None:
+        if inject is not None:
             where = meta.get("step") or f"message {self.sent}"
-            error = protocol.error_map(injected, f"{abi.strerror(injected)} (fault injected at {where})")
+            error = protocol.error_map(inject, f"{abi.strerror(inject)} (fault injected at {where})")
             sent.response = protocol.Response(msgid, error, None)
             sent.event.set()
             return sent

@@ -23,7 +23,7 @@ from services.signals import SignalsService
 from services.vfs import VfsService
 
 from .. import abi
-from ..config import Config, parse_errno
+from ..config import Config, parse_fail
 from ..ipc import tcp
 from ..ipc.endpoint import RemoteEndpoint
 from ..ipc.local import open_local
@@ -65,8 +65,8 @@ class Kernel(Cpus, Entry):
         self.ticks = 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
-        self.fail = {k: parse_errno(v) for k, v in config.fail.items() if not str(k).startswith("msg:")}
-        self.router.fail_nth = {int(k[4:]): parse_errno(v) for k, v in config.fail.items() if str(k).startswith("msg:")}
+        self.fail, self.router.fail_nth = parse_fail(config.fail)
+        self.router.count_from_now(on=False)  # msg:N counts from the program's start (program_starts)
         self.task_ids = itertools.count(1)  # per kernel, so two runs number their tasks alike
         self.idle = TaskStruct(comm="swapper", state="running")
         self.init: TaskStruct | None = None
@@ -205,6 +205,11 @@ class Kernel(Cpus, Entry):
         await self.wake_sleepers(self.idle)
 
     # --- running programs ---------------------------------------------------------------
+    def program_starts(self, task: TaskStruct) -> None:
+        """The program ukernel.run reports on gets its first CPU: ``msg:N`` faults count from here."""
+        if task is self.program:
+            self.router.count_from_now()
+
     async def spawn(self, path: str, argv: list[str], envp: dict | None = None) -> TaskStruct:
         """A kernel thread that execs ``path`` (kernel_init running /sbin/init)."""
         args = CloneArgs(

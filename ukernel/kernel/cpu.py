@@ -37,12 +37,12 @@ class Cpus:
         while task.cpu is None:
             await task.go.wait()
 
-    async def wake_up_new_task(self, child: TaskStruct, meta: dict) -> None:
+    async def wake_up_new_task(self, child: TaskStruct, meta: dict, inject: int | None = None) -> None:
         """Start the child's trio task, then let sched queue it."""
         self.by_id[child.id] = child
         status: list[int] = []
         self.nursery.start_soon(self.runtime.task_main, child, status)
-        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta)
+        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta, inject)
         self.apply_sched(reply, child)
 
     async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:

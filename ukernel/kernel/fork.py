@@ -162,8 +162,7 @@ class CopyProcess(StepWalk):
         return flag_note(step, self.flags)
 
     def injected(self, step: Step) -> int | None:
-        """--fail STEP=ERRNO fails the program's clones, not init's own."""
-        return self.k.fail.get(step.name) if self.current not in (self.k.idle, self.k.init) else None
+        return injected_at(self.k, self.current, step.name)
 
     def skip(self, step: Step) -> bool:
         return step.attr == "mm" and self.current.mm is None  # copy_mm: if (!oldmm) return 0
@@ -263,6 +262,11 @@ class CopyProcess(StepWalk):
         self.k.nr_threads += 1
 
 
+def injected_at(k: Kernel, current: TaskStruct, step: str) -> int | None:
+    """The errno ``--fail STEP=ERRNO`` gives this clone at ``step``: the program's clones fail, not init's own."""
+    return k.fail.get(step) if current not in (k.idle, k.init) else None
+
+
 async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int) -> int:
     """copy_process, then the parent's tid word, the wake-up and the vfork wait."""
     flags = args.flags
@@ -279,12 +283,15 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
                 "write_mem",
                 {"mm": current.mm, "addr": args.parent_tid, "data": nr.to_bytes(4, "little")},
                 meta | {"step": "settid", "flag": "CLONE_PARENT_SETTID"},
+                injected_at(kernel, current, "settid"),
             )
         except OSError:
             pass
     if flags & CLONE_VFORK:
         child.vfork_done = trio.Event()
-    await kernel.wake_up_new_task(child, meta | {"step": "wake_up_new_task"})
+    await kernel.wake_up_new_task(
+        child, meta | {"step": "wake_up_new_task"}, injected_at(kernel, current, "wake_up_new_task")
+    )
     if flags & CLONE_VFORK:
         await kernel.sleep_on(current, child.vfork_done, interruptible=False)  # killable only
     return nr

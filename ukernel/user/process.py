@@ -118,6 +118,7 @@ class Runtime:
         code = 0
         try:
             await k.wait_cpu(task)
+            k.program_starts(task)
             if task.set_child_tid:
                 await k.schedule_tail(task)
             code = await self._run_entry(task, task.entry)
