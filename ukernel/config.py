@@ -94,7 +94,8 @@ class Config:
 def parse_fail(fail: dict[str, Any]) -> tuple[dict[str, int], dict[int, int]]:
     """``fail`` as (step -> errno, N -> errno): a step of COPY_STEPS (or settid,
     wake_up_new_task) fails every clone of the program there; ``msg:N`` fails the Nth
-    message counted from the program's start (init's own messages are not counted)."""
+    message counted from the program's first CPU until it is reaped (init's own messages and the
+    checks after the run are not counted)."""
     steps: dict[str, int] = {}
     messages: dict[int, int] = {}
     for key, value in fail.items():

@@ -193,6 +193,7 @@ class Kernel(Cpus, Entry):
     def reaped(self, task: TaskStruct) -> None:
         if task is self.program:
             self.program_status = task.exit_code
+            self.router.count_from_now(on=False)  # msg:N faults belong to the program's run, not the checks after
         self.statuses[task.pid] = task.exit_code
         event = self.exits.pop(task.pid, None)
         if event is not None:
