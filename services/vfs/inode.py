@@ -87,6 +87,14 @@ class Inode:
 
 
 NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
+#: How far lseek goes: tmpfs's s_maxbytes in Linux, MAX_LFS_FILESIZE (LLONG_MAX); past it is EINVAL.
+MAX_LFS_FILESIZE = 2**63 - 1
+#: How large a file may grow. Linux's tmpfs is sparse up to MAX_LFS_FILESIZE; ukernel's keeps each
+#: file's bytes in one bytearray, so a write at or past 16 MiB is EFBIG and one that would cross
+#: it is cut short (generic_write_check_limits, as on a file system with a smaller s_maxbytes).
+MAX_FILE_SIZE = 16 * 1024 * 1024
+#: The most one read of /dev/zero gives (read_iter_zero may stop early; a read may be short).
+ZERO_READ_MAX = 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -104,11 +112,12 @@ class File:
 
     @property
     def readable(self) -> bool:
-        return self.flags & abi.O_ACCMODE != abi.O_WRONLY
+        """FMODE_READ: O_RDONLY or O_RDWR; access mode 3 (O_ACCMODE) is neither, "ioctl only"."""
+        return self.flags & abi.O_ACCMODE in (abi.O_RDONLY, abi.O_RDWR)
 
     @property
     def writable(self) -> bool:
-        return self.flags & abi.O_ACCMODE != abi.O_RDONLY
+        return self.flags & abi.O_ACCMODE in (abi.O_WRONLY, abi.O_RDWR)
 
 
 @dataclass

@@ -117,8 +117,8 @@ def walk(ns: MntNamespace, root: Inode, pwd: Inode, path: str, follow: bool = Tr
     links, name = 0, "/"
     while pending:
         name = pending.popleft()
-        if len(name) > abi.NAME_MAX:
-            raise abi.kernel_error(abi.ENAMETOOLONG, f"{name[:20]}...: a name longer than {abi.NAME_MAX}")
+        if len(name.encode()) > abi.NAME_MAX:  # NAME_MAX counts bytes: 200 two-byte characters are 400
+            raise abi.kernel_error(abi.ENAMETOOLONG, f"{name[:20]}...: a name longer than {abi.NAME_MAX} bytes")
         if not cur.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, f"{path}: a component is not a directory")
         if name == ".":
@@ -219,8 +219,11 @@ class NameOps:
     @op
     async def rmdir(self, req: Call, fs: int, path: str) -> None:
         fss = self._fs(fs)
-        if isinstance(path, str) and path.rstrip("/").rsplit("/", 1)[-1] == ".":
-            raise abi.kernel_error(abi.EINVAL, f"rmdir {path}: the last component is '.'")
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        if last in (".", ".."):  # do_rmdir: LAST_DOT is EINVAL, LAST_DOTDOT is ENOTEMPTY
+            raise abi.kernel_error(
+                abi.EINVAL if last == "." else abi.ENOTEMPTY, f"rmdir {path}: the last component is {last!r}"
+            )
         found = self._parent(fss, path, "rmdir")
         inode = self._existing(found, path)
         if not inode.is_dir:

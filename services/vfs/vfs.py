@@ -24,7 +24,17 @@ from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
 from ukernel.ipc.waitq import Waiter, WaitQueues
 
-from .inode import NR_OPEN_DEFAULT, File, FilesStruct, FsStruct, Inode, Pipe
+from .inode import (
+    MAX_FILE_SIZE,
+    MAX_LFS_FILESIZE,
+    NR_OPEN_DEFAULT,
+    ZERO_READ_MAX,
+    File,
+    FilesStruct,
+    FsStruct,
+    Inode,
+    Pipe,
+)
 from .mount import MountOps
 from .namei import Found, MntNamespace, Mount, NameOps, ProcRedirect, d_path, walk
 from .pipe import PipeOps
@@ -354,8 +364,6 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         """may_open: what kind of inode this open can have."""
         if inode.is_symlink:
             raise abi.kernel_error(abi.ELOOP, f"{path} is a symlink (O_NOFOLLOW)")
-        if flags & abi.O_ACCMODE == abi.O_ACCMODE:
-            raise abi.kernel_error(abi.EINVAL, "O_ACCMODE is not an access mode")
         if inode.is_dir and (flags & abi.O_ACCMODE != abi.O_RDONLY or flags & abi.O_CREAT):
             raise abi.kernel_error(abi.EISDIR, path)
         if flags & abi.O_DIRECTORY and not inode.is_dir:
@@ -388,8 +396,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         return data
 
     def _device_read(self, file: File, device: str, n: int) -> object:
-        if device == "zero":
-            return bytes(n)
+        if device == "zero":  # read_iter_zero goes a page at a time and may stop early: one reply's worth
+            return bytes(min(n, ZERO_READ_MAX))
         if device == "null":
             return b""
         if not self.stdin and self.stdin_live and n:  # the console: wait for a line
@@ -421,6 +429,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             return len(data)
         if file.flags & abi.O_APPEND:
             file.pos = len(inode.data)
+        data = data[: self._write_limit(file.pos, fd)]
         end = file.pos + len(data)
         if end > len(inode.data):
             inode.data.extend(bytes(end - len(inode.data)))
@@ -428,6 +437,13 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         file.pos = end
         self._touch(inode, 1, 2)
         return len(data)
+
+    def _write_limit(self, pos: int, fd: int) -> int:
+        """generic_write_check_limits: at or past the file-size limit is EFBIG; a write
+        that would cross it is cut short there."""
+        if pos >= MAX_FILE_SIZE:
+            raise abi.kernel_error(abi.EFBIG, f"fd {fd}: offset {pos} is past tmpfs's file-size limit {MAX_FILE_SIZE}")
+        return MAX_FILE_SIZE - pos
 
     @op
     async def lseek(self, req: Call, files: int, fd: int, offset: int, whence: int) -> int:
@@ -441,8 +457,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             len(file.entries) if file.entries is not None else len(inode.children) + 2 if inode.is_dir else inode.size
         )
         base = {abi.SEEK_SET: 0, abi.SEEK_CUR: file.pos, abi.SEEK_END: size}.get(whence)
-        if base is None or not isinstance(offset, int) or base + offset < 0:
-            raise abi.kernel_error(abi.EINVAL, f"bad whence {whence} or offset {offset}")
+        if base is None or not 0 <= base + offset <= MAX_LFS_FILESIZE:  # vfs_setpos
+            raise abi.kernel_error(abi.EINVAL, f"bad whence {whence} or offset {offset} (from {base})")
         file.pos = base + offset
         return file.pos
 

@@ -9,6 +9,7 @@ whose slice is used up. ``Entry`` is a part of ``Kernel`` (core.py).
 
 from __future__ import annotations
 
+import reprlib
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ from .. import abi
 from .signal import do_signal
 from .syscalls import SYSCALLS
 from .task import ExecImage, TaskExit
+from .uaccess import check_args
 
 if TYPE_CHECKING:
     from .task import TaskStruct
@@ -39,6 +41,10 @@ class Entry:
         task.slice -= 1
         if self.next_timer is not None and self.ticks >= self.next_timer:
             await self.run_timers(task)
+        try:  # the arguments, before any message: a bad one is the program's mistake, an errno
+            args, refused = check_args(name, args), None
+        except OSError as exc:
+            refused = exc
         tracer = self.tracer
         if tracer.on:
             tracer.emit(
@@ -53,6 +59,8 @@ class Entry:
             )
         meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
         started = time.perf_counter()
+        if refused is not None:
+            await self._refuse(task, entry[0], name, msgid, started, refused)
         while True:
             try:
                 result = await entry[1](self, task, meta, **args)
@@ -81,6 +89,13 @@ class Entry:
             self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
         await self.return_to_user(task)
         return result
+
+    async def _refuse(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, exc: OSError) -> None:
+        """A syscall refused at the door (a bad argument): its exit event, the return to user mode, the errno."""
+        if self.tracer.on:
+            self._trace_exit(task, src, name, msgid, started, errno=abi.errno_name(exc.errno), message=exc.strerror)
+        await self.return_to_user(task)
+        raise exc
 
     def oops(self, task: TaskStruct, where: str, exc: BaseException) -> None:
         """Record a kernel bug met on ``task``'s behalf: an ``oops`` event with the traceback,
@@ -129,12 +144,15 @@ def _short_path(filename: str) -> str:
     return filename
 
 
-def _printable(value: Any) -> Any:
-    """Trace args hold msgpack types: a function becomes its name."""
+def _printable(value: Any, depth: int = 0) -> Any:
+    """Trace args hold msgpack types: a function becomes its name; past 8 levels
+    (a program may pass a list that holds itself) a list is its short repr."""
+    if depth > 8:
+        return reprlib.repr(value)
     if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
+        return {k: _printable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_printable(v) for v in value]
+        return [_printable(v, depth + 1) for v in value]
     if callable(value):
         return getattr(value, "__qualname__", repr(value))
     return value

@@ -16,6 +16,7 @@ from .. import abi
 from ..user.binfmt import Image
 from .exit import mm_release, release_task, zap_other_threads
 from .task import ExecImage, TaskStruct
+from .uaccess import ARG_MAX, arg_size
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -56,8 +57,11 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
 
 
 async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:
-    if not isinstance(path, str) or not all(isinstance(a, str) for a in argv):
-        raise abi.kernel_error(abi.EFAULT, "execve takes a path and a list of strings")
+    """argv and envp are checked strings (uaccess.py); here their sum meets ARG_MAX, as
+    copy_strings counts both against one limit, before the file is read."""
+    size = arg_size(argv) + arg_size([f"{name}={value}" for name, value in envp.items()])
+    if size > ARG_MAX:
+        raise abi.kernel_error(abi.E2BIG, f"argv and envp take {size} bytes; at most {ARG_MAX}")
     found = await k.call("vfs", "kernel_read_file", {"fs": task.fs, "path": path}, meta | {"step": "kernel_read_file"})
     image = Image.load(found["path"], found["data"], argv, envp)
     # the point of no return

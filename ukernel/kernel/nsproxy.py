@@ -66,7 +66,7 @@ def check_unshare_flags(k: Kernel, task: TaskStruct, flags: int) -> None:
     """EINVAL for unknown bits; CLONE_THREAD, CLONE_SIGHAND and CLONE_VM are accepted
     only when there is nothing to unshare (a single-threaded process whose signal
     handlers and address space no one else uses)."""
-    if not isinstance(flags, int) or flags & ~abi.UNSHARE_FLAGS:
+    if flags & ~abi.UNSHARE_FLAGS:
         raise abi.kernel_error(abi.EINVAL, f"unshare flags {flags!r}: unknown bits")
     others = [t for t in k.tasks if t is not task and t.state == "running"]
     checks = (
@@ -90,7 +90,7 @@ def check_unshare_flags(k: Kernel, task: TaskStruct, flags: int) -> None:
 
 async def sys_unshare(k: Kernel, task: TaskStruct, meta: dict, flags: int) -> None:
     """ksys_unshare: private copies first, then install them and put the old ones."""
-    flags = unshare_flags(flags) if isinstance(flags, int) else flags
+    flags = unshare_flags(flags)
     check_unshare_flags(k, task, flags)
     made = UnshareCopies(k, task, meta, flags)
     await made.run()
@@ -144,7 +144,7 @@ async def sys_setns(k: Kernel, task: TaskStruct, meta: dict, fd: int, nstype: in
     kind, else it must match (EINVAL). The new nsproxy replaces the caller's."""
     name = await k.call("vfs", "ns_of_fd", {"files": task.files, "fd": fd}, meta)
     kind, inum = parse_ns_name(name)
-    if not isinstance(nstype, int) or (nstype and abi.NS_TYPES[kind] != nstype):
+    if nstype and abi.NS_TYPES[kind] != nstype:
         raise abi.kernel_error(abi.EINVAL, f"fd {fd} is a {kind} namespace, not nstype {nstype!r}")
     args = {
         "nsproxy": task.nsproxy,

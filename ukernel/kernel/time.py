@@ -39,10 +39,9 @@ async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-def seconds_to_ticks(seconds: Any) -> int:
-    """Round up, as hrtimers do: a sleep never ends early."""
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0 or math.isinf(seconds):
-        raise abi.kernel_error(abi.EINVAL, f"a duration is a finite number of seconds >= 0, not {seconds!r}")
+def seconds_to_ticks(seconds: float) -> int:
+    """Round up, as hrtimers do: a sleep never ends early. ``seconds`` is a checked duration
+    (uaccess.py's kind: finite, >= 0, at most KTIME_MAX)."""
     return math.ceil(round(seconds * abi.HZ, 9))
 
 

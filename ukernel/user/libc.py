@@ -2,7 +2,9 @@
 
 ``sys`` acts for ``current`` (like libc, the kernel knows who calls), so a
 closure that captured it works in a thread; results follow Python's ``os``
-module where it has the call.
+module where it has the call. Arguments go to the kernel as the program gave
+them: the kernel's argument kinds (kernel/uaccess.py) check and convert them,
+so a wrong one is an OSError with Linux's errno, never a TypeError from here.
 """
 
 from __future__ import annotations
@@ -79,11 +81,11 @@ class Sys:
         pidfd: bool = False,
     ) -> int:
         return await self._call(
-            "clone3", flags=flags, exit_signal=exit_signal, fn=fn, arg=arg, set_tid=list(set_tid), pidfd=pidfd
+            "clone3", flags=flags, exit_signal=exit_signal, fn=fn, arg=arg, set_tid=set_tid, pidfd=pidfd
         )
 
     async def execve(self, path: str, argv: list[str], envp: dict[str, str] | None = None) -> None:
-        return await self._call("execve", path=path, argv=list(argv), envp=dict(envp or {}))
+        return await self._call("execve", path=path, argv=argv, envp=envp)
 
     async def exit(self, code: int = 0) -> None:
         await self._call("exit", code=code)
@@ -122,7 +124,7 @@ class Sys:
         return image.handlers.get(old, old) if isinstance(old, int) else old, old_flags
 
     async def sigprocmask(self, how: int, mask: Any = None) -> set:
-        return set(await self._call("sigprocmask", how=how, mask=None if mask is None else sorted(mask)))
+        return set(await self._call("sigprocmask", how=how, mask=mask))
 
     async def pause(self) -> None:
         await self._call("pause")
@@ -159,7 +161,7 @@ class Sys:
         return await self._call("read", fd=fd, n=n)
 
     async def write(self, fd: int, data: bytes | str) -> int:
-        return await self._call("write", fd=fd, data=data.encode() if isinstance(data, str) else data)
+        return await self._call("write", fd=fd, data=data)
 
     async def lseek(self, fd: int, offset: int, whence: int) -> int:
         return await self._call("lseek", fd=fd, offset=offset, whence=whence)
@@ -320,7 +322,7 @@ class Sys:
         await self._call("setpriority", which=which, who=who, prio=prio)
 
     async def sched_setaffinity(self, pid: int, mask: Any) -> None:
-        await self._call("sched_setaffinity", pid=pid, cpus=sorted(mask))
+        await self._call("sched_setaffinity", pid=pid, cpus=mask)
 
     async def sched_getaffinity(self, pid: int = 0) -> set[int]:
         return set(await self._call("sched_getaffinity", pid=pid))
@@ -347,7 +349,7 @@ class Sys:
 
     async def semop(self, semid: int, sops: list[tuple[int, int, int]]) -> int:
         """sops: (sem_num, sem_op, sem_flg) triples, applied all at once or not at all."""
-        return await self._call("semop", semid=semid, sops=[list(op) for op in sops])
+        return await self._call("semop", semid=semid, sops=sops)
 
     async def semctl(self, semid: int, semnum: int, cmd: int, arg: int = 0) -> int:
         return await self._call("semctl", semid=semid, semnum=semnum, cmd=cmd, arg=arg)
