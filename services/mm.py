@@ -327,6 +327,8 @@ class MmService(Service):
         """A fresh address space with the standard layout, for execve."""
         if code_size < 0:
             raise abi.kernel_error(abi.EINVAL, f"negative code_size {code_size}")
+        if CODE_START + page_align(code_size) + PAGE > STACK_TOP - MIN_GAP:
+            raise abi.kernel_error(abi.ENOMEM, f"code of {code_size} bytes does not fit below mmap_base")
         m = MmStruct(pgd=self._alloc_frame())
         m.start_code, m.end_code = CODE_START, CODE_START + page_align(max(code_size, 1))  # never empty
         m.start_data, m.end_data = m.end_code, m.end_code + PAGE

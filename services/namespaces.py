@@ -322,7 +322,7 @@ class NamespacesService(WaitQueues, Service):
         self._set_uts(nsproxy, "domainname", name)
 
     def _set_uts(self, nsproxy: int, key: str, name: str) -> None:
-        if not isinstance(name, str) or len(name.encode()) > UTS_FIELD_MAX:
+        if len(name.encode()) > UTS_FIELD_MAX:
             raise abi.kernel_error(abi.EINVAL, f"a {key} is a string of at most {UTS_FIELD_MAX} bytes")
         self._own(nsproxy, "uts").data[key] = name
 
@@ -354,7 +354,7 @@ class NamespacesService(WaitQueues, Service):
         ns = self._own(nsproxy, "time_for_children")
         if clock not in CLOCKS:
             raise abi.kernel_error(abi.EINVAL, f"clock {clock!r}: only {', '.join(CLOCKS)}")
-        if not isinstance(sec, int) or not isinstance(nsec, int) or not 0 <= nsec < 10**9:
+        if not 0 <= nsec < 10**9:
             raise abi.kernel_error(abi.EINVAL, "an offset is whole seconds and 0 <= nsec < 10**9")
         if ns.data["frozen"]:
             raise abi.kernel_error(abi.EACCES, "a task has entered this time namespace: its offsets are fixed")
@@ -370,7 +370,9 @@ class NamespacesService(WaitQueues, Service):
         return sem.semget(self._sem_ns(nsproxy)[1], key, nsems, semflg)
 
     @op
-    async def semop(self, req: Call, nsproxy: int, semid: int, sops: list, undo_list: int | None = None) -> object:
+    async def semop(
+        self, req: Call, nsproxy: int, semid: int, sops: list[list[int]], undo_list: int | None = None
+    ) -> object:
         """semop: all operations at once or none. When it would block: EAGAIN under
         IPC_NOWAIT, else a wait-queue entry on the set (the kernel sleeps and asks
         again). SEM_UNDO records go to the caller's undo list, made here on first use;
@@ -406,12 +408,12 @@ class NamespacesService(WaitQueues, Service):
             del ns.arrays[semid]
             await self._wake(sma.waiters, error=abi.EIDRM)
             return 0
-        if not isinstance(semnum, int) or not 0 <= semnum < len(sma.values):
+        if not 0 <= semnum < len(sma.values):
             raise abi.kernel_error(abi.EINVAL, f"semnum {semnum} is not below {len(sma.values)}")
         if cmd == abi.GETVAL:
             return sma.values[semnum]
         if cmd == abi.SETVAL:
-            if not isinstance(arg, int) or not 0 <= arg <= abi.SEMVMX:
+            if not 0 <= arg <= abi.SEMVMX:
                 raise abi.kernel_error(abi.ERANGE, f"SETVAL {arg!r} is not in 0..{abi.SEMVMX}")
             sma.values[semnum] = arg
             for lst in self.undo_lists.values():

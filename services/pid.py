@@ -102,7 +102,7 @@ class PidService(Service):
         return tid
 
     @op
-    async def alloc_pid(self, req: Call, ns: int, set_tid: list | None = None) -> dict:
+    async def alloc_pid(self, req: Call, ns: int, set_tid: list[int] | None = None) -> dict:
         """alloc_pid: one number per level, from ``ns``'s own level out to level 0.
 
         ``set_tid[0]`` is wanted in ``ns`` itself, ``set_tid[1]`` in its parent,
@@ -217,8 +217,9 @@ class PidService(Service):
         handle = next((h for h, n in self.namespaces.items() if n.inum == inum), None)
         if handle is None:
             raise abi.kernel_error(abi.EINVAL, f"pid namespace {inum} is gone")
+        level = get(self.namespaces, active, "pid namespace").level
         ancestor = handle
-        while self.namespaces[ancestor].level > self.namespaces[active].level:
+        while self.namespaces[ancestor].level > level:
             ancestor = self.namespaces[ancestor].parent
         if ancestor != active:
             raise abi.kernel_error(abi.EINVAL, f"pid namespace {inum} is not the caller's or below it")

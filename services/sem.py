@@ -44,8 +44,6 @@ class UndoList:
 
 def semget(ns: SemNamespace, key: int, nsems: int, semflg: int) -> int:
     """ksys_semget: find the set with ``key`` or make it (IPC_CREAT); IPC_PRIVATE is always new."""
-    if not all(isinstance(x, int) for x in (key, nsems, semflg)):
-        raise abi.kernel_error(abi.EINVAL, "semget takes ints")
     found = next((i for i, a in ns.arrays.items() if a.key == key), None) if key != abi.IPC_PRIVATE else None
     if found is not None:
         if semflg & abi.IPC_CREAT and semflg & abi.IPC_EXCL:
@@ -68,14 +66,14 @@ def array(ns: SemNamespace, semid: int) -> SemArray:
     return ns.arrays[semid]
 
 
-def check_sops(sma: SemArray, sops: list) -> list[tuple[int, int, int]]:
+def check_sops(sma: SemArray, sops: list[list[int]]) -> list[tuple[int, int, int]]:
     """semop's argument checks: E2BIG for too many, EFBIG for a semaphore out of range."""
     if not sops:
         raise abi.kernel_error(abi.EINVAL, "semop with no operations")
     if len(sops) > abi.SEMOPM:
         raise abi.kernel_error(abi.E2BIG, f"{len(sops)} operations; at most {abi.SEMOPM}")
     ops = [tuple(op) for op in sops]
-    if not all(len(op) == 3 and all(isinstance(x, int) for x in op) for op in ops):
+    if not all(len(op) == 3 for op in ops):
         raise abi.kernel_error(abi.EINVAL, "each sembuf is (sem_num, sem_op, sem_flg)")
     for num, _, _ in ops:
         if not 0 <= num < len(sma.values):

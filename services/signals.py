@@ -133,7 +133,9 @@ class SignalsService(Service):
         return {"queued": True, "handler": handler, "flags": flags}
 
     @op
-    async def dequeue_signal(self, req: Call, sighand: int, signal: int, pending: list, blocked: list) -> dict:
+    async def dequeue_signal(
+        self, req: Call, sighand: int, signal: int, pending: list[int], blocked: list[int]
+    ) -> dict:
         """The next deliverable signal: the thread's own first, then the group's; with its action."""
         sh = get(self.sighands, sighand, "sighand_struct")
         sigs = get(self.signals, signal, "signal_struct")

@@ -103,7 +103,7 @@ async def test_a_client_written_from_the_spec_gets_spec_replies_out_of_order():
         5: [1, 5, {"errno": 22, "name": "EINVAL", "message": rest[5][2]["message"]}, None],
         6: [1, 6, None, {"pid": rest[6][3]["pid"], "numbers": [2]}],
     }
-    assert rest[5][2]["message"] == "Invalid argument: no pid namespace with handle 'one'"
+    assert rest[5][2]["message"] == "pid.alloc_pid: argument ns must be int, not str"
     assert sorted(last) == [1, 7] and last[1] == [1, 1, None, "waited"] and last[7] == [1, 7, None, "opened"]
 
 

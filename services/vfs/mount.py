@@ -73,7 +73,7 @@ class MountOps:
         inode = self._mountpoint(fss, target)
         if not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, target)
-        self._ns(fss).mounts.append(self._new_mount(fstype, str(source), inode))
+        self._ns(fss).mounts.append(self._new_mount(fstype, source, inode))
 
     @op
     async def umount(self, req: Call, fs: int, target: str) -> None:

@@ -74,7 +74,7 @@ class PipeOps:
     async def pipe2(self, req: Call, files: int, flags: int = 0) -> list[int]:
         """pipe2: a pipe inode and two open files on it, read end first."""
         fst = self._fst(files)
-        if not isinstance(flags, int) or flags & ~(abi.O_CLOEXEC | abi.O_NONBLOCK):
+        if flags & ~(abi.O_CLOEXEC | abi.O_NONBLOCK):
             raise abi.kernel_error(abi.EINVAL, f"pipe2 flags {flags!r}: only O_CLOEXEC and O_NONBLOCK")
         if sum(fd not in fst.fds for fd in range(NR_OPEN_DEFAULT)) < 2:
             raise abi.kernel_error(abi.EMFILE, "two free fds are needed")

@@ -16,6 +16,15 @@ from .namei import MntNamespace, d_path
 PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "nsfs": st.S_IFREG | 0o444}
 
 
+def nsfs_name(data: bytes) -> tuple[str, int]:
+    """A namespace file's name and inode number, from the kernel's ``b"uts:[4026531838]"``."""
+    name = data.decode(errors="replace")
+    kind, _, number = name.partition(":[")
+    if not (kind and number.endswith("]") and number[:-1].isdecimal()):
+        raise abi.kernel_error(abi.EINVAL, f"{name!r} is not a namespace name (kind:[inum])")
+    return name, int(number[:-1])
+
+
 class ProcOps:
     """The vfs's /proc ops (mixed into VfsService)."""
 
@@ -29,7 +38,7 @@ class ProcOps:
         kind: str,
         flags: int = 0,
         data: bytes = b"",
-        entries: list | None = None,
+        entries: list[str] | None = None,
         fds_of: int | None = None,
         writable: bool = False,
     ) -> int:
@@ -43,8 +52,8 @@ class ProcOps:
             raise abi.kernel_error(abi.EINVAL, f"proc node kind {kind!r}")
         inode = self._proc_inode(fs, rel, kind, data)
         if kind == "nsfs":  # the file is the namespace: its name, and its number as st_ino
-            inode.nsfs, inode.data = data.decode(), bytearray()
-            inode.ino = int(inode.nsfs.rsplit("[", 1)[1].rstrip("]"))
+            inode.nsfs, inode.ino = nsfs_name(data)
+            inode.data = bytearray()
         self._may_open(inode, flags, f"/proc/{rel}")
         if flags & abi.O_ACCMODE != abi.O_RDONLY and not writable:
             raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
@@ -57,7 +66,9 @@ class ProcOps:
         (its parents are made too, so '..' and getcwd work)."""
         fss = self._fs(fs)
         ns = self._ns(fss)
-        node = next(m.root for m in ns.mounts if m.fstype == "proc")
+        node = next((m.root for m in ns.mounts if m.fstype == "proc"), None)
+        if node is None:
+            raise abi.kernel_error(abi.ENOENT, f"/proc/{rel}: no proc is mounted in this namespace")
         parts = [p for p in rel.split("/") if p]
         for i, _ in enumerate(parts):
             last = i == len(parts) - 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import stat as st
 from collections.abc import Callable
+from typing import Any
 
 from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
@@ -141,14 +142,17 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     @op
     async def write_file(self, req: Call, path: str, data: bytes, mode: int = 0o644) -> None:
         """Create or replace a regular file, making its directories (boot: /bin, files=)."""
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            raise abi.kernel_error(abi.EINVAL, f"write_file {path!r}: no file name")
         directory = self.root
-        *dirs, name = [p for p in path.split("/") if p]
+        *dirs, name = parts
         for part in dirs:
             directory = directory.children.get(part) or self._mkdir_at(directory, part, 0o755)
         old = directory.children.get(name)
         if old is not None:
             self._unlink(directory, name)
-        self._link(directory, name, self._new_inode(st.S_IFREG | mode, data=bytearray(data)))
+        self._link(directory, name, self._new_inode(st.S_IFREG | (mode & 0o7777), data=bytearray(data)))
 
     @op
     async def kernel_read_file(self, req: Call, fs: int, path: str) -> dict:
@@ -263,7 +267,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         return self.new_handle(self.files, file)
 
     def _file(self, fst: FilesStruct, fd: int) -> File:
-        if not isinstance(fd, int) or fd not in fst.fds:
+        if fd not in fst.fds:
             raise abi.kernel_error(abi.EBADF, f"fd {fd} is not open")
         return self.files[fst.fds[fd][0]]
 
@@ -331,8 +335,6 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     @op
     async def open(self, req: Call, files: int, fs: int, path: str, flags: int = 0, mode: int = 0o666) -> object:
         fst, fss = self._fst(files), self._fs(fs)
-        if not isinstance(flags, int):
-            raise abi.kernel_error(abi.EINVAL, "open's flags must be an int")
         found = self._walk(fss, path, follow=not flags & (abi.O_NOFOLLOW | abi.O_EXCL))
         inode = found.inode
         if inode is None:
@@ -378,8 +380,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     @op
     async def read(self, req: Call, files: int, fd: int, n: int) -> object:
         file = self._file(self._fst(files), fd)
-        if not isinstance(n, int) or n < 0:
-            raise abi.kernel_error(abi.EINVAL, "read count must be a non-negative int")
+        if n < 0:
+            raise abi.kernel_error(abi.EINVAL, "read count must not be negative")
         if not file.readable:
             raise abi.kernel_error(abi.EBADF, f"fd {fd} is not open for reading")
         inode = file.inode
@@ -409,9 +411,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         return data
 
     @op
-    async def write(self, req: Call, files: int, fd: int, data: bytes) -> object:
+    async def write(self, req: Call, files: int, fd: int, data: Any) -> object:
         file = self._file(self._fst(files), fd)
-        if not isinstance(data, bytes):
+        if not isinstance(data, bytes):  # checked here, not at dispatch: a bad buffer is EFAULT, as in Linux
             raise abi.kernel_error(abi.EFAULT, "write takes bytes")
         if not file.writable:
             raise abi.kernel_error(abi.EBADF, f"fd {fd} is not open for writing")
@@ -509,7 +511,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     async def dup3(self, req: Call, files: int, old: int, new: int, flags: int = 0) -> int:
         """dup2 that can set O_CLOEXEC; EINVAL for old == new or other flags."""
         fst = self._fst(files)
-        if not isinstance(flags, int) or flags & ~abi.O_CLOEXEC:
+        if flags & ~abi.O_CLOEXEC:
             raise abi.kernel_error(abi.EINVAL, f"dup3 flags {flags!r}: only O_CLOEXEC")
         self._file(fst, old)
         if new == old:
@@ -517,7 +519,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         return await self._replace_fd(fst, old, new, bool(flags))
 
     async def _replace_fd(self, fst: FilesStruct, old: int, new: int, cloexec: bool) -> int:
-        if not isinstance(new, int) or not 0 <= new < NR_OPEN_DEFAULT:
+        if not 0 <= new < NR_OPEN_DEFAULT:
             raise abi.kernel_error(abi.EBADF, f"fd {new} is out of range")
         handle = fst.fds[old][0]
         self.files[handle].f_count += 1
@@ -530,8 +532,6 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     async def fcntl(self, req: Call, files: int, fd: int, cmd: int, arg: int = 0) -> int:
         fst = self._fst(files)
         file = self._file(fst, fd)
-        if not isinstance(arg, int):
-            raise abi.kernel_error(abi.EINVAL, "fcntl's arg must be an int")
         if cmd in (abi.F_DUPFD, abi.F_DUPFD_CLOEXEC):
             if not 0 <= arg < NR_OPEN_DEFAULT:
                 raise abi.kernel_error(abi.EINVAL, f"F_DUPFD from {arg}: out of range")
@@ -609,7 +609,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     @op
     async def access(self, req: Call, fs: int, path: str, mode: int = abi.F_OK) -> object:
         """access(2) as root: read and write always, execute if any x bit (or a directory)."""
-        if not isinstance(mode, int) or mode & ~(abi.R_OK | abi.W_OK | abi.X_OK):
+        if mode & ~(abi.R_OK | abi.W_OK | abi.X_OK):
             raise abi.kernel_error(abi.EINVAL, f"access mode {mode!r}")
         result = self._stat_path(fs, path, True)
         if mode & abi.X_OK and not (st.S_ISDIR(result["st_mode"]) or result["st_mode"] & 0o111):

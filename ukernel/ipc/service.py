@@ -6,14 +6,41 @@ one message is handled at a time, the state needs no locks. A handler that
 must wait (a pipe read on an empty pipe, a futex wait) calls ``req.defer()``
 and answers later with ``self.reply`` (MINIX's SUSPEND), so the loop goes on
 serving others.
+
+Dispatch checks a message against the op before the handler runs: the
+argument names (every required one, no unknown one) and each argument's type,
+from the handler's annotations (``pid: int``, ``set_tid: list[int] | None``).
+The annotations are read once per class, when it is created, with
+``typing.get_type_hints``; an annotation dispatch cannot check (a ``tuple``:
+msgpack has no tuples; a name that does not resolve) refuses the class then,
+so a student learns it at boot, not mid-run. A mismatch answers EINVAL naming the service,
+op, argument and the type wanted. Kinds: int (within msgpack's 64 bits), str,
+bytes, bool, float (an int is a float too, as typing says), list and dict (with
+their items checked when the annotation names them: ``list[int]``), None,
+unions of those, and ``Any`` or no annotation (no check). A bool is not an int
+here: msgpack keeps them apart, and ``kill(pid=True)`` is a caller's mistake.
+
+Once the arguments are right, a handler's exception other than OSError is a
+bug in the service, not in the caller: the caller gets EIO, and the fault is
+recorded with its traceback and the file:line where it happened, for
+check_invariants to report. A handler that wants the caller to see an errno
+raises it (``abi.kernel_error(abi.EINVAL, ...)``); a KeyError is never turned
+into EINVAL, because that would make a buggy service look like a bad caller.
+A result msgpack cannot carry (a set, an int past 64 bits) is a fault too.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import sys
+import sysconfig
 import traceback
+import types
+import typing
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import trio
@@ -82,7 +109,7 @@ class Service:
     #: (ipc/local.py HostedInbox), saving a task switch per message.
     never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
-    PARAMS: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]] = {}
+    PARAMS: ClassVar[dict[str, Params]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,7 +119,7 @@ class Service:
                 if getattr(value, "__ukernel_op__", False):
                     ops[key] = value
         cls.OPS = ops
-        cls.PARAMS = {name: _params(fn) for name, fn in ops.items()}
+        cls.PARAMS = {name: Params.of(cls, name, fn) for name, fn in ops.items()}
 
     def __init__(self) -> None:
         self.router: Any = None  # set by Router.attach: the only way out
@@ -164,17 +191,25 @@ class Service:
         error, result = await self._dispatch(req, msg.op, msg.args)
         if req.deferred is not None or msgid is None or reply_fn is None:
             return
-        await reply_fn(protocol.encode_response(msgid, error, result))
+        await reply_fn(self._encode_reply(msgid, msg.op, error, result))
+
+    def _encode_reply(self, msgid: int, op_name: str, error: dict | None, result: Any) -> bytes:
+        """The response frame. A result msgpack cannot carry (a set, an int past 64 bits)
+        is the handler's bug too: EIO and a fault, not a dead inbox loop."""
+        try:
+            return protocol.encode_response(msgid, error, result)
+        except (TypeError, ValueError, OverflowError) as exc:
+            message = f"{self.name}.{op_name} answered what msgpack cannot carry: {exc!r}"
+            self.faults.append(f"{message}: {result!r:.200}")
+            return protocol.encode_response(msgid, protocol.error_map(abi.EIO, message), None)
 
     async def _dispatch(self, req: Call, op_name: str, args: dict) -> tuple[dict | None, Any]:
         handler = self.OPS.get(op_name)
         if handler is None:
             return protocol.error_map(abi.ENOSYS, f"{self.name} has no op {op_name!r}"), None
-        allowed, required = self.PARAMS[op_name]
-        if not (args.keys() <= allowed and required <= args.keys()):
-            want = ", ".join(sorted(allowed)) or "none"
-            message = f"{self.name}.{op_name}: bad arguments {sorted(args, key=repr)}; takes {want}"
-            return protocol.error_map(abi.EINVAL, message), None
+        problem = self.PARAMS[op_name].problem(args)
+        if problem is not None:
+            return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}"), None
         self._current = req
         try:
             result = await handler(self, req, **args)
@@ -182,18 +217,21 @@ class Service:
             return None, answer.result
         except OSError as exc:
             return protocol.error_from_exception(exc), None
-        except (TypeError, ValueError, KeyError) as exc:
-            return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: bad argument: {exc!r}"), None
         except trio.Cancelled:
             raise
         except Exception as exc:  # a bug in the handler: answer EIO, keep serving, report it
-            self.faults.append(f"{op_name}: {''.join(traceback.format_exception(exc))}")
-            return protocol.error_map(abi.EIO, f"{self.name}.{op_name} crashed: {exc!r}"), None
+            return self._fault(op_name, handler, exc), None
         finally:
             self._current = None
         if result is DEFERRED:
             return None, None
         return None, result
+
+    def _fault(self, op_name: str, handler: Callable, exc: Exception) -> dict:
+        """Record a handler's crash (check_invariants reports it) and make the EIO reply."""
+        message = f"{self.name}.{op_name} crashed at {crash_site(exc, handler)}: {exc!r}"
+        self.faults.append(f"{message}\n{''.join(traceback.format_exception(exc))}")
+        return protocol.error_map(abi.EIO, message)
 
     # --- every service answers these ----------------------------------------
     @op
@@ -206,17 +244,140 @@ class Service:
         return self.name
 
 
-def _params(fn: Callable) -> tuple[frozenset[str], frozenset[str]]:
-    """The keyword arguments an op takes, and those it requires."""
-    params = list(inspect.signature(fn).parameters.values())[2:]  # after self, req
-    allowed = frozenset(p.name for p in params)
-    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-    return allowed, required
+#: msgpack's integers: int64 below zero, uint64 above. A bigger int cannot be sent at all.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The type one argument must have, ready to test values: ``name`` is what an error says."""
+
+    name: str
+    accepts: Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int and INT_MIN <= value <= INT_MAX  # type(): a bool is not an int
+
+
+#: The types msgpack decodes to, each with its test.
+SCALARS: dict[Any, Callable[[Any], bool]] = {
+    int: _is_int,
+    bool: lambda value: type(value) is bool,
+    float: lambda value: type(value) is float or _is_int(value),
+    str: lambda value: type(value) is str,
+    bytes: lambda value: type(value) is bytes,
+    list: lambda value: type(value) is list,
+    dict: lambda value: type(value) is dict,
+    type(None): lambda value: value is None,
+}
+
+
+ANYTHING = Kind("Any", lambda value: True)  # the items of a list[Any]
+
+
+def kind_of(hint: Any) -> Kind | None:
+    """The Kind an annotation stands for; None for no check (``Any``). TypeError for an
+    annotation dispatch cannot check (a tuple, a class of the service's own...)."""
+    if hint is Any:
+        return None
+    if hint in SCALARS:
+        return Kind("None" if hint is type(None) else hint.__name__, SCALARS[hint])
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        members = [kind_of(arg) for arg in args]
+        if None in members:
+            return None  # Any | X takes anything
+        return Kind(" | ".join(m.name for m in members), lambda value: any(m.accepts(value) for m in members))
+    if origin in (list, dict) and args:
+        items = [kind_of(arg) or ANYTHING for arg in args]
+        name = f"{origin.__name__}[{', '.join(k.name for k in items)}]"
+        return Kind(name, _list_of(items[0]) if origin is list else _dict_of(*items))
+    raise TypeError(f"{hint!r} is not a kind dispatch checks (int, str, bytes, bool, float, list, dict, None, Any)")
+
+
+def _list_of(item: Kind) -> Callable[[Any], bool]:
+    return lambda value: type(value) is list and all(item.accepts(x) for x in value)
+
+
+def _dict_of(key: Kind, val: Kind) -> Callable[[Any], bool]:
+    return lambda value: type(value) is dict and all(key.accepts(k) and val.accepts(v) for k, v in value.items())
+
+
+def _describe(value: Any) -> str:
+    """What a wrong argument is, for the error message."""
+    if type(value) is int and not _is_int(value):
+        return f"{value}, beyond msgpack's 64 bits"
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class Params:
+    """What an op takes: its keyword arguments, those it requires, and their kinds."""
+
+    allowed: frozenset[str]
+    required: frozenset[str]
+    kinds: dict[str, Kind]  # the checked ones: annotated, and not Any
+
+    @classmethod
+    def of(cls, service: type, op_name: str, fn: Callable) -> Params:
+        """Read an op's signature once, when its class is made; TypeError names what is wrong."""
+        params = list(inspect.signature(fn).parameters.values())[2:]  # after self, req
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:  # a NameError, or a SyntaxError in an annotation string
+            raise TypeError(f"{service.__name__}.{op_name}: its annotations do not resolve: {exc!r}") from exc
+        kinds = {}
+        for p in params:
+            try:
+                kind = kind_of(hints.get(p.name, Any))
+            except TypeError as exc:
+                raise TypeError(f"{service.__name__}.{op_name}: parameter {p.name}: {exc}") from None
+            if kind is not None:
+                kinds[p.name] = kind
+        required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        return cls(frozenset(p.name for p in params), required, kinds)
+
+    def problem(self, args: dict) -> str | None:
+        """What is wrong with a message's arguments, or None: names first, then types."""
+        if not (args.keys() <= self.allowed and self.required <= args.keys()):
+            want = ", ".join(sorted(self.allowed)) or "none"
+            return f"bad arguments {sorted(args, key=repr)}; takes {want}"
+        for name, value in args.items():
+            kind = self.kinds.get(name)
+            if kind is not None and not kind.accepts(value):
+                return f"argument {name} must be {kind.name}, not {_describe(value)}"
+        return None
+
+
+#: Python's own library and installed packages: not where a service's bug is.
+LIBRARY_DIRS = tuple({sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def crash_site(exc: BaseException, handler: Callable) -> str:
+    """file:line of the innermost frame of the traceback in the project's own code (not in
+    Python's library), relative to the directory that holds the handler's package."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if not f.filename.startswith(LIBRARY_DIRS)] or frames
+    frame = ours[-1]
+    path, root = Path(frame.filename), _package_root(handler)
+    shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
+    return f"{shown}:{frame.lineno}"
+
+
+def _package_root(fn: Callable) -> Path | None:
+    """The directory holding fn's top-level package (services/pid.py -> the checkout)."""
+    module = sys.modules.get(fn.__module__)
+    if module is None or not getattr(module, "__file__", None):
+        return None
+    file = Path(module.__file__)
+    return file.parents[module.__name__.count(".") + (file.name == "__init__.py")]
 
 
 def get(table: dict, handle: Any, what: str) -> Any:
-    """Look up a handle this service gave out; EINVAL names a bad one."""
+    """Look up a handle this service gave out; EINVAL names a bad one. (Dispatch has
+    checked its type already: an op declares ``handle: int``.)"""
     try:
         return table[handle]
-    except (KeyError, TypeError):
+    except KeyError:
         raise abi.kernel_error(abi.EINVAL, f"no {what} with handle {handle!r}") from None
