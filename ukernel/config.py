@@ -63,6 +63,7 @@ class Config:
 
     cpus: int = 1
     memory: int | str = "64M"
+    tmpfs_size: int | str = 0  # bytes the tmpfs may hold (ENOSPC past it); 0: half of memory, as tmpfs's default
     seed: int = 0  # orders tasks running at once on several CPUs (determinism.py); sched's CPU tie-breaks
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
@@ -83,6 +84,7 @@ class Config:
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
+        self.tmpfs_size = parse_size(self.tmpfs_size) or self.memory // 2
         load_class(self.sched)  # an unknown class is a ValueError now, not at boot
         if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))

@@ -93,6 +93,8 @@ MAX_LFS_FILESIZE = 2**63 - 1
 #: file's bytes in one bytearray, so a write at or past 16 MiB is EFBIG and one that would cross
 #: it is cut short (generic_write_check_limits, as on a file system with a smaller s_maxbytes).
 MAX_FILE_SIZE = 16 * 1024 * 1024
+#: tmpfs's size= when none is given (the kernel passes half of memory, as tmpfs's default is half of RAM).
+TMPFS_SIZE_DEFAULT = 32 * 1024 * 1024
 #: The most one read of /dev/zero gives (read_iter_zero may stop early; a read may be short).
 ZERO_READ_MAX = 1024 * 1024
 

@@ -27,7 +27,9 @@ class MountOps:
         ``inum`` is the number the namespaces service gave it."""
         old = get(self.mnt_namespaces, mnt_ns, "mount namespace")
         fss = self._fs(fs) if fs is not None else None
-        handle = self.new_handle(self.mnt_namespaces, MntNamespace(list(old.mounts), inum=inum))
+        handle = self.new_handle(
+            self.mnt_namespaces, MntNamespace(list(old.mounts), inum=inum, max_mounts=old.max_mounts)
+        )
         if fss is not None:
             fss.mnt_ns = handle
         return {"mnt_ns": handle}
@@ -73,7 +75,7 @@ class MountOps:
         inode = self._mountpoint(fss, target)
         if not inode.is_dir:
             raise abi.kernel_error(abi.ENOTDIR, target)
-        self._ns(fss).mounts.append(self._new_mount(fstype, source, inode))
+        self._ns(fss).add(self._new_mount(fstype, source, inode))
 
     @op
     async def umount(self, req: Call, fs: int, target: str) -> None:
@@ -87,7 +89,7 @@ class MountOps:
             raise abi.kernel_error(abi.EINVAL, f"{target} is not a mount point")
         if ns.covering(mount.root) is not None or self._busy(ns, mount):
             raise abi.kernel_error(abi.EBUSY, f"{target} is in use")
-        ns.mounts.remove(mount)
+        ns.remove(mount)
 
     def _mountpoint(self, fss: FsStruct, target: str) -> Inode:
         """The directory a mount goes on or comes off: /proc itself is one (a new proc

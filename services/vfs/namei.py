@@ -19,6 +19,9 @@ from ukernel.ipc.service import Answer, Call, op
 
 from .inode import FsStruct, Inode, Pipe
 
+#: Linux's fs.mount-max default: mounts one namespace may hold.
+MOUNT_MAX = 100_000
+
 
 @dataclass(eq=False)
 class Mount:
@@ -33,24 +36,48 @@ class Mount:
 
 @dataclass
 class MntNamespace:
-    """struct mnt_namespace: the mount table a task sees."""
+    """struct mnt_namespace: the mount table a task sees, indexed by mountpoint and by root
+    so a walk crosses a mount in O(1) (a stack of N mounts costs N steps, not N*N)."""
 
     mounts: list[Mount] = field(default_factory=list)  # in mount order; mounts[0] is '/'
     count: int = 1
     inum: int = abi.INIT_NS_INUMS["mnt"]  # what /proc/PID/ns/mnt names
+    max_mounts: int = MOUNT_MAX
+    _on: dict[Inode, list[Mount]] = field(default_factory=dict, repr=False)  # mountpoint -> mounts, oldest first
+    _roots: dict[Inode, Mount] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for mount in self.mounts:
+            self._index(mount)
+
+    def _index(self, mount: Mount) -> None:
+        if mount.mountpoint is not None:  # the root mount is on nothing
+            self._on.setdefault(mount.mountpoint, []).append(mount)
+        self._roots.setdefault(mount.root, mount)
+
+    def add(self, mount: Mount) -> None:
+        """do_add_mount; past the namespace's limit (Linux's fs.mount-max) it is ENOSPC."""
+        if len(self.mounts) >= self.max_mounts:
+            raise abi.kernel_error(abi.ENOSPC, f"{self.max_mounts} mounts in this namespace (fs.mount-max)")
+        self.mounts.append(mount)
+        self._index(mount)
+
+    def remove(self, mount: Mount) -> None:
+        self.mounts.remove(mount)
+        stack = self._on[mount.mountpoint]
+        stack.remove(mount)
+        if not stack:
+            del self._on[mount.mountpoint]
+        if self._roots.get(mount.root) is mount:
+            del self._roots[mount.root]
 
     def covering(self, inode: Inode) -> Mount | None:
         """The newest mount on this directory, if any (what a walk crosses onto)."""
-        for mount in reversed(self.mounts):
-            if mount.mountpoint is inode:
-                return mount
-        return None
+        stack = self._on.get(inode)
+        return stack[-1] if stack else None
 
     def rooted_at(self, inode: Inode) -> Mount | None:
-        for mount in self.mounts:
-            if mount.root is inode:
-                return mount
-        return None
+        return self._roots.get(inode)
 
     def follow_mount(self, inode: Inode) -> Inode:
         while (mount := self.covering(inode)) is not None:

@@ -29,6 +29,7 @@ from .inode import (
     MAX_FILE_SIZE,
     MAX_LFS_FILESIZE,
     NR_OPEN_DEFAULT,
+    TMPFS_SIZE_DEFAULT,
     ZERO_READ_MAX,
     File,
     FilesStruct,
@@ -37,7 +38,7 @@ from .inode import (
     Pipe,
 )
 from .mount import MountOps
-from .namei import Found, MntNamespace, Mount, NameOps, ProcRedirect, d_path, walk
+from .namei import MOUNT_MAX, Found, MntNamespace, Mount, NameOps, ProcRedirect, d_path, walk
 from .pipe import PipeOps
 from .proc import ProcOps
 
@@ -46,8 +47,16 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     name = "vfs"
     calls = frozenset({"mm"})
 
-    def __init__(self, stdin: bytes = b"", console: Callable[[bytes], None] | None = None):
+    def __init__(
+        self,
+        stdin: bytes = b"",
+        console: Callable[[bytes], None] | None = None,
+        tmpfs_size: int = TMPFS_SIZE_DEFAULT,
+        mount_max: int = MOUNT_MAX,
+    ):
         super().__init__()
+        self.tmpfs_size = tmpfs_size  # bytes the regular files may hold in all (tmpfs's size=)
+        self.tmpfs_used = 0  # what they hold now (shmem's used_blocks, in bytes)
         self._inos = itertools.count(1)
         self._devs = itertools.count(1)
         self.clock = 0  # the vfs's own clock for inode times: one tick per change
@@ -65,8 +74,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         dev = self.root.children["dev"]
         for name in ("console", "null", "zero"):
             self._link(dev, name, self._new_inode(st.S_IFCHR | 0o666, device=name))
-        init_ns = MntNamespace([Mount("tmpfs", "rootfs", self.root, None, next(self._devs))])
-        init_ns.mounts.append(self._new_mount("proc", "proc", self.root.children["proc"]))
+        init_ns = MntNamespace([Mount("tmpfs", "rootfs", self.root, None, next(self._devs))], max_mounts=mount_max)
+        init_ns.add(self._new_mount("proc", "proc", self.root.children["proc"]))
         self.init_mnt_ns = self.new_handle(self.mnt_namespaces, init_ns)  # never freed
         self.stdin = bytearray(stdin)
         self.stdin_live = False  # a terminal: an empty console blocks instead of EOF
@@ -101,6 +110,8 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         self._touch(inode, 2)
         if inode.nlink == 0 and inode.i_count > 0:
             self.orphans.add(inode)
+        elif inode.nlink == 0:
+            self._uncharge(inode)  # evict: no name and no opener left
 
     def _mkdir_at(self, directory: Inode, name: str, mode: int) -> Inode:
         inode = self._new_inode(st.S_IFDIR | mode, nlink=1)  # '.'; the entry adds the other
@@ -152,6 +163,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         old = directory.children.get(name)
         if old is not None:
             self._unlink(directory, name)
+        self._charge(len(data))
         self._link(directory, name, self._new_inode(st.S_IFREG | (mode & 0o7777), data=bytearray(data)))
 
     @op
@@ -308,8 +320,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     def _release_now(self, file: File) -> Pipe | None:
         inode = file.inode
         inode.i_count -= 1
-        if inode.i_count == 0:
+        if inode.i_count == 0 and inode in self.orphans:
             self.orphans.discard(inode)
+            self._uncharge(inode)
         if inode.pipe is not None:
             inode.pipe.readers -= file.readable
             inode.pipe.writers -= file.writable
@@ -350,7 +363,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             raise abi.kernel_error(abi.EEXIST, path)
         self._may_open(inode, flags, path)
         if flags & abi.O_TRUNC and st.S_ISREG(inode.mode) and flags & abi.O_ACCMODE != abi.O_RDONLY:
-            inode.data.clear()
+            self._uncharge(inode)
             self._touch(inode, 1, 2)
         file = File(
             inode,
@@ -434,11 +447,24 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         data = data[: self._write_limit(file.pos, fd)]
         end = file.pos + len(data)
         if end > len(inode.data):
+            self._charge(end - len(inode.data))
             inode.data.extend(bytes(end - len(inode.data)))
         inode.data[file.pos : end] = data
         file.pos = end
         self._touch(inode, 1, 2)
         return len(data)
+
+    def _charge(self, grow: int) -> None:
+        """shmem_acct_blocks: a file may grow only while the tmpfs has room (ENOSPC)."""
+        if self.tmpfs_used + grow > self.tmpfs_size:
+            raise abi.kernel_error(abi.ENOSPC, f"tmpfs is full ({self.tmpfs_used} of {self.tmpfs_size} bytes used)")
+        self.tmpfs_used += grow
+
+    def _uncharge(self, inode: Inode) -> None:
+        """A regular file's bytes go back to the tmpfs (truncated, or the inode freed)."""
+        if st.S_ISREG(inode.mode) and inode.proc is None:
+            self.tmpfs_used -= len(inode.data)
+        inode.data.clear()
 
     def _write_limit(self, pos: int, fd: int) -> int:
         """generic_write_check_limits: at or past the file-size limit is EFBIG; a write
@@ -656,6 +682,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         for inode in self.orphans:
             if inode.nlink or not inode.i_count:
                 problems.append(f"vfs: orphan inode {inode.ino} has nlink {inode.nlink}, i_count {inode.i_count}")
+        held = sum(len(i.data) for i in seen | self.orphans if st.S_ISREG(i.mode) and i.proc is None)
+        if held != self.tmpfs_used:
+            problems.append(f"vfs: tmpfs counts {self.tmpfs_used} bytes used, its files hold {held}")
         return problems
 
     @op
@@ -671,6 +700,6 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             "fds": sum(len(f.fds) for f in self.files_structs.values()),
             "mnt_namespaces": len(self.mnt_namespaces),
             "pipes": len({id(f.inode) for f in self.files.values() if f.inode.pipe is not None}),
-            "orphan_inodes": len(self.orphans),
+            "orphan_inodes": sum(1 for i in self.orphans if not i.device),  # /dev/console unlinked: still open, no leak
             "waiters": len(self.waiters),
         }

@@ -85,7 +85,7 @@ class Kernel(Cpus, Entry):
         c = self.config
         return [
             MmService(memory=c.memory),
-            VfsService(stdin=c.stdin, console=c.console),
+            VfsService(stdin=c.stdin, console=c.console, tmpfs_size=c.tmpfs_size),
             PidService(pid_max=c.pid_max),
             SchedService(cpus=c.cpus, policy=c.sched, seed=c.seed, settings=c.sched_settings),
             SignalsService(),
