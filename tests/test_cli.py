@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
+import pytest
+
 from ukernel import cli
+from ukernel.trace import load
+from ukernel.trace.views import VIEWS, View
 
 
 def ukernel(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
@@ -96,3 +101,62 @@ def test_run_writes_a_view_directly(tmp_path):
     assert out.read_text() == "init───nginx───3*[nginx]\n"
     done = ukernel("run", "hello", "--trace-format", "strace")
     assert b'[pid 2] write(1, "hello from pid 2 (parent 1)\\n", 28) = 28' in done.stderr
+
+
+# --- the VIEWS table drives `ukernel trace` and `ukernel run --trace-format` ------------------------
+def in_process(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """``ukernel ARGS`` in this process, with nothing on stdin: (exit code, stdout)."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO()))
+    code = cli.main(list(args))
+    return code, capsys.readouterr().out
+
+
+def test_trace_help_lists_every_view_with_its_line(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["trace", "--help"])
+    assert done.value.code == 0
+    lines = [line.split(None, 1) for line in capsys.readouterr().out.splitlines()]
+    for name, view in VIEWS.items():
+        assert [name, view.help] in lines, name
+
+
+#: The views whose text is the same on every run in one process (the others show dur_us or task numbers).
+SAME_EVERY_RUN = {"strace", "pstree", "route", "mermaid", "gantt"}
+
+
+def test_every_view_in_the_table_is_reachable_from_trace_and_run(tmp_path, monkeypatch, capsys):
+    jsonl = tmp_path / "hello.jsonl"
+    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(jsonl))[0] == 0
+    events = load(jsonl)
+    for name, view in VIEWS.items():
+        assert in_process(monkeypatch, capsys, "trace", name, str(jsonl)) == (0, view.render(events)), name
+        out = tmp_path / f"hello.{name}"
+        assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(out), "--trace-format", name)[0] == 0
+        written, expected = out.read_text(), view.render(events)
+        if name in SAME_EVERY_RUN:
+            assert written == expected, name
+        else:
+            assert written.splitlines()[0] == expected.splitlines()[0], name
+
+
+def test_a_view_added_to_the_table_is_offered_with_its_options(tmp_path, monkeypatch, capsys):
+    def count(events: list, pid: int | None = None) -> str:
+        return f"{sum(pid is None or e.get('pid') == pid for e in events)} events\n"
+
+    monkeypatch.setitem(VIEWS, "count", View(count, "how many events (of -p PID)", ("pid",)))
+    jsonl = tmp_path / "hello.jsonl"
+    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(jsonl))[0] == 0
+    events = load(jsonl)
+    assert in_process(monkeypatch, capsys, "trace", "count", str(jsonl), "-p", "2") == (0, count(events, pid=2))
+    out = tmp_path / "hello.count"
+    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(out), "--trace-format", "count")[0] == 0
+    assert out.read_text().endswith(" events\n")
+    with pytest.raises(SystemExit):
+        cli.main(["trace", "--help"])
+    assert ["count", "how many events (of -p PID)"] in [
+        line.split(None, 1) for line in capsys.readouterr().out.splitlines()
+    ]
+    monkeypatch.delitem(VIEWS, "count")
+    with pytest.raises(SystemExit) as done:
+        cli.main(["trace", "count", str(jsonl)])
+    assert done.value.code == 2 and "invalid choice: 'count'" in capsys.readouterr().err

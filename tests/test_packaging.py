@@ -45,6 +45,7 @@ def test_the_wheel_carries_the_package_data(wheel: Path):
     assert "ukernel/py.typed" in names
     assert "userland/hello.py" in names and "userland/init.py" in names
     assert "ukernel/__main__.py" in names
+    assert "ukernel/trace/views/html.css" in names and "ukernel/trace/views/html.js" in names
 
 
 def test_an_installed_wheel_runs_hello_from_another_directory(wheel: Path, tmp_path: Path):

@@ -8,13 +8,16 @@ and review the diff.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -743,6 +746,24 @@ def test_html_escapes_what_the_trace_says():
     assert page.data()["route"][2]["result"] == "<"
     assert "</script><i>" not in text
     assert views.html([]).count('class="msg') == 0
+
+
+def test_html_page_has_its_style_and_script_from_the_package_files():
+    files = resources.files("ukernel.trace.views")
+    css, js = files.joinpath("html.css").read_text(), files.joinpath("html.js").read_text()
+    page = views.html([])
+    assert f"<style>\n{css}</style>" in page and f"<script>\n{js}</script>" in page
+    assert ".msg.reply .line" in css and "applyFilter" in js
+    # A wheel ships them only if pyproject.toml says so (an editable install would find them anyway).
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["ukernel.trace.views"]
+    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in shipped) for name in ("html.css", "html.js"))
+
+
+def test_ukernel_testing_does_not_import_the_views():
+    code = "import sys, ukernel.testing; print('ukernel.trace.views' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "False\n"
 
 
 async def test_trace_command_writes_chrome_json_and_html(tmp_path):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import textwrap
 from functools import partial
 
 import trio
@@ -12,6 +12,7 @@ import trio
 from . import __version__, abi, run_async
 from .kernel import fork
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
+from .trace.views import VIEWS
 
 
 def _parse_fail(items: list[str]) -> dict[str, str]:
@@ -223,29 +224,57 @@ def cmd_trace(ns: argparse.Namespace) -> int:
 
 
 def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
-    """One view of a trace, with the options of ``ukernel trace`` (or their defaults)."""
-    from .trace import views
-
-    pid, nth, msgid = getattr(ns, "pid", None), getattr(ns, "nth", 0), getattr(ns, "msgid", None)
+    """One view of a trace, with the options of ``ukernel trace`` it takes (VIEWS says which), or their defaults."""
     ops = [op for op in (getattr(ns, "ops", None) or "").split(",") if op] or None
-    if view == "strace":
-        return views.strace(events, pid=pid, ops=ops)
-    if view == "pstree":
-        return views.pstree(events, pids=getattr(ns, "pids", False), ascii=getattr(ns, "ascii", False))
-    if view == "stats":
-        return views.stats(events)
-    if view == "gantt":
-        return views.gantt(events)
-    if view == "chrome":  # one trace event per line
-        lines = [json.dumps(e) for e in views.chrome(events)["traceEvents"]]
-        return '{"traceEvents": [\n' + ",\n".join(lines) + "\n]}\n"
-    # route, mermaid, html: -e names the syscall whose route to show
-    pick = {"msgid": msgid, "syscall": ops[0] if ops else None, "nth": nth, "pid": pid}
-    if view == "route":
-        return views.route(events, **pick)
-    if view == "html":
-        return views.html(events, **pick)
-    return views.mermaid(events, **pick, values=getattr(ns, "values", False))
+    given = {
+        "pid": getattr(ns, "pid", None),
+        "ops": ops,
+        "syscall": ops[0] if ops else None,  # route, mermaid, html: -e names the syscall whose route to show
+        "nth": getattr(ns, "nth", 0),
+        "msgid": getattr(ns, "msgid", None),
+        "values": getattr(ns, "values", False),
+        "pids": getattr(ns, "pids", False),
+        "ascii": getattr(ns, "ascii", False),
+    }
+    chosen = VIEWS[view]
+    return chosen.render(events, **{option: given[option] for option in chosen.options})
+
+
+def _taking(option: str) -> str:
+    """``route, mermaid, html``: the views that take an option, for its help."""
+    return ", ".join(name for name, view in VIEWS.items() if option in view.options)
+
+
+def _add_trace_parser(sub: argparse._SubParsersAction) -> None:
+    """``ukernel trace VIEW FILE``: its views, their help and options all come from VIEWS."""
+    width = max(map(len, VIEWS))
+    listing = "\n".join(f"  {name:<{width}}  {view.help}" for name, view in VIEWS.items())
+    routes = _taking("syscall")
+    about = (
+        f"{routes} show one syscall's messages: by --msgid, else the --nth call of the syscall named by -e "
+        "(default: the clone family; html: the program's first clone), of -p PID."
+    )
+    p_trace = sub.add_parser(
+        "trace",
+        help=f"show a trace file (from run --trace) as {', '.join(VIEWS)}",
+        description=f"Views of a JSON Lines trace (docs/trace.md):\n{listing}\n\n{textwrap.fill(about, 79)}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_trace.add_argument("view", choices=list(VIEWS), metavar="VIEW", help="one of the views above")
+    p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
+    p_trace.add_argument("-p", "--pid", type=int, help=f"only this pid ({_taking('ops')}), or the caller ({routes})")
+    p_trace.add_argument(
+        "-e",
+        "--ops",
+        metavar="OP,OP",
+        help=f"{_taking('ops')}: only these syscalls; {routes}: the syscall (exit: do_exit)",
+    )
+    p_trace.add_argument("--nth", type=int, default=0, help=f"{_taking('nth')}: which call of the syscall (from 0)")
+    p_trace.add_argument("--msgid", type=int, help=f"{_taking('msgid')}: the syscall (or request) with this message id")
+    p_trace.add_argument("--values", action="store_true", help=f"{_taking('values')}: show message args and results")
+    p_trace.add_argument("--pids", action="store_true", help=f"{_taking('pids')}: label tasks name(pid), fold nothing")
+    p_trace.add_argument("--ascii", action="store_true", help=f"{_taking('ascii')}: draw with ASCII, like pstree -A")
+    p_trace.set_defaults(func=cmd_trace)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--trace-format",
         default="jsonl",
-        choices=["jsonl", "strace", "pstree", "route", "mermaid", "stats", "chrome", "html", "gantt"],
+        choices=["jsonl", *VIEWS],
         help="write this view of the trace instead (to FILE, or stderr without --trace)",
     )
     p_run.add_argument(
@@ -320,31 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00")
     p_flags.set_defaults(func=cmd_flags)
-    p_trace = sub.add_parser(
-        "trace",
-        help="show a trace file (from run --trace) as strace, pstree, route, mermaid, stats, chrome, html or gantt",
-        description="Views of a JSON Lines trace (docs/trace.md). route, mermaid and html show one syscall's "
-        "messages: by --msgid, else the --nth call of the syscall named by -e (default: the clone family; html: "
-        "the program's first clone), of -p PID. chrome writes Chrome Trace Event JSON for ui.perfetto.dev; html "
-        "a self-contained page (route diagram, pstree, syscall table).",
-    )
-    p_trace.add_argument("view", choices=["strace", "pstree", "route", "mermaid", "stats", "chrome", "html", "gantt"])
-    p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
-    p_trace.add_argument("-p", "--pid", type=int, help="only this pid (strace), or the caller (route, mermaid, html)")
-    p_trace.add_argument(
-        "-e",
-        "--ops",
-        metavar="OP,OP",
-        help="strace: only these syscalls; route, mermaid, html: the syscall (exit: do_exit)",
-    )
-    p_trace.add_argument("--nth", type=int, default=0, help="route, mermaid, html: which call of the syscall (from 0)")
-    p_trace.add_argument(
-        "--msgid", type=int, help="route, mermaid, html: the syscall (or request) with this message id"
-    )
-    p_trace.add_argument("--values", action="store_true", help="mermaid: show message args and results")
-    p_trace.add_argument("--pids", action="store_true", help="pstree: label tasks name(pid), fold nothing")
-    p_trace.add_argument("--ascii", action="store_true", help="pstree: draw with ASCII, like pstree -A")
-    p_trace.set_defaults(func=cmd_trace)
+    _add_trace_parser(sub)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # options may follow the program's arguments: ukernel run nginx 4 -v
         return cmd_run(p_run.parse_intermixed_args(argv[1:]))

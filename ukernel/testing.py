@@ -1,9 +1,12 @@
-"""Helpers for tests and course work: talk to one service through real messages."""
+"""Helpers for tests and course work: talk to one service through real messages, and
+pick one syscall's route out of a trace (the views draw the same routes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -11,7 +14,7 @@ import trio
 from .ipc.local import open_local
 from .ipc.router import Router
 from .ipc.service import Service
-from .trace import MemorySink, Tracer
+from .trace import Event, MemorySink, Tracer
 
 
 class ServiceClient:
@@ -41,6 +44,11 @@ async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
         nursery.cancel_scope.cancel()
 
 
+#: The syscalls that create a task; their return value (in the parent) is the child's pid.
+CLONE_FAMILY = ("fork", "vfork", "clone", "clone3")
+MESSAGE_TYPES = ("request", "reply", "notify")
+
+
 def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> list[dict]:
     """The syscall_enter events of one syscall (optionally of one pid), in order."""
     return [
@@ -48,13 +56,150 @@ def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> l
     ]
 
 
-def route_of(trace: list[dict], syscall: str = "clone", nth: int = 0, pid: int | None = None) -> list[tuple[str, str]]:
-    """The (service, op) requests the nth such syscall sent, in order."""
-    calls = syscall_events(trace, syscall, pid)
+def births(events: list[Event]) -> dict[int, tuple[Event, Event]]:
+    """Index of the syscall_enter of each clone-family call that made a task -> (enter, exit).
+
+    A task exists from the clone's entry on (a vfork child can exit before vfork returns),
+    so a pid that is used again starts a new life there.
+    """
+    enters: dict[Any, tuple[int, Event]] = {}
+    made: dict[int, tuple[Event, Event]] = {}
+    for i, e in enumerate(events):
+        if e["type"] == "syscall_enter" and e["op"] in CLONE_FAMILY:
+            enters[e.get("msgid")] = (i, e)
+        elif e["type"] == "syscall_exit" and e["op"] in CLONE_FAMILY:
+            found = enters.pop(e.get("msgid"), None)
+            if found is not None and isinstance(e.get("result"), int) and e["result"] > 0:
+                made[found[0]] = (found[1], e)
+    return made
+
+
+@dataclass
+class Route:
+    """The messages of one syscall, of one request (and what it led to) or of one do_exit."""
+
+    root: Event | None  # the syscall_enter; None for a request's or a do_exit's route
+    exit: Event | None  # the syscall's (first) syscall_exit
+    pid: Any
+    requests: list[Event]  # requests and notifies, in trace order
+    events: list[Event]  # every event of the route in trace order (enter, messages, replies, exit)
+    parent_of: dict[Any, Any]  # msgid of a request -> the msgid it was caused by
+    request: Event | None = None  # the request a request's route starts at
+
+
+def _descendants(events: list[Event], roots: set[Any]) -> set[Any]:
+    """Msgids of requests caused (transitively) by one of ``roots``."""
+    found: set[Any] = set()
+    frontier = set(roots)
+    while frontier:
+        new = {
+            e.get("msgid")
+            for e in events
+            if e["type"] in ("request", "notify") and e.get("cause") in frontier and e.get("msgid") not in found
+        }
+        new -= roots
+        found |= new
+        frontier = new
+    return found
+
+
+def _route(
+    chosen: list[Event], pid: Any, root: Event | None = None, exit_: Event | None = None, request: Event | None = None
+) -> Route:
+    requests = [e for e in chosen if e["type"] in ("request", "notify")]
+    parent_of = {e.get("msgid"): e.get("cause") for e in requests}
+    return Route(root, exit_, pid, requests, chosen, parent_of, request)
+
+
+def _messages(events: list[Event], ids: set[Any]) -> list[Event]:
+    return [e for e in events if e["type"] in MESSAGE_TYPES and e.get("msgid") in ids]
+
+
+def syscall_route(events: list[Event], enter: Event) -> Route:
+    """The route of the syscall ``enter`` starts: its enter, every message it led to, its exits."""
+    msgid = enter.get("msgid")
+    ids = _descendants(events, {msgid})
+    exits = [e for e in events if e["type"] == "syscall_exit" and e.get("msgid") == msgid]
+    chosen = [
+        e
+        for e in events
+        if (e["type"] in MESSAGE_TYPES and e.get("msgid") in ids) or e is enter or any(e is x for x in exits)
+    ]
+    return _route(chosen, enter.get("pid"), enter, exits[0] if exits else None)
+
+
+def _msgid_route(events: list[Event], msgid: int) -> Route:
+    """The route of a syscall, or of a request and what it led to, by its msgid."""
+    roots = [e for e in events if e.get("msgid") == msgid and e["type"] in ("syscall_enter", "request", "notify")]
+    if not roots:
+        raise ValueError(f"no syscall or request #{msgid} in the trace")
+    root = roots[0]
+    if root["type"] == "syscall_enter":
+        return syscall_route(events, root)
+    return _route(_messages(events, _descendants(events, {msgid}) | {msgid}), root.get("pid"), request=root)
+
+
+def _exit_route(events: list[Event], nth: int, pid: int | None) -> Route:
+    """The nth do_exit (of ``pid``): its messages carry ``syscall: exit`` and no cause."""
+    born = {at: exit_["result"] for at, (_, exit_) in births(events).items()}
+    life: Counter = Counter()
+    groups: dict[tuple[Any, int], list[Event]] = {}  # (pid, which life) -> its do_exit's messages
+    for i, e in enumerate(events):
+        if i in born:
+            life[born[i]] += 1
+        if e.get("syscall") == "exit" and e.get("cause") is None and e["type"] in MESSAGE_TYPES:
+            if pid is None or e.get("pid") == pid:
+                groups.setdefault((e.get("pid"), life[e.get("pid")]), []).append(e)
+    if nth >= len(groups):
+        raise ValueError(f"the trace has {len(groups)} exits, not {nth + 1}")
+    first = list(groups.values())[nth]
+    ids = {e.get("msgid") for e in first if e["type"] != "reply"}
+    return _route(_messages(events, ids | _descendants(events, ids)), first[0].get("pid"))
+
+
+def select_route(
+    events: Iterable[Event],
+    msgid: int | None = None,
+    syscall: str | None = None,
+    nth: int = 0,
+    pid: int | None = None,
+) -> Route:
+    """The route of one syscall: by ``msgid``, else the ``nth`` ``syscall`` (of ``pid``).
+
+    With neither, the nth call of the clone family. ``syscall="exit"`` picks
+    the nth do_exit (whose messages carry ``syscall: exit`` and no cause). A
+    ``msgid`` of a request gives the sub-route under that request.
+    """
+    events = list(events)
+    if msgid is not None:
+        return _msgid_route(events, msgid)
+    if syscall == "exit":
+        return _exit_route(events, nth, pid)
+    names = CLONE_FAMILY if syscall is None else (syscall,)
+    calls = [
+        e for e in events if e["type"] == "syscall_enter" and e["op"] in names and (pid is None or e["pid"] == pid)
+    ]
     if nth >= len(calls):
-        raise AssertionError(f"the trace has {len(calls)} {syscall} calls, not {nth + 1}")
-    cause = calls[nth]["msgid"]
-    return [(e["dst"], e["op"]) for e in trace if e["type"] == "request" and e.get("cause") == cause]
+        what = syscall or "/".join(CLONE_FAMILY)
+        raise ValueError(
+            f"the trace has {len(calls)} {what} calls{'' if pid is None else f' by pid {pid}'}, not {nth + 1}"
+        )
+    return syscall_route(events, calls[nth])
+
+
+def _expected_route(trace: list[Event], syscall: str, nth: int, pid: int | None) -> Route:
+    """``select_route`` for a test: a call that is not in the trace is a failed expectation."""
+    try:
+        return select_route(trace, syscall=syscall, nth=nth, pid=pid)
+    except ValueError as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def route_of(trace: list[dict], syscall: str = "clone", nth: int = 0, pid: int | None = None) -> list[tuple[str, str]]:
+    """The (service, op) requests the nth such syscall sent, in order (``exit``: the nth do_exit)."""
+    r = _expected_route(trace, syscall, nth, pid)
+    cause = r.root["msgid"] if r.root else None
+    return [(e["dst"], e["op"]) for e in r.requests if e["type"] == "request" and e.get("cause") == cause]
 
 
 def nested_route_of(
@@ -62,13 +207,30 @@ def nested_route_of(
 ) -> list[tuple[str, str, str]]:
     """Every (src, dst, op) request the nth such syscall led to, also those a service
     sent on its behalf (their cause is a request of the syscall's), in order."""
-    calls = syscall_events(trace, syscall, pid)
-    if nth >= len(calls):
-        raise AssertionError(f"the trace has {len(calls)} {syscall} calls, not {nth + 1}")
-    causes = {calls[nth]["msgid"]}
-    route = []
-    for e in trace:
-        if e["type"] == "request" and e.get("cause") in causes:
-            route.append((e["src"], e["dst"], e["op"]))
-            causes.add(e["msgid"])
-    return route
+    r = _expected_route(trace, syscall, nth, pid)
+    return [(e["src"], e["dst"], e["op"]) for e in r.requests if e["type"] == "request"]
+
+
+def assert_route(
+    trace: list[Event],
+    expected: Iterable[tuple[str, str]],
+    syscall: str = "clone",
+    nth: int = 0,
+    pid: int | None = None,
+) -> None:
+    """``route_of(...) == expected``, failing with both routes side by side (``!`` marks rows that differ)."""
+    want = [tuple(x) for x in expected]
+    got = route_of(trace, syscall, nth, pid)
+    if got == want:
+        return
+    left = [f"{s} {o}" for s, o in want]
+    right = [f"{s} {o}" for s, o in got]
+    width = max([len("expected"), *map(len, left)])
+    rows = [f"   {'expected':<{width}}   actual"]
+    for k in range(max(len(left), len(right))):
+        a = left[k] if k < len(left) else ""
+        b = right[k] if k < len(right) else ""
+        mark = " ! " if a != b else "   "
+        rows.append(f"{mark}{a:<{width}}   {b}".rstrip())
+    who = "" if pid is None else f" of pid {pid}"
+    raise AssertionError(f"route of {syscall} #{nth}{who} differs:\n" + "\n".join(rows))

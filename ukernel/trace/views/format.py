@@ -1,0 +1,314 @@
+"""Values and calls as strace writes them: the formatting the views share.
+
+``strace`` prints its lines with it, and ``route``, ``mermaid``, ``chrome`` and ``html``
+name a syscall the same way (``clone(flags=CLONE_VM|..., fn=worker) = 8``).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ... import abi
+from .. import Event
+
+NO_RETURN = ("exit", "exit_group")
+#: Argument names that hold user addresses (printed in hex, 0 as NULL).
+POINTER_ARGS = ("addr", "parent_tid", "child_tid", "tls")
+
+STRSIZE = 32  # strace -s: how much of a string to show
+
+
+# --- values, as strace prints them -------------------------------------------------------
+def as_text(value: str | bytes) -> str:
+    """Bytes as the JSON Lines sink writes them, so a loaded trace prints the same."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\v": "\\v", "\f": "\\f", '"': '\\"', "\\": "\\\\"}
+
+
+def cstring(value: str | bytes, limit: int = STRSIZE) -> str:
+    """``"worker 0\\n"``: a C string literal, cut at ``limit`` characters with ``...`` after."""
+    text = as_text(value)
+    out = []
+    shown = text[:limit]
+    for i, ch in enumerate(shown):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0o400:  # strace: short octal unless a digit follows
+            nxt = shown[i + 1] if i + 1 < len(shown) else ""
+            out.append(f"\\{ord(ch):03o}" if nxt.isdigit() else f"\\{ord(ch):o}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return '"' + "".join(out) + '"' + ("..." if len(text) > limit else "")
+
+
+def value(v: Any) -> str:
+    """One argument or result: strings quoted, None as NULL, dicts as ``{k=v}``."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str | bytes):
+        return cstring(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def pointer(v: Any) -> str:
+    if v == 0 or v is None:
+        return "NULL"
+    return hex(v) if isinstance(v, int) else value(v)
+
+
+def _bits(v: Any, names: Iterable[tuple[int, str]], zero: str = "0") -> str:
+    if not isinstance(v, int):
+        return value(v)
+    parts, rest = [], v
+    for bit, name in names:
+        if bit and rest & bit == bit:
+            parts.append(name)
+            rest &= ~bit
+    if rest:
+        parts.append(hex(rest))
+    return "|".join(parts) or zero
+
+
+def clone_flags(flags: Any, exit_signal_in_low_byte: bool = True) -> str:
+    """``CLONE_VM|CLONE_FS|SIGCHLD``; clone3 keeps the exit signal apart, so its low byte is flags."""
+    if not isinstance(flags, int):
+        return value(flags)
+    if exit_signal_in_low_byte:
+        return "|".join(abi.decode_clone_flags(flags)) or "0"
+    low = flags & abi.CSIGNAL
+    names = abi.decode_clone_flags(flags & ~abi.CSIGNAL)
+    if low & abi.CLONE_NEWTIME:
+        names.insert(0, "CLONE_NEWTIME")
+        low &= ~abi.CLONE_NEWTIME
+    if low:
+        names.append(hex(low))
+    return "|".join(names) or "0"
+
+
+def signal_name(sig: Any) -> str:
+    return abi.SIGNAL_NAMES.get(sig, str(sig)) if isinstance(sig, int) and sig else value(sig)
+
+
+def _named(*names: str) -> list[tuple[int, str]]:
+    """(value, name) pairs from ukernel.abi, for decoding bit masks by name."""
+    return [(getattr(abi, name), name) for name in names]
+
+
+_PROT = _named("PROT_READ", "PROT_WRITE", "PROT_EXEC")
+_MAP = _named("MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS")
+_WAIT = _named("WNOHANG", "WUNTRACED", "WEXITED", "WCONTINUED", "WNOWAIT", "__WNOTHREAD", "__WALL", "__WCLONE")
+_OPEN = _named(
+    "O_WRONLY",
+    "O_RDWR",
+    "O_CREAT",
+    "O_EXCL",
+    "O_NOCTTY",
+    "O_TRUNC",
+    "O_APPEND",
+    "O_NONBLOCK",
+    "O_DIRECTORY",
+    "O_NOFOLLOW",
+    "O_CLOEXEC",
+)
+
+
+def wait_status(status: Any) -> str:
+    """``[{WIFEXITED(s) && WEXITSTATUS(s) == 10}]``, as strace decodes a wait status."""
+    if not isinstance(status, int):
+        return value(status)
+    if abi.WIFEXITED(status):
+        return f"[{{WIFEXITED(s) && WEXITSTATUS(s) == {abi.WEXITSTATUS(status)}}}]"
+    if abi.WIFSIGNALED(status):
+        return f"[{{WIFSIGNALED(s) && WTERMSIG(s) == {signal_name(abi.WTERMSIG(status))}}}]"
+    if abi.WIFSTOPPED(status):
+        return f"[{{WIFSTOPPED(s) && WSTOPSIG(s) == {signal_name(abi.WSTOPSIG(status))}}}]"
+    if abi.WIFCONTINUED(status):
+        return "[{WIFCONTINUED(s)}]"
+    return f"[{status:#x}]"
+
+
+# --- one syscall, as strace prints it ----------------------------------------------------
+# A formatter splits the call into what is known at entry (head) and what only the
+# exit tells (tail): ``wait4(-1, `` + ``[{WIFEXITED(s) && ...}], 0, NULL)``. A call that
+# blocks while others run prints ``head <unfinished ...>``, later ``<... op resumed>tail``.
+Formatter = Callable[[dict, Event | None], tuple[str, str]]
+
+
+def succeeded(exit_: Event | None) -> bool:
+    return exit_ is not None and "errno" not in exit_
+
+
+def _fmt_generic(op: str) -> Formatter:
+    def fmt(args: dict, exit_: Event | None) -> tuple[str, str]:
+        parts = []
+        for name, v in args.items():
+            if name in POINTER_ARGS:
+                parts.append(pointer(v))
+            elif name == "sig":
+                parts.append(signal_name(v))
+            else:
+                parts.append(value(v))
+        return f"{op}({', '.join(parts)}", ")"
+
+    return fmt
+
+
+def _fmt_clone(args: dict, exit_: Event | None) -> tuple[str, str]:
+    parts = [f"flags={clone_flags(args.get('flags'))}"]
+    if args.get("fn") is not None:
+        parts.append(f"fn={args['fn']}")
+        parts.append(f"arg={value(args.get('arg'))}")
+    for name in ("parent_tid", "child_tid", "tls"):
+        if args.get(name):
+            parts.append(f"{name}={pointer(args[name])}")
+    return "clone(" + ", ".join(parts), ")"
+
+
+def _fmt_clone3(args: dict, exit_: Event | None) -> tuple[str, str]:
+    parts = [f"flags={clone_flags(args.get('flags'), exit_signal_in_low_byte=False)}"]
+    parts.append(f"exit_signal={signal_name(args.get('exit_signal', 0)) if args.get('exit_signal') else 0}")
+    if args.get("set_tid"):
+        parts.append(f"set_tid={value(args['set_tid'])}")
+    if args.get("pidfd"):
+        parts.append("pidfd=true")
+    if args.get("fn") is not None:
+        parts.append(f"fn={args['fn']}")
+        parts.append(f"arg={value(args.get('arg'))}")
+    return "clone3({" + ", ".join(parts) + "}", ")"
+
+
+def _fmt_execve(args: dict, exit_: Event | None) -> tuple[str, str]:
+    argv = args.get("argv")
+    argv_text = "[" + ", ".join(cstring(a) for a in argv) + "]" if isinstance(argv, list) else value(argv)
+    envp = args.get("envp") or {}
+    return f"execve({cstring(args.get('path', ''))}, {argv_text}, /* {len(envp)} vars */", ")"
+
+
+def _fmt_wait4(args: dict, exit_: Event | None) -> tuple[str, str]:
+    status = "NULL"
+    result = exit_.get("result") if succeeded(exit_) else None
+    if isinstance(result, list) and len(result) >= 2 and result[0]:
+        status = wait_status(result[1])
+    return f"wait4({value(args.get('pid'))}, ", f"{status}, {_bits(args.get('options'), _WAIT)}, NULL)"
+
+
+def _fmt_write(args: dict, exit_: Event | None) -> tuple[str, str]:
+    data = args.get("data", b"")
+    size = len(data) if isinstance(data, bytes) else len(as_text(data).encode("utf-8", "surrogateescape"))
+    return f"write({value(args.get('fd'))}, {cstring(data)}, {size}", ")"
+
+
+def _fmt_read(args: dict, exit_: Event | None) -> tuple[str, str]:
+    data = exit_.get("result") if succeeded(exit_) else None
+    buf = cstring(data) if isinstance(data, str | bytes) else "NULL"
+    return f"read({value(args.get('fd'))}, ", f"{buf}, {value(args.get('n'))})"
+
+
+def _fmt_mmap(args: dict, exit_: Event | None) -> tuple[str, str]:
+    parts = [
+        pointer(args.get("addr")),
+        value(args.get("length")),
+        _bits(args.get("prot"), _PROT, "PROT_NONE"),
+        _bits(args.get("flags"), _MAP),
+        value(args.get("fd")),
+        value(args.get("offset")),
+    ]
+    return "mmap(" + ", ".join(parts), ")"
+
+
+def _fmt_open(args: dict, exit_: Event | None) -> tuple[str, str]:
+    flags = args.get("flags", 0)
+    text = _bits(flags, _OPEN, "O_RDONLY")
+    if isinstance(flags, int) and not flags & abi.O_ACCMODE and flags:
+        text = "O_RDONLY|" + text
+    parts = [cstring(args.get("path", "")), text]
+    if isinstance(flags, int) and flags & abi.O_CREAT:
+        parts.append(f"{args.get('mode', 0):#o}" if isinstance(args.get("mode"), int) else value(args.get("mode")))
+    return "open(" + ", ".join(parts), ")"
+
+
+FORMATTERS: dict[str, Formatter] = {
+    "clone": _fmt_clone,
+    "clone3": _fmt_clone3,
+    "execve": _fmt_execve,
+    "wait4": _fmt_wait4,
+    "write": _fmt_write,
+    "read": _fmt_read,
+    "mmap": _fmt_mmap,
+    "open": _fmt_open,
+}
+
+
+def call_parts(enter: Event, exit_: Event | None) -> tuple[str, str]:
+    args = enter.get("args") or {}
+    if not isinstance(args, dict):
+        args = {"args": args}
+    return FORMATTERS.get(enter["op"], _fmt_generic(enter["op"]))(args, exit_)
+
+
+def errno_text(event: Event) -> str:
+    """``-1 EINVAL (Invalid argument)``."""
+    name = event.get("errno") or "?"
+    number = getattr(abi, name, None) if name.startswith("E") else None
+    if not isinstance(number, int):
+        number = getattr(_errno, name, None)
+    if isinstance(number, int) and number < 512:
+        text = abi.strerror(number)
+    else:  # kernel-internal codes (ERESTARTNOINTR): what the kernel said
+        text = (event.get("message") or name).split(":")[0]
+    return f"-1 {name} ({text})"
+
+
+def result_text(op: str, exit_: Event | None) -> str:
+    """What follows `` = `` in an strace line."""
+    if exit_ is None:
+        return "?"
+    if "errno" in exit_:
+        return errno_text(exit_)
+    result = exit_.get("result")
+    if result is None:
+        return "0"
+    if isinstance(result, bool):
+        return str(int(result))
+    if op == "wait4" and isinstance(result, list) and result:
+        return value(result[0])
+    if op == "read" and isinstance(result, str | bytes):
+        return str(len(result) if isinstance(result, bytes) else len(result.encode("utf-8", "surrogateescape")))
+    if op in ("mmap", "brk") and isinstance(result, int) and result > 0:
+        return hex(result)
+    return value(result)
+
+
+def call_line(enter: Event, exit_: Event | None) -> str:
+    """``clone(flags=CLONE_VM|..., fn=worker) = 8``, or ``exit_group(4) = ?``."""
+    head, tail = call_parts(enter, exit_)
+    if exit_ is None and enter["op"] not in NO_RETURN:
+        return f"{head} <unfinished ...>{tail} = ?"
+    return f"{head}{tail} = {result_text(enter['op'], exit_)}"
+
+
+def jsonable(v: Any) -> Any:
+    """A value JSON holds as it is: bytes as the JSON Lines sink writes them, tuples as lists."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, bytes):
+        return as_text(v)
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    return repr(v)

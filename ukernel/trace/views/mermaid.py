@@ -1,0 +1,126 @@
+"""The mermaid view: one syscall's route as a Mermaid ``sequenceDiagram``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ...testing import Route, select_route
+from .. import Event
+from .format import call_parts, cstring, errno_text, result_text
+from .route import ends, participants, tags, title
+
+#: Words Mermaid's sequenceDiagram grammar reserves: never used bare as a participant id.
+MERMAID_KEYWORDS = frozenset(
+    "end alt else opt loop par and rect note participant actor critical break box autonumber "
+    "activate deactivate title over left right of as links link properties details create destroy".split()
+)
+_MERMAID_ENTITIES = {"#": "#35;", ";": "#59;", "{": "#123;", "}": "#125;", "<": "#lt;", ">": "#gt;", "\n": " "}
+_MERMAID_SPECIAL = re.compile(r"[#;{}<>\n]|\bend\b", re.IGNORECASE)
+
+
+def mermaid_text(text: str) -> str:
+    """Message text Mermaid will not misread: ``#``, ``;``, braces and angle brackets as
+    entity codes (``#59;``), the word ``end`` as ``#101;nd``."""
+
+    def escape(m: re.Match) -> str:
+        found = m.group()
+        return _MERMAID_ENTITIES.get(found) or f"#{ord(found[0])};{found[1:]}"
+
+    return _MERMAID_SPECIAL.sub(escape, text)
+
+
+def mermaid_id(name: str) -> str:
+    """A participant id: ``pid:2`` -> ``pid_2``; keywords and odd names get a prefix."""
+    ident = re.sub(r"\W", "_", str(name))
+    if not ident or ident[0].isdigit() or ident.lower() in MERMAID_KEYWORDS:
+        ident = "svc_" + ident
+    return ident
+
+
+def compact(v: Any, width: int = 40) -> str:
+    """``files=7, fs=8``: a message's args or result without the braces Mermaid reserves."""
+    if isinstance(v, dict):
+        text = ", ".join(f"{k}={compact(x, width)}" for k, x in v.items())
+    elif isinstance(v, list | tuple):
+        text = "[" + ", ".join(compact(x, width) for x in v) + "]"
+    elif isinstance(v, str | bytes):
+        text = cstring(v, width)
+    elif v is None:
+        text = "ok"
+    else:
+        text = str(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _participant(name: str) -> str:
+    """``pid:2`` -> ``pid_2``: a participant's name as the diagram shows it."""
+    return name.replace(":", "_") if re.fullmatch(r"pid:\d+", name) else name
+
+
+def _message(e: Event, r: Route, values: bool) -> tuple[str, str]:
+    """(arrow, text) of one event: requests ``->>`` with the op, replies ``-->>`` with
+    ``ok`` or the errno, notifies ``-)``; ``values`` adds args and results."""
+    kind = e["type"]
+    if kind == "syscall_enter":
+        head, tail = call_parts(e, r.exit)
+        return "->>", head + tail
+    if kind == "syscall_exit":
+        return "-->>", f"{e['op']} = {result_text(e['op'], e)}"
+    if kind == "reply":
+        return "-->>", errno_text(e) if "errno" in e else compact(e.get("result")) if values else "ok"
+    text = e["op"]
+    if values:
+        text += f"({compact(e.get('args')) if e.get('args') else ''})"
+    return "-)" if kind == "notify" else "->>", text + tags(e)
+
+
+def _participant_lines(r: Route) -> tuple[list[str], dict[str, str]]:
+    """The ``participant`` lines and the id of each participant."""
+    names = list(dict.fromkeys(_participant(name) for name in participants(r)))
+    ids = {name: mermaid_id(name) for name in names}
+    lines = [
+        f"    participant {ids[name]}" if ids[name] == name else f"    participant {ids[name]} as {mermaid_text(name)}"
+        for name in names
+    ]
+    return lines, ids
+
+
+def mermaid(
+    events: Iterable[Event],
+    msgid: int | None = None,
+    syscall: str | None = None,
+    nth: int = 0,
+    pid: int | None = None,
+    values: bool = False,
+) -> str:
+    """One syscall's route as a Mermaid ``sequenceDiagram``.
+
+    Participants are the calling ``pid_N``, ``kernel`` and each service in order
+    of appearance; requests are solid arrows (``->>``) labelled with the op and
+    its ``[flag]``, replies dotted (``-->>``) with ``ok`` or the errno, notifies
+    open (``-)``). The unwind after a failed step (steps named ``undo ...``)
+    sits in an ``alt unwind`` block. Selection as ``select_route``.
+
+    ``values=True`` adds each message's args and result (``dup_files(files=7)``,
+    ``files=9``). They are left out by default because some are not the same
+    from run to run in one Python process (the kernel numbers tasks globally).
+    """
+    r = select_route(events, msgid, syscall, nth, pid)
+    participant_lines, ids = _participant_lines(r)
+    lines = ["sequenceDiagram", *participant_lines]
+    if r.root is None:
+        lines.append(f"    Note over {ids[_participant(f'pid:{r.pid}')]}: {mermaid_text(title(r))}")
+    in_unwind = False
+    for e in r.events:
+        undo = (e.get("step") or "").startswith("undo ")
+        if undo != in_unwind:
+            lines.append("    alt unwind" if undo else "    end")
+            in_unwind = undo
+        src, dst = (ids[_participant(name)] for name in ends(e))
+        arrow, text = _message(e, r, values)
+        lines.append(f"{'        ' if in_unwind else '    '}{src}{arrow}{dst}: {mermaid_text(text)}")
+    if in_unwind:
+        lines.append("    end")
+    return "\n".join(lines) + "\n"

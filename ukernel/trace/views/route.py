@@ -1,0 +1,92 @@
+"""The route view: the messages one syscall caused, as a call tree.
+
+The routes are chosen by ``ukernel.testing.select_route``, as a test's ``route_of``
+chooses them; ``mermaid`` and ``html`` draw the same routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ...testing import Route, select_route
+from .. import Event
+from .format import call_line, errno_text
+
+
+def title(r: Route) -> str:
+    """``#12 [pid 2] fork() = 3``; ``#14 kernel -> vfs dup_files``; ``[pid 3] exit (do_exit)``."""
+    if r.root is not None:
+        return f"#{r.root.get('msgid')} [pid {r.root.get('pid')}] {call_line(r.root, r.exit)}"
+    if r.request is not None:
+        e = r.request
+        return f"#{e.get('msgid')} {e.get('src')} -> {e.get('dst')} {e['op']}"
+    return f"[pid {r.pid}] exit (do_exit)"
+
+
+def tags(event: Event) -> str:
+    """`` [no CLONE_FILES]``, `` [undo copy_fs]``: the flag and unwind step beside a request's op."""
+    found = [event["flag"]] if event.get("flag") else []
+    step = event.get("step") or ""
+    if step.startswith("undo "):
+        found.append(step)
+    return " [" + ", ".join(found) + "]" if found else ""
+
+
+def ends(e: Event) -> tuple[str, str]:
+    """(src, dst) as the trace names them (``pid:2``); a syscall event without them is
+    between its pid and the kernel."""
+    caller = f"pid:{e.get('pid')}"
+    default = (caller, "kernel") if e["type"] == "syscall_enter" else ("kernel", caller)
+    return str(e.get("src") or default[0]), str(e.get("dst") or default[1])
+
+
+def participants(r: Route) -> list[str]:
+    """Who takes part in a route, in order: the caller, the kernel, then as they appear."""
+    names = [f"pid:{r.pid}", "kernel"] + [name for e in r.events for name in ends(e)]
+    return list(dict.fromkeys(names))
+
+
+def _depths(r: Route) -> dict[Any, int]:
+    """Msgid of each request -> how deep it sits: 1 for the syscall's own, 2 for one a
+    service sent while serving one of those, and so on."""
+    ids = set(r.parent_of)
+
+    def depth(m: Any) -> int:
+        d, seen = 1, set()
+        while r.parent_of.get(m) in ids and m not in seen:
+            seen.add(m)
+            m = r.parent_of[m]
+            d += 1
+        return d
+
+    return {m: depth(m) for m in ids}
+
+
+def route(
+    events: Iterable[Event],
+    msgid: int | None = None,
+    syscall: str | None = None,
+    nth: int = 0,
+    pid: int | None = None,
+) -> str:
+    """The messages one syscall caused, indented as a call tree by ``cause``.
+
+    The first line is the syscall as strace prints it; under it one line per
+    request, ``[flag]`` beside the op (``[no CLONE_FILES]``), unwind steps as
+    ``[undo copy_fs]`` and a failed reply's errno. A request a service sent
+    while serving another is indented under it. Selection as ``select_route``.
+    """
+    r = select_route(events, msgid, syscall, nth, pid)
+    replies = {e.get("msgid"): e for e in r.events if e["type"] == "reply"}
+    depths = _depths(r)
+    lines = [title(r)]
+    for e in r.requests:
+        arrow = "~>" if e["type"] == "notify" else "->"
+        indent = "  " * depths[e.get("msgid")]
+        line = f"{indent}#{e.get('msgid')} {e.get('src')} {arrow} {e.get('dst', ''):<10} {e['op']:<17}" + tags(e)
+        reply = replies.get(e.get("msgid"))
+        if reply is not None and "errno" in reply:
+            line += f" = {errno_text(reply)}"
+        lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
