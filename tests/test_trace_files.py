@@ -31,3 +31,30 @@ def test_binary_garbage_is_one_value_error(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ValueError, match=r"t\.jsonl: not a text trace \(byte \d+ is not UTF-8\)"):
         load(path)
+
+
+async def test_every_view_renders_calls_refused_for_their_arguments():
+    """A refused call's enter event carries the arguments as the program gave them."""
+    from conftest import run_source
+
+    from ukernel.trace import views
+
+    source = """
+    async def main(sys, argv):
+        calls = (
+            lambda: sys.execve(42, [1]), lambda: sys.write("x", 5), lambda: sys.open(None),
+            lambda: sys.read(1, "n"), lambda: sys.kill("x", 9), lambda: sys.wait4("p"), lambda: sys.pipe2("x"),
+        )
+        for call in calls:
+            try:
+                await call()
+            except OSError:
+                pass
+        return 0
+    """
+    result = await run_source(source)
+    for name, view in views.VIEWS.items():
+        assert isinstance(view.render(result.trace), str | dict), name
+    lines = views.strace(result.trace, pid=2).splitlines()
+    assert "execve(42, [1], NULL) = -1 EFAULT (Bad address)" in lines
+    assert 'write("x", 5) = -1 EBADF (Bad file descriptor)' in lines

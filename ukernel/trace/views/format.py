@@ -254,10 +254,16 @@ FORMATTERS: dict[str, Formatter] = {
 
 
 def call_parts(enter: Event, exit_: Event | None) -> tuple[str, str]:
+    """A call's text by its syscall's formatter; a call refused for its arguments (of any
+    type the program gave) falls back to the generic one, which prints any value."""
     args = enter.get("args") or {}
     if not isinstance(args, dict):
         args = {"args": args}
-    return FORMATTERS.get(enter["op"], _fmt_generic(enter["op"]))(args, exit_)
+    generic = _fmt_generic(enter["op"])
+    try:
+        return FORMATTERS.get(enter["op"], generic)(args, exit_)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return generic(args, exit_)
 
 
 def errno_text(event: Event) -> str:
