@@ -58,3 +58,16 @@ async def test_every_view_renders_calls_refused_for_their_arguments():
     lines = views.strace(result.trace, pid=2).splitlines()
     assert "execve(42, [1], NULL) = -1 EFAULT (Bad address)" in lines
     assert 'write("x", 5) = -1 EBADF (Bad file descriptor)' in lines
+
+
+def test_the_trace_command_says_one_line_for_garbage(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "g.jsonl"
+    path.write_bytes(b"\x89PNG\xff\xfe")
+    done = subprocess.run(
+        [sys.executable, "-m", "ukernel", "trace", "strace", str(path)], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"ukernel: {path}: not a text trace (byte 0 is not UTF-8)\n"

@@ -211,12 +211,11 @@ def cmd_flags(ns: argparse.Namespace) -> int:
 def cmd_trace(ns: argparse.Namespace) -> int:
     try:
         events = load(sys.stdin) if ns.file == "-" else load(ns.file)
+        text = render_view(ns.view, events, ns)
     except OSError as exc:
         print(f"ukernel: {ns.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    try:
-        text = render_view(ns.view, events, ns)
-    except ValueError as exc:
+    except ValueError as exc:  # not a trace (load), or a bad option for the view
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(text)
