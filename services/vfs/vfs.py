@@ -33,7 +33,8 @@ from .proc import ProcOps
 
 class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     name = "vfs"
-    calls = frozenset({"mm"})
+    calls = frozenset()
+    takes = {"stdin": "stdin", "console": "console"}  # Config field -> keyword of __init__ (services.build)
 
     def __init__(self, stdin: bytes = b"", console: Callable[[bytes], None] | None = None):
         super().__init__()
