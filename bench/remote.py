@@ -32,8 +32,8 @@ import trio
 from common import CLONE, GETPID, best, finish, machine
 
 import ukernel
+from services import SERVICES, serve_order
 from ukernel.ipc import tcp
-from ukernel.ipc.node import SERVE_ORDER
 
 REPEATS = 3
 RUN_TIMEOUT = 120
@@ -106,10 +106,10 @@ def start_services(kind: str, tmp: str) -> tuple[dict[str, str], list[subprocess
     env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
     urls: dict[str, str] = {}
     procs = []
-    for name, callees in SERVE_ORDER:
+    for name in serve_order():
         listen = "tcp://127.0.0.1:0" if kind == "tcp" else f"unix:{tmp}/{name}.sock"
         args = [sys.executable, "-m", "ukernel.cli", "serve", name, "--listen", listen]
-        for callee in callees:
+        for callee in SERVICES[name].calls:
             args += ["--remote", f"{callee}={urls[callee]}"]
         proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
         line = proc.stderr.readline().strip()

@@ -121,6 +121,7 @@ def _efault(message: str) -> OSError:
 class MmService(Service):
     name = "mm"
     calls = frozenset()
+    takes = {"memory": "memory"}  # Config field -> keyword of __init__ (services.build)
     never_waits = True  # no handler waits: a node may run requests in its reader
 
     def __init__(self, memory: int = 64 * 1024 * 1024):

@@ -83,6 +83,7 @@ class Nsproxy:
 class NamespacesService(WaitQueues, Service):
     name = "namespaces"
     calls = frozenset({"pid", "vfs"})
+    takes = {}  # Config field -> keyword of __init__ (services.build)
 
     def __init__(self) -> None:
         super().__init__()

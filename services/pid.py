@@ -56,6 +56,7 @@ class PidService(Service):
 
     name = "pid"
     calls = frozenset()
+    takes = {"pid_max": "pid_max"}  # Config field -> keyword of __init__ (services.build)
     never_waits = True  # no handler waits: a node may run requests in its reader
 
     def __init__(self, pid_max: int = abi.PID_MAX_DEFAULT):

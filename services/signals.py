@@ -33,7 +33,8 @@ class SignalStruct:
 
 class SignalsService(Service):
     name = "signals"
-    calls = frozenset({"sched"})
+    calls = frozenset()
+    takes = {}  # Config field -> keyword of __init__ (services.build)
 
     def __init__(self) -> None:
         super().__init__()

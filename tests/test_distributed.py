@@ -14,19 +14,16 @@ import pytest
 import trio
 from conftest import FORKS_AFTER_A_LOSS, KILL_POINT, program
 
+import services
 import ukernel
 import ukernel.api
-from services.mm import MmService
-from services.namespaces import NamespacesService
 from services.pid import PidService
-from services.sched import SchedService
-from services.signals import SignalsService
-from services.vfs import VfsService
 from ukernel import abi
-from ukernel.config import load_config
+from ukernel.config import Config, load_config
 from ukernel.ipc import node as node_server
 from ukernel.ipc import protocol, tcp
 from ukernel.ipc.endpoint import RemoteEndpoint
+from ukernel.ipc.router import BootError
 from ukernel.kernel.fork import COPY_STEPS, INDEPENDENT_STEPS
 from ukernel.kernel.steps import step_groups
 
@@ -64,22 +61,27 @@ def comparable(trace: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in ("dur_us", "node")} for e in trace]
 
 
-async def serve(nursery: trio.Nursery, services: list, remote: dict | None = None, **kw) -> str:
-    """A node in this process, on a fresh loopback port."""
-    return await nursery.start(
-        partial(node_server.serve_services, services, "tcp://127.0.0.1:0", SECRET, remote=remote, **kw)
-    )
+async def serve(
+    nursery: trio.Nursery, names: list[str], remote: dict | None = None, config: Config | None = None, **kw
+) -> str:
+    """A node in this process, on a fresh loopback port, hosting ``names`` built from
+    ``config`` (default: the defaults) as ``ukernel serve`` builds them."""
+    config = config or Config()
+    hosted = [services.build(name, config) for name in names]
+    settings = {name: services.settings_of(name, config) for name in names}
+    listen = partial(node_server.serve_services, hosted, "tcp://127.0.0.1:0", SECRET, remote=remote, settings=settings)
+    return await nursery.start(partial(listen, **kw))
 
 
 async def test_a_served_service_reaches_its_callees_in_other_nodes_and_the_trace_says_where(tmp_path):
-    """namespaces (node 1) calls pid (node 2) and vfs (node 3), and vfs has its mm in node 4."""
+    """namespaces (node 1) calls pid (node 2) and vfs (node 3); the kernel has its mm in node 4."""
     with trio.fail_after(TIMEOUT):
         embedded = await ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO})
         async with trio.open_nursery() as nursery:
-            mm = await serve(nursery, [MmService()], name="node-mm")
-            pid = await serve(nursery, [PidService()], name="node-pid")
-            vfs = await serve(nursery, [VfsService()], {"mm": mm}, name="node-vfs")
-            ns = await serve(nursery, [NamespacesService()], {"pid": pid, "vfs": vfs}, name="node-ns")
+            mm = await serve(nursery, ["mm"], name="node-mm")
+            pid = await serve(nursery, ["pid"], name="node-pid")
+            vfs = await serve(nursery, ["vfs"], name="node-vfs")
+            ns = await serve(nursery, ["namespaces"], {"pid": pid, "vfs": vfs}, name="node-ns")
             remote = {"mm": mm, "pid": pid, "vfs": vfs, "namespaces": ns}
             result = await ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote)
             nursery.cancel_scope.cancel()
@@ -99,7 +101,8 @@ async def test_a_served_service_reaches_its_callees_in_other_nodes_and_the_trace
     }
 
 
-async def test_vfs_served_with_its_mm_elsewhere_does_file_io():
+async def test_vfs_served_alone_does_file_io():
+    """vfs calls no other service: a node serves it without being told where mm is."""
     source = program(
         """
         from ukernel.abi import O_CREAT, O_RDWR
@@ -115,8 +118,7 @@ async def test_vfs_served_with_its_mm_elsewhere_does_file_io():
     )
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            mm = await serve(nursery, [MmService()])
-            vfs = await serve(nursery, [VfsService()], {"mm": mm})
+            vfs = await serve(nursery, ["vfs"])
             result = await ukernel.run_async("/bin/t", ["t"], files={"/bin/t": source}, remote={"vfs": vfs})
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.stdout, result.problems) == (0, b"xx|5000", [])
@@ -127,9 +129,8 @@ async def test_all_six_services_remote_run_forktest_as_embedded():
         embedded = await ukernel.run_async("forktest", ["forktest", "6"])
         async with trio.open_nursery() as nursery:
             remote = {}
-            for service in (MmService(), PidService(), SchedService(), VfsService(), SignalsService()):
-                remote[service.name] = await serve(nursery, [service], {k: v for k, v in remote.items()})
-            remote["namespaces"] = await serve(nursery, [NamespacesService()], remote)
+            for name in services.serve_order():
+                remote[name] = await serve(nursery, [name], dict(remote))
             result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote)
             nursery.cancel_scope.cancel()
     assert result.problems == [] and result.exit_code == embedded.exit_code == 0
@@ -147,7 +148,10 @@ class Killable:
     async def start(self) -> str:
         async def serve(task_status=trio.TASK_STATUS_IGNORED):
             with trio.CancelScope() as self.scope:
-                await node_server.serve_services([self.make()], self.url, SECRET, task_status=task_status)
+                settings = {"pid": services.settings_of("pid", Config())}
+                await node_server.serve_services(
+                    [self.make()], self.url, SECRET, settings=settings, task_status=task_status
+                )
 
         self.url = await self.nursery.start(serve)
         return self.url
@@ -236,7 +240,7 @@ async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_
 async def test_a_toml_config_file_names_the_remote_services_and_other_settings(tmp_path):
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            pid = await serve(nursery, [PidService()])
+            pid = await serve(nursery, ["pid"])
             config = tmp_path / "cluster.toml"
             config.write_text(
                 f'cpus = 2\nrpc_timeout = 3.5\n\n[remote]\npid = "{pid}"\n\n[files]\n"/etc/motd" = "hi\\n"\n'
@@ -311,9 +315,46 @@ async def test_parallel_copy_with_every_service_remote_runs_forktest():
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             remote = {}
-            for service in (MmService(), PidService(), SchedService(), VfsService(), SignalsService()):
-                remote[service.name] = await serve(nursery, [service], dict(remote))
-            remote["namespaces"] = await serve(nursery, [NamespacesService()], remote)
+            for name in services.serve_order():
+                remote[name] = await serve(nursery, [name], dict(remote))
             result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote, parallel_copy=True)
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.problems) == (0, [])
+
+
+# --- settings reach remote services ----------------------------------------------------------
+async def test_a_remote_sched_with_one_cpu_is_refused_by_a_run_that_asks_for_two():
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            sched = await serve(nursery, ["sched"])
+            with pytest.raises(BootError, match=r"^remote sched runs 1 CPU, this run asks for 2 CPUs: serve sched"):
+                await ukernel.run_async("hello", cpus=2, remote={"sched": sched})
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_remote_sched_built_with_the_runs_settings_runs_it():
+    config = Config(cpus=2, sched="cfs", seed=3)
+    with trio.fail_after(TIMEOUT):
+        embedded = await ukernel.run_async("forktest", ["forktest", "4"], cpus=2, sched="cfs", seed=3)
+        async with trio.open_nursery() as nursery:
+            sched = await serve(nursery, ["sched"], config=config)
+            result = await ukernel.run_async(
+                "forktest", ["forktest", "4"], cpus=2, sched="cfs", seed=3, remote={"sched": sched}
+            )
+            with pytest.raises(BootError, match="remote sched runs sched=cfs, this run asks for sched=rr"):
+                await ukernel.run_async("hello", cpus=2, seed=3, remote={"sched": sched})
+            nursery.cancel_scope.cancel()
+    assert (result.exit_code, result.problems) == (0, [])
+    assert sorted(result.stdout.splitlines()) == sorted(embedded.stdout.splitlines())  # two CPUs: any interleaving
+
+
+async def test_a_node_that_does_not_say_its_settings_or_serves_something_else_is_refused():
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            bare = await nursery.start(node_server.serve_services, [PidService()], "tcp://127.0.0.1:0", SECRET)
+            with pytest.raises(BootError, match=f"^remote pid: {bare} does not say which settings it runs with"):
+                await ukernel.run_async("hello", remote={"pid": bare})
+            mm = await serve(nursery, ["mm"])
+            with pytest.raises(BootError, match=f"^remote pid: {mm} serves mm, not pid"):
+                await ukernel.run_async("hello", remote={"pid": mm})
+            nursery.cancel_scope.cancel()

@@ -18,14 +18,16 @@ import trio
 from conftest import FORKS_AFTER_A_LOSS, KILL_POINT
 
 import ukernel
+from services import SERVICES, serve_order
 from ukernel import abi
-from ukernel.ipc.node import SERVE_ORDER
+from ukernel.ipc.router import BootError
 
 SECRET = "multiprocess-secret"
 START_TIMEOUT = 20  # seconds for a serve process to say it is listening (hang detector)
 TIMEOUT = 30
 UKERNEL = [sys.executable, "-m", "ukernel.cli"]
 REPO = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
 
 
 def requests(trace: list[dict]) -> list[tuple[str, str]]:
@@ -36,8 +38,10 @@ def requests(trace: list[dict]) -> list[tuple[str, str]]:
 class Serve:
     """One ``ukernel serve`` subprocess."""
 
-    def __init__(self, services: list[str], listen: str, remote: dict[str, str], prefix: list[str] = ()):
-        self.args = [*prefix, *UKERNEL, "serve", *services, "--listen", listen, "--heartbeat", "0.1"]
+    def __init__(
+        self, services: list[str], listen: str, remote: dict[str, str], prefix: list[str] = (), options: list[str] = ()
+    ):
+        self.args = [*prefix, *UKERNEL, "serve", *services, *options, "--listen", listen, "--heartbeat", "0.1"]
         self.args += ["--rpc-timeout", "1"]
         for name, url in remote.items():
             self.args += ["--remote", f"{name}={url}"]
@@ -45,10 +49,9 @@ class Serve:
         self.url = ""
 
     async def start(self, nursery: trio.Nursery) -> str:
-        env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
         self.process = await nursery.start(
             lambda task_status: trio.run_process(
-                self.args, stderr=subprocess.PIPE, env=env, check=False, task_status=task_status
+                self.args, stderr=subprocess.PIPE, env=ENV, check=False, task_status=task_status
             )
         )
         with trio.fail_after(START_TIMEOUT):
@@ -74,9 +77,9 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> str:
 async def serve_all(nursery: trio.Nursery, tmp_path: Path) -> dict[str, str]:
     """One process per service; odd ones on loopback TCP, the rest on Unix sockets."""
     urls: dict[str, str] = {}
-    for i, (name, callees) in enumerate(SERVE_ORDER):
+    for i, name in enumerate(serve_order()):
         listen = "tcp://127.0.0.1:0" if i % 2 else f"unix:{tmp_path / name}.sock"
-        urls[name] = await Serve([name], listen, {c: urls[c] for c in callees}).start(nursery)
+        urls[name] = await Serve([name], listen, {c: urls[c] for c in SERVICES[name].calls}).start(nursery)
     return urls
 
 
@@ -133,6 +136,47 @@ async def test_killing_a_serve_process_mid_run_is_eio_then_a_restart_is_redialle
                 assert await kernel.check_invariants() == []
             nursery.cancel_scope.cancel()
     assert sum("reconnected to pid" in r.getMessage() for r in caplog.records) == 1
+
+
+# --- settings: a served service is built as the run would build it -------------------------
+async def test_serve_takes_the_settings_of_run_and_a_run_with_others_is_refused_in_one_line(tmp_path):
+    sched_toml = tmp_path / "sched.toml"
+    sched_toml.write_text('cpus = 1\nsched = "cfs"\n')
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            mm = await Serve(["mm"], "tcp://127.0.0.1:0", {}, options=["--memory", "128M"]).start(nursery)
+            # no --remote mm needed; --memory: the tmpfs is half of it
+            vfs = await Serve(["vfs"], f"unix:{tmp_path / 'vfs.sock'}", {}, options=["--memory", "128M"]).start(nursery)
+            sched = await Serve(["sched"], "tcp://127.0.0.1:0", {}, options=["--config", str(sched_toml)]).start(
+                nursery
+            )
+            remote = {"mm": mm, "vfs": vfs, "sched": sched}
+            embedded = await ukernel.run_async("nginx", ["nginx", "3"], memory="128M", sched="cfs")
+            result = await ukernel.run_async("nginx", ["nginx", "3"], memory="128M", sched="cfs", remote=remote)
+            assert (result.exit_code, result.problems, result.stdout) == (0, [], embedded.stdout)
+            with pytest.raises(BootError, match="^remote mm runs 128M of memory, this run asks for 64M of memory"):
+                await ukernel.run_async("hello", sched="cfs", remote={"mm": mm})
+            cli = [*UKERNEL, "run", "hello", "--sched", "cfs", "--cpus", "2", "--remote", f"sched={sched}"]
+            done = await trio.run_process(cli, capture_stdout=True, capture_stderr=True, env=ENV, check=False)
+            nursery.cancel_scope.cancel()
+    assert (done.returncode, done.stderr.decode()) == (
+        2,
+        "ukernel: remote sched runs 1 CPU, this run asks for 2 CPUs: serve sched with the settings of the run\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["sched", "--cpus", "0"], "ukernel: serve: cpus: a machine needs at least one CPU, not 0"),
+        (["pid", "--pid-max", "1"], "ukernel: serve: pid_max: must leave room for pid 1, not 1"),
+        (["mm", "--memory", "lots"], "ukernel: serve: memory: 'lots' is not a size"),
+        (["namespaces", "pid"], "ukernel: serve: namespaces calls vfs: serve namespaces pid vfs together, or name"),
+    ],
+)
+def test_serve_refuses_settings_as_run_does(options, error):
+    done = subprocess.run([*UKERNEL, "serve", *options], capture_output=True, text=True, env=ENV, timeout=TIMEOUT)
+    assert done.returncode == 2 and done.stderr.startswith(error), done.stderr
 
 
 # --- several hosts: network namespaces -----------------------------------------------------

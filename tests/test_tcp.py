@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import socket
+from functools import partial
 
 import msgpack
 import pytest
@@ -12,10 +13,13 @@ import trio
 import trio.testing
 
 import ukernel
+from services import SERVICES, settings_of
 from services.mm import MmService
+from services.namespaces import NamespacesService
 from services.pid import PidService
 from services.vfs import VfsService
 from ukernel import abi
+from ukernel.config import Config
 from ukernel.ipc import node as node_server
 from ukernel.ipc import protocol, tcp
 from ukernel.ipc.local import HostedInbox
@@ -24,6 +28,7 @@ from ukernel.ipc.service import Service, op
 
 SECRET = b"test-secret-42"
 TIMEOUT = 10
+DEFAULTS = {name: settings_of(name, Config()) for name in SERVICES}  # what a node says services built bare run with
 
 
 @pytest.fixture(autouse=True)
@@ -172,9 +177,10 @@ async def test_a_served_pid_answers_a_plain_msgpack_rpc_client(where, tmp_path):
 
 
 def test_serving_a_service_without_its_callees_is_refused():
-    with pytest.raises(BootError, match="vfs calls mm: serve mm vfs together, or name where they are"):
-        node_server.check_hosted([VfsService()])
-    node_server.check_hosted([VfsService(), MmService()])
+    with pytest.raises(BootError, match="namespaces calls pid, vfs: serve namespaces pid vfs together, or name where"):
+        node_server.check_hosted([NamespacesService()])
+    node_server.check_hosted([NamespacesService(), PidService()], remote=["vfs"])
+    node_server.check_hosted([VfsService()])  # vfs calls nobody
 
 
 # --- a kernel with remote services -------------------------------------------------------
@@ -186,9 +192,12 @@ async def test_remote_mm_and_pid_run_nginx_as_an_embedded_kernel_does(tmp_path):
     with trio.fail_after(TIMEOUT):
         embedded = await ukernel.run_async("nginx", ["nginx", "3"])
         async with trio.open_nursery() as nursery:
-            url_mm = await nursery.start(node_server.serve_services, [MmService()], "tcp://127.0.0.1:0", SECRET)
+            url_mm = await nursery.start(
+                partial(node_server.serve_services, [MmService()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS)
+            )
+            pid_sock = f"unix:{tmp_path / 'pid.sock'}"
             url_pid = await nursery.start(
-                node_server.serve_services, [PidService()], f"unix:{tmp_path / 'pid.sock'}", SECRET
+                partial(node_server.serve_services, [PidService()], pid_sock, SECRET, settings=DEFAULTS)
             )
             remote = await ukernel.run_async("nginx", ["nginx", "3"], remote={"mm": url_mm, "pid": url_pid})
             nursery.cancel_scope.cancel()
@@ -206,7 +215,7 @@ async def test_a_dead_server_turns_calls_into_eio_and_the_kernel_still_shuts_dow
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with server:
                     await node_server.serve_services(
-                        [PidService()], "tcp://127.0.0.1:0", SECRET, task_status=task_status
+                        [PidService()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS, task_status=task_status
                     )
 
             url = await nursery.start(serve)
@@ -242,7 +251,9 @@ async def test_killing_the_server_mid_run_ends_the_run_with_eio_not_a_hang():
 
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with DyingPid.scope:
-                    await node_server.serve_services([DyingPid()], "tcp://127.0.0.1:0", SECRET, task_status=task_status)
+                    await node_server.serve_services(
+                        [DyingPid()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS, task_status=task_status
+                    )
 
             url = await nursery.start(serve)
             try:

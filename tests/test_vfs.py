@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -738,18 +740,20 @@ async def main(sys, argv):
 
 
 async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypatch):
-    from services.mm import MmService
-    from services.vfs import VfsService
+    import services
+    from ukernel.config import Config
     from ukernel.ipc import node as server
 
     monkeypatch.setenv("UKERNEL_SECRET", "vfs-test-secret")
+    vfs, settings = services.build("vfs", Config()), {"vfs": services.settings_of("vfs", Config())}
     files = {"/bin/p": PIPE_PROGRAM}
     with trio.fail_after(30):
         embedded = await ukernel.run_async("/bin/p", ["p"], files=files)
         async with trio.open_nursery() as nursery:
-            services = [VfsService(), MmService()]  # vfs may call mm, so they are served together
-            url = await nursery.start(server.serve_services, services, "tcp://127.0.0.1:0", b"vfs-test-secret")
-            remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url, "mm": url})
+            url = await nursery.start(
+                partial(server.serve_services, [vfs], "tcp://127.0.0.1:0", b"vfs-test-secret", settings=settings)
+            )
+            remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url})
             nursery.cancel_scope.cancel()
     assert embedded.stdout == b"child got one\nchild got two\n"
     assert (remote.stdout, remote.problems, remote.exit_code) == (embedded.stdout, [], 0)

@@ -21,6 +21,7 @@ import trio.testing
 
 from . import abi
 from .determinism import replay_schedule
+from .ipc.router import BootError
 from .trace import MemorySink, Tracer
 
 if TYPE_CHECKING:
@@ -49,14 +50,17 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     tracer = Tracer()
     kernel_trace = MemorySink()
     with replay_schedule(config.seed):
-        async with trio.open_nursery() as nursery:
-            kernel = Kernel(config, tracer)
-            kernel.trace = kernel_trace
-            await kernel.start(nursery)
-            for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
-                tracer.add_sink(sink)  # after boot: the trace starts with the first task
-            yield kernel
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                kernel = Kernel(config, tracer)
+                kernel.trace = kernel_trace
+                await kernel.start(nursery)
+                for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
+                    tracer.add_sink(sink)  # after boot: the trace starts with the first task
+                yield kernel
+                nursery.cancel_scope.cancel()
+        except* BootError as group:  # the services cannot run as configured: that one error, not a group
+            raise group.exceptions[0] from None
 
 
 def program_path(program: str, files: dict[str, bytes]) -> str:

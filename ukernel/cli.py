@@ -9,7 +9,11 @@ from functools import partial
 
 import trio
 
+import services
+from services import SERVICES
+
 from . import __version__, abi, run_async
+from .ipc.router import BootError
 from .kernel import fork
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 from .trace.views import VIEWS
@@ -36,7 +40,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     elif trace_file:
         sinks.append(JsonlSink(trace_file))
     if ns.verbose:
-        sinks.append(ConsoleSink(sys.stderr, colour=sys.stderr.isatty()))
+        sinks.append(ConsoleSink(sys.stderr, colours=services.colours() if sys.stderr.isatty() else None))
     elif sys.stderr.isatty():
         sinks.append(ProgressSink(sys.stderr))
 
@@ -44,20 +48,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = _settings_from_file(ns.config)
+    settings = _settings(ns, fail=_parse_fail(ns.fail))
     if settings is None:
         return 2
-    given = {
-        "cpus": ns.cpus,
-        "seed": ns.seed,
-        "memory": ns.memory,
-        "fail": _parse_fail(ns.fail),
-        "remote": _parse_remote(ns.remote),
-        "sched": ns.sched,
-        "sched_settings": _parse_sched_settings(ns.sched_set),
-    }
-    settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}  # the command line wins
-    settings["remote"] = settings.get("remote", {}) | given["remote"]
     settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
     if settings["remote"]:
         from .ipc import tcp
@@ -75,7 +68,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         result = trio.run(
             lambda: run_async(ns.program, [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args], **settings)
         )
-    except ValueError as exc:
+    except (ValueError, BootError) as exc:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -103,6 +96,25 @@ def _parse_sched_settings(items: list[str]) -> dict[str, int]:
     return settings
 
 
+def _settings(ns: argparse.Namespace, **given: object) -> dict | None:
+    """The settings of ``run`` or ``serve``: --config FILE's, then the options given here,
+    which win (None after printing why the file cannot be used)."""
+    settings = _settings_from_file(ns.config)
+    if settings is None:
+        return None
+    given |= {
+        "cpus": ns.cpus,
+        "seed": ns.seed,
+        "memory": ns.memory,
+        "pid_max": ns.pid_max,
+        "sched": ns.sched,
+        "sched_settings": _parse_sched_settings(ns.sched_set),
+    }
+    settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}
+    settings["remote"] = settings.get("remote", {}) | _parse_remote(ns.remote)
+    return settings
+
+
 def _settings_from_file(path: str | None) -> dict | None:
     """--config FILE's settings (None after printing why it cannot be used)."""
     if path is None:
@@ -117,55 +129,37 @@ def _settings_from_file(path: str | None) -> dict | None:
 
 
 def _parse_remote(items: list[str]) -> dict[str, str]:
+    """--remote NAME=URL...; Config refuses a NAME that is no service."""
     remote = {}
     for item in items:
         name, sep, url = item.partition("=")
-        if not sep or name not in SERVICE_NAMES:
-            raise SystemExit(
-                f"ukernel: --remote takes NAME=URL with NAME one of {' '.join(SERVICE_NAMES)}, got {item!r}"
-            )
+        if not sep:
+            raise SystemExit(f"ukernel: --remote takes NAME=URL with NAME one of {' '.join(SERVICES)}, got {item!r}")
         remote[name] = url
     return remote
 
 
-SERVICE_NAMES = ("mm", "vfs", "pid", "sched", "signals", "namespaces")
-
-
 def cmd_serve(ns: argparse.Namespace) -> int:
-    """Host services for a kernel in another process (ukernel run --remote NAME=URL)."""
+    """Host services for a kernel in another process (ukernel run --remote NAME=URL), each
+    built from the settings given here as ``run`` builds its own (services.build)."""
     import logging
 
-    from services.mm import MmService
-    from services.namespaces import NamespacesService
-    from services.pid import PidService
-    from services.sched import SchedService
-    from services.signals import SignalsService
-    from services.vfs import VfsService
-
+    from .config import Config
     from .ipc import node as server
     from .ipc import tcp
-    from .ipc.router import BootError
 
-    classes = {
-        "mm": MmService,
-        "vfs": VfsService,
-        "pid": PidService,
-        "sched": SchedService,
-        "signals": SignalsService,
-        "namespaces": NamespacesService,
-    }
-    unknown = [name for name in ns.services if name not in classes]
-    if unknown:
-        print(f"ukernel: no service {', '.join(unknown)}; services are {' '.join(SERVICE_NAMES)}", file=sys.stderr)
+    settings = _settings(ns)
+    if settings is None:
         return 2
-    services = [classes[name]() for name in dict.fromkeys(ns.services)]
+    names = list(dict.fromkeys(ns.services))
     try:
-        remote = _parse_remote(ns.remote)
-        secret = tcp.load_secret(ns.secret_file)
+        config = Config(**settings)
+        hosted = [services.build(name, config) for name in names]
+        secret = tcp.load_secret(ns.secret_file or config.secret_file)
         tcp.parse_url(ns.listen)
-        for url in remote.values():
+        for url in config.remote.values():
             tcp.parse_url(url)
-        server.check_hosted(services, remote)
+        server.check_hosted(hosted, config.remote)
     except (OSError, ValueError, BootError) as exc:
         print(f"ukernel: serve: {exc}", file=sys.stderr)
         return 2
@@ -176,16 +170,17 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             url = await nursery.start(
                 partial(
                     server.serve_services,
-                    services,
+                    hosted,
                     ns.listen,
                     secret,
-                    remote=remote,
+                    remote=config.remote,
+                    settings={name: services.settings_of(name, config) for name in names},
                     name=ns.name,
-                    heartbeat=ns.heartbeat,
-                    timeout=ns.rpc_timeout,
+                    heartbeat=config.heartbeat if ns.heartbeat is None else ns.heartbeat,
+                    timeout=config.rpc_timeout if ns.rpc_timeout is None else ns.rpc_timeout,
                 )
             )
-            print(f"ukernel: serving {' '.join(s.name for s in services)} on {url}", file=sys.stderr, flush=True)
+            print(f"ukernel: serving {' '.join(names)} on {url}", file=sys.stderr, flush=True)
 
     try:
         trio.run(main)
@@ -276,6 +271,33 @@ def _add_trace_parser(sub: argparse._SubParsersAction) -> None:
     p_trace.set_defaults(func=cmd_trace)
 
 
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """The settings ``run`` and ``serve`` both take: a served service is built from them too."""
+    parser.add_argument("--cpus", type=int, help="CPUs (default 1)")
+    parser.add_argument("--seed", type=int, help="the seed (default 0)")
+    parser.add_argument("--memory", help="RAM, e.g. 64M (the default)")
+    parser.add_argument("--pid-max", type=int, help=f"pid_max (default {abi.PID_MAX_DEFAULT})")
+    parser.add_argument(
+        "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
+    )
+    parser.add_argument(
+        "--sched", metavar="CLASS", help="class of SCHED_OTHER tasks: rr (default), cfs, or package.module:Class"
+    )
+    parser.add_argument(
+        "--sched-set",
+        action="append",
+        default=[],
+        metavar="NAME=TICKS",
+        help="a scheduler setting: sched_latency, sched_min_granularity, sched_wakeup_granularity, "
+        "sched_rr_timeslice, rr_slice",
+    )
+
+
+def _callees() -> str:
+    """'namespaces: pid and vfs': who calls whom, for the help of ``serve``."""
+    return "; ".join(f"{name}: {' and '.join(sorted(cls.calls))}" for name, cls in SERVICES.items() if cls.calls)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
@@ -296,23 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
     )
-    p_run.add_argument("--cpus", type=int, help="CPUs (default 1)")
-    p_run.add_argument("--seed", type=int, help="the seed (default 0)")
-    p_run.add_argument("--memory", help="RAM, e.g. 64M (the default)")
-    p_run.add_argument(
-        "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
-    )
-    p_run.add_argument(
-        "--sched", metavar="CLASS", help="class of SCHED_OTHER tasks: rr (default), cfs, or package.module:Class"
-    )
-    p_run.add_argument(
-        "--sched-set",
-        action="append",
-        default=[],
-        metavar="NAME=TICKS",
-        help="a scheduler setting: sched_latency, sched_min_granularity, sched_wakeup_granularity, "
-        "sched_rr_timeslice, rr_slice",
-    )
+    _add_settings(p_run)
     p_run.add_argument(
         "--remote",
         action="append",
@@ -324,12 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser(
         "serve",
         help="serve services to kernels in other processes (MessagePack-RPC over TCP or a Unix socket)",
-        description="Host SERVICE... (constructed with defaults) for `ukernel run --remote NAME=URL`. A service's "
-        "callees (vfs: mm; namespaces: pid and vfs; signals: sched) must be served by the same process or "
-        "named with --remote NAME=URL. Listens on loopback unless told otherwise. "
+        description="Host SERVICE... for `ukernel run --remote NAME=URL`, built with the settings given here "
+        "(the options and --config FILE of `ukernel run`); a kernel whose settings differ refuses it. "
+        f"A service's callees ({_callees()}) must be served by the same process or named with --remote "
+        "NAME=URL. Listens on loopback unless told otherwise. "
         "The shared secret is read from --secret-file or $UKERNEL_SECRET, never from the command line.",
     )
-    p_serve.add_argument("services", nargs="+", metavar="SERVICE", help=" ".join(SERVICE_NAMES))
+    p_serve.add_argument("services", nargs="+", metavar="SERVICE", choices=SERVICES, help=" ".join(SERVICES))
+    _add_settings(p_serve)
     p_serve.add_argument("--listen", default="tcp://127.0.0.1:7001", help="tcp://HOST:PORT or unix:/PATH")
     p_serve.add_argument("--secret-file", metavar="PATH", help="the shared secret (default: $UKERNEL_SECRET)")
     p_serve.add_argument(
@@ -340,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a callee of a served service that another node serves, e.g. mm=tcp://127.0.0.1:7002",
     )
     p_serve.add_argument("--name", help="this node's name in traces (default: the address it listens on)")
-    p_serve.add_argument("--heartbeat", type=float, default=1.0, help="seconds between pings to --remote callees")
+    p_serve.add_argument("--heartbeat", type=float, help="seconds between pings to --remote callees (default 1)")
     p_serve.add_argument(
-        "--rpc-timeout", type=float, default=5.0, help="seconds of silence after which a --remote callee is lost"
+        "--rpc-timeout", type=float, help="seconds of silence after which a --remote callee is lost (default 5)"
     )
     p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")

@@ -29,6 +29,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from services import SERVICES
 from services.sched.classes import load_class
 
 from . import abi
@@ -43,9 +44,18 @@ def parse_size(size: int | str) -> int:
         return size
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     text = size.strip().upper()
-    if text[-1:] in units:
-        return int(text[:-1]) * units[text[-1]]
-    return int(text)
+    number, scale = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    if not number.isdigit():
+        raise ValueError(f"memory: {size!r} is not a size (bytes, or a number with K, M or G: 64M)")
+    return int(number) * scale
+
+
+def format_size(size: int) -> str:
+    """67108864 -> '64M': parse_size read backwards, for messages."""
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
 
 
 def parse_errno(value: int | str) -> int:
@@ -85,11 +95,18 @@ class Config:
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
         self.tmpfs_size = parse_size(self.tmpfs_size) or self.memory // 2
+        if self.cpus < 1:
+            raise ValueError(f"cpus: a machine needs at least one CPU, not {self.cpus}")
+        if self.pid_max < 2:
+            raise ValueError(f"pid_max: must leave room for pid 1, not {self.pid_max}")
         load_class(self.sched)  # an unknown class is a ValueError now, not at boot
         if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
         if not self.nproc:
             self.nproc = self.max_threads // 2
+        elsewhere = sorted(set(self.remote) - set(SERVICES))
+        if elsewhere:
+            raise ValueError(f"remote: no service {', '.join(elsewhere)}; services are {' '.join(SERVICES)}")
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
 
 
@@ -133,3 +150,26 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if "files" in data:
         data["files"] = {k: v.encode() if isinstance(v, str) else v for k, v in data["files"].items()}
     return data
+
+
+def mismatch(service: str, theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
+    """Why a remote ``service`` that runs with ``theirs`` cannot serve a run that asks for
+    ``ours`` (services.settings_of of both): one line naming the first setting that differs."""
+    for name, wanted in ours.items():
+        if theirs.get(name) != wanted:
+            return (
+                f"remote {service} runs {_setting(name, theirs.get(name))}, this run asks for "
+                f"{_setting(name, wanted)}: serve {service} with the settings of the run"
+            )
+    return None
+
+
+def _setting(name: str, value: Any) -> str:
+    """'1 CPU', '64M of memory', 'sched=cfs': a setting as a person reads it."""
+    if name == "cpus":
+        return f"{value} CPU" if value == 1 else f"{value} CPUs"
+    if name == "memory" and isinstance(value, int):
+        return f"{format_size(value)} of memory"
+    if name == "tmpfs_size" and isinstance(value, int):
+        return f"a {format_size(value)} tmpfs"
+    return f"{name}={value}"

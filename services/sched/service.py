@@ -62,6 +62,9 @@ def check_params(policy: int, priority: int) -> None:
 
 class SchedService(Service):
     name = "sched"
+    calls = frozenset()
+    #: Config field -> keyword of __init__ (services.build)
+    takes = {"cpus": "cpus", "sched": "policy", "seed": "seed", "sched_settings": "settings"}
     never_waits = True  # no handler waits (waits are deferred replies): a node may run requests in its reader
 
     def __init__(

@@ -45,7 +45,8 @@ from .proc import ProcOps
 
 class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     name = "vfs"
-    calls = frozenset({"mm"})
+    calls = frozenset()
+    takes = {"stdin": "stdin", "console": "console", "tmpfs_size": "tmpfs_size"}  # Config field -> __init__ keyword
 
     def __init__(
         self,

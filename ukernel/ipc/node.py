@@ -12,6 +12,10 @@ before the reply they belong to, the events of the messages its request
 caused here (a vfs handler calling mm). The kernel puts them in its own
 trace, so a distributed run traces what an embedded one does.
 
+Settings: the handshake tells every peer which services the node hosts and
+the settings each was built with (``settings``, from services.settings_of),
+so a kernel can refuse a service that does not run as it was asked to.
+
 Nothing a peer sends can stop the node: a frame that is not msgpack, too
 large, or not a message at all ends that peer's connection (logged); an
 unknown service or op, or bad arguments, get an error reply.
@@ -38,17 +42,6 @@ from .router import BootError, Router
 from .service import ReplyFn, Service
 
 log = logging.getLogger("ukernel.tcp")
-
-#: One serve process per service: (service, the callees it needs), callees first, so
-#: each can be given the addresses of its own (``--remote``). Tests and benchmarks use it.
-SERVE_ORDER = (
-    ("mm", ()),
-    ("pid", ()),
-    ("sched", ()),
-    ("vfs", ("mm",)),
-    ("signals", ("sched",)),
-    ("namespaces", ("pid", "vfs")),
-)
 
 
 def check_hosted(services: Iterable[Service], remote: Iterable[str] = ()) -> None:
@@ -128,12 +121,15 @@ class Node:
         *,
         name: str = "",
         remote: dict[str, str] | None = None,
+        settings: dict[str, dict] | None = None,
         heartbeat: float = 1.0,
         timeout: float = 5.0,
     ):
         if not secret:
             raise ValueError("a node needs a shared secret")
         self.services, self.secret, self.name = services, secret, name
+        #: what the handshake says each hosted service runs with (None: not told)
+        self.settings = {s.name: (settings or {}).get(s.name) for s in services}
         self.remote = dict(remote or {})
         self.heartbeat, self.timeout = heartbeat, timeout
         self.instance = secrets.token_hex(8)
@@ -179,7 +175,7 @@ class Node:
         try:
             try:
                 with trio.fail_after(tcp.HANDSHAKE_TIMEOUT):
-                    hello = await tcp.server_handshake(conn, self.secret, self.name, self.instance)
+                    hello = await tcp.server_handshake(conn, self.secret, self.name, self.instance, self.settings)
             except (tcp.HandshakeError, ValueError, EOFError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 await _refuse(conn, name, exc)
                 return
@@ -330,6 +326,7 @@ async def serve_services(
     secret: bytes | None = None,
     *,
     remote: dict[str, str] | None = None,
+    settings: dict[str, dict] | None = None,
     name: str | None = None,
     heartbeat: float = 1.0,
     timeout: float = 5.0,
@@ -337,12 +334,15 @@ async def serve_services(
 ) -> None:
     """Run ``services`` and answer their requests from authenticated peers, until cancelled.
 
-    ``task_status.started`` gets the address actually listened on (the port
-    chosen for ``tcp://HOST:0``); it is also the node's name unless ``name``.
+    ``settings`` (service name -> services.settings_of) is what the handshake
+    says each was built with; a kernel refuses a service that takes settings
+    and is not said to run with its own. ``task_status.started`` gets the
+    address actually listened on (the port chosen for ``tcp://HOST:0``); it
+    is also the node's name unless ``name``.
     """
     if not secret:
         raise ValueError("serve_services needs a shared secret")
-    node = Node(services, secret, remote=remote, heartbeat=heartbeat, timeout=timeout)
+    node = Node(services, secret, remote=remote, settings=settings, heartbeat=heartbeat, timeout=timeout)
     kind, where = tcp.parse_url(listen)
     async with trio.open_nursery() as nursery:
         listeners, url = await open_listeners(listen)

@@ -4,9 +4,10 @@ A connection is a stream of msgpack objects, one per message (no length
 prefix: msgpack objects delimit themselves). It starts with a handshake:
 
     server -> client  {"proto": "ukernel-rpc", "version": 1, "nonce": <32 bytes>,
-                       "node": "<the server's name>", "instance": "<random, new each start>"}
+                       "node": "<the server's name>", "instance": "<random, new each start>",
+                       "services": {"sched": {"cpus": 1, "sched": "rr", ...}, "vfs": {}, ...}}
     client -> server  {"version": 1, "mac": HMAC-SHA256(secret, b"ukernel-rpc/1" + nonce),
-                       "trace": true}     ("trace" optional: relay trace events, see server.py)
+                       "trace": true}     ("trace" optional: relay trace events, see node.py)
     server -> client  {"ok": true}            (or {"ok": false, "error": "..."} and close)
 
 The secret is shared: read from a file or the UKERNEL_SECRET environment
@@ -15,8 +16,14 @@ that fails the handshake is logged and disconnected before any request of
 it is read. After it, the client sends requests and notifications, the
 server answers with responses, matched by msgid; many can be in flight.
 
+``services`` names what the server hosts, each with the settings it was
+built with (services.settings_of: the Config fields it takes, as ``cpus``
+or ``memory``; nil if the server was not told). A kernel compares them with
+its own before it uses the service, so a remote sched with 1 CPU is not used
+by a run that asks for 2.
+
 This module is the wire: the secret, the framing, addresses and both sides
-of the handshake. server.py hosts services (``ukernel serve``); endpoint.py
+of the handshake. node.py hosts services (``ukernel serve``); endpoint.py
 is how a router reaches a service served elsewhere (heartbeats, EIO on loss,
 redial).
 """
@@ -29,7 +36,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,12 +214,24 @@ class Peer:
     node: str  # the server's name (``ukernel serve --name``), or its address
     instance: str  # random per server start: a new one means the old state is gone
     trace: bool = False  # the client asked for the trace events its requests cause
+    services: dict[str, dict | None] = field(default_factory=dict)  # hosted there -> its settings (or None)
 
 
-async def server_handshake(conn: FramedStream, secret: bytes, node: str, instance: str) -> Peer:
+async def server_handshake(
+    conn: FramedStream, secret: bytes, node: str, instance: str, services: dict[str, dict | None] | None = None
+) -> Peer:
     """Challenge, check the HMAC, accept; HandshakeError (or ValueError, EOFError) otherwise."""
     nonce = secrets.token_bytes(NONCE_SIZE)
-    await conn.send_obj({"proto": PROTO, "version": VERSION, "nonce": nonce, "node": node, "instance": instance})
+    await conn.send_obj(
+        {
+            "proto": PROTO,
+            "version": VERSION,
+            "nonce": nonce,
+            "node": node,
+            "instance": instance,
+            "services": services or {},
+        }
+    )
     answer = await conn.receive_obj()
     if not isinstance(answer, dict) or answer.get("version") != VERSION:
         got = answer.get("version") if isinstance(answer, dict) else type(answer).__name__
@@ -250,8 +269,12 @@ async def dial(url: str, secret: bytes, *, trace: bool = False) -> tuple[FramedS
     except BaseException:
         await conn.aclose()
         raise
-    node, instance = hello.get("node"), hello.get("instance")
-    return conn, Peer(node if isinstance(node, str) else url, instance if isinstance(instance, str) else "")
+    node, instance, services = hello.get("node"), hello.get("instance"), hello.get("services")
+    return conn, Peer(
+        node if isinstance(node, str) else url,
+        instance if isinstance(instance, str) else "",
+        services=services if isinstance(services, dict) else {},
+    )
 
 
 def request_msgid(frame: bytes) -> int | None:

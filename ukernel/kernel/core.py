@@ -15,19 +15,15 @@ from typing import Any
 import trio
 import trio.testing
 
-from services.mm import MmService
-from services.namespaces import NamespacesService
-from services.pid import PidService
-from services.sched import SchedService
-from services.signals import SignalsService
-from services.vfs import VfsService
+from services import SERVICES, build, settings_of
 
 from .. import abi
-from ..config import Config, parse_fail
+from ..config import Config, mismatch, parse_fail
 from ..ipc import tcp
 from ..ipc.endpoint import RemoteEndpoint
 from ..ipc.local import open_local
-from ..ipc.router import Router
+from ..ipc.router import BootError, Router
+from ..ipc.service import Service
 from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
@@ -81,28 +77,20 @@ class Kernel(Cpus, Entry):
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
-    def services(self) -> list:
-        c = self.config
-        return [
-            MmService(memory=c.memory),
-            VfsService(stdin=c.stdin, console=c.console, tmpfs_size=c.tmpfs_size),
-            PidService(pid_max=c.pid_max),
-            SchedService(cpus=c.cpus, policy=c.sched, seed=c.seed, settings=c.sched_settings),
-            SignalsService(),
-            NamespacesService(),
-        ]
+    def services(self) -> list[Service]:
+        """The services this process runs, built from the config (config.remote names the others)."""
+        return [build(name, self.config) for name in SERVICES if name not in self.config.remote]
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
         for service in self.services():
-            if service.name in self.config.remote:  # served by another process (ipc/endpoint.py)
-                await self.attach_remote(service, nursery)
-                continue
             endpoint, inbox = open_local()
             service.router = self.router
             self.router.attach(service.name, endpoint, service.calls)
             nursery.start_soon(service.serve, inbox)
+        for name in self.config.remote:  # served by other processes (ipc/endpoint.py)
+            await self.attach_remote(name, nursery)
         for name, source in userland_programs():
             await self.call("vfs", "write_file", {"path": f"/bin/{name}", "data": source, "mode": 0o755})
         for path, data in self.config.files.items():
@@ -132,24 +120,41 @@ class Kernel(Cpus, Entry):
         await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
         await self.wake_sleepers(self.idle)
 
-    async def attach_remote(self, service: Any, nursery: trio.Nursery) -> None:
-        """Reach ``service`` where config.remote says it is; the trace names every message's node."""
+    async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
+        """Reach service ``name`` where config.remote says it is, once it said it runs with
+        this run's settings; the trace names every message's node."""
         c = self.config
         endpoint = RemoteEndpoint(
-            service.name,
-            c.remote[service.name],
+            name,
+            c.remote[name],
             tcp.load_secret(c.secret_file),
             heartbeat=c.heartbeat,
             timeout=c.rpc_timeout,
             tracer=self.tracer,
             new_msgid=self.router.new_msgid,
-            on_lost=lambda name, why: self.lost.append(why),
+            on_lost=lambda _service, why: self.lost.append(why),
         )
         await endpoint.start(nursery)
-        self.router.attach(service.name, endpoint, service.calls)
-        self.tracer.nodes[service.name] = endpoint.node
-        for name in ("mm", "vfs", "pid", "sched", "signals", "namespaces"):
-            self.tracer.nodes.setdefault(name, "local")
+        self.check_remote(name, endpoint.peer)
+        self.router.attach(name, endpoint, SERVICES[name].calls)
+        self.tracer.nodes[name] = endpoint.node
+        for other in SERVICES:
+            self.tracer.nodes.setdefault(other, "local")
+
+    def check_remote(self, name: str, peer: tcp.Peer) -> None:
+        """BootError unless the node at config.remote[name] hosts ``name`` built with this
+        run's settings (its handshake says): a remote sched with 1 CPU cannot run 2."""
+        where = self.config.remote[name]
+        if name not in peer.services:
+            raise BootError(f"remote {name}: {where} serves {' '.join(peer.services) or 'nothing'}, not {name}")
+        ours, theirs = settings_of(name, self.config), peer.services[name]
+        if theirs is None and ours:
+            raise BootError(
+                f"remote {name}: {where} does not say which settings it runs with (serve it with ukernel serve)"
+            )
+        why = mismatch(name, theirs or {}, ours)
+        if why:
+            raise BootError(why)
 
     async def call(self, dst: str, op: str, args: dict, meta: dict | None = None, inject: int | None = None) -> Any:
         """kernel -> service; ``inject`` fails it at the router (fault injection)."""

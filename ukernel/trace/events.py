@@ -154,22 +154,26 @@ class ProgressSink:
                 self.stream.flush()
 
 
-_COLOURS = {"mm": 34, "vfs": 32, "pid": 35, "sched": 33, "signals": 31, "namespaces": 36, "kernel": 37}
+WHITE = 37  # the kernel's, and anything without a colour of its own
 
 
 class ConsoleSink:
-    """Readable lines: ``#31 kernel -> vfs  share_files  {files: 3} (clone by pid 7, CLONE_FILES)``."""
+    """Readable lines: ``#31 kernel -> vfs  share_files  {files: 3} (clone by pid 7, CLONE_FILES)``.
 
-    def __init__(self, stream: IO[str], colour: bool = False, width: int = 60):
-        self.stream, self.colour, self.width = stream, colour, width
+    ``colours`` (service -> ANSI colour) paints each line in its service's colour; the
+    caller gives it (services.colours()), since tracing knows no service.
+    """
+
+    def __init__(self, stream: IO[str], colours: dict[str, int] | None = None, width: int = 60):
+        self.stream, self.colours, self.width = stream, colours, width
 
     def __call__(self, event: Event) -> None:
         line = format_event(event, self.width)
         if line is None:
             return
-        if self.colour:
+        if self.colours is not None:
             service = event.get("dst") if event["type"] == "request" else event.get("src")
-            line = f"\x1b[{_COLOURS.get(service, 37)}m{line}\x1b[0m"
+            line = f"\x1b[{self.colours.get(service, WHITE)}m{line}\x1b[0m"
         self.stream.write(line + "\n")
         self.stream.flush()
 
