@@ -66,7 +66,6 @@ class Kernel(Cpus, Entry):
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
         self.fail = {k: parse_errno(v) for k, v in config.fail.items() if not str(k).startswith("msg:")}
-        self.router.fail_nth = {int(k[4:]): parse_errno(v) for k, v in config.fail.items() if str(k).startswith("msg:")}
         self.task_ids = itertools.count(1)  # per kernel, so two runs number their tasks alike
         self.idle = TaskStruct(comm="swapper", state="running")
         self.init: TaskStruct | None = None
@@ -119,6 +118,9 @@ class Kernel(Cpus, Entry):
         if self.config.terminal is not None:
             await self.call("vfs", "console_input", {"data": b"", "live": True})
         self.router.restart_numbering()
+        self.router.fail_nth = {  # msg:N counts the run's messages, not boot's
+            int(k[4:]): parse_errno(v) for k, v in self.config.fail.items() if str(k).startswith("msg:")
+        }
         if self.config.terminal is not None:
             nursery.start_soon(self.terminal, self.config.terminal)
 
@@ -183,12 +185,13 @@ class Kernel(Cpus, Entry):
 
     # --- exit -------------------------------------------------------------------------------
     async def release_pid(self, task: TaskStruct) -> None:
-        """free_pid, shielded: a reaper being cancelled must not leak the pid."""
+        """free_pid, which Linux cannot fail (call_cannot_fail), shielded: a reaper being
+        cancelled must not leak the pid."""
         if task.pid_handle is not None:
             handle, task.pid_handle = task.pid_handle, None
             with trio.CancelScope(shield=True):
                 meta = {"pid": task.pid, "tid": task.pid, "step": "release_task"}
-                await self.call("pid", "free_pid", {"pid": handle}, meta)
+                await self.call_cannot_fail(task, "pid", "free_pid", {"pid": handle}, meta)
 
     def reaped(self, task: TaskStruct) -> None:
         if task is self.program:
