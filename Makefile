@@ -1,11 +1,12 @@
 # make demo: set up and run the nginx demo with its message trace.
 # make test: set up with the test extras and run the whole suite.
+# make fuzz: the race fuzzer of tests/test_races.py with many more examples.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test fuzz bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP)
+	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest tests/test_races.py -k fuzz
 
 bench: $(STAMP)
 	$(BIN)/python bench/fork.py

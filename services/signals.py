@@ -120,14 +120,15 @@ class SignalsService(Service):
     ) -> dict:
         """Queue sig on the group's shared pending set unless it would be ignored (sig_ignored).
 
+        ``unkillable``: the target is init of a namespace the sender is inside (the kernel
+        works that out); it gets only the signals it has handlers for, SIGKILL and SIGSTOP
+        not excepted (sig_task_ignored's SIGNAL_UNKILLABLE check, with force false).
         A thread-directed signal (``shared=False``) is queued by the kernel on the thread.
         """
         handler, flags = get(self.sighands, sighand, "sighand_struct").actions.get(sig, [abi.SIG_DFL, 0])
         sigs = get(self.signals, signal, "signal_struct")
         ignored = handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE)
-        if unkillable and handler == abi.SIG_DFL:  # init only gets the signals it has handlers for
-            ignored = True
-        if ignored and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT):
+        if (unkillable and handler == abi.SIG_DFL) or (ignored and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT)):
             return {"queued": False, "handler": handler, "flags": flags}
         if shared and sig not in sigs.shared_pending:  # standard signals do not queue twice
             sigs.shared_pending.append(sig)

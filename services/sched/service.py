@@ -92,6 +92,7 @@ class SchedService(Service):
         self.seed = seed
         self.rng = random.Random(seed)
         self.migrated: list[list[int]] = []  # [task, from, to] during one handler, for the reply
+        self.kicked: list[list[int]] = []  # [cpu, task, slice]: idle CPUs given work during one handler
 
     # --- fork ---------------------------------------------------------------
     @op
@@ -178,6 +179,7 @@ class SchedService(Service):
             cls.put_prev(se)
         if not self._allowed(se, cpu):  # its affinity changed while it ran
             self._migrate(se, self._idlest(se))
+            self._kick(se.cpu)
 
     @op
     async def wake(self, req: Call, task: int) -> dict:
@@ -368,6 +370,14 @@ class SchedService(Service):
         se.cpu, se.nr_migrations = dst, se.nr_migrations + 1
         self._class(se, dst).enqueue(se, MIGRATE)
 
+    def _kick(self, cpu: int) -> None:
+        """An idle CPU that was given work picks it up now (Linux's reschedule IPI to
+        the idle task); the dispatch rides on the reply as ``kicked``."""
+        if self.curr[cpu] is None:
+            nxt = self._pick_next(cpu)
+            if nxt is not None:
+                self.kicked.append([cpu, nxt, self.entities[nxt].slice_left])
+
     def _activate(self, se: SchedEntity, why: str) -> dict:
         """Queue se on its CPU; dispatch at once if that CPU is idle, else maybe preempt."""
         se.state = "runnable"
@@ -461,6 +471,8 @@ class SchedService(Service):
         """Migrations and the next timer ride on the reply when there are any."""
         if self.migrated:
             reply["migrated"], self.migrated = self.migrated, []
+        if self.kicked:
+            reply["dispatch"], self.kicked = reply.get("dispatch", []) + self.kicked, []
         if self.timers:
             reply["timer"] = self._next_timer()
         return reply

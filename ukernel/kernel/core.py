@@ -188,12 +188,13 @@ class Kernel(Cpus, Entry):
 
     # --- exit -------------------------------------------------------------------------------
     async def release_pid(self, task: TaskStruct) -> None:
-        """free_pid, shielded: a reaper being cancelled must not leak the pid."""
+        """free_pid, which Linux cannot fail (call_cannot_fail), shielded: a reaper being
+        cancelled must not leak the pid."""
         if task.pid_handle is not None:
             handle, task.pid_handle = task.pid_handle, None
             with trio.CancelScope(shield=True):
                 meta = {"pid": task.pid, "tid": task.pid, "step": "release_task"}
-                await self.call("pid", "free_pid", {"pid": handle}, meta)
+                await self.call_cannot_fail(task, "pid", "free_pid", {"pid": handle}, meta)
 
     def reaped(self, task: TaskStruct) -> None:
         if task is self.program:

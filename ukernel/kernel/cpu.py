@@ -42,8 +42,23 @@ class Cpus:
         self.by_id[child.id] = child
         status: list[int] = []
         self.nursery.start_soon(self.runtime.task_main, child, status)
-        reply = await self.call("sched", "wake_up_new_task", {"task": child.id}, meta, inject)
+        reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", {"task": child.id}, meta, inject)
         self.apply_sched(reply, child)
+
+    async def call_cannot_fail(
+        self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict, inject: int | None = None
+    ) -> Any:
+        """An op Linux cannot fail (schedule, wake_up_new_task, free_pid, the put_* of exit).
+
+        An error reply is a kernel bug: an oops for ``task``, which is killed. The message
+        is sent once more, as the service may never have seen it (fault injection fails
+        one message): a CPU, an entity or a handle must not be lost with it."""
+        try:
+            return await self.call(dst, op, args, meta, inject)
+        except OSError as exc:
+            self.oops(task, meta.get("step") or op, exc)
+            task.killed = task.killed or abi.SIGKILL
+            return await self.call(dst, op, args, meta)
 
     async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
         """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
@@ -55,7 +70,7 @@ class Cpus:
         if self.tracer.on and state == "blocked":
             self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
         args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
-        reply = await self.call("sched", "schedule", args, meta)
+        reply = await self.call_cannot_fail(task, "sched", "schedule", args, meta)
         self.slice = reply["slice"]
         self.ticks = max(self.ticks, reply["now"])  # every CPU idle: the clock jumped to the next timer
         if reply["next"] is not None:
@@ -107,10 +122,15 @@ class Cpus:
 
     async def wake_sleepers(self, waker: TaskStruct) -> None:
         """try_to_wake_up, run by the waker: every sleeper whose condition came true,
-        in the order they went to sleep, is made runnable by one sched message each."""
+        in the order they went to sleep, is made runnable by one sched message each.
+
+        The woken are taken off ``sleeping`` all at once, before the first message:
+        Linux's wakers each hold the sleeper's pi_lock, and a second waker here, on
+        another CPU while this one awaits sched, must not find them to wake again."""
         woken = [t for t, (ev, intr) in self.sleeping.items() if ev.is_set() or t.killed or (intr and t.sigpending)]
         for task in woken:
             del self.sleeping[task]
+        for task in woken:
             if task.sleep_scope is not None:
                 task.sleep_scope.cancel()
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}

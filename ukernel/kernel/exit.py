@@ -62,11 +62,22 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
         zap_other_threads(task, status)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
-    await ExitReferences(k, task, meta).run()
+    await exit_references(k, task, meta)
     k.runtime.forget(task)
     task.image = None
     await exit_notify(k, task, status, meta)
     await k.task_dead(task, meta)
+
+
+async def exit_references(k: Kernel, task: TaskStruct, meta: dict) -> None:
+    """EXIT_STEPS. A put cannot fail in Linux: a failure is an oops, and the walk goes
+    again for the handles still held (each row done cleared its own), as the service
+    may never have seen the message (fault injection fails one): nothing leaks."""
+    try:
+        await ExitReferences(k, task, meta).run()
+    except OSError as exc:
+        k.oops(task, "do_exit", exc)
+        await ExitReferences(k, task, meta).run()
 
 
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
@@ -172,7 +183,7 @@ async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
             if handler == abi.SIG_IGN:
                 sig = 0
     if sig and abi.valid_signal(sig):
-        await send_to_process(k, parent, sig, meta)
+        await send_to_process(k, parent, sig, meta, task)
     wake_waiters(parent.leader)
     if autoreap:
         await release_task(k, task)

@@ -40,17 +40,25 @@ def signal_wake_up(task: TaskStruct, sig: int) -> None:
         task.sleep_scope.cancel()
 
 
-async def send_to_process(k: Kernel, target: TaskStruct, sig: int, meta: dict) -> None:
-    """__send_signal to a thread group, then complete_signal: SIGKILL kills every thread."""
+def unkillable(leader: TaskStruct, sender: TaskStruct | None) -> bool:
+    """SIGNAL_UNKILLABLE and not ``force``: init of a pid namespace ignores the signals it has
+    no handler for, SIGKILL and SIGSTOP too, when they come from inside that namespace;
+    from an ancestor namespace (or the kernel itself: no sender) they are forced
+    (__send_signal_locked's force, sig_task_ignored)."""
+    if "SIGNAL_UNKILLABLE" not in leader.flags:
+        return False
+    return sender is not None and leader.pid_ns in sender.ns_path
+
+
+async def send_to_process(
+    k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None
+) -> None:
+    """__send_signal to a thread group, then complete_signal: SIGKILL kills every thread.
+    ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``)."""
     leader = target.leader
     if leader.state != "running" or leader.sighand is None:
         return
-    args = {
-        "sighand": leader.sighand,
-        "signal": leader.signal,
-        "sig": sig,
-        "unkillable": "SIGNAL_UNKILLABLE" in leader.flags,
-    }
+    args = {"sighand": leader.sighand, "signal": leader.signal, "sig": sig, "unkillable": unkillable(leader, sender)}
     reply = await k.call("signals", "send_signal", args, meta)
     if sig == abi.SIGCONT:
         continue_group(leader)
@@ -65,19 +73,19 @@ async def send_to_process(k: Kernel, target: TaskStruct, sig: int, meta: dict) -
         signal_wake_up(thread, sig)
 
 
-async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict) -> None:
+async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None) -> None:
     """A thread-directed signal (tgkill): the thread's own pending set."""
     leader = target.leader
     args = {
         "sighand": leader.sighand,
         "signal": leader.signal,
         "sig": sig,
-        "unkillable": "SIGNAL_UNKILLABLE" in leader.flags,
+        "unkillable": unkillable(leader, sender),
         "shared": False,
     }
     reply = await k.call("signals", "send_signal", args, meta)
-    if sig == abi.SIGKILL:
-        await send_to_process(k, target, sig, meta)  # SIGKILL always takes the whole group
+    if sig == abi.SIGKILL and reply["queued"]:
+        await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
         target.pending.add(sig)
         signal_wake_up(target, sig)
@@ -114,7 +122,7 @@ async def sys_kill(k: Kernel, task: TaskStruct, meta: dict, pid: int, sig: int) 
         raise abi.kernel_error(abi.ESRCH, f"no process {pid}" if pid > 0 else f"no process in group {abs(pid)}")
     if sig:
         for target in targets:
-            await send_to_process(k, target, sig, meta)
+            await send_to_process(k, target, sig, meta, task)
 
 
 async def sys_tgkill(k: Kernel, task: TaskStruct, meta: dict, tgid: int, tid: int, sig: int) -> None:
@@ -125,7 +133,7 @@ async def sys_tgkill(k: Kernel, task: TaskStruct, meta: dict, tgid: int, tid: in
     if target is None or target.state != "running" or target.leader.nr_in(task.level) != tgid:
         raise abi.kernel_error(abi.ESRCH, f"no thread {tid} in process {tgid}")
     if sig:
-        await send_to_thread(k, target, sig, meta)
+        await send_to_thread(k, target, sig, meta, task)
 
 
 async def sys_sigaction(k: Kernel, task: TaskStruct, meta: dict, sig: int, handler: Any, flags: int) -> list:

@@ -74,15 +74,21 @@ class StepWalk(ABC):
         self.done: list[Step] = []  # in table order: the unwind is its reverse
 
     async def run(self) -> None:
+        """Walk the rows; on a failure, unwind what was done and let the failure go on.
+
+        The unwind is not shielded: a walk is cancelled only when the run ends (a crash,
+        Ctrl-C, a timeout), and then the services go too, so an undo would wait for a
+        reply that never comes; nobody counts the handles of a run that is over."""
         try:
             for group in step_groups(self.table, self.at_once):
                 if len(group) == 1:
                     await self.do_step(group[0])
                 else:
                     await self.do_steps_at_once(group)
+        except trio.Cancelled:
+            raise
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await self.unwind()
+            await self.unwind()
             raise
 
     async def do_step(self, step: Step) -> None:
