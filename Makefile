@@ -1,6 +1,6 @@
 # make demo: set up and run the nginx demo with its message trace.
 # make test: set up with the test extras and run the whole suite.
-# make fuzz: the race fuzzer of tests/test_races.py with many more examples.
+# make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 fuzz: $(STAMP)
-	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest tests/test_races.py -k fuzz
+	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} UKERNEL_SWEEP=all $(BIN)/python -m pytest -p no:randomly \
+		tests/test_races.py tests/test_syscall_args.py tests/test_fault_sweep.py -k "fuzz or hostile or fault_at_any"
 
 bench: $(STAMP)
 	$(BIN)/python bench/fork.py

@@ -225,8 +225,16 @@ class NamespacesService(WaitQueues, Service):
     async def _release(self, proxy: Nsproxy) -> None:
         """Drop the references one nsproxy holds (free_nsproxy)."""
         self._put_own(proxy)
-        await self.call("vfs", "put_mnt_ns", mnt_ns=proxy.mnt_ns)
-        await self.call("pid", "put_pid_ns", ns=proxy.pid_ns)
+        await self._put_elsewhere("vfs", "put_mnt_ns", mnt_ns=proxy.mnt_ns)
+        await self._put_elsewhere("pid", "put_pid_ns", ns=proxy.pid_ns)
+
+    async def _put_elsewhere(self, dst: str, op_name: str, **args: int) -> None:
+        """A put cannot fail (free_nsproxy returns void): one that did (a lost message, a
+        fault injected) is sent once more, so the other service's count still drops."""
+        try:
+            await self.call(dst, op_name, **args)
+        except OSError:
+            await self.call(dst, op_name, **args)
 
     def _put_own(self, proxy: Nsproxy) -> None:
         for handle in proxy.ns.values():

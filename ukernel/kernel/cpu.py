@@ -50,14 +50,16 @@ class Cpus:
     ) -> Any:
         """An op Linux cannot fail (schedule, wake_up_new_task, free_pid, the put_* of exit).
 
-        An error reply is a kernel bug: an oops for ``task``, which is killed. The message
-        is sent once more, as the service may never have seen it (fault injection fails
-        one message): a CPU, an entity or a handle must not be lost with it."""
+        An error reply is a kernel bug: an oops for ``task``, which is killed (never the
+        idle task: a kill from outside any task). The message is sent once more, as the
+        service may never have seen it (fault injection fails one message): a CPU, an
+        entity, a signal or a handle must not be lost with it."""
         try:
             return await self.call(dst, op, args, meta, inject)
         except OSError as exc:
             self.oops(task, meta.get("step") or op, exc)
-            task.killed = task.killed or abi.SIGKILL
+            if task is not self.idle:
+                task.killed = task.killed or abi.SIGKILL
             return await self.call(dst, op, args, meta)
 
     async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
@@ -136,7 +138,7 @@ class Cpus:
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
             if self.tracer.on:
                 self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
-            reply = await self.call("sched", "wake", {"task": task.id}, meta)
+            reply = await self.call_cannot_fail(waker, "sched", "wake", {"task": task.id}, meta)
             self.apply_sched(reply, task)
 
     async def schedule_tail(self, task: TaskStruct) -> None:

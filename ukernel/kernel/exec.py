@@ -73,7 +73,7 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
         saved, task.mm = task.mm, old_mm
         await mm_release(k, task, meta)
         task.mm = saved
-        await k.call("mm", "mmput", {"mm": old_mm}, meta | {"step": "exec_mmap"})
+        await k.call_cannot_fail(task, "mm", "mmput", {"mm": old_mm}, meta | {"step": "exec_mmap"})
     task.files = (await k.call("vfs", "exec_files", {"files": task.files}, meta | {"step": "unshare_files"}))["files"]
     await k.call(
         "signals", "flush_signal_handlers", {"sighand": task.sighand}, meta | {"step": "flush_signal_handlers"}

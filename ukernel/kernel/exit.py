@@ -84,8 +84,8 @@ async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """CLONE_CHILD_CLEARTID's write, and the end of a vfork parent's wait."""
     if task.mm is not None and task.clear_child_tid:
         addr, task.clear_child_tid = task.clear_child_tid, 0
-        reply = await k.call(
-            "mm", "mm_release", {"mm": task.mm, "clear_child_tid": addr}, meta | {"step": "mm_release"}
+        reply = await k.call_cannot_fail(
+            task, "mm", "mm_release", {"mm": task.mm, "clear_child_tid": addr}, meta | {"step": "mm_release"}
         )
         if reply["cleared"]:  # put_user(0), then FUTEX_WAKE 1: how pthread_join wakes up
             k.futexes.wake((task.mm, addr), 1)
@@ -155,7 +155,9 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
 
 async def zap_pid_ns_processes(k: Kernel, init: TaskStruct, meta: dict) -> None:
     """The init of a pid namespace died: no new pids there, SIGKILL to everyone left in it."""
-    await k.call("pid", "disable_pid_allocation", {"ns": init.pid_ns}, meta | {"step": "zap_pid_ns_processes"})
+    await k.call_cannot_fail(
+        init, "pid", "disable_pid_allocation", {"ns": init.pid_ns}, meta | {"step": "zap_pid_ns_processes"}
+    )
     level = init.level
     for task in k.tasks:
         if task is not init and task.state == "running" and task.ns_path[: level + 1] == init.ns_path:
@@ -175,8 +177,8 @@ async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     meta = meta | {"step": "exit_notify"}
     sig, autoreap = task.exit_signal, False
     if sig == abi.SIGCHLD:
-        handler, flags = await k.call(
-            "signals", "sigaction", {"sighand": parent.leader.sighand, "sig": abi.SIGCHLD}, meta
+        handler, flags = await k.call_cannot_fail(  # do_notify_parent cannot fail
+            task, "signals", "sigaction", {"sighand": parent.leader.sighand, "sig": abi.SIGCHLD}, meta
         )
         if handler == abi.SIG_IGN or flags & abi.SA_NOCLDWAIT:
             autoreap = True

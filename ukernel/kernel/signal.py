@@ -59,7 +59,7 @@ async def send_to_process(
     if leader.state != "running" or leader.sighand is None:
         return
     args = {"sighand": leader.sighand, "signal": leader.signal, "sig": sig, "unkillable": unkillable(leader, sender)}
-    reply = await k.call("signals", "send_signal", args, meta)
+    reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)  # __send_signal
     if sig == abi.SIGCONT:
         continue_group(leader)
     if not reply["queued"]:
@@ -83,7 +83,7 @@ async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict, se
         "unkillable": unkillable(leader, sender),
         "shared": False,
     }
-    reply = await k.call("signals", "send_signal", args, meta)
+    reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)
     if sig == abi.SIGKILL and reply["queued"]:
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
