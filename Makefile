@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 fuzz: $(STAMP)
-	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} UKERNEL_SWEEP=all $(BIN)/python -m pytest -p no:randomly \
+	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} UKERNEL_SWEEP=all $(BIN)/python -m pytest \
 		tests/test_races.py tests/test_syscall_args.py tests/test_fault_sweep.py -k "fuzz or hostile or fault_at_any"
 
 bench: $(STAMP)

@@ -16,7 +16,7 @@ pid and mount namespaces it asks the others to make (proc_alloc_inum).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,16 +225,8 @@ class NamespacesService(WaitQueues, Service):
     async def _release(self, proxy: Nsproxy) -> None:
         """Drop the references one nsproxy holds (free_nsproxy)."""
         self._put_own(proxy)
-        await self._put_elsewhere("vfs", "put_mnt_ns", mnt_ns=proxy.mnt_ns)
-        await self._put_elsewhere("pid", "put_pid_ns", ns=proxy.pid_ns)
-
-    async def _put_elsewhere(self, dst: str, op_name: str, **args: int) -> None:
-        """A put cannot fail (free_nsproxy returns void): one that did (a lost message, a
-        fault injected) is sent once more, so the other service's count still drops."""
-        try:
-            await self.call(dst, op_name, **args)
-        except OSError:
-            await self.call(dst, op_name, **args)
+        await _put_again_if_lost(lambda: self.call("vfs", "put_mnt_ns", mnt_ns=proxy.mnt_ns))
+        await _put_again_if_lost(lambda: self.call("pid", "put_pid_ns", ns=proxy.pid_ns))
 
     def _put_own(self, proxy: Nsproxy) -> None:
         for handle in proxy.ns.values():
@@ -468,3 +460,12 @@ class NamespacesService(WaitQueues, Service):
             "undo_lists": len(self.undo_lists),
             "waiters": len(self.waiters),
         }
+
+
+async def _put_again_if_lost(put: Callable[[], Awaitable[object]]) -> None:
+    """A put cannot fail (free_nsproxy returns void): one that did (a lost message, a
+    fault injected) is sent once more, so the other service's count still drops."""
+    try:
+        await put()
+    except OSError:
+        await put()
