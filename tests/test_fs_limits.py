@@ -70,3 +70,19 @@ async def test_unlinking_the_console_while_it_is_open_is_not_a_leak():
     """
     result = await run_source(source)
     assert result.stdout == b"still writing\n"
+
+
+async def test_a_hole_costs_nothing():
+    source = """
+    from ukernel.abi import O_CREAT, O_RDWR, SEEK_SET
+    async def main(sys, argv):
+        fd = await sys.open("/sparse", O_CREAT | O_RDWR)
+        await sys.lseek(fd, 1 << 30, SEEK_SET)
+        await sys.write(fd, b"x")
+        await sys.lseek(fd, (1 << 30) - 2, SEEK_SET)
+        await sys.write(1, b"%d %r\\n" % ((await sys.fstat(fd)).st_size, await sys.read(fd, 8)))
+        await sys.unlink("/sparse")
+        return 0
+    """
+    result = await run_source(source, tmpfs_size="1M")  # 1 GiB of hole in a 1 MiB tmpfs
+    assert result.stdout == b"1073741825 b'\\x00\\x00x'\n"

@@ -35,6 +35,63 @@ class Pipe:
         return abi.PIPE_DEF_BUFFERS_SIZE - len(self.buffer)
 
 
+class FileData:
+    """A regular file's bytes as 4 KiB pages that exist only where something was written:
+    a hole reads as zeros and costs nothing, as in tmpfs (shmem allocates pages on write)."""
+
+    __slots__ = ("pages", "size")
+
+    def __init__(self, data: bytes = b""):
+        self.pages: dict[int, bytearray] = {}  # page index -> its bytes
+        self.size = 0
+        if data:
+            self.write(0, data)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return self.read(0, self.size)
+
+    @property
+    def held(self) -> int:
+        """Bytes of pages allocated: what the file costs the tmpfs."""
+        return len(self.pages) * abi.PAGE_SIZE
+
+    def read(self, pos: int, n: int) -> bytes:
+        end, out = min(self.size, pos + n), bytearray()
+        while pos < end:
+            index, offset = divmod(pos, abi.PAGE_SIZE)
+            take = min(abi.PAGE_SIZE - offset, end - pos)
+            page = self.pages.get(index)
+            out += page[offset : offset + take] if page is not None else bytes(take)
+            pos += take
+        return bytes(out)
+
+    def new_pages(self, pos: int, n: int) -> int:
+        """How many pages a write of ``n`` bytes at ``pos`` would allocate."""
+        if n <= 0:
+            return 0
+        first, last = pos // abi.PAGE_SIZE, (pos + n - 1) // abi.PAGE_SIZE
+        return sum(1 for index in range(first, last + 1) if index not in self.pages)
+
+    def write(self, pos: int, data: bytes) -> None:
+        done = 0
+        while done < len(data):
+            index, offset = divmod(pos + done, abi.PAGE_SIZE)
+            take = min(abi.PAGE_SIZE - offset, len(data) - done)
+            page = self.pages.get(index)
+            if page is None:
+                page = self.pages[index] = bytearray(abi.PAGE_SIZE)
+            page[offset : offset + take] = data[done : done + take]
+            done += take
+        self.size = max(self.size, pos + len(data))
+
+    def clear(self) -> None:
+        self.pages.clear()
+        self.size = 0
+
+
 @dataclass(eq=False)
 class Inode:
     ino: int
@@ -43,7 +100,7 @@ class Inode:
     i_count: int = 0  # open file descriptions holding it
     uid: int = 0
     gid: int = 0
-    data: bytearray = field(default_factory=bytearray)  # a regular file's bytes
+    data: FileData = field(default_factory=FileData)  # a regular file's bytes (sparse pages)
     children: dict[str, Inode] = field(default_factory=dict)  # a directory's entries
     parent: Inode | None = None  # a directory's '..' (itself for a file system's root)
     target: str = ""  # a symlink's target
@@ -89,10 +146,10 @@ class Inode:
 NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
 #: How far lseek goes: tmpfs's s_maxbytes in Linux, MAX_LFS_FILESIZE (LLONG_MAX); past it is EINVAL.
 MAX_LFS_FILESIZE = 2**63 - 1
-#: How large a file may grow. Linux's tmpfs is sparse up to MAX_LFS_FILESIZE; ukernel's keeps each
-#: file's bytes in one bytearray, so a write at or past 16 MiB is EFBIG and one that would cross
-#: it is cut short (generic_write_check_limits, as on a file system with a smaller s_maxbytes).
-MAX_FILE_SIZE = 16 * 1024 * 1024
+#: How large a file may grow: tmpfs's s_maxbytes. A write at or past it is EFBIG, one that would
+#: cross it is cut short (generic_write_check_limits). Files are sparse (FileData), so a byte far
+#: out costs one page, not the hole before it.
+MAX_FILE_SIZE = MAX_LFS_FILESIZE
 #: tmpfs's size= when none is given (the kernel passes half of memory, as tmpfs's default is half of RAM).
 TMPFS_SIZE_DEFAULT = 32 * 1024 * 1024
 #: The most one read of /dev/zero gives (read_iter_zero may stop early; a read may be short).

@@ -10,7 +10,7 @@ import stat as st
 from ukernel import abi
 from ukernel.ipc.service import Call, op
 
-from .inode import File, Inode
+from .inode import File, FileData, Inode
 from .namei import MntNamespace, d_path
 
 PROC_MODES = {"dir": st.S_IFDIR | 0o555, "file": st.S_IFREG | 0o444, "nsfs": st.S_IFREG | 0o444}
@@ -53,7 +53,7 @@ class ProcOps:
         inode = self._proc_inode(fs, rel, kind, data)
         if kind == "nsfs":  # the file is the namespace: its name, and its number as st_ino
             inode.nsfs, inode.ino = nsfs_name(data)
-            inode.data = bytearray()
+            inode.data = FileData()
         self._may_open(inode, flags, f"/proc/{rel}")
         if flags & abi.O_ACCMODE != abi.O_RDONLY and not writable:
             raise abi.kernel_error(abi.EACCES, f"/proc/{rel} is read-only")
@@ -73,7 +73,7 @@ class ProcOps:
         for i, _ in enumerate(parts):
             last = i == len(parts) - 1
             mode = PROC_MODES[kind] if last else PROC_MODES["dir"]
-            child = self._new_inode(mode, nlink=1, data=bytearray(data) if last else bytearray())
+            child = self._new_inode(mode, nlink=1, data=FileData(data if last else b""))
             child.proc, child.parent = "/".join(parts[: i + 1]), node
             node = child
         return node

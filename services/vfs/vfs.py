@@ -32,6 +32,7 @@ from .inode import (
     TMPFS_SIZE_DEFAULT,
     ZERO_READ_MAX,
     File,
+    FileData,
     FilesStruct,
     FsStruct,
     Inode,
@@ -164,8 +165,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         old = directory.children.get(name)
         if old is not None:
             self._unlink(directory, name)
-        self._charge(len(data))
-        self._link(directory, name, self._new_inode(st.S_IFREG | (mode & 0o7777), data=bytearray(data)))
+        inode = self._new_inode(st.S_IFREG | (mode & 0o7777), data=FileData(data))
+        self._charge(inode.data.held)
+        self._link(directory, name, inode)
 
     @op
     async def kernel_read_file(self, req: Call, fs: int, path: str) -> dict:
@@ -407,7 +409,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
             return await self._pipe_read(file, n)
         if inode.device:
             return self._device_read(file, inode.device, n)
-        data = bytes(inode.data[file.pos : file.pos + n])
+        data = inode.data.read(file.pos, n)
         file.pos += len(data)
         return data
 
@@ -446,12 +448,9 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         if file.flags & abi.O_APPEND:
             file.pos = len(inode.data)
         data = data[: self._write_limit(file.pos, fd)]
-        end = file.pos + len(data)
-        if end > len(inode.data):
-            self._charge(end - len(inode.data))
-            inode.data.extend(bytes(end - len(inode.data)))
-        inode.data[file.pos : end] = data
-        file.pos = end
+        self._charge(inode.data.new_pages(file.pos, len(data)) * abi.PAGE_SIZE)
+        inode.data.write(file.pos, data)
+        file.pos += len(data)
         self._touch(inode, 1, 2)
         return len(data)
 
@@ -464,7 +463,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     def _uncharge(self, inode: Inode) -> None:
         """A regular file's bytes go back to the tmpfs (truncated, or the inode freed)."""
         if st.S_ISREG(inode.mode) and inode.proc is None:
-            self.tmpfs_used -= len(inode.data)
+            self.tmpfs_used -= inode.data.held
         inode.data.clear()
 
     def _write_limit(self, pos: int, fd: int) -> int:
@@ -683,7 +682,7 @@ class VfsService(PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
         for inode in self.orphans:
             if inode.nlink or not inode.i_count:
                 problems.append(f"vfs: orphan inode {inode.ino} has nlink {inode.nlink}, i_count {inode.i_count}")
-        held = sum(len(i.data) for i in seen | self.orphans if st.S_ISREG(i.mode) and i.proc is None)
+        held = sum(i.data.held for i in seen | self.orphans if st.S_ISREG(i.mode) and i.proc is None)
         if held != self.tmpfs_used:
             problems.append(f"vfs: tmpfs counts {self.tmpfs_used} bytes used, its files hold {held}")
         return problems
