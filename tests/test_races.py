@@ -267,3 +267,13 @@ async def test_a_crash_while_a_fork_waits_ends_the_run(monkeypatch):
     with trio.fail_after(FUZZ_TIMEOUT), pytest.raises(BaseExceptionGroup) as info:
         await run_source(FORK_AND_EXIT, cpus=2)
     assert info.value.subgroup(KeyboardInterrupt) is not None
+
+
+async def test_a_child_notifying_a_parent_whose_exit_puts_its_sighand():
+    """Found by `make fuzz`: a child's exit read its parent's sighand, then the parent's
+    exit put it before the child's SIGCHLD arrived ("no sighand_struct with handle N").
+    Linux holds tasklist_lock over both; here the parent's put waits for a notify in flight."""
+    tree = [("reader", 1), ("reader", 1), ("reader", 1), ("fork", [("fork", []), ("write", 1), ("exit", 0)])]
+    for seed in range(4):
+        with trio.fail_after(FUZZ_TIMEOUT):
+            await run_source(FUZZ_PROGRAM.format(ops=tree), cpus=2, seed=seed, trace=False)

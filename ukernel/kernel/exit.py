@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import abi
+from ..ipc.router import Sent
 from .signal import k_kill, send_to_process
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, nr_in, wake_waiters
@@ -53,6 +54,12 @@ class ExitReferences(StepWalk):
 
     def store(self, step: Step, reply: object) -> None:
         setattr(self.task, step.attr, None)
+
+    async def send_step(self, step: Step) -> Sent | None:
+        """The group's sighand goes only when no signal is on its way to it (tasklist_lock)."""
+        if step.attr == "sighand" and self.task is self.task.leader:
+            await self.task.sighand_pins.close()
+        return await super().send_step(step)
 
 
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
@@ -171,10 +178,16 @@ def thread_group_empty(leader: TaskStruct) -> bool:
 async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
-    if parent is None or parent is k.idle or parent.leader.sighand is None:
-        await release_task(k, task)
+    if parent is None or parent is k.idle or parent.leader.sighand is None or not parent.leader.sighand_pins.pin():
+        await release_task(k, task)  # no parent left to tell (its sighand is being put: it is exiting too)
         return
-    meta = meta | {"step": "exit_notify"}
+    try:
+        await _notify(k, task, parent, meta | {"step": "exit_notify"})
+    finally:
+        parent.leader.sighand_pins.unpin()
+
+
+async def _notify(k: Kernel, task: TaskStruct, parent: TaskStruct, meta: dict) -> None:
     sig, autoreap = task.exit_signal, False
     if sig == abi.SIGCHLD:
         handler, flags = await k.call_cannot_fail(  # do_notify_parent cannot fail

@@ -56,10 +56,13 @@ async def send_to_process(
     """__send_signal to a thread group, then complete_signal: SIGKILL kills every thread.
     ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``)."""
     leader = target.leader
-    if leader.state != "running" or leader.sighand is None:
+    if leader.state != "running" or leader.sighand is None or not leader.sighand_pins.pin():
         return
     args = {"sighand": leader.sighand, "signal": leader.signal, "sig": sig, "unkillable": unkillable(leader, sender)}
-    reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)  # __send_signal
+    try:
+        reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)  # __send_signal
+    finally:
+        leader.sighand_pins.unpin()
     if sig == abi.SIGCONT:
         continue_group(leader)
     if not reply["queued"]:
@@ -83,7 +86,12 @@ async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict, se
         "unkillable": unkillable(leader, sender),
         "shared": False,
     }
-    reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)
+    if leader.sighand is None or not leader.sighand_pins.pin():
+        return  # the group is exiting: its sighand is gone or going
+    try:
+        reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)
+    finally:
+        leader.sighand_pins.unpin()
     if sig == abi.SIGKILL and reply["queued"]:
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:

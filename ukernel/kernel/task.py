@@ -39,6 +39,37 @@ class ExecImage(BaseException):
         self.image = image
 
 
+class Pins:
+    """Kernel paths using a task's handle across awaits (a SIGCHLD on its way to a parent's
+    sighand): the put waits for them, and after ``close`` nobody new may pin. Linux holds
+    tasklist_lock / siglock over such a use; a service's handle can only be counted."""
+
+    __slots__ = ("count", "closing", "_released")
+
+    def __init__(self) -> None:
+        self.count, self.closing = 0, False
+        self._released = trio.Event()
+
+    def pin(self) -> bool:
+        """Take a pin; False once the handle is being put (treat it as gone)."""
+        if self.closing:
+            return False
+        self.count += 1
+        return True
+
+    def unpin(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._released.set()
+            self._released = trio.Event()
+
+    async def close(self) -> None:
+        """No new pins; wait until the ones held are given back."""
+        self.closing = True
+        while self.count:
+            await self._released.wait()
+
+
 @dataclass(eq=False)
 class TaskStruct:
     comm: str = "swapper"
@@ -98,6 +129,7 @@ class TaskStruct:
     image: Any = None
     entry: Any = None  # how the child starts: replay, fn, copied fn
     child_wait: trio.Event = field(default_factory=trio.Event)  # wait4 sleeps on this (wait_chldexit)
+    sighand_pins: Pins = field(default_factory=Pins)  # signals on their way to this group's sighand
     utime: int = 0
 
     @property
