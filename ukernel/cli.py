@@ -54,6 +54,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "remote": _parse_remote(ns.remote),
         "sched": ns.sched,
         "sched_settings": _parse_sched_settings(ns.sched_set),
+        "cpu_limit": ns.cpu_limit,
     }
     settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}  # the command line wins
     settings["remote"] = settings.get("remote", {}) | given["remote"]
@@ -77,6 +78,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:  # Ctrl-C: the run was ended cleanly; the trace file is kept
+        if not _interrupted(exc):
+            raise
+        print("ukernel: interrupted", file=sys.stderr)
+        return 130
     finally:
         if ns.trace_format != "jsonl" and collected:
             text = render_view(ns.trace_format, list(collected), ns)
@@ -90,6 +96,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or in trio's exception group: the person pressed Ctrl-C."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _parse_sched_settings(items: list[str]) -> dict[str, int]:
@@ -188,8 +201,11 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print("ukernel: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -271,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--cpus", type=int, help="CPUs (default 1)")
     p_run.add_argument("--seed", type=int, help="the seed (default 0)")
     p_run.add_argument("--memory", help="RAM, e.g. 64M (the default)")
+    p_run.add_argument(
+        "--cpu-limit",
+        type=float,
+        metavar="SECONDS",
+        help="host CPU seconds a task may run Python without a syscall before SIGXCPU (default 10; 0: no limit)",
+    )
     p_run.add_argument(
         "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
     )

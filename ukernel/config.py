@@ -80,6 +80,7 @@ class Config:
     heartbeat: float = 1.0  # seconds between pings to each remote service
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
+    cpu_limit: float = 10.0  # host CPU seconds a task may run Python without a syscall (docs/limits.md); 0: none
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -88,6 +89,8 @@ class Config:
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
         if not self.nproc:
             self.nproc = self.max_threads // 2
+        if not isinstance(self.cpu_limit, int | float) or not self.cpu_limit >= 0:
+            raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
         unknown = set(self.fail) - set(STEP_NAMES) - {k for k in self.fail if str(k).startswith("msg:")}
         if unknown:
             raise ValueError(f"fail: unknown step(s) {sorted(unknown)}; steps are {', '.join(STEP_NAMES)} or msg:N")

@@ -33,7 +33,7 @@ from ..abi import (
     CLONE_VM,
 )
 from .steps import Step, StepWalk, flag_note
-from .task import TaskStruct
+from .task import TaskStruct, WaitChannel
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -286,7 +286,8 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
         child.vfork_done = trio.Event()
     await kernel.wake_up_new_task(child, meta | {"step": "wake_up_new_task"})
     if flags & CLONE_VFORK:
-        await kernel.sleep_on(current, child.vfork_done, interruptible=False)  # killable only
+        wchan = WaitChannel(args.syscall, f"vfork child {child.pid}")
+        await kernel.sleep_on(current, child.vfork_done, interruptible=False, wchan=wchan)  # killable only
     return nr
 
 
