@@ -195,7 +195,7 @@ def WIFCONTINUED(status: int) -> bool:
 
 
 # --- resource limits ----------------------------------------------------------
-RLIMIT_NPROC, RLIMIT_NOFILE = 6, 7
+RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE = 0, 6, 7
 RLIM_INFINITY = -1
 
 # --- pid allocation (include/linux/threads.h, kernel/pid.c) -------------------

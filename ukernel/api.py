@@ -10,10 +10,13 @@ async with ukernel.boot() as kernel:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,6 +25,8 @@ import trio.testing
 from . import abi
 from .determinism import replay_schedule
 from .ipc.router import BootError
+from .kernel.hung import deadlocked, dump, format_dump, summary
+from .kernel.signal import k_kill
 from .trace import MemorySink, Tracer
 
 if TYPE_CHECKING:
@@ -37,7 +42,8 @@ class Result:
     stdout: bytes  # everything written to the console, in order
     trace: list[dict]
     problems: list[str]  # what check_invariants found after the run (empty: nothing leaked)
-    error: str = ""  # why the run could not finish normally (a remote service lost), else empty
+    error: str = ""  # why the run could not finish normally (a remote service lost, a hang), else empty
+    hung: list[dict] = field(default_factory=list)  # a deadlock's tasks: pid, comm, state, syscall, wchan
 
 
 @asynccontextmanager
@@ -57,7 +63,8 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                 await kernel.start(nursery)
                 for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
                     tracer.add_sink(sink)  # after boot: the trace starts with the first task
-                yield kernel
+                with kernel.watchdog.armed():
+                    yield kernel
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group
             raise group.exceptions[0] from None
@@ -74,66 +81,134 @@ def program_path(program: str, files: dict[str, bytes]) -> str:
 
 
 async def run_async(program: str, argv: list[str] | None = None, **settings: Any) -> Result:
+    """``run`` inside a trio run. Ctrl-C (SIGINT) ends the run cleanly: every task is
+    cancelled, the services stop, and KeyboardInterrupt is raised from here."""
     if "config" in settings:  # a TOML file; keywords given here win over it
         from .config import load_config
 
         settings = load_config(settings.pop("config")) | settings
     files = dict(settings.pop("files", {}))
     path = program_path(program, files)
+    interrupted: list[bool] = []
     async with boot(files=files, **settings) as kernel:
-        status, error = await _run_watched(kernel, path, argv)
-        if error:
-            log.error("ukernel: %s", error)
-        stdout = await _or_lost(kernel, kernel.call("vfs", "console_output", {}), b"")
-        problems = await _or_lost(kernel, kernel.check_invariants(), None)
-        if problems is None:
-            problems = [f"not checked: {'; '.join(kernel.lost)}"]
-        trace = list(kernel.trace)
+        with _ctrl_c_stops(kernel, interrupted):
+            status, error = await _run_watched(kernel, path, argv)
+            if error and not kernel.hung:  # a hang has printed its dump already
+                log.error("ukernel: %s", error)
+            stdout = await _or_lost(kernel, kernel.call("vfs", "console_output", {}), b"")
+            problems = await _or_lost(kernel, kernel.check_invariants(), None)
+            if problems is None:
+                problems = [f"not checked: {'; '.join(kernel.lost)}"]
+            trace = list(kernel.trace)
+    if interrupted:
+        raise KeyboardInterrupt
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
-    return Result(exit_code, status, stdout, trace, problems, error)
+    return Result(exit_code, status, stdout, trace, problems, error, kernel.hung)
+
+
+HUNG_EXIT = 124  # the exit status of a deadlocked run (as timeout(1)'s); README "When a run hangs"
 
 
 async def _run_watched(kernel: Kernel, path: str, argv: list[str] | None) -> tuple[int, str]:
-    """kernel.run, unless a remote service is lost and the run can make no more progress.
+    """kernel.run, watched for a deadlock (kernel/hung.py), a lost remote service, and SIGQUIT.
 
     After a loss the run goes on (the syscalls that need the lost service get
     EIO, the program may cope), but a task whose exit needs that service can
     never finish, so its parent would wait forever: once nothing moves and no
     message is in flight, the run is stopped, with status 1 and a message.
+    Without a loss, the same stillness with no timer armed is a deadlock: the
+    tasks and their wait channels are printed and traced, every task is killed
+    and the run ends with status HUNG_EXIT (``kernel.hung`` holds the dump).
     """
-    if not kernel.config.remote:
-        return await kernel.run(path, argv), ""
-    outcome: list[int] = []
-    async with trio.open_nursery() as nursery:
-
-        async def run() -> None:
-            try:
-                outcome.append(await kernel.run(path, argv))
-            except OSError:
-                if not kernel.lost:
-                    raise
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(run)
-        while not outcome:
-            await trio.sleep(STALL_CHECK)
-            if kernel.lost and await _stalled(kernel):
-                nursery.cancel_scope.cancel()
-    if outcome and not kernel.lost:
-        return outcome[0], ""
+    status: int | None = None
+    watchers = trio.CancelScope()
+    with trio.CancelScope() as run_scope:
+        kernel.nursery.start_soon(_watch, kernel, watchers, run_scope)
+        try:
+            status = await kernel.run(path, argv)
+        except OSError:
+            if not kernel.lost:
+                raise
+        finally:
+            watchers.cancel()
+    if kernel.hung:
+        return abi.W_EXITCODE(HUNG_EXIT), summary(kernel.hung)
+    if status is not None and not kernel.lost:
+        return status, ""
     why = "; ".join(dict.fromkeys(kernel.lost))
-    if outcome:
-        return outcome[0], f"lost {why} (the program finished)"
+    if status is not None:
+        return status, f"lost {why} (the program finished)"
     return abi.W_EXITCODE(1), f"run stopped: lost {why}; {len(kernel.tasks)} tasks could not finish"
 
 
-STALL_CHECK = 0.05  # seconds between looks at a run that lost a remote service
+STALL_CHECK = 0.05  # seconds between looks at a still run that may yet move (a remote reply, typing)
 
 
-async def _stalled(kernel: Kernel) -> bool:
-    """Nothing runnable and no message in flight: the run cannot go on by itself."""
-    await trio.testing.wait_all_tasks_blocked(STALL_CHECK)
-    return not kernel.router.pending
+async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.CancelScope) -> None:
+    """The watchers of one run, until ``scope`` is cancelled: deadlock and loss, SIGQUIT."""
+    with scope:
+        async with trio.open_nursery() as nursery:
+            if threading.current_thread() is threading.main_thread():  # signals reach only that one
+                nursery.start_soon(_dump_on_sigquit, kernel)
+            while True:
+                await trio.testing.wait_all_tasks_blocked()  # trio is idle: nothing runs, nothing is due
+                if kernel.lost and not kernel.router.pending:
+                    run_scope.cancel()
+                    return
+                if not kernel.lost and deadlocked(kernel):
+                    kernel.hung = await _end_hung_run(kernel)
+                    return
+                await trio.sleep(STALL_CHECK)  # not stuck for good: look again once it may have moved
+
+
+async def _end_hung_run(kernel: Kernel) -> list[dict]:
+    """Print and trace who waits for what, then SIGKILL every task so the run ends cleanly."""
+    rows = dump(kernel)
+    log.error(
+        "ukernel: deadlock: no task can run, no timer is armed, no message is in flight, no input is awaited;"
+        " the tasks and what they wait for:\n%s\nukernel: every task killed; exit status %d",
+        "\n".join(format_dump(rows)),
+        HUNG_EXIT,
+    )
+    if kernel.tracer.on:
+        kernel.tracer.emit("hung", src="kernel", op="deadlock", pid=None, tid=None, tasks=rows, message=summary(rows))
+    for task in kernel.tasks:
+        k_kill(task, abi.SIGKILL)
+    await kernel.wake_sleepers(kernel.idle)
+    return rows
+
+
+async def _dump_on_sigquit(kernel: Kernel) -> None:
+    """SIGQUIT (Ctrl-\\, kill -QUIT): the same dump as a hang's, and the run goes on (SysRq-T)."""
+    with trio.open_signal_receiver(signal.SIGQUIT) as signals:
+        async for _ in signals:
+            rows = dump(kernel)
+            log.warning("ukernel: SIGQUIT: the tasks and what they wait for:\n%s", "\n".join(format_dump(rows)))
+
+
+@contextmanager
+def _ctrl_c_stops(kernel: Kernel, interrupted: list[bool]) -> Iterator[None]:
+    """While the run lasts, SIGINT cancels the kernel's nursery (tasks and services end,
+    their cancellation is clean) and marks the run ``interrupted``. A task spinning in
+    Python is first unwound where it runs (the watchdog), so that trio gets control back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    token = trio.lowlevel.current_trio_token()
+
+    def stop() -> None:
+        interrupted.append(True)
+        kernel.nursery.cancel_scope.cancel()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        token.run_sync_soon(stop)
+        kernel.watchdog.interrupt()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def _or_lost(kernel: Kernel, call: Any, default: Any) -> Any:

@@ -48,7 +48,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = _settings(ns, fail=_parse_fail(ns.fail))
+    settings = _settings(ns, fail=_parse_fail(ns.fail), cpu_limit=ns.cpu_limit)
     if settings is None:
         return 2
     settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
@@ -71,6 +71,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     except (ValueError, BootError) as exc:
         print(f"ukernel: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:  # Ctrl-C: the run was ended cleanly; the trace file is kept
+        if not _interrupted(exc):
+            raise
+        print("ukernel: interrupted", file=sys.stderr)
+        return 130
     finally:
         if ns.trace_format != "jsonl" and collected:
             text = render_view(ns.trace_format, list(collected), ns)
@@ -84,6 +89,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or in trio's exception group: the person pressed Ctrl-C."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _parse_sched_settings(items: list[str]) -> dict[str, int]:
@@ -184,8 +196,11 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print("ukernel: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -319,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
     )
     _add_settings(p_run)
+    p_run.add_argument(
+        "--cpu-limit",
+        type=float,
+        metavar="SECONDS",
+        help="host CPU seconds a task may run Python without a syscall before SIGXCPU (default 10; 0: no limit)",
+    )
     p_run.add_argument(
         "--remote",
         action="append",

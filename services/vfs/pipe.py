@@ -1,8 +1,9 @@
 """Pipes (fs/pipe.c): a bounded buffer between two open files.
 
-A read of an empty pipe never blocks the vfs: it answers ``{"wait": N}``, a
-wait-queue entry (ukernel/ipc/waitq.py); the kernel sleeps the task in sched and
-asks again when a writer wakes the queue. Up to PIPE_BUF bytes are written
+A read of an empty pipe never blocks the vfs: it answers ``{"wait": N, "ino": I}``,
+a wait-queue entry (ukernel/ipc/waitq.py) and the pipe's inode (the kernel names
+it in the sleeper's wait channel); the kernel sleeps the task in sched and asks
+again when a writer wakes the queue. Up to PIPE_BUF bytes are written
 whole or not at all; a longer write puts in what fits and waits for room.
 """
 
@@ -30,7 +31,7 @@ class PipeOps:
             return b""
         if file.flags & abi.O_NONBLOCK:
             raise abi.kernel_error(abi.EAGAIN, "the pipe is empty (O_NONBLOCK)")
-        return self._prepare_to_wait(pipe.rd_wait)
+        return self._prepare_to_wait(pipe.rd_wait) | {"ino": file.inode.ino}
 
     async def _pipe_write(self, file: File, data: bytes) -> object:
         """pipe_write: EPIPE with no reader; up to PIPE_BUF bytes go in whole or not at
@@ -49,25 +50,26 @@ class PipeOps:
             if take:
                 return take
             raise abi.kernel_error(abi.EAGAIN, "the pipe is full (O_NONBLOCK)")
-        return {"written": take} | self._prepare_to_wait(pipe.wr_wait)
+        return {"written": take, "ino": file.inode.ino} | self._prepare_to_wait(pipe.wr_wait)
 
     async def _fifo_open(self, fst: FilesStruct, file: File, cloexec: bool) -> object:
         """fifo_open: a reader waits for a writer and a writer for a reader
-        (wait_for_partner: answered ``{"fd": fd, "wait": N}``), unless O_NONBLOCK,
+        (wait_for_partner: answered ``{"fd": fd, "wait": N, "ino": I}``), unless O_NONBLOCK,
         where a writer with no reader is ENXIO; O_RDWR never waits."""
         pipe, access = file.inode.pipe, file.flags & abi.O_ACCMODE
         nonblock = file.flags & abi.O_NONBLOCK
         if access == abi.O_WRONLY and nonblock and pipe.readers == 0:
             raise abi.kernel_error(abi.ENXIO, "no process has the FIFO open for reading (O_NONBLOCK)")
         fd = self._install_new(fst, file, cloexec)
+        waiting = {"fd": fd, "ino": file.inode.ino}
         if file.readable:
             await self._wake(pipe.wr_open_wait)
         if file.writable:
             await self._wake(pipe.rd_open_wait)
         if access == abi.O_RDONLY and not pipe.writers and not nonblock:
-            return {"fd": fd} | self._prepare_to_wait(pipe.rd_open_wait)
+            return waiting | self._prepare_to_wait(pipe.rd_open_wait)
         if access == abi.O_WRONLY and not pipe.readers:
-            return {"fd": fd} | self._prepare_to_wait(pipe.wr_open_wait)
+            return waiting | self._prepare_to_wait(pipe.wr_open_wait)
         return fd
 
     @op

@@ -33,6 +33,7 @@ from .fork import CloneArgs, kernel_clone
 from .futex import FutexTable
 from .signal import send_to_process
 from .task import TaskStruct, TaskTable
+from .watchdog import Watchdog
 
 
 class Kernel(Cpus, Entry):
@@ -74,6 +75,9 @@ class Kernel(Cpus, Entry):
         self.nursery: trio.Nursery | None = None
         self.lost: list[str] = []  # remote services lost during the run, and why
         self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
+        self.hung: list[dict] = []  # the tasks of a deadlock that ended the run (kernel/hung.py)
+        self.input_open = config.terminal is not None  # a person may still type (hung.py: not a deadlock)
+        self.watchdog = Watchdog(config.cpu_limit)  # stops a task spinning in Python (watchdog.py)
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
@@ -118,6 +122,7 @@ class Kernel(Cpus, Entry):
                 await self.call("vfs", "console_input", {"data": data, "live": True})
                 await self.wake_sleepers(self.idle)
         await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
+        self.input_open = False
         await self.wake_sleepers(self.idle)
 
     async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:

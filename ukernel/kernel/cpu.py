@@ -12,11 +12,13 @@ and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import abi
+from .task import WaitChannel
 
 if TYPE_CHECKING:
     from .task import TaskStruct
@@ -86,37 +88,44 @@ class Cpus:
         if state in ("preempted", "yield"):
             await self.wait_cpu(task)
 
-    async def sleep_on(self, task: TaskStruct, event: trio.Event, interruptible: bool = True) -> None:
+    async def sleep_on(
+        self, task: TaskStruct, event: trio.Event, interruptible: bool = True, wchan: WaitChannel | None = None
+    ) -> None:
         """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
-        when ``interruptible``) ends the sleep early, with ``event`` still unset."""
+        when ``interruptible``) ends the sleep early, with ``event`` still unset. ``wchan``
+        says what the task waits for, kept on it while it sleeps: the hang dump shows it."""
         if self.sleeping:  # first wake whoever this task woke on its way here
             await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
         self.sleeping[task] = (event, interruptible)  # the waker finds it here (wake_sleepers)
+        task.wchan = wchan or WaitChannel("", "")
         await self.schedule(task, "blocked")
         with trio.CancelScope() as scope:
             task.sleep_scope, task.sleep_interruptible = scope, interruptible
             if task in self.sleeping:
                 await event.wait()
-        task.sleep_scope = None
+        task.sleep_scope, task.wchan = None, None
         await self.wait_cpu(task)
 
-    async def call_blocking(self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict) -> Any:
+    async def call_blocking(
+        self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict, waits_for: Callable[[dict], str]
+    ) -> Any:
         """A call that may have to wait (an empty pipe, the console): the service answers
         ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
-        asks again, as pipe_read loops around wait_event."""
+        asks again, as pipe_read loops around wait_event. ``waits_for(reply)`` names what
+        the task sleeps on, from the service's reply (its wait channel)."""
         while True:
             result = await self.call(dst, op, args, meta)
             if not (isinstance(result, dict) and "wait" in result):
                 return result
-            await self.service_wait(task, dst, result["wait"], meta)
+            await self.service_wait(task, dst, result["wait"], meta, waits_for(result))
 
-    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict) -> None:
+    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str) -> None:
         """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
         leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        await self.sleep_on(task, sent.event)
+        await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):

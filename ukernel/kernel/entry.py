@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from .signal import do_signal
+from .sys import check_rlimit_cpu
 from .syscalls import SYSCALLS
 from .task import ExecImage, TaskExit
 from .uaccess import check_args
@@ -127,6 +128,8 @@ class Entry:
         a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
         if self.sleeping:  # whoever this syscall woke gets a CPU now, in a fixed order
             await self.wake_sleepers(task)
+        if abi.RLIMIT_CPU in task.leader.rlim:
+            await check_rlimit_cpu(self, task)
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         restart = await do_signal(self, task) if task.sigpending else False

@@ -12,7 +12,7 @@ from .. import abi
 from ..ipc.router import Sent
 from .signal import k_kill, send_to_process
 from .steps import Step, StepWalk
-from .task import TaskExit, TaskStruct, nr_in, wake_waiters
+from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -261,11 +261,20 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
                 return [nr, status, rusage]
         if options & abi.WNOHANG:
             return [0, 0, {}]
-        await k.sleep_on(task, event)
+        await k.sleep_on(task, event, wchan=WaitChannel("wait4", _waits_for(pid)))
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         if not event.is_set() and task.sigpending:
             raise abi.kernel_error(abi.EINTR, "wait4 interrupted by a signal")
+
+
+def _waits_for(pid: int) -> str:
+    """wait4's pid argument in words."""
+    if pid > 0:
+        return f"wait4 for pid {pid}"
+    if pid == -1:
+        return "wait4 for any child"
+    return "wait4 for a child in the caller's process group" if pid == 0 else f"wait4 for process group {-pid}"
 
 
 async def sys_exit(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:

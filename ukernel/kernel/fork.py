@@ -33,7 +33,7 @@ from ..abi import (
     CLONE_VM,
 )
 from .steps import Step, StepWalk, flag_note
-from .task import TaskStruct
+from .task import TaskStruct, WaitChannel
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -293,7 +293,8 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
         child, meta | {"step": "wake_up_new_task"}, injected_at(kernel, current, "wake_up_new_task")
     )
     if flags & CLONE_VFORK:
-        await kernel.sleep_on(current, child.vfork_done, interruptible=False)  # killable only
+        wchan = WaitChannel(args.syscall, f"vfork child {child.pid}")
+        await kernel.sleep_on(current, child.vfork_done, interruptible=False, wchan=wchan)  # killable only
     return nr
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from . import procfs
+from .hung import CONSOLE_INPUT
 from .signal import send_to_thread
 from .task import TaskStruct
 
@@ -45,8 +46,9 @@ async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
     reply = await _vfs_open(k, task, meta, **args)
     if not isinstance(reply, dict):
         return reply
+    partner = "writer" if args.get("flags", 0) & abi.O_ACCMODE == abi.O_RDONLY else "reader"
     try:
-        await k.service_wait(task, "vfs", reply["wait"], meta)
+        await k.service_wait(task, "vfs", reply["wait"], meta, f"FIFO inode {reply['ino']}: no {partner} yet")
     except OSError:
         await k.call("vfs", "close", {"files": task.files, "fd": reply["fd"]}, meta)
         raise
@@ -55,7 +57,13 @@ async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
 
 async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
     """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
-    return await k.call_blocking(task, "vfs", "read", {"files": task.files, "fd": fd, "n": n}, meta)
+    args = {"files": task.files, "fd": fd, "n": n}
+    return await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
+
+
+def _read_waits_for(reply: dict) -> str:
+    """A read waits on a pipe (the vfs names its inode) or on the console."""
+    return f"read end of pipe inode {reply['ino']}" if "ino" in reply else CONSOLE_INPUT
 
 
 async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:
@@ -78,7 +86,7 @@ async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: byte
             return done + await procfs.write(k, task, reply["proc"], data[done:], meta)
         done += reply["written"]
         try:
-            await k.service_wait(task, "vfs", reply["wait"], meta)
+            await k.service_wait(task, "vfs", reply["wait"], meta, f"write end of pipe inode {reply['ino']} (full)")
         except OSError:
             if done:
                 return done

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import abi
-from .task import TaskStruct
+from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
 
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
     try:
         if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
             raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
+        wchan = WaitChannel("futex", f"futex at {addr:#x}")
         if ticks is None:
-            await k.sleep_on(task, event)
+            await k.sleep_on(task, event, wchan=wchan)
         else:
-            timed_out, _ = await sleep_timeout(k, task, meta, ticks, event)
+            timed_out, _ = await sleep_timeout(k, task, meta, ticks, event, wchan)
     finally:
         k.futexes.dequeue(key, event)
     if event.is_set():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
-from .task import TaskExit, TaskStruct, nr_in, wake_waiters
+from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -173,7 +173,7 @@ async def sys_sigprocmask(k: Kernel, task: TaskStruct, meta: dict, how: int, mas
 async def sys_pause(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """Sleep until a signal is delivered; always EINTR."""
     while not task.sigpending and not task.killed:
-        await k.sleep_on(task, type(task.cont_event)())
+        await k.sleep_on(task, type(task.cont_event)(), wchan=WaitChannel("pause", "a signal"))
     raise abi.kernel_error(abi.EINTR, "pause ends with a signal")
 
 
@@ -217,4 +217,5 @@ async def do_signal_stop(k: Kernel, task: TaskStruct, sig: int) -> None:
             wake_waiters(leader.real_parent.leader)
     event = leader.cont_event
     while leader.stopped and not task.killed:
-        await k.sleep_on(task, event, interruptible=False)
+        wchan = WaitChannel("", f"SIGCONT (stopped by {abi.SIGNAL_NAMES.get(sig, sig)})")
+        await k.sleep_on(task, event, interruptible=False, wchan=wchan)

@@ -8,9 +8,10 @@ Linux) and are inherited by fork.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import abi
+from .signal import send_to_process
 from .task import TaskStruct, nr_in
 
 if TYPE_CHECKING:
@@ -89,14 +90,50 @@ async def sys_set_child_subreaper(k: Kernel, task: TaskStruct, meta: dict, flag:
     task.leader.child_subreaper = bool(flag)
 
 
-async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, new: int | None) -> int:
-    """prlimit on the calling process; only RLIMIT_NPROC is modelled."""
+async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, new: Any = None) -> Any:
+    """prlimit on the calling process: RLIMIT_NPROC (one number) and RLIMIT_CPU
+    (``[soft, hard]`` in ticks of virtual time; an int sets the soft limit alone)."""
+    if resource == abi.RLIMIT_CPU:
+        return _prlimit_cpu(task, new)
     if resource != abi.RLIMIT_NPROC:
-        raise abi.kernel_error(abi.ENOSYS, f"resource {resource} is not modelled (only RLIMIT_NPROC)")
+        raise abi.kernel_error(abi.ENOSYS, f"resource {resource} is not modelled (RLIMIT_NPROC and RLIMIT_CPU are)")
     old = task.leader.rlim.get(resource, k.config.nproc)
     if new is not None:  # -1 (RLIM_INFINITY) and up: the argument table checked it
-        task.leader.rlim[resource] = new
+        task.leader.rlim[resource] = _limit(new)
     return old
+
+
+def _limit(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < abi.RLIM_INFINITY:
+        raise abi.kernel_error(abi.EINVAL, f"bad limit {value!r}")
+    return value
+
+
+def _prlimit_cpu(task: TaskStruct, new: Any) -> list[int]:
+    old = list(task.leader.rlim.get(abi.RLIMIT_CPU, (abi.RLIM_INFINITY, abi.RLIM_INFINITY)))
+    if new is None:
+        return old
+    soft, hard = (new, old[1]) if isinstance(new, int) else new if isinstance(new, list | tuple) else (None, None)
+    soft, hard = _limit(soft), _limit(hard)
+    if hard != abi.RLIM_INFINITY and (soft == abi.RLIM_INFINITY or soft > hard):
+        raise abi.kernel_error(abi.EINVAL, f"RLIMIT_CPU soft limit {soft} is above the hard limit {hard}")
+    task.leader.rlim[abi.RLIMIT_CPU] = (soft, hard)
+    return old
+
+
+async def check_rlimit_cpu(k: Kernel, task: TaskStruct) -> None:
+    """check_process_timers at a kernel exit: the process's ticks (every thread's utime)
+    against RLIMIT_CPU. At the hard limit SIGKILL; at the soft limit SIGXCPU, and the soft
+    limit moves one second on, so a process that goes on gets one SIGXCPU a second."""
+    soft, hard = task.leader.rlim[abi.RLIMIT_CPU]
+    used = sum(t.utime + t.ran for t in task.leader.thread_group)
+    meta = {"pid": task.pid, "tid": task.pid, "step": "check_process_timers"}
+    if hard != abi.RLIM_INFINITY and used >= hard:
+        await send_to_process(k, task, abi.SIGKILL, meta)
+    elif soft != abi.RLIM_INFINITY and used >= soft:
+        later = soft + abi.HZ
+        task.leader.rlim[abi.RLIMIT_CPU] = (later if hard == abi.RLIM_INFINITY else min(later, hard), hard)
+        await send_to_process(k, task, abi.SIGXCPU, meta)
 
 
 async def sys_getrusage(k: Kernel, task: TaskStruct, meta: dict) -> dict:

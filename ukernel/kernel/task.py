@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
@@ -37,6 +37,14 @@ class ExecImage(BaseException):
     def __init__(self, image: Image):
         super().__init__(image.path)
         self.image = image
+
+
+class WaitChannel(NamedTuple):
+    """What a sleeping task waits for (ps -l's WCHAN, in words): the syscall it sleeps in
+    and what would wake it, e.g. ("read", "read end of pipe inode 5")."""
+
+    syscall: str
+    what: str
 
 
 class Pins:
@@ -126,6 +134,7 @@ class TaskStruct:
     slice: int = 0
     killed: int = 0  # a fatal signal is pending: exit at the next kernel exit
     sleep_scope: trio.CancelScope | None = None
+    wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)
     image: Any = None
     entry: Any = None  # how the child starts: replay, fn, copied fn
     child_wait: trio.Event = field(default_factory=trio.Event)  # wait4 sleeps on this (wait_chldexit)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import abi
-from .task import TaskStruct
+from .task import TaskStruct, WaitChannel
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -45,8 +45,11 @@ def seconds_to_ticks(seconds: float) -> int:
     return math.ceil(round(seconds * abi.HZ, 9))
 
 
-async def sleep_timeout(k: Kernel, task: TaskStruct, meta: dict, ticks: int, event: Any = None) -> tuple[bool, int]:
-    """schedule_hrtimeout: sleep until ``event`` or ``ticks`` from now; (timed out, ticks left)."""
+async def sleep_timeout(
+    k: Kernel, task: TaskStruct, meta: dict, ticks: int, event: Any = None, wchan: WaitChannel | None = None
+) -> tuple[bool, int]:
+    """schedule_hrtimeout: sleep until ``event`` (what ``wchan`` names) or ``ticks`` from now;
+    (timed out, ticks left)."""
     timeout = trio.Event()
     k.timeouts[task.id] = timeout
     try:
@@ -54,7 +57,9 @@ async def sleep_timeout(k: Kernel, task: TaskStruct, meta: dict, ticks: int, eve
         k.next_timer = reply["timer"]
         if not reply["armed"]:
             return True, 0
-        await k.sleep_on(task, timeout if event is None else AnyEvent(event, timeout))
+        what = f"{wchan.what}, " if wchan else ""
+        wchan = WaitChannel(meta.get("syscall", ""), f"{what}timer at tick {reply['expires']}")
+        await k.sleep_on(task, timeout if event is None else AnyEvent(event, timeout), wchan=wchan)
         if timeout.is_set():
             return True, 0
         reply = await k.call("sched", "hrtimer_cancel", {"task": task.id, "now": k.ticks}, meta)

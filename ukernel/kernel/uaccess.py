@@ -276,6 +276,23 @@ class Optional:
 
 
 @dataclass(frozen=True)
+class Rlimit:
+    """prlimit's new limit: None (only ask), one rlim_t (the soft limit alone, as ukernel's
+    prlimit(resource, n) has always taken), or struct rlimit as [soft, hard]."""
+
+    limit: Integer
+    ctype: str = "const struct rlimit64 __user *new_rlim"
+    bad_type: int = EINVAL
+
+    def __call__(self, value: Any) -> Any:
+        if value is None or isinstance(value, int):
+            return None if value is None else self.limit(value)
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return [self.limit(v) for v in value]
+        raise refuse(EINVAL, f"a limit is an int or [soft, hard], not {show(value)}")
+
+
+@dataclass(frozen=True)
 class Anything:
     """clone's arg: handed to the child as it is (a pointer the kernel never reads)."""
 
@@ -311,7 +328,7 @@ KINDS: dict[str, Any] = {
     "mode_t":   Integer("umode_t (libc's mode_t)",     0,       UINT_MAX,    EINVAL,     EINVAL),
     "pid":      PID,
     "signal":   SIGNAL,
-    "rlim":     Optional(Integer("rlim_t (-1: RLIM_INFINITY)", -1, LONG_MAX, EINVAL,     EINVAL)),
+    "rlim":     Rlimit(Integer("rlim_t (-1: RLIM_INFINITY)", -1, LONG_MAX, EINVAL,     EINVAL)),
     # kind        what it is                                                  max length              past it
     "path":     Text("const char __user *pathname",                           abi.PATH_MAX - 1,       ENAMETOOLONG),
     "string":   Text("const char __user * (a mount string)",                  abi.PAGE_SIZE - 1),

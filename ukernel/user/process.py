@@ -8,6 +8,7 @@ written twice), until the journal's last entry, the fork itself, returns 0.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,17 @@ class Runtime:
         return ("replay",)
 
     async def syscall(self, name: str, args: dict) -> Any:
-        """The kernel entry every ``sys`` method goes through."""
+        """The kernel entry every ``sys`` method goes through (the CPU limit's watchdog
+        sees the task leave user mode here, and come back on the way out)."""
         task = current.get()
+        watchdog = self.kernel.watchdog
+        watchdog.enter_kernel()
+        try:
+            return await self._syscall(task, name, args)
+        finally:
+            watchdog.leave_kernel(task)
+
+    async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
         pending = self.replays.get(task.id)
         if pending is not None:
             return self._replay(task, pending, name)
@@ -105,7 +115,7 @@ class Runtime:
         if added:
             task.blocked.add(sig)
         try:
-            await _call_maybe_async(handler, self.sys, sig)
+            await self._user_mode(task, _call_maybe_async(handler, self.sys, sig))
         finally:
             if added:
                 task.blocked.discard(sig)
@@ -154,7 +164,18 @@ class Runtime:
         await self._write_stderr(task, f"{code}\n")
         return 1
 
+    async def _user_mode(self, task: TaskStruct, code: Awaitable) -> Any:
+        """Run user code (a program, a signal handler) under the CPU limit's watch."""
+        self.kernel.watchdog.leave_kernel(task)
+        try:
+            return await code
+        finally:
+            self.kernel.watchdog.enter_kernel()
+
     async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:
+        return await self._user_mode(task, self._start(task, entry))
+
+    async def _start(self, task: TaskStruct, entry: tuple) -> Any:
         kind = entry[0]
         while True:
             try:
