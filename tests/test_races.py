@@ -277,3 +277,14 @@ async def test_a_child_notifying_a_parent_whose_exit_puts_its_sighand():
     for seed in range(4):
         with trio.fail_after(FUZZ_TIMEOUT):
             await run_source(FUZZ_PROGRAM.format(ops=tree), cpus=2, seed=seed, trace=False)
+
+
+async def test_a_pipe_wait_whose_reply_lands_after_its_waker_left():
+    """Found by `make fuzz` (and named by the hang dump: a reader "runnable, waiting for a CPU"
+    that no CPU took): at 2 CPUs a close on the other CPU woke the pipe between the reader's
+    `wait` request and its sleep, so the closer's wake-up found no sleeper. The reply wakes it."""
+    tree = [("write", 1), ("reader", 2), ("sleep", 1)]
+    for seed in range(6):
+        with trio.fail_after(FUZZ_TIMEOUT):
+            result = await run_source(FUZZ_PROGRAM.format(ops=tree), cpus=2, seed=seed, trace=False)
+        assert result.exit_code == 0

@@ -125,11 +125,23 @@ class Cpus:
         """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
         leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+        if len(self.cpu_curr) > 1 and not sent.event.is_set():
+            self.nursery.start_soon(self._wake_on_reply, task, sent.event)
         await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):
             raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
+
+    async def _wake_on_reply(self, task: TaskStruct, event: trio.Event) -> None:
+        """The reply to ``wait`` can land after its waker left the kernel: with several CPUs
+        the waker (a write on another CPU) may run between the sleeper's request and its
+        sleep, so the waker's own wake_sleepers found no one. This is the wake-up IPI: the
+        reply itself wakes the sleeper. (With one CPU the waker needs the CPU the sleeper
+        holds, so it always comes after and finds it.)"""
+        await event.wait()
+        if task in self.sleeping:
+            await self.wake_sleepers(self.idle)
 
     async def wake_sleepers(self, waker: TaskStruct) -> None:
         """try_to_wake_up, run by the waker: every sleeper whose condition came true,
