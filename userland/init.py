@@ -12,7 +12,11 @@ async def main(sys, argv):
         return 1
     pid = await sys.fork()
     if pid == 0:
-        await sys.execve(argv[1], argv[2:] or [argv[1]])
+        try:
+            await sys.execve(argv[1], argv[2:] or [argv[1]])
+        except OSError as exc:  # a mistyped program name is one line, not a traceback
+            await sys.write(2, f"init: cannot run {argv[1]}: {type(exc).__name__}: {exc}\n".encode())
+            return 1
     code = 0
     while True:
         try:

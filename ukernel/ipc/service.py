@@ -355,12 +355,19 @@ LIBRARY_DIRS = tuple({sysconfig.get_path(key) for key in ("stdlib", "platstdlib"
 
 
 def crash_site(exc: BaseException, handler: Callable) -> str:
+    """file:line of a handler's crash, relative to the directory that holds its package."""
+    return fault_site(exc, _package_root(handler))
+
+
+def fault_site(exc: BaseException, root: Path | None) -> str:
     """file:line of the innermost frame of the traceback in the project's own code (not in
-    Python's library), relative to the directory that holds the handler's package."""
+    Python's library), relative to ``root``: where a student looks first."""
     frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
     ours = [f for f in frames if not f.filename.startswith(LIBRARY_DIRS)] or frames
     frame = ours[-1]
-    path, root = Path(frame.filename), _package_root(handler)
+    path = Path(frame.filename)
     shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
     return f"{shown}:{frame.lineno}"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
+from ..ipc.service import fault_site
 from .signal import do_signal
 from .sys import check_rlimit_cpu
 from .syscalls import SYSCALLS
@@ -25,6 +26,8 @@ from .uaccess import check_args
 if TYPE_CHECKING:
     from .task import TaskStruct
 
+#: The directory holding the ukernel, services and userland packages: oops sites are shown from it.
+CHECKOUT = Path(__file__).resolve().parents[2]
 NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
 
 
@@ -101,9 +104,7 @@ class Entry:
     def oops(self, task: TaskStruct, where: str, exc: BaseException) -> None:
         """Record a kernel bug met on ``task``'s behalf: an ``oops`` event with the traceback,
         kept for check_invariants. The caller kills the task; the kernel goes on (Linux's die())."""
-        frames = traceback.extract_tb(exc.__traceback__)
-        at = f" at {_short_path(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-        line = f"oops in pid {task.pid} ({task.comm}) during {where}: {exc!r}{at}"
+        line = f"oops in pid {task.pid} ({task.comm}) during {where}: {exc!r} at {fault_site(exc, CHECKOUT)}"
         self.oopses.append(line)
         if self.tracer.on:
             text = "".join(traceback.format_exception(exc))
@@ -136,15 +137,6 @@ class Entry:
         if task.slice <= 0:
             await self.schedule(task, "preempted")
         return bool(restart)
-
-
-def _short_path(filename: str) -> str:
-    """A frame's file relative to the project (ukernel/kernel/fs.py), as a student reads it."""
-    parts = Path(filename).parts
-    for top in ("ukernel", "services", "userland", "tests"):
-        if top in parts:
-            return "/".join(parts[len(parts) - parts[::-1].index(top) - 1 :])
-    return filename
 
 
 def _printable(value: Any, depth: int = 0) -> Any:
