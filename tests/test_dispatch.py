@@ -207,3 +207,11 @@ def test_an_annotation_that_does_not_resolve_is_refused_at_class_creation():
             @op
             async def get(self, req: Call, pid: Pid) -> int:  # noqa: F821 (the student's typo)
                 return 0
+
+
+async def test_a_failed_assert_in_a_service_client_block_is_itself_not_a_group():
+    """A grader asserts inside the block: it must see its AssertionError, unwrapped."""
+    with pytest.raises(AssertionError, match="^the grader's check$"):
+        async with service_client(PidService()) as c:
+            assert await c.call("ping") == "pid"
+            raise AssertionError("the grader's check")

@@ -29,19 +29,28 @@ class ServiceClient:
 
 @asynccontextmanager
 async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
-    """Boot the given services alone (the first is the one the client talks to)."""
+    """Boot the given services alone (the first is the one the client talks to).
+
+    An exception raised in the ``async with`` body (a grader's failed assert) comes out
+    as itself, not wrapped in the nursery's ExceptionGroup: the services only serve,
+    so the body's error is the only one there can be."""
     tracer = Tracer()
     trace = MemorySink()
     tracer.add_sink(trace)
     router = Router(tracer)
-    async with trio.open_nursery() as nursery:
-        for service in services:
-            endpoint, inbox = open_local()
-            service.router = router
-            router.attach(service.name, endpoint, service.calls)
-            nursery.start_soon(service.serve, inbox)
-        yield ServiceClient(router, services[0].name, trace)
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            for service in services:
+                endpoint, inbox = open_local()
+                service.router = router
+                router.attach(service.name, endpoint, service.calls)
+                nursery.start_soon(service.serve, inbox)
+            yield ServiceClient(router, services[0].name, trace)
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 #: The syscalls that create a task; their return value (in the parent) is the child's pid.
