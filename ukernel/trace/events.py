@@ -240,7 +240,7 @@ def fault_text(event: Event) -> str:
     """What a ``fault`` event says: ``write 0x7f0000001000 in [heap] cow-copy frame 12 -> 31``.
 
     The vma is named as /proc/PID/maps names it, or by its range and rights when it
-    has no name; a bad access says why (``segv SEGV_MAPERR``: no vma there).
+    has no name; no vma at all (a bad address) names none.
     """
     addr = event.get("addr")
     text = f"{event.get('access')} {addr:#x}" if isinstance(addr, int) else f"{event.get('access')} {addr}"
@@ -248,12 +248,18 @@ def fault_text(event: Event) -> str:
     if isinstance(vma, dict):
         where = vma.get("name") or f"{vma.get('start', 0):#x}-{vma.get('end', 0):#x} {vma.get('perms')}"
         text += f" in {where}"
+    return f"{text} {fault_outcome(event)}"
+
+
+def fault_outcome(event: Event) -> str:
+    """What the fault handler did: ``cow-copy frame 12 -> 31``, ``zero-fill frame 7``,
+    ``segv (SEGV_MAPERR)``."""
     kind = event.get("kind")
     if kind == "cow-copy":
-        return f"{text} {kind} frame {event.get('old_frame')} -> {event.get('frame')}"
+        return f"{kind} frame {event.get('old_frame')} -> {event.get('frame')}"
     if kind in ("segv", "oom"):
-        return f"{text} {kind} ({event.get('code')})"
-    return f"{text} {kind} frame {event.get('frame')}"
+        return f"{kind} ({event.get('code')})"
+    return f"{kind} frame {event.get('frame')}"
 
 
 def errno_field(err: int) -> str:
