@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from conftest import read_line
 
 import services
 import ukernel
@@ -92,7 +93,7 @@ async def test_every_slot_replaced_in_a_ukernel_serve_process(tmp_path, monkeypa
                     serve, stderr=subprocess.PIPE, check=False, task_status=task_status
                 )
             )
-            line = await _read_line(process.stderr)
+            line = await read_line(process.stderr)
             assert line.startswith("ukernel: serving "), line
             url = line.rsplit(" on ", 1)[1]
             remote = dict.fromkeys(services.SERVICES, url)
@@ -108,16 +109,6 @@ async def test_every_slot_replaced_in_a_ukernel_serve_process(tmp_path, monkeypa
         "the built-in class: serve pid with the same --service"
     )
     assert plugin.identity(plugin.load(spec("pid"))).startswith("CountingPid from counting.py (sha256 ")
-
-
-async def _read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
 
 
 # --- refused at boot: one line naming what is wrong ------------------------------------------
