@@ -330,6 +330,8 @@ async def test_a_toml_file_names_services_programs_and_files_relative_to_itself(
     settings = load_config(tmp_path / "run.toml")
     assert settings["services"] == {"pid": f"{tmp_path}/pid.py:CountingPid"}
     assert (settings["bin_dirs"], settings["host_files"]) == ([f"{tmp_path}/progs"], [f"{tmp_path}/motd.txt:/etc/motd"])
+    config = Config(**settings)
+    assert (config.services["pid"].__name__, config.copy_process.__name__) == ("CountingPid", "CountingUnwind")
     with trio.fail_after(TIMEOUT):
         result = await ukernel.run_async(
             "sh", ["sh", "-c", "produce; cat /etc/motd"], config=str(tmp_path / "run.toml")
