@@ -12,14 +12,20 @@ namespaces.py) or package (sched/, vfs/). A class declares
 Everything that needs the list of services derives it from SERVICES: the
 kernel's boot, ``ukernel serve`` (which services exist, how each is built,
 the order to start them in), the CLI's choices and help, and the console
-trace's colours. May import ukernel.abi and ukernel.ipc only, like every service.
+trace's colours. A replacement for a slot (``Config.services``: a student's
+class) is checked against the built-in here (``replacement``) and built by ``build``.
+
+May import ukernel.abi, ukernel.ipc and ukernel.plugin only, like every service
+(plugin.py is the stdlib-only loader of a student's class: sched loads its classes with it).
 """
 
 from __future__ import annotations
 
 import graphlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
+from ukernel import plugin
 from ukernel.ipc.service import Service
 
 from .mm import MmService
@@ -46,17 +52,72 @@ RUN_IO = frozenset({"stdin", "console"})
 PALETTE = (34, 32, 35, 33, 31, 36)
 
 
+def class_for(name: str, config: Config) -> type[Service]:
+    """The class slot ``name`` runs: a replacement named in ``config.services``, else the built-in."""
+    return config.services.get(name) or SERVICES[name]
+
+
 def build(name: str, config: Config) -> Service:
     """Service ``name`` built from ``config``: how boot and ``ukernel serve`` both make one,
     so a served service runs with the settings an embedded one would."""
-    cls = SERVICES[name]
+    cls = class_for(name, config)
     return cls(**{keyword: getattr(config, field) for field, keyword in cls.takes.items()})
 
 
 def settings_of(name: str, config: Config) -> dict[str, Any]:
     """The settings service ``name`` runs with under ``config`` (msgpack types): what a node
-    sends in its handshake and what a kernel compares with its own before using it."""
-    return {field: getattr(config, field) for field in SERVICES[name].takes if field not in RUN_IO}
+    sends in its handshake and what a kernel compares with its own before using it. A
+    replacement adds ``class`` (plugin.identity), so a node serving another class is refused."""
+    cls = class_for(name, config)
+    settings = {field: getattr(config, field) for field in cls.takes if field not in RUN_IO}
+    if cls is not SERVICES[name]:
+        settings["class"] = plugin.identity(cls)
+    return settings
+
+
+def replacement(slot: str, spec: Any) -> type[Service]:
+    """The class ``spec`` names (a class, 'file.py:Class' or 'module:Class'), checked against
+    the built-in it replaces; ValueError, one line naming everything wrong with it."""
+    given = spec if isinstance(spec, str) else getattr(spec, "__qualname__", repr(spec))
+    where = f"service {slot}={given}"
+    try:
+        cls = plugin.load(spec)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    problems = contract_problems(slot, cls)
+    if problems:
+        raise ValueError(f"{where}: {'; '.join(problems)}")
+    cls.name = slot  # a subclass of Service that did not set its name
+    return cls
+
+
+def contract_problems(slot: str, cls: Any) -> list[str]:
+    """What keeps ``cls`` from standing in for the built-in ``slot``: the built-in's OPS are
+    what the kernel and the other services may send it, with the parameters they pass;
+    its ``calls`` bound what it may call (DESIGN.md §3: the call graph stays acyclic)."""
+    builtin = SERVICES[slot]
+    if not (isinstance(cls, type) and issubclass(cls, Service)):
+        return [f"{cls!r} is not a class derived from {builtin.__name__} or ukernel.ipc.service.Service"]
+    label = cls.__name__
+    problems = []
+    if cls.name not in (slot, Service.name):
+        problems.append(f"{label}.name is {cls.name!r}, not {slot!r}")
+    for op_name, wanted in builtin.PARAMS.items():
+        if op_name not in cls.OPS:
+            problems.append(f"{label} has no op {op_name}")
+            continue
+        if not inspect.iscoroutinefunction(cls.OPS[op_name]):
+            problems.append(f"op {op_name} is not an async def")
+        params = cls.PARAMS[op_name]
+        problems += [f"op {op_name} does not take {p}" for p in sorted(wanted.allowed - params.allowed)]
+        problems += [
+            f"op {op_name} requires {p}, which callers may leave out" for p in sorted(params.required - wanted.required)
+        ]
+    extra = sorted(cls.calls - builtin.calls)
+    if extra:
+        allowed = ", ".join(sorted(builtin.calls)) or "none"
+        problems.append(f"{label} calls {', '.join(extra)}, which {slot} may not call (its calls: {allowed})")
+    return problems
 
 
 def serve_order() -> list[str]:

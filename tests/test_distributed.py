@@ -270,7 +270,10 @@ async def test_a_toml_config_file_names_the_remote_services_and_other_settings(t
 def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("cpu = 2\n")
-    with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) cpu; settings are cpu_limit, cpus, fail, "):
+    with pytest.raises(
+        ValueError,
+        match=r"bad.toml: unknown setting\(s\) cpu; settings are bin_dirs, copy_process, cpu_limit, cpus, fail, ",
+    ):
         load_config(config)
     config.write_text("cpus = \n")
     with pytest.raises(ValueError, match="bad.toml: not TOML"):

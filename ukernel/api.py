@@ -71,11 +71,14 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
 
 
 def program_path(program: str, files: dict[str, bytes]) -> str:
-    """A host file is copied into the vfs as /bin/NAME; a bare name means /bin/NAME."""
+    """A host .py file is copied into the vfs as /bin/NAME (config.guest_path, as for
+    ``host_files``); a bare name means /bin/NAME."""
+    from .config import guest_path, read_host
+
     host = Path(program)
     if host.suffix == ".py" and host.is_file():
-        target = f"/bin/{host.stem}"
-        files[target] = host.read_bytes()
+        target = guest_path(host)
+        files[target] = read_host(host)
         return target
     return program if program.startswith("/") else f"/bin/{program}"
 

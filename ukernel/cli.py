@@ -48,9 +48,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = _settings(ns, fail=_parse_fail(ns.fail), cpu_limit=ns.cpu_limit)
+    settings = _settings(ns, fail=_parse_fail(ns.fail), cpu_limit=ns.cpu_limit, copy_process=ns.copy_process)
     if settings is None:
         return 2
+    for key, given in (("bin_dirs", ns.bin), ("host_files", ns.file)):  # the file's, then these
+        settings[key] = [*settings.get(key, []), *given]
     settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
     if settings["remote"]:
         from .ipc import tcp
@@ -124,7 +126,22 @@ def _settings(ns: argparse.Namespace, **given: object) -> dict | None:
     }
     settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}
     settings["remote"] = settings.get("remote", {}) | _parse_remote(ns.remote)
+    settings["services"] = settings.get("services", {}) | _parse_services(ns.service)
     return settings
+
+
+def _parse_services(items: list[str]) -> dict[str, str]:
+    """--service SLOT=SPEC...; Config loads each SPEC and checks it against the built-in."""
+    replacements = {}
+    for item in items:
+        slot, sep, spec = item.partition("=")
+        if not sep:
+            raise SystemExit(
+                f"ukernel: --service takes SLOT=FILE.py:Class or SLOT=module:Class, SLOT one of {' '.join(SERVICES)}, "
+                f"got {item!r}"
+            )
+        replacements[slot] = spec
+    return replacements
 
 
 def _settings_from_file(path: str | None) -> dict | None:
@@ -296,7 +313,17 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
     )
     parser.add_argument(
-        "--sched", metavar="CLASS", help="class of SCHED_OTHER tasks: rr (default), cfs, or package.module:Class"
+        "--sched",
+        metavar="CLASS",
+        help="class of SCHED_OTHER tasks: rr (default), cfs, path/to/file.py:Class or package.module:Class",
+    )
+    parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="SLOT=SPEC",
+        help="run your own class for a service: pid=student/pid.py:MyPid (or package.module:Class); "
+        "it must take every op of the built-in one",
     )
     parser.add_argument(
         "--sched-set",
@@ -346,6 +373,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=URL",
         help="use service NAME served elsewhere (ukernel serve), e.g. mm=tcp://127.0.0.1:7001; secret: $UKERNEL_SECRET",
+    )
+    p_run.add_argument(
+        "--bin", action="append", default=[], metavar="DIR", help="copy every DIR/*.py into /bin as /bin/NAME"
+    )
+    p_run.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="HOST[:GUEST]",
+        help="copy a host file in, to GUEST (default: /bin/NAME for a .py file, else /NAME)",
+    )
+    p_run.add_argument(
+        "--copy-process", metavar="SPEC", help="walk copy_process with your CopyProcess subclass: file.py:Class"
     )
     p_run.set_defaults(func=cmd_run)
     p_serve = sub.add_parser(

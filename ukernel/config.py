@@ -5,6 +5,12 @@ TOML file that ``ukernel run --config FILE`` and ``ukernel.run(..., config=FILE)
     memory = "128M"
     rpc_timeout = 2.0
     secret_file = "/etc/ukernel/secret"   # the secret itself never goes in this file
+    bin_dirs = ["progs"]                  # every progs/*.py as /bin/NAME
+    host_files = ["notes.txt", "motd.txt:/etc/motd"]   # HOST[:GUEST]: /notes.txt, /etc/motd
+    copy_process = "lab/fork.py:MyCopyProcess"          # the fork lab's walker
+
+    [services]                            # a student's class in place of a built-in one
+    pid = "student/pid.py:MyPid"          # or "package.module:Class"
 
     [remote]
     mm = "tcp://10.0.0.2:7001"
@@ -18,7 +24,9 @@ TOML file that ``ukernel run --config FILE`` and ``ukernel.run(..., config=FILE)
 
 Keys are the keywords of ``ukernel.run`` (``Config``'s fields); an unknown
 key is an error naming it, so a typo does not pass silently. Text in
-``stdin`` and ``[files]`` becomes bytes (UTF-8).
+``stdin`` and ``[files]`` becomes bytes (UTF-8). Host paths (``bin_dirs``,
+``host_files``, and the files in ``services``, ``sched`` and ``copy_process``)
+are relative to the TOML file's directory.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from services import SERVICES
+from services import SERVICES, replacement
 from services.sched.classes import load_class
 
-from . import abi
-from .kernel.fork import STEP_NAMES
+from . import abi, plugin
+from .kernel.fork import STEP_NAMES, CopyProcess
 
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
 
@@ -85,13 +94,17 @@ class Config:
     console: Any = None  # a callable that sees console output as it is written
     trace: bool = True
     remote: dict[str, str] = field(default_factory=dict)  # service name -> tcp://HOST:PORT or unix:/PATH
-    sched: str = "rr"  # the class of SCHED_OTHER tasks: cfs, rr, or package.module:Class (docs/sched.md)
+    sched: str = "rr"  # the class of SCHED_OTHER tasks: cfs, rr, file.py:Class or package.module:Class (docs/sched.md)
     sched_settings: dict[str, int] = field(default_factory=dict)  # sched_latency, sched_min_granularity, ... in ticks
     secret_file: str | None = None  # the shared secret for remote services; None: $UKERNEL_SECRET
     heartbeat: float = 1.0  # seconds between pings to each remote service
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
     cpu_limit: float = 10.0  # host CPU seconds a task may run Python without a syscall (docs/limits.md); 0: none
+    services: dict[str, Any] = field(default_factory=dict)  # slot -> a class, file.py:Class or module:Class
+    copy_process: Any = None  # a CopyProcess subclass (or its spec) that copy_process walks COPY_STEPS with
+    bin_dirs: list[str] = field(default_factory=list)  # host directories whose *.py go into /bin as /bin/NAME
+    host_files: list[str] = field(default_factory=list)  # HOST[:GUEST] files to copy in (host_file says where)
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -111,6 +124,88 @@ class Config:
         if not isinstance(self.cpu_limit, int | float) or not self.cpu_limit >= 0:
             raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
+        self.services = self._replacements()
+        self.copy_process = copy_process_class(self.copy_process)
+        self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
+
+    def _replacements(self) -> dict[str, type]:
+        """Config.services with each spec loaded and checked against its slot (services.replacement)."""
+        if not isinstance(self.services, dict):
+            raise ValueError(f"services: a table of service = class spec, not {self.services!r}")
+        unknown = sorted(set(self.services) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"services: no service {', '.join(unknown)}; services are {' '.join(SERVICES)}")
+        classes = {slot: replacement(slot, spec) for slot, spec in self.services.items()}
+        fields = {f.name for f in dataclasses.fields(self)}
+        for slot, cls in classes.items():
+            unknown = sorted(set(cls.takes) - fields)
+            if unknown:
+                raise ValueError(f"service {slot}: {cls.__name__}.takes names no setting {', '.join(unknown)}")
+        return classes
+
+
+def copy_process_class(spec: Any) -> type[CopyProcess] | None:
+    """Config.copy_process loaded: None, or a subclass of kernel/fork.py's CopyProcess."""
+    if spec is None:
+        return None
+    try:
+        return plugin.load_subclass(spec, CopyProcess)
+    except ValueError as exc:
+        raise ValueError(f"copy_process: {exc}") from None
+
+
+def guest_path(host: Path) -> str:
+    """Where a host file goes when no GUEST is named: a program (.py) to /bin/NAME, where a
+    bare name finds it; any other file to the root, /NAME."""
+    return f"/bin/{host.stem}" if host.suffix == ".py" else f"/{host.name}"
+
+
+def split_host_file(spec: str) -> tuple[str, str]:
+    """'x.txt:/etc/x' -> ('x.txt', '/etc/x'); 'prog.py' -> ('prog.py', '/bin/prog') (guest_path)."""
+    host, sep, guest = spec.rpartition(":")
+    if not sep or not host or not guest.startswith("/"):
+        host, guest = spec, guest_path(Path(spec))
+    return host, guest
+
+
+def host_file(spec: str) -> tuple[str, bytes]:
+    """HOST[:GUEST] read from the host: (the guest path, the bytes); ValueError, one line, if it cannot be read."""
+    host, guest = split_host_file(spec)
+    return guest, read_host(Path(host))
+
+
+def bin_dir(directory: str) -> dict[str, bytes]:
+    """Every .py in ``directory`` as /bin/NAME (what ``ukernel run --bin DIR`` installs)."""
+    path = Path(directory)
+    try:
+        entries = sorted(path.iterdir())
+    except OSError as exc:
+        raise ValueError(_unreadable(path, exc)) from None
+    return {guest_path(p): read_host(p) for p in entries if p.suffix == ".py" and p.is_file()}
+
+
+def install(bin_dirs: list[str], host_files: list[str]) -> dict[str, bytes]:
+    """The guest files that ``bin_dirs`` and ``host_files`` name, in that order (a later one wins)."""
+    for name, value in (("bin_dirs", bin_dirs), ("host_files", host_files)):
+        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"{name}: a list of host paths, not {value!r}")
+    files: dict[str, bytes] = {}
+    for directory in bin_dirs:
+        files |= bin_dir(directory)
+    files |= dict(host_file(spec) for spec in host_files)
+    return files
+
+
+def read_host(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """'progs: ENOENT: No such file or directory': the host's error as a person reads it."""
+    return f"{path}: {abi.errno_name(exc.errno) if exc.errno else 'error'}: {exc.strerror or exc}"
 
 
 def parse_fail(fail: dict[str, Any]) -> tuple[dict[str, int], dict[int, int]]:
@@ -152,17 +247,40 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         data["stdin"] = data["stdin"].encode()
     if "files" in data:
         data["files"] = {k: v.encode() if isinstance(v, str) else v for k, v in data["files"].items()}
+    return _relative_to(data, Path(path).parent)
+
+
+def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A TOML file's host paths made relative to its directory, not to where ukernel runs."""
+    if isinstance(data.get("bin_dirs"), list):
+        data["bin_dirs"] = [str(base / d) if isinstance(d, str) else d for d in data["bin_dirs"]]
+    if isinstance(data.get("host_files"), list):
+        data["host_files"] = [
+            _host_file_at(base, spec) if isinstance(spec, str) else spec for spec in data["host_files"]
+        ]
+    if isinstance(data.get("services"), dict):
+        data["services"] = {slot: plugin.relative_to(spec, base) for slot, spec in data["services"].items()}
+    for key in ("sched", "copy_process"):
+        if key in data:
+            data[key] = plugin.relative_to(data[key], base)
     return data
+
+
+def _host_file_at(base: Path, spec: str) -> str:
+    host, guest = split_host_file(spec)
+    return f"{base / host}:{guest}"
 
 
 def mismatch(service: str, theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
     """Why a remote ``service`` that runs with ``theirs`` cannot serve a run that asks for
-    ``ours`` (services.settings_of of both): one line naming the first setting that differs."""
-    for name, wanted in ours.items():
-        if theirs.get(name) != wanted:
+    ``ours`` (services.settings_of of both): one line naming the first setting that differs.
+    ``class`` is there only for a replacement, so either side may be the one that has it."""
+    for name in dict.fromkeys([*ours, *(["class"] if "class" in theirs else [])]):
+        if theirs.get(name) != ours.get(name):
+            how = "the same --service" if name == "class" else "the settings of the run"
             return (
                 f"remote {service} runs {_setting(name, theirs.get(name))}, this run asks for "
-                f"{_setting(name, wanted)}: serve {service} with the settings of the run"
+                f"{_setting(name, ours.get(name))}: serve {service} with {how}"
             )
     return None
 
@@ -175,4 +293,6 @@ def _setting(name: str, value: Any) -> str:
         return f"{format_size(value)} of memory"
     if name == "tmpfs_size" and isinstance(value, int):
         return f"a {format_size(value)} tmpfs"
+    if name == "class":
+        return f"the class {value}" if value else "the built-in class"
     return f"{name}={value}"

@@ -1,6 +1,6 @@
 """sched: run queues, CPUs and the virtual clock (service.py), behind scheduling classes (classes.py).
 
-May import ukernel.abi and ukernel.ipc only, like every service.
+May import ukernel.abi, ukernel.ipc and ukernel.plugin only, like every service.
 """
 
 from .service import SchedService

@@ -15,14 +15,13 @@ is Linux's.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ukernel import abi
+from ukernel import abi, plugin
 
 TICK_NSEC = abi.TICK_NSEC
 NICE_0_LOAD = 1024
@@ -392,18 +391,15 @@ FAIR_CLASSES: dict[str, type[SchedClass]] = {"cfs": FairClass, "rr": RoundRobin}
 
 
 def load_class(name: str) -> type[SchedClass]:
-    """'cfs', 'rr', or 'package.module:ClassName' (a student's class)."""
+    """'cfs', 'rr', or a student's class: 'path/to/file.py:ClassName' or 'package.module:ClassName'."""
     if name in FAIR_CLASSES:
         return FAIR_CLASSES[name]
-    module_name, sep, attr = name.partition(":")
-    if not sep:
-        raise ValueError(f"unknown scheduling class {name!r}: one of {', '.join(FAIR_CLASSES)} or module:Class")
+    if ":" not in name:
+        raise ValueError(f"unknown scheduling class {name!r}: one of {', '.join(FAIR_CLASSES)} or {plugin.FORMS}")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        cls = plugin.load_subclass(name, SchedClass)
+    except ValueError as exc:
         raise ValueError(f"cannot load scheduling class {name!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, SchedClass)):
-        raise ValueError(f"{name!r} is not a SchedClass subclass")
     if cls.__abstractmethods__:
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise ValueError(f"scheduling class {name!r} does not define {missing}")

@@ -104,6 +104,7 @@ class Service:
 
     name: ClassVar[str] = "service"
     calls: ClassVar[frozenset[str]] = frozenset()
+    takes: ClassVar[dict[str, str]] = {}  # Config field -> keyword of __init__ (services.build)
     #: True only if no handler ever waits (no calls out, no events; a deferred reply
     #: is fine): a node may then run a peer's request in the connection's reader
     #: (ipc/local.py HostedInbox), saving a task switch per message.
@@ -112,14 +113,21 @@ class Service:
     PARAMS: ClassVar[dict[str, Params]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """OPS and PARAMS, base classes first. A method that overrides an op is that op
+        (marked ``@op`` or not: dispatch must call the override, not the base's), and an
+        override taking ``**args`` is checked against the parameters of the op it overrides."""
         super().__init_subclass__(**kwargs)
         ops: dict[str, Callable] = {}
+        params: dict[str, Params] = {}
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
-                if getattr(value, "__ukernel_op__", False):
+                if getattr(value, "__ukernel_op__", False) or (key in ops and callable(value)):
                     ops[key] = value
-        cls.OPS = ops
-        cls.PARAMS = {name: Params.of(cls, name, fn) for name, fn in ops.items()}
+                    if key not in params or not _takes_any_keyword(value):
+                        params[key] = Params.of(cls, key, value)
+                elif key in ops:  # overridden by something that is no method: no longer an op
+                    del ops[key], params[key]
+        cls.OPS, cls.PARAMS = ops, params
 
     def __init__(self) -> None:
         self.router: Any = None  # set by Router.attach: the only way out
@@ -261,6 +269,11 @@ class Service:
     @op
     async def ping(self, req: Call) -> str:
         return self.name
+
+
+def _takes_any_keyword(fn: Callable) -> bool:
+    """True for ``async def alloc_pid(self, req, **args)``: a wrapper of the op it overrides."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
 #: msgpack's integers: int64 below zero, uint64 above. A bigger int cannot be sent at all.

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from services import SERVICES, build, settings_of
+from services import SERVICES, build, class_for, settings_of
 
 from .. import abi
 from ..config import Config, mismatch, parse_fail
@@ -141,7 +141,7 @@ class Kernel(Cpus, Entry):
         )
         await endpoint.start(nursery)
         self.check_remote(name, endpoint.peer)
-        self.router.attach(name, endpoint, SERVICES[name].calls)
+        self.router.attach(name, endpoint, class_for(name, self.config).calls)
         self.tracer.nodes[name] = endpoint.node
         for other in SERVICES:
             self.tracer.nodes.setdefault(other, "local")

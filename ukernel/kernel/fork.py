@@ -273,7 +273,8 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
     validate(current, flags)
     if flags & CLONE_PIDFD:
         raise abi.kernel_error(abi.ENOSYS, "pidfds are not built yet (CLONE_PIDFD)")
-    child = await CopyProcess(kernel, current, args, cause).make()
+    walker = kernel.config.copy_process or CopyProcess  # a lab's own walker (Config.copy_process)
+    child = await walker(kernel, current, args, cause).make()
     nr = child.vnr(current)
     meta = {"cause": cause, "pid": current.pid, "tid": current.pid, "syscall": args.syscall}
     if flags & CLONE_PARENT_SETTID and current.mm is not None:
