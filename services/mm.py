@@ -8,7 +8,8 @@ page is first touched (a page fault, ``handle_mm_fault``). fork does not copy
 memory either (``dup_mm``): parent and child share every private frame
 read-only, and the first write to one copies it (copy-on-write, ``do_wp_page``).
 So a frame can be mapped many times, and its refcount says how many: the frame
-is free again only when the last mapping goes.
+is free again only when the last mapping goes. The fault handler is mm_fault.py;
+it reports every fault into the trace.
 
 The page table is kept as two maps rather than one dict of PTE objects:
 ``pfn_of`` (vpn -> pfn, the frame each present page maps) and ``writable``
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field, replace
 
 from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
+
+from .mm_fault import FaultOps
 
 PAGE = abi.PAGE_SIZE
 TASK_SIZE = 0x7FFFFFFFF000  # top of x86-64 user space (TASK_SIZE_MAX)
@@ -114,11 +117,7 @@ def _start(vma: VMA) -> int:
     return vma.start
 
 
-def _efault(message: str) -> OSError:
-    return abi.kernel_error(abi.EFAULT, message)
-
-
-class MmService(Service):
+class MmService(FaultOps, Service):
     name = "mm"
     calls = frozenset()
     takes = {"memory": "memory"}  # Config field -> keyword of __init__ (services.build)
@@ -249,78 +248,6 @@ class MmService(Service):
         if end - length < MMAP_MIN_ADDR:
             raise abi.kernel_error(abi.ENOMEM, f"no free gap of {length} bytes below mmap_base")
         return end - length
-
-    # --- page faults ----------------------------------------------------------
-    def _check_access(self, m: MmStruct, addr: int, n: int, write: bool) -> list[tuple[int, VMA]]:
-        """(vpn, VMA) of every page in [addr, addr+n), or EFAULT: the fault handler's bad_area.
-
-        Checked for the whole range before anything is touched, so a bad access changes nothing.
-        """
-        pages = []
-        for page in range(addr & ~(PAGE - 1), addr + n, PAGE):
-            where = max(page, addr)
-            i = self._vma_index(m, page) if 0 <= page < TASK_SIZE else -1
-            if i < 0:
-                raise _efault(f"address {where:#x} is not mapped (SIGSEGV, SEGV_MAPERR)")
-            vma = m.vmas[i]
-            if not vma.prot & (abi.PROT_WRITE if write else abi.PROT_READ):
-                what = "write to" if write else "read of"
-                raise _efault(f"{what} {where:#x} in a {vma.perms()} mapping {vma.name} (SIGSEGV, SEGV_ACCERR)")
-            pages.append((page // PAGE, vma))
-        return pages
-
-    def _handle_mm_fault(self, m: MmStruct, vma: VMA, vpn: int, write: bool) -> int:
-        """The frame behind vpn; fault it in first if the MMU would not let the access through."""
-        pfn = m.pfn_of.get(vpn)
-        if pfn is not None and (not write or vpn in m.writable):
-            return pfn  # no fault: the MMU finds the frame on its own
-        m.min_flt += 1
-        if pfn is None:
-            pfn = self._do_shared_fault(vma, vpn) if vma.shm is not None else self._do_anonymous_page()
-            m.pfn_of[vpn] = pfn  # set_pte_at: the new PTE gets the VMA's write right
-            if vma.prot & abi.PROT_WRITE:
-                m.writable.add(vpn)
-            m.hiwater_rss = max(m.hiwater_rss, len(m.pfn_of))
-        if write and vpn not in m.writable:
-            pfn = self._do_wp_page(m, vma, vpn)
-        return pfn
-
-    def _do_anonymous_page(self) -> int:
-        """First touch of a private page: a fresh zero-filled frame.
-
-        (Linux maps the shared zero page on a read fault and allocates on the
-        first write; ukernel allocates at once but fills the frame lazily.)
-        """
-        return self._alloc_frame()
-
-    def _do_shared_fault(self, vma: VMA, vpn: int) -> int:
-        """First touch of a shared page: map the object's page, creating it if nobody has yet."""
-        obj = self.shmem[vma.shm]
-        index = vma.pgoff + vpn - vma.start // PAGE
-        if index not in obj.pages:
-            obj.pages[index] = self._alloc_frame()  # the object's own reference
-        pfn = obj.pages[index]
-        self.refcount[pfn] += 1
-        return pfn
-
-    def _do_wp_page(self, m: MmStruct, vma: VMA, vpn: int) -> int:
-        """A write hit a read-only PTE in a writable mapping: copy-on-write, or just reuse.
-
-        Shared pages, and private ones nobody else maps any more (refcount 1,
-        the other side of a fork already copied or exited), are made writable
-        in place (wp_page_reuse). Otherwise this mm gets its own copy (wp_page_copy).
-        Answers the frame the PTE now maps.
-        """
-        pfn = m.pfn_of[vpn]
-        if vma.shm is None and self.refcount[pfn] > 1:
-            new = self._alloc_frame()
-            if pfn in self.data:
-                self.data[new] = bytearray(self.data[pfn])
-            self._put_frame(pfn)
-            m.pfn_of[vpn] = pfn = new
-            m.cow_breaks += 1
-        m.writable.add(vpn)
-        return pfn
 
     # --- address spaces: exec, fork, exit -------------------------------------
     @op
@@ -501,7 +428,7 @@ class MmService(Service):
             raise abi.kernel_error(abi.EINVAL, f"negative length {n}")
         out = bytearray()
         for vpn, vma in self._check_access(m, addr, n, write=False):
-            pfn = self._handle_mm_fault(m, vma, vpn, write=False)
+            pfn = self._handle_mm_fault(m, vma, vpn, max(addr, vpn * PAGE), write=False)
             lo, hi = max(addr, vpn * PAGE) - vpn * PAGE, min(addr + n, (vpn + 1) * PAGE) - vpn * PAGE
             frame = self.data.get(pfn)
             out += frame[lo:hi] if frame is not None else bytes(hi - lo)
@@ -523,7 +450,7 @@ class MmService(Service):
     def _write(self, m: MmStruct, addr: int, data: bytes) -> int:
         done = 0
         for vpn, vma in self._check_access(m, addr, len(data), write=True):
-            pfn = self._handle_mm_fault(m, vma, vpn, write=True)
+            pfn = self._handle_mm_fault(m, vma, vpn, max(addr, vpn * PAGE), write=True)
             lo = max(addr, vpn * PAGE) - vpn * PAGE
             chunk = data[done : done + PAGE - lo]
             self.data.setdefault(pfn, bytearray(PAGE))[lo : lo + len(chunk)] = chunk

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -47,6 +47,9 @@ async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
 #: The syscalls that create a task; their return value (in the parent) is the child's pid.
 CLONE_FAMILY = ("fork", "vfork", "clone", "clone3")
 MESSAGE_TYPES = ("request", "reply", "notify")
+#: The events a service reports of its own while serving a message (mm's page faults):
+#: on a route, under the message that is their ``cause``.
+SERVICE_EVENT_TYPES = ("fault",)
 
 
 def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> list[dict]:
@@ -85,6 +88,7 @@ class Route:
     events: list[Event]  # every event of the route in trace order (enter, messages, replies, exit)
     parent_of: dict[Any, Any]  # msgid of a request -> the msgid it was caused by
     request: Event | None = None  # the request a request's route starts at
+    faults: list[Event] = field(default_factory=list)  # the page faults its messages took, in trace order
 
 
 def _descendants(events: list[Event], roots: set[Any]) -> set[Any]:
@@ -103,16 +107,42 @@ def _descendants(events: list[Event], roots: set[Any]) -> set[Any]:
     return found
 
 
+def faults_by_syscall(events: list[Event]) -> dict[Any, list[Event]]:
+    """Msgid of a syscall -> the page faults taken on its route (by the messages it
+    caused, or theirs), in trace order. Faults outside any syscall (do_exit's) are left out."""
+    cause_of = {e.get("msgid"): e.get("cause") for e in events if e["type"] in ("request", "notify")}
+    calls = {e.get("msgid") for e in events if e["type"] == "syscall_enter"}
+    found: dict[Any, list[Event]] = {}
+    for e in events:
+        if e["type"] != "fault":
+            continue
+        m, seen = e.get("cause"), set()
+        while m not in calls and m in cause_of and m not in seen:
+            seen.add(m)
+            m = cause_of[m]
+        if m in calls:
+            found.setdefault(m, []).append(e)
+    return found
+
+
 def _route(
     chosen: list[Event], pid: Any, root: Event | None = None, exit_: Event | None = None, request: Event | None = None
 ) -> Route:
     requests = [e for e in chosen if e["type"] in ("request", "notify")]
     parent_of = {e.get("msgid"): e.get("cause") for e in requests}
-    return Route(root, exit_, pid, requests, chosen, parent_of, request)
+    faults = [e for e in chosen if e["type"] == "fault"]
+    return Route(root, exit_, pid, requests, chosen, parent_of, request, faults)
+
+
+def _on_route(e: Event, ids: set[Any]) -> bool:
+    """A message among ``ids``, or an event a service reported while serving one."""
+    if e["type"] in MESSAGE_TYPES:
+        return e.get("msgid") in ids
+    return e["type"] in SERVICE_EVENT_TYPES and e.get("cause") in ids
 
 
 def _messages(events: list[Event], ids: set[Any]) -> list[Event]:
-    return [e for e in events if e["type"] in MESSAGE_TYPES and e.get("msgid") in ids]
+    return [e for e in events if _on_route(e, ids)]
 
 
 def syscall_route(events: list[Event], enter: Event) -> Route:
@@ -120,11 +150,7 @@ def syscall_route(events: list[Event], enter: Event) -> Route:
     msgid = enter.get("msgid")
     ids = _descendants(events, {msgid})
     exits = [e for e in events if e["type"] == "syscall_exit" and e.get("msgid") == msgid]
-    chosen = [
-        e
-        for e in events
-        if (e["type"] in MESSAGE_TYPES and e.get("msgid") in ids) or e is enter or any(e is x for x in exits)
-    ]
+    chosen = [e for e in events if _on_route(e, ids) or e is enter or any(e is x for x in exits)]
     return _route(chosen, enter.get("pid"), enter, exits[0] if exits else None)
 
 

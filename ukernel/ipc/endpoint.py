@@ -261,7 +261,8 @@ class RemoteEndpoint:
 
     # --- trace events from the other side -------------------------------------------------------
     def _relay(self, params: Any) -> None:
-        """A message the served service sent while handling ours: into our trace, renumbered.
+        """A message the served service sent while handling ours (or an event of its own, a
+        page fault): into our trace, renumbered.
 
         The server numbers its own messages; here each gets a msgid of ours, in
         the order they arrive, so a distributed run numbers its messages as an
@@ -277,10 +278,9 @@ class RemoteEndpoint:
         kind = event.pop("type", "request")
         theirs = event.get("msgid")
         if kind == "request":
-            ours = self._ids[theirs] = self.new_msgid()
-        else:
-            ours = self._ids.pop(theirs, theirs)
-        event["msgid"] = ours
+            event["msgid"] = self._ids[theirs] = self.new_msgid()
+        elif "msgid" in event:  # a service's own event (a fault) has none
+            event["msgid"] = self._ids.pop(theirs, theirs)
         if event.pop("cause_local", False):
             event["cause"] = self._ids.get(event.get("cause"), event.get("cause"))
         if self.forwarding:  # a node passing it on: the cause is now in its numbering

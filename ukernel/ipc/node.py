@@ -102,6 +102,14 @@ class RelayTracer(Tracer):
         finally:
             self._target = None
 
+    def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
+        """A service's own event (a page fault) goes where the request it serves came from."""
+        self._target = meta.get("relay")
+        try:
+            super().service_event(type_, src, op, cause, meta, **fields)
+        finally:
+            self._target = None
+
     def _sink(self, event: Event) -> None:
         # from message(): the request being served says where; relayed from further on:
         # the cause is one of our requests, which remembers it

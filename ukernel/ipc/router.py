@@ -93,6 +93,12 @@ class Router:
         self.calls["kernel"] = self.calls["kernel"] | {name}
         check_call_order(self.calls)
 
+    def service_event(self, src: str, type_: str, op: str, cause: int | None, meta: dict, fields: dict) -> None:
+        """An event a service reports of its own (Service.trace_event) into the trace: a
+        service has no tracer, the router is its only way out."""
+        if self.tracer.on:
+            self.tracer.service_event(type_, src, op, cause, meta, **fields)
+
     async def call(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Any:
         """Send a request and wait for its reply; an error reply raises OSError.
 

@@ -150,6 +150,25 @@ class Service:
             meta["cause"] = cur.msgid
         return await self.router.call(self.name, dst, op_name, args, meta)
 
+    # --- reporting into the trace ---------------------------------------------
+    @property
+    def tracing(self) -> bool:
+        """Whether the run keeps a trace: build an event's fields only then, so tracing
+        off costs this one test."""
+        router = self.router
+        return router is not None and router.tracer.on
+
+    def trace_event(self, type_: str, op_name: str, /, **fields: Any) -> None:
+        """Report an event of this service's own (``fault``: mm's page faults) into the
+        trace, through the router; its ``cause`` is the message being handled, its
+        pid/tid and syscall that message's meta."""
+        if not self.tracing:
+            return
+        cur = self._current
+        meta = cur.meta if cur is not None else {}
+        cause = cur.msgid if cur is not None and cur.msgid is not None else meta.get("cause")
+        self.router.service_event(self.name, type_, op_name, cause, meta, fields)
+
     async def reply(self, deferred: Deferred, result: Any = None) -> None:
         """Answer a deferred request."""
         if deferred.reply_fn is not None:

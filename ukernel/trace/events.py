@@ -6,7 +6,8 @@ skip building the event at all, so tracing off costs one attribute test.
 
 Schema (DESIGN.md §6): ``seq, ts, type, src, dst, op, msgid, cause, pid, tid,
 args, result | errno, dur_us``; ``type`` is request, reply, notify,
-syscall_enter, syscall_exit or sched. Clone steps add ``step`` and ``flag``;
+syscall_enter, syscall_exit, sched, or an event a service reports of its own
+(``fault``: mm's page faults). Clone steps add ``step`` and ``flag``;
 a run with services in other processes adds ``node`` to every message.
 """
 
@@ -109,6 +110,18 @@ class Tracer:
         if node is not None:
             fields["node"] = node
         self.emit(kind, **fields)
+
+    def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
+        """An event a service reports while serving a message (mm's ``fault``): tied by
+        ``cause`` to that message, with the task and syscall its meta names."""
+        event: dict[str, Any] = {"src": src, "op": op, "cause": cause, "pid": meta.get("pid"), "tid": meta.get("tid")}
+        if "syscall" in meta:
+            event["syscall"] = meta["syscall"]
+        event.update(fields)
+        node = self.nodes.get(src)
+        if node is not None:
+            event["node"] = node
+        self.emit(type_, **event)
 
 
 # --- sinks -------------------------------------------------------------------
@@ -218,7 +231,35 @@ def format_event(event: Event, width: int = 60) -> str | None:
         return f"#{msgid} [pid {event.get('pid')}] ... {event['op']} = {short(event.get('result'), width)}"
     if kind == "sched":
         return f"   sched cpu{event.get('cpu')} {event['op']} tid {event.get('tid')}"
+    if kind == "fault":
+        return f"   fault [pid {event.get('pid')}] {fault_text(event)} (cause #{event.get('cause')})"
     return f"   {kind} {json.dumps(event, default=_json_default)}"
+
+
+def fault_text(event: Event) -> str:
+    """What a ``fault`` event says: ``write 0x7f0000001000 in [heap] cow-copy frame 12 -> 31``.
+
+    The vma is named as /proc/PID/maps names it, or by its range and rights when it
+    has no name; no vma at all (a bad address) names none.
+    """
+    addr = event.get("addr")
+    text = f"{event.get('access')} {addr:#x}" if isinstance(addr, int) else f"{event.get('access')} {addr}"
+    vma = event.get("vma")
+    if isinstance(vma, dict):
+        where = vma.get("name") or f"{vma.get('start', 0):#x}-{vma.get('end', 0):#x} {vma.get('perms')}"
+        text += f" in {where}"
+    return f"{text} {fault_outcome(event)}"
+
+
+def fault_outcome(event: Event) -> str:
+    """What the fault handler did: ``cow-copy frame 12 -> 31``, ``zero-fill frame 7``,
+    ``segv (SEGV_MAPERR)``."""
+    kind = event.get("kind")
+    if kind == "cow-copy":
+        return f"{kind} frame {event.get('old_frame')} -> {event.get('frame')}"
+    if kind in ("segv", "oom"):
+        return f"{kind} ({event.get('code')})"
+    return f"{kind} frame {event.get('frame')}"
 
 
 def errno_field(err: int) -> str:

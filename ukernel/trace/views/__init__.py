@@ -77,7 +77,7 @@ VIEWS: dict[str, View] = {
     "pstree": View(pstree, "the processes and threads the run created", ("pids", "ascii")),
     "route": View(route, "the messages one syscall caused, as a call tree", ROUTE_OPTIONS),
     "mermaid": View(mermaid, "one syscall's route as a Mermaid sequenceDiagram", (*ROUTE_OPTIONS, "values")),
-    "stats": View(stats, "messages per service and op, syscalls per pid"),
+    "stats": View(stats, "messages per service and op, page faults by kind, syscalls per pid"),
     "chrome": View(chrome_json, "the whole run as Chrome Trace Event JSON, for ui.perfetto.dev"),
     "html": View(html, "one self-contained page: the route drawn, the pstree, every syscall", ROUTE_OPTIONS),
     "gantt": View(gantt, "an SVG chart of the task each CPU ran, over virtual time"),

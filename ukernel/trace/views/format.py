@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ... import abi
-from .. import Event
+from .. import Event, fault_text
 
 NO_RETURN = ("exit", "exit_group")
 #: Argument names that hold user addresses (printed in hex, 0 as NULL).
@@ -305,6 +305,12 @@ def call_line(enter: Event, exit_: Event | None) -> str:
     if exit_ is None and enter["op"] not in NO_RETURN:
         return f"{head} <unfinished ...>{tail} = ?"
     return f"{head}{tail} = {result_text(enter['op'], exit_)}"
+
+
+def fault_line(event: Event) -> str:
+    """``--- page fault: write 0x7f0000001000 in [heap] cow-copy frame 12 -> 31 ---``, as
+    strace writes a signal (``--- SIGSEGV {...} ---``)."""
+    return f"--- page fault: {fault_text(event)} ---"
 
 
 def jsonable(v: Any) -> Any:

@@ -3,7 +3,16 @@
   const data = JSON.parse(document.getElementById("trace-data").textContent);
   const detail = document.getElementById("detail");
   const arrows = Array.from(document.querySelectorAll("#diagram .msg"));
-  const rows = Array.from(document.querySelectorAll("#syscalls tbody tr"));
+  const rows = Array.from(document.querySelectorAll("#syscalls tbody tr.call"));
+  const faultRows = Array.from(document.querySelectorAll("#syscalls tbody tr.fault"));
+  // A syscall's row and the rows of the page faults it took (they follow it): filtered as one.
+  const groups = rows.map(function (row) {
+    const group = [row];
+    for (let next = row.nextElementSibling; next && next.classList.contains("fault"); next = next.nextElementSibling) {
+      group.push(next);
+    }
+    return group;
+  });
   const filter = document.getElementById("filter");
   const shown = document.getElementById("shown");
 
@@ -14,19 +23,23 @@
   }
   function showMessage(el) {
     const event = data.route[Number(el.dataset.ev)];
-    const pair = data.route.filter(function (e) { return e.msgid === event.msgid; });
+    const pair = event.type === "fault" ? [event] : data.route.filter(function (e) { return e.msgid === event.msgid; });
     select(el, el.querySelector("title").textContent, pair);
   }
   function showCall(row) {
     select(row, row.querySelector(".call").textContent, data.calls[row.dataset.msgid] || []);
   }
+  function showFault(row) {
+    select(row, row.querySelector("td.fault").textContent, [data.faults[Number(row.dataset.fault)]]);
+  }
   function applyFilter() {
     const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     let n = 0;
-    rows.forEach(function (row) {
-      const text = row.textContent.toLowerCase();
-      row.hidden = !words.every(function (w) { return text.includes(w); });
-      if (!row.hidden) n += 1;
+    groups.forEach(function (group) {
+      const text = group.map(function (row) { return row.textContent; }).join(" ").toLowerCase();
+      const hide = !words.every(function (w) { return text.includes(w); });
+      group.forEach(function (row) { row.hidden = hide; });
+      if (!hide) n += 1;
     });
     shown.textContent = n + " of " + rows.length + " syscalls";
   }
@@ -37,6 +50,7 @@
     });
   });
   rows.forEach(function (row) { row.addEventListener("click", function () { showCall(row); }); });
+  faultRows.forEach(function (row) { row.addEventListener("click", function () { showFault(row); }); });
   filter.addEventListener("input", applyFilter);
 
   // A link can say what to show: page.html#filter=fork&msg=3 (msg: the arrow's index).

@@ -14,9 +14,9 @@ from html import escape
 from importlib import resources
 from typing import Any
 
-from ...testing import CLONE_FAMILY, MESSAGE_TYPES, Route, select_route, syscall_route
-from .. import Event
-from .format import NO_RETURN, call_parts, errno_text, jsonable, result_text
+from ...testing import CLONE_FAMILY, MESSAGE_TYPES, Route, faults_by_syscall, select_route, syscall_route
+from .. import Event, fault_outcome, fault_text
+from .format import NO_RETURN, call_parts, errno_text, fault_line, jsonable, result_text
 from .pstree import pstree
 from .route import ends, participants, tags, title
 
@@ -39,7 +39,7 @@ _PAGE = """<!DOCTYPE html>
 </header>
 <section>
 <h2 id="route-title">Route of {title}</h2>
-<p class="hint">Requests solid, replies dashed; click an arrow for its message.</p>
+<p class="hint">Requests solid, replies dashed, page faults a loop on mm; click an arrow for its message.</p>
 <div class="route">
 <div class="diagram">
 {diagram}
@@ -103,6 +103,8 @@ def _label(e: Event, exit_: Event | None) -> str:
         return f"{e['op']} = {result_text(e['op'], e)}"
     if kind == "reply":
         return f"{e['op']} = {errno_text(e)}" if "errno" in e else f"{e['op']} ok"
+    if kind == "fault":
+        return f"page fault: {fault_outcome(e)}"
     return e["op"] + tags(e)
 
 
@@ -115,7 +117,11 @@ def _arrow(k: int, e: Event, r: Route, x_of: dict[str, int]) -> str:
     if e["type"] in ("reply", "syscall_exit") and "errno" in e:
         kind += " error"
     label = _label(e, r.exit)
-    full = f"#{e.get('msgid')} {src} \u2192 {dst}: {label}"
+    full = (
+        f"{src}: page fault: {fault_text(e)}"
+        if e["type"] == "fault"
+        else f"#{e.get('msgid')} {src} \u2192 {dst}: {label}"
+    )
     x1, x2 = x_of[src], x_of[dst]
     parts = [f'<g class="msg {kind}" data-ev="{k}" tabindex="0"><title>{escape(full)}</title>']
     if x1 == x2:
@@ -183,21 +189,33 @@ def _sent_counter(events: list[Event]) -> Callable[[Any], int]:
     return sent
 
 
-def _syscall_table(events: list[Event], enters: list[Event]) -> tuple[list[str], dict[str, list[Event]]]:
-    """A table row per syscall, and msgid -> the syscall's enter and exits (what a click on the row shows)."""
+def _fault_row(k: int, e: Event) -> str:
+    """A page fault's row, under the row of the syscall that took it."""
+    return (
+        f'<tr class="fault" data-fault="{k}"><td class="num">{e.get("seq", "")}</td>'
+        f'<td class="num">{escape(str(e.get("pid")))}</td><td class="num">{escape(str(e.get("tid", e.get("pid"))))}</td>'
+        f'<td class="fault" colspan="3">{escape(fault_line(e))}</td></tr>'
+    )
+
+
+def _syscall_table(events: list[Event], enters: list[Event]) -> tuple[list[str], dict[str, list[Event]], list[Event]]:
+    """A table row per syscall, each followed by a row per page fault it took; msgid -> the
+    syscall's enter, exits and faults (what a click on the row shows); and the faults in row order."""
     exits: dict[Any, list[Event]] = defaultdict(list)
     for e in events:
         if e["type"] == "syscall_exit":
             exits[e.get("msgid")].append(e)
+    faults_of = faults_by_syscall(events)
     sent = _sent_counter(events)
-    rows, calls = [], {}
+    rows, calls, faults = [], {}, []
     for e in enters:
         done = exits.get(e.get("msgid"), [])
         exit_ = done[-1] if done else None
         head, tail = call_parts(e, exit_)
         result = result_text(e["op"], exit_) if exit_ is not None or e["op"] in NO_RETURN else "?"
         failed = " failed" if exit_ is not None and "errno" in exit_ else ""
-        calls[str(e.get("msgid"))] = [e, *done]
+        took = faults_of.get(e.get("msgid"), [])
+        calls[str(e.get("msgid"))] = [e, *done, *took]
         rows.append(
             f'<tr class="call{failed}" data-msgid="{escape(str(e.get("msgid")))}">'
             f'<td class="num">{e.get("seq", "")}</td><td class="num">{escape(str(e.get("pid")))}</td>'
@@ -205,7 +223,10 @@ def _syscall_table(events: list[Event], enters: list[Event]) -> tuple[list[str],
             f'<td class="call">{escape(head + tail)}</td><td class="result">{escape(result)}</td>'
             f'<td class="num">{sent(e.get("msgid"))}</td></tr>'
         )
-    return rows, calls
+        for fault in took:
+            rows.append(_fault_row(len(faults), fault))
+            faults.append(fault)
+    return rows, calls, faults
 
 
 def _script_json(v: Any) -> str:
@@ -227,7 +248,8 @@ def html(
       replies dashed, failed replies red, the unwind shaded; a click shows the message
       (request and reply, with args and results) beside it;
     - the pstree (``pids=True``);
-    - every syscall in a table with a text filter; a click shows its enter and exit.
+    - every syscall in a table with a text filter, the page faults it took in rows under
+      it (``--- page fault: ... ---``); a click shows its enter, exit and faults.
 
     The route: as ``select_route`` when ``msgid``, ``syscall``, ``pid`` or ``nth`` is
     given, else the program's first clone-family call (the first not made by init,
@@ -236,7 +258,7 @@ def html(
     events = list(events)
     r = _html_route(events, msgid, syscall, nth, pid)
     enters = [e for e in events if e["type"] == "syscall_enter"]
-    rows, calls = _syscall_table(events, enters)
+    rows, calls, faults = _syscall_table(events, enters)
     n_messages = sum(1 for e in events if e["type"] in MESSAGE_TYPES)
     n_tasks = len({e.get("tid", e.get("pid")) for e in enters})
     if r is None:
@@ -251,5 +273,5 @@ def html(
         diagram=diagram,
         tree=escape(pstree(events, pids=True) or "(no process)\n"),
         rows="\n".join(rows),
-        data=_script_json({"route": r.events if r else [], "calls": calls}),
+        data=_script_json({"route": r.events if r else [], "calls": calls, "faults": faults}),
     )

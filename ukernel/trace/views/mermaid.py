@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...testing import Route, select_route
-from .. import Event
+from .. import Event, fault_text
 from .format import call_parts, cstring, errno_text, result_text
 from .route import ends, participants, tags, title
 
@@ -100,8 +100,8 @@ def mermaid(
     Participants are the calling ``pid_N``, ``kernel`` and each service in order
     of appearance; requests are solid arrows (``->>``) labelled with the op and
     its ``[flag]``, replies dotted (``-->>``) with ``ok`` or the errno, notifies
-    open (``-)``). The unwind after a failed step (steps named ``undo ...``)
-    sits in an ``alt unwind`` block. Selection as ``select_route``.
+    open (``-)``); a page fault is a ``Note over mm``. The unwind after a failed
+    step (steps named ``undo ...``) sits in an ``alt unwind`` block. Selection as ``select_route``.
 
     ``values=True`` adds each message's args and result (``dup_files(files=7)``,
     ``files=9``). They are left out by default because some are not the same
@@ -119,8 +119,12 @@ def mermaid(
             lines.append("    alt unwind" if undo else "    end")
             in_unwind = undo
         src, dst = (ids[_participant(name)] for name in ends(e))
+        indent = "        " if in_unwind else "    "
+        if e["type"] == "fault":
+            lines.append(f"{indent}Note over {src}: {mermaid_text('page fault: ' + fault_text(e))}")
+            continue
         arrow, text = _message(e, r, values)
-        lines.append(f"{'        ' if in_unwind else '    '}{src}{arrow}{dst}: {mermaid_text(text)}")
+        lines.append(f"{indent}{src}{arrow}{dst}: {mermaid_text(text)}")
     if in_unwind:
         lines.append("    end")
     return "\n".join(lines) + "\n"

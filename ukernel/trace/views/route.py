@@ -11,7 +11,7 @@ from typing import Any
 
 from ...testing import Route, select_route
 from .. import Event
-from .format import call_line, errno_text
+from .format import call_line, errno_text, fault_line
 
 
 def title(r: Route) -> str:
@@ -35,7 +35,9 @@ def tags(event: Event) -> str:
 
 def ends(e: Event) -> tuple[str, str]:
     """(src, dst) as the trace names them (``pid:2``); a syscall event without them is
-    between its pid and the kernel."""
+    between its pid and the kernel; a fault stays in the service that took it (mm)."""
+    if e["type"] == "fault":
+        return str(e.get("src")), str(e.get("src"))
     caller = f"pid:{e.get('pid')}"
     default = (caller, "kernel") if e["type"] == "syscall_enter" else ("kernel", caller)
     return str(e.get("src") or default[0]), str(e.get("dst") or default[1])
@@ -75,13 +77,19 @@ def route(
     The first line is the syscall as strace prints it; under it one line per
     request, ``[flag]`` beside the op (``[no CLONE_FILES]``), unwind steps as
     ``[undo copy_fs]`` and a failed reply's errno. A request a service sent
-    while serving another is indented under it. Selection as ``select_route``.
+    while serving another is indented under it, and so is a page fault taken
+    while serving one (``--- page fault: ... ---``). Selection as ``select_route``.
     """
     r = select_route(events, msgid, syscall, nth, pid)
     replies = {e.get("msgid"): e for e in r.events if e["type"] == "reply"}
     depths = _depths(r)
     lines = [title(r)]
-    for e in r.requests:
+    for e in r.events:
+        if e["type"] == "fault":
+            lines.append("  " * (depths.get(e.get("cause"), 0) + 1) + fault_line(e))
+            continue
+        if e["type"] not in ("request", "notify"):
+            continue
         arrow = "~>" if e["type"] == "notify" else "->"
         indent = "  " * depths[e.get("msgid")]
         line = f"{indent}#{e.get('msgid')} {e.get('src')} {arrow} {e.get('dst', ''):<10} {e['op']:<17}" + tags(e)

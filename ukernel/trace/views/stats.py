@@ -1,4 +1,4 @@
-"""The stats view: messages per service and op, syscalls per pid."""
+"""The stats view: messages per service and op, page faults by kind, syscalls per pid."""
 
 from __future__ import annotations
 
@@ -36,6 +36,22 @@ def _message_lines(events: list[Event]) -> list[str]:
     return lines
 
 
+def _fault_lines(events: list[Event]) -> list[str]:
+    """Page faults per kind (zero-fill, cow-copy, ...), and how many each pid took."""
+    count: Counter = Counter()
+    by_pid: dict[str, Counter] = defaultdict(Counter)
+    for e in events:
+        if e["type"] == "fault":
+            count[str(e.get("kind"))] += 1
+            by_pid[str(e.get("kind"))][e.get("pid")] += 1
+    lines = ["page faults by kind:", f"  {'kind':<11}{'count':>6}  by pid"]
+    for kind, n in sorted(count.items(), key=lambda kv: (-kv[1], kv[0])):
+        pids = ", ".join(f"{p}: {k}" for p, k in sorted(by_pid[kind].items(), key=lambda kv: str(kv[0])))
+        lines.append(f"  {kind:<11}{n:>6}  {pids}")
+    lines.append(f"  {'total':<11}{sum(count.values()):>6}")
+    return lines
+
+
 def _syscall_lines(events: list[Event]) -> list[str]:
     """Calls, errors and the ops by count, per pid."""
     calls: dict[Any, Counter] = defaultdict(Counter)
@@ -53,7 +69,9 @@ def _syscall_lines(events: list[Event]) -> list[str]:
 
 
 def stats(events: Iterable[Event]) -> str:
-    """Messages per service and op (count, mean and max ``dur_us`` of the replies) and
-    syscalls per pid (calls, errors, the ops by count). ``dur_us`` is wall time."""
+    """Messages per service and op (count, mean and max ``dur_us`` of the replies), page
+    faults by kind (and by pid), and syscalls per pid (calls, errors, the ops by count).
+    ``dur_us`` is wall time."""
     events = list(events)
-    return "\n".join([*_message_lines(events), "", *_syscall_lines(events)]) + "\n"
+    sections = [*_message_lines(events), "", *_fault_lines(events), "", *_syscall_lines(events)]
+    return "\n".join(sections) + "\n"

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ... import abi
-from ...testing import births
+from ...testing import births, faults_by_syscall
 from .. import Event
-from .format import NO_RETURN, call_line, call_parts, result_text, signal_name, succeeded
+from .format import NO_RETURN, call_line, call_parts, fault_line, result_text, signal_name, succeeded
 
 
 # --- exits: +++ exited with N +++ --------------------------------------------------------
@@ -96,13 +96,19 @@ def _items(events: list[Event], pid: int | None, ops: Iterable[str] | None) -> t
     return items, len(pids) > 1
 
 
-def _lines(items: list[_Item]) -> list[tuple[Any, str]]:
+def _lines(items: list[_Item], faults: dict[Any, list[Event]]) -> list[tuple[Any, str]]:
     """(pid, line) per line: an enter followed by its exit is one line; an enter another
-    line interrupts is ``<unfinished ...>`` and its exit ``<... op resumed>``."""
+    line interrupts is ``<unfinished ...>`` and its exit ``<... op resumed>``. The page
+    faults a call took follow the line that ends it, indented: ``  --- page fault: ... ---``."""
     exits_left = Counter(e["msgid"] for kind, _, e in items if kind == "syscall_exit")
     pending: dict[Any, Event] = {}
     lines: list[tuple[Any, str]] = []
     skip = False
+
+    def ended(p: Any, msgid: Any, line: str) -> None:
+        lines.append((p, line))
+        lines.extend((p, "  " + fault_line(f)) for f in faults.pop(msgid, ()))
+
     for n, (kind, p, e) in enumerate(items):
         if skip:
             skip = False
@@ -113,22 +119,22 @@ def _lines(items: list[_Item]) -> list[tuple[Any, str]]:
         elif kind == "syscall_enter":
             nxt = items[n + 1] if n + 1 < len(items) else None
             if nxt is not None and nxt[0] == "syscall_exit" and nxt[2].get("msgid") == msgid:
-                lines.append((p, call_line(e, nxt[2])))
+                ended(p, msgid, call_line(e, nxt[2]))
                 exits_left[msgid] -= 1
                 skip = True
             elif exits_left[msgid] > 0:
                 lines.append((p, f"{call_parts(e, None)[0]} <unfinished ...>"))
                 pending[msgid] = e
             else:
-                lines.append((p, call_line(e, None)))
+                ended(p, msgid, call_line(e, None))
         else:
             exits_left[msgid] -= 1
             enter = pending.pop(msgid, None)
             result = result_text(e["op"], e)
             if enter is not None:
-                lines.append((p, f"<... {e['op']} resumed>{call_parts(enter, e)[1]} = {result}"))
+                ended(p, msgid, f"<... {e['op']} resumed>{call_parts(enter, e)[1]} = {result}")
             else:  # SA_RESTART: the same call returns again after a handler ran
-                lines.append((p, f"restart_syscall(<... resuming interrupted {e['op']} ...>) = {result}"))
+                ended(p, msgid, f"restart_syscall(<... resuming interrupted {e['op']} ...>) = {result}")
     return lines
 
 
@@ -139,8 +145,11 @@ def strace(events: Iterable[Event], pid: int | None = None, ops: Iterable[str] |
     the ``pid`` filter). A call interrupted by another pid's line prints
     ``<unfinished ...>`` and, when it returns, ``<... op resumed>``. Exits print
     ``+++ exited with N +++`` (``killed by SIG``) where the status is in the
-    trace. ``ops`` keeps only those syscalls; exit lines stay.
+    trace. ``ops`` keeps only those syscalls; exit lines stay. Under a call, one
+    ``  --- page fault: ... ---`` line per page fault it took (faults outside any
+    syscall, such as do_exit's, are in the route and html views only).
     """
-    items, many = _items(list(events), pid, ops)
-    lines = [(f"[pid {p}] " if many else "") + line for p, line in _lines(items)]
+    events = list(events)
+    items, many = _items(events, pid, ops)
+    lines = [(f"[pid {p}] " if many else "") + line for p, line in _lines(items, faults_by_syscall(events))]
     return "\n".join(lines) + ("\n" if lines else "")
