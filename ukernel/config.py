@@ -130,6 +130,8 @@ class Config:
 
     def _replacements(self) -> dict[str, type]:
         """Config.services with each spec loaded and checked against its slot (services.replacement)."""
+        if not isinstance(self.services, dict):
+            raise ValueError(f"services: a table of service = class spec, not {self.services!r}")
         unknown = sorted(set(self.services) - set(SERVICES))
         if unknown:
             raise ValueError(f"services: no service {', '.join(unknown)}; services are {' '.join(SERVICES)}")

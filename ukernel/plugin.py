@@ -95,7 +95,7 @@ def load_file(path: Path) -> Any:
         raise ValueError(_syntax_error(exc)) from None
     except Exception as exc:
         del sys.modules[name]
-        raise ValueError(f"{path}: loading it raised {_where(exc)}{type(exc).__name__}: {exc}") from None
+        raise ValueError(f"{path}: loading it raised {_where(exc, real)}{type(exc).__name__}: {exc}") from None
     return module
 
 
@@ -103,9 +103,11 @@ def _syntax_error(exc: SyntaxError) -> str:
     return f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"
 
 
-def _where(exc: BaseException) -> str:
-    """'pid.py:12: ' for the innermost frame of the traceback, to put before the error."""
+def _where(exc: BaseException, file: Path | None = None) -> str:
+    """'pid.py:12: ' to put before the error: the innermost frame in ``file`` (the student's
+    line, not the library's that raised), else the innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in frames if file is not None and Path(f.filename) == file] or frames
     return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
