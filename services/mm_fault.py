@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 PAGE = abi.PAGE_SIZE
 
-#: What a fault event's ``kind`` can be (the module docstring says what each means).
-FAULT_KINDS = ("zero-fill", "shared", "cow-copy", "cow-reuse", "segv", "oom")
-
 
 def _efault(message: str) -> OSError:
     return abi.kernel_error(abi.EFAULT, message)

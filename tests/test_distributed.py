@@ -138,6 +138,20 @@ async def test_all_six_services_remote_run_forktest_as_embedded():
     assert comparable(result.trace) == comparable(embedded.trace)
 
 
+async def test_a_remote_mm_reports_its_page_faults_into_the_kernels_trace():
+    """The fault events an mm in another node takes reach the kernel's trace, in place and
+    tied to the kernel's msgids, as in an embedded run."""
+    with trio.fail_after(TIMEOUT):
+        embedded = await ukernel.run_async("cow", ["cow"])
+        async with trio.open_nursery() as nursery:
+            result = await ukernel.run_async("cow", ["cow"], remote={"mm": await serve(nursery, ["mm"], name="n")})
+            nursery.cancel_scope.cancel()
+    assert result.problems == [] and result.stdout == embedded.stdout
+    assert comparable(result.trace) == comparable(embedded.trace)
+    faults = [e for e in result.trace if e["type"] == "fault"]
+    assert [e["kind"] for e in faults] == ["zero-fill"] * 4 + ["cow-copy"] and {e["node"] for e in faults} == {"n"}
+
+
 # --- losing a node ------------------------------------------------------------------------
 class Killable:
     """A node that the test can kill (cancel) and start again on the same port."""
