@@ -60,7 +60,7 @@ class Mm(MmService):
             m.writable.add(vpn)
             return {"kind": "cow-reuse", "frame": pfn, "refcount": [before, before]}
         new = self._alloc_frame()  # wp_page_copy; first, so an ENOMEM leaves the PTE as it was
-        self.data[new] = bytearray(self.data[pfn])
+        self.data[new] = bytearray(self.data[pfn])  # BUG: a frame never written has no data
         self._put_frame(pfn)  # this mm's reference to the old frame goes
         m.pfn_of[vpn] = new
         m.writable.add(vpn)

@@ -45,7 +45,7 @@ class Mm(MmService):
                 if vpn in parent.writable:
                     child.writable.add(vpn)
             else:  # is_cow_mapping: write-protect BOTH sides, so whoever writes first copies
-                pass  # the child's PTE is read-only already (it has no write bit)
+                pass  # BUG: the parent keeps its write bit (the child has none)
 
     def _do_wp_page(self, m: MmStruct, vma: VMA, vpn: int) -> dict[str, Any]:
         """A write hit a write-protected PTE in a writable mapping: reuse the frame or copy it.

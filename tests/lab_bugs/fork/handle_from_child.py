@@ -53,6 +53,6 @@ class Walk(CopyProcess):
         for step in reversed(self.done):
             if step.service == "kernel" or step.undo is None:
                 continue  # the kernel's own rows give back nothing a service counts
-            args = {step.param: getattr(self.child, step.attr)}
+            args = {step.param: getattr(self.child, step.attr)}  # BUG: sched_fork has no attr
             await self.k.call(step.service, step.undo, args, self.meta(f"undo {step.name}"))
         self.done.clear()

@@ -49,7 +49,7 @@ class Walk(CopyProcess):
 
     async def unwind(self) -> None:
         """Send the undo op of every row in self.done, newest first, and forget them."""
-        for step in self.done:
+        for step in self.done:  # BUG: oldest first
             if step.service == "kernel" or step.undo is None:
                 continue  # the kernel's own rows give back nothing a service counts
             args = {step.param: self.handle(step)}

@@ -2,8 +2,7 @@
 mappings, pages not present at fork, and the frames' accounting."""
 
 from ukernel.lab import test
-
-from ukernel.labs.cow.grading import Scenario
+from ukernel.labs.cow.tests.grading import Scenario
 
 
 @test(points=2)

@@ -1,9 +1,8 @@
 """cow lab, visible tests: a write after fork copies one page, the other side then reuses, the
-parent's writes stay its own. Each runs /bin/cowtest (ukernel/labs/cow/cowtest.py) with your Mm."""
+parent's writes stay its own. Each runs /bin/cowtest (tests/cowtest.py) with your Mm."""
 
 from ukernel.lab import test
-
-from ukernel.labs.cow.grading import Scenario
+from ukernel.labs.cow.tests.grading import Scenario
 
 
 @test(points=2)

@@ -1,9 +1,8 @@
 """fork lab, hidden tests: the other steps' unwinds, every flag combination's unwind, a real failure."""
 
-from ukernel.lab import test
-
 import ukernel
-from ukernel.labs.fork.grading import check_fail_at, combos, compare_routes, undo_steps
+from ukernel.lab import test
+from ukernel.labs.fork.tests.grading import check_fail_at, combos, compare_routes, undo_steps
 
 #: Forks children that wait on a pipe until fork fails (pid_max runs out), then lets them go.
 UNTIL_EAGAIN = b"""

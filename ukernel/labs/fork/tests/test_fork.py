@@ -1,12 +1,11 @@
 """fork lab, visible tests: the route without faults, the first steps' unwinds, the unwind's order.
 
-Each test runs /bin/clones (ukernel/labs/fork/clones.py): one clone for every valid
+Each test runs /bin/clones (tests/clones.py): one clone for every valid
 combination of CLONE_FILES, FS, SIGHAND, THREAD, VM, SYSVSEM, NEWNS and NEWPID.
 """
 
 from ukernel.lab import test
-
-from ukernel.labs.fork.grading import check_fail_at, combos, compare_routes, messages, undo_steps
+from ukernel.labs.fork.tests.grading import check_fail_at, combos, compare_routes, messages, undo_steps
 
 
 @test(points=3)

@@ -1,8 +1,7 @@
 """trace lab, hidden tests: pthread_create's flags, do_exit's route, the unwind, and the COW fault."""
 
 from ukernel.lab import test
-
-from ukernel.labs.trace.grading import check
+from ukernel.labs.trace.tests.grading import check
 
 
 @test(points=1)

@@ -1,8 +1,7 @@
 """trace lab, visible tests: the answers file, and the routes of fork, vfork and pthread_create."""
 
 from ukernel.lab import test
-
-from ukernel.labs.trace.grading import check, check_well_formed
+from ukernel.labs.trace.tests.grading import check, check_well_formed
 
 
 @test(points=1)
