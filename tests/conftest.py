@@ -45,3 +45,14 @@ FORKS_AFTER_A_LOSS = program(
         return 3
     """
 )
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> str:
+    """One line from a subprocess's pipe (a ``ukernel serve`` saying where it listens)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import FORKS_AFTER_A_LOSS, KILL_POINT
+from conftest import FORKS_AFTER_A_LOSS, KILL_POINT, read_line
 
 import ukernel
 from services import SERVICES, serve_order
@@ -55,23 +55,13 @@ class Serve:
             )
         )
         with trio.fail_after(START_TIMEOUT):
-            line = await _read_line(self.process.stderr)
+            line = await read_line(self.process.stderr)
         assert line.startswith("ukernel: serving "), line
         self.url = line.rsplit(" on ", 1)[1]
         return self.url
 
     def kill(self) -> None:
         self.process.kill()
-
-
-async def _read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
 
 
 async def serve_all(nursery: trio.Nursery, tmp_path: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from conftest import read_line
 
 import services
 import ukernel
@@ -92,7 +93,7 @@ async def test_every_slot_replaced_in_a_ukernel_serve_process(tmp_path, monkeypa
                     serve, stderr=subprocess.PIPE, check=False, task_status=task_status
                 )
             )
-            line = await _read_line(process.stderr)
+            line = await read_line(process.stderr)
             assert line.startswith("ukernel: serving "), line
             url = line.rsplit(" on ", 1)[1]
             remote = dict.fromkeys(services.SERVICES, url)
@@ -108,16 +109,6 @@ async def test_every_slot_replaced_in_a_ukernel_serve_process(tmp_path, monkeypa
         "the built-in class: serve pid with the same --service"
     )
     assert plugin.identity(plugin.load(spec("pid"))).startswith("CountingPid from counting.py (sha256 ")
-
-
-async def _read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
 
 
 # --- refused at boot: one line naming what is wrong ------------------------------------------
@@ -339,6 +330,8 @@ async def test_a_toml_file_names_services_programs_and_files_relative_to_itself(
     settings = load_config(tmp_path / "run.toml")
     assert settings["services"] == {"pid": f"{tmp_path}/pid.py:CountingPid"}
     assert (settings["bin_dirs"], settings["host_files"]) == ([f"{tmp_path}/progs"], [f"{tmp_path}/motd.txt:/etc/motd"])
+    config = Config(**settings)
+    assert (config.services["pid"].__name__, config.copy_process.__name__) == ("CountingPid", "CountingUnwind")
     with trio.fail_after(TIMEOUT):
         result = await ukernel.run_async(
             "sh", ["sh", "-c", "produce; cat /etc/motd"], config=str(tmp_path / "run.toml")

@@ -149,12 +149,9 @@ def copy_process_class(spec: Any) -> type[CopyProcess] | None:
     if spec is None:
         return None
     try:
-        cls = plugin.load(spec)
+        return plugin.load_subclass(spec, CopyProcess)
     except ValueError as exc:
         raise ValueError(f"copy_process: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, CopyProcess)):
-        raise ValueError(f"copy_process: {spec!r} is not a subclass of ukernel.kernel.fork.CopyProcess")
-    return cls
 
 
 def guest_path(host: Path) -> str:

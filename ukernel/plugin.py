@@ -59,6 +59,14 @@ def load(spec: Any) -> Any:
         raise ValueError(f"{where} has no {attr}") from None
 
 
+def load_subclass(spec: Any, base: type) -> type:
+    """The class a spec names, which must derive from ``base``; ValueError says why not."""
+    cls = load(spec)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{spec!r} is not a subclass of {base.__module__}.{base.__qualname__}")
+    return cls
+
+
 def _import(name: str) -> Any:
     try:
         return importlib.import_module(name)

@@ -397,11 +397,9 @@ def load_class(name: str) -> type[SchedClass]:
     if ":" not in name:
         raise ValueError(f"unknown scheduling class {name!r}: one of {', '.join(FAIR_CLASSES)} or {plugin.FORMS}")
     try:
-        cls = plugin.load(name)
+        cls = plugin.load_subclass(name, SchedClass)
     except ValueError as exc:
         raise ValueError(f"cannot load scheduling class {name!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, SchedClass)):
-        raise ValueError(f"{name!r} is not a SchedClass subclass")
     if cls.__abstractmethods__:
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise ValueError(f"scheduling class {name!r} does not define {missing}")
