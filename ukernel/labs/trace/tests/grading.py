@@ -186,7 +186,7 @@ def shape_error(q: Question, given: Any) -> str | None:
 
 def difference(q: Question, given: Any, truth: Any) -> str | None:
     """What differs, without saying the right answer; None when the answer is right."""
-    if given == truth or (q.kind is set and sorted(given) == sorted(truth)):
+    if given == truth or (q.kind is set and set(given) == set(truth)):
         return None
     if q.kind is set:
         wrong = sorted(set(given) - set(truth))
