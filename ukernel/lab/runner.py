@@ -22,13 +22,17 @@ from .context import CheckFailed, Lab
 from .explain import from_exception, one_line
 
 
-def load_test(path: Path, function: str):
-    """The test function ``function`` of the module at ``path`` (imported under a private name)."""
+def load_test(path: Path, function: str, directory: Path):
+    """The test function ``function`` of the module at ``path`` (imported under a private name);
+    a module that does not import is the test's failure, said in one line."""
     spec = importlib.util.spec_from_file_location(f"_lab_test_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise CheckFailed(f"{path.name} is not a Python module")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001 (SystemExit too: a module must not end the grader's child)
+        raise CheckFailed(f"{path.name} does not import: {from_exception(exc, directory, path)}") from None
     found = getattr(module, function, None)
     if not callable(found) or not hasattr(found, "lab_test"):
         raise CheckFailed(f"{path.name} has no test {function}")
@@ -42,12 +46,7 @@ def run_one(lab_name: str, directory: Path, test_file: Path, function: str) -> t
         if not directory.is_dir():
             return False, f"no directory {directory}"
         lab = Lab(spec, directory, test_file)
-        try:
-            test = load_test(test_file, function)
-        except (CheckFailed, LabError):
-            raise
-        except BaseException as exc:  # noqa: BLE001 (SystemExit too: a module must not end the grader's child)
-            return False, f"{test_file.name} does not import: {from_exception(exc, directory, test_file)}"
+        test = load_test(test_file, function, directory)
         test(lab)
     except (CheckFailed, LabError) as exc:
         return False, one_line(str(exc))
