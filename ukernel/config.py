@@ -92,6 +92,7 @@ class Config:
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
     cpu_limit: float = 10.0  # host CPU seconds a task may run Python without a syscall (docs/limits.md); 0: none
+    service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -110,6 +111,8 @@ class Config:
             raise ValueError(f"remote: no service {', '.join(elsewhere)}; services are {' '.join(SERVICES)}")
         if not isinstance(self.cpu_limit, int | float) or not self.cpu_limit >= 0:
             raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
+        if not isinstance(self.service_timeout, int | float) or not self.service_timeout >= 0:
+            raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
 
 
