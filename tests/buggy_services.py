@@ -65,8 +65,8 @@ class SpinningPid(PidService):
         if not self.pids:
             return await PidService.alloc_pid(self, req, ns, set_tid)
         nr = self.namespaces[ns].last
-        while nr == self.namespaces[ns].last:
-            nr += 0  # noqa: E701  # BUG: nothing here moves last
+        while nr == self.namespaces[ns].last:  # BUG: nothing in the loop moves last
+            nr += 0  # BUG
 
 
 class AwaitingPid(PidService):
@@ -108,6 +108,14 @@ class RaisingPickNext(RoundRobin):
         if len(self.queue) > 1:
             raise IndexError("pick_next: the queue went out of order")  # BUG
         return super().pick_next()
+
+
+class LeakyVfs(VfsService):
+    """A consistency check that finds a hundred problems (a leak report must stay short)."""
+
+    @op
+    async def check(self, req: Call) -> list[str]:
+        return [f"vfs: inode {ino} has i_count 1, 0 open files" for ino in range(100, 200)]
 
 
 def plug(monkeypatch, cls: type[Service]) -> None:  # noqa: ANN001 (pytest's fixture)

@@ -106,6 +106,8 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
                 problems = [f"not checked: {'; '.join(kernel.lost)}"]
             trace = list(kernel.trace)
     if interrupted:
+        if kernel.watchdog.stopped:  # a service's handler spun: say whose and where
+            log.error("ukernel: %s", kernel.watchdog.stopped)
         raise KeyboardInterrupt
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
     bugs = [bug.text for bug in kernel.bugs]

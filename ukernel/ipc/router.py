@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import trio
 
 from .. import abi
+from ..reprs import bounded
 from ..trace import Tracer
 from . import protocol
 
@@ -196,7 +197,7 @@ class Router:
         if slot is None:
             return
         if error is not None and not isinstance(error, dict):
-            error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {error!r}")
+            error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {bounded(error)}")
         slot.response = protocol.Response(msgid, error, result)
         slot.event.set()
 

@@ -19,7 +19,6 @@ for the report, and ``ukernel.run`` returns with ``error`` saying why.
 from __future__ import annotations
 
 import collections
-import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     from ..ipc import protocol
     from ..ipc.router import Sent
     from ..ipc.service import Service
-
-log = logging.getLogger("ukernel")
 
 BEFORE = 5  # messages shown before the one that caused a report
 RECENT = 200  # trace events kept for reports (a ring: the whole trace may be off)
@@ -105,8 +102,6 @@ class Bugs:
         report = self.report(kind, sent, str(error.get("message", "")), lines, suspects=not _is_theirs(site))
         if kind == "timeout":
             self.panic(report)
-        elif kind == "interrupted":
-            log.error("ukernel: %s", report.text)
 
     def _contract_broken(self, sent: Sent, bug: ServiceBug) -> None:
         site = self.handler_site(sent.dst, sent.op)

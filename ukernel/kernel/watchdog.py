@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import abi
-from ..ipc.service import HandlerStopped
+from ..ipc.service import HandlerStopped, own_frames, site_of
 from .task import TaskExit
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class Watchdog:
         self.limit = limit  # seconds of host CPU a task may run Python without a syscall; 0: no limit
         self.service_timeout = service_timeout  # wall seconds a handler may run without answering; 0: any
         self.services: list[Service] = []  # the services in this process (Kernel.start)
+        self.interrupting = False  # Ctrl-C was pressed: a handler found spinning from now on is stopped
+        self.stopped = ""  # the handler Ctrl-C stopped, and where
         self.user: TaskStruct | None = None  # whose user code runs now; None: the kernel, a service, trio
         self.host: object = None  # the trio task running that code
         self.stretch = 0  # counts returns to user mode: each starts a new stretch of user code
@@ -88,6 +90,8 @@ class Watchdog:
     def sample(self, interval: float, frame: FrameType | None) -> None:
         """The timer's look: charge the running stretch; past the limit, kill its task here.
         A service handler running past service_timeout is stopped here."""
+        if self.interrupting:  # Ctrl-C came before the handler started spinning
+            self._stop_handler(frame, "interrupted")
         if self.service_timeout:
             self._stop_handler(frame, "timeout")
         task = self.user
@@ -105,6 +109,7 @@ class Watchdog:
     def interrupt(self, frame: FrameType | None = None) -> None:
         """Ctrl-C while user code or a service's handler spins: unwind it here, so that trio
         gets control back (the run is ending: ukernel.api's SIGINT handler has asked trio to cancel it)."""
+        self.interrupting = True
         self._stop_handler(frame, "interrupted")
         if self.user is not None and self._runs_now():
             raise TaskExit(abi.W_EXITCODE(0, abi.SIGINT), group=True)
@@ -125,6 +130,8 @@ class Watchdog:
                 return
             why = f"did not answer within {self.service_timeout:g} s" if kind == "timeout" else "was stopped by Ctrl-C"
             stack = traceback.extract_stack(frame) if frame is not None else traceback.StackSummary()
+            if kind == "interrupted":  # the run ends before any reply is read: ukernel.api says this
+                self.stopped = f"{service.name}.{req.op} (#{req.msgid}) {why} at {site_of(own_frames(stack))}"
             raise HandlerStopped(kind, f"{why} (it ran {ran:.1f} s)", stack)
 
     def _runs_now(self) -> bool:
