@@ -79,6 +79,12 @@ def why_not_run(result: ukernel.Result) -> str:
     return (oopses or [result.error] * bool(result.error) or tail or ["no output"])[0][:300]
 
 
+def no_crash(lab, result: ukernel.Result) -> None:
+    """The walk did not crash: else the oops, with the file:line it happened at, is the FAIL."""
+    oopses = [p for p in result.problems if p.startswith("oops")]
+    lab.check(not oopses, f"the walk crashed: {why_not_run(result)}")
+
+
 def check_all_fail(lab, step: str, errno: str = "ENOMEM") -> None:
     """``--fail STEP=ERRNO``: every clone fails with that errno, and nothing leaks."""
     flags = combos()
@@ -112,8 +118,7 @@ def clone_routes(result: ukernel.Result) -> list[list[tuple[str, str, str]]]:
 def compare_routes(lab, flags: list[int], what: str, pick, **settings) -> None:
     """Each clone's route, reduced by ``pick``, is the built-in walker's on the same run."""
     mine, linux = run_clones(lab, flags, **settings), run_clones(lab, flags, builtin=True, **settings)
-    oopses = [p for p in mine.problems if p.startswith("oops")]
-    lab.check(not oopses, f"the walk crashed: {why_not_run(mine)}")
+    no_crash(lab, mine)
     got, want = clone_routes(mine), clone_routes(linux)
     lab.check(len(got) == len(want), f"the program made {len(got)} clone calls, not {len(want)}: {why_not_run(mine)}")
     wrong = [
