@@ -84,8 +84,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
             (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
         if trace_file:
             trace_file.close()
+    for bug in result.bugs:  # a service's bug, once, as its report (kernel/bug.py)
+        print(f"ukernel: {bug}", file=sys.stderr)
     for problem in result.problems if not result.error else ():  # after a loss, the error says it all
-        print(f"ukernel: leak: {problem}", file=sys.stderr)
+        if problem not in result.bugs:
+            print(f"ukernel: leak: {problem}", file=sys.stderr)
     if result.exit_code is None:
         sig = abi.WTERMSIG(result.status)
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from .. import abi
+from ..reprs import bounded
 
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
 
@@ -86,7 +87,7 @@ def oserror_from_map(error: dict[str, Any]) -> OSError:
 
 def _split_method(method: Any) -> tuple[str, str]:
     if not isinstance(method, str) or "." not in method:
-        raise ProtocolError(f"method must be 'service.op', got {method!r}")
+        raise ProtocolError(f"method must be 'service.op', got {bounded(method)}")
     service, op = method.split(".", 1)
     return service, op
 
@@ -98,7 +99,7 @@ def _split_params(params: Any) -> tuple[dict, dict]:
         return args, meta if isinstance(meta, dict) else {}
     if isinstance(params, dict):
         return params, {}
-    raise ProtocolError(f"params must be [args, meta] with args a map, got {params!r}")
+    raise ProtocolError(f"params must be [args, meta] with args a map, got {bounded(params)}")
 
 
 def decode(frame: bytes) -> Message:
@@ -132,7 +133,7 @@ def decode_obj(obj: Any) -> Message:
         service, op = _split_method(obj[1])
         args, meta = _split_params(obj[2])
         return Notification(service, op, args, meta)
-    raise ProtocolError(f"unknown message type or length: {obj[:2]!r}")
+    raise ProtocolError(f"unknown message type or length: {bounded(obj[:2])}")
 
 
 def msgid_of(frame: bytes) -> int | None:

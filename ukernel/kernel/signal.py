@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
+from ..reprs import bounded
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def _check_signal(sig: Any, allow_zero: bool = True) -> int:
     if not isinstance(sig, int) or not (0 if allow_zero else 1) <= sig <= abi._NSIG:
-        raise abi.kernel_error(abi.EINVAL, f"no signal {sig!r}")
+        raise abi.kernel_error(abi.EINVAL, f"no signal {bounded(sig)}")
     return sig
 
 
@@ -148,7 +149,7 @@ async def sys_sigaction(k: Kernel, task: TaskStruct, meta: dict, sig: int, handl
     """The handler is SIG_DFL, SIG_IGN or a token of the runtime's handler table; None queries."""
     _check_signal(sig, allow_zero=False)
     if handler is not None and not (handler in (abi.SIG_DFL, abi.SIG_IGN) or isinstance(handler, int)):
-        raise abi.kernel_error(abi.EINVAL, f"bad handler {handler!r}")
+        raise abi.kernel_error(abi.EINVAL, f"bad handler {bounded(handler)}")
     return await k.call(
         "signals", "sigaction", {"sighand": task.sighand, "sig": sig, "handler": handler, "flags": flags}, meta
     )

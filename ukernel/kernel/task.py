@@ -141,6 +141,11 @@ class TaskStruct:
     sighand_pins: Pins = field(default_factory=Pins)  # signals on their way to this group's sighand
     utime: int = 0
 
+    def __repr__(self) -> str:
+        """Who it is, not everything it holds: the default repr walks parent, children and
+        threads, and in an error message that is tens of kilobytes."""
+        return f"TaskStruct(pid={self.pid}, comm={self.comm!r}, state={self.state!r})"
+
     @property
     def level(self) -> int:
         return len(self.numbers) - 1

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import abi
+from ..reprs import bounded
 
 
 class ReplayDiverged(Exception):
@@ -60,7 +61,7 @@ class Image:
         except BaseException as exc:  # noqa: BLE001 (SystemExit too: the module body is the loader's, not main's)
             where = _user_line(exc, path)
             raise abi.kernel_error(
-                abi.ENOEXEC, f"{path}: the module body raised {exc!r}{where}; do the program's work in main()"
+                abi.ENOEXEC, f"{path}: the module body raised {bounded(exc)}{where}; do the program's work in main()"
             ) from None
         if not callable(image.namespace.get("main")):
             raise abi.kernel_error(abi.ENOEXEC, f"{path} defines no main(sys, argv)")
