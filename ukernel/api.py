@@ -62,7 +62,7 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                 kernel = Kernel(config, tracer)
                 kernel.trace = kernel_trace
                 with kernel.watchdog.armed():
-                    await kernel.start(nursery)
+                    await _start(kernel, nursery)
                     for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
                         tracer.add_sink(sink)  # after boot: the trace starts with the first task
                     if tracer.on:  # the last events, for a service bug's report (kernel/bug.py)
@@ -71,6 +71,18 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group
             raise group.exceptions[0] from None
+
+
+async def _start(kernel: Kernel, nursery: trio.Nursery) -> None:
+    """Kernel.start; a service's bug met at boot (its report says whose) is a BootError."""
+    from .kernel.contracts import ServiceBug
+
+    try:
+        await kernel.start(nursery)
+    except (OSError, ServiceBug):
+        if not kernel.bugs:
+            raise
+        raise BootError("\n".join(bug.text for bug in kernel.bugs)) from None
 
 
 def program_path(program: str, files: dict[str, bytes]) -> str:

@@ -97,7 +97,8 @@ def not_negative(key: str) -> Check:
 
 
 def known_tasks(k: Kernel, sent: Sent, reply: dict) -> str | None:
-    """sched's decisions: every task it names is one the kernel runs, every CPU exists."""
+    """sched's decisions: every task it names is one the kernel runs, every CPU exists
+    (and its expired timers, known_timers)."""
     cpus = len(k.cpu_curr)
     nxt = reply.get("next")
     if nxt is not None and nxt not in k.by_id:
@@ -110,7 +111,7 @@ def known_tasks(k: Kernel, sent: Sent, reply: dict) -> str | None:
             return f"preempt {cpu}: there are {cpus} CPUs"
     if "cpu" in reply and not 0 <= reply["cpu"] < cpus:
         return f"cpu {reply['cpu']}: there are {cpus} CPUs"
-    return None
+    return known_timers(k, sent, reply) if "expired" in reply else None
 
 
 def known_timers(k: Kernel, sent: Sent, reply: dict) -> str | None:
@@ -165,7 +166,7 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     ("namespaces", "init_nsproxy"):   ({"nsproxy": int},),
     # the CPUs (cpu.py) and time (time.py)
     ("sched", "schedule"):            ({"next": int | None, "slice": int, "now": int, "expired?": list[int]} | SCHED_REPLY,
-                                       known_tasks, known_timers),
+                                       known_tasks),
     ("sched", "wake"):                (SCHED_REPLY, known_tasks),
     ("sched", "wake_up_new_task"):    (SCHED_REPLY, known_tasks),
     ("sched", "hrtimer_interrupt"):   ({"expired": list[int], "timer": int | None}, known_timers),
@@ -200,7 +201,10 @@ class Contract:
     def breach(self, k: Kernel, sent: Sent, reply: Any) -> str | None:
         """What is wrong with ``reply``, or None. (The keys the reply has are looped over, not
         every key the row names: a reply carries few, and this runs for every reply.)"""
-        if self.whole is not None and not self.whole.accepts(reply):
+        if self.kinds:
+            if type(reply) is not dict:
+                return f"the reply must be dict, not {type(reply).__name__}"
+        elif self.whole is not None and not self.whole.accepts(reply):
             return f"the reply must be {self.whole.name}, not {type(reply).__name__}"
         for key in self.required:
             if key not in reply:
@@ -226,7 +230,8 @@ for (_service, _op), (_shape, *_checks) in CONTRACTS.items():
 
 def check(k: Kernel, sent: Sent, reply: Any) -> None:
     """ServiceBug unless ``reply`` keeps its op's contract (ops without one pass)."""
-    contract = TABLE[sent.dst].get(sent.op) if sent.dst in TABLE else None
+    ops = TABLE.get(sent.dst)
+    contract = ops.get(sent.op) if ops is not None else None
     if contract is not None:
         why = contract.breach(k, sent, reply)
         if why:
