@@ -57,9 +57,12 @@ class Pid(PidService):
         try:
             return self.idr_alloc_cyclic(ns, handle, pid_min)
         except OSError as exc:
-            if exc.errno == abi.ENOSPC:  # a full pid space is EAGAIN to fork's caller
-                raise abi.kernel_error(abi.EAGAIN, exc.strerror) from None
-            raise
+            if exc.errno != abi.ENOSPC:
+                raise
+            # a full pid space is EAGAIN to fork's caller: try again once a process is reaped
+            raise abi.kernel_error(
+                abi.EAGAIN, f"no free pid below pid_max {self.pid_max} at level {ns.level}"
+            ) from None
         # END SOLUTION
 
     async def alloc_pid(self, req: Call, ns: int, set_tid: list[int] | None = None) -> dict:

@@ -28,6 +28,7 @@ class Files(VfsService):
         """copy_files with CLONE_FILES: the child uses the parent's very table.
         Reply: {"files": the handle of the table the child gets}."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("share_files: your code here (handout, the task, step 1)")
         self._fst(files).count += 1  # atomic_inc(&oldf->count)
         return {"files": files}
         # END SOLUTION
@@ -36,6 +37,7 @@ class Files(VfsService):
         """dup_fd: a new table with the same fds, each pointing at the same open file
         (so the offset is shared), close-on-exec bits copied. Reply: {"files": new handle}."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("dup_files: your code here (handout, the task, step 2)")
         old = self._fst(files)
         table = {}
         for fd, (handle, cloexec) in old.fds.items():
@@ -48,6 +50,7 @@ class Files(VfsService):
         """put_files_struct: one task lets go of the table; the last one closes every fd
         in it (fput each file) and frees it. Reply: {"count": the holders left}."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("put_files: your code here (handout, the task, step 3)")
         fst = self._fst(files)
         fst.count -= 1
         if fst.count == 0:

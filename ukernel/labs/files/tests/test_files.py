@@ -57,7 +57,10 @@ def routes_say_dup_files_or_share_files(lab):
     lab.check(("vfs", "share_files") not in route, f"fork's route has vfs share_files: {route}")
     exit_route = route_of(r.trace, "exit", pid=3)
     lab.check(("vfs", "put_files") in exit_route, f"the child's exit has no vfs put_files: {exit_route}")
-    lab.check(replies(r, "put_files", 3) == [{"count": 0}], f"put_files at the child's exit answered {replies(r, 'put_files', 3)}")
+    lab.check(
+        replies(r, "put_files", 3) == [{"count": 0}],
+        f"put_files at the child's exit answered {replies(r, 'put_files', 3)}",
+    )
     lab.clean(r)
 
     r = lab.run(lab.helper("shared.py"), ["shared"])
@@ -69,5 +72,8 @@ def routes_say_dup_files_or_share_files(lab):
     shared = replies(r, "share_files", 2)
     lab.check(shared == asked, f"share_files was asked {asked} and answered {shared}: the same table, please")
     # the child lets go of the shared table while the parent still holds it
-    lab.check(replies(r, "put_files", 3) == [{"count": 1}], f"put_files at the child's exit answered {replies(r, 'put_files', 3)}")
+    lab.check(
+        replies(r, "put_files", 3) == [{"count": 1}],
+        f"put_files at the child's exit answered {replies(r, 'put_files', 3)}",
+    )
     lab.clean(r)

@@ -27,6 +27,7 @@ class Pid(PidService):
         """The first free number at or after ``ns.last + 1`` in [pid_min, pid_max), else
         the first free one from pid_min (the wrap); ENOSPC when every one is taken."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("idr_alloc_cyclic: your code here (handout, the task, step 1)")
         start = max(ns.last + 1, pid_min)
         for nr in [*range(start, self.pid_max), *range(pid_min, start)]:
             if nr not in ns.used:
@@ -39,6 +40,7 @@ class Pid(PidService):
     def idr_alloc(self, ns: PidNamespace, handle: int, tid: int) -> int:
         """Exactly number ``tid`` (clone3's set_tid); the cursor does not move."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("idr_alloc: your code here (handout, the task, step 2)")
         if not 1 <= tid < self.pid_max:
             raise abi.kernel_error(abi.EINVAL, f"set_tid {tid} is outside [1, {self.pid_max})")
         if tid in ns.used:
@@ -51,15 +53,19 @@ class Pid(PidService):
         """One level of alloc_pid's loop: number ``tid`` if one was asked for (None: not),
         else the next one cyclically, never below RESERVED_PIDS once the cursor passed it."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("alloc_upid: your code here (handout, the task, step 3)")
         if tid is not None:
             return self.idr_alloc(ns, handle, tid)
         pid_min = abi.RESERVED_PIDS if ns.last + 1 > abi.RESERVED_PIDS else 1
         try:
             return self.idr_alloc_cyclic(ns, handle, pid_min)
         except OSError as exc:
-            if exc.errno == abi.ENOSPC:  # a full pid space is EAGAIN to fork's caller
-                raise abi.kernel_error(abi.EAGAIN, exc.strerror) from None
-            raise
+            if exc.errno != abi.ENOSPC:
+                raise
+            # a full pid space is EAGAIN to fork's caller: try again once a process is reaped
+            raise abi.kernel_error(
+                abi.EAGAIN, f"no free pid below pid_max {self.pid_max} at level {ns.level}"
+            ) from None
         # END SOLUTION
 
     async def alloc_pid(self, req: Call, ns: int, set_tid: list[int] | None = None) -> dict:
@@ -68,6 +74,7 @@ class Pid(PidService):
         ``set_tid[1]`` in its parent, and so on. Reply: {"pid": handle, "numbers": [...]},
         numbers[0] being the number at level 0."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("alloc_pid: your code here (handout, the task, step 4)")
         top = get(self.namespaces, ns, "pid namespace")
         set_tid = list(set_tid or [])
         if len(set_tid) > top.level + 1:
@@ -100,6 +107,7 @@ class Pid(PidService):
         """Drop one reference to struct pid ``pid``; the last one gives its numbers back at
         every level and puts its namespace. Reply: the references left."""
         # BEGIN SOLUTION
+        # STUB: raise NotImplementedError("free_pid: your code here (handout, the task, step 5)")
         p = get(self.pids, pid, "struct pid")
         p.refcount -= 1
         if p.refcount:

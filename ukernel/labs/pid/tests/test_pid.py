@@ -28,7 +28,9 @@ FORK_ROUTE = [
 def alloc_pid_replies(result, syscall: str, pid: int) -> list:
     """What alloc_pid answered to each ``syscall`` that ``pid`` made, in order."""
     calls = {e["msgid"] for e in syscall_events(result.trace, syscall, pid)}
-    return [e.get("result") for e in result.trace if e["type"] == "reply" and e["op"] == "alloc_pid" and e["cause"] in calls]
+    return [
+        e.get("result") for e in result.trace if e["type"] == "reply" and e["op"] == "alloc_pid" and e["cause"] in calls
+    ]
 
 
 def expect_output(lab, result, want: list[str]) -> None:
