@@ -46,6 +46,9 @@ def test_the_wheel_carries_the_package_data(wheel: Path):
     assert "userland/hello.py" in names and "userland/init.py" in names
     assert "ukernel/__main__.py" in names
     assert "ukernel/trace/views/html.css" in names and "ukernel/trace/views/html.js" in names
+    assert "ukernel/lab/runner.py" in names and "ukernel/labs/util/lab.toml" in names
+    assert {"ukernel/labs/util/handout.md", "ukernel/labs/util/solution/primes.py"} <= names
+    assert {"ukernel/labs/sched/tests/spinners.py", "ukernel/labs/sched/hidden/test_sched_hidden.py"} <= names
 
 
 def test_an_installed_wheel_runs_hello_from_another_directory(wheel: Path, tmp_path: Path):
