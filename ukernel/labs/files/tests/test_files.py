@@ -4,6 +4,7 @@ Each test runs one of the programs beside this file with your ``Files`` as the
 kernel's vfs service (lab.toml's [plug]). Run one yourself, with its messages:
 
     ukernel run tests/offset.py --service vfs=files.py:Files -v
+    ukernel run tests/tables.py clone_files --service vfs=files.py:Files -v
 
 The program under test is pid 2 (init is 1), so its first child is 3.
 """
@@ -32,29 +33,27 @@ def fork_shares_the_file_offset(lab):
 
 @test(points=2)
 def fork_gives_the_child_its_own_fd_table(lab):
-    r = lab.run(lab.helper("private.py"), ["private"])
-    expect_output(
-        lab,
-        r,
-        ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 EBADF", "parent: fd 3 open, write 10"],
-    )
+    r = lab.run(lab.helper("tables.py"), ["tables", "fork"])
+    expect_output(lab, r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 EBADF, fd 3 open"])
     lab.clean(r)
 
 
 @test(points=2)
 def clone_files_shares_the_fd_table(lab):
-    r = lab.run(lab.helper("shared.py"), ["shared"])
-    expect_output(lab, r, ["child opened fd 4", "parent: fd 4 open, fd 3 EBADF"])
+    r = lab.run(lab.helper("tables.py"), ["tables", "clone_files"])
+    expect_output(lab, r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 open, fd 3 EBADF"])
     lab.clean(r)
 
 
 @test(points=2)
 def routes_say_dup_files_or_share_files(lab):
-    r = lab.run(lab.helper("private.py"), ["private"])
+    r = lab.run(lab.helper("tables.py"), ["tables", "fork"])
     lab.exited(r, 0)
-    route = route_of(r.trace, "fork", pid=2)
-    lab.check(("vfs", "dup_files") in route, f"fork's route has no vfs dup_files: {route}")
-    lab.check(("vfs", "share_files") not in route, f"fork's route has vfs share_files: {route}")
+    route = route_of(r.trace, "clone", pid=2)
+    lab.check(("vfs", "dup_files") in route, f"the route of a clone without CLONE_FILES has no vfs dup_files: {route}")
+    lab.check(
+        ("vfs", "share_files") not in route, f"the route of a clone without CLONE_FILES has vfs share_files: {route}"
+    )
     exit_route = route_of(r.trace, "exit", pid=3)
     lab.check(("vfs", "put_files") in exit_route, f"the child's exit has no vfs put_files: {exit_route}")
     lab.check(
@@ -63,7 +62,7 @@ def routes_say_dup_files_or_share_files(lab):
     )
     lab.clean(r)
 
-    r = lab.run(lab.helper("shared.py"), ["shared"])
+    r = lab.run(lab.helper("tables.py"), ["tables", "clone_files"])
     lab.exited(r, 0)
     route = route_of(r.trace, "clone", pid=2)
     lab.check(("vfs", "share_files") in route, f"clone(CLONE_FILES)'s route has no vfs share_files: {route}")

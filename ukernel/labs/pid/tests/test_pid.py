@@ -8,21 +8,13 @@ kernel's pid service (lab.toml's [plug]). Run one yourself, with its messages:
 The program under test is pid 2 (init is 1), so its first child is 3.
 """
 
+from ukernel.kernel.fork import route
 from ukernel.lab import test
 from ukernel.testing import route_of, syscall_events
 
-#: fork without flags: a copy of everything, then one number from the pid service.
-FORK_ROUTE = [
-    ("sched", "sched_fork"),
-    ("vfs", "dup_files"),
-    ("vfs", "copy_fs"),
-    ("signals", "copy_sighand"),
-    ("signals", "copy_signal"),
-    ("mm", "dup_mm"),
-    ("namespaces", "share_nsproxy"),
-    ("pid", "alloc_pid"),
-    ("sched", "wake_up_new_task"),
-]
+#: fork without flags: a copy of everything, then one number from the pid service
+#: (the kernel's clone table, ukernel/kernel/fork.py, says so).
+FORK_ROUTE = [(service, op) for service, op, _ in route(0)]
 
 
 def alloc_pid_replies(result, syscall: str, pid: int) -> list:

@@ -1,5 +1,6 @@
-"""shared: clone with CLONE_FILES shares the fd table itself: what the child opens the
-parent has, what the child closes the parent has lost."""
+"""tables fork|clone_files: whose fd table does a child use? After fork it has its own
+(a copy): what it opens or closes is not the parent's. With CLONE_FILES it has the
+parent's very table: what it opens the parent has, what it closes the parent lost."""
 
 from ukernel import abi
 
@@ -17,16 +18,18 @@ async def state(sys, fd: int) -> str:
     return "open"
 
 
-async def child(sys, log):
+async def child(sys, log: int):
     fd = await sys.open("/tmp/mine", abi.O_WRONLY | abi.O_CREAT)
     await say(sys, f"child opened fd {fd}")
     await sys.close(log)
+    await say(sys, f"child closed fd {log}: {await state(sys, log)}")
     return 0
 
 
 async def main(sys, argv):
+    flags = {"fork": 0, "clone_files": abi.CLONE_FILES}[argv[1]]
     log = await sys.open("/tmp/log", abi.O_WRONLY | abi.O_CREAT)
-    pid = await sys.clone(abi.CLONE_FILES | abi.SIGCHLD, child, log)
+    pid = await sys.clone(flags | abi.SIGCHLD, child, log)
     await sys.waitpid(pid, 0)
     await say(sys, f"parent: fd {log + 1} {await state(sys, log + 1)}, fd {log} {await state(sys, log)}")
     return 0
