@@ -44,6 +44,7 @@ class Result:
     problems: list[str]  # what check_invariants found after the run (empty: nothing leaked)
     error: str = ""  # why the run could not finish normally (a remote service lost, a hang), else empty
     hung: list[dict] = field(default_factory=list)  # a deadlock's tasks: pid, comm, state, syscall, wchan
+    bugs: list[str] = field(default_factory=list)  # service bug reports (kernel/bug.py), also in problems
 
 
 @asynccontextmanager
@@ -60,10 +61,12 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
             async with trio.open_nursery() as nursery:
                 kernel = Kernel(config, tracer)
                 kernel.trace = kernel_trace
-                await kernel.start(nursery)
-                for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
-                    tracer.add_sink(sink)  # after boot: the trace starts with the first task
                 with kernel.watchdog.armed():
+                    await kernel.start(nursery)
+                    for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
+                        tracer.add_sink(sink)  # after boot: the trace starts with the first task
+                    if tracer.on:  # the last events, for a service bug's report (kernel/bug.py)
+                        tracer.add_sink(kernel.recent.append)
                     yield kernel
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group
@@ -96,9 +99,11 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
     async with boot(files=files, **settings) as kernel:
         with _ctrl_c_stops(kernel, interrupted):
             status, error = await _run_watched(kernel, path, argv)
-            if error and not kernel.hung:  # a hang has printed its dump already
+            if error and not kernel.hung and not kernel.panicked:  # a hang has printed its dump, a panic its report
                 log.error("ukernel: %s", error)
-            stdout = await _or_lost(kernel, kernel.call("vfs", "console_output", {}), b"")
+            stdout = b""
+            if "vfs" not in kernel.stuck:  # a vfs that never answered would not answer this either
+                stdout = await _or_lost(kernel, kernel.call("vfs", "console_output", {}), b"")
             problems = await _or_lost(kernel, kernel.check_invariants(), None)
             if problems is None:
                 problems = [f"not checked: {'; '.join(kernel.lost)}"]
@@ -106,7 +111,8 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
     if interrupted:
         raise KeyboardInterrupt
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
-    return Result(exit_code, status, stdout, trace, problems, error, kernel.hung)
+    bugs = [bug.text for bug in kernel.bugs]
+    return Result(exit_code, status, stdout, trace, problems, error, kernel.hung, bugs)
 
 
 HUNG_EXIT = 124  # the exit status of a deadlocked run (as timeout(1)'s); README "When a run hangs"
@@ -134,6 +140,8 @@ async def _run_watched(kernel: Kernel, path: str, argv: list[str] | None) -> tup
                 raise
         finally:
             watchers.cancel()
+    if kernel.panicked:
+        return status if status is not None else abi.W_EXITCODE(1), f"run stopped: {kernel.panicked.headline}"
     if kernel.hung:
         return abi.W_EXITCODE(HUNG_EXIT), summary(kernel.hung)
     if status is not None and not kernel.lost:
@@ -153,8 +161,12 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
         async with trio.open_nursery() as nursery:
             if threading.current_thread() is threading.main_thread():  # signals reach only that one
                 nursery.start_soon(_dump_on_sigquit, kernel)
+            if kernel.config.service_timeout:
+                nursery.start_soon(_watch_replies, kernel)
             while True:
                 await trio.testing.wait_all_tasks_blocked()  # trio is idle: nothing runs, nothing is due
+                if kernel.panicked:
+                    return
                 if kernel.lost and not kernel.router.pending:
                     run_scope.cancel()
                     return
@@ -162,6 +174,17 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
                     kernel.hung = await _end_hung_run(kernel)
                     return
                 await trio.sleep(STALL_CHECK)  # not stuck for good: look again once it may have moved
+
+
+async def _watch_replies(kernel: Kernel) -> None:
+    """service_timeout: a request without a reply for that long (its handler waits for ever,
+    or deferred its reply and never gave it) is reported and ends the run (kernel/bug.py).
+    A handler that spins never lets this run: the host timer stops it (kernel/watchdog.py)."""
+    while kernel.panicked is None:
+        await trio.sleep(kernel.config.service_timeout / 4)
+        sent = kernel.overdue()
+        if sent is not None:
+            kernel.panic(kernel.report_overdue(sent))
 
 
 async def _end_hung_run(kernel: Kernel) -> list[dict]:
@@ -192,8 +215,9 @@ async def _dump_on_sigquit(kernel: Kernel) -> None:
 @contextmanager
 def _ctrl_c_stops(kernel: Kernel, interrupted: list[bool]) -> Iterator[None]:
     """While the run lasts, SIGINT cancels the kernel's nursery (tasks and services end,
-    their cancellation is clean) and marks the run ``interrupted``. A task spinning in
-    Python is first unwound where it runs (the watchdog), so that trio gets control back."""
+    their cancellation is clean) and marks the run ``interrupted``. A task or a service's
+    handler spinning in Python is first unwound where it runs (the watchdog), so that trio
+    gets control back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -205,7 +229,7 @@ def _ctrl_c_stops(kernel: Kernel, interrupted: list[bool]) -> Iterator[None]:
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         token.run_sync_soon(stop)
-        kernel.watchdog.interrupt()
+        kernel.watchdog.interrupt(frame)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -105,6 +105,7 @@ class Config:
     copy_process: Any = None  # a CopyProcess subclass (or its spec) that copy_process walks COPY_STEPS with
     bin_dirs: list[str] = field(default_factory=list)  # host directories whose *.py go into /bin as /bin/NAME
     host_files: list[str] = field(default_factory=list)  # HOST[:GUEST] files to copy in (host_file says where)
+    service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
 
     def __post_init__(self) -> None:
         self.memory = parse_size(self.memory)
@@ -123,6 +124,8 @@ class Config:
             raise ValueError(f"remote: no service {', '.join(elsewhere)}; services are {' '.join(SERVICES)}")
         if not isinstance(self.cpu_limit, int | float) or not self.cpu_limit >= 0:
             raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
+        if not isinstance(self.service_timeout, int | float) or not self.service_timeout >= 0:
+            raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)

@@ -49,10 +49,10 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
 class Sent:
     """A request on its way: the reply lands in ``response`` and sets ``event``."""
 
-    __slots__ = ("msgid", "src", "dst", "op", "meta", "started", "event", "response")
+    __slots__ = ("msgid", "src", "dst", "op", "args", "meta", "started", "event", "response")
 
-    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict):
-        self.msgid, self.src, self.dst, self.op, self.meta = msgid, src, dst, op, meta
+    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict, args: dict | None = None):
+        self.msgid, self.src, self.dst, self.op, self.meta, self.args = msgid, src, dst, op, meta, args or {}
         self.started = time.perf_counter()
         self.event = trio.Event()
         self.response: protocol.Response | None = None
@@ -71,6 +71,9 @@ class Router:
         self.on_reply = ReplyTo(self)
         self.sent = 0  # requests counted for fail_nth
         self.counting = True  # a kernel counts only from its program's start (count_from_now)
+        #: Looks at every reply before its caller gets it (the kernel's reply contracts and
+        #: fault reports, kernel/bug.py); may raise instead of returning the result.
+        self.on_collect: Callable[[Sent, protocol.Response], None] | None = None
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -114,7 +117,7 @@ class Router:
             inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
             self.tracer.message("request", src, dst, op, msgid, meta, args=args)
-        sent = Sent(msgid, src, dst, op, meta)
+        sent = Sent(msgid, src, dst, op, meta, args)
         if inject is not None:
             where = meta.get("step") or f"message {self.sent}"
             error = protocol.error_map(inject, f"{abi.strerror(inject)} (fault injected at {where})")
@@ -142,7 +145,7 @@ class Router:
         raised after all are in.
         """
         sent: list[tuple[Any, Sent]] = []
-        failure: OSError | None = None
+        failure: Exception | None = None
         try:
             for key, send in sends:
                 one = await send()
@@ -153,7 +156,7 @@ class Router:
                 for key, one in sent:
                     try:
                         result = await self.collect(one)
-                    except OSError as exc:
+                    except Exception as exc:  # an errno, or a reply that broke its contract
                         failure = failure or exc
                         continue
                     finish(key, result)
@@ -181,6 +184,8 @@ class Router:
                 error=response.error,
                 dur_us=dur_us,
             )
+        if self.on_collect is not None:
+            self.on_collect(sent, response)
         if response.error is not None:
             raise protocol.oserror_from_map(response.error)
         return response.result

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import sys
+import linecache
 import sysconfig
+import time
 import traceback
 import types
 import typing
@@ -46,6 +47,7 @@ from typing import Any, ClassVar
 import trio
 
 from .. import abi
+from ..reprs import bounded
 from . import protocol
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
@@ -81,17 +83,29 @@ class Deferred:
 
 
 class Call:
-    """The request being handled: its msgid, meta, and the way to defer it."""
+    """The request being handled: its msgid, meta, and the way to defer it; its op, args
+    and when its handler started, for a report on a handler that does not answer."""
 
-    __slots__ = ("msgid", "meta", "_reply_fn", "deferred")
+    __slots__ = ("msgid", "meta", "_reply_fn", "deferred", "op", "args", "started")
 
-    def __init__(self, msgid: int | None, meta: dict, reply_fn: ReplyFn | None):
+    def __init__(self, msgid: int | None, meta: dict, reply_fn: ReplyFn | None, op: str = "", args: Any = None):
         self.msgid, self.meta, self._reply_fn = msgid, meta, reply_fn
         self.deferred: Deferred | None = None
+        self.op, self.args, self.started = op, args, 0.0
 
     def defer(self) -> Deferred:
         self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.meta)
         return self.deferred
+
+
+class HandlerStopped(BaseException):  # noqa: N818 (not an error of the handler's own)
+    """Raised by a host signal handler inside a handler that spins (it did not answer within
+    service_timeout, or Ctrl-C ended the run): a BaseException, so the handler's own
+    ``except Exception`` cannot swallow it. ``kind`` is "timeout" or "interrupted"."""
+
+    def __init__(self, kind: str, why: str, stack: list[traceback.FrameSummary]):
+        super().__init__(why)
+        self.kind, self.why, self.stack = kind, why, stack  # stack: where it ran, outermost first
 
 
 class Service:
@@ -132,8 +146,14 @@ class Service:
     def __init__(self) -> None:
         self.router: Any = None  # set by Router.attach: the only way out
         self.faults: list[str] = []  # handler crashes: a bug, reported by check_invariants
-        self._current: Call | None = None
+        self._current: Call | None = None  # the request whose handler runs (or waits) now
+        self.task: Any = None  # the trio task of the inbox loop (serve): whose stack a report shows
         self._handles = itertools.count(1)
+
+    @property
+    def handling(self) -> Call | None:
+        """The request whose handler runs (or awaits) now, if any."""
+        return self._current
 
     def new_handle(self, table: dict, obj: object) -> int:
         """Store ``obj`` under a fresh handle: what the service gives out instead of the object."""
@@ -163,6 +183,7 @@ class Service:
     # --- the inbox loop -----------------------------------------------------
     async def serve(self, inbox: trio.MemoryReceiveChannel) -> None:
         """One message at a time, in arrival order, whichever way it came."""
+        self.task = trio.lowlevel.current_task()
         async for item, reply_fn in inbox:
             await self.handle(item, reply_fn)
 
@@ -195,7 +216,7 @@ class Service:
         if isinstance(msg, protocol.Response):
             return  # a service receives no responses on its inbox
         msgid = msg.msgid if isinstance(msg, protocol.Request) else None
-        req = Call(msgid, msg.meta, reply_fn if msgid is not None else None)
+        req = Call(msgid, msg.meta, reply_fn if msgid is not None else None, msg.op, msg.args)
         error, result = await self._dispatch(req, msg.op, msg.args)
         if req.deferred is not None or msgid is None or reply_fn is None:
             return
@@ -207,9 +228,12 @@ class Service:
         try:
             return protocol.encode_response(msgid, error, result)
         except (TypeError, ValueError, OverflowError) as exc:
-            message = f"{self.name}.{op_name} answered what msgpack cannot carry: {exc!r}"
-            self.faults.append(f"{message}: {result!r:.200}")
-            return protocol.encode_response(msgid, protocol.error_map(abi.EIO, message), None)
+            message = f"{self.name}.{op_name} answered what msgpack cannot carry: {bounded(exc)}: {bounded(result)}"
+            self.faults.append(message)
+            handler = self.OPS.get(op_name)
+            site = definition_site(handler) if handler is not None else "?"
+            error = protocol.error_map(abi.EIO, message) | {"fault": {"kind": "reply", "site": site, "frames": []}}
+            return protocol.encode_response(msgid, error, None)
 
     async def _dispatch(self, req: Call, op_name: str, args: dict) -> tuple[dict | None, Any]:
         handler = self.OPS.get(op_name)
@@ -218,8 +242,8 @@ class Service:
         problem = self.PARAMS[op_name].problem(args)
         if problem is not None:
             return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}"), None
-        self._current = req
         try:
+            self._current, req.started = req, time.monotonic()
             result = await handler(self, req, **args)
         except Answer as answer:
             return None, answer.result
@@ -229,17 +253,27 @@ class Service:
             raise
         except Exception as exc:  # a bug in the handler: answer EIO, keep serving, report it
             return self._fault(op_name, handler, exc), None
+        except HandlerStopped as stop:  # it spun past service_timeout, or Ctrl-C: stopped where it ran
+            return self._fault(op_name, handler, stop, stop.kind), None
         finally:
             self._current = None
         if result is DEFERRED:
             return None, None
         return None, result
 
-    def _fault(self, op_name: str, handler: Callable, exc: Exception) -> dict:
-        """Record a handler's crash (check_invariants reports it) and make the EIO reply."""
-        message = f"{self.name}.{op_name} crashed at {crash_site(exc, handler)}: {exc!r}"
+    def _fault(self, op_name: str, handler: Callable, exc: BaseException, kind: str = "crash") -> dict:
+        """Record a handler's crash (check_invariants reports it) and make the EIO reply; the
+        reply's ``fault`` carries the site and the frames, so the kernel's report can show them."""
+        stack = exc.stack if isinstance(exc, HandlerStopped) else traceback.extract_tb(exc.__traceback__)
+        frames = own_frames(stack)
+        site = site_of(frames)
+        if kind == "crash":
+            message = f"{self.name}.{op_name} crashed at {site}: {bounded(exc)}"
+        else:
+            message = f"{self.name}.{op_name} {exc}: stopped at {site}"
         self.faults.append(f"{message}\n{''.join(traceback.format_exception(exc))}")
-        return protocol.error_map(abi.EIO, message)
+        fault = {"kind": kind, "site": site, "frames": format_frames(frames)}
+        return protocol.error_map(abi.EIO, message) | {"fault": fault}
 
     # --- every service answers these ----------------------------------------
     @op
@@ -301,7 +335,7 @@ def kind_of(hint: Any) -> Kind | None:
         members = [kind_of(arg) for arg in args]
         if None in members:
             return None  # Any | X takes anything
-        return Kind(" | ".join(m.name for m in members), lambda value: any(m.accepts(value) for m in members))
+        return Kind(" | ".join(m.name for m in members), _any_of(tuple(m.accepts for m in members)))
     if origin in (list, dict) and args:
         items = [kind_of(arg) or ANYTHING for arg in args]
         name = f"{origin.__name__}[{', '.join(k.name for k in items)}]"
@@ -309,8 +343,28 @@ def kind_of(hint: Any) -> Kind | None:
     raise TypeError(f"{hint!r} is not a kind dispatch checks (int, str, bytes, bool, float, list, dict, None, Any)")
 
 
+def _any_of(tests: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
+    def accepts(value: Any) -> bool:
+        for test in tests:  # a loop, not any(): this runs for every argument and reply checked
+            if test(value):
+                return True
+        return False
+
+    return accepts
+
+
 def _list_of(item: Kind) -> Callable[[Any], bool]:
-    return lambda value: type(value) is list and all(item.accepts(x) for x in value)
+    test = item.accepts
+
+    def accepts(value: Any) -> bool:
+        if type(value) is not list:
+            return False
+        for x in value:
+            if not test(x):
+                return False
+        return True
+
+    return accepts
 
 
 def _dict_of(key: Kind, val: Kind) -> Callable[[Any], bool]:
@@ -365,33 +419,76 @@ class Params:
 
 #: Python's own library and installed packages: not where a service's bug is.
 LIBRARY_DIRS = tuple({sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")})
+#: The directory holding the ukernel, services and userland packages: sites are shown from it.
+CHECKOUT = Path(__file__).resolve().parents[2]
+#: ukernel's own code and the built-in services: a site in them comes after a student's frame.
+BUILT_IN = (str(CHECKOUT / "ukernel") + "/", str(CHECKOUT / "services") + "/")
+#: The message machinery between a sender and a handler: never where a bug is shown.
+MACHINERY = str(Path(__file__).resolve().parent) + "/"
+MAX_FRAMES = 12  # frames a fault carries in its reply, innermost kept
 
 
-def crash_site(exc: BaseException, handler: Callable) -> str:
-    """file:line of a handler's crash, relative to the directory that holds its package."""
-    return fault_site(exc, _package_root(handler))
+def own_frames(frames: traceback.StackSummary | list[traceback.FrameSummary]) -> list[traceback.FrameSummary]:
+    """The frames of a handler's traceback or stack in the project's code and the student's,
+    outermost first: what ran before dispatch called the handler (trio's loop, the inbox),
+    Python's library, installed packages and ipc's own frames are left out."""
+    frames = list(frames)
+    start = next((i + 1 for i, f in enumerate(frames) if f.name == "_dispatch" and f.filename == __file__), 0)
+    ours = [
+        f for f in frames[start:] if not f.filename.startswith(LIBRARY_DIRS) and not f.filename.startswith(MACHINERY)
+    ]
+    return ours or frames
 
 
-def fault_site(exc: BaseException, root: Path | None) -> str:
-    """file:line of the innermost frame of the traceback in the project's own code (not in
-    Python's library), relative to ``root``: where a student looks first."""
-    frames = traceback.extract_tb(exc.__traceback__)
+def shown(filename: str) -> str:
+    """A file as a report names it: from the checkout when inside it, else as it was given."""
+    path = Path(filename)
+    return str(path.relative_to(CHECKOUT)) if path.is_relative_to(CHECKOUT) else filename
+
+
+def site_of(frames: list[traceback.FrameSummary]) -> str:
+    """file:line a student looks at first: the innermost frame of their own code (outside
+    ukernel and the built-in services) if any, else the innermost frame of the project's."""
     if not frames:
         return "?"
-    ours = [f for f in frames if not f.filename.startswith(LIBRARY_DIRS)] or frames
-    frame = ours[-1]
-    path = Path(frame.filename)
-    shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
-    return f"{shown}:{frame.lineno}"
+    theirs = [f for f in frames if not f.filename.startswith(BUILT_IN)]
+    frame = (theirs or frames)[-1]
+    return f"{shown(frame.filename)}:{frame.lineno}"
 
 
-def _package_root(fn: Callable) -> Path | None:
-    """The directory holding fn's top-level package (services/pid.py -> the checkout)."""
-    module = sys.modules.get(fn.__module__)
-    if module is None or not getattr(module, "__file__", None):
-        return None
-    file = Path(module.__file__)
-    return file.parents[module.__name__.count(".") + (file.name == "__init__.py")]
+def format_frames(frames: list[traceback.FrameSummary]) -> list[str]:
+    """``file:line in function: source line``, outermost first, the innermost MAX_FRAMES kept."""
+    return [f"{shown(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames[-MAX_FRAMES:]]
+
+
+def fault_site(exc: BaseException) -> str:
+    """file:line of an exception's traceback a student looks at first (site_of)."""
+    return site_of(own_frames(traceback.extract_tb(exc.__traceback__)))
+
+
+def definition_site(fn: Callable) -> str:
+    """file:line of a function's ``def`` (past its decorators): the site of a wrong reply,
+    which has no traceback."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return "?"
+    line = code.co_firstlineno
+    while linecache.getline(code.co_filename, line).lstrip().startswith("@"):
+        line += 1
+    return f"{shown(code.co_filename)}:{line}"
+
+
+def stack_of(task: Any) -> list[traceback.FrameSummary]:
+    """The Python stack of a trio task waiting in an await, outermost first (its coroutine
+    chain: what a handler that never answers is doing now)."""
+    frames = []
+    coro = getattr(task, "coro", None)
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
 
 
 def get(table: dict, handle: Any, what: str) -> Any:

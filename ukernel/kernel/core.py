@@ -24,9 +24,12 @@ from ..ipc.endpoint import RemoteEndpoint
 from ..ipc.local import open_local
 from ..ipc.router import BootError, Router
 from ..ipc.service import Service
+from ..reprs import bounded
 from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
+from .bug import Bugs, KernelPanic
+from .contracts import ServiceBug
 from .cpu import Cpus
 from .entry import Entry
 from .fork import CloneArgs, kernel_clone
@@ -36,7 +39,7 @@ from .task import TaskStruct, TaskTable
 from .watchdog import Watchdog
 
 
-class Kernel(Cpus, Entry):
+class Kernel(Cpus, Entry, Bugs):
     """The kernel. What the subsystem files (kernel/*.py) use of it, and nothing else:
 
     - ``call(dst, op, args, meta)``, ``router`` (send / collect / new_msgid): messages;
@@ -44,6 +47,7 @@ class Kernel(Cpus, Entry):
       ``futexes``, ``config``, ``fail`` (the steps fault injection fails), ``lost``, ``ticks``;
     - cpu.py: ``schedule``, ``sleep_on``, ``wake_sleepers``, ``call_blocking``, ``service_wait``,
       ``wake_up_new_task``, ``task_dead``, ``apply_sched``, and ``timeouts`` / ``next_timer`` for time.py;
+    - bug.py: ``bugs`` (service bug reports), ``panic``, ``cannot_go_on``, ``task_nursery``;
     - ``release_pid``, ``reaped`` (exit.py); ``runtime``: the user side (``copy_thread``,
       ``run_handler``, ``forget``), the only way the kernel touches a program's Python state.
     """
@@ -77,7 +81,9 @@ class Kernel(Cpus, Entry):
         self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
         self.hung: list[dict] = []  # the tasks of a deadlock that ended the run (kernel/hung.py)
         self.input_open = config.terminal is not None  # a person may still type (hung.py: not a deadlock)
-        self.watchdog = Watchdog(config.cpu_limit)  # stops a task spinning in Python (watchdog.py)
+        self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
+        self.init_bugs()
+        self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)
         tracer.clock = lambda: self.ticks
 
     # --- boot ---------------------------------------------------------------------------
@@ -88,11 +94,14 @@ class Kernel(Cpus, Entry):
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
+        self.task_nursery = await nursery.start(_hold_tasks)
         for service in self.services():
+            self.local[service.name] = service
             endpoint, inbox = open_local()
             service.router = self.router
             self.router.attach(service.name, endpoint, service.calls)
             nursery.start_soon(service.serve, inbox)
+        self.watchdog.services = list(self.local.values())
         for name in self.config.remote:  # served by other processes (ipc/endpoint.py)
             await self.attach_remote(name, nursery)
         for name, source in userland_programs():
@@ -117,13 +126,16 @@ class Kernel(Cpus, Entry):
     async def terminal(self, fd: int) -> None:
         """The console's interrupt handler: host input goes to the vfs, and whoever it
         wakes is woken from the idle task, since every CPU may be idle."""
-        async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
-            while data := await stream.receive_some(4096):
-                await self.call("vfs", "console_input", {"data": data, "live": True})
-                await self.wake_sleepers(self.idle)
-        await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
-        self.input_open = False
-        await self.wake_sleepers(self.idle)
+        try:
+            async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
+                while data := await stream.receive_some(4096):
+                    await self.call("vfs", "console_input", {"data": data, "live": True})
+                    await self.wake_sleepers(self.idle)
+            await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
+            self.input_open = False
+            await self.wake_sleepers(self.idle)
+        except KernelPanic:
+            pass  # the run is over (kernel/bug.py): no one is left to read
 
     async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
         """Reach service ``name`` where config.remote says it is, once it said it runs with
@@ -170,26 +182,36 @@ class Kernel(Cpus, Entry):
         return {name: await self.call(name, "accounting", {}) for name in sorted(self.router.endpoints)}
 
     async def check_invariants(self) -> list[str]:
-        """What leaked: every service's counts against boot, and the kernel's own."""
-        problems = list(self.oopses)
+        """The service bugs reported and the oopses, then what leaked: every service's counts
+        against boot, the services' own checks and the kernel's, only what differs, at most
+        MAX_LEAKS lines. After a panic nothing is counted: the tasks were stopped mid-way."""
+        problems = [bug.text for bug in self.bugs] + self.oopses
+        if self.panicked is not None:
+            return [*problems, "leaks not counted: the run was stopped (the report above says why)"]
+        leaks = []
+        reported = {bug.service for bug in self.bugs}
         now = await self.accounting()
         for name, counts in now.items():
             for key, value in counts.items():
                 before = self.baseline.get(name, {}).get(key)
-                if value != before:
-                    problems.append(f"{name}.{key}: {before} at boot, {value} now")
-        problems += await self.call("mm", "check", {})
-        problems += await self.call("vfs", "check", {})
+                if value != before and not (key == "faults" and name in reported):
+                    leaks.append(f"{name}.{key}: {before} at boot, {value} now")
+        leaks += await self.call("mm", "check", {})
+        leaks += await self.call("vfs", "check", {})
         live = [f"{t.pid}:{t.comm}:{t.state}" for t in self.tasks]
         if live:
-            problems.append(f"tasks still in the task table: {live}")
+            leaks.append(f"tasks still in the task table: {', '.join(live[:MAX_LEAKS])}{_more(live, MAX_LEAKS)}")
         if self.nr_threads:
-            problems.append(f"nr_threads is {self.nr_threads}")
+            leaks.append(f"nr_threads is {self.nr_threads}")
         if len(self.futexes):
-            problems.append(f"futex waiters left: {len(self.futexes)}")
+            leaks.append(f"futex waiters left: {len(self.futexes)}")
         if self.runtime.leftovers():
-            problems.append(f"replays left: {self.runtime.leftovers()}")
-        return problems
+            leaks.append(f"replays left: {bounded(self.runtime.leftovers())}")
+        return (
+            problems
+            + [bounded(line, 300) if len(line) > 300 else line for line in leaks[:MAX_LEAKS]]
+            + ([f"and {len(leaks) - MAX_LEAKS} more"] if len(leaks) > MAX_LEAKS else [])
+        )
 
     # --- exit -------------------------------------------------------------------------------
     async def release_pid(self, task: TaskStruct) -> None:
@@ -254,13 +276,42 @@ class Kernel(Cpus, Entry):
                 return
 
     async def run(self, program: str, argv: list[str] | None = None) -> int:
-        """Run ``program`` as init's child; the raw wait status of the program."""
+        """Run ``program`` as init's child; the raw wait status of the program. A panic ends
+        it with status 1 (``panicked`` says why): so does a service bug that leaves no init."""
         argv = list(argv or [program.rsplit("/", 1)[-1].removesuffix(".py")])
-        init = await self.spawn("/bin/init", ["init", program, *argv])
-        await self.wait_exit(init)
-        self.init = None
+        with trio.CancelScope() as self.run_scope:
+            try:
+                init = await self.spawn("/bin/init", ["init", program, *argv])
+                await self.wait_exit(init)
+            except (OSError, ServiceBug) as exc:
+                if not self.bugs:
+                    raise  # not a service's bug (a lost remote service): the caller's to say
+                self.cannot_go_on("the boot of init", exc)
+            except KernelPanic:
+                pass  # the run is over; the report says why
+        self.run_scope, self.init = None, None
         status, self.program_status, self.program = self.program_status, None, None
+        if self.panicked is not None:
+            return abi.W_EXITCODE(1)
         return status if status is not None else abi.W_EXITCODE(127)
+
+
+MAX_LEAKS = 20  # lines of differences check_invariants lists, then "and N more"
+
+
+def _more(items: list, shown: int) -> str:
+    return f" and {len(items) - shown} more" if len(items) > shown else ""
+
+
+async def _hold_tasks(task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    """The nursery every task's trio task runs in: a panic cancels them all, not the services
+    (and what a panic unwinds out of a task ends here)."""
+    try:
+        async with trio.open_nursery() as tasks:
+            task_status.started(tasks)
+            await trio.sleep_forever()
+    except* KernelPanic:
+        pass
 
 
 async def _kthread_execve(sys: Any, arg: tuple) -> int:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import abi
+from .contracts import ServiceBug
 from .task import WaitChannel
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Cpus:
         """Start the child's trio task, then let sched queue it."""
         self.by_id[child.id] = child
         status: list[int] = []
-        self.nursery.start_soon(self.runtime.task_main, child, status)
+        self.task_nursery.start_soon(self.runtime.task_main, child, status)
         reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", {"task": child.id}, meta, inject)
         self.apply_sched(reply, child)
 
@@ -52,17 +53,24 @@ class Cpus:
     ) -> Any:
         """An op Linux cannot fail (schedule, wake_up_new_task, free_pid, the put_* of exit).
 
-        An error reply is a kernel bug: an oops for ``task``, which is killed (never the
-        idle task: a kill from outside any task). The message is sent once more, as the
-        service may never have seen it (fault injection fails one message): a CPU, an
-        entity, a signal or a handle must not be lost with it."""
+        An error reply (or one that breaks its contract) is a kernel bug: an oops for
+        ``task``, which is killed (never the idle task: a kill from outside any task). The
+        message is sent once more, as the service may never have seen it (fault injection
+        fails one message): a CPU, an entity, a signal or a handle must not be lost with it.
+        If that fails too, the service cannot do what the kernel cannot do without: a panic."""
+        since = len(self.bugs)
         try:
             return await self.call(dst, op, args, meta, inject)
-        except OSError as exc:
+        except (OSError, ServiceBug) as exc:
             self.oops(task, meta.get("step") or op, exc)
             if task is not self.idle:
                 task.killed = task.killed or abi.SIGKILL
+        try:
             return await self.call(dst, op, args, meta)
+        except (OSError, ServiceBug) as exc:
+            if self.lost:
+                raise  # a remote service is gone: ukernel.run stops the run and says so
+            raise self.cannot_go_on(f"{dst}.{op}", exc, since) from None
 
     async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
         """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
@@ -126,7 +134,7 @@ class Cpus:
         leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
         if len(self.cpu_curr) > 1 and not sent.event.is_set():
-            self.nursery.start_soon(self._wake_on_reply, task, sent.event)
+            self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
         await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import reprlib
 import time
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..ipc.service import fault_site
+from ..reprs import bounded
+from .contracts import ServiceBug
 from .signal import do_signal
 from .sys import check_rlimit_cpu
 from .syscalls import SYSCALLS
@@ -26,8 +27,6 @@ from .uaccess import check_args
 if TYPE_CHECKING:
     from .task import TaskStruct
 
-#: The directory holding the ukernel, services and userland packages: oops sites are shown from it.
-CHECKOUT = Path(__file__).resolve().parents[2]
 NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
 
 
@@ -44,7 +43,10 @@ class Entry:
         task.ran += 1
         task.slice -= 1
         if self.next_timer is not None and self.ticks >= self.next_timer:
-            await self.run_timers(task)
+            try:
+                await self.run_timers(task)
+            except Exception as exc:  # sched's timer reply was wrong: the kernel's timer interrupt oopses
+                raise self._oops_kill(task, "hrtimer_interrupt", exc) from None
         try:  # the arguments, before any message: a bad one is the program's mistake, an errno
             args, refused = check_args(name, args), None
         except OSError as exc:
@@ -86,9 +88,7 @@ class Entry:
             except Exception as exc:  # a bug in the kernel path taken for this task: an oops
                 if tracer.on:
                     self._trace_exit(task, entry[0], name, msgid, started, result="?")
-                self.oops(task, name, exc)
-                task.killed = abi.SIGKILL
-                raise TaskExit(abi.W_EXITCODE(0, abi.SIGKILL)) from None
+                raise self._oops_kill(task, name, exc) from None
         if tracer.on:
             self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
         await self.return_to_user(task)
@@ -101,10 +101,24 @@ class Entry:
         await self.return_to_user(task)
         raise exc
 
+    def _oops_kill(self, task: TaskStruct, where: str, exc: Exception) -> TaskExit:
+        """An oops, and the task dies of it as of SIGKILL: raise what this returns."""
+        self.oops(task, where, exc)
+        task.killed = abi.SIGKILL
+        return TaskExit(abi.W_EXITCODE(0, abi.SIGKILL))
+
     def oops(self, task: TaskStruct, where: str, exc: BaseException) -> None:
         """Record a kernel bug met on ``task``'s behalf: an ``oops`` event with the traceback,
-        kept for check_invariants. The caller kills the task; the kernel goes on (Linux's die())."""
-        line = f"oops in pid {task.pid} ({task.comm}) during {where}: {exc!r} at {fault_site(exc, CHECKOUT)}"
+        kept for check_invariants. The caller kills the task; the kernel goes on (Linux's die()).
+        A reply that broke its contract is the service's bug (its report says so): the oops
+        names the service, not the kernel line that met it."""
+        who = f"pid {task.pid} ({task.comm})"
+        if isinstance(exc, ServiceBug):
+            line = f"oops in {who} during {where}: {exc.service}.{exc.op} (#{exc.msgid}) broke its reply contract"
+        elif isinstance(exc, OSError):  # an error reply: the service's message says where
+            line = f"oops in {who} during {where}: {abi.errno_name(exc.errno or 0)}: {bounded(exc.strerror, 300)}"
+        else:
+            line = f"oops in {who} during {where}: {bounded(exc)} at {fault_site(exc)}"
         self.oopses.append(line)
         if self.tracer.on:
             text = "".join(traceback.format_exception(exc))

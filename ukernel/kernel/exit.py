@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .. import abi
 from ..ipc.router import Sent
+from .contracts import ServiceBug
 from .signal import k_kill, send_to_process
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
@@ -79,12 +80,21 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
 async def exit_references(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """EXIT_STEPS. A put cannot fail in Linux: a failure is an oops, and the walk goes
     again for the handles still held (each row done cleared its own), as the service
-    may never have seen the message (fault injection fails one): nothing leaks."""
+    may never have seen the message (fault injection fails one): nothing leaks. A
+    second failure is a service that cannot put what it gave: a panic."""
+    since = len(k.bugs)
     try:
         await ExitReferences(k, task, meta).run()
-    except OSError as exc:
+    except (OSError, ServiceBug) as exc:
         k.oops(task, "do_exit", exc)
+    else:
+        return
+    try:
         await ExitReferences(k, task, meta).run()
+    except (OSError, ServiceBug) as exc:
+        if k.lost:
+            raise
+        raise k.cannot_go_on("do_exit", exc, since) from None
 
 
 async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:

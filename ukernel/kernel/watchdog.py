@@ -15,7 +15,13 @@ the task never enters the kernel to run it). Code that swallows that and
 spins on is killed as by SIGKILL after another ``limit`` seconds, and that
 one cannot be caught: a trace function raises it again at the next line of
 the program that runs (the except clause that caught it), and the timer does
-again at every later sample, until the task is out of the program. docs/limits.md says more.
+again at every later sample, until the task is out of the program.
+
+The same timer watches the services' handlers, which run on trio's thread too:
+a handler that has run ``service_timeout`` wall seconds without answering is
+stopped where it spins (``HandlerStopped`` raised there, with its stack: the
+service answers EIO and the kernel reports it and ends the run, kernel/bug.py),
+and Ctrl-C unwinds a spinning handler the same way. docs/limits.md says more.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import logging
 import signal
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -32,9 +40,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import abi
+from ..ipc.service import HandlerStopped
 from .task import TaskExit
 
 if TYPE_CHECKING:
+    from ..ipc.service import Service
     from .task import TaskStruct
 
 log = logging.getLogger("ukernel")
@@ -46,8 +56,10 @@ LONGEST_SAMPLE = 0.25  # seconds of CPU between looks, at most
 class Watchdog:
     """One kernel's CPU limit: which task's user code runs now, and for how long it has."""
 
-    def __init__(self, limit: float):
+    def __init__(self, limit: float, service_timeout: float = 0.0):
         self.limit = limit  # seconds of host CPU a task may run Python without a syscall; 0: no limit
+        self.service_timeout = service_timeout  # wall seconds a handler may run without answering; 0: any
+        self.services: list[Service] = []  # the services in this process (Kernel.start)
         self.user: TaskStruct | None = None  # whose user code runs now; None: the kernel, a service, trio
         self.host: object = None  # the trio task running that code
         self.stretch = 0  # counts returns to user mode: each starts a new stretch of user code
@@ -68,10 +80,18 @@ class Watchdog:
             sys.settrace(None)
             self.tracing = False
 
+    @property
+    def interval(self) -> float:
+        """CPU seconds between the timer's looks: a tenth of the shortest limit, at most LONGEST_SAMPLE."""
+        return min([x / SAMPLES_PER_LIMIT for x in (self.limit, self.service_timeout) if x] + [LONGEST_SAMPLE])
+
     def sample(self, interval: float, frame: FrameType | None) -> None:
-        """The timer's look: charge the running stretch; past the limit, kill its task here."""
+        """The timer's look: charge the running stretch; past the limit, kill its task here.
+        A service handler running past service_timeout is stopped here."""
+        if self.service_timeout:
+            self._stop_handler(frame, "timeout")
         task = self.user
-        if task is None or not self._runs_now():
+        if not self.limit or task is None or not self._runs_now():
             return
         if self.seen != self.stretch:
             self.seen, self.spun, self.sent = self.stretch, 0.0, 0
@@ -82,11 +102,30 @@ class Watchdog:
         if self.sent and self.spun >= 2 * self.limit:  # it caught the first and spins on
             self._kill(task, abi.SIGKILL, frame)
 
-    def interrupt(self) -> None:
-        """Ctrl-C while user code spins: unwind it here, so that trio gets control back
-        (the run is ending: ukernel.api's SIGINT handler has asked trio to cancel it)."""
+    def interrupt(self, frame: FrameType | None = None) -> None:
+        """Ctrl-C while user code or a service's handler spins: unwind it here, so that trio
+        gets control back (the run is ending: ukernel.api's SIGINT handler has asked trio to cancel it)."""
+        self._stop_handler(frame, "interrupted")
         if self.user is not None and self._runs_now():
             raise TaskExit(abi.W_EXITCODE(0, abi.SIGINT), group=True)
+
+    def _stop_handler(self, frame: FrameType | None, kind: str) -> None:
+        """If the code the signal interrupted is a service's handler (past service_timeout,
+        for a timeout), raise HandlerStopped in it, with the stack where it ran."""
+        try:
+            now = trio.lowlevel.current_task()
+        except RuntimeError:
+            return
+        for service in self.services:
+            req = service.handling
+            if service.task is not now or req is None:
+                continue
+            ran = time.monotonic() - req.started
+            if kind == "timeout" and ran < self.service_timeout:
+                return
+            why = f"did not answer within {self.service_timeout:g} s" if kind == "timeout" else "was stopped by Ctrl-C"
+            stack = traceback.extract_stack(frame) if frame is not None else traceback.StackSummary()
+            raise HandlerStopped(kind, f"{why} (it ran {ran:.1f} s)", stack)
 
     def _runs_now(self) -> bool:
         """The code the signal interrupted is the user task's (not trio's, between steps)."""
@@ -133,7 +172,7 @@ class Watchdog:
     @contextmanager
     def armed(self) -> Iterator[None]:
         """The host timer runs while the kernel does (a signal handler needs the main thread)."""
-        if not self.limit or threading.current_thread() is not threading.main_thread():
+        if not (self.limit or self.service_timeout) or threading.current_thread() is not threading.main_thread():
             yield
             return
         _arm(self)
@@ -159,7 +198,7 @@ _saved: tuple = ()  # the SIGPROF handler and ITIMER_PROF setting before the fir
 
 
 def _interval() -> float:
-    return min(min(w.limit for w in _armed) / SAMPLES_PER_LIMIT, LONGEST_SAMPLE)
+    return min(w.interval for w in _armed)
 
 
 def _on_timer(signum: int, frame: FrameType | None) -> None:

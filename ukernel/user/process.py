@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import abi
+from ..kernel.bug import KernelPanic
 from ..kernel.exit import do_exit
 from ..kernel.task import ExecImage, TaskExit, current
 from .binfmt import Image, ReplayDiverged
@@ -136,6 +137,8 @@ class Runtime:
             group = task.entry[0] != "call" or task.image is None
         except TaskExit as exc:
             code, group = exc.status, exc.group
+        except KernelPanic:
+            return  # the run is over: a service bug the kernel cannot go on with (kernel/bug.py)
         except SystemExit as exc:  # Python's sys.exit(n): exit(n), as the interpreter would
             code, group = abi.W_EXITCODE(await self._exit_status(task, exc.code)), True
         except BaseException as exc:  # an uncaught exception: traceback to fd 2, status 1
@@ -145,12 +148,11 @@ class Runtime:
             await self._report(task, exc)
         try:
             await do_exit(k, task, code, group)
-        except OSError:
-            if not k.lost:
-                raise
-            return  # a service this exit needed is lost: the task cannot finish exiting (ukernel.run says so)
+        except KernelPanic:
+            return
         except Exception as exc:  # a bug on the exit path: an oops; the task cannot finish exiting
-            k.oops(task, "do_exit", exc)
+            if not k.lost:  # (a service this exit needed is lost: ukernel.run says so)
+                k.oops(task, "do_exit", exc)
             return
         status.append(code)
 
