@@ -51,14 +51,14 @@ def test_skeleton_scores_nothing_and_says_where_in_one_line_each(lab, tmp_path):
     assert (report.score, report.max_score) == (0, LABS[lab][1])
     for outcome in report.outcomes:
         assert "\n" not in outcome.message and "Traceback" not in outcome.message, outcome.message
-        stub = rf"crashed at {LABS[lab][0]}:\d+: NotImplementedError\('\w+: your code here \(handout, the task, step \d\)'\)"
+        stub = rf"crashed at \S*{LABS[lab][0]}:\d+: NotImplementedError\('\w+: your code here \(handout, the task, step \d\)'\)"
         assert re.search(stub, outcome.message), outcome.message
 
 
 def test_pid_numbers_swapped_in_free_pid_are_reported_at_the_crashing_line(tmp_path):
     message = only(grade("pid", student(tmp_path, "pid", "swapped"), jobs=2, pattern="low_free"))
     line = bug_line("pid", "swapped") + 1  # where the swapped number is used as a handle
-    assert f"pid.free_pid crashed at pid.py:{line}: KeyError" in message, message
+    assert re.search(rf"pid\.free_pid crashed at \S*/pid\.py:{line}: KeyError", message), message
 
 
 def test_pid_duplicate_numbers_and_a_missing_wrap_fail_the_wrap_tests(tmp_path):
@@ -68,13 +68,15 @@ def test_pid_duplicate_numbers_and_a_missing_wrap_fail_the_wrap_tests(tmp_path):
         "after_the_wrap_low_free_pids_stay_unused",
     ], dup.lines()
     message = only(grade("pid", student(tmp_path / "nw", "pid", "no_wrap"), jobs=2, pattern="wrap_restarts"))
-    assert message.startswith("the program crashed: BlockingIOError: [Errno 11]"), message
+    assert message.startswith("a program crashed: BlockingIOError: [Errno 11] Resource temporarily unavailable"), (
+        message
+    )
 
 
 def test_files_entry_taken_for_a_handle_is_reported_at_its_line(tmp_path):
     message = only(grade("files", student(tmp_path, "files", "entry_as_handle"), jobs=2, pattern="offset"))
     line = bug_line("files", "entry_as_handle")
-    assert f"vfs.dup_files crashed at files.py:{line}: TypeError" in message, message
+    assert re.search(rf"vfs\.dup_files crashed at \S*/files\.py:{line}: TypeError", message), message
 
 
 def test_files_missing_f_count_and_missing_close_are_named_by_their_counts(tmp_path):

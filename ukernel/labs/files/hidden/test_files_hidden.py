@@ -7,8 +7,17 @@ from ukernel.lab import test
 from ukernel.testing import service_client
 
 
-def expect_output(lab, result, want: list[str]) -> None:
+def ran(lab, result) -> None:
+    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
+    lab.check(not result.error, result.error)
+    lab.clean(result)
     lab.exited(result, 0)
+
+
+def expect_output(lab, result, want: list[str]) -> None:
+    """In the order that names the cause first: the run was not stopped (a service's crash),
+    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
+    ran(lab, result)
     got = result.stdout.decode(errors="replace").splitlines()
     lab.check(got == want, f"the program printed {got}, expected {want}")
 
@@ -24,7 +33,6 @@ def pipe_eof_comes_when_every_write_end_is_closed(lab):
     r = lab.run(lab.helper("pipeeof.py"), ["pipeeof"])
     lab.check(not r.hung, f"the run hung: {r.error}")
     expect_output(lab, r, ["reader got b'hello', then EOF", "both reaped"])
-    lab.clean(r)
 
 
 @test(points=2)
@@ -40,14 +48,12 @@ def exec_closes_only_close_on_exec_fds(lab):
             "parent: FD_CLOEXEC [1, 0, 0], O_APPEND on b True",  # the bit is per table, O_APPEND per file
         ],
     )
-    lab.clean(r)
 
 
 @test(points=1)
 def exec_unshares_a_clone_files_table(lab):
     r = lab.run(lab.helper("execfiles.py"), ["execfiles"], files=with_probe(lab))
     expect_output(lab, r, ["probe opened fd 4", "parent: fd 4 EBADF, write to fd 3: 1"])
-    lab.clean(r)
 
 
 # --- straight to the vfs, as the kernel would send (ukernel.testing.service_client) ---

@@ -7,8 +7,17 @@ from ukernel.lab import test
 from ukernel.testing import service_client
 
 
-def expect_output(lab, result, want: list[str]) -> None:
+def ran(lab, result) -> None:
+    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
+    lab.check(not result.error, result.error)
+    lab.clean(result)
     lab.exited(result, 0)
+
+
+def expect_output(lab, result, want: list[str]) -> None:
+    """In the order that names the cause first: the run was not stopped (a service's crash),
+    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
+    ran(lab, result)
     got = result.stdout.decode(errors="replace").splitlines()
     lab.check(got == want, f"the program printed {got}, expected {want}")
 
@@ -18,7 +27,6 @@ def wrap_restarts_at_reserved_pids(lab):
     # Past RESERVED_PIDS (300) the cursor wraps to 300, not 1: the low pids are the daemons'.
     r = lab.run(lab.helper("wrap.py"), ["wrap", "320"], pid_max=310)
     expect_output(lab, r, ["3-309 300-309 300-302"])
-    lab.clean(r)
 
 
 @test(points=2)
@@ -26,7 +34,6 @@ def full_pid_space_makes_fork_eagain(lab):
     # pid_max 12: the children hold 3 .. 11; the tenth fork finds no pid (idr's ENOSPC: EAGAIN).
     r = lab.run(lab.helper("exhaust.py"), ["exhaust"], pid_max=12)
     expect_output(lab, r, ["held 9, then fork: EAGAIN", "child getpid 3", "fork 3"])
-    lab.clean(r)
 
 
 @test(points=1)
@@ -37,21 +44,18 @@ def failed_first_pid_of_a_namespace_leaves_1_for_its_init(lab):
     expect_output(
         lab, r, ["held 3, then fork: EAGAIN", "fork into the new namespace: EAGAIN", "child getpid 1", "fork 3"]
     )
-    lab.clean(r)
 
 
 @test(points=1)
 def namespace_whose_init_is_gone_refuses_forks(lab):
     r = lab.run(lab.helper("deadns.py"), ["deadns"])
     expect_output(lab, r, ["init getpid 1", "fork 3", "fork again: ENOMEM"])
-    lab.clean(r)
 
 
 @test(points=1)
 def set_tid_in_a_new_namespace_numbers_both_levels(lab):
     r = lab.run(lab.helper("settid_ns.py"), ["settid_ns"])
     expect_output(lab, r, ["clone3 60", "clone3 again: EEXIST", "container getpid 1"])
-    lab.clean(r)
 
 
 # --- straight to the service, as the kernel would send (ukernel.testing.service_client) ---

@@ -25,8 +25,17 @@ def alloc_pid_replies(result, syscall: str, pid: int) -> list:
     ]
 
 
-def expect_output(lab, result, want: list[str]) -> None:
+def ran(lab, result) -> None:
+    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
+    lab.check(not result.error, result.error)
+    lab.clean(result)
     lab.exited(result, 0)
+
+
+def expect_output(lab, result, want: list[str]) -> None:
+    """In the order that names the cause first: the run was not stopped (a service's crash),
+    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
+    ran(lab, result)
     got = result.stdout.decode(errors="replace").splitlines()
     lab.check(got == want, f"the program printed {got}, expected {want}")
 
@@ -35,7 +44,6 @@ def expect_output(lab, result, want: list[str]) -> None:
 def pids_count_up_from_init(lab):
     r = lab.run(lab.helper("forks.py"), ["forks"])
     expect_output(lab, r, ["parent 2", "child 3", "fork 3", "child 4", "fork 4", "child 5", "fork 5", "ns_last_pid 5"])
-    lab.clean(r)
 
 
 @test(points=2)
@@ -44,22 +52,20 @@ def freed_pids_come_back_only_after_the_wrap(lab):
     # and the parent's 2, and gives 3 and 4 again (freed when their children were reaped).
     r = lab.run(lab.helper("forks.py"), ["forks", "5"], pid_max=6)
     forks = [line for line in r.stdout.decode(errors="replace").splitlines() if line.startswith("fork")]
-    lab.exited(r, 0)
+    ran(lab, r)
     lab.check(forks == ["fork 3", "fork 4", "fork 5", "fork 3", "fork 4"], f"with pid_max 6 the forks gave {forks}")
-    lab.clean(r)
 
 
 @test(points=2)
 def fork_route_sends_alloc_pid_for_one_number(lab):
     r = lab.run(lab.helper("forks.py"), ["forks"])
-    lab.exited(r, 0)
+    ran(lab, r)
     route = route_of(r.trace, "fork", pid=2)
     lab.check(route == FORK_ROUTE, f"the route of fork was {route}")
     asks = [e["args"] for e in r.trace if e["type"] == "request" and e["op"] == "alloc_pid" and e["pid"] == 2]
     lab.check(asks == [{"ns": 1, "set_tid": []}] * 3, f"the kernel asked alloc_pid {asks}")
     numbers = [reply and reply.get("numbers") for reply in alloc_pid_replies(r, "fork", 2)]
     lab.check(numbers == [[3], [4], [5]], f"alloc_pid answered numbers {numbers}, expected [[3], [4], [5]]")
-    lab.clean(r)
 
 
 @test(points=2)
@@ -80,7 +86,6 @@ def new_pid_namespace_starts_at_1(lab):
     lab.check(outer == [[3, 1]], f"alloc_pid for the container answered numbers {outer}, expected [[3, 1]]")
     inner = [reply and reply.get("numbers") for reply in alloc_pid_replies(r, "fork", 3)]
     lab.check(inner == [[4, 2]], f"alloc_pid for the grandchild answered numbers {inner}, expected [[4, 2]]")
-    lab.clean(r)
 
 
 @test(points=2)
@@ -99,4 +104,3 @@ def set_tid_gives_that_pid_or_the_errno(lab):
             "fork 3",  # an exact pid does not move the cursor
         ],
     )
-    lab.clean(r)
