@@ -146,8 +146,8 @@ def test_lab_list_names_every_lab_with_its_status():
     done = ukernel("lab", "list")
     assert done.returncode == 0
     rows = {line.split()[0]: line.split(None, 2)[1:] for line in done.stdout.splitlines()}
-    assert all(rows[name][0] == "ready" for name in ("util", "sched", "fork", "trace", "cow"))
-    for name in ("pid", "files", "shell"):
+    assert all(rows[name][0] == "ready" for name in ("util", "sched", "pid", "files", "fork", "trace", "cow"))
+    for name in ("shell",):
         assert rows[name][0] == "coming"
     assert rows["util"][1] == load_lab("util").title
     assert [spec.name for spec in list_labs()] == sorted(rows)
@@ -165,7 +165,7 @@ def test_lab_start_writes_the_handout_skeleton_and_visible_tests_and_refuses_to_
     forced = ukernel("lab", "start", "util", str(tmp_path / "u"), "--force", "--solution")
     assert forced.returncode == 0
     assert (tmp_path / "u" / "primes.py").read_text() == (spec.solution / "primes.py").read_text()
-    coming = ukernel("lab", "start", "pid", str(tmp_path / "p"))
+    coming = ukernel("lab", "start", "shell", str(tmp_path / "p"))
     assert coming.returncode == 1 and "coming" in coming.stderr and not (tmp_path / "p").exists()
 
 
