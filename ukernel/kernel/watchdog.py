@@ -51,6 +51,7 @@ log = logging.getLogger("ukernel")
 
 SAMPLES_PER_LIMIT = 10  # the timer looks this often within one limit
 LONGEST_SAMPLE = 0.25  # seconds of CPU between looks, at most
+INTERRUPT_GRACE = 0.2  # wall seconds a handler may have run when Ctrl-C comes before it counts as spinning
 
 
 class Watchdog:
@@ -126,8 +127,8 @@ class Watchdog:
             if service.task is not now or req is None:
                 continue
             ran = time.monotonic() - req.started
-            if kind == "timeout" and ran < self.service_timeout:
-                return
+            if ran < (self.service_timeout if kind == "timeout" else INTERRUPT_GRACE):
+                return  # for Ctrl-C: a handler that just started will answer; trio then ends the run
             why = f"did not answer within {self.service_timeout:g} s" if kind == "timeout" else "was stopped by Ctrl-C"
             stack = traceback.extract_stack(frame) if frame is not None else traceback.StackSummary()
             if kind == "interrupted":  # the run ends before any reply is read: ukernel.api says this
