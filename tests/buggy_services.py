@@ -2,14 +2,13 @@
 
 Each class overrides one op of a built-in service and marks it ``@op`` again, as a
 student's replacement would; the line of each bug ends with ``# BUG`` so a test can
-find it. ``plug(monkeypatch, cls)`` puts one in services.SERVICES for the next boot.
-``python tests/buggy_services.py NAME ARGS...`` runs ``ukernel ARGS`` with class NAME
-plugged in (a subprocess test's way to plug one into the CLI).
+find it. A test plugs one in as a student would (``services=``, ``--service
+pid=tests/buggy_services.py:SpinningPid``); ``plug(monkeypatch, cls)`` makes one the
+built-in class of its slot instead (a bug in ukernel's own service).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import trio
@@ -130,10 +129,3 @@ def bug_lines(cls: type) -> list[str]:
     start = next(i for i, text in enumerate(lines) if text.startswith(f"class {cls.__name__}("))
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("class ")), len(lines))
     return [f"tests/buggy_services.py:{i + 1}" for i in range(start, end) if "# BUG" in lines[i]]
-
-
-if __name__ == "__main__":
-    from ukernel import cli
-
-    services.SERVICES[globals()[sys.argv[1]].name] = globals()[sys.argv[1]]
-    sys.exit(cli.main(sys.argv[2:]))

@@ -26,6 +26,7 @@ from ukernel.kernel.task import TaskStruct
 from ukernel.reprs import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
+UKERNEL = [sys.executable, "-m", "ukernel"]
 FORKS = b"""
 async def main(sys, argv):
     for _ in range(3):
@@ -39,8 +40,9 @@ async def main(sys, argv):
 
 
 async def run_with(monkeypatch, cls: type | None = None, **settings) -> ukernel.Result:
+    """A run with ``cls`` plugged in as a student would (``services=``)."""
     if cls is not None:
-        bugs.plug(monkeypatch, cls)
+        settings["services"] = {cls.name: cls}
     return await ukernel.run_async("/bin/forks", ["forks"], files={"/bin/forks": FORKS}, **settings)
 
 
@@ -78,12 +80,20 @@ async def test_an_exception_at_boot_ends_the_run_with_one_report(monkeypatch):
 
 
 async def test_with_the_trace_off_the_report_still_names_the_site_and_the_message(monkeypatch):
-    result = await run_with(monkeypatch, bugs.RaisingPid, trace=False)
+    bugs.plug(monkeypatch, bugs.RaisingPid)  # a built-in slot's class, not the user's: no events are kept
+    result = await run_with(monkeypatch, trace=False)
     (site,) = bugs.bug_lines(bugs.RaisingPid)
     (report,) = result.bugs
     assert report.startswith(f"service bug: pid.alloc_pid crashed at {site}: ")
     assert "  the message: #23 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)" in report
     assert "before it" not in report
+
+
+async def test_a_users_service_with_the_trace_off_still_shows_the_messages_before_its_bug(monkeypatch):
+    result = await run_with(monkeypatch, bugs.RaisingPid, trace=False)  # as the CLI runs without -v
+    (report,) = result.bugs
+    assert result.trace == [] and "  the messages before it:" in report
+    assert report.splitlines()[9].startswith("    #22 kernel <- namespaces share_nsproxy = {nsproxy: 7")
 
 
 # --- replies that break their contract ---------------------------------------------------------
@@ -170,7 +180,7 @@ async def test_a_handler_that_defers_and_never_replies_is_reported(monkeypatch):
 
 
 def test_ctrl_c_ends_a_run_whose_handler_spins():
-    cmd = [sys.executable, str(ROOT / "tests/buggy_services.py"), "SpinningPid", "run", "forktest", "-v"]
+    cmd = [*UKERNEL, "run", "forktest", "-v", "--service", "pid=tests/buggy_services.py:SpinningPid"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # the program's first fork is sent: the handler spins from here on
         if "-> pid" in line and "alloc_pid" in line and "fork by pid 1" in line:
@@ -186,7 +196,7 @@ def test_ctrl_c_ends_a_run_whose_handler_spins():
 
 
 def test_the_cli_prints_the_report_once_and_exits_1():
-    cmd = [sys.executable, str(ROOT / "tests/buggy_services.py"), "RaisingAtBootPid", "run", "hello"]
+    cmd = [*UKERNEL, "run", "hello", "--service", "pid=tests/buggy_services.py:RaisingAtBootPid"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     (site,) = bugs.bug_lines(bugs.RaisingAtBootPid)
     assert done.returncode == 1
@@ -196,8 +206,7 @@ def test_the_cli_prints_the_report_once_and_exits_1():
 
 # --- bounded reports ---------------------------------------------------------------------------
 async def test_a_leak_with_many_differences_is_at_most_21_lines(monkeypatch):
-    bugs.plug(monkeypatch, bugs.LeakyVfs)
-    async with ukernel.boot() as kernel:
+    async with ukernel.boot(services={"vfs": bugs.LeakyVfs}) as kernel:
         assert await kernel.run("/bin/hello") == 0
         problems = await kernel.check_invariants()
     assert len(problems) == 21
@@ -235,3 +244,25 @@ def test_a_service_timeout_must_be_seconds():
 
 def test_a_buggy_class_keeps_the_base_ops():
     assert set(bugs.RaisingPid.OPS) == set(PidService.OPS)
+
+
+def test_a_spinning_handler_past_service_timeout_is_one_report_from_the_cli():
+    cmd = [*UKERNEL, "run", "hello", "--service-timeout", "0.5", "--service", "pid=tests/buggy_services.py:SpinningPid"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("service bug:") == 1 and "deferred" not in done.stderr and "Traceback" not in done.stderr
+    headline = done.stderr.splitlines()[0]
+    assert headline.startswith("ukernel: service bug: pid.alloc_pid did not answer within 0.5 s (it ran ")
+    assert headline.rsplit("stopped at ", 1)[1] in bugs.bug_lines(bugs.SpinningPid)
+
+
+def test_a_walker_that_raises_while_init_is_made_is_one_line():
+    walker = "tests/plugs/raising_walker.py"
+    done = subprocess.run(
+        [*UKERNEL, "run", "hello", "--copy-process", f"{walker}:Walk"], cwd=ROOT, capture_output=True, text=True
+    )
+    line = (
+        (ROOT / walker).read_text().splitlines().index('        raise RuntimeError("the walker lost its way")  # BUG')
+    )
+    why = "RuntimeError('the walker lost its way')"
+    assert (done.returncode, done.stderr) == (1, f"ukernel: oops while making init: {why} at {walker}:{line + 1}\n")

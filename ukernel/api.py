@@ -65,7 +65,7 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                     await _start(kernel, nursery)
                     for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
                         tracer.add_sink(sink)  # after boot: the trace starts with the first task
-                    if tracer.on:  # the last events, for a service bug's report (kernel/bug.py)
+                    if tracer.on or config.student_code:  # the last events, for a bug's report (kernel/bug.py)
                         tracer.add_sink(kernel.recent.append)
                     yield kernel
                 nursery.cancel_scope.cancel()

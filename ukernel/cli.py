@@ -48,7 +48,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    settings = _settings(ns, fail=_parse_fail(ns.fail), cpu_limit=ns.cpu_limit, copy_process=ns.copy_process)
+    settings = _settings(
+        ns,
+        fail=_parse_fail(ns.fail),
+        cpu_limit=ns.cpu_limit,
+        copy_process=ns.copy_process,
+        service_timeout=ns.service_timeout,
+    )
     if settings is None:
         return 2
     for key, given in (("bin_dirs", ns.bin), ("host_files", ns.file)):  # the file's, then these
@@ -87,8 +93,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     for bug in result.bugs:  # a service's bug, once, as its report (kernel/bug.py)
         print(f"ukernel: {bug}", file=sys.stderr)
     for problem in result.problems if not result.error else ():  # after a loss, the error says it all
-        if problem not in result.bugs:
-            print(f"ukernel: leak: {problem}", file=sys.stderr)
+        if problem not in result.bugs:  # an oops names itself; anything else is what the run left behind
+            print(f"ukernel: {'' if problem.startswith('oops') else 'leak: '}{problem}", file=sys.stderr)
     if result.exit_code is None:
         sig = abi.WTERMSIG(result.status)
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
@@ -449,6 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         metavar="SECONDS",
         help="host CPU seconds a task may run Python without a syscall before SIGXCPU (default 10; 0: no limit)",
+    )
+    p_run.add_argument(
+        "--service-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wall seconds a service's handler may take to answer before the run stops with its stack "
+        "(default 0: no limit; labs set it)",
     )
     p_run.add_argument(
         "--remote",

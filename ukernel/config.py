@@ -131,6 +131,12 @@ class Config:
         self.copy_process = copy_process_class(self.copy_process)
         self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
 
+    @property
+    def student_code(self) -> bool:
+        """True when the run plugs in code of the user's own (a service, the walker, a sched
+        class from a file): its reports then show the messages before a fault (kernel/bug.py)."""
+        return bool(self.services or self.copy_process or ":" in self.sched)
+
     def _replacements(self) -> dict[str, type]:
         """Config.services with each spec loaded and checked against its slot (services.replacement)."""
         if not isinstance(self.services, dict):

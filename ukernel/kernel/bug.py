@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..ipc.service import BUILT_IN, CHECKOUT, definition_site, format_frames, own_frames, site_of, stack_of
+from ..ipc.service import BUILT_IN, CHECKOUT, definition_site, fault_site, format_frames, own_frames, site_of, stack_of
 from ..reprs import bounded
 from ..trace.events import format_event
 from . import contracts
@@ -61,7 +61,8 @@ class Report:
 
     @property
     def text(self) -> str:
-        return "\n".join([f"service bug: {self.headline}", *(f"  {line}" for line in self.details)])
+        head = self.headline if self.kind == "oops" else f"service bug: {self.headline}"  # an oops names itself
+        return "\n".join([head, *(f"  {line}" for line in self.details)])
 
 
 class Bugs:
@@ -179,7 +180,10 @@ class Bugs:
         """The request longest without a reply past service_timeout (a service's ``wait`` is
         a sleep, not a reply owed); a handler still running is preferred to what queues behind it."""
         limit = time.perf_counter() - self.config.service_timeout
-        late = sorted((s for s in self.router.pending.values() if s.op != "wait" and s.started < limit), key=_age)
+        late = sorted(
+            (s for s in self.router.pending.values() if s.op != "wait" and s.response is None and s.started < limit),
+            key=_age,
+        )  # response set: the reply came (a stopped handler's fault too) and waits to be collected
         for sent in late:
             svc = self.local.get(sent.dst)
             if svc is not None and svc.handling is not None and svc.handling.msgid == sent.msgid:
@@ -219,6 +223,13 @@ class Bugs:
             self.task_nursery.cancel_scope.cancel()
         if self.run_scope is not None:
             self.run_scope.cancel()
+
+    def oops_report(self, where: str, exc: Exception) -> Report:
+        """A kernel path's bug where no task can take the oops (init is not made yet): reported
+        like a service's, at the file:line a student looks at first."""
+        report = Report("oops", "kernel", where, 0, f"oops while {where}: {bounded(exc)} at {fault_site(exc)}")
+        self.bugs.append(report)
+        return report
 
     def cannot_go_on(self, where: str, exc: BaseException, since: int = 0) -> KernelPanic:
         """What the kernel cannot do without failed again: the first service bug reported

@@ -287,6 +287,8 @@ class Kernel(Cpus, Entry, Bugs):
                 if not self.bugs:
                     raise  # not a service's bug (a lost remote service): the caller's to say
                 self.cannot_go_on("the boot of init", exc)
+            except Exception as exc:  # a kernel path's bug (a student's copy_process walker) with no task to oops
+                self.panic(self.oops_report("making init", exc))
             except KernelPanic:
                 pass  # the run is over; the report says why
         self.run_scope, self.init = None, None

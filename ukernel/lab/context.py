@@ -29,6 +29,7 @@ from .explain import from_traceback_text, one_line
 
 PLUG_FILES = ("sched", "copy_process")  # [plug] keys naming one FILE:Class of the student's DIR
 PROBLEMS_SHOWN = 3  # the first few leaks or faults are enough to act on
+HEADLINE = 400  # characters of one problem shown: room for a student's absolute path and line
 
 
 class CheckFailed(Exception):
@@ -142,9 +143,15 @@ class Lab:
         if self.crash:
             raise CheckFailed(f"a program crashed: {self.crash}")
         if result.problems:
-            shown = "; ".join(one_line(p, 120) for p in result.problems[:PROBLEMS_SHOWN])
+            shown = "; ".join(headline(p) for p in result.problems[:PROBLEMS_SHOWN])
             more = len(result.problems) - PROBLEMS_SHOWN
             raise CheckFailed(f"after the run: {shown}" + (f" and {more} more" if more > 0 else ""))
+
+
+def headline(problem: str) -> str:
+    """A problem's first line, whole up to HEADLINE characters: a service bug's report puts its
+    file:line there, at the end (the lines under it are the stack and the messages)."""
+    return one_line(problem.strip().splitlines()[0] if problem.strip() else problem, HEADLINE)
 
 
 def _status(result: Result) -> str:
