@@ -250,6 +250,14 @@ def hangs(lab):
     time.sleep(60)
 
 
+@test(timeout=1)
+def spins(lab):
+    sys.path.insert(0, str(lab.dir))
+    import student
+
+    student.spin()
+
+
 @test
 def exits(lab):
     sys.exit(3)
@@ -274,6 +282,16 @@ def overridden_points(lab):
 """
 
 
+STUDENT = """def divide():
+    return 1 / 0
+
+
+def spin():
+    while True:
+        pass
+"""
+
+
 @pytest.fixture
 def toy_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     labs = tmp_path / "labs"
@@ -287,7 +305,7 @@ def toy_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         '[plug]\nservices = { pid = "pid.py:MyPid" }\ncopy_process = "fork.py:Walk"\ncpus = 2\n'
     )
     (root / "handout.md").write_text("# toy\n")
-    (root / "solution" / "student.py").write_text("def divide():\n    return 1 / 0\n")
+    (root / "solution" / "student.py").write_text(STUDENT)
     (root / "solution" / "pid.py").write_text("")
     (root / "solution" / "fork.py").write_text("")
     (root / "tests" / "test_toy.py").write_text(TOY_TESTS)
@@ -309,13 +327,15 @@ def test_every_way_a_test_can_end_is_one_line_and_the_grader_goes_on(toy_lab: Pa
     why = {o.case.function: (o.ok, o.message) for o in report.outcomes}
     assert why["passes"] == (True, "")
     assert why["fails_a_check"] == (False, "arithmetic | over two lines")
-    assert why["hangs"] == (False, "timed out after 1s")
+    sleeps = TOY_TESTS.splitlines().index("    time.sleep(60)") + 1
+    assert why["hangs"] == (False, f"timed out after 1s, running tests/test_toy.py:{sleeps} in hangs")
+    assert why["spins"] in {(False, f"timed out after 1s, running student.py:{n} in spin") for n in (6, 7)}
     assert why["exits"] == (False, f"SystemExit: 3 at test_toy.py:{exits}")
     assert why["bare_assert"] == (False, f"AssertionError at test_toy.py:{bare}")
     assert why["students_bug"] == (False, "ZeroDivisionError: division by zero at student.py:2")
     assert why["imports_badly"] == (False, "test_broken.py does not import: ImportError: no such at test_broken.py:9")
     assert why["test_unparsable"][0] is False and why["test_unparsable"][1].startswith("test_unparsable.py does not")
-    assert report.score_line() == "Score: 7/14"  # passes 2 + overridden 5 of 2+1+1+1+1+1+5+1+1
+    assert report.score_line() == "Score: 7/15"  # passes 2 + overridden 5 of 2+1+1+1+1+1+1+5+1+1
     grandchild = int((mine / "grandchild").read_text())
     state = Path(f"/proc/{grandchild}/stat")
     assert not state.exists() or state.read_text().split(") ")[1][0] == "Z"  # the whole process group was killed

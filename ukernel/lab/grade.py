@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from .catalog import LabError, LabSpec, load_lab
 from .explain import one_line
 
 KILL_GRACE = 5  # seconds to wait for a killed test's process group to go
+DUMP_GRACE = 1  # seconds a timed-out test has to dump its stack before it is killed
 
 
 @dataclass
@@ -191,8 +193,9 @@ def run_case(spec: LabSpec, directory: Path, case: Case) -> Outcome:
     try:
         out, err = child.communicate(timeout=case.timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(child)
-        return Outcome(case, False, f"timed out after {_number(case.timeout)}s", time.monotonic() - started)
+        where = _student_frame(_stop(child), directory)
+        why = f"timed out after {_number(case.timeout)}s" + (f", running {where}" if where else "")
+        return Outcome(case, False, why, time.monotonic() - started)
     seconds = time.monotonic() - started
     try:
         result = json.loads(out.decode().strip().splitlines()[-1])
@@ -202,12 +205,36 @@ def run_case(spec: LabSpec, directory: Path, case: Case) -> Outcome:
         return Outcome(case, False, f"the test process died: {one_line(last[0])}", seconds)
 
 
-def _kill_group(child: subprocess.Popen) -> None:
+#: A frame of faulthandler's dump: ``  File "/home/s/pid.py", line 32 in idr_alloc_cyclic``.
+DUMPED_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)', re.MULTILINE)
+
+
+def _stop(child: subprocess.Popen) -> bytes:
+    """End a timed-out test: first ask it where it runs (SIGUSR1: the runner's faulthandler
+    dumps its stack, even from a loop that never yields), then kill its whole process group;
+    what it wrote to stderr, the dump included."""
+    try:
+        child.send_signal(signal.SIGUSR1)
+        child.communicate(timeout=DUMP_GRACE)  # it runs on: this only collects the dump
+    except subprocess.TimeoutExpired:
+        pass  # communicate keeps what it read for the next call
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    child.communicate(timeout=KILL_GRACE)
+    _, err = child.communicate(timeout=KILL_GRACE)
+    return err or b""
+
+
+def _student_frame(err: bytes, directory: Path) -> str:
+    """The innermost frame of the dump in the student's DIR: ``pid.py:32 in idr_alloc_cyclic``."""
+    root = directory.resolve()
+    dump = err.decode("utf-8", "replace").rpartition("(most recent call first):")[2]  # not what the test printed
+    for frame in DUMPED_FRAME.finditer(dump):
+        path = Path(frame["file"])
+        if path.is_relative_to(root):
+            return f"{path.relative_to(root)}:{frame['line']} in {frame['name']}"
+    return ""
 
 
 def grade(

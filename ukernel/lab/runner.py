@@ -10,10 +10,12 @@ result line: ``{"ok": true, "message": ""}``.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     result_fd = os.dup(1)
     os.dup2(2, 1)  # prints by the test or the student's code land on stderr, not in the result line
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    faulthandler.register(signal.SIGUSR1, all_threads=False)  # at its timeout, the grader asks where it runs
     ok, message = run_one(args[0], Path(args[1]), Path(args[2]), args[3])
     sys.stdout.flush()
     os.write(result_fd, (json.dumps({"ok": ok, "message": message}) + "\n").encode())
