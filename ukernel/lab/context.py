@@ -16,13 +16,17 @@ that fails ends the test with its one-line reason (docs/labs.md).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trio
+
 import ukernel
+from ukernel import abi, plugin
 from ukernel.api import Result
+from ukernel.testing import service_client
 
 from .catalog import LabSpec
 from .explain import from_traceback_text, one_line
@@ -136,6 +140,53 @@ class Lab:
         self.check(not result.error, result.error)
         self.check(result.exit_code == code, f"exit status {_status(result)}, expected {code}")
 
+    def ran(self, result: Result) -> None:
+        """In the order that names the cause first: the run was not stopped (a service's bug),
+        it was clean (a broken reply, a leak), and the program exited 0."""
+        self.check(not result.error, result.error)
+        self.clean(result)
+        self.exited(result, 0)
+
+    def expect_output(self, result: Result, want: list[str]) -> None:
+        """``ran``, and the program printed the lines ``want``."""
+        self.ran(result)
+        got = result.stdout.decode(errors="replace").splitlines()
+        self.check(got == want, f"the program printed {got}, expected {want}")
+
+    def talk(self, slot: str, script: Callable[..., Awaitable[Any]], **settings: Any) -> tuple[Any, dict]:
+        """``await script(call, attempt)`` against a fresh instance of the student's class for
+        ``slot`` (built with ``settings``), through real messages as the kernel sends them
+        (ukernel.testing.service_client): ``call(op, **args)`` answers the op's result and fails
+        the test on an errno, ``attempt(op, **args)`` answers the result or the errno's name.
+        Returns what the script returned and the service's accounting after it."""
+        cls = plugin.load(self.settings["services"][slot])
+
+        async def main() -> tuple[Any, dict]:
+            async with service_client(cls(**settings)) as client:
+
+                async def attempt(op: str, **args: Any) -> Any:
+                    try:
+                        return await client.call(op, **args)
+                    except OSError as exc:
+                        return Refused(op, args, exc)
+
+                async def call(op: str, **args: Any) -> Any:
+                    answer = await attempt(op, **args)
+                    if isinstance(answer, Refused):
+                        raise answer
+                    return answer
+
+                async def named(op: str, **args: Any) -> Any:
+                    answer = await attempt(op, **args)
+                    return abi.errno_name(answer.exc.errno) if isinstance(answer, Refused) else answer
+
+                return await script(call, named), await client.call("accounting")
+
+        try:
+            return trio.run(main)
+        except Refused as refused:
+            raise CheckFailed(str(refused)) from None
+
     def clean(self, result: Result) -> None:
         """The run ended on its own (no deadlock), no program crashed, and check_invariants found
         nothing (the first few problems)."""
@@ -146,6 +197,14 @@ class Lab:
             shown = "; ".join(headline(p) for p in result.problems[:PROBLEMS_SHOWN])
             more = len(result.problems) - PROBLEMS_SHOWN
             raise CheckFailed(f"after the run: {shown}" + (f" and {more} more" if more > 0 else ""))
+
+
+class Refused(Exception):  # noqa: N818 (a service's answer, not an error of the grader)
+    """The service answered an errno where the test (``Lab.talk``'s ``call``) expected a result."""
+
+    def __init__(self, op: str, args: dict, exc: OSError):
+        super().__init__(f"{op}({args}) answered {abi.errno_name(exc.errno)}: {exc.strerror}")
+        self.exc = exc
 
 
 def headline(problem: str) -> str:

@@ -1,25 +1,7 @@
 """The files lab's hidden tests: pipes' EOF, exec and close-on-exec, and the counts themselves."""
 
-import trio
-
-from ukernel import abi, plugin
+from ukernel import abi
 from ukernel.lab import test
-from ukernel.testing import service_client
-
-
-def ran(lab, result) -> None:
-    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
-    lab.check(not result.error, result.error)
-    lab.clean(result)
-    lab.exited(result, 0)
-
-
-def expect_output(lab, result, want: list[str]) -> None:
-    """In the order that names the cause first: the run was not stopped (a service's crash),
-    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
-    ran(lab, result)
-    got = result.stdout.decode(errors="replace").splitlines()
-    lab.check(got == want, f"the program printed {got}, expected {want}")
 
 
 def with_probe(lab) -> dict:
@@ -32,14 +14,13 @@ def pipe_eof_comes_when_every_write_end_is_closed(lab):
     # for ever: the run ends as a deadlock, reported with each task's wait channel.
     r = lab.run(lab.helper("pipeeof.py"), ["pipeeof"])
     lab.check(not r.hung, f"the run hung: {r.error}")
-    expect_output(lab, r, ["reader got b'hello', then EOF", "both reaped"])
+    lab.expect_output(r, ["reader got b'hello', then EOF", "both reaped"])
 
 
 @test(points=2)
 def exec_closes_only_close_on_exec_fds(lab):
     r = lab.run(lab.helper("cloexec.py"), ["cloexec"], files=with_probe(lab))
-    expect_output(
-        lab,
+    lab.expect_output(
         r,
         [
             "probe: fd 3 EBADF",  # opened O_CLOEXEC: dup_files copies the bit
@@ -53,43 +34,10 @@ def exec_closes_only_close_on_exec_fds(lab):
 @test(points=1)
 def exec_unshares_a_clone_files_table(lab):
     r = lab.run(lab.helper("execfiles.py"), ["execfiles"], files=with_probe(lab))
-    expect_output(lab, r, ["probe opened fd 4", "parent: fd 4 EBADF, write to fd 3: 1"])
+    lab.expect_output(r, ["probe opened fd 4", "parent: fd 4 EBADF, write to fd 3: 1"])
 
 
 # --- straight to the vfs, as the kernel would send (ukernel.testing.service_client) ---
-class Refused(Exception):
-    """The service answered an error where the test expected none."""
-
-
-def talk(lab, script):
-    """``await script(call, attempt)`` against a fresh instance of the student's class:
-    ``call`` answers an op's result, ``attempt`` its result or its errno's name."""
-    cls = plugin.load(lab.settings["services"]["vfs"])
-    out: list = []
-
-    async def main():
-        async with service_client(cls()) as client:
-
-            async def call(op: str, **args):
-                try:
-                    return await client.call(op, **args)
-                except OSError as exc:
-                    raise Refused(f"{op}({args}) answered {abi.errno_name(exc.errno)}: {exc.strerror}") from None
-
-            async def attempt(op: str, **args):
-                try:
-                    return await client.call(op, **args)
-                except OSError as exc:
-                    return abi.errno_name(exc.errno)
-
-            try:
-                out.append(await script(call, attempt))
-            except Refused as exc:
-                out.append(exc)
-
-    trio.run(main)
-    lab.check(not isinstance(out[0], Refused), str(out[0]))
-    return out[0]
 
 
 def counts(accounting: dict) -> tuple:
@@ -112,7 +60,7 @@ def dup_files_takes_a_reference_per_fd(lab):
         said["at the end"] = counts(await call("accounting"))
         return said
 
-    said = talk(lab, script)
+    said, _ = lab.talk("vfs", script)
     # (files_structs, files_refs, open_files, f_count, fds): 0 1 2 7 on the console, 3 on /tmp/x
     want = {
         "new table": True,
@@ -141,7 +89,7 @@ def share_files_counts_the_tasks_sharing(lab):
         said.append(await attempt("put_files", files=files))  # no such table any more
         return said
 
-    said = talk(lab, script)
+    said, _ = lab.talk("vfs", script)
     want = [True, True, (1, 3, 1, 3, 3), {"count": 2}, {"count": 1}, {"count": 0}]
     want += [(0, 0, 0, 0, 0), "EINVAL"]
     lab.check(

@@ -13,21 +13,6 @@ from ukernel.lab import test
 from ukernel.testing import route_of
 
 
-def ran(lab, result) -> None:
-    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
-    lab.check(not result.error, result.error)
-    lab.clean(result)
-    lab.exited(result, 0)
-
-
-def expect_output(lab, result, want: list[str]) -> None:
-    """In the order that names the cause first: the run was not stopped (a service's crash),
-    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
-    ran(lab, result)
-    got = result.stdout.decode(errors="replace").splitlines()
-    lab.check(got == want, f"the program printed {got}, expected {want}")
-
-
 def replies(result, op: str, pid: int) -> list:
     """What the vfs answered to each ``op`` sent for ``pid``, in order."""
     return [e.get("result") for e in result.trace if e["type"] == "reply" and e["op"] == op and e["pid"] == pid]
@@ -36,25 +21,25 @@ def replies(result, op: str, pid: int) -> list:
 @test(points=2)
 def fork_shares_the_file_offset(lab):
     r = lab.run(lab.helper("offset.py"), ["offset"])
-    expect_output(lab, r, ["offset after the child wrote: 6", "/tmp/log holds b'child\\nparent\\n'"])
+    lab.expect_output(r, ["offset after the child wrote: 6", "/tmp/log holds b'child\\nparent\\n'"])
 
 
 @test(points=2)
 def fork_gives_the_child_its_own_fd_table(lab):
     r = lab.run(lab.helper("tables.py"), ["tables", "fork"])
-    expect_output(lab, r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 EBADF, fd 3 open"])
+    lab.expect_output(r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 EBADF, fd 3 open"])
 
 
 @test(points=2)
 def clone_files_shares_the_fd_table(lab):
     r = lab.run(lab.helper("tables.py"), ["tables", "clone_files"])
-    expect_output(lab, r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 open, fd 3 EBADF"])
+    lab.expect_output(r, ["child opened fd 4", "child closed fd 3: EBADF", "parent: fd 4 open, fd 3 EBADF"])
 
 
 @test(points=2)
 def routes_say_dup_files_or_share_files(lab):
     r = lab.run(lab.helper("tables.py"), ["tables", "fork"])
-    ran(lab, r)
+    lab.ran(r)
     route = route_of(r.trace, "clone", pid=2)
     lab.check(("vfs", "dup_files") in route, f"the route of a clone without CLONE_FILES has no vfs dup_files: {route}")
     lab.check(
@@ -68,7 +53,7 @@ def routes_say_dup_files_or_share_files(lab):
     )
 
     r = lab.run(lab.helper("tables.py"), ["tables", "clone_files"])
-    ran(lab, r)
+    lab.ran(r)
     route = route_of(r.trace, "clone", pid=2)
     lab.check(("vfs", "share_files") in route, f"clone(CLONE_FILES)'s route has no vfs share_files: {route}")
     lab.check(("vfs", "dup_files") not in route, f"clone(CLONE_FILES)'s route has vfs dup_files: {route}")

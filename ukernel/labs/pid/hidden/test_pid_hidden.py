@@ -1,39 +1,20 @@
 """The pid lab's hidden tests: the edges of the allocator and of pid namespaces."""
 
-import trio
-
-from ukernel import abi, plugin
 from ukernel.lab import test
-from ukernel.testing import service_client
-
-
-def ran(lab, result) -> None:
-    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
-    lab.check(not result.error, result.error)
-    lab.clean(result)
-    lab.exited(result, 0)
-
-
-def expect_output(lab, result, want: list[str]) -> None:
-    """In the order that names the cause first: the run was not stopped (a service's crash),
-    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
-    ran(lab, result)
-    got = result.stdout.decode(errors="replace").splitlines()
-    lab.check(got == want, f"the program printed {got}, expected {want}")
 
 
 @test(points=2)
 def wrap_restarts_at_reserved_pids(lab):
     # Past RESERVED_PIDS (300) the cursor wraps to 300, not 1: the low pids are the daemons'.
     r = lab.run(lab.helper("wrap.py"), ["wrap", "320"], pid_max=310)
-    expect_output(lab, r, ["3-309 300-309 300-302"])
+    lab.expect_output(r, ["3-309 300-309 300-302"])
 
 
 @test(points=2)
 def full_pid_space_makes_fork_eagain(lab):
     # pid_max 12: the children hold 3 .. 11; the tenth fork finds no pid (idr's ENOSPC: EAGAIN).
     r = lab.run(lab.helper("exhaust.py"), ["exhaust"], pid_max=12)
-    expect_output(lab, r, ["held 9, then fork: EAGAIN", "child getpid 3", "fork 3"])
+    lab.expect_output(r, ["held 9, then fork: EAGAIN", "child getpid 3", "fork 3"])
 
 
 @test(points=1)
@@ -41,62 +22,25 @@ def failed_first_pid_of_a_namespace_leaves_1_for_its_init(lab):
     # The namespace's number 1 was taken, then given back when level 0 was full: the next
     # fork into it must still be its init, 1 (alloc_pid resets the cursor).
     r = lab.run(lab.helper("exhaust.py"), ["exhaust", "newpid"], pid_max=6)
-    expect_output(
-        lab, r, ["held 3, then fork: EAGAIN", "fork into the new namespace: EAGAIN", "child getpid 1", "fork 3"]
+    lab.expect_output(
+        r, ["held 3, then fork: EAGAIN", "fork into the new namespace: EAGAIN", "child getpid 1", "fork 3"]
     )
 
 
 @test(points=1)
 def namespace_whose_init_is_gone_refuses_forks(lab):
     r = lab.run(lab.helper("deadns.py"), ["deadns"])
-    expect_output(lab, r, ["init getpid 1", "fork 3", "fork again: ENOMEM"])
+    lab.expect_output(r, ["init getpid 1", "fork 3", "fork again: ENOMEM"])
 
 
 @test(points=1)
 def set_tid_in_a_new_namespace_numbers_both_levels(lab):
     r = lab.run(lab.helper("settid_ns.py"), ["settid_ns"])
-    expect_output(lab, r, ["clone3 60", "clone3 again: EEXIST", "container getpid 1"])
+    lab.expect_output(r, ["clone3 60", "clone3 again: EEXIST", "container getpid 1"])
 
 
 # --- straight to the service, as the kernel would send (ukernel.testing.service_client) ---
 CLEAN = {"faults": 0, "pids": 0, "numbers": 0, "namespaces": 1, "refs": 0}
-
-
-class Refused(Exception):
-    """The service answered an error where the test expected none."""
-
-
-def talk(lab, pid_max: int, script) -> tuple:
-    """``await script(call, attempt)`` against a fresh instance of the student's class:
-    ``call`` answers an op's result, ``attempt`` its result or its errno's name.
-    Returns (what the script returned, the accounting after it)."""
-    cls = plugin.load(lab.settings["services"]["pid"])
-    out: list = []
-
-    async def main():
-        async with service_client(cls(pid_max=pid_max)) as client:
-
-            async def call(op: str, **args):
-                try:
-                    return await client.call(op, **args)
-                except OSError as exc:
-                    raise Refused(f"{op}({args}) answered {abi.errno_name(exc.errno)}: {exc.strerror}") from None
-
-            async def attempt(op: str, **args):
-                try:
-                    return await client.call(op, **args)
-                except OSError as exc:
-                    return abi.errno_name(exc.errno)
-
-            try:
-                out.append(await script(call, attempt))
-            except Refused as exc:
-                out.append(exc)
-            out.append(await client.call("accounting"))
-
-    trio.run(main)
-    lab.check(not isinstance(out[0], Refused), str(out[0]))
-    return tuple(out)
 
 
 @test(points=1)
@@ -110,7 +54,7 @@ def free_pid_drops_one_reference(lab):
         said.append(await call("find_pid", ns=1, nr=1))
         return said
 
-    said, accounting = talk(lab, 100, script)
+    said, accounting = lab.talk("pid", script, pid_max=100)
     lab.check(said == [2, 1, 1, 0, None], f"get_pid, free_pid, pid_nr_ns, free_pid, find_pid gave {said}")
     lab.check(accounting == CLEAN, f"after the last free_pid the accounting was {accounting}")
 
@@ -134,7 +78,7 @@ def after_the_wrap_low_free_pids_stay_unused(lab):
             await call("free_pid", pid=handle)
         return said
 
-    said, accounting = talk(lab, 310, script)
+    said, accounting = lab.talk("pid", script, pid_max=310)
     want = [True, "EAGAIN", [300], [305], "EAGAIN"]
     lab.check(
         said == want,

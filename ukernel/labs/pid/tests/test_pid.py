@@ -25,25 +25,10 @@ def alloc_pid_replies(result, syscall: str, pid: int) -> list:
     ]
 
 
-def ran(lab, result) -> None:
-    """The run was not stopped by a service's crash, was clean, and the program exited 0."""
-    lab.check(not result.error, result.error)
-    lab.clean(result)
-    lab.exited(result, 0)
-
-
-def expect_output(lab, result, want: list[str]) -> None:
-    """In the order that names the cause first: the run was not stopped (a service's crash),
-    it was clean (a broken reply, a leak), the program exited 0, and it printed ``want``."""
-    ran(lab, result)
-    got = result.stdout.decode(errors="replace").splitlines()
-    lab.check(got == want, f"the program printed {got}, expected {want}")
-
-
 @test(points=2)
 def pids_count_up_from_init(lab):
     r = lab.run(lab.helper("forks.py"), ["forks"])
-    expect_output(lab, r, ["parent 2", "child 3", "fork 3", "child 4", "fork 4", "child 5", "fork 5", "ns_last_pid 5"])
+    lab.expect_output(r, ["parent 2", "child 3", "fork 3", "child 4", "fork 4", "child 5", "fork 5", "ns_last_pid 5"])
 
 
 @test(points=2)
@@ -52,14 +37,14 @@ def freed_pids_come_back_only_after_the_wrap(lab):
     # and the parent's 2, and gives 3 and 4 again (freed when their children were reaped).
     r = lab.run(lab.helper("forks.py"), ["forks", "5"], pid_max=6)
     forks = [line for line in r.stdout.decode(errors="replace").splitlines() if line.startswith("fork")]
-    ran(lab, r)
+    lab.ran(r)
     lab.check(forks == ["fork 3", "fork 4", "fork 5", "fork 3", "fork 4"], f"with pid_max 6 the forks gave {forks}")
 
 
 @test(points=2)
 def fork_route_sends_alloc_pid_for_one_number(lab):
     r = lab.run(lab.helper("forks.py"), ["forks"])
-    ran(lab, r)
+    lab.ran(r)
     route = route_of(r.trace, "fork", pid=2)
     lab.check(route == FORK_ROUTE, f"the route of fork was {route}")
     asks = [e["args"] for e in r.trace if e["type"] == "request" and e["op"] == "alloc_pid" and e["pid"] == 2]
@@ -71,8 +56,7 @@ def fork_route_sends_alloc_pid_for_one_number(lab):
 @test(points=2)
 def new_pid_namespace_starts_at_1(lab):
     r = lab.run(lab.helper("pidns.py"), ["pidns"])
-    expect_output(
-        lab,
+    lab.expect_output(
         r,
         [
             "container: getpid 1 getppid 0",
@@ -91,8 +75,7 @@ def new_pid_namespace_starts_at_1(lab):
 @test(points=2)
 def set_tid_gives_that_pid_or_the_errno(lab):
     r = lab.run(lab.helper("settid.py"), ["settid", "400"], pid_max=400)
-    expect_output(
-        lab,
+    lab.expect_output(
         r,
         [
             "child 50",
