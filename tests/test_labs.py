@@ -344,12 +344,12 @@ def test_every_way_a_test_can_end_is_one_line_and_the_grader_goes_on(toy_lab: Pa
 def test_grading_a_missing_directory_fails_each_test_with_the_reason(toy_lab: Path, tmp_path: Path):
     done = ukernel("lab", "grade", "toy", str(tmp_path / "absent"), "--no-hidden", env=os.environ.copy())
     lines = graded_lines(done)
-    assert done.returncode == 1 and done.stdout.endswith("Score: 0/12\n")
+    assert done.returncode == 1 and done.stdout.endswith("Score: 0/13\n")
     assert (
         lines[0]
         == f"passes: FAIL: no directory {tmp_path / 'absent'} (ukernel lab start toy {tmp_path / 'absent'} makes one)"
     )
-    assert len(lines) == 7 and all(": FAIL: no directory " in line for line in lines)
+    assert len(lines) == 8 and all(": FAIL: no directory " in line for line in lines)
 
 
 def test_the_plug_names_the_students_files_for_each_slot(toy_lab: Path, tmp_path: Path):

@@ -18,9 +18,11 @@ import dataclasses
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +32,12 @@ from typing import Any
 
 from .catalog import LabError, LabSpec, load_lab
 from .explain import one_line
+from .runner import DUMP_FILE, READY_FD
 
 KILL_GRACE = 5  # seconds to wait for a killed test's process group to go
-DUMP_GRACE = 1  # seconds a timed-out test has to dump its stack before it is killed
+DUMP_GRACE = 3  # seconds a timed-out test has to dump its stack before it is killed
+DUMP_END = "(most recent call first):"  # faulthandler's header: the frames follow at once
+STARTUP = 120  # seconds a test's process may take to start Python and import the test
 
 
 @dataclass
@@ -185,15 +190,34 @@ def run_case(spec: LabSpec, directory: Path, case: Case) -> Outcome:
     """One test in its own process group, killed whole at its timeout."""
     if case.broken:
         return Outcome(case, False, case.broken, 0.0)
+    dump = Path(tempfile.mkstemp(prefix="ukernel-lab-", suffix=".stack")[1])
+    try:
+        return _run_child(spec, directory, case, dump)
+    finally:
+        dump.unlink(missing_ok=True)
+
+
+def _run_child(spec: LabSpec, directory: Path, case: Case, dump: Path) -> Outcome:
+    """run_case's child: ``python -m ukernel.lab.runner``, told where to say it starts (a pipe)
+    and where to write its stack when asked (``dump``)."""
     command = [sys.executable, "-m", "ukernel.lab.runner", spec.name, str(directory), str(case.module), case.function]
     started = time.monotonic()
+    ready, tell = os.pipe()
     child = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        pass_fds=(tell,),
+        env=os.environ | {READY_FD: str(tell), DUMP_FILE: str(dump)},
     )
+    os.close(tell)
     try:
+        _wait_until_started(ready)  # the test's own time starts there (runner.started)
         out, err = child.communicate(timeout=case.timeout)
     except subprocess.TimeoutExpired:
-        where = _student_frame(_stop(child), directory)
+        where = _student_frame(_stop(child, dump), directory)
         why = f"timed out after {_number(case.timeout)}s" + (f", running {where}" if where else "")
         return Outcome(case, False, why, time.monotonic() - started)
     seconds = time.monotonic() - started
@@ -205,32 +229,50 @@ def run_case(spec: LabSpec, directory: Path, case: Case) -> Outcome:
         return Outcome(case, False, f"the test process died: {one_line(last[0])}", seconds)
 
 
+def _wait_until_started(ready: int) -> None:
+    """Until the runner says its test starts (or ends before: the pipe closes), at most
+    STARTUP seconds: starting Python and importing the test is not the test's time."""
+    try:
+        select.select([ready], [], [], STARTUP)
+    finally:
+        os.close(ready)
+
+
 #: A frame of faulthandler's dump: ``  File "/home/s/pid.py", line 32 in idr_alloc_cyclic``.
 DUMPED_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)', re.MULTILINE)
 
 
-def _stop(child: subprocess.Popen) -> bytes:
+def _stop(child: subprocess.Popen, dump: Path) -> str:
     """End a timed-out test: first ask it where it runs (SIGUSR1: the runner's faulthandler
-    dumps its stack, even from a loop that never yields), then kill its whole process group;
-    what it wrote to stderr, the dump included."""
+    writes its stack to ``dump``, even from a loop that never yields), then kill its whole
+    process group; the stack it wrote."""
     try:
         child.send_signal(signal.SIGUSR1)
-        child.communicate(timeout=DUMP_GRACE)  # it runs on: this only collects the dump
-    except subprocess.TimeoutExpired:
-        pass  # communicate keeps what it read for the next call
+    except OSError:
+        pass
+    deadline = time.monotonic() + DUMP_GRACE
+    while time.monotonic() < deadline and child.poll() is None and DUMP_END not in _read(dump):
+        time.sleep(0.05)
+    time.sleep(0.05)  # the last frames of the dump
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _, err = child.communicate(timeout=KILL_GRACE)
-    return err or b""
+    child.communicate(timeout=KILL_GRACE)
+    return _read(dump)
 
 
-def _student_frame(err: bytes, directory: Path) -> str:
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _student_frame(dump: str, directory: Path) -> str:
     """The innermost frame of the dump in the student's DIR: ``pid.py:32 in idr_alloc_cyclic``."""
     root = directory.resolve()
-    dump = err.decode("utf-8", "replace").rpartition("(most recent call first):")[2]  # not what the test printed
-    for frame in DUMPED_FRAME.finditer(dump):
+    for frame in DUMPED_FRAME.finditer(dump):  # most recent call first
         path = Path(frame["file"])
         if path.is_relative_to(root):
             return f"{path.relative_to(root)}:{frame['line']} in {frame['name']}"
