@@ -88,9 +88,7 @@ class Config:
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
     terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
-    realtime: bool | None = (
-        None  # idle virtual time follows the wall clock (docs/sched.md "Time"); None: with a terminal
-    )
+    realtime: bool | None = None  # idle time follows the wall clock (docs/sched.md "Time"); None: at a terminal
     files: dict[str, bytes] = field(default_factory=dict)
     pid_max: int = abi.PID_MAX_DEFAULT
     max_threads: int = 0  # 0: Linux's formula from the memory size

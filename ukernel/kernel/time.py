@@ -134,10 +134,9 @@ def idle_catch_up(k: Kernel) -> None:
 def idle_exit(k: Kernel) -> None:
     """A CPU got a task: the clock is caught up, and ticks count kernel entries again."""
     spell = k.idle_spell
-    if spell is not None:
-        idle_catch_up(k)
-        k.idle_spell = None
-        spell.busy.set()
+    idle_catch_up(k)
+    k.idle_spell = None
+    spell.busy.set()
 
 
 async def idle_timers(k: Kernel, spell: IdleSpell) -> None:
