@@ -54,6 +54,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         cpu_limit=ns.cpu_limit,
         copy_process=ns.copy_process,
         service_timeout=ns.service_timeout,
+        realtime=ns.realtime,
     )
     if settings is None:
         return 2
@@ -462,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="wall seconds a service's handler may take to answer before the run stops with its stack "
         "(default 0: no limit; labs set it)",
+    )
+    p_run.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        help="while every task sleeps or waits for input, virtual time follows the wall clock, so sleep 5 "
+        "takes 5 s (default: on at a terminal; off, the clock jumps to the next timer)",
     )
     p_run.add_argument(
         "--remote",

@@ -4,6 +4,7 @@ TOML file that ``ukernel run --config FILE`` and ``ukernel.run(..., config=FILE)
     cpus = 2
     memory = "128M"
     rpc_timeout = 2.0
+    realtime = true                       # sleeps take wall time (docs/sched.md "Time")
     secret_file = "/etc/ukernel/secret"   # the secret itself never goes in this file
     bin_dirs = ["progs"]                  # every progs/*.py as /bin/NAME
     host_files = ["notes.txt", "motd.txt:/etc/motd"]   # HOST[:GUEST]: /notes.txt, /etc/motd
@@ -87,6 +88,7 @@ class Config:
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
     terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
+    realtime: bool | None = None  # idle time follows the wall clock (docs/sched.md "Time"); None: at a terminal
     files: dict[str, bytes] = field(default_factory=dict)
     pid_max: int = abi.PID_MAX_DEFAULT
     max_threads: int = 0  # 0: Linux's formula from the memory size
@@ -126,10 +128,18 @@ class Config:
             raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
         if not isinstance(self.service_timeout, int | float) or not self.service_timeout >= 0:
             raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
+        if self.realtime not in (None, True, False):
+            raise ValueError(f"realtime: true, false or unset (on with a terminal), not {self.realtime!r}")
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)
         self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
+
+    @property
+    def follows_wall(self) -> bool:
+        """``realtime`` decided: unset, it is on when a person is at a terminal (a sleep there
+        should take the time it says), off otherwise (a run is then the same for every seed)."""
+        return self.terminal is not None if self.realtime is None else self.realtime
 
     @property
     def student_code(self) -> bool:

@@ -3,7 +3,9 @@
 Each child sleeps its own number of milliseconds of *virtual* time and says
 when it woke (clock_gettime(CLOCK_MONOTONIC): ticks since boot, 1 tick = 1 ms).
 While everyone sleeps every CPU is idle, so the clock jumps straight to the
-next timer: the run takes no real time however long the sleeps are.
+next timer: the run takes no real time however long the sleeps are. With
+``--realtime`` (the default at a terminal) idle time follows the wall clock
+instead, and the sleeps take as long as they say (docs/sched.md "Time").
 
 Run: ukernel run sleepers 300 100 200
 """

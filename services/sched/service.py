@@ -15,7 +15,8 @@ SCHED_IDLE), which holds CFS by default or whichever class the config names
 
 Time is virtual: the kernel counts a tick per kernel entry and says ``now``;
 sched keeps the clock and the timer queue (nanosleep, timed futex waits), and
-when every CPU is idle it jumps the clock to the next timer.
+when every CPU is idle it jumps the clock to the next timer (unless the kernel
+says ``jump=False``: with Config.realtime its idle clock follows the wall).
 """
 
 from __future__ import annotations
@@ -134,8 +135,12 @@ class SchedService(Service):
 
     # --- running --------------------------------------------------------------
     @op
-    async def schedule(self, req: Call, cpu: int, prev: int, state: str, ran: int = 0, now: int | None = None) -> dict:
-        """prev leaves ``cpu`` as ``state`` (preempted, yield, blocked, dead); pick the next."""
+    async def schedule(
+        self, req: Call, cpu: int, prev: int, state: str, ran: int = 0, now: int | None = None, jump: bool = True
+    ) -> dict:
+        """prev leaves ``cpu`` as ``state`` (preempted, yield, blocked, dead); pick the next.
+        When every CPU is then idle the clock jumps to the next timer, unless ``jump`` is
+        false: the kernel's idle clock follows the wall then and fires it with hrtimer_interrupt."""
         se = get(self.entities, prev, "sched entity")
         if not 0 <= cpu < len(self.curr) or self.curr[cpu] != prev:
             raise abi.kernel_error(abi.EINVAL, f"task {prev} is not running on cpu {cpu}")
@@ -152,7 +157,7 @@ class SchedService(Service):
         self._put_prev(se, cls, cpu, state, pending)
         nxt = self._pick_next(cpu)
         reply: dict[str, Any] = {"next": nxt, "slice": self.entities[nxt].slice_left if nxt is not None else 0}
-        if nxt is None and all(c is None for c in self.curr) and self.timers:
+        if jump and nxt is None and all(c is None for c in self.curr) and self.timers:
             reply["expired"] = self._expire(min(e for e, _ in self.timers.values()))  # nothing else can happen
         reply["now"] = self.clock
         return self._with_extras(reply)

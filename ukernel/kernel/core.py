@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from typing import Any
 
 import trio
@@ -36,6 +37,7 @@ from .fork import CloneArgs, kernel_clone
 from .futex import FutexTable
 from .signal import send_to_process
 from .task import TaskStruct, TaskTable
+from .time import IdleSpell, idle_catch_up
 from .watchdog import Watchdog
 
 
@@ -45,6 +47,7 @@ class Kernel(Cpus, Entry, Bugs):
     - ``call(dst, op, args, meta)``, ``router`` (send / collect / new_msgid): messages;
     - ``tasks`` (the task table), ``idle``, ``init``, ``program``, ``nr_threads``, ``task_ids``,
       ``futexes``, ``config``, ``fail`` (the steps fault injection fails), ``lost``, ``ticks``;
+    - time.py: ``realtime``, ``idle_spell`` (idle time following the wall), ``boot_epoch``;
     - cpu.py: ``schedule``, ``sleep_on``, ``wake_sleepers``, ``call_blocking``, ``service_wait``,
       ``wake_up_new_task``, ``task_dead``, ``apply_sched``, and ``timeouts`` / ``next_timer`` for time.py;
     - bug.py: ``bugs`` (service bug reports), ``panic``, ``cannot_go_on``, ``task_nursery``;
@@ -64,6 +67,9 @@ class Kernel(Cpus, Entry, Bugs):
         self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired
         self.next_timer: int | None = None  # the tick of sched's earliest timer, as its last reply said
         self.ticks = 0
+        self.realtime = config.follows_wall  # idle time follows the wall clock (time.py)
+        self.idle_spell: IdleSpell | None = None  # with realtime: since when every CPU is idle
+        self.boot_epoch = time.time() if self.realtime else 0.0  # CLOCK_REALTIME at tick 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
         self.fail, self.router.fail_nth = parse_fail(config.fail)
@@ -129,6 +135,7 @@ class Kernel(Cpus, Entry, Bugs):
         try:
             async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
                 while data := await stream.receive_some(4096):
+                    idle_catch_up(self)  # with realtime: typed at this tick of an idle spell
                     await self.call("vfs", "console_input", {"data": data, "live": True})
                     await self.wake_sleepers(self.idle)
             await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
@@ -235,6 +242,7 @@ class Kernel(Cpus, Entry, Bugs):
     async def kill(self, task: TaskStruct, sig: int) -> None:
         """Send sig to task's process from outside any task (a test, a tool), like a
         kill from the idle task: the sleepers it wakes are woken at once."""
+        idle_catch_up(self)
         await send_to_process(self, task, sig, {"pid": 0, "tid": 0})
         await self.wake_sleepers(self.idle)
 

@@ -7,7 +7,8 @@ preempt one, fire timers). A task runs Python only while it holds a CPU
 and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep.
 
 ``Cpus`` is a part of ``Kernel`` (core.py): its methods use the kernel's
-``sleeping``, ``timeouts``, ``next_timer``, ``ticks``, ``slice`` and ``cpu_curr``.
+``sleeping``, ``timeouts``, ``next_timer``, ``ticks``, ``slice`` and ``cpu_curr``,
+and with ``realtime`` its ``idle_spell`` (time.py: idle time follows the wall).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import trio
 from .. import abi
 from .contracts import ServiceBug
 from .task import WaitChannel
+from .time import idle_enter, idle_exit
 
 if TYPE_CHECKING:
     from .task import TaskStruct
@@ -30,6 +32,8 @@ class Cpus:
 
     def _dispatch(self, cpu: int, task_id: int, slice_: int | None = None) -> None:
         task = self.by_id[task_id]
+        if self.idle_spell is not None:  # the first CPU busy again: the clock counts entries
+            idle_exit(self)
         task.cpu, task.slice = cpu, self.slice if slice_ is None else slice_
         self.cpu_curr[cpu] = task
         if self.tracer.on:
@@ -82,6 +86,8 @@ class Cpus:
         if self.tracer.on and state == "blocked":
             self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
         args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
+        if self.realtime:
+            args["jump"] = False  # an idle machine's clock follows the wall: idle_timers fires the timers
         reply = await self.call_cannot_fail(task, "sched", "schedule", args, meta)
         self.slice = reply["slice"]
         self.ticks = max(self.ticks, reply["now"])  # every CPU idle: the clock jumped to the next timer
@@ -93,6 +99,8 @@ class Cpus:
         if reply.get("expired"):
             self.fire_timers(reply["expired"])
             await self.wake_sleepers(task)
+        if self.realtime and not any(self.cpu_curr):
+            idle_enter(self)
         if state in ("preempted", "yield"):
             await self.wait_cpu(task)
 
@@ -207,9 +215,14 @@ class Cpus:
                 self.tracer.emit("sched", op="preempt", cpu=cpu, pid=task.pid, tid=task.pid)
 
     async def run_timers(self, task: TaskStruct) -> None:
-        """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt)."""
+        """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt).
+        From the idle task (time.py's idle clock) there is no task to oops if sched fails."""
         meta = {"pid": task.pid, "tid": task.pid, "step": "hrtimer_interrupt"}
-        reply = await self.call("sched", "hrtimer_interrupt", {"now": self.ticks}, meta)
+        args = {"now": self.ticks}
+        if task is self.idle:
+            reply = await self.call_cannot_fail(task, "sched", "hrtimer_interrupt", args, meta)
+        else:
+            reply = await self.call("sched", "hrtimer_interrupt", args, meta)
         self.next_timer = reply["timer"]
         self.fire_timers(reply["expired"])
 

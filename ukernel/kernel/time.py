@@ -1,18 +1,26 @@
-"""Time (kernel/time/hrtimer.c, the vDSO): nanosleep, timed sleeps, clock_gettime.
+"""Time (kernel/time/hrtimer.c, tick-sched.c's idle half, the vDSO): nanosleep, timed sleeps,
+clock_gettime, and the idle clock.
 
 Time is virtual: one tick per kernel entry, ``abi.HZ`` ticks per second.
 A sleep arms a timer in sched and blocks; the tick that reaches it (or the
 clock jumping there when every CPU is idle) wakes the sleeper.
+
+With ``Config.realtime`` (on when a person is at a terminal) the clock does not
+jump: while every CPU is idle it follows the wall clock (trio's clock), a tick
+per millisecond gone by, like a NO_HZ idle CPU whose clock-event device fires
+at the next timer. Input that arrives meanwhile is seen at the tick it arrived.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import abi
+from .bug import KernelPanic
 from .task import TaskStruct, WaitChannel
 
 if TYPE_CHECKING:
@@ -82,8 +90,70 @@ CLOCK_OFFSETS = {abi.CLOCK_MONOTONIC: "monotonic", abi.CLOCK_BOOTTIME: "boottime
 
 async def sys_clock_gettime(k: Kernel, task: TaskStruct, meta: dict, clk_id: int) -> float:
     """Virtual seconds since boot plus the time namespace's offset for that clock, read
-    from the task (no message, like the vDSO reading its vvar page)."""
+    from the task (no message, like the vDSO reading its vvar page). CLOCK_REALTIME adds
+    the host's time of day at boot when the clock follows the wall (``k.boot_epoch``;
+    0 otherwise, so a run stays the same for every seed)."""
     if clk_id not in (abi.CLOCK_REALTIME, *CLOCK_OFFSETS):
         raise abi.kernel_error(abi.EINVAL, f"clock {clk_id!r}: CLOCK_REALTIME, CLOCK_MONOTONIC or CLOCK_BOOTTIME")
-    offset = task.time_offsets.get(CLOCK_OFFSETS.get(clk_id, ""), 0)
-    return k.ticks / abi.HZ + offset / 10**9
+    if clk_id == abi.CLOCK_REALTIME:
+        return k.boot_epoch + k.ticks / abi.HZ
+    return k.ticks / abi.HZ + task.time_offsets.get(CLOCK_OFFSETS[clk_id], 0) / 10**9
+
+
+# --- the idle clock under Config.realtime (tick_nohz_idle_enter / _exit) ------------------------------------
+@dataclass(eq=False)
+class IdleSpell:
+    """A stretch with every CPU idle: when it began, on the wall (trio's clock) and in ticks."""
+
+    wall: float
+    tick: int
+    busy: trio.Event = field(default_factory=trio.Event)  # set when a CPU gets a task again
+
+    def ticks_at(self, wall: float) -> int:
+        """The virtual time at wall time ``wall``: a tick per millisecond since the spell began."""
+        return self.tick + math.floor(round((wall - self.wall) * abi.HZ, 9))
+
+    def wall_at(self, tick: int) -> float:
+        return self.wall + (tick - self.tick) / abi.HZ
+
+
+def idle_enter(k: Kernel) -> None:
+    """Every CPU went idle with the clock following the wall: from now on ticks are the
+    wall's milliseconds, and the next timer fires when the wall reaches it (idle_timers)."""
+    if k.idle_spell is None:
+        k.idle_spell = IdleSpell(trio.current_time(), k.ticks)
+        k.nursery.start_soon(idle_timers, k, k.idle_spell)
+
+
+def idle_catch_up(k: Kernel) -> None:
+    """Bring the clock up to the wall during an idle spell (input arriving, a CPU woken)."""
+    if k.idle_spell is not None:
+        k.ticks = max(k.ticks, k.idle_spell.ticks_at(trio.current_time()))
+
+
+def idle_exit(k: Kernel) -> None:
+    """A CPU got a task: the clock is caught up, and ticks count kernel entries again."""
+    spell = k.idle_spell
+    idle_catch_up(k)
+    k.idle_spell = None
+    spell.busy.set()
+
+
+async def idle_timers(k: Kernel, spell: IdleSpell) -> None:
+    """The idle CPU's clock-event device: sleep until the wall reaches sched's next timer,
+    then fire it as the tick would (hrtimer_interrupt) and wake its sleepers. Ends when a
+    CPU gets a task (ticks count entries again) or no timer is left."""
+    try:
+        while k.idle_spell is spell and k.next_timer is not None:
+            with trio.move_on_at(spell.wall_at(k.next_timer)):
+                await spell.busy.wait()
+            if k.idle_spell is not spell:
+                return
+            k.ticks = max(k.ticks, spell.ticks_at(trio.current_time()), k.next_timer)
+            await k.run_timers(k.idle)
+            await k.wake_sleepers(k.idle)
+    except KernelPanic:
+        pass  # the run is over (kernel/bug.py): its report says why
+    except OSError:
+        if not k.lost:
+            raise  # a remote sched is gone: ukernel.run's watcher stops the run and says so
