@@ -11,6 +11,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ukernel import abi
 
@@ -259,46 +261,6 @@ async def test_fork_child_keeps_sig_ign_and_handlers_and_exec_resets_the_handler
     ]
 
 
-async def test_a_divergence_inside_a_handler_is_one_line_naming_it(run):
-    result = await run(
-        """
-        import string  # modules are shared by every image: state kept there is not replayed
-        from ukernel.abi import SIGCHLD
-
-        async def on_chld(sys, sig):
-            string._replay_handler_runs = getattr(string, "_replay_handler_runs", 0) + 1
-            if string._replay_handler_runs == 1:
-                await sys.wait4(-1, 0)
-            else:
-                await sys.nanosleep(0)
-
-        async def main(sys, argv):
-            await sys.sigaction(SIGCHLD, on_chld)
-            if await sys.fork() == 0:
-                return 0
-            try:
-                await sys.nanosleep(1)  # SIGCHLD arrives while this sleeps
-            except InterruptedError:
-                pass
-            pid = await sys.fork()
-            if pid == 0:
-                return 0
-            _, status = await sys.waitpid(pid, 0)
-            await sys.write(1, f"child status {status >> 8}\\n".encode())
-            return 0
-        """
-    )
-    import string
-
-    del string._replay_handler_runs
-    out = result.stdout.decode()
-    assert out.splitlines() == [
-        "ReplayDiverged: at syscall 4, inside the SIGCHLD handler the parent ran on the way out of nanosleep #3:"
-        " the parent called wait4(), the child calls nanosleep()",
-        "child status 1",
-    ]
-
-
 # The parent's image and the child's replay of it tell themselves apart by host state the
 # journal does not hold (a shared module's attribute): each case makes them differ once.
 DIFFERS = """
@@ -341,6 +303,13 @@ IN_HANDLER = "inside the SIGCHLD handler the parent ran on the way out of nanosl
     ("parent", "child", "act", "sleep", "message"),
     [
         (
+            "await sys.wait4(-1, 0)",
+            "await sys.nanosleep(0)",
+            "on_chld",
+            "nanosleep(1)",
+            f"at syscall 4, {IN_HANDLER}: the parent called wait4(), the child calls nanosleep()",
+        ),
+        (
             "await sys.getpid()",
             "pass",
             "on_chld",
@@ -376,7 +345,14 @@ IN_HANDLER = "inside the SIGCHLD handler the parent ran on the way out of nanosl
             "at syscall 3: the parent ran a SIGCHLD handler the child never registered",
         ),
     ],
-    ids=["handler-returns-early", "handler-calls-more", "handler-raises", "other-syscall", "never-registered"],
+    ids=[
+        "handler-calls-another",
+        "handler-returns-early",
+        "handler-calls-more",
+        "handler-raises",
+        "other-syscall",
+        "never-registered",
+    ],
 )
 async def test_each_divergence_says_what_differed(run, parent, child, act, sleep, message):
     import string
@@ -387,3 +363,50 @@ async def test_each_divergence_says_what_differed(run, parent, child, act, sleep
     finally:
         string.__dict__.pop(key, None)
     assert result.stdout.decode().splitlines() == [f"ReplayDiverged: {message}", "child status 1"]
+
+
+STEPS = {
+    "getpid": "log.append(('main', await sys.getpid()))",
+    "usr1": "await sys.kill(me, SIGUSR1)",
+    "usr2": "await sys.kill(me, SIGUSR2)",
+    "block": "await sys.sigprocmask(SIG_BLOCK, [SIGUSR1, SIGUSR2])",
+    "unblock": "await sys.sigprocmask(SIG_UNBLOCK, [SIGUSR1, SIGUSR2])",
+    "nest": "nest.append(1)",
+}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=8))
+async def test_a_fork_child_has_what_the_handlers_did_before_the_fork(run, steps):
+    """Whatever handlers ran (nested, in a row, after a mask change), the child's log is the parent's."""
+    body = "\n    ".join(STEPS[step] for step in steps)
+    result = await run(
+        f"""
+from ukernel.abi import SIGUSR1, SIGUSR2, SIG_BLOCK, SIG_UNBLOCK
+log, nest = [], []
+
+async def on_usr1(sys, sig):
+    if nest:
+        await sys.kill(await sys.getpid(), SIGUSR2)
+    log.append(('usr1', await sys.getpid()))
+
+def on_usr2(sys, sig):
+    log.append('usr2')
+
+async def main(sys, argv):
+    await sys.sigaction(SIGUSR1, on_usr1)
+    await sys.sigaction(SIGUSR2, on_usr2)
+    me = await sys.getpid()
+    {body}
+    await sys.sigprocmask(SIG_UNBLOCK, [SIGUSR1, SIGUSR2])
+    if await sys.fork() == 0:
+        await sys.write(1, repr(log).encode() + b"\\n")
+        return 0
+    await sys.wait4(-1, 0)
+    await sys.write(1, repr(log).encode() + b"\\n")
+    return 0
+"""
+    )
+    child, parent = result.stdout.decode().splitlines()
+    assert child == parent
+    assert ("usr1" in parent) == ("usr1" in steps) and result.exit_code == 0

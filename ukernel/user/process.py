@@ -82,7 +82,11 @@ class Runtime:
     async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
         replay = self.replays.get(task.id)
         if replay is not None:
-            return await self._replay(task, replay, name)
+            replay.calls += 1
+            handler_error = None
+            if replay.pending[-1][1] == HANDLE_SIGNAL:  # (a test, not a coroutine, when no handler ran)
+                handler_error = await self._replay_handlers(task, replay, name)
+            return self._replay(task, replay, name, handler_error)
         image = task.image
         try:
             result = await self.kernel.syscall(task, name, args)
@@ -94,16 +98,19 @@ class Runtime:
             image.journal.append((task.id, name, True, result))
         return result
 
-    async def _replay(self, task: TaskStruct, replay: Replay, name: str) -> Any:
-        """Answer from the journal: no message, no effect. Handlers the parent ran on
-        this syscall's way out run first, as they did (their entries come before its own)."""
-        replay.calls += 1
-        handler_error = None
+    async def _replay_handlers(self, task: TaskStruct, replay: Replay, name: str) -> OSError | None:
+        """The handlers the parent ran on this syscall's way out run first, as they did
+        (their entries come before the syscall's own). Live, a handler's OSError became
+        the syscall's: it is returned, and the syscall's entry must say so."""
         try:
             while replay.pending[-1][1] == HANDLE_SIGNAL:
                 await self._replay_handler(task, replay, name)
-        except OSError as exc:  # live, a handler's OSError became the syscall's: its entry follows
-            handler_error = exc
+        except OSError as exc:
+            return exc
+        return None
+
+    def _replay(self, task: TaskStruct, replay: Replay, name: str, handler_error: OSError | None) -> Any:
+        """Answer from the journal: no message, no effect."""
         _tid, expected, ok, value = self._take(task, replay)
         if expected == RT_SIGRETURN:
             raise self._diverged(task, replay, f"the parent's handler returned, the child's calls {name}()")
