@@ -116,18 +116,20 @@ async def test_a_handler_that_raises_is_replayed_as_raising(run):
         class Interrupted(Exception):
             pass
 
+        raises = [Interrupted("usr1"), KeyboardInterrupt("a BaseException"), OSError(5, "EIO from the handler")]
+
         async def on_usr1(sys, sig):
             await sys.write(1, b"")
-            raise Interrupted("usr1")
+            raise raises.pop(0)
 
         async def main(sys, argv):
             await sys.sigaction(SIGUSR1, on_usr1)
             caught = []
-            for _ in range(2):
+            for _ in range(3):
                 try:
                     await sys.kill(await sys.getpid(), SIGUSR1)
-                except Interrupted as exc:
-                    caught.append(str(exc))
+                except (Interrupted, KeyboardInterrupt, OSError) as exc:
+                    caught.append(type(exc).__name__)
             pid = await sys.fork()
             if pid == 0:
                 await sys.write(1, f"child caught {caught}\\n".encode())
@@ -136,7 +138,7 @@ async def test_a_handler_that_raises_is_replayed_as_raising(run):
             return 0
         """
     )
-    assert result.stdout == b"child caught ['usr1', 'usr1']\n"
+    assert result.stdout == b"child caught ['Interrupted', 'KeyboardInterrupt', 'OSError']\n"
 
 
 async def test_fork_inside_a_handler_is_enosys(run):

@@ -136,8 +136,11 @@ class Runtime:
         replay.frames.append(HandlerFrame(sig, syscall, replay.calls))
         try:
             await self._user_mode(task, _call_maybe_async(handler, self.sys, *args))
-        except Exception:
-            self._replay_sigreturn(task, replay, returned=False)
+        except ReplayDiverged:
+            raise
+        except BaseException as exc:  # whatever the handler raised, as the parent's journal says (live: finally)
+            if not _is_cancelled(exc):
+                self._replay_sigreturn(task, replay, returned=False)
             raise
         self._replay_sigreturn(task, replay, returned=True)
 
