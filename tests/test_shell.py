@@ -244,7 +244,7 @@ async def test_kill_term_a_background_sh_job():
         "    1     0 S    init /bin/sh sh",
         "    2     1 S    sh",
         "    3     2 S    sh -c spin 400; echo not reached",
-        "    5     3 R    spin 400",  # 4 was the foreground spin 60
+        "    4     3 R    spin 400",  # 5 was the foreground spin 60
         "    6     2 R    ps",
         "[3] done 143",
     ]
