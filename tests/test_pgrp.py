@@ -11,6 +11,9 @@ async def test_setsid_setpgid_getpgid_getsid(run):
         from ukernel import abi
 
         async def main(sys, argv):
+            if pid := await sys.fork():  # the program leads its group (init made it a foreground job)
+                await sys.waitpid(pid, 0)
+                return 0
             out = []
             out.append(("start", await sys.getpgid(), await sys.getsid()))
             out.append(("setsid", await sys.setsid()))
@@ -39,11 +42,11 @@ async def test_setsid_setpgid_getpgid_getsid(run):
         """
     )
     child, report = r.stdout.decode().split("\n")
-    assert child == "child pgid 3 sid 2"
+    assert child == "child pgid 4 sid 3"
     assert eval(report) == [
-        ("start", 0, 0),
-        ("setsid", 2),
-        ("after", 2, 2),
+        ("start", 2, 1),
+        ("setsid", 3),
+        ("after", 3, 3),
         ("setsid again", abi.EPERM),
         ("leader setpgid", abi.EPERM),
         ("sys.getpgid(999)", abi.ESRCH),
@@ -57,8 +60,7 @@ async def test_wait_by_process_group(run):
         """
         from ukernel.abi import WNOHANG
 
-        async def main(sys, argv):
-            await sys.setsid()
+        async def main(sys, argv):  # init made it a group leader: setsid would be EPERM
             a = await sys.fork()
             if a == 0:
                 await sys.setpgid(0, 0)

@@ -59,14 +59,14 @@ async def test_an_exception_in_a_handler_is_reported_with_the_students_line(monk
     assert lines[0] == f"service bug: pid.alloc_pid crashed at {site}: RuntimeError('the allocator lost its place')"
     assert lines[1] == f"  at {site} (the service's code, most recent call last):"
     assert lines[2].startswith(f"    {site} in alloc_pid: raise RuntimeError(")
-    assert lines[3] == "  the message: #23 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)"
+    assert lines[3] == "  the message: #26 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)"
     assert lines[4] == "  the messages before it:" and len(lines) == 10
-    assert lines[9].startswith("    #22 kernel <- namespaces share_nsproxy = {nsproxy: 7")
+    assert lines[9].startswith("    #25 kernel <- namespaces share_nsproxy = {nsproxy: 7")
     assert result.problems[0] == report  # check_invariants lists it, not "pid.faults: 0 at boot, 1 now"
     assert not any("pid.faults" in p for p in result.problems)
     assert b"OSError: [Errno 5] pid.alloc_pid crashed at " in result.stdout  # init's fork got EIO
     (event,) = service_bugs(result)
-    assert (event["src"], event["op"], event["msgid"], event["kind"]) == ("pid", "alloc_pid", 23, "crash")
+    assert (event["src"], event["op"], event["msgid"], event["kind"]) == ("pid", "alloc_pid", 26, "crash")
     assert event["report"] == report
 
 
@@ -85,7 +85,7 @@ async def test_with_the_trace_off_the_report_still_names_the_site_and_the_messag
     (site,) = bugs.bug_lines(bugs.RaisingPid)
     (report,) = result.bugs
     assert report.startswith(f"service bug: pid.alloc_pid crashed at {site}: ")
-    assert "  the message: #23 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)" in report
+    assert "  the message: #26 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)" in report
     assert "before it" not in report
 
 
@@ -93,7 +93,7 @@ async def test_a_users_service_with_the_trace_off_still_shows_the_messages_befor
     result = await run_with(monkeypatch, bugs.RaisingPid, trace=False)  # as the CLI runs without -v
     (report,) = result.bugs
     assert result.trace == [] and "  the messages before it:" in report
-    assert report.splitlines()[9].startswith("    #22 kernel <- namespaces share_nsproxy = {nsproxy: 7")
+    assert report.splitlines()[9].startswith("    #25 kernel <- namespaces share_nsproxy = {nsproxy: 7")
 
 
 # --- replies that break their contract ---------------------------------------------------------
@@ -116,9 +116,9 @@ async def test_a_duplicate_pid_is_caught_at_the_reply_and_kills_only_the_forking
     (site,) = bugs.bug_lines(bugs.DuplicatePid)
     (report,) = result.bugs
     why = "pid 1 is in use: live task pid 1 (init) holds it"
-    assert report.startswith(f"service bug: pid.alloc_pid (#23) broke its reply contract: {why}\n")
+    assert report.startswith(f"service bug: pid.alloc_pid (#26) broke its reply contract: {why}\n")
     assert f"  its handler: {site} (DuplicatePid.alloc_pid)" in report
-    assert "oops in pid 1 (init) during fork: pid.alloc_pid (#23) broke its reply contract" in result.problems
+    assert "oops in pid 1 (init) during fork: pid.alloc_pid (#26) broke its reply contract" in result.problems
     assert not any("free_pid" in p for p in result.problems)  # caught at the reply, not later in waitpid
     assert result.error == ""  # the kernel went on: init was killed, the run ended as usual
     assert result.status == ukernel.abi.W_EXITCODE(127)
@@ -156,7 +156,7 @@ async def test_a_handler_that_loops_for_ever_is_stopped_where_it_spins(monkeypat
     assert headline.startswith("service bug: pid.alloc_pid did not answer within 0.5 s (it ran ")
     assert headline.rsplit("stopped at ", 1)[1] in sites
     assert "    tests/buggy_services.py:" in report and " in alloc_pid: " in report
-    assert "the message: #23 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)" in report
+    assert "the message: #26 kernel -> pid alloc_pid {ns: 1, set_tid: []} (fork by pid 1)" in report
     assert result.error == f"run stopped: {headline.removeprefix('service bug: ')}"
     assert result.exit_code == 1 and service_bugs(result)[0]["kind"] == "timeout"
 
@@ -164,7 +164,7 @@ async def test_a_handler_that_loops_for_ever_is_stopped_where_it_spins(monkeypat
 async def test_a_handler_that_waits_for_ever_is_reported_with_its_stack(monkeypatch):
     result = await run_with(monkeypatch, bugs.AwaitingPid, service_timeout=0.5)
     (site,) = bugs.bug_lines(bugs.AwaitingPid)
-    assert result.error == f"run stopped: pid.alloc_pid (#23) did not answer within 0.5 s: it waits at {site}"
+    assert result.error == f"run stopped: pid.alloc_pid (#26) did not answer within 0.5 s: it waits at {site}"
     lines = result.bugs[0].splitlines()
     assert lines[1] == "  its arguments: {'ns': 1, 'set_tid': []}"
     assert lines[2] == f"  it waits at {site} (the handler's stack, most recent call last):"
@@ -174,7 +174,7 @@ async def test_a_handler_that_waits_for_ever_is_reported_with_its_stack(monkeypa
 async def test_a_handler_that_defers_and_never_replies_is_reported(monkeypatch):
     result = await run_with(monkeypatch, bugs.DeferringPid, service_timeout=0.5)
     (site,) = bugs.bug_lines(bugs.DeferringPid)
-    headline = "pid.alloc_pid (#23) did not answer within 0.5 s: its handler deferred the reply and never gave it"
+    headline = "pid.alloc_pid (#26) did not answer within 0.5 s: its handler deferred the reply and never gave it"
     assert result.error == f"run stopped: {headline}"
     assert f"  its handler: {site} (DeferringPid.alloc_pid), returned DEFERRED " in result.bugs[0]
 
@@ -190,7 +190,7 @@ def test_ctrl_c_ends_a_run_whose_handler_spins():
     assert proc.returncode == 130, err
     lines = err.splitlines()
     assert lines[-1] == "ukernel: interrupted"
-    assert lines[-2].startswith("ukernel: pid.alloc_pid (#23) was stopped by Ctrl-C at tests/buggy_services.py:")
+    assert lines[-2].startswith("ukernel: pid.alloc_pid (#26) was stopped by Ctrl-C at tests/buggy_services.py:")
     assert lines[-2].rsplit(" at ", 1)[1] in bugs.bug_lines(bugs.SpinningPid)
     assert "Traceback" not in err
 

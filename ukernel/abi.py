@@ -115,6 +115,7 @@ ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ESPIPE, EPIPE, ERANGE = 20, 21, 22, 23,
 ENOSYS, ENOTEMPTY, ELOOP, EBADMSG, EUSERS, ENOSPC, ENAMETOOLONG = 38, 39, 40, 74, 87, 28, 36
 EXDEV, ENODEV, EROFS, EMLINK = 18, 19, 30, 31
 ETIMEDOUT = 110
+ENOTTY = 25
 ERESTARTNOINTR = 513
 
 
@@ -146,6 +147,29 @@ F_OK, X_OK, W_OK, R_OK = 0, 1, 2, 4  # access(2)
 O_SETFL_MASK = O_APPEND | O_NONBLOCK  # the status flags F_SETFL may change (Linux: SETFL_MASK, less O_DIRECT/O_NOATIME)
 PATH_MAX, NAME_MAX, MAXSYMLINKS = 4096, 255, 40
 PIPE_BUF, PIPE_DEF_BUFFERS_SIZE = 4096, 65536  # atomic write size; a pipe's capacity (16 pages)
+
+# --- terminals: termios and tty ioctls (asm-generic/termbits.h, ioctls.h) -------
+TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
+TIOCSCTTY, TIOCGPGRP, TIOCSPGRP, TIOCGWINSZ, TIOCSWINSZ, TIOCNOTTY = 0x540E, 0x540F, 0x5410, 0x5413, 0x5414, 0x5422
+TCSANOW, TCSADRAIN, TCSAFLUSH = 0, 1, 2  # tcsetattr's when: TCSETS, TCSETSW, TCSETSF
+# c_iflag, c_oflag, c_cflag, c_lflag bits
+IGNCR, ICRNL, IXON = 0o200, 0o400, 0o2000
+INLCR = 0o100
+OPOST, ONLCR = 0o1, 0o4
+B38400, CS8, CREAD, HUPCL = 0o17, 0o60, 0o200, 0o2000
+ISIG, ICANON, ECHO, ECHOE, ECHOK, ECHONL = 0o1, 0o2, 0o10, 0o20, 0o40, 0o100
+NOFLSH, TOSTOP, ECHOCTL, ECHOKE, IEXTEN = 0o200, 0o400, 0o1000, 0o4000, 0o100000
+# c_cc indices
+VINTR, VQUIT, VERASE, VKILL, VEOF, VTIME, VMIN, VSUSP, VEOL = 0, 1, 2, 3, 4, 5, 6, 10, 11
+NCCS = 32
+#: tty_std_termios (drivers/tty/tty_io.c): what a new terminal starts with.
+TTY_STD_IFLAG, TTY_STD_OFLAG = ICRNL | IXON, OPOST | ONLCR
+TTY_STD_CFLAG = B38400 | CS8 | CREAD | HUPCL
+TTY_STD_LFLAG = ISIG | ICANON | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE | IEXTEN
+#: INIT_C_CC (include/linux/tty.h): ^C ^\ DEL ^U ^D, VTIME 0, VMIN 1, ..., ^Z, ...
+INIT_C_CC = (3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22) + (0,) * 16
+#: The console's device number (TTYAUX_MAJOR 5, minor 1) as /proc/PID/stat's tty_nr encodes it.
+CONSOLE_DEV = (5 << 8) | 1
 
 # --- mmap (asm-generic/mman-common.h) -----------------------------------------
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4

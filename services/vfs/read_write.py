@@ -13,14 +13,16 @@ from typing import Any
 from ukernel import abi
 from ukernel.ipc.service import Call, op
 
-from .inode import MAX_FILE_SIZE, MAX_LFS_FILESIZE, ZERO_READ_MAX, File, Inode
+from .inode import MAX_FILE_SIZE, MAX_LFS_FILESIZE, ZERO_READ_MAX, Inode
 
 
 class ReadWriteOps:
     """The vfs's read/write ops (a part of VfsService)."""
 
     @op
-    async def read(self, req: Call, files: int, fd: int, n: int) -> object:
+    async def read(self, req: Call, files: int, fd: int, n: int, pgrp: int | None = None) -> object:
+        """``pgrp``: the caller's process group when the console is its controlling terminal
+        (job control, tty.py)."""
         file = self._file(self._fst(files), fd)
         if n < 0:
             raise abi.kernel_error(abi.EINVAL, "read count must not be negative")
@@ -33,27 +35,21 @@ class ReadWriteOps:
             raise abi.kernel_error(abi.EINVAL, f"fd {fd} is a namespace ({inode.nsfs}): it has no data")
         if inode.pipe is not None:
             return await self._pipe_read(file, n)
+        if inode.device == "console":
+            return self._tty_read(file, n, pgrp)
         if inode.device:
-            return self._device_read(file, inode.device, n)
+            return self._device_read(inode.device, n)
         data = inode.data.read(file.pos, n)
         file.pos += len(data)
         return data
 
-    def _device_read(self, file: File, device: str, n: int) -> object:
+    def _device_read(self, device: str, n: int) -> bytes:
         if device == "zero":  # read_iter_zero goes a page at a time and may stop early: one reply's worth
             return bytes(min(n, ZERO_READ_MAX))
-        if device == "null":
-            return b""
-        if not self.stdin and self.stdin_live and n:  # the console: wait for a line
-            if file.flags & abi.O_NONBLOCK:
-                raise abi.kernel_error(abi.EAGAIN, "no input yet")
-            return self._prepare_to_wait(self.console_wait)
-        data = bytes(self.stdin[:n])
-        del self.stdin[:n]
-        return data
+        return b""  # /dev/null
 
     @op
-    async def write(self, req: Call, files: int, fd: int, data: Any) -> object:
+    async def write(self, req: Call, files: int, fd: int, data: Any, pgrp: int | None = None) -> object:
         file = self._file(self._fst(files), fd)
         if not isinstance(data, bytes):  # checked here, not at dispatch: a bad buffer is EFAULT, as in Linux
             raise abi.kernel_error(abi.EFAULT, "write takes bytes")
@@ -65,10 +61,7 @@ class ReadWriteOps:
         if inode.proc is not None:  # a writable /proc file: the kernel takes the bytes
             return {"proc": inode.proc}
         if inode.device == "console":
-            self.output += data
-            if self.console_sink is not None:
-                self.console_sink(data)
-            return len(data)
+            return self._tty_write(data, pgrp)
         if inode.device:
             return len(data)
         if file.flags & abi.O_APPEND:

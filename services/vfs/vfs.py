@@ -39,9 +39,10 @@ from .namei import MOUNT_MAX, Found, MntNamespace, Mount, NameOps, ProcRedirect,
 from .pipe import PipeOps
 from .proc import ProcOps
 from .read_write import ReadWriteOps
+from .tty import Tty, TtyOps
 
 
-class VfsService(ReadWriteOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
+class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, Service):
     name = "vfs"
     calls = frozenset()
     takes = {"stdin": "stdin", "console": "console", "tmpfs_size": "tmpfs_size"}  # Config field -> __init__ keyword
@@ -71,15 +72,17 @@ class VfsService(ReadWriteOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, 
         for path in ("/bin", "/dev", "/tmp", "/etc", "/proc", "/mnt"):
             self._mkdir_at(self.root, path[1:], 0o1777 if path == "/tmp" else 0o755)
         dev = self.root.children["dev"]
-        for name in ("console", "null", "zero"):
+        for name in ("console", "tty", "null", "zero"):
             self._link(dev, name, self._new_inode(st.S_IFCHR | 0o666, device=name))
         init_ns = MntNamespace([Mount("tmpfs", "rootfs", self.root, None, next(self._devs))], max_mounts=mount_max)
         init_ns.add(self._new_mount("proc", "proc", self.root.children["proc"]))
         self.init_mnt_ns = self.new_handle(self.mnt_namespaces, init_ns)  # never freed
         self.stdin = bytearray(stdin)
-        self.stdin_live = False  # a terminal: an empty console blocks instead of EOF
+        self.stdin_live = False  # more input may come: an empty console blocks instead of EOF
         self.output = bytearray()
         self.console_sink = console
+        self.tty = Tty()  # the console's line discipline and who owns it (tty.py)
+        self.console_tty = False  # input is typed at a real terminal: it goes through the discipline
 
     # --- inodes -------------------------------------------------------------------
     def _new_inode(self, mode: int, **kw) -> Inode:
@@ -204,12 +207,14 @@ class VfsService(ReadWriteOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, 
         return bytes(self.output)
 
     @op
-    async def console_input(self, req: Call, data: bytes = b"", live: bool = True) -> None:
-        """Input typed at the terminal (``live``: an empty console blocks readers);
-        ``live=False`` is end of input (^D): readers see EOF."""
-        self.stdin += data
-        self.stdin_live = live
+    async def console_input(self, req: Call, data: bytes = b"", live: bool = True, tty: bool = False) -> dict:
+        """Input for the console (the terminal's interrupt): ``tty`` when typed at a real
+        terminal (then the line discipline edits it, tty.py), ``live=False`` when it ended.
+        The reply names the signals for the kernel to send: ``{"signals": [[sig, pgrp]],
+        "hangup": [sid, pgrp]}`` (the foreground group's keys; a hung-up terminal's owner)."""
+        reply = self._tty_input(data, live, tty)
         await self._wake(self.console_wait)
+        return reply
 
     # --- copy_files -----------------------------------------------------------------
     @op
@@ -346,7 +351,11 @@ class VfsService(ReadWriteOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, 
 
     # --- file syscalls ------------------------------------------------------------------
     @op
-    async def open(self, req: Call, files: int, fs: int, path: str, flags: int = 0, mode: int = 0o666) -> object:
+    async def open(
+        self, req: Call, files: int, fs: int, path: str, flags: int = 0, mode: int = 0o666, job: dict | None = None
+    ) -> object:
+        """``job`` is what the kernel knows of the caller for a terminal (tty.py's ioctl):
+        /dev/tty is its controlling terminal, and a session leader may acquire the console."""
         fst, fss = self._fst(files), self._fs(fs)
         found = self._walk(fss, path, follow=not flags & (abi.O_NOFOLLOW | abi.O_EXCL))
         inode = found.inode
@@ -373,6 +382,8 @@ class VfsService(ReadWriteOps, PipeOps, NameOps, MountOps, ProcOps, WaitQueues, 
         )
         if inode.pipe is not None:  # a named FIFO (mknod)
             return await self._fifo_open(fst, file, bool(flags & abi.O_CLOEXEC))
+        if inode.device in ("console", "tty"):
+            return self._tty_open(fst, file, job or {}, bool(flags & abi.O_CLOEXEC))
         return self._install_new(fst, file, bool(flags & abi.O_CLOEXEC))
 
     def _may_open(self, inode: Inode, flags: int, path: str) -> None:

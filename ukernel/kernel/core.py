@@ -38,6 +38,7 @@ from .futex import FutexTable
 from .signal import send_to_process
 from .task import TaskStruct, TaskTable
 from .time import IdleSpell, idle_catch_up
+from .tty import send_tty_signals
 from .watchdog import Watchdog
 
 
@@ -124,25 +125,33 @@ class Kernel(Cpus, Entry, Bugs):
         idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
         self.baseline = await self.accounting()
         if self.config.terminal is not None:
-            await self.call("vfs", "console_input", {"data": b"", "live": True})
+            tty = os.isatty(self.config.terminal)  # typed at a terminal: through the line discipline
+            await self.call("vfs", "console_input", {"data": b"", "live": True, "tty": tty})
         self.router.restart_numbering()
         if self.config.terminal is not None:
             nursery.start_soon(self.terminal, self.config.terminal)
 
     async def terminal(self, fd: int) -> None:
-        """The console's interrupt handler: host input goes to the vfs, and whoever it
-        wakes is woken from the idle task, since every CPU may be idle."""
+        """The console's interrupt handler: host input goes to the vfs (``tty_input``)."""
+        tty = os.isatty(fd)
         try:
             async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
                 while data := await stream.receive_some(4096):
-                    idle_catch_up(self)  # with realtime: typed at this tick of an idle spell
-                    await self.call("vfs", "console_input", {"data": data, "live": True})
-                    await self.wake_sleepers(self.idle)
-            await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
+                    await self.tty_input(data, tty=tty)
             self.input_open = False
-            await self.wake_sleepers(self.idle)
+            await self.tty_input(b"", live=False, tty=tty)  # the end of input: a hangup, or EOF for good
         except KernelPanic:
             pass  # the run is over (kernel/bug.py): no one is left to read
+
+    async def tty_input(self, data: bytes, live: bool = True, tty: bool = True) -> None:
+        """Input for the console, as the terminal's interrupt delivers it: the vfs's line
+        discipline takes it and names the signals its keys send (^C: SIGINT to the foreground
+        group), which are sent from here; whoever it wakes is woken from the idle task,
+        since every CPU may be idle."""
+        idle_catch_up(self)  # with realtime: typed at this tick of an idle spell
+        reply = await self.call("vfs", "console_input", {"data": data, "live": live, "tty": tty})
+        await send_tty_signals(self, reply, {"pid": 0, "tid": 0, "step": "n_tty_receive_char"})
+        await self.wake_sleepers(self.idle)
 
     async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
         """Reach service ``name`` where config.remote says it is, once it said it runs with

@@ -39,7 +39,7 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
         mine, theirs = getattr(task, attr), getattr(leader, attr)
         setattr(task, attr, theirs)
         setattr(leader, attr, mine)
-    for attr in ("real_parent", "exit_signal", "pgrp", "session", "rlim", "child_subreaper", "did_exec"):
+    for attr in ("real_parent", "exit_signal", "pgrp", "session", "tty", "rlim", "child_subreaper", "did_exec"):
         setattr(task, attr, getattr(leader, attr))
     parent = leader.real_parent
     if parent is not None and leader in parent.children:

@@ -14,6 +14,7 @@ from .contracts import ServiceBug
 from .signal import k_kill, send_to_process
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
+from .tty import disassociate_ctty
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -71,10 +72,17 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
     await exit_references(k, task, meta)
+    if _group_dead(task):
+        await disassociate_ctty(k, task, meta)
     k.runtime.forget(task)
     task.image = None
     await exit_notify(k, task, status, meta)
     await k.task_dead(task, meta)
+
+
+def _group_dead(task: TaskStruct) -> bool:
+    """The last thread of its group is exiting (signal->live reaching 0)."""
+    return all(t is task or "PF_EXITING" in t.flags or t.state != "running" for t in task.leader.thread_group)
 
 
 async def exit_references(k: Kernel, task: TaskStruct, meta: dict) -> None:

@@ -246,7 +246,7 @@ class CopyProcess(StepWalk):
             child.tgid = child.pid
             child.thread_group = [child]
             child.rlim = dict(cur.leader.rlim)
-            child.pgrp, child.session = cur.leader.pgrp, cur.leader.session
+            child.pgrp, child.session, child.tty = cur.leader.pgrp, cur.leader.session, cur.leader.tty
             if child.real_parent is not None:
                 child.real_parent.children.append(child)
         if flags & abi.CLONE_CHILD_SETTID:

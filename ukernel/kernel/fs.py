@@ -16,6 +16,7 @@ from . import procfs
 from .hung import CONSOLE_INPUT
 from .signal import send_to_thread
 from .task import TaskStruct
+from .tty import fg_args, job_args, tty_check_change
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -42,10 +43,14 @@ _vfs_open = vfs_syscall("open", "files", "fs")
 
 async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
     """open; on a FIFO with no partner yet the task sleeps until one opens the other
-    end (fifo_open's wait_for_partner); a signal closes the new fd and says EINTR."""
-    reply = await _vfs_open(k, task, meta, **args)
+    end (fifo_open's wait_for_partner); a signal closes the new fd and says EINTR. A
+    session leader opening the console may acquire it as its controlling terminal."""
+    reply = await _vfs_open(k, task, meta, **args, job=job_args(task))
     if not isinstance(reply, dict):
         return reply
+    if "ctty" in reply:  # tty_open_proc_set_tty
+        task.leader.tty = reply["ctty"]
+        return reply["fd"]
     partner = "writer" if args.get("flags", 0) & abi.O_ACCMODE == abi.O_RDONLY else "reader"
     try:
         await k.service_wait(task, "vfs", reply["wait"], meta, f"FIFO inode {reply['ino']}: no {partner} yet")
@@ -56,9 +61,13 @@ async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
 
 
 async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
-    """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
-    args = {"files": task.files, "fd": fd, "n": n}
-    return await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
+    """read may sleep (an empty pipe, the terminal) until the vfs wakes the task; a read of
+    the controlling terminal from a background group is SIGTTIN (tty_check_change)."""
+    args = {"files": task.files, "fd": fd, "n": n} | fg_args(task)
+    reply = await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
+    if isinstance(reply, dict) and "jobctl" in reply:
+        await tty_check_change(k, task, reply["jobctl"], meta)  # SIGTTIN never lets the read go on
+    return reply
 
 
 def _read_waits_for(reply: dict) -> str:
@@ -69,11 +78,12 @@ def _read_waits_for(reply: dict) -> str:
 async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:
     """pipe_write: what fits goes in, the writer sleeps for room for the rest; a
     signal after a partial write returns the count; no reader left is EPIPE and
-    SIGPIPE to the writing thread."""
-    done = 0
+    SIGPIPE to the writing thread. With TOSTOP a background write to the controlling
+    terminal is SIGTTOU first (unless SIGTTOU is ignored: then it is written)."""
+    done, job = 0, fg_args(task)
     while True:
         try:
-            reply = await k.call("vfs", "write", {"files": task.files, "fd": fd, "data": data[done:]}, meta)
+            reply = await k.call("vfs", "write", {"files": task.files, "fd": fd, "data": data[done:]} | job, meta)
         except OSError as exc:
             if exc.errno == abi.EPIPE:
                 await send_to_thread(k, task, abi.SIGPIPE, meta)
@@ -84,6 +94,10 @@ async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: byte
             return done + reply
         if "proc" in reply:  # a /proc file the kernel takes writes to
             return done + await procfs.write(k, task, reply["proc"], data[done:], meta)
+        if "jobctl" in reply:
+            await tty_check_change(k, task, reply["jobctl"], meta)
+            job = {}  # SIGTTOU ignored: write after all
+            continue
         done += reply["written"]
         try:
             await k.service_wait(task, "vfs", reply["wait"], meta, f"write end of pipe inode {reply['ino']} (full)")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from .task import TaskStruct, nr_in
+from .tty import pgrp_vnr
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -114,9 +115,13 @@ async def proc_stat(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict)
     if task.state != "zombie" and task.mm is not None:
         vm = await k.call("mm", "mm_stat", {"mm": task.mm}, _meta(viewer, meta))
     threads = max(1, len(leader.thread_group))
+    tpgid = -1  # no controlling terminal: tty_nr 0, tpgid -1
+    if leader.tty:
+        state = await k.call("vfs", "tty_state", {}, _meta(viewer, meta))
+        tpgid = pgrp_vnr(k, viewer, state["pgrp"])
     fields = [
         task.nr_in(level), f"({task.comm[:15]})", task_state(k, task), ppid,
-        nr_in(leader.pgrp, level), nr_in(leader.session, level), 0, -1, 0,
+        nr_in(leader.pgrp, level), nr_in(leader.session, level), leader.tty, tpgid, 0,
         vm["min_flt"], 0, vm["maj_flt"], 0, task.utime + task.ran, 0, 0, 0, 20, 0, threads, 0, 0,
         vm["vm_size"], vm["rss"],
     ]  # fmt: skip

@@ -124,6 +124,13 @@ def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
     return [t for t in leaders if nr_in(t.pgrp, task.level) == -pid]
 
 
+async def kill_pgrp(k: Kernel, pgrp: int, sig: int, meta: dict, sender: TaskStruct | None = None) -> None:
+    """kill_pgrp: every process of the group named by its leader's global pid (the
+    terminal's keys, its hangup, SIGTTIN: sent by the kernel, or by ``sender``)."""
+    for target in [t for t in k.tasks if t.leader is t and t.state == "running" and t.pgrp[0] == pgrp]:
+        await send_to_process(k, target, sig, meta, sender)
+
+
 async def sys_kill(k: Kernel, task: TaskStruct, meta: dict, pid: int, sig: int) -> None:
     sig = _check_signal(sig)
     targets = kill_targets(k, task, pid)

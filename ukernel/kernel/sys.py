@@ -70,6 +70,7 @@ async def sys_setsid(k: Kernel, task: TaskStruct, meta: dict) -> int:
     if any(t.leader is t and t.pgrp == me.numbers for t in k.tasks):
         raise abi.kernel_error(abi.EPERM, "the caller leads a process group")
     me.session = me.pgrp = me.numbers
+    me.tty = 0  # proc_clear_tty: a new session starts without a controlling terminal
     return me.nr_in(task.level)
 
 

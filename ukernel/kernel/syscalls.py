@@ -52,6 +52,7 @@ from .sys import (
     sys_uname,
 )
 from .time import sys_clock_gettime, sys_nanosleep
+from .tty import sys_ioctl
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -92,6 +93,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "dup2":                   ("vfs",        vfs_syscall("dup2", "files")),
     "dup3":                   ("vfs",        vfs_syscall("dup3", "files")),
     "fcntl":                  ("vfs",        vfs_syscall("fcntl", "files")),
+    "ioctl":                  ("vfs",        sys_ioctl),
     "pipe2":                  ("vfs",        vfs_syscall("pipe2", "files")),
     "chdir":                  ("vfs",        vfs_syscall("chdir", "fs")),
     "fchdir":                 ("vfs",        vfs_syscall("fchdir", "files", "fs")),

@@ -114,6 +114,7 @@ class TaskStruct:
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
     pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
     session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
+    tty: int = 0  # on the leader: the controlling terminal's device number, 0 for none (signal->tty)
     did_exec: bool = False
     child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---

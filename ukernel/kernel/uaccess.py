@@ -387,6 +387,7 @@ SYSCALL_ARGS: dict[str, dict[str, str]] = {
     "dup2":                   {"old": "fd", "new": "fd"},
     "dup3":                   {"old": "fd", "new": "fd", "flags": "flags"},
     "fcntl":                  {"fd": "fd", "cmd": "uint", "arg": "long"},
+    "ioctl":                  {"fd": "fd", "cmd": "uint", "arg": "arg"},
     "pipe2":                  {"flags": "flags"},
     "chdir":                  {"path": "path"},
     "fchdir":                 {"fd": "fd"},

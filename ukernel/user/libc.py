@@ -178,6 +178,39 @@ class Sys:
     async def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
         return await self._call("fcntl", fd=fd, cmd=cmd, arg=arg)
 
+    # terminals (termios(3), tcgetpgrp(3), isatty(3): ioctls on the tty, as glibc makes them)
+    async def ioctl(self, fd: int, cmd: int, arg: Any = None) -> Any:
+        return await self._call("ioctl", fd=fd, cmd=cmd, arg=arg)
+
+    async def tcgetattr(self, fd: int) -> list:
+        """As Python's termios.tcgetattr: [iflag, oflag, cflag, lflag, ispeed, ospeed, cc], cc's
+        entries 1-byte bytes, but VMIN and VTIME ints when ICANON is off."""
+        attrs = await self.ioctl(fd, abi.TCGETS)
+        raw = not attrs[3] & abi.ICANON
+        attrs[6] = [c if raw and i in (abi.VMIN, abi.VTIME) else bytes([c]) for i, c in enumerate(attrs[6])]
+        return attrs
+
+    async def tcsetattr(self, fd: int, when: int, attrs: list) -> None:
+        """TCSANOW, TCSADRAIN or TCSAFLUSH (TCSETS, TCSETSW, TCSETSF); another ``when`` is EINVAL."""
+        cmd = {abi.TCSANOW: abi.TCSETS, abi.TCSADRAIN: abi.TCSETSW, abi.TCSAFLUSH: abi.TCSETSF}.get(when)
+        if cmd is None:
+            raise abi.kernel_error(abi.EINVAL, f"tcsetattr: when {when!r} is not TCSANOW, TCSADRAIN or TCSAFLUSH")
+        await self.ioctl(fd, cmd, list(attrs))
+
+    async def tcgetpgrp(self, fd: int) -> int:
+        return await self.ioctl(fd, abi.TIOCGPGRP)
+
+    async def tcsetpgrp(self, fd: int, pgrp: int) -> None:
+        await self.ioctl(fd, abi.TIOCSPGRP, pgrp)
+
+    async def isatty(self, fd: int) -> bool:
+        """isatty(3): TCGETS works (any error, ENOTTY or EBADF, is False)."""
+        try:
+            await self.ioctl(fd, abi.TCGETS)
+        except OSError:
+            return False
+        return True
+
     async def pipe(self) -> tuple[int, int]:
         return await self.pipe2(0)
 
