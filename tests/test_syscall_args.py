@@ -32,7 +32,7 @@ from ukernel.kernel.uaccess import KINDS, SYSCALL_ARGS
 VALID = {
     "fd": 0, "mmap_fd": -1, "uaddr": 0, "int": 0, "flags": 0, "u32": 0, "uint": 0, "long": 0, "ulong": 0,
     "size_t": 0, "count": 0, "loff_t": 0, "mode_t": 0, "pid": 0, "signal": 0, "rlim": None, "path": "/",
-    "string": "x", "utsname": "x", "buffer": b"", "argv": ["t"], "envp": None, "sigset": None, "cpuset": [0],
+    "string": "x", "utsname": "x", "buffer": b"", "argv": ["t"], "envp": None, "sigset": None, "sigmask": [], "cpuset": [0],
     "set_tid": [], "sembufs": [], "seconds": 0, "timeout": None, "fn": None, "handler": None, "arg": None,
 }  # fmt: skip
 
@@ -374,13 +374,13 @@ async def test_a_refused_syscall_is_journaled_so_a_fork_child_replays_it():
 
 # --- hostile arguments to random syscalls ---------------------------------------------------------
 
-#: Left out: what ends the program or sleeps for ever on purpose (exit, execve, pause, the
+#: Left out: what ends the program or sleeps for ever on purpose (exit, execve, pause, sigsuspend, the
 #: clones, signals to others, futex waits, semop), and the CPU's loads and stores (a bad
 #: address is SIGSEGV there, not an errno). sched_setaffinity: a task pinning itself to another
 #: CPU at 2 CPUs never runs again (a sched bug found by this test, not an argument's; issue 13).
 SPARED = {
     "exit", "exit_group", "execve", "fork", "vfork", "clone", "clone3", "pause", "kill", "tgkill",
-    "futex", "semop", "nanosleep", "peek", "poke", "cmpxchg", "sched_setaffinity",
+    "futex", "semop", "nanosleep", "sigsuspend", "sigtimedwait", "peek", "poke", "cmpxchg", "sched_setaffinity",
 }  # fmt: skip
 FUZZED = sorted(set(SYSCALL_ARGS) - SPARED)
 EXAMPLES = int(os.environ.get("UKERNEL_FUZZ_EXAMPLES", "8"))

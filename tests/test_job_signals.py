@@ -1,0 +1,334 @@
+"""Job-control signals as Linux does them, each rule run twice: a host Python program on the
+real kernel, and its ukernel twin line for line, and both must print the same events.
+Rules a host program cannot show cite POSIX (IEEE Std 1003.1-2017) in their docstring."""
+
+from __future__ import annotations
+
+import subprocess
+import sys as host_sys
+import textwrap
+
+from ukernel import abi
+
+HOST = """
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+
+def state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(") ")[2][0]
+
+def in_read(pid):  # asleep in read(2), syscall 0 on x86-64: not on its way there
+    while state(pid) != "S" or not open(f"/proc/{pid}/syscall").read().startswith("0 "):
+        time.sleep(0.001)
+
+def say(*words):
+    print(*words, flush=True)
+
+def report(fd):
+    out = b""
+    while b";" not in out:
+        out += os.read(fd, 100)
+    return out.decode().strip(".")
+"""
+
+TWIN = """
+from ukernel import abi as os
+import signal
+
+async def state(sys, pid):
+    fd = await sys.open(f"/proc/{pid}/stat")
+    data = await sys.read(fd, 4096)
+    await sys.close(fd)
+    return data.decode().rpartition(") ")[2][0]
+
+async def in_read(sys, pid):  # ukernel runs one CPU here: asleep is asleep in the read
+    while await state(sys, pid) != "S":
+        await sys.sched_yield()
+
+async def say(sys, *words):
+    await sys.write(1, " ".join(map(str, words)) + "\\n")
+
+async def report(sys, fd):
+    out = b""
+    while b";" not in out:
+        out += await sys.read(fd, 100)
+    return out.decode().strip(".")
+"""
+
+
+def on_host(source: str) -> list[str]:
+    """The program run by the host's Python on the real kernel: its lines."""
+    done = subprocess.run(
+        [host_sys.executable, "-c", HOST + textwrap.dedent(source)], capture_output=True, timeout=60, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+async def on_ukernel(run, source: str) -> list[str]:
+    r = await run(TWIN + textwrap.dedent(source))
+    assert r.status == 0, r.stderr
+    return r.stdout.decode().splitlines()
+
+
+STOP_CONTINUE = ["CLD_STOPPED", "stopped 19", "nothing", "CLD_CONTINUED", "continued", "nothing", "CLD_KILLED",
+                 "killed 15"]  # fmt: skip
+
+
+async def test_a_stop_and_a_continue_send_sigchld_and_wait_reports_each_once(run):
+    host = on_host(
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                signal.pause()
+        def chld(why):
+            info = signal.sigwaitinfo([signal.SIGCHLD])
+            assert (info.si_pid, info.si_code) == (pid, why), info
+            return info
+        os.kill(pid, signal.SIGSTOP)
+        info = chld(os.CLD_STOPPED)
+        say("CLD_STOPPED" if info.si_status == signal.SIGSTOP else info)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        say("stopped", os.WSTOPSIG(status))
+        say("nothing" if os.waitpid(pid, os.WUNTRACED | os.WNOHANG) == (0, 0) else "again")
+        os.kill(pid, signal.SIGCONT)
+        info = chld(os.CLD_CONTINUED)
+        say("CLD_CONTINUED" if info.si_status == signal.SIGCONT else info)
+        _, status = os.waitpid(pid, os.WCONTINUED)
+        say("continued" if os.WIFCONTINUED(status) else status)
+        say("nothing" if os.waitpid(pid, os.WCONTINUED | os.WNOHANG) == (0, 0) else "again")
+        os.kill(pid, signal.SIGTERM)
+        info = chld(os.CLD_KILLED)
+        say("CLD_KILLED" if info.si_status == signal.SIGTERM else info)
+        _, status = os.waitpid(pid, 0)
+        say("killed", os.WTERMSIG(status))
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+            pid = await sys.fork()
+            if pid == 0:
+                while True:
+                    await sys.pause()
+            async def chld(why):
+                info = await sys.sigwaitinfo([os.SIGCHLD])
+                assert (info.si_pid, info.si_code) == (pid, why), info
+                return info
+            await sys.kill(pid, os.SIGSTOP)
+            info = await chld(os.CLD_STOPPED)
+            await say(sys, "CLD_STOPPED" if info.si_status == os.SIGSTOP else info)
+            _, status = await sys.waitpid(pid, os.WUNTRACED)
+            await say(sys, "stopped", os.WSTOPSIG(status))
+            again = await sys.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+            await say(sys, "nothing" if again == (0, 0) else "again")
+            await sys.kill(pid, os.SIGCONT)
+            info = await chld(os.CLD_CONTINUED)
+            await say(sys, "CLD_CONTINUED" if info.si_status == os.SIGCONT else info)
+            _, status = await sys.waitpid(pid, os.WCONTINUED)
+            await say(sys, "continued" if os.WIFCONTINUED(status) else status)
+            again = await sys.waitpid(pid, os.WCONTINUED | os.WNOHANG)
+            await say(sys, "nothing" if again == (0, 0) else "again")
+            await sys.kill(pid, os.SIGTERM)
+            info = await chld(os.CLD_KILLED)
+            await say(sys, "CLD_KILLED" if info.si_status == os.SIGTERM else info)
+            _, status = await sys.waitpid(pid, 0)
+            await say(sys, "killed", os.WTERMSIG(status))
+            return 0
+        """,
+    )
+    assert host == twin == STOP_CONTINUE
+
+
+async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
+    """A pipe read interrupted by a handler: EINTR; by a stop and SIGCONT, no handler
+    run: restarted (ERESTARTSYS). The host's read goes through ctypes, so Python's own
+    EINTR retry (PEP 475) is not in it. (SA_RESTART's restart: test_vfs.py.)"""
+    host = on_host(
+        """
+        r, w = os.pipe()
+        tell_r, tell = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGUSR1, lambda sig, frame: None)
+            buf = ctypes.create_string_buffer(8)
+            for step in ("handler", "stop"):
+                if step == "sa_restart":
+                    signal.siginterrupt(signal.SIGUSR1, False)
+                os.write(tell, b".")
+                n = libc.read(r, buf, 8)
+                os.write(tell, f"{step}: {n} {os.strerror(ctypes.get_errno()) if n < 0 else buf.raw[:n].decode()};".encode())
+            os._exit(0)
+        os.read(tell_r, 1); in_read(pid)
+        os.kill(pid, signal.SIGUSR1)
+        say(report(tell_r))
+        in_read(pid)
+        os.kill(pid, signal.SIGSTOP); os.waitpid(pid, os.WUNTRACED)
+        os.kill(pid, signal.SIGCONT); os.waitpid(pid, os.WCONTINUED); in_read(pid)
+        os.write(w, b"two")
+        say(report(tell_r))
+        os.waitpid(pid, 0)
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            r, w = await sys.pipe()
+            tell_r, tell = await sys.pipe()
+            pid = await sys.fork()
+            if pid == 0:
+                await sys.sigaction(os.SIGUSR1, lambda sys, sig: None)
+                for step in ("handler", "stop"):
+                    await sys.write(tell, b".")
+                    try:
+                        got = (await sys.read(r, 8)).decode()
+                        line = f"{step}: {len(got)} {got};"
+                    except OSError as exc:
+                        line = f"{step}: -1 {os.strerror(exc.errno)};"
+                    await sys.write(tell, line)
+                return 0
+            await sys.read(tell_r, 1); await in_read(sys, pid)
+            await sys.kill(pid, os.SIGUSR1)
+            await say(sys, await report(sys, tell_r))
+            await in_read(sys, pid)
+            await sys.kill(pid, os.SIGSTOP); await sys.waitpid(pid, os.WUNTRACED)
+            await sys.kill(pid, os.SIGCONT); await sys.waitpid(pid, os.WCONTINUED); await in_read(sys, pid)
+            await sys.write(w, b"two")
+            await say(sys, await report(sys, tell_r))
+            await sys.waitpid(pid, 0)
+            return 0
+        """,
+    )
+    assert host == twin == ["handler: -1 Interrupted system call;", "stop: 3 two;"]
+
+
+async def test_an_orphaned_group_with_a_stopped_member_gets_sighup_then_sigcont(run):
+    """The child stops itself in a group of its own; when its parent (the group's only tie
+    to another group of the session) exits, the group is orphaned: SIGHUP, then SIGCONT."""
+    host = on_host(
+        """
+        r, w = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            child = os.fork()
+            if child == 0:
+                os.setpgid(0, 0)
+                for sig in (signal.SIGHUP, signal.SIGCONT):
+                    signal.signal(sig, lambda sig, frame: os.write(w, f"{signal.Signals(sig).name} ".encode()))
+                os.kill(os.getpid(), signal.SIGSTOP)
+                os.write(w, b"ran on")
+                os._exit(0)
+            os.waitpid(child, os.WUNTRACED)
+            os.write(w, b"stopped; parent exits; ")
+            os._exit(0)
+        os.close(w)
+        os.waitpid(middle, 0)
+        out = b""
+        while chunk := os.read(r, 100):
+            out += chunk
+        say(out.decode())
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            r, w = await sys.pipe()
+            middle = await sys.fork()
+            if middle == 0:
+                child = await sys.fork()
+                if child == 0:
+                    await sys.setpgid(0, 0)
+                    async def note(sys, sig):
+                        await sys.write(w, f"{signal.Signals(sig).name} ")
+                    for sig in (os.SIGHUP, os.SIGCONT):
+                        await sys.sigaction(sig, note)
+                    await sys.kill(await sys.getpid(), os.SIGSTOP)
+                    await sys.write(w, b"ran on")
+                    return 0
+                await sys.waitpid(child, os.WUNTRACED)
+                await sys.write(w, b"stopped; parent exits; ")
+                return 0
+            await sys.close(w)
+            await sys.waitpid(middle, 0)
+            out = b""
+            while chunk := await sys.read(r, 100):
+                out += chunk
+            await say(sys, out.decode())
+            return 0
+        """,
+    )
+    assert host == twin == ["stopped; parent exits; SIGHUP SIGCONT ran on"]
+
+
+async def test_sa_nocldstop_sigsuspend_and_sa_siginfo(run):
+    """POSIX sigaction: "SA_NOCLDSTOP: Do not generate SIGCHLD when children stop or stopped
+    children continue"; sigsuspend "shall replace the current signal mask ... and then suspend
+    the thread until delivery of a signal whose action is ... to execute a signal-catching
+    function"; "If the signal-catching function returns, sigsuspend() shall return after
+    restoring the signal mask to the set that existed prior to the call" with EINTR; SA_SIGINFO
+    handlers get a siginfo_t (si_code CLD_EXITED, si_pid, si_status for SIGCHLD). Python's
+    signal module cannot set SA_NOCLDSTOP or SA_SIGINFO, so no host twin here."""
+    r = await run(
+        TWIN
+        + """
+async def main(sys, argv):
+    seen = []
+    async def chld(sys, sig, info, context):
+        seen.append((info.si_signo, info.si_code, info.si_pid, info.si_status, os.SIGCHLD in context["uc_sigmask"]))
+    await sys.sigaction(os.SIGCHLD, chld, os.SA_SIGINFO | os.SA_NOCLDSTOP)
+    await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+    pid = await sys.fork()
+    if pid == 0:
+        await sys.kill(await sys.getpid(), os.SIGSTOP)
+        return 5
+    await sys.waitpid(pid, os.WUNTRACED)
+    await say(sys, "pending after stop:", sorted(await sys.sigpending()))
+    await sys.kill(pid, os.SIGCONT)
+    try:
+        await sys.sigsuspend([])
+    except OSError as exc:
+        await say(sys, "sigsuspend:", os.errno_name(exc.errno))
+    await say(sys, "seen:", seen == [(os.SIGCHLD, os.CLD_EXITED, pid, 5, True)])
+    await say(sys, "mask back:", sorted(await sys.sigprocmask(os.SIG_BLOCK, [])))
+    await sys.waitpid(pid, 0)
+    return 0
+"""
+    )
+    assert r.stdout.decode().splitlines() == [
+        "pending after stop: []",
+        "sigsuspend: EINTR",
+        "seen: True",
+        f"mask back: [{abi.SIGCHLD}]",
+    ]
+
+
+async def test_nanosleep_goes_on_after_a_stop_to_the_same_expiry(run):
+    """nanosleep: ERESTART_RESTARTBLOCK; stopped and continued, no handler run, the sleep
+    resumes to the tick it first asked for (hrtimer_nanosleep_restart): 1 s in all."""
+    r = await run(
+        TWIN
+        + """
+async def main(sys, argv):
+    pid = await sys.fork()
+    if pid == 0:
+        start = await sys.clock_gettime()
+        await sys.nanosleep(1)
+        await say(sys, f"slept {await sys.clock_gettime() - start:.2f}")
+        return 0
+    await sys.nanosleep(0.25)
+    await sys.kill(pid, os.SIGSTOP)
+    await sys.waitpid(pid, os.WUNTRACED)
+    await sys.nanosleep(0.25)
+    await sys.kill(pid, os.SIGCONT)
+    await sys.waitpid(pid, 0)
+    return 0
+"""
+    )
+    assert r.stdout == b"slept 1.00\n"
