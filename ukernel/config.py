@@ -86,7 +86,8 @@ class Config:
     seed: int = 0  # orders tasks running at once on several CPUs (determinism.py); sched's CPU tie-breaks
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
-    terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
+    terminal: int | None = None  # a host fd streamed into the console as its input comes (kernel/console.py)
+    terminal_isatty: bool = False  # that fd is a terminal: read as keys come, its ~ escapes are ukernel's
     files: dict[str, bytes] = field(default_factory=dict)
     pid_max: int = abi.PID_MAX_DEFAULT
     max_threads: int = 0  # 0: Linux's formula from the memory size

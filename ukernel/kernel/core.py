@@ -29,6 +29,7 @@ from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
 from .bug import Bugs, KernelPanic
+from .console import HostInput
 from .contracts import ServiceBug
 from .cpu import Cpus
 from .entry import Entry
@@ -80,7 +81,9 @@ class Kernel(Cpus, Entry, Bugs):
         self.lost: list[str] = []  # remote services lost during the run, and why
         self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
         self.hung: list[dict] = []  # the tasks of a deadlock that ended the run (kernel/hung.py)
-        self.input_open = config.terminal is not None  # a person may still type (hung.py: not a deadlock)
+        self.input_open = config.terminal is not None  # input may still come (hung.py: not a deadlock)
+        self.console_wanted = trio.Event()  # a console read waits: read a pipe or file behind it (console.py)
+        self.interrupted = ""  # what ended the run from outside: SIGINT, SIGTERM, SIGHUP or ~. (api.py)
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)
@@ -125,10 +128,12 @@ class Kernel(Cpus, Entry, Bugs):
 
     async def terminal(self, fd: int) -> None:
         """The console's interrupt handler: host input goes to the vfs, and whoever it
-        wakes is woken from the idle task, since every CPU may be idle."""
+        wakes is woken from the idle task, since every CPU may be idle. A terminal is
+        read as keys come, a pipe or a file as readers wait (console.py)."""
         try:
             async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
-                while data := await stream.receive_some(4096):
+                host = HostInput(self, stream)
+                while data := await host.receive():
                     await self.call("vfs", "console_input", {"data": data, "live": True})
                     await self.wake_sleepers(self.idle)
             await self.call("vfs", "console_input", {"data": b"", "live": False})  # ^D: end of input
@@ -136,6 +141,12 @@ class Kernel(Cpus, Entry, Bugs):
             await self.wake_sleepers(self.idle)
         except KernelPanic:
             pass  # the run is over (kernel/bug.py): no one is left to read
+
+    def interrupt(self, why: str) -> None:
+        """End the run from outside (Ctrl-C, SIGTERM, ``~.``): every task and service is
+        cancelled, cleanly, and ``ukernel.run`` raises RunInterrupted saying ``why``."""
+        self.interrupted = self.interrupted or why  # the first one ended it
+        self.nursery.cancel_scope.cancel()
 
     async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
         """Reach service ``name`` where config.remote says it is, once it said it runs with

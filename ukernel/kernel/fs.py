@@ -9,6 +9,7 @@ kernel (procfs.py), which owns the task table /proc shows.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
@@ -58,12 +59,21 @@ async def sys_open(k: Kernel, task: TaskStruct, meta: dict, **args: Any) -> int:
 async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> bytes:
     """read may sleep (an empty pipe, the terminal) until the vfs wakes the task."""
     args = {"files": task.files, "fd": fd, "n": n}
-    return await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
+    try:
+        return await k.call_blocking(task, "vfs", "read", args, meta, partial(_read_waits_for, k))
+    except OSError as exc:
+        if exc.errno == abi.EAGAIN:  # O_NONBLOCK: perhaps the console, whose host pipe is read on demand
+            k.console_wanted.set()
+        raise
 
 
-def _read_waits_for(reply: dict) -> str:
-    """A read waits on a pipe (the vfs names its inode) or on the console."""
-    return f"read end of pipe inode {reply['ino']}" if "ino" in reply else CONSOLE_INPUT
+def _read_waits_for(k: Kernel, reply: dict) -> str:
+    """A read waits on a pipe (the vfs names its inode) or on the console, whose host
+    pipe or file is read now (kernel/console.py)."""
+    if "ino" in reply:
+        return f"read end of pipe inode {reply['ino']}"
+    k.console_wanted.set()
+    return CONSOLE_INPUT
 
 
 async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:
