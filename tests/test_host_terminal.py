@@ -174,7 +174,7 @@ def test_the_escapes_reach_ukernel_and_tilde_dot_ends_the_run_with_130(tmp_path)
     assert pty.restored()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_end_the_run_cleanly_and_give_the_terminal_back(tmp_path, sig):
     pty = Pty(cli(source(tmp_path, READY_THEN_ECHO)))
     pty.raw_now()
@@ -185,15 +185,22 @@ def test_sigterm_and_sighup_end_the_run_cleanly_and_give_the_terminal_back(tmp_p
     assert pty.restored()
 
 
+WALKER = Path(__file__).parent / "plugs" / "raising_walker.py"  # a kernel path's bug: a panic
+
+
 @pytest.mark.parametrize(
-    ("program", "status", "says"),
-    [(BOOM, 1, b"ValueError: boom"), (FORGOTTEN_CLOSE, HUNG_EXIT, b"ukernel: deadlock:")],
-    ids=["exception", "deadlock"],
+    ("program", "options", "status", "says"),
+    [
+        (BOOM, [], 1, b"ValueError: boom"),
+        (FORGOTTEN_CLOSE, [], HUNG_EXIT, b"ukernel: deadlock:"),
+        (None, ["--copy-process", f"{WALKER}:Walk"], 1, b"the walker lost its way"),
+    ],
+    ids=["exception", "deadlock", "panic"],
 )
-def test_a_program_s_exception_and_a_deadlock_give_the_terminal_back(tmp_path, program, status, says):
-    pty = Pty(cli(source(tmp_path, program)))
+def test_an_exception_a_deadlock_and_a_panic_give_the_terminal_back(tmp_path, program, options, status, says):
+    pty = Pty(cli(source(tmp_path, program) if program else "hello", *options))
     assert pty.finish() == status
-    assert b"ready" in pty.out and says in pty.out
+    assert says in pty.out and (program is None or b"ready" in pty.out)
     assert pty.restored()
 
 
