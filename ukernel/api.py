@@ -219,7 +219,7 @@ async def _end_hung_run(kernel: Kernel) -> list[dict]:
 
 
 async def _dump_on_sigquit(kernel: Kernel) -> None:
-    """SIGQUIT (Ctrl-\\, kill -QUIT): the same dump as a hang's, and the run goes on (SysRq-T)."""
+    """SIGQUIT (kill -QUIT; ``~t`` at a raw terminal): the same dump as a hang's, and the run goes on (SysRq-T)."""
     with trio.open_signal_receiver(signal.SIGQUIT) as signals:
         async for _ in signals:
             report_tasks(kernel, "SIGQUIT")

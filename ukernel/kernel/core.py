@@ -46,6 +46,8 @@ class Kernel(Cpus, Entry, Bugs):
     - ``call(dst, op, args, meta)``, ``router`` (send / collect / new_msgid): messages;
     - ``tasks`` (the task table), ``idle``, ``init``, ``program``, ``nr_threads``, ``task_ids``,
       ``futexes``, ``config``, ``fail`` (the steps fault injection fails), ``lost``, ``ticks``;
+    - ``console_wanted`` (fs.py sets it when a console read waits; console.py then reads the host),
+      ``interrupt`` (console.py's ``~.``, api.py's signals), ``input_open`` (hung.py);
     - cpu.py: ``schedule``, ``sleep_on``, ``wake_sleepers``, ``call_blocking``, ``service_wait``,
       ``wake_up_new_task``, ``task_dead``, ``apply_sched``, and ``timeouts`` / ``next_timer`` for time.py;
     - bug.py: ``bugs`` (service bug reports), ``panic``, ``cannot_go_on``, ``task_nursery``;
