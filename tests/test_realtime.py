@@ -89,13 +89,15 @@ async def main(sys, argv):
 """
 
 
-async def typed_later(write_end: int, seconds: float, data: bytes) -> None:
-    """Type ``data`` ``seconds`` of (mock) wall time after the reader fell asleep, then hang up."""
+async def typed_later(write_end: int, seconds: float, data: bytes, hang_up: bool = True) -> None:
+    """Type ``data`` ``seconds`` of (mock) wall time after the reader fell asleep, then hang up
+    (unless told not to: a hangup sends SIGHUP to the terminal's foreground group)."""
     await trio.testing.wait_all_tasks_blocked()  # the program sleeps on the console: the idle spell began
     await trio.sleep(seconds)
     os.write(write_end, data)
     await trio.testing.wait_all_tasks_blocked()
-    os.close(write_end)
+    if hang_up:
+        os.close(write_end)
 
 
 @pytest.mark.parametrize("realtime", [None, True, False])
@@ -104,21 +106,22 @@ async def test_input_typed_at_wall_2_s_is_read_at_virtual_2000_ticks_with_realti
     read_end, write_end = os.pipe()
     settings = {} if realtime is None else {"realtime": realtime}
     try:
-        async with ukernel.boot(terminal=read_end, files={"/bin/reader": READS_A_LINE.encode()}, **settings) as kernel:
+        async with ukernel.boot(terminal=read_end, terminal_isatty=True, files={"/bin/reader": READS_A_LINE.encode()}, **settings) as kernel:
             assert kernel.realtime is (realtime is not False)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(typed_later, write_end, 2.0, b"hi\n")
                 assert await kernel.run("/bin/reader") == 0
             elapsed = 2002 if kernel.realtime else 2  # the read's and clock_gettime's ticks
-            assert await kernel.call("vfs", "console_output", {}) == b"hi %d\n" % elapsed
+            echo = b"hi\r\n"  # a terminal echoes the line typed, and its output ends lines with CR NL (ONLCR)
+            assert await kernel.call("vfs", "console_output", {}) == echo + b"hi %d\r\n" % elapsed
             assert await kernel.check_invariants() == []
     finally:
         os.close(read_end)
 
 
 def test_realtime_is_on_with_a_terminal_unless_told_and_is_checked():
-    assert (Config().follows_wall, Config(terminal=0).follows_wall) == (False, True)
-    assert (Config(terminal=0, realtime=False).follows_wall, Config(realtime=True).follows_wall) == (False, True)
+    assert (Config().follows_wall, Config(terminal=0, terminal_isatty=True).follows_wall) == (False, True)
+    assert (Config(terminal=0, terminal_isatty=True, realtime=False).follows_wall, Config(realtime=True).follows_wall) == (False, True)
     with pytest.raises(ValueError, match="^realtime: true, false or unset"):
         Config(realtime="yes")
 
@@ -138,19 +141,21 @@ async def main(sys, argv):
 """
     read_end, write_end = os.pipe()
     try:
-        async with ukernel.boot(terminal=read_end, files={"/bin/both": source}) as kernel:
+        async with ukernel.boot(terminal=read_end, terminal_isatty=True, files={"/bin/both": source}) as kernel:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(typed_later, write_end, 1.0, b"x\n")
+                nursery.start_soon(typed_later, write_end, 1.0, b"x\n", False)  # the sleeper would get SIGHUP
                 start = trio.current_time()
                 assert await kernel.run("/bin/both") == 0
                 assert trio.current_time() - start == pytest.approx(3.0, abs=0.1)
-            read, woke = (await kernel.call("vfs", "console_output", {})).decode().splitlines()
+            echo, read, woke = (await kernel.call("vfs", "console_output", {})).decode().splitlines()
+            assert echo == "x"  # the terminal echoes what is typed
             read_at, woke_at = int(read.split()[-1]), int(woke.split()[-1])
             assert read.startswith("read x at ") and woke.startswith("woke ")
             assert 1000 < read_at < 1100 and 3000 < woke_at < 3100  # each near the wall time it happened at
             assert kernel.hung == [] and await kernel.check_invariants() == []
     finally:
         os.close(read_end)
+        os.close(write_end)
 
 
 @pytest.mark.parametrize("cpus", [1, 2])

@@ -12,8 +12,8 @@ proper), user/ (how a program runs), ipc/ (how a message moves), trace/
 """
 
 from . import abi
-from .api import Result, boot, run, run_async
+from .api import Result, RunInterrupted, boot, run, run_async
 
 __version__ = "0.1.0"
 
-__all__ = ["Result", "__version__", "abi", "boot", "run", "run_async"]
+__all__ = ["Result", "RunInterrupted", "__version__", "abi", "boot", "run", "run_async"]

@@ -25,7 +25,7 @@ import trio.testing
 from . import abi
 from .determinism import replay_schedule
 from .ipc.router import BootError
-from .kernel.hung import deadlocked, dump, format_dump, summary
+from .kernel.hung import deadlocked, dump, format_dump, report_tasks, summary
 from .kernel.signal import k_kill
 from .trace import MemorySink, Tracer
 
@@ -99,17 +99,17 @@ def program_path(program: str, files: dict[str, bytes]) -> str:
 
 
 async def run_async(program: str, argv: list[str] | None = None, **settings: Any) -> Result:
-    """``run`` inside a trio run. Ctrl-C (SIGINT) ends the run cleanly: every task is
-    cancelled, the services stop, and KeyboardInterrupt is raised from here."""
+    """``run`` inside a trio run. Ctrl-C (SIGINT), SIGTERM, SIGHUP and the ``~.`` escape end
+    the run cleanly: every task is cancelled, the services stop, and RunInterrupted (a
+    KeyboardInterrupt) is raised from here."""
     if "config" in settings:  # a TOML file; keywords given here win over it
         from .config import load_config
 
         settings = load_config(settings.pop("config")) | settings
     files = dict(settings.pop("files", {}))
     path = program_path(program, files)
-    interrupted: list[bool] = []
     async with boot(files=files, **settings) as kernel:
-        with _ctrl_c_stops(kernel, interrupted):
+        with _signals_stop(kernel):
             status, error = await _run_watched(kernel, path, argv)
             if error and not kernel.hung and not kernel.panicked:  # a hang has printed its dump, a panic its report
                 log.error("ukernel: %s", error)
@@ -120,10 +120,10 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
             if problems is None:
                 problems = [f"not checked: {'; '.join(kernel.lost)}"]
             trace = list(kernel.trace)
-    if interrupted:
+    if kernel.interrupted:
         if kernel.watchdog.stopped:  # a service's handler spun: say whose and where
             log.error("ukernel: %s", kernel.watchdog.stopped)
-        raise KeyboardInterrupt
+        raise RunInterrupted(kernel.interrupted)
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
     bugs = [bug.text for bug in kernel.bugs]
     return Result(exit_code, status, stdout, trace, problems, error, kernel.hung, bugs)
@@ -219,37 +219,50 @@ async def _end_hung_run(kernel: Kernel) -> list[dict]:
 
 
 async def _dump_on_sigquit(kernel: Kernel) -> None:
-    """SIGQUIT (Ctrl-\\, kill -QUIT): the same dump as a hang's, and the run goes on (SysRq-T)."""
+    """SIGQUIT (kill -QUIT; ``~t`` at a raw terminal): the same dump as a hang's, and the run goes on (SysRq-T)."""
     with trio.open_signal_receiver(signal.SIGQUIT) as signals:
         async for _ in signals:
-            rows = dump(kernel)
-            log.warning("ukernel: SIGQUIT: the tasks and what they wait for:\n%s", "\n".join(format_dump(rows)))
+            report_tasks(kernel, "SIGQUIT")
+
+
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each ends a run cleanly, as Ctrl-C does
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was ended from outside, cleanly: ``by`` says how (SIGINT, SIGTERM, SIGHUP,
+    or ``~.`` typed at the terminal); ``status`` is what ``ukernel run`` exits with."""
+
+    def __init__(self, by: str):
+        super().__init__(by)
+        self.by = by
+
+    @property
+    def status(self) -> int:
+        """128 + the signal, as a shell reports a job it killed; ``~.`` as Ctrl-C (130)."""
+        return 128 + (signal.Signals[self.by] if self.by.startswith("SIG") else signal.SIGINT)
 
 
 @contextmanager
-def _ctrl_c_stops(kernel: Kernel, interrupted: list[bool]) -> Iterator[None]:
-    """While the run lasts, SIGINT cancels the kernel's nursery (tasks and services end,
-    their cancellation is clean) and marks the run ``interrupted``. A task or a service's
-    handler spinning in Python is first unwound where it runs (the watchdog), so that trio
-    gets control back."""
+def _signals_stop(kernel: Kernel) -> Iterator[None]:
+    """While the run lasts, SIGINT, SIGTERM and SIGHUP cancel the kernel's nursery (tasks
+    and services end, their cancellation is clean) and say which ended it. A task or a
+    service's handler spinning in Python is first unwound where it runs (the watchdog),
+    so that trio gets control back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     token = trio.lowlevel.current_trio_token()
 
-    def stop() -> None:
-        interrupted.append(True)
-        kernel.nursery.cancel_scope.cancel()
-
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        token.run_sync_soon(stop)
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        token.run_sync_soon(kernel.interrupt, signal.Signals(signum).name)
         kernel.watchdog.interrupt(frame)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOPPING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _or_lost(kernel: Kernel, call: Any, default: Any) -> Any:

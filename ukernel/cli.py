@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import trio
@@ -13,8 +17,10 @@ import services
 from services import SERVICES
 
 from . import __version__, abi, run_async
+from .api import RunInterrupted
 from .ipc.router import BootError
 from .kernel import fork
+from .terminal import owns, raw_mode
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 from .trace.views import VIEWS
 
@@ -32,6 +38,8 @@ def _parse_fail(items: list[str]) -> dict[str, str]:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    stdin = _stdin_fd()
+    keys = stdin is not None and os.isatty(stdin)  # a person types: the program has the terminal
     sinks: list = []
     collected = MemorySink()
     trace_file = open(ns.trace, "w") if ns.trace else None  # noqa: SIM115 (closed below)
@@ -39,12 +47,20 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sinks.append(collected)  # rendered as the chosen view once the run is over
     elif trace_file:
         sinks.append(JsonlSink(trace_file))
+    progress = None
     if ns.verbose:
         sinks.append(ConsoleSink(sys.stderr, colours=services.colours() if sys.stderr.isatty() else None))
-    elif sys.stderr.isatty():
-        sinks.append(ProgressSink(sys.stderr))
+    elif sys.stderr.isatty() and not keys:  # never drawn over what a person types or reads
+        progress = ProgressSink(sys.stderr)
+        sinks.append(progress)
+
+    on_terminal = keys and sys.stdout.isatty()
 
     def console(data: bytes) -> None:
+        if progress is not None:
+            progress.clear()
+        if on_terminal:  # the guest's ONLCR made NL into CR NL; the host terminal's own ONLCR
+            data = data.replace(b"\r\n", b"\n")  # (kept on: ukernel/terminal.py) makes it again
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
@@ -69,28 +85,27 @@ def cmd_run(ns: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"ukernel: --remote: {exc}", file=sys.stderr)
             return 2
-    if sys.stdin.isatty():
-        settings["terminal"] = sys.stdin.fileno()  # console reads wait for typed lines
-    else:
-        settings["stdin"] = sys.stdin.buffer.read()
-    try:
-        result = trio.run(
-            lambda: run_async(ns.program, [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args], **settings)
-        )
-    except (ValueError, BootError) as exc:
-        print(f"ukernel: {exc}", file=sys.stderr)
-        return 2
-    except BaseException as exc:  # Ctrl-C: the run was ended cleanly; the trace file is kept
-        if not _interrupted(exc):
-            raise
-        print("ukernel: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if ns.trace_format != "jsonl" and collected:
-            text = render_view(ns.trace_format, list(collected), ns)
-            (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
-        if trace_file:
-            trace_file.close()
+    if stdin is not None:  # streamed as it comes (kernel/console.py), never read whole before boot
+        settings |= {"terminal": stdin, "terminal_isatty": keys}
+    argv = [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args]
+    with raw_mode(stdin) if keys and owns(stdin) else nullcontext(), _cleared(progress):
+        try:
+            result = trio.run(lambda: run_async(ns.program, argv, **settings))
+        except (ValueError, BootError) as exc:
+            print(f"ukernel: {exc}", file=sys.stderr)
+            return 2
+        except BaseException as exc:  # Ctrl-C, SIGTERM, ~.: the run was ended cleanly; the trace file is kept
+            stop = _interruption(exc)
+            if stop is None:
+                raise
+            print(f"ukernel: interrupted{f' by {stop.by}' if stop.by != 'SIGINT' else ''}", file=sys.stderr)
+            return stop.status
+        finally:
+            if ns.trace_format != "jsonl" and collected:
+                text = render_view(ns.trace_format, list(collected), ns)
+                (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
+            if trace_file:
+                trace_file.close()
     for bug in result.bugs:  # a service's bug, once, as its report (kernel/bug.py)
         print(f"ukernel: {bug}", file=sys.stderr)
     for problem in result.problems if not result.error else ():  # after a loss, the error says it all
@@ -103,11 +118,45 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """KeyboardInterrupt, alone or in trio's exception group: the person pressed Ctrl-C."""
+def _stdin_fd() -> int | None:
+    """Our stdin's fd, or None when it is closed (``ukernel run hello <&-``)."""
+    if sys.stdin is None:
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (OSError, ValueError):
+        return None
+    return fd
+
+
+@contextmanager
+def _cleared(progress: ProgressSink | None) -> Iterator[None]:
+    """The progress line is cleared before ukernel's own lines on stderr and at the end."""
+    if progress is None:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)  # in place of logging's last resort, to clear first
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(lambda record: progress.clear() or True)
+    logger = logging.getLogger("ukernel")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        progress.clear()
+
+
+def _interruption(exc: BaseException) -> RunInterrupted | None:
+    """What ended the run from outside (RunInterrupted; a bare KeyboardInterrupt, alone or in
+    trio's exception group, as Ctrl-C), or None if exc is something else."""
     if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(KeyboardInterrupt) is not None
-    return isinstance(exc, KeyboardInterrupt)
+        group = exc.subgroup(KeyboardInterrupt)
+        return None if group is None else _interruption(group.exceptions[0])
+    if isinstance(exc, RunInterrupted):
+        return exc
+    return RunInterrupted("SIGINT") if isinstance(exc, KeyboardInterrupt) else None
 
 
 def _parse_sched_settings(items: list[str]) -> dict[str, int]:
@@ -181,8 +230,6 @@ def _parse_remote(items: list[str]) -> dict[str, str]:
 def cmd_serve(ns: argparse.Namespace) -> int:
     """Host services for a kernel in another process (ukernel run --remote NAME=URL), each
     built from the settings given here as ``run`` builds its own (services.build)."""
-    import logging
-
     from .config import Config
     from .ipc import node as server
     from .ipc import tcp
@@ -224,7 +271,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseException as exc:
-        if not _interrupted(exc):
+        if _interruption(exc) is None:
             raise
         print("ukernel: interrupted", file=sys.stderr)
         return 130

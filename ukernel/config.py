@@ -87,7 +87,8 @@ class Config:
     seed: int = 0  # orders tasks running at once on several CPUs (determinism.py); sched's CPU tie-breaks
     fail: dict[str, Any] = field(default_factory=dict)
     stdin: bytes = b""
-    terminal: int | None = None  # a host fd read as the terminal: console reads wait for its lines
+    terminal: int | None = None  # a host fd streamed into the console as its input comes (kernel/console.py)
+    terminal_isatty: bool = False  # that fd is a terminal: read as keys come, its ~ escapes are ukernel's
     realtime: bool | None = None  # idle time follows the wall clock (docs/sched.md "Time"); None: at a terminal
     files: dict[str, bytes] = field(default_factory=dict)
     pid_max: int = abi.PID_MAX_DEFAULT
@@ -139,7 +140,7 @@ class Config:
     def follows_wall(self) -> bool:
         """``realtime`` decided: unset, it is on when a person is at a terminal (a sleep there
         should take the time it says), off otherwise (a run is then the same for every seed)."""
-        return self.terminal is not None if self.realtime is None else self.realtime
+        return self.terminal_isatty if self.realtime is None else self.realtime
 
     @property
     def student_code(self) -> bool:

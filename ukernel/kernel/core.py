@@ -30,6 +30,7 @@ from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
 from .bug import Bugs, KernelPanic
+from .console import HostInput
 from .contracts import ServiceBug
 from .cpu import Cpus
 from .entry import Entry
@@ -49,6 +50,8 @@ class Kernel(Cpus, Entry, Bugs):
     - ``tasks`` (the task table), ``idle``, ``init``, ``program``, ``nr_threads``, ``task_ids``,
       ``futexes``, ``config``, ``fail`` (the steps fault injection fails), ``lost``, ``ticks``;
     - time.py: ``realtime``, ``idle_spell`` (idle time following the wall), ``boot_epoch``;
+    - ``console_wanted`` (fs.py sets it when a console read waits; console.py then reads the host),
+      ``interrupt`` (console.py's ``~.``, api.py's signals), ``input_open`` (hung.py);
     - cpu.py: ``schedule``, ``sleep_on``, ``wake_sleepers``, ``call_blocking``, ``service_wait``,
       ``wake_up_new_task``, ``task_dead``, ``apply_sched``, and ``timeouts`` / ``next_timer`` for time.py;
     - bug.py: ``bugs`` (service bug reports), ``panic``, ``cannot_go_on``, ``task_nursery``;
@@ -87,7 +90,9 @@ class Kernel(Cpus, Entry, Bugs):
         self.lost: list[str] = []  # remote services lost during the run, and why
         self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
         self.hung: list[dict] = []  # the tasks of a deadlock that ended the run (kernel/hung.py)
-        self.input_open = config.terminal is not None  # a person may still type (hung.py: not a deadlock)
+        self.input_open = config.terminal is not None  # input may still come (hung.py: not a deadlock)
+        self.console_wanted = trio.Event()  # a console read waits: read a pipe or file behind it (console.py)
+        self.interrupted = ""  # what ended the run from outside: SIGINT, SIGTERM, SIGHUP or ~. (api.py)
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)
@@ -132,11 +137,13 @@ class Kernel(Cpus, Entry, Bugs):
             nursery.start_soon(self.terminal, self.config.terminal)
 
     async def terminal(self, fd: int) -> None:
-        """The console's interrupt handler: host input goes to the vfs (``tty_input``)."""
-        tty = os.isatty(fd)
+        """The console's interrupt handler: host input goes to the vfs (``tty_input``). A
+        terminal is read as keys come, a pipe or a file as readers wait (console.py)."""
+        tty = self.config.terminal_isatty
         try:
             async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
-                while data := await stream.receive_some(4096):
+                host = HostInput(self, stream)
+                while data := await host.receive():
                     await self.tty_input(data, tty=tty)
             self.input_open = False
             await self.tty_input(b"", live=False, tty=tty)  # the end of input: a hangup, or EOF for good
@@ -152,6 +159,12 @@ class Kernel(Cpus, Entry, Bugs):
         reply = await self.call("vfs", "console_input", {"data": data, "live": live, "tty": tty})
         await send_tty_signals(self, reply, {"pid": 0, "tid": 0, "step": "n_tty_receive_char"})
         await self.wake_sleepers(self.idle)
+
+    def interrupt(self, why: str) -> None:
+        """End the run from outside (Ctrl-C, SIGTERM, ``~.``): every task and service is
+        cancelled, cleanly, and ``ukernel.run`` raises RunInterrupted saying ``why``."""
+        self.interrupted = self.interrupted or why  # the first one ended it
+        self.nursery.cancel_scope.cancel()
 
     async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
         """Reach service ``name`` where config.remote says it is, once it said it runs with

@@ -9,6 +9,7 @@ kernel (procfs.py), which owns the task table /proc shows.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
@@ -64,15 +65,24 @@ async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> 
     """read may sleep (an empty pipe, the terminal) until the vfs wakes the task; a read of
     the controlling terminal from a background group is SIGTTIN (tty_check_change)."""
     args = {"files": task.files, "fd": fd, "n": n} | fg_args(task)
-    reply = await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
+    try:
+        reply = await k.call_blocking(task, "vfs", "read", args, meta, partial(_read_waits_for, k))
+    except OSError as exc:
+        if exc.errno == abi.EAGAIN:  # O_NONBLOCK: perhaps the console, whose host pipe is read on demand
+            k.console_wanted.set()
+        raise
     if isinstance(reply, dict) and "jobctl" in reply:
         await tty_check_change(k, task, reply["jobctl"], meta)  # SIGTTIN never lets the read go on
     return reply
 
 
-def _read_waits_for(reply: dict) -> str:
-    """A read waits on a pipe (the vfs names its inode) or on the console."""
-    return f"read end of pipe inode {reply['ino']}" if "ino" in reply else CONSOLE_INPUT
+def _read_waits_for(k: Kernel, reply: dict) -> str:
+    """A read waits on a pipe (the vfs names its inode) or on the console, whose host
+    pipe or file is read now (kernel/console.py)."""
+    if "ino" in reply:
+        return f"read end of pipe inode {reply['ino']}"
+    k.console_wanted.set()
+    return CONSOLE_INPUT
 
 
 async def sys_write(k: Kernel, task: TaskStruct, meta: dict, fd: int, data: bytes) -> int:

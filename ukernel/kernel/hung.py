@@ -4,18 +4,21 @@ A sleeping task keeps its wait channel (``task.wchan``, set by sleep_on). The
 run is *deadlocked* when nothing can ever wake anyone: every trio task is
 blocked (the caller checks that), no CPU has a task, no message is in flight
 (a sleeper's own ``wait`` request to a service does not count),
-sched has no timer armed, and no task waits for terminal input that a person
-may still type. ``ukernel.run`` then prints ``dump``'s lines, traces a
+sched has no timer armed, and no task waits for console input that may still
+come (a terminal, or a host pipe whose writer has not closed it). ``ukernel.run`` then prints ``dump``'s lines, traces a
 ``hung`` event and ends the run; SIGQUIT prints the same lines at any time.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .core import Kernel
     from .task import TaskStruct
+
+log = logging.getLogger("ukernel")
 
 CONSOLE_INPUT = "console input"  # the wait channel of a read of the terminal (fs.py)
 
@@ -27,8 +30,8 @@ def deadlocked(k: Kernel) -> bool:
     in_flight = [sent for sent in k.router.pending.values() if sent.op != "wait"]
     if any(k.cpu_curr) or in_flight or k.next_timer is not None:
         return False
-    typing_may_help = k.input_open and any(t.wchan and t.wchan.what == CONSOLE_INPUT for t in k.tasks)
-    return bool(len(k.tasks)) and not typing_may_help
+    input_may_help = k.input_open and any(t.wchan and t.wchan.what == CONSOLE_INPUT for t in k.tasks)
+    return bool(len(k.tasks)) and not input_may_help
 
 
 def dump(k: Kernel) -> list[dict]:
@@ -59,6 +62,11 @@ def format_dump(rows: list[dict]) -> list[str]:
     for r in rows:
         lines.append(f"  {r['pid']:>5} {r['comm']:<{width}} {r['state']} {r['syscall'] or '-':<9} {r['wchan']}")
     return lines
+
+
+def report_tasks(k: Kernel, why: str) -> None:
+    """The dump on stderr while the run goes on (SysRq-T): for SIGQUIT and the ``~t`` escape."""
+    log.warning("ukernel: %s: the tasks and what they wait for:\n%s", why, "\n".join(format_dump(dump(k))))
 
 
 def summary(rows: list[dict]) -> str:

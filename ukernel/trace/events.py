@@ -150,11 +150,13 @@ class JsonlSink:
 
 
 class ProgressSink:
-    """A live counter on a terminal: processes started and messages sent so far."""
+    """A live counter on a terminal: processes started and messages sent so far. Whoever
+    writes to the same terminal calls ``clear`` first, so it is never drawn over."""
 
     def __init__(self, stream: IO[str], every: int = 500):
         self.stream, self.every = stream, every
         self.messages = self.processes = 0
+        self.drawn = False
 
     def __call__(self, event: Event) -> None:
         kind = event["type"]
@@ -165,6 +167,14 @@ class ProgressSink:
             if self.messages % self.every == 0:
                 self.stream.write(f"\r[ukernel] {self.processes} tasks, {self.messages} messages ")
                 self.stream.flush()
+                self.drawn = True
+
+    def clear(self) -> None:
+        """Erase the line, if drawn: back to its start, erase to its end (EL)."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
 
 
 WHITE = 37  # the kernel's, and anything without a colour of its own
