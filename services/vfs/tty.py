@@ -196,7 +196,9 @@ class TtyOps:
     tty: Tty
 
     def _is_tty(self, file: File) -> bool:
-        return file.inode.device == "console"
+        """The console is a terminal when its input is typed at one (a pipe or a file
+        on the host's stdin is no terminal: isatty(0) is false, as on Linux)."""
+        return file.inode.device == "console" and self.console_tty
 
     def _tty_open(self, fst: FilesStruct, file: File, job: dict, cloexec: bool) -> object:
         """tty_open: /dev/tty is the caller's controlling terminal (ENXIO without one); a

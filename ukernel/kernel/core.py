@@ -130,7 +130,7 @@ class Kernel(Cpus, Entry, Bugs):
         idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
         self.baseline = await self.accounting()
         if self.config.terminal is not None:
-            tty = os.isatty(self.config.terminal)  # typed at a terminal: through the line discipline
+            tty = self.config.terminal_isatty  # typed at a terminal: through the line discipline
             await self.call("vfs", "console_input", {"data": b"", "live": True, "tty": tty})
         self.router.restart_numbering()
         if self.config.terminal is not None:
@@ -141,7 +141,7 @@ class Kernel(Cpus, Entry, Bugs):
         terminal is read as keys come, a pipe or a file as readers wait (console.py)."""
         tty = self.config.terminal_isatty
         try:
-            async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
+            async with trio.lowlevel.FdStream(_own_description(fd, tty)) as stream:
                 host = HostInput(self, stream)
                 while data := await host.receive():
                     await self.tty_input(data, tty=tty)
@@ -350,3 +350,11 @@ async def _kthread_execve(sys: Any, arg: tuple) -> int:
     path, argv, envp = arg
     await sys.execve(path, argv, envp)
     return 127
+
+
+def _own_description(fd: int, tty: bool) -> int:
+    """An fd to read the host's input from that trio may make non-blocking: a terminal is
+    opened again by name (O_NONBLOCK belongs to an open file description, and the one on
+    the host's stdin is also its stdout and stderr, whose writes must not fail with EAGAIN
+    when the terminal is slow to take them); a pipe's or a file's description is stdin's own."""
+    return os.open(os.ttyname(fd), os.O_RDONLY | os.O_NOCTTY) if tty and os.isatty(fd) else os.dup(fd)

@@ -151,7 +151,7 @@ class Cpus:
         leave the CPU; a signal ends the sleep with ``finish_wait`` and ``interrupted``
         (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        if len(self.cpu_curr) > 1 and not sent.event.is_set():
+        if (len(self.cpu_curr) > 1 or self.config.terminal is not None) and not sent.event.is_set():
             self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
         await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
@@ -162,9 +162,11 @@ class Cpus:
     async def _wake_on_reply(self, task: TaskStruct, event: trio.Event) -> None:
         """The reply to ``wait`` can land after its waker left the kernel: with several CPUs
         the waker (a write on another CPU) may run between the sleeper's request and its
-        sleep, so the waker's own wake_sleepers found no one. This is the wake-up IPI: the
-        reply itself wakes the sleeper. (With one CPU the waker needs the CPU the sleeper
-        holds, so it always comes after and finds it.)"""
+        sleep, so the waker's own wake_sleepers found no one. So may the terminal's input,
+        an interrupt that needs no CPU (core.py ``terminal``): the line a reader waits for
+        can arrive between its ``wait`` request and its sleep. This is the wake-up IPI: the
+        reply itself wakes the sleeper. (With one CPU and no terminal the waker needs the
+        CPU the sleeper holds, so it always comes after and finds it.)"""
         await event.wait()
         if task in self.sleeping:
             await self.wake_sleepers(self.idle)
