@@ -29,6 +29,7 @@ class SignalStruct:
 
     nr_threads: int = 1
     shared_pending: list[int] = field(default_factory=list)
+    shared_info: dict[int, dict] = field(default_factory=dict)  # sig -> the siginfo queued with it
 
 
 class SignalsService(Service):
@@ -116,9 +117,19 @@ class SignalsService(Service):
     # --- sending and dequeuing ---------------------------------------------------
     @op
     async def send_signal(
-        self, req: Call, sighand: int, signal: int, sig: int, unkillable: bool = False, shared: bool = True
+        self,
+        req: Call,
+        sighand: int,
+        signal: int,
+        sig: int,
+        unkillable: bool = False,
+        shared: bool = True,
+        info: dict | None = None,
+        blocked: bool = False,
     ) -> dict:
-        """Queue sig on the group's shared pending set unless it would be ignored (sig_ignored).
+        """Queue sig, with its siginfo, on the group's shared pending set unless it would be
+        ignored (sig_ignored). A blocked signal is never ignored: the handler may change
+        before it is unblocked, and sigwaitinfo may take it (sig_ignored's blocked check).
 
         ``unkillable``: the target is init of a namespace the sender is inside (the kernel
         works that out); it gets only the signals it has handlers for, SIGKILL and SIGSTOP
@@ -128,32 +139,38 @@ class SignalsService(Service):
         handler, flags = get(self.sighands, sighand, "sighand_struct").actions.get(sig, [abi.SIG_DFL, 0])
         sigs = get(self.signals, signal, "signal_struct")
         ignored = handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE)
-        if (unkillable and handler == abi.SIG_DFL) or (ignored and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT)):
+        ignored = ignored and not blocked and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT)
+        if (unkillable and handler == abi.SIG_DFL) or ignored:
             return {"queued": False, "handler": handler, "flags": flags}
         if shared and sig not in sigs.shared_pending:  # standard signals do not queue twice
             sigs.shared_pending.append(sig)
+            sigs.shared_info[sig] = info or {}
         return {"queued": True, "handler": handler, "flags": flags}
 
     @op
     async def dequeue_signal(
-        self, req: Call, sighand: int, signal: int, pending: list[int], blocked: list[int]
+        self, req: Call, sighand: int, signal: int, pending: list[int], blocked: list[int], deliver: bool = True
     ) -> dict:
-        """The next deliverable signal: the thread's own first, then the group's; with its action."""
+        """The next deliverable signal: the thread's own first, then the group's; with its
+        action and, from the group's set, its siginfo. ``deliver`` false is sigwaitinfo's
+        dequeue: the signal is taken, no action is (SA_RESETHAND waits for a delivery)."""
         sh = get(self.sighands, sighand, "sighand_struct")
         sigs = get(self.signals, signal, "signal_struct")
         own = sorted(s for s in pending if s not in blocked)
         shared = sorted(s for s in sigs.shared_pending if s not in blocked)
+        info: dict = {}
         if own:
             sig, from_shared = own[0], False
         elif shared:
             sig, from_shared = shared[0], True
             sigs.shared_pending.remove(sig)
+            info = sigs.shared_info.pop(sig, {})
         else:
-            return {"sig": 0, "shared": False, "handler": abi.SIG_DFL, "flags": 0}
+            return {"sig": 0, "shared": False, "handler": abi.SIG_DFL, "flags": 0, "info": {}}
         handler, flags = sh.actions.get(sig, [abi.SIG_DFL, 0])
-        if flags & abi.SA_RESETHAND and handler not in (abi.SIG_DFL, abi.SIG_IGN):
+        if deliver and flags & abi.SA_RESETHAND and handler not in (abi.SIG_DFL, abi.SIG_IGN):
             sh.actions.pop(sig, None)
-        return {"sig": sig, "shared": from_shared, "handler": handler, "flags": flags}
+        return {"sig": sig, "shared": from_shared, "handler": handler, "flags": flags, "info": info}
 
     @op
     async def collect_sigign_sigcatch(self, req: Call, sighand: int) -> dict:

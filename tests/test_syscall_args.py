@@ -32,7 +32,7 @@ from ukernel.kernel.uaccess import KINDS, SYSCALL_ARGS
 VALID = {
     "fd": 0, "mmap_fd": -1, "uaddr": 0, "int": 0, "flags": 0, "u32": 0, "uint": 0, "long": 0, "ulong": 0,
     "size_t": 0, "count": 0, "loff_t": 0, "mode_t": 0, "pid": 0, "signal": 0, "rlim": None, "path": "/",
-    "string": "x", "utsname": "x", "buffer": b"", "argv": ["t"], "envp": None, "sigset": None, "cpuset": [0],
+    "string": "x", "utsname": "x", "buffer": b"", "argv": ["t"], "envp": None, "sigset": None, "sigmask": [], "cpuset": [0],
     "set_tid": [], "sembufs": [], "seconds": 0, "timeout": None, "fn": None, "handler": None, "arg": None,
 }  # fmt: skip
 

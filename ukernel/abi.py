@@ -95,6 +95,9 @@ SA_SIGINFO = 0x00000004
 SA_RESTART = 0x10000000
 SA_NODEFER = 0x40000000
 SA_RESETHAND = 0x80000000
+#: siginfo's si_code (include/uapi/asm-generic/siginfo.h): who sent it, or what a child did.
+SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED = range(1, 7)
 
 
 #: Default actions (kernel/signal.c's sig_kernel_* sets); the rest terminate.
@@ -115,17 +118,27 @@ ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ESPIPE, EPIPE, ERANGE = 20, 21, 22, 23,
 ENOSYS, ENOTEMPTY, ELOOP, EBADMSG, EUSERS, ENOSPC, ENAMETOOLONG = 38, 39, 40, 74, 87, 28, 36
 EXDEV, ENODEV, EROFS, EMLINK = 18, 19, 30, 31
 ETIMEDOUT = 110
-ERESTARTNOINTR = 513
+#: The kernel's own codes (include/linux/errno.h): a syscall interrupted by a signal says how
+#: it may be restarted; no program ever sees them (entry.py turns them into a restart or EINTR).
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+RESTART_NAMES = {
+    ERESTARTSYS: "ERESTARTSYS",
+    ERESTARTNOINTR: "ERESTARTNOINTR",
+    ERESTARTNOHAND: "ERESTARTNOHAND",
+    ERESTART_RESTARTBLOCK: "ERESTART_RESTARTBLOCK",
+}
 
 
 def errno_name(err: int) -> str:
     """'EINVAL' for 22: the symbolic name students know."""
-    if err == ERESTARTNOINTR:
-        return "ERESTARTNOINTR"
+    if err in RESTART_NAMES:
+        return RESTART_NAMES[err]
     return _errno.errorcode.get(err, f"E{err}")
 
 
 def strerror(err: int) -> str:
+    if err in RESTART_NAMES:  # strace's words for them
+        return "To be restarted" + (" if SA_RESTART is set" if err == ERESTARTSYS else "")
     return _os.strerror(err)
 
 

@@ -175,6 +175,7 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     # signals the kernel acts on
     ("signals", "send_signal"):       ({"queued": bool},),
     ("signals", "sigaction"):         (list,),
+    ("signals", "dequeue_signal"):    ({"sig": int, "flags": int, "info?": dict},),
     # what check_invariants compares
     ("mm", "check"):                  (list[str],),
     ("vfs", "check"):                 (list[str],),

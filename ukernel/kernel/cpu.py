@@ -117,7 +117,14 @@ class Cpus:
         await self.wait_cpu(task)
 
     async def call_blocking(
-        self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict, waits_for: Callable[[dict], str]
+        self,
+        task: TaskStruct,
+        dst: str,
+        op: str,
+        args: dict,
+        meta: dict,
+        waits_for: Callable[[dict], str],
+        interrupted: int = abi.ERESTARTSYS,
     ) -> Any:
         """A call that may have to wait (an empty pipe, the console): the service answers
         ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
@@ -127,11 +134,14 @@ class Cpus:
             result = await self.call(dst, op, args, meta)
             if not (isinstance(result, dict) and "wait" in result):
                 return result
-            await self.service_wait(task, dst, result["wait"], meta, waits_for(result))
+            await self.service_wait(task, dst, result["wait"], meta, waits_for(result), interrupted)
 
-    async def service_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str) -> None:
+    async def service_wait(
+        self, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str, interrupted: int = abi.ERESTARTSYS
+    ) -> None:
         """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
-        leave the CPU; a signal ends the sleep with ``finish_wait`` and EINTR."""
+        leave the CPU; a signal ends the sleep with ``finish_wait`` and ``interrupted``
+        (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
         if len(self.cpu_curr) > 1 and not sent.event.is_set():
             self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
@@ -139,7 +149,7 @@ class Cpus:
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):
-            raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
+            raise abi.kernel_error(interrupted, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
 
     async def _wake_on_reply(self, task: TaskStruct, event: trio.Event) -> None:
         """The reply to ``wait`` can land after its waker left the kernel: with several CPUs

@@ -12,13 +12,14 @@ from __future__ import annotations
 import reprlib
 import time
 import traceback
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..ipc.service import fault_site
 from ..reprs import bounded
 from .contracts import ServiceBug
-from .signal import do_signal
+from .signal import do_signal, syscall_restart
 from .sys import check_rlimit_cpu
 from .syscalls import SYSCALLS
 from .task import ExecImage, TaskExit
@@ -26,8 +27,6 @@ from .uaccess import check_args
 
 if TYPE_CHECKING:
     from .task import TaskStruct
-
-NO_RESTART = frozenset({"nanosleep"})  # ERESTART_RESTARTBLOCK: EINTR once a handler ran, even with SA_RESTART
 
 
 class Entry:
@@ -67,18 +66,23 @@ class Entry:
         started = time.perf_counter()
         if refused is not None:
             await self._refuse(task, entry[0], name, msgid, started, refused)
+        again = call = partial(entry[1], self, task, meta, **args)
         while True:
             try:
-                result = await entry[1](self, task, meta, **args)
+                result = await call()
                 break
             except OSError as exc:
                 if tracer.on:
                     outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
                     self._trace_exit(task, entry[0], name, msgid, started, **outcome)
-                restart = await self.return_to_user(task)
-                if not (restart and exc.errno == abi.EINTR) or name in NO_RESTART:
+                handled = await self.return_to_user(task)
+                try:  # ERESTART*: the call again (or its restart_block), or EINTR after a handler
+                    call = syscall_restart(task, exc, handled, again)
+                except OSError as final:
+                    if tracer.on and final is not exc:  # what the program gets (strace: rt_sigreturn's result)
+                        outcome = {"errno": abi.errno_name(final.errno or 0), "message": final.strerror}
+                        self._trace_exit(task, entry[0], name, msgid, started, **outcome)
                     raise
-                # SA_RESTART: the handler ran, the syscall starts again
             except ExecImage:
                 if tracer.on:
                     self._trace_exit(task, entry[0], name, msgid, started, result=0)
@@ -138,19 +142,19 @@ class Entry:
             **outcome,
         )
 
-    async def return_to_user(self, task: TaskStruct) -> bool:
+    async def return_to_user(self, task: TaskStruct) -> int | None:
         """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
-        a used-up slice preempts. True when handlers ran and all asked for SA_RESTART."""
+        a used-up slice preempts. The sa_flags of the first handler run, None if none ran."""
         if self.sleeping:  # whoever this syscall woke gets a CPU now, in a fixed order
             await self.wake_sleepers(task)
         if abi.RLIMIT_CPU in task.leader.rlim:
             await check_rlimit_cpu(self, task)
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
-        restart = await do_signal(self, task) if task.sigpending else False
+        handled = await do_signal(self, task) if task.sigpending else None
         if task.slice <= 0:
             await self.schedule(task, "preempted")
-        return bool(restart)
+        return handled
 
 
 def _printable(value: Any, depth: int = 0) -> Any:

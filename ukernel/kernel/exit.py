@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .. import abi
 from ..ipc.router import Sent
 from .contracts import ServiceBug
-from .signal import k_kill, send_to_process
+from .signal import k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 
@@ -154,14 +154,18 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     if task.level > 0 and task.numbers[-1] == 1 and task is task.leader:
         await zap_pid_ns_processes(k, task, meta)
     reaper = find_new_reaper(k, task)
-    for child in task.children:
+    children, task.children = list(task.children), []
+    for child in children:
         child.real_parent = reaper
         child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
         reaper.children.append(child)
         if child.state == "zombie":
             await notify_parent(k, child, meta)
-    task.children.clear()
+        else:
+            await kill_orphaned_pgrp(k, child, task, meta)  # reparent_leader
     leader = task.leader
+    if all(t is task or t.state != "running" for t in leader.thread_group):  # group_dead: the last thread
+        await kill_orphaned_pgrp(k, leader, None, meta)
     if task is not leader:  # a thread is never waited for: it reaps itself
         await release_task(k, task)
         if leader.state == "zombie" and thread_group_empty(leader):
@@ -179,6 +183,48 @@ async def zap_pid_ns_processes(k: Kernel, init: TaskStruct, meta: dict) -> None:
     for task in k.tasks:
         if task is not init and task.state == "running" and task.ns_path[: level + 1] == init.ns_path:
             k_kill(task, abi.SIGKILL)
+
+
+async def kill_orphaned_pgrp(k: Kernel, task: TaskStruct, parent: TaskStruct | None, meta: dict) -> None:
+    """POSIX 3.3.2.2: a process group that becomes orphaned with a stopped member gets SIGHUP
+    then SIGCONT. ``parent`` None: ``task`` is exiting and may have been its group's last tie
+    to the session outside it; else ``task`` is a child of the exiting ``parent``, reparented
+    (kernel/exit.c kill_orphaned_pgrp)."""
+    leader, ignored = task.leader, task.leader if parent is None else None
+    parent = (parent or leader.real_parent or k.idle).leader
+    pgrp = leader.pgrp
+    if (
+        parent.pgrp != pgrp
+        and parent.session == leader.session
+        and will_become_orphaned_pgrp(k, pgrp, ignored)
+        and has_stopped_jobs(k, pgrp)
+    ):
+        for sig in (abi.SIGHUP, abi.SIGCONT):  # __kill_pgrp_info with SEND_SIG_PRIV
+            for member in pgrp_members(k, pgrp):
+                await send_to_process(k, member, sig, meta | {"step": "kill_orphaned_pgrp"})
+
+
+def pgrp_members(k: Kernel, pgrp: list[int]) -> list[TaskStruct]:
+    """The thread groups in a process group (do_each_pid_task(pgrp, PIDTYPE_PGID))."""
+    return [t for t in k.tasks if t is t.leader and t.pgrp == pgrp and t.state in ("running", "zombie")]
+
+
+def will_become_orphaned_pgrp(k: Kernel, pgrp: list[int], ignored: TaskStruct | None) -> bool:
+    """No member (but ``ignored``, the one exiting) has a parent in another group of its
+    session: nobody left could bring the group back to the foreground."""
+    for p in pgrp_members(k, pgrp):
+        parent = p.real_parent.leader if p.real_parent is not None else None
+        if p is ignored or (p.state == "zombie" and thread_group_empty(p)):
+            continue
+        if parent is None or parent is k.idle or (parent.level == 0 and parent.pid == 1):  # is_global_init
+            continue
+        if parent.pgrp != pgrp and parent.session == p.session:
+            return False
+    return True
+
+
+def has_stopped_jobs(k: Kernel, pgrp: list[int]) -> bool:
+    return any(p.stopped for p in pgrp_members(k, pgrp))
 
 
 def thread_group_empty(leader: TaskStruct) -> bool:
@@ -208,10 +254,19 @@ async def _notify(k: Kernel, task: TaskStruct, parent: TaskStruct, meta: dict) -
             if handler == abi.SIG_IGN:
                 sig = 0
     if sig and abi.valid_signal(sig):
-        await send_to_process(k, parent, sig, meta, task)
+        await send_to_process(k, parent, sig, meta, task, exit_siginfo(task, parent, sig))
     wake_waiters(parent.leader)
     if autoreap:
         await release_task(k, task)
+
+
+def exit_siginfo(task: TaskStruct, parent: TaskStruct, sig: int) -> dict:
+    """do_notify_parent's siginfo: CLD_EXITED and the exit code, or CLD_KILLED / CLD_DUMPED
+    and the signal."""
+    code = task.exit_code
+    why = abi.CLD_DUMPED if code & 0x80 else abi.CLD_KILLED if code & 0x7F else abi.CLD_EXITED
+    status = code >> 8 & 0xFF if why == abi.CLD_EXITED else code & 0x7F
+    return siginfo(sig, why, task.vnr(parent.leader), status)
 
 
 async def release_task(k: Kernel, task: TaskStruct) -> None:
@@ -275,7 +330,7 @@ async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         if not event.is_set() and task.sigpending:
-            raise abi.kernel_error(abi.EINTR, "wait4 interrupted by a signal")
+            raise abi.kernel_error(abi.ERESTARTSYS, "wait4 interrupted by a signal")
 
 
 def _waits_for(pid: int) -> str:

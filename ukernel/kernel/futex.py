@@ -65,7 +65,7 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
         raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
     key = (task.mm, addr)
     event = k.futexes.enqueue(key)
-    timed_out = False
+    timed_out, left = False, 0
     try:
         if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
             raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
@@ -73,14 +73,18 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
         if ticks is None:
             await k.sleep_on(task, event, wchan=wchan)
         else:
-            timed_out, _ = await sleep_timeout(k, task, meta, ticks, event, wchan)
+            timed_out, left = await sleep_timeout(k, task, meta, ticks, event, wchan)
     finally:
         k.futexes.dequeue(key, event)
     if event.is_set():
         return 0
     if timed_out:
         raise abi.kernel_error(abi.ETIMEDOUT, f"no FUTEX_WAKE within {ticks} ticks")
-    raise abi.kernel_error(abi.EINTR, "interrupted")
+    if ticks is None:  # restarted from the start if no handler ran, or under SA_RESTART
+        raise abi.kernel_error(abi.ERESTARTSYS, f"FUTEX_WAIT at {addr:#x} interrupted by a signal")
+    expires = k.ticks + left  # futex_wait_restart: the same expiry, and EINTR after any handler
+    task.restart_block = lambda: futex_wait(k, task, meta, addr, val, max(0, expires - k.ticks))
+    raise abi.kernel_error(abi.ERESTART_RESTARTBLOCK, f"FUTEX_WAIT at {addr:#x} interrupted by a signal")
 
 
 async def sys_futex(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import abi
 from .task import TaskStruct
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ async def sys_semget(k: Kernel, task: TaskStruct, meta: dict, key: int, nsems: i
 async def sys_semop(k: Kernel, task: TaskStruct, meta: dict, semid: int, sops: list) -> int:
     """semop may sleep until the set changes; SEM_UNDO may make the task's undo list."""
     args = {"nsproxy": task.nsproxy, "semid": semid, "sops": sops, "undo_list": task.undo_list}
-    reply = await k.call_blocking(task, "namespaces", "semop", args, meta, lambda _: f"semop on sem {semid}")
+    what = f"semop on sem {semid}"  # EINTR: semop is never restarted (signal(7))
+    reply = await k.call_blocking(task, "namespaces", "semop", args, meta, lambda _: what, abi.EINTR)
     task.undo_list = reply["undo_list"]
     return 0
 

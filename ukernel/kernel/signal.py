@@ -9,11 +9,13 @@ a sleeping one is woken. Delivery happens on the way back to user mode.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
+from .time import seconds_to_ticks, sleep_timeout
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -51,15 +53,41 @@ def unkillable(leader: TaskStruct, sender: TaskStruct | None) -> bool:
     return sender is not None and leader.pid_ns in sender.ns_path
 
 
+def siginfo(sig: int, code: int, pid: int = 0, status: int = 0) -> dict:
+    """struct kernel_siginfo, the fields ukernel keeps (every task's uid is 0: root)."""
+    return {"signo": sig, "code": code, "pid": pid, "uid": 0, "status": status}
+
+
+def sender_info(sig: int, target: TaskStruct, sender: TaskStruct | None, code: int = abi.SI_USER) -> dict:
+    """__send_signal's siginfo for a plain send: SI_USER and the sender's tgid as the target's
+    pid namespace sees it; from the kernel itself (no sender), SI_KERNEL (SEND_SIG_PRIV)."""
+    if sender is None:
+        return siginfo(sig, abi.SI_KERNEL)
+    return siginfo(sig, code, sender.leader.vnr(target))
+
+
+def blocked_by(task: TaskStruct, sig: int) -> bool:
+    """sig_ignored's first test: a blocked signal is queued even if its action is to ignore it."""
+    return sig in task.blocked or sig in task.real_blocked
+
+
 async def send_to_process(
-    k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None
+    k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None, info: dict | None = None
 ) -> None:
     """__send_signal to a thread group, then complete_signal: SIGKILL kills every thread.
-    ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``)."""
+    ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``);
+    ``info`` the siginfo queued with it (``sender_info`` when None)."""
     leader = target.leader
     if leader.state != "running" or leader.sighand is None or not leader.sighand_pins.pin():
         return
-    args = {"sighand": leader.sighand, "signal": leader.signal, "sig": sig, "unkillable": unkillable(leader, sender)}
+    args = {
+        "sighand": leader.sighand,
+        "signal": leader.signal,
+        "sig": sig,
+        "unkillable": unkillable(leader, sender),
+        "info": info or sender_info(sig, leader, sender),
+        "blocked": blocked_by(leader, sig),
+    }
     try:
         reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)  # __send_signal
     finally:
@@ -77,15 +105,20 @@ async def send_to_process(
         signal_wake_up(thread, sig)
 
 
-async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None) -> None:
-    """A thread-directed signal (tgkill): the thread's own pending set."""
+async def send_to_thread(
+    k: Kernel, target: TaskStruct, sig: int, meta: dict, sender: TaskStruct | None = None, info: dict | None = None
+) -> None:
+    """A thread-directed signal (tgkill): the thread's own pending set, its siginfo kept here."""
     leader = target.leader
+    info = info or sender_info(sig, target, sender)
     args = {
         "sighand": leader.sighand,
         "signal": leader.signal,
         "sig": sig,
         "unkillable": unkillable(leader, sender),
         "shared": False,
+        "info": info,
+        "blocked": blocked_by(target, sig),
     }
     if leader.sighand is None or not leader.sighand_pins.pin():
         return  # the group is exiting: its sighand is gone or going
@@ -96,19 +129,20 @@ async def send_to_thread(k: Kernel, target: TaskStruct, sig: int, meta: dict, se
     if sig == abi.SIGKILL and reply["queued"]:
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
-        target.pending.add(sig)
+        if sig not in target.pending:  # a standard signal does not queue twice: the first's info stays
+            target.pending.add(sig)
+            target.pending_info[sig] = info
         signal_wake_up(target, sig)
 
 
 def continue_group(leader: TaskStruct) -> None:
-    """SIGCONT: a stopped group runs again, and its parent may hear of it (WCONTINUED)."""
+    """SIGCONT (prepare_signal): a stopped group runs again. The stop's wait report is
+    replaced by WCONTINUED's, and the first thread to run tells the parent (SIGNAL_CLD_CONTINUED)."""
     if leader.stopped:
         leader.stopped = 0
-        leader.report = ("continued", abi.SIGCONT)
+        leader.report, leader.cld_continued = ("continued", abi.SIGCONT), True
         leader.cont_event.set()
         leader.cont_event = type(leader.cont_event)()
-        if leader.real_parent is not None:
-            wake_waiters(leader.real_parent.leader)
 
 
 def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
@@ -142,7 +176,7 @@ async def sys_tgkill(k: Kernel, task: TaskStruct, meta: dict, tgid: int, tid: in
     if target is None or target.state != "running" or target.leader.nr_in(task.level) != tgid:
         raise abi.kernel_error(abi.ESRCH, f"no thread {tid} in process {tgid}")
     if sig:
-        await send_to_thread(k, target, sig, meta, task)
+        await send_to_thread(k, target, sig, meta, task, sender_info(sig, target, task, abi.SI_TKILL))
 
 
 async def sys_sigaction(k: Kernel, task: TaskStruct, meta: dict, sig: int, handler: Any, flags: int) -> list:
@@ -172,15 +206,111 @@ async def sys_sigprocmask(k: Kernel, task: TaskStruct, meta: dict, how: int, mas
 
 
 async def sys_pause(k: Kernel, task: TaskStruct, meta: dict) -> None:
-    """Sleep until a signal is delivered; always EINTR."""
-    while not task.sigpending and not task.killed:
-        await k.sleep_on(task, type(task.cont_event)(), wchan=WaitChannel("pause", "a signal"))
-    raise abi.kernel_error(abi.EINTR, "pause ends with a signal")
+    """Sleep until a signal is delivered: ERESTARTNOHAND, so only a handler ends it (EINTR);
+    a stop and SIGCONT, or an ignored signal, puts the task back to sleep."""
+    await _wait_for_signal(k, task, "pause")
+    raise abi.kernel_error(abi.ERESTARTNOHAND, "pause ends with a signal")
 
 
-async def do_signal(k: Kernel, task: TaskStruct) -> bool | None:
-    """Deliver what is pending; True if a handler ran and every one had SA_RESTART."""
-    ran, restart = False, True
+async def sys_sigsuspend(k: Kernel, task: TaskStruct, meta: dict, mask: list) -> None:
+    """Replace the mask and sleep, in one step, until a handler runs (ERESTARTNOHAND: EINTR
+    then). The handler runs with ``mask``; the old mask comes back after it (saved_sigmask)."""
+    task.saved_sigmask = set(task.blocked)
+    task.blocked = set(mask) - abi.SIG_KERNEL_ONLY
+    task.sigpending = True  # recalc_sigpending: one the new mask unblocks ends the wait at once
+    await _wait_for_signal(k, task, "sigsuspend")
+    raise abi.kernel_error(abi.ERESTARTNOHAND, "sigsuspend ends with a signal")
+
+
+async def _wait_for_signal(k: Kernel, task: TaskStruct, syscall: str) -> None:
+    """Sleep while no signal is deliverable (the wake that cancels the sleep says one is).
+    A sigpending that dequeues nothing (a mask change's recalc) is cleared first."""
+    while True:
+        if task.sigpending and not await has_deliverable(k, task):
+            task.sigpending = False
+        if task.sigpending or task.killed:
+            return
+        await k.sleep_on(task, type(task.cont_event)(), wchan=WaitChannel(syscall, "a signal"))
+
+
+async def has_deliverable(k: Kernel, task: TaskStruct) -> bool:
+    """Is a signal pending that the mask lets through (recalc_sigpending's test)?"""
+    return bool(await _pending_set(k, task) - task.blocked)
+
+
+async def _pending_set(k: Kernel, task: TaskStruct) -> set[int]:
+    """The thread's pending signals and its group's."""
+    shared = await k.call("signals", "shared_pending", {"signal": task.signal}, _meta(task, "sigpending"))
+    return set(task.pending) | set(shared)
+
+
+def _meta(task: TaskStruct, step: str) -> dict:
+    return {"pid": task.pid, "tid": task.pid, "step": step}
+
+
+async def sys_sigpending(k: Kernel, task: TaskStruct, meta: dict) -> list:
+    """The signals pending for the thread or its group that its mask blocks (do_sigpending)."""
+    return sorted(await _pending_set(k, task) & task.blocked)
+
+
+async def sys_sigtimedwait(k: Kernel, task: TaskStruct, meta: dict, mask: list, timeout: float | None) -> dict:
+    """do_sigtimedwait: take a pending signal of ``mask`` without running its action and return
+    its siginfo. None pending: unblock the set (the old mask kept in real_blocked) and sleep
+    until one comes (or ``timeout`` seconds: EAGAIN); another signal ending the sleep is EINTR,
+    never restarted (signal(7)), and its handler runs on the way out."""
+    wanted = set(mask) - abi.SIG_KERNEL_ONLY
+    got = await _dequeue(k, task, wanted)
+    if got is not None:
+        return got
+    if timeout == 0:
+        raise abi.kernel_error(abi.EAGAIN, "no signal of the set is pending")
+    task.real_blocked, task.blocked = task.blocked, task.blocked - wanted
+    try:
+        wchan = WaitChannel(meta.get("syscall", "sigtimedwait"), f"a signal of {sorted(wanted)}")
+        if timeout is None:
+            await k.sleep_on(task, type(task.cont_event)(), wchan=wchan)
+            timed_out = False
+        else:
+            timed_out, _ = await sleep_timeout(k, task, meta, seconds_to_ticks(timeout), None, wchan)
+    finally:
+        task.blocked, task.real_blocked = task.real_blocked, set()
+        task.sigpending = True  # recalc_sigpending with the mask back
+    got = await _dequeue(k, task, wanted)
+    if got is not None:
+        return got
+    if timed_out:
+        raise abi.kernel_error(abi.EAGAIN, f"no signal of the set came within {timeout:g} s")
+    raise abi.kernel_error(abi.EINTR, "sigtimedwait interrupted by a signal outside its set")
+
+
+async def _dequeue(k: Kernel, task: TaskStruct, wanted: set[int]) -> dict | None:
+    """dequeue_signal with every signal but ``wanted`` masked, no action taken: its siginfo."""
+    args = {
+        "sighand": task.sighand,
+        "signal": task.signal,
+        "pending": sorted(task.pending),
+        "blocked": sorted(set(range(1, abi._NSIG + 1)) - wanted),
+        "deliver": False,
+    }
+    got = await k.call("signals", "dequeue_signal", args, _meta(task, "dequeue_signal"))
+    if not got["sig"]:
+        return None
+    return take_info(task, got)
+
+
+def take_info(task: TaskStruct, got: dict) -> dict:
+    """The dequeued signal's siginfo: the service keeps a group signal's, the thread its own."""
+    sig = got["sig"]
+    task.pending.discard(sig)
+    own = task.pending_info.pop(sig, None)
+    info = got.get("info") if got.get("shared") else own
+    return info or siginfo(sig, abi.SI_KERNEL)
+
+
+async def do_signal(k: Kernel, task: TaskStruct) -> int | None:
+    """Deliver what is pending: the sa_flags of the first handler that ran (it decides
+    whether the interrupted syscall restarts, as in handle_signal), or None if none ran."""
+    first: int | None = None
     while task.sigpending:
         leader = task.leader
         args = {
@@ -189,12 +319,12 @@ async def do_signal(k: Kernel, task: TaskStruct) -> bool | None:
             "pending": sorted(task.pending),
             "blocked": sorted(task.blocked),
         }
-        got = await k.call("signals", "dequeue_signal", args, {"pid": task.pid, "tid": task.pid, "step": "do_signal"})
+        got = await k.call("signals", "dequeue_signal", args, _meta(task, "do_signal"))
         sig, handler = got["sig"], got["handler"]
         if not sig:
             task.sigpending = False
             break
-        task.pending.discard(sig)
+        info = take_info(task, got)
         if handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE):
             continue
         if handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_STOP:
@@ -204,19 +334,80 @@ async def do_signal(k: Kernel, task: TaskStruct) -> bool | None:
             if "SIGNAL_UNKILLABLE" in leader.flags and sig not in abi.SIG_KERNEL_ONLY:
                 continue
             raise TaskExit(abi.W_EXITCODE(0, sig), group=True)
+        task.last_siginfo = info
         await k.runtime.run_handler(task, handler, sig, got["flags"])
-        ran, restart = True, restart and bool(got["flags"] & abi.SA_RESTART)
-    return ran and restart
+        first = got["flags"] if first is None else first
+    return first
 
 
 async def do_signal_stop(k: Kernel, task: TaskStruct, sig: int) -> None:
-    """The group stops until SIGCONT; the parent can see it with WUNTRACED."""
+    """The group stops until SIGCONT: the parent hears CLD_STOPPED (and WUNTRACED sees it);
+    once continued, the first thread to run tells it CLD_CONTINUED (get_signal's
+    SIGNAL_CLD_CONTINUED)."""
     leader = task.leader
     if not leader.stopped:
-        leader.stopped, leader.report = sig, ("stopped", sig)
-        if leader.real_parent is not None:
-            wake_waiters(leader.real_parent.leader)
+        leader.stopped, leader.report, leader.cld_continued = sig, ("stopped", sig), False
+        await do_notify_parent_cldstop(k, task, abi.CLD_STOPPED, sig)
     event = leader.cont_event
     while leader.stopped and not task.killed:
         wchan = WaitChannel("", f"SIGCONT (stopped by {abi.SIGNAL_NAMES.get(sig, sig)})")
         await k.sleep_on(task, event, interruptible=False, wchan=wchan)
+    if leader.cld_continued:
+        leader.cld_continued = False
+        await do_notify_parent_cldstop(k, task, abi.CLD_CONTINUED, abi.SIGCONT)
+
+
+async def do_notify_parent_cldstop(k: Kernel, task: TaskStruct, why: int, status: int) -> None:
+    """SIGCHLD with CLD_STOPPED / CLD_CONTINUED to the parent, unless its SIGCHLD action is
+    SIG_IGN or has SA_NOCLDSTOP; its wait4 is woken either way (__wake_up_parent)."""
+    leader = task.leader
+    parent = leader.real_parent.leader if leader.real_parent is not None else None
+    if parent is None or parent is k.idle or parent.sighand is None or not parent.sighand_pins.pin():
+        return
+    meta = _meta(task, "do_notify_parent_cldstop")
+    try:
+        action = {"sighand": parent.sighand, "sig": abi.SIGCHLD}
+        handler, flags = await k.call_cannot_fail(task, "signals", "sigaction", action, meta)
+        if handler != abi.SIG_IGN and not flags & abi.SA_NOCLDSTOP:
+            info = siginfo(abi.SIGCHLD, why, leader.vnr(parent), status)
+            await send_to_process(k, parent, abi.SIGCHLD, meta, task, info)
+    finally:
+        parent.sighand_pins.unpin()
+    wake_waiters(parent)
+
+
+#: What each restart code does once the signal is dealt with (handle_signal's switch and
+#: arch_do_signal_or_restart): with no handler run every one restarts; after a handler only
+#: ERESTARTNOINTR does, and ERESTARTSYS if the handler has SA_RESTART; the rest are EINTR.
+RESTART_AFTER_HANDLER: dict[int, Callable[[int], bool]] = {
+    abi.ERESTARTSYS: lambda flags: bool(flags & abi.SA_RESTART),
+    abi.ERESTARTNOINTR: lambda flags: True,
+    abi.ERESTARTNOHAND: lambda flags: False,
+    abi.ERESTART_RESTARTBLOCK: lambda flags: False,
+}
+
+
+def syscall_restart(
+    task: TaskStruct, exc: OSError, handled: int | None, again: Callable[[], Awaitable[Any]]
+) -> Callable[[], Awaitable[Any]]:
+    """After an interrupted syscall's signals: what runs next (the call again, or its
+    restart_block for ERESTART_RESTARTBLOCK), or the error the program gets (EINTR for a
+    restart code a handler ends; any other errno as it was)."""
+    restore_saved_sigmask(task)
+    rule = RESTART_AFTER_HANDLER.get(exc.errno or 0)
+    if rule is None:
+        raise exc
+    if handled is not None and not rule(handled):
+        task.restart_block = None
+        raise abi.kernel_error(abi.EINTR, exc.strerror.partition(": ")[2]) from None
+    if exc.errno == abi.ERESTART_RESTARTBLOCK:
+        block, task.restart_block = task.restart_block, None
+        return block
+    return again
+
+
+def restore_saved_sigmask(task: TaskStruct) -> None:
+    """sigsuspend's old mask back, once the signal that ended it was dealt with."""
+    if task.saved_sigmask is not None:
+        task.blocked, task.saved_sigmask = task.saved_sigmask, None
+        task.sigpending = True  # recalc_sigpending: the mask changed

@@ -35,7 +35,16 @@ from .sched import (
     sys_sched_yield,
     sys_setpriority,
 )
-from .signal import sys_kill, sys_pause, sys_sigaction, sys_sigprocmask, sys_tgkill
+from .signal import (
+    sys_kill,
+    sys_pause,
+    sys_sigaction,
+    sys_sigpending,
+    sys_sigprocmask,
+    sys_sigsuspend,
+    sys_sigtimedwait,
+    sys_tgkill,
+)
 from .sys import (
     sys_getpgid,
     sys_getpid,
@@ -79,6 +88,9 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "sigaction":              ("signals",    sys_sigaction),
     "sigprocmask":            ("kernel",     sys_sigprocmask),
     "pause":                  ("kernel",     sys_pause),
+    "sigsuspend":             ("kernel",     sys_sigsuspend),
+    "sigpending":             ("signals",    sys_sigpending),
+    "sigtimedwait":           ("signals",    sys_sigtimedwait),
     "prlimit":                ("kernel",     sys_prlimit),
     "set_child_subreaper":    ("kernel",     sys_set_child_subreaper),
     "open":                   ("vfs",        sys_open),

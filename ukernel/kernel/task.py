@@ -118,11 +118,17 @@ class TaskStruct:
     child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
     pending: set[int] = field(default_factory=set)
+    pending_info: dict[int, dict] = field(default_factory=dict)  # the siginfo of each thread-pending signal
     blocked: set[int] = field(default_factory=set)
+    real_blocked: set[int] = field(default_factory=set)  # sigtimedwait: the mask while it waits unblocked
+    saved_sigmask: set[int] | None = None  # sigsuspend: the mask to put back once a handler ran
+    last_siginfo: dict | None = None  # the siginfo of the signal whose handler runs (SA_SIGINFO's argument)
+    restart_block: Any = None  # ERESTART_RESTARTBLOCK: how the call goes on (nanosleep's time left)
     sigpending: bool = False
     sleep_interruptible: bool = True
     stopped: int = 0  # on the leader: the stop signal while the group is stopped
     report: tuple | None = None  # on the leader: ("stopped", sig) or ("continued", SIGCONT) for wait4
+    cld_continued: bool = False  # on the leader: SIGNAL_CLD_CONTINUED, the parent is yet to hear of it
     cont_event: trio.Event = field(default_factory=trio.Event)
     set_child_tid: int = 0
     clear_child_tid: int = 0

@@ -8,6 +8,7 @@ clock jumping there when every CPU is idle) wakes the sleeper.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -70,11 +71,24 @@ async def sleep_timeout(
 
 
 async def sys_nanosleep(k: Kernel, task: TaskStruct, meta: dict, seconds: float) -> int:
-    """Sleep ``seconds`` of virtual time; a signal ends it early with EINTR naming the time left."""
-    timed_out, left = await sleep_timeout(k, task, meta, seconds_to_ticks(seconds))
-    if not timed_out:
-        raise abi.kernel_error(abi.EINTR, f"nanosleep interrupted with {left / abi.HZ:g} s left")
-    return 0
+    """Sleep ``seconds`` of virtual time. A signal ends it with ERESTART_RESTARTBLOCK: after a
+    handler that is EINTR naming the time left (even with SA_RESTART); with none (a stop and
+    SIGCONT, an ignored signal) the sleep goes on until the tick first asked for."""
+    return await hrtimer_nanosleep(k, task, meta, seconds_to_ticks(seconds))
+
+
+async def hrtimer_nanosleep(k: Kernel, task: TaskStruct, meta: dict, ticks: int) -> int:
+    timed_out, left = await sleep_timeout(k, task, meta, ticks)
+    if timed_out:
+        return 0
+    task.restart_block = partial(nanosleep_restart, k, task, meta, k.ticks + left)
+    raise abi.kernel_error(abi.ERESTART_RESTARTBLOCK, f"nanosleep interrupted with {left / abi.HZ:g} s left")
+
+
+async def nanosleep_restart(k: Kernel, task: TaskStruct, meta: dict, expires: int) -> int:
+    """restart_block.fn (hrtimer_nanosleep_restart): sleep on to the same expiry; the time
+    spent stopped counts, as the clock went on."""
+    return await hrtimer_nanosleep(k, task, meta, max(0, expires - k.ticks))
 
 
 CLOCK_OFFSETS = {abi.CLOCK_MONOTONIC: "monotonic", abi.CLOCK_BOOTTIME: "boottime"}

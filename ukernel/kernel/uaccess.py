@@ -308,6 +308,8 @@ SHORT = Integer("short", -(2**15), 2**15 - 1, EINVAL, EINVAL)
 HANDLER_TOKEN = Integer("a handler token", 0, LONG_MAX, EINVAL, EINVAL)
 SIGNAL = Integer("int sig", 0, abi._NSIG, EINVAL, EINVAL)
 PID = Integer("pid_t", INT_MIN, INT_MAX, EINVAL, ESRCH)
+SIGSET = Sequence("sigset_t", Integer("a signal in a sigset", 1, abi._NSIG, EINVAL, EINVAL), abi._NSIG, sort=True,
+                  bad_type=EINVAL)  # fmt: skip
 
 # fmt: off
 #: Every argument kind: the C type it stands for, what it takes, and its errnos.
@@ -336,8 +338,8 @@ KINDS: dict[str, Any] = {
     "buffer":   Buffer(),
     "argv":     Strings(),
     "envp":     Environ(),
-    "sigset":   Optional(Sequence("sigset_t", Integer("a signal in a sigset", 1, abi._NSIG, EINVAL, EINVAL),
-                                  abi._NSIG, sort=True, bad_type=EINVAL)),
+    "sigset":   Optional(SIGSET),
+    "sigmask":  SIGSET,
     "cpuset":   Sequence("cpu_set_t", Integer("a cpu number", 0, NR_CPUS - 1, EINVAL, EINVAL), NR_CPUS,
                          sort=True, bad_type=EINVAL),
     "set_tid":  Sequence("pid_t set_tid[]", PID, abi.MAX_PID_NS_LEVEL),
@@ -374,6 +376,9 @@ SYSCALL_ARGS: dict[str, dict[str, str]] = {
     "sigaction":              {"sig": "signal", "handler": "handler", "flags": "ulong"},
     "sigprocmask":            {"how": "int", "mask": "sigset"},
     "pause":                  {},
+    "sigsuspend":             {"mask": "sigmask"},
+    "sigpending":             {},
+    "sigtimedwait":           {"mask": "sigmask", "timeout": "timeout"},
     "prlimit":                {"resource": "uint", "new": "rlim"},
     "set_child_subreaper":    {"flag": "ulong"},
     "open":                   {"path": "path", "flags": "flags", "mode": "mode_t"},

@@ -10,6 +10,7 @@ so a wrong one is an OSError with Linux's errno, never a TypeError from here.
 from __future__ import annotations
 
 import os
+import signal
 import stat as st
 from typing import TYPE_CHECKING, Any
 
@@ -117,17 +118,46 @@ class Sys:
         await self._call("tgkill", tgid=tgid, tid=tid, sig=sig)
 
     async def sigaction(self, sig: int, handler: Any = None, flags: int = 0) -> tuple[Any, int]:
-        """handler: SIG_DFL, SIG_IGN or handler(sys, signum) (sync or async); None only queries."""
+        """handler: SIG_DFL, SIG_IGN or handler(sys, signum) (sync or async); None only queries.
+        With SA_SIGINFO it is called handler(sys, signum, siginfo, context): siginfo a
+        signal.struct_siginfo, context a dict whose "uc_sigmask" is the mask restored after it."""
         image = current.get().image
+        if callable(handler) and flags & abi.SA_SIGINFO:
+            known = (h for h in image.handlers.values() if isinstance(h, SigInfoHandler) and h.handler is handler)
+            handler = next(known, None) or SigInfoHandler(handler)
         token = image.register_handler(handler) if callable(handler) else handler
         old, old_flags = await self._call("sigaction", sig=sig, handler=token, flags=flags)
-        return image.handlers.get(old, old) if isinstance(old, int) else old, old_flags
+        old = image.handlers.get(old, old) if isinstance(old, int) else old
+        return getattr(old, "handler", old) if isinstance(old, SigInfoHandler) else old, old_flags
 
     async def sigprocmask(self, how: int, mask: Any = None) -> set:
         return set(await self._call("sigprocmask", how=how, mask=mask))
 
     async def pause(self) -> None:
         await self._call("pause")
+
+    async def sigsuspend(self, mask: Any) -> None:
+        """Wait with ``mask`` for a signal whose handler runs; always EINTR (as Linux's)."""
+        await self._call("sigsuspend", mask=mask)
+
+    async def sigpending(self) -> set:
+        return set(await self._call("sigpending"))
+
+    async def sigwaitinfo(self, sigset: Any) -> signal.struct_siginfo:
+        return await self.sigtimedwait(sigset, None)
+
+    async def sigtimedwait(self, sigset: Any, timeout: float | None) -> signal.struct_siginfo | None:
+        """A pending signal of ``sigset`` taken without its action, as Python's
+        signal.sigtimedwait: None when ``timeout`` seconds pass first."""
+        try:
+            return siginfo_result(await self._call("sigtimedwait", mask=sigset, timeout=timeout))
+        except OSError as exc:
+            if timeout is not None and exc.errno == abi.EAGAIN:
+                return None
+            raise
+
+    async def sigwait(self, sigset: Any) -> int:
+        return (await self.sigwaitinfo(sigset)).si_signo
 
     async def getpgid(self, pid: int = 0) -> int:
         return await self._call("getpgid", pid=pid)
@@ -356,6 +386,27 @@ class Sys:
 
     async def clock_gettime(self, clk_id: int = abi.CLOCK_MONOTONIC) -> float:
         return await self._call("clock_gettime", clk_id=clk_id)
+
+
+def siginfo_result(info: dict) -> signal.struct_siginfo:
+    """The kernel's siginfo as Python's signal.struct_siginfo."""
+    fields = ("signo", "code", "errno", "pid", "uid", "status", "band")
+    return signal.struct_siginfo(tuple(info.get(f, 0) for f in fields))
+
+
+class SigInfoHandler:
+    """An SA_SIGINFO handler: called with the delivered signal's siginfo, which the kernel
+    keeps on the task while the handler runs (last_siginfo), and the ucontext's uc_sigmask:
+    the mask sigreturn restores (sigsuspend's saved one, else the mask without this signal)."""
+
+    def __init__(self, handler: Any):
+        self.handler = handler
+
+    def __call__(self, sys: Sys, sig: int) -> Any:
+        task = current.get()
+        info = siginfo_result(task.last_siginfo or {"signo": sig})
+        restored = task.saved_sigmask if task.saved_sigmask is not None else task.blocked - {sig}
+        return self.handler(sys, sig, info, {"uc_sigmask": set(restored)})
 
 
 def _sched_priority(param: Any) -> Any:
