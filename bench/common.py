@@ -33,6 +33,32 @@ async def main(sys, argv):
     return 0
 """
 
+FORK_HANDLED = b"""
+from ukernel.abi import SIGCHLD
+
+reaped = 0
+
+
+async def on_chld(sys, sig):
+    global reaped
+    await sys.waitpid(-1, 0)
+    reaped += 1
+
+
+async def main(sys, argv):
+    await sys.sigaction(SIGCHLD, on_chld)
+    for i in range(int(argv[1])):
+        pid = await sys.fork()
+        if pid == 0:
+            return 0
+        while reaped <= i:
+            try:
+                await sys.pause()
+            except InterruptedError:
+                pass
+    return 0
+"""
+
 CLONE = b"""
 from ukernel.abi import SIGCHLD
 

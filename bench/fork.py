@@ -10,7 +10,8 @@ Prints one table:
    (programs have no clock, so the run is timed from outside).
 3. fork+exit+wait: the slope between M1 and M2 iterations, for fork (the child
    replays the parent's journal from exec, so later children cost more) and for
-   clone(SIGCHLD, fn) (the child runs ``fn`` on a copy of the namespace, no replay).
+   clone(SIGCHLD, fn) (the child runs ``fn`` on a copy of the namespace, no replay), and
+   for fork with a SIGCHLD handler that reaps (each delivery is journaled and replayed).
 4. C: the same fork/_exit/waitpid loop as a host C program, if ``cc`` exists.
 
 Every figure is the best of REPEATS runs. All ukernel runs use trace=False.
@@ -24,7 +25,7 @@ import time
 
 import msgpack
 import trio
-from common import CLONE, FORK, GETPID, best, c_program, finish, machine
+from common import CLONE, FORK, FORK_HANDLED, GETPID, best, c_program, finish, machine
 
 import ukernel
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         getpid = slope(GETPID, 0, n_getpid) * 1e6
         fork_s = slope(FORK, m1, m2)
+        handled_s = slope(FORK_HANDLED, m1, m2)
         clone_s = slope(CLONE, m1, m2)
     except trio.TooSlowError:
         print("\n".join(["ukernel problems:", *PROBLEMS]))
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         ("channel rtt (trio + msgpack)", f"{rtt:10.2f} us", "", ""),
         ("ukernel getpid", f"{getpid:10.2f} us", f"{getpid / rtt:6.2f}x rtt", _verdict(getpid / rtt <= 1.5, "<= 1.5")),
         ("ukernel fork+exit+wait", f"{1 / fork_s:10.1f} /s", f"{fork_s * 1e6:8.0f} us each", ""),
+        ("ukernel fork, SIGCHLD handler reaps", f"{1 / handled_s:10.1f} /s", f"{handled_s * 1e6:8.0f} us each", ""),
         ("ukernel clone(fn)+exit+wait", f"{1 / clone_s:10.1f} /s", f"{clone_s * 1e6:8.0f} us each", ""),
     ]
     if c_rate is None:

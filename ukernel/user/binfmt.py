@@ -2,7 +2,11 @@
 
 The Python side of an address space is an ``Image``: the program's module
 namespace, where it started, and the *journal* of every syscall result since
-that start (process.py replays it for a fork child).
+that start (process.py replays it for a fork child). A caught signal is in the
+journal too: a ``handle_signal`` entry where the handler was entered (on the way
+out of a syscall whose own entry follows the handler's), its syscalls, then an
+``rt_sigreturn`` entry where it returned, as Linux's handler returns through
+the rt_sigreturn syscall.
 """
 
 from __future__ import annotations
@@ -18,9 +22,15 @@ from typing import Any
 from .. import abi
 from ..reprs import bounded
 
+#: The journal's entries besides syscalls: (tid, HANDLE_SIGNAL, token, handler args) when a
+#: handler is entered; (tid, RT_SIGRETURN, returned normally?, sig) when it is left.
+HANDLE_SIGNAL, RT_SIGRETURN = "handle_signal", "rt_sigreturn"
 
-class ReplayDiverged(Exception):
-    """The replaying child asked for a different syscall than its parent made."""
+
+class ReplayDiverged(BaseException):
+    """The replaying child asked for a different syscall than its parent made (or ran a
+    handler differently). BaseException: a program's ``except Exception`` cannot go on
+    with a replay that lost its place; the task exits 1 with the message as one line."""
 
 
 @dataclass
@@ -32,7 +42,7 @@ class Image:
     argv: list[str]
     envp: dict[str, str]
     namespace: dict[str, Any] = field(default_factory=dict)
-    journal: list[tuple[int, str, bool, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
+    journal: list[tuple[int, str, Any, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
     snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
     snapshot_keep: list | None = None  # what the snapshot shares rather than copies (modules, code, sys)
     handlers: dict[int, Any] = field(default_factory=dict)  # sigaction tokens -> Python handlers (libc's table)

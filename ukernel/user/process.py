@@ -3,6 +3,8 @@
 A fork child gets a fresh image that re-runs the program from its start,
 answering each syscall from the journal without effect (so nothing is
 written twice), until the journal's last entry, the fork itself, returns 0.
+Where the parent ran a signal handler, the child runs its own image's copy of
+that handler at the same point, its syscalls answered from the journal too.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from .. import abi
 from ..kernel.bug import KernelPanic
 from ..kernel.exit import do_exit
 from ..kernel.task import ExecImage, TaskExit, current
-from .binfmt import Image, ReplayDiverged
+from .binfmt import HANDLE_SIGNAL, RT_SIGRETURN, Image, ReplayDiverged
 from .libc import Sys
+from .replay import HandlerFrame, Replay, fork_refusal, outer_syscall, signame
 from .space import copy_space, restore_space
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ class Runtime:
     def __init__(self, kernel: Kernel):
         self.kernel = kernel
         self.sys = Sys(kernel)
-        self.replays: dict[int, list] = {}  # task id -> journal entries still to replay
+        self.replays: dict[int, Replay] = {}  # task id -> its place in the journal it replays
 
     def forget(self, task: TaskStruct) -> None:
         """The task's image is gone (exit, exec): nothing of its journal is left to replay."""
@@ -53,17 +56,15 @@ class Runtime:
         if args.fn is not None and args.flags & abi.CLONE_VM:
             child.image = image  # a thread: the same program namespace
             return ("call", args.fn, args.arg)
-        if args.fn is not None:
-            data, keep, (namespace, fn, arg) = copy_space(
-                image.namespace, (args.fn, args.arg), (self.sys, image.namespace.get("__builtins__"))
+        if args.fn is not None:  # the handlers are in the copy, bound to it (copy_sighand's Python half)
+            data, keep, (namespace, fn, arg, handlers) = copy_space(
+                image.namespace, (args.fn, args.arg, image.handlers), (self.sys, image.namespace.get("__builtins__"))
             )
-            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data, keep)
+            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data, keep, handlers)
             return ("call", fn, arg)
-        if len({who for who, *_ in image.journal} | {current.id}) > 1:
-            raise abi.kernel_error(
-                abi.ENOSYS,
-                "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)",
-            )
+        refusal = fork_refusal(image.journal, current.id)
+        if refusal is not None:
+            raise abi.kernel_error(abi.ENOSYS, refusal)
         child.image = image.fork_copy(current.id, child.id, args.syscall)
         return ("replay",)
 
@@ -79,9 +80,9 @@ class Runtime:
             watchdog.leave_kernel(task)
 
     async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
-        pending = self.replays.get(task.id)
-        if pending is not None:
-            return self._replay(task, pending, name)
+        replay = self.replays.get(task.id)
+        if replay is not None:
+            return await self._replay(task, replay, name)
         image = task.image
         try:
             result = await self.kernel.syscall(task, name, args)
@@ -93,31 +94,88 @@ class Runtime:
             image.journal.append((task.id, name, True, result))
         return result
 
-    def _replay(self, task: TaskStruct, pending: list, name: str) -> Any:
-        """Answer from the journal: no message, no effect."""
-        _tid, expected, ok, value = pending.pop()
-        if not pending:
-            del self.replays[task.id]
+    async def _replay(self, task: TaskStruct, replay: Replay, name: str) -> Any:
+        """Answer from the journal: no message, no effect. Handlers the parent ran on
+        this syscall's way out run first, as they did (their entries come before its own)."""
+        replay.calls += 1
+        handler_error = None
+        try:
+            while replay.pending[-1][1] == HANDLE_SIGNAL:
+                await self._replay_handler(task, replay, name)
+        except OSError as exc:  # live, a handler's OSError became the syscall's: its entry follows
+            handler_error = exc
+        _tid, expected, ok, value = self._take(task, replay)
+        if expected == RT_SIGRETURN:
+            raise self._diverged(task, replay, f"the parent's handler returned, the child's calls {name}()")
         if expected != name:
-            done = len(task.image.journal) - len(pending) - 1
-            raise ReplayDiverged(
-                f"replay diverged at syscall #{done + 1}: the parent called {expected}(), the child calls {name}()"
-            )
+            raise self._diverged(task, replay, f"the parent called {expected}(), the child calls {name}()")
+        if handler_error is not None and ok:
+            raise self._diverged(task, replay, f"the parent's {name}() returned, the child's handler raised")
         if not ok:
             raise OSError(*value)
         return value
 
+    async def _replay_handler(self, task: TaskStruct, replay: Replay, syscall: str) -> None:
+        """The parent entered a handler here: run the child's own copy of it (same token)."""
+        _tid, _, token, args = replay.pending.pop()
+        sig = args[0]
+        outer = outer_syscall(replay.pending)
+        if outer is not None and outer != syscall:
+            what = f"the parent called {outer}() and ran its {signame(sig)} handler on the way out, the child calls {syscall}()"
+            raise self._diverged(task, replay, what)
+        handler = task.image.handlers.get(token)
+        if handler is None:
+            raise self._diverged(task, replay, f"the parent ran a {signame(sig)} handler the child never registered")
+        replay.frames.append(HandlerFrame(sig, syscall, replay.calls))
+        try:
+            await self._user_mode(task, _call_maybe_async(handler, self.sys, *args))
+        except Exception:
+            self._replay_sigreturn(task, replay, returned=False)
+            raise
+        self._replay_sigreturn(task, replay, returned=True)
+
+    def _replay_sigreturn(self, task: TaskStruct, replay: Replay, returned: bool) -> None:
+        """The child's handler is done: the parent's must have ended here, the same way."""
+        how = "returned" if returned else "raised"
+        _tid, name, ok, _sig = self._take(task, replay)
+        if name != RT_SIGRETURN:
+            raise self._diverged(task, replay, f"the parent's handler called {name}() next, the child's {how}", True)
+        if ok != returned:
+            other = "returned" if ok else "raised"
+            raise self._diverged(task, replay, f"the parent's handler {other}, the child's {how}", True)
+        replay.frames.pop()
+
+    def _take(self, task: TaskStruct, replay: Replay) -> tuple:
+        """The next journal entry; after the last one (the fork returning 0) the child is live."""
+        entry = replay.pending.pop()
+        if not replay.pending:
+            del self.replays[task.id]
+        return entry
+
+    def _diverged(self, task: TaskStruct, replay: Replay, what: str, after: bool = False) -> ReplayDiverged:
+        """The replay has lost its place: it ends (task_main prints the line, exit 1)."""
+        self.replays.pop(task.id, None)
+        return replay.diverged(what, after)
+
     async def run_handler(self, task: TaskStruct, token: int, sig: int, flags: int) -> None:
-        """Run a caught signal's handler in the task, with the signal blocked meanwhile."""
-        handler = task.image.handlers.get(token) if task.image is not None else None
+        """Run a caught signal's handler in the task, with the signal blocked meanwhile.
+        Entering and leaving it are journal entries, so a fork child replays it here too."""
+        image = task.image
+        handler = image.handlers.get(token) if image is not None else None
         if handler is None:
             raise TaskExit(abi.W_EXITCODE(0, sig))  # no such handler in this image: the default, terminate
         added = sig not in task.blocked and not flags & abi.SA_NODEFER
         if added:
             task.blocked.add(sig)
+        args = (sig,)  # what the handler is called with after sys, recorded for the replay
+        image.journal.append((task.id, HANDLE_SIGNAL, token, args))
+        returned = False
         try:
-            await self._user_mode(task, _call_maybe_async(handler, self.sys, sig))
+            await self._user_mode(task, _call_maybe_async(handler, self.sys, *args))
+            returned = True
         finally:
+            if task.image is image:  # (an execve in the handler left this journal behind)
+                image.journal.append((task.id, RT_SIGRETURN, returned, sig))
             if added:
                 task.blocked.discard(sig)
                 task.sigpending = True  # recalc_sigpending after the mask changes back
@@ -141,6 +199,9 @@ class Runtime:
             return  # the run is over: a service bug the kernel cannot go on with (kernel/bug.py)
         except SystemExit as exc:  # Python's sys.exit(n): exit(n), as the interpreter would
             code, group = abi.W_EXITCODE(await self._exit_status(task, exc.code)), True
+        except ReplayDiverged as exc:  # not the program's bug a traceback would show: one line
+            code, group = abi.W_EXITCODE(1), True
+            await self._write_stderr(task, f"ReplayDiverged: {exc}\n")
         except BaseException as exc:  # an uncaught exception: traceback to fd 2, status 1
             if _is_cancelled(exc):
                 raise  # the run is shutting down: not the program's doing
@@ -193,10 +254,10 @@ class Runtime:
 
     async def _start_replay(self, task: TaskStruct) -> Any:
         image = task.image
-        self.replays[task.id] = list(reversed(image.journal))
+        self.replays[task.id] = Replay(list(reversed(image.journal)))
         if image.snapshot is not None:
-            namespace, fn, arg = restore_space(image.snapshot, image.snapshot_keep)
-            image.namespace = namespace
+            namespace, fn, arg, handlers = restore_space(image.snapshot, image.snapshot_keep)
+            image.namespace, image.handlers = namespace, dict(handlers)
             return await _call_maybe_async(fn, self.sys, arg)
         image.namespace = image.fresh_namespace()
         return await image.namespace["main"](self.sys, image.argv)
@@ -221,8 +282,8 @@ def format_user_traceback(exc: BaseException) -> str:
     return "".join(lines + traceback.format_exception_only(exc))
 
 
-async def _call_maybe_async(fn: Any, sys: Sys, arg: Any) -> Any:
-    result = fn(sys, arg)
+async def _call_maybe_async(fn: Any, sys: Sys, *args: Any) -> Any:
+    result = fn(sys, *args)
     if hasattr(result, "__await__"):
         result = await result
     return result
