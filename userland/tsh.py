@@ -236,7 +236,10 @@ class Tsh:
     async def waitfg(self, pid: int, mask: set) -> None:
         """Rule 2: sleep in sigsuspend (SIGCHLD unblocked only there) until pid is no longer in the foreground."""
         while self.jobs.fgpid() == pid:
-            await self.sys.sigsuspend(mask)
+            try:
+                await self.sys.sigsuspend(mask)
+            except InterruptedError:
+                pass  # sigsuspend always ends so, once a handler has run (EINTR)
         if self.verbose:
             await self.say(f"waitfg: Process ({pid}) no longer the fg process\n")
 
