@@ -344,7 +344,7 @@ async def test_each_pipeline_is_a_process_group_set_by_parent_and_child():
     # the shell leads a group of its own; each child joins the job's group (its first pid, 3)
     # and the shell puts it there too, whichever comes first; echo (5) is a job of its own
     assert sorted(calls) == [(2, 0, 0), (2, 3, 3), (2, 4, 3), (2, 5, 5), (3, 0, 0), (4, 0, 3), (5, 0, 0)]
-    assert out(r) == ["$ [1] 3", "$ $ 0", "$ "]  # wait %1 reaps it: no Done notice after
+    assert out(r) == ["$ [1] 4", "$ $ 0", "$ "]  # wait %1 reaps it: no Done notice after
 
 
 async def test_killed_job_status_is_128_plus_the_signal():
