@@ -9,6 +9,7 @@ so a wrong one is an OSError with Linux's errno, never a TypeError from here.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat as st
@@ -207,6 +208,17 @@ class Sys:
 
     async def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
         return await self._call("fcntl", fd=fd, cmd=cmd, arg=arg)
+
+    # terminals: no device is one until the tty line discipline (issue 15 item 1) lands; its
+    # ioctl-based versions replace these three (a merge takes theirs)
+    async def tcgetpgrp(self, fd: int) -> int:
+        raise abi.kernel_error(errno.ENOTTY, f"fd {fd} is not a terminal: there is no tty driver yet")
+
+    async def tcsetpgrp(self, fd: int, pgrp: int) -> None:
+        await self.tcgetpgrp(fd)
+
+    async def isatty(self, fd: int) -> bool:
+        return False
 
     async def pipe(self) -> tuple[int, int]:
         return await self.pipe2(0)
