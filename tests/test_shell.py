@@ -358,6 +358,13 @@ async def test_background_without_job_control_reads_dev_null():
     assert out(r) == ["[3]", "[3] done 0", "after"]
 
 
+async def test_background_without_job_control_ignores_sigint():
+    # POSIX 2.11: without job control an asynchronous list inherits SIGINT and SIGQUIT ignored
+    # (spin 5 first: a signal sent before the child has set SIG_IGN would still kill it, as in dash)
+    r = await sh("spin 1000 &\nspin 5\nkill -INT 3\nkill -QUIT 3\nspin 5\nkill 3\n", files={"/bin/spin": SPIN})
+    assert out(r) == ["[3]", "[3] done 143"]  # only the SIGTERM ended it
+
+
 def test_tokenize_expands_the_status_outside_single_quotes():
     from userland.sh import tokenize
 
