@@ -50,10 +50,11 @@ async def main(sys, argv):
 
 
 async def test_sh_reaps_finished_jobs_before_the_next_prompt():
-    r = await ukernel.run_async("sh", ["sh", "-i"], stdin=b"hello &\npwd\ncd /nope\n")
+    r = await ukernel.run_async("sh", ["sh", "-i"], stdin=b"hello &\necho x\ncd /nope\n")
     assert r.problems == []
-    assert r.stdout == (
-        b"$ [3]\n$ /\nhello from pid 3 (parent 2)\n[3] done 0\n$ sh: cd: /nope: No such file or directory\n$ "
+    assert r.stdout == (  # -i: job control, bash's words; hello ends while echo runs
+        b"$ [1] 3\n$ hello from pid 3 (parent 2)\nx\n[1]+  Done                    hello\n"
+        b"$ sh: cd: /nope: No such file or directory\n$ "
     )
     assert r.exit_code == 1  # the failed cd
 
