@@ -224,7 +224,7 @@ async def test_command_not_found_is_127_and_a_signal_is_128_plus_n():
 # --- background jobs, kill ----------------------------------------------------------------
 async def test_background_pipeline_is_reported_once_all_its_commands_end():
     r = await sh("echo a | cat &\n")
-    assert out(r) == ["[4]", "a", "[4] done 0"]  # [the pid of its last command]
+    assert out(r) == ["a", "[4]", "[4] done 0"]  # [the pid of its last command]; echo runs first
 
 
 async def test_kill_term_a_background_sh_job():
@@ -341,9 +341,11 @@ async def test_each_pipeline_is_a_process_group_set_by_parent_and_child():
         for e in r.trace
         if e["type"] == "syscall_enter" and e["op"] == "setpgid"
     ]
-    # the shell leads a group of its own; each child joins the job's group (its first pid, 3)
-    # and the shell puts it there too, whichever comes first; echo (5) is a job of its own
-    assert sorted(calls) == [(2, 0, 0), (2, 3, 3), (2, 4, 3), (2, 5, 5), (3, 0, 0), (4, 0, 3), (5, 0, 0)]
+    # init's child (2) leads a group of its own before it execs sh, and sh makes sure it does;
+    # each child joins the job's group (its first pid, 3) and the shell puts it there too,
+    # whichever comes first; echo (5) is a job of its own
+    want = [(2, 0, 0), (2, 0, 0), (2, 3, 3), (2, 4, 3), (2, 5, 5), (3, 0, 0), (4, 0, 3), (5, 0, 0)]
+    assert sorted(calls) == want
     assert out(r) == ["$ [1] 4", "$ $ 0", "$ "]  # wait %1 reaps it: no Done notice after
 
 

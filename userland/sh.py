@@ -432,16 +432,20 @@ async def builtin_here(shell, words, redirs):
 
 
 async def enter_job(shell, pgid, background):
-    """In a forked child, first thing: join the job's group (the parent does it too: whichever
-    runs first wins the race, and exec never starts outside the group), take the terminal
-    for a foreground job, and undo the shell's ignored signals (exec keeps SIG_IGN)."""
+    """In a forked child, first thing: undo the shell's ignored signals (exec keeps SIG_IGN)
+    but SIGTTOU, so a ^C or ^Z typed once the job owns the terminal reaches it; join the
+    job's group (the parent does it too: whichever runs first wins the race, and exec never
+    starts outside the group); take the terminal for a foreground job (SIGTTOU still ignored:
+    tcsetpgrp from the background would stop it); then SIGTTOU as well."""
     sys = shell.sys
     if shell.job_control:
+        for sig in JOB_SIGNALS:
+            if sig != SIGTTOU:
+                await sys.sigaction(sig, SIG_DFL)
         await sys.setpgid(0, pgid)
         if not background:
             await shell.give_terminal(pgid or await sys.getpid())
-        for sig in JOB_SIGNALS:
-            await sys.sigaction(sig, SIG_DFL)
+        await sys.sigaction(SIGTTOU, SIG_DFL)
     elif background:  # POSIX 2.11: no job control, so ^C and ^\ must not reach it
         for sig in (SIGINT, SIGQUIT):
             await sys.sigaction(sig, SIG_IGN)

@@ -62,7 +62,8 @@ async def tty_check_change(k: Kernel, task: TaskStruct, sig: int, meta: dict) ->
     """__tty_check_change, told by the vfs that the caller is in the background: an ignored
     (or blocked) SIGTTOU lets the call go on (return), an ignored SIGTTIN or an orphaned
     group is EIO, otherwise the caller's whole group gets ``sig`` and the call ends so the
-    stop happens (Linux returns ERESTARTSYS: the call restarts once the group continues)."""
+    stop happens with ERESTARTSYS: the call restarts once the group continues (entry.py's
+    restart: no handler ran), or is EINTR if a handler without SA_RESTART caught it."""
     name = abi.SIGNAL_NAMES[sig]
     if await is_ignored(k, task, sig, meta):
         if sig == abi.SIGTTIN:
@@ -71,7 +72,7 @@ async def tty_check_change(k: Kernel, task: TaskStruct, sig: int, meta: dict) ->
     if pgrp_orphaned(k, task.leader.pgrp):
         raise abi.kernel_error(abi.EIO, f"the background group is orphaned: no {name} to stop it")
     await kill_pgrp(k, task.leader.pgrp[0], sig, meta, task)
-    raise abi.kernel_error(abi.EINTR, f"{meta.get('syscall', 'the call')} from the background: {name}")
+    raise abi.kernel_error(abi.ERESTARTSYS, f"{meta.get('syscall', 'the call')} from the background: {name}")
 
 
 async def send_tty_signals(k: Kernel, reply: dict, meta: dict) -> None:

@@ -9,7 +9,6 @@ so a wrong one is an OSError with Linux's errno, never a TypeError from here.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import stat as st
