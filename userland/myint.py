@@ -5,17 +5,8 @@ never forwarded a SIGINT (trace16).
 """
 
 from ukernel.abi import SIGINT
-from userland.lib.fs import write_all
+from userland.lib.shlab import signal_after
 
 
 async def main(sys, argv):
-    if len(argv) != 2:
-        await write_all(sys, 2, f"Usage: {argv[0]} <n>\n")
-        return 0
-    for _ in range(int(argv[1])):
-        await sys.sleep(1)
-    try:
-        await sys.kill(await sys.getpid(), SIGINT)
-    except OSError:
-        await write_all(sys, 2, "kill (int) error")
-    return 0
+    return await signal_after(sys, argv, SIGINT, group=False, what="int")

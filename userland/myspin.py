@@ -4,13 +4,11 @@ The shell-lab traces run it as a foreground or background job for the shell
 under test to stop, continue and kill.
 """
 
-from userland.lib.fs import write_all
+from userland.lib.shlab import seconds_arg, sleep_seconds
 
 
 async def main(sys, argv):
-    if len(argv) != 2:
-        await write_all(sys, 2, f"Usage: {argv[0]} <n>\n")
-        return 0
-    for _ in range(int(argv[1])):
-        await sys.sleep(1)
+    n = await seconds_arg(sys, argv)
+    if n is not None:
+        await sleep_seconds(sys, n)
     return 0

@@ -5,17 +5,8 @@ of it only through SIGCHLD and waitpid(WUNTRACED).
 """
 
 from ukernel.abi import SIGTSTP
-from userland.lib.fs import write_all
+from userland.lib.shlab import signal_after
 
 
 async def main(sys, argv):
-    if len(argv) != 2:
-        await write_all(sys, 2, f"Usage: {argv[0]} <n>\n")
-        return 0
-    for _ in range(int(argv[1])):
-        await sys.sleep(1)
-    try:
-        await sys.kill(-(await sys.getpid()), SIGTSTP)
-    except OSError:
-        await write_all(sys, 2, "kill (tstp) error")
-    return 0
+    return await signal_after(sys, argv, SIGTSTP, group=True, what="tstp")

@@ -600,6 +600,14 @@ async def job_arg(shell, name, spec):
     return job
 
 
+async def controlled_job(shell, name, args):
+    """The job fg or bg moves: as job_arg, and None without job control (said)."""
+    if not shell.job_control:
+        await shell.say(f"sh: {name}: no job control\n", 2)
+        return None
+    return await job_arg(shell, name, args[0] if args else None)
+
+
 async def builtin_jobs(shell, args):
     await reap_jobs(shell, WNOHANG)  # a job that ended since the prompt shows as Done, once
     for job in shell.jobs.jobs.values():
@@ -608,10 +616,7 @@ async def builtin_jobs(shell, args):
 
 
 async def builtin_fg(shell, args):
-    if not shell.job_control:
-        await shell.say("sh: fg: no job control\n", 2)
-        return 1
-    job = await job_arg(shell, "fg", args[0] if args else None)
+    job = await controlled_job(shell, "fg", args)
     if job is None:
         return 1
     await shell.say(job.cmd + "\n")
@@ -624,10 +629,7 @@ async def builtin_fg(shell, args):
 
 
 async def builtin_bg(shell, args):
-    if not shell.job_control:
-        await shell.say("sh: bg: no job control\n", 2)
-        return 1
-    job = await job_arg(shell, "bg", args[0] if args else None)
+    job = await controlled_job(shell, "bg", args)
     if job is None:
         return 1
     if job.state == RUNNING:
