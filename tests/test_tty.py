@@ -235,6 +235,7 @@ async def main(sys, argv):
     attrs[3] &= ~(abi.ICANON | abi.ECHO)
     attrs[6][abi.VMIN], attrs[6][abi.VTIME] = int(argv[1]), int(argv[2])
     await sys.tcsetattr(0, abi.TCSANOW, attrs)
+    await sys.sigaction(abi.SIGINT, lambda sys, sig: None)  # ^C (ISIG is on) interrupts a read
     start = await sys.clock_gettime()
     for step in argv[3:]:  # "r": read 10 bytes; "s500": sleep 500 ms
         if step == "r":
@@ -253,6 +254,7 @@ VMIN_VTIME = {
     "blocking": (3, 0, ["r"], [(0.1, b"a"), (0.3, b"bcd")], [b"abcd"]),
     "read_timeout": (0, 5, ["r", "r"], [(0.2, b"a")], [b"a", b""]),
     "inter_byte": (5, 3, ["r", "r"], [(1.0, b"ab"), (1.1, b"c"), (2.0, b"defgh")], [b"abc", b"defgh"]),
+    "interrupted": (5, 3, ["r"], [(1.0, b"a"), (1.1, b"\x03")], [b"a"]),
 }
 
 
@@ -302,6 +304,12 @@ async def test_vmin_5_vtime_3_times_between_bytes_after_the_first(autojump_clock
     assert await raw_reads(*VMIN_VTIME["inter_byte"][:4]) == ["b'abc' at 1402", "b'defgh' at 2005"]
 
 
+async def test_a_signal_ends_a_vtime_read_with_the_bytes_it_has(autojump_clock):
+    """A handler runs (^C's SIGINT) after "a" came and before VTIME ran out: the read returns
+    "a" (n_tty_read returns what it copied rather than ERESTARTSYS), at once, not at 1.4 s."""
+    assert await raw_reads(*VMIN_VTIME["interrupted"][:4]) == ["b'a' at 1102"]
+
+
 # --- the same rules on the host's kernel (a real pty) --------------------------------------------
 HOST_EOF_ONCE = """
 import os, pty, sys
@@ -329,7 +337,7 @@ sys.stdout.buffer.write(out)
 
 
 HOST_RAW_READS = """
-import ast, os, pty, sys, termios, time
+import ast, os, pty, signal, sys, termios, time
 vmin, vtime, steps, keys = ast.literal_eval(sys.argv[1])
 pid, master = pty.fork()
 if pid == 0:
@@ -337,6 +345,7 @@ if pid == 0:
     attrs[3] &= ~(termios.ICANON | termios.ECHO)
     attrs[6][termios.VMIN], attrs[6][termios.VTIME] = vmin, vtime
     termios.tcsetattr(0, termios.TCSANOW, attrs)
+    signal.signal(signal.SIGINT, lambda sig, frame: None)
     os.write(1, b"ready\\n")
     for step in steps:
         if step == "r":
