@@ -22,6 +22,11 @@ def in_read(pid):  # asleep in read(2), syscall 0 on x86-64: not on its way ther
     while state(pid) != "S" or not open(f"/proc/{pid}/syscall").read().startswith("0 "):
         time.sleep(0.001)
 
+def delivered(pid):  # no signal pending any more, and asleep in read(2) again
+    while any(line.split()[1] != "0" * 16 for line in open(f"/proc/{pid}/status") if line.endswith("Pnd:")):
+        time.sleep(0.001)
+    in_read(pid)
+
 def say(*words):
     print(*words, flush=True)
 
@@ -44,6 +49,16 @@ async def state(sys, pid):
 
 async def in_read(sys, pid):  # ukernel runs one CPU here: asleep is asleep in the read
     while await state(sys, pid) != "S":
+        await sys.sched_yield()
+
+async def delivered(sys, pid):  # as the host's: no signal pending, asleep in the read again
+    while True:
+        fd = await sys.open(f"/proc/{pid}/status")
+        status = (await sys.read(fd, 4096)).decode()
+        await sys.close(fd)
+        pending = [line.split()[1] for line in status.splitlines() if line.split(":")[0].endswith("Pnd")]
+        if all(int(mask, 16) == 0 for mask in pending):
+            return await in_read(sys, pid)
         await sys.sched_yield()
 
 async def say(sys, *words):
@@ -146,9 +161,10 @@ async def test_a_stop_and_a_continue_send_sigchld_and_wait_reports_each_once(run
 
 
 async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
-    """A pipe read interrupted by a handler: EINTR; by a stop and SIGCONT, no handler
-    run: restarted (ERESTARTSYS). The host's read goes through ctypes, so Python's own
-    EINTR retry (PEP 475) is not in it. (SA_RESTART's restart: test_vfs.py.)"""
+    """A pipe read interrupted by a handler: EINTR; by the same handler with SA_RESTART (Python's
+    signal.siginterrupt(sig, False) on the host): restarted after it, and it gets the bytes
+    written later; by a stop and SIGCONT, no handler run: restarted (ERESTARTSYS). The host's
+    read goes through ctypes, so Python's own EINTR retry (PEP 475) is not in it."""
     host = on_host(
         """
         r, w = os.pipe()
@@ -157,8 +173,8 @@ async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
         if pid == 0:
             signal.signal(signal.SIGUSR1, lambda sig, frame: None)
             buf = ctypes.create_string_buffer(8)
-            for step in ("handler", "stop"):
-                if step == "sa_restart":
+            for step in ("handler", "SA_RESTART", "stop"):
+                if step == "SA_RESTART":
                     signal.siginterrupt(signal.SIGUSR1, False)
                 os.write(tell, b".")
                 n = libc.read(r, buf, 8)
@@ -166,6 +182,10 @@ async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
             os._exit(0)
         os.read(tell_r, 1); in_read(pid)
         os.kill(pid, signal.SIGUSR1)
+        say(report(tell_r))
+        in_read(pid)
+        os.kill(pid, signal.SIGUSR1); delivered(pid)
+        os.write(w, b"one")
         say(report(tell_r))
         in_read(pid)
         os.kill(pid, signal.SIGSTOP); os.waitpid(pid, os.WUNTRACED)
@@ -183,8 +203,9 @@ async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
             tell_r, tell = await sys.pipe()
             pid = await sys.fork()
             if pid == 0:
-                await sys.sigaction(os.SIGUSR1, lambda sys, sig: None)
-                for step in ("handler", "stop"):
+                handler = lambda sys, sig: None
+                for step in ("handler", "SA_RESTART", "stop"):
+                    await sys.sigaction(os.SIGUSR1, handler, os.SA_RESTART if step != "handler" else 0)
                     await sys.write(tell, b".")
                     try:
                         got = (await sys.read(r, 8)).decode()
@@ -197,6 +218,10 @@ async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
             await sys.kill(pid, os.SIGUSR1)
             await say(sys, await report(sys, tell_r))
             await in_read(sys, pid)
+            await sys.kill(pid, os.SIGUSR1); await delivered(sys, pid)
+            await sys.write(w, b"one")
+            await say(sys, await report(sys, tell_r))
+            await in_read(sys, pid)
             await sys.kill(pid, os.SIGSTOP); await sys.waitpid(pid, os.WUNTRACED)
             await sys.kill(pid, os.SIGCONT); await sys.waitpid(pid, os.WCONTINUED); await in_read(sys, pid)
             await sys.write(w, b"two")
@@ -205,7 +230,83 @@ async def test_a_read_is_eintr_only_after_a_handler_without_sa_restart(run):
             return 0
         """,
     )
-    assert host == twin == ["handler: -1 Interrupted system call;", "stop: 3 two;"]
+    assert host == twin == ["handler: -1 Interrupted system call;", "SA_RESTART: 3 one;", "stop: 3 two;"]
+
+
+SIGTIMEDWAIT = [
+    "pending []",
+    "pending [10]",
+    "took 10 SI_USER from self",
+    "pending []",
+    "timed out None",
+    "took 12 SI_USER from the child",
+    "pending [10]",
+    "took 10",
+]
+
+
+async def test_sigtimedwait_takes_a_blocked_pending_signal_and_sigpending_lists_them(run):
+    """sigpending: the blocked signals pending; sigtimedwait takes one of its set with its
+    siginfo (no handler runs), None once the timeout passes, wakes for one sent meanwhile,
+    and leaves the pending signals outside its set pending."""
+    host = on_host(
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])
+        pending = lambda: sorted(int(sig) for sig in signal.sigpending())
+        say("pending", pending())
+        os.kill(os.getpid(), signal.SIGUSR1)
+        say("pending", pending())
+        info = signal.sigtimedwait([signal.SIGUSR1], 1)
+        say("took", info.si_signo, "SI_USER" if info.si_code == 0 else info.si_code,
+            "from self" if info.si_pid == os.getpid() else info.si_pid)
+        say("pending", pending())
+        say("timed out", signal.sigtimedwait([signal.SIGUSR1], 0.05))
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.1)
+            os.kill(os.getppid(), signal.SIGUSR2)
+            os._exit(0)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        info = signal.sigtimedwait([signal.SIGUSR2], 30)
+        say("took", info.si_signo, "SI_USER" if info.si_code == 0 else info.si_code,
+            "from the child" if info.si_pid == pid else info.si_pid)
+        say("pending", pending())
+        say("took", signal.sigtimedwait([signal.SIGUSR1, signal.SIGUSR2], 0).si_signo)
+        os.waitpid(pid, 0)
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGUSR1, os.SIGUSR2])
+            async def pending():
+                return sorted(await sys.sigpending())
+            me = await sys.getpid()
+            await say(sys, "pending", await pending())
+            await sys.kill(me, os.SIGUSR1)
+            await say(sys, "pending", await pending())
+            info = await sys.sigtimedwait([os.SIGUSR1], 1)
+            await say(sys, "took", info.si_signo, "SI_USER" if info.si_code == 0 else info.si_code,
+                      "from self" if info.si_pid == me else info.si_pid)
+            await say(sys, "pending", await pending())
+            await say(sys, "timed out", await sys.sigtimedwait([os.SIGUSR1], 0.05))
+            pid = await sys.fork()
+            if pid == 0:
+                await sys.nanosleep(0.1)
+                await sys.kill(await sys.getppid(), os.SIGUSR2)
+                return 0
+            await sys.kill(me, os.SIGUSR1)
+            info = await sys.sigtimedwait([os.SIGUSR2], 30)
+            await say(sys, "took", info.si_signo, "SI_USER" if info.si_code == 0 else info.si_code,
+                      "from the child" if info.si_pid == pid else info.si_pid)
+            await say(sys, "pending", await pending())
+            await say(sys, "took", (await sys.sigtimedwait([os.SIGUSR1, os.SIGUSR2], 0)).si_signo)
+            await sys.waitpid(pid, 0)
+            return 0
+        """,
+    )
+    assert host == twin == SIGTIMEDWAIT
 
 
 async def test_an_orphaned_group_with_a_stopped_member_gets_sighup_then_sigcont(run):

@@ -226,6 +226,90 @@ async def test_piped_input_skips_the_line_discipline():
     assert r.stdout == b"got b'a\\x7fb\\x03\\n'\ngot b''\n"  # as typed, no echo, no signal, no CR; EOF stays
 
 
+# --- VMIN and VTIME (termios(3) "Noncanonical mode") ---------------------------------------------
+RAW_READS = """
+from ukernel import abi
+
+async def main(sys, argv):
+    attrs = await sys.tcgetattr(0)
+    attrs[3] &= ~(abi.ICANON | abi.ECHO)
+    attrs[6][abi.VMIN], attrs[6][abi.VTIME] = int(argv[1]), int(argv[2])
+    await sys.tcsetattr(0, abi.TCSANOW, attrs)
+    await sys.sigaction(abi.SIGINT, lambda sys, sig: None)  # ^C (ISIG is on) interrupts a read
+    start = await sys.clock_gettime()
+    for step in argv[3:]:  # "r": read 10 bytes; "s500": sleep 500 ms
+        if step == "r":
+            data = await sys.read(0, 10)
+            now = await sys.clock_gettime()
+            await sys.write(1, b"%r at %d\\n" % (data, round((now - start) * 1000)))
+        else:
+            await sys.nanosleep(int(step[1:]) / 1000)
+    return 0
+"""
+
+#: name: (VMIN, VTIME, the program's steps, keys typed [(seconds after its first sleep began, bytes)],
+#: what each read returns). The same on the host's pty (test_the_host_kernel_agrees_on_vmin_vtime).
+VMIN_VTIME = {
+    "polling": (0, 0, ["r", "s500", "r"], [(0.2, b"xy")], [b"", b"xy"]),
+    "blocking": (3, 0, ["r"], [(0.1, b"a"), (0.3, b"bcd")], [b"abcd"]),
+    "read_timeout": (0, 5, ["r", "r"], [(0.2, b"a")], [b"a", b""]),
+    "inter_byte": (5, 3, ["r", "r"], [(1.0, b"ab"), (1.1, b"c"), (2.0, b"defgh")], [b"abc", b"defgh"]),
+    "interrupted": (5, 3, ["r"], [(1.0, b"a"), (1.1, b"\x03")], [b"a"]),
+}
+
+
+async def raw_reads(vmin: int, vtime: int, steps: list[str], keys: list[tuple[float, bytes]]) -> list[str]:
+    """RAW_READS on a terminal console whose clock follows trio's (mock) wall clock (realtime),
+    each key typed at its time: what each read returned, at which tick since the first one."""
+    async with ukernel.boot(files={"/bin/raw": RAW_READS.encode()}, realtime=True) as kernel:
+        await kernel.tty_input(b"")
+
+        async def typist() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the program sleeps: the idle spell began
+            start = trio.current_time()
+            for at, chunk in keys:
+                await trio.sleep_until(start + at)
+                await kernel.tty_input(chunk)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(typist)
+            assert await kernel.run("/bin/raw", ["raw", str(vmin), str(vtime), *steps]) == 0
+        output = await kernel.call("vfs", "console_output", {})
+        assert await kernel.check_invariants() == []
+    return output.decode().split("\r\n")[:-1]
+
+
+# Times are ticks (ms) of virtual time since the program's clock_gettime after tcsetattr: a key
+# typed at 200 ms is read at 202 (the read's and clock_gettime's entries are a tick each), and a
+# timer runs from the tick the read sleeps at.
+async def test_vmin_0_vtime_0_polls(autojump_clock):
+    """MIN == 0, TIME == 0: the read returns at once, with what is there (nothing, then "xy")."""
+    assert await raw_reads(*VMIN_VTIME["polling"][:4]) == ["b'' at 2", "b'xy' at 506"]
+
+
+async def test_vmin_3_vtime_0_blocks_for_3_bytes(autojump_clock):
+    """MIN > 0, TIME == 0: no timer; "a" at 100 ms is not enough, "bcd" at 300 ms is (all 4 taken)."""
+    assert await raw_reads(*VMIN_VTIME["blocking"][:4]) == ["b'abcd' at 302"]
+
+
+async def test_vmin_0_vtime_5_times_out_after_half_a_second(autojump_clock):
+    """MIN == 0, TIME > 0: the first byte ends the read ("a" at 200 ms); with none, the read
+    returns 0 bytes 5 tenths of a second after it began."""
+    assert await raw_reads(*VMIN_VTIME["read_timeout"][:4]) == ["b'a' at 202", "b'' at 705"]
+
+
+async def test_vmin_5_vtime_3_times_between_bytes_after_the_first(autojump_clock):
+    """MIN > 0, TIME > 0: no timer until the first byte (1 s of nothing); then 0.3 s after the
+    last byte ("c" at 1.1 s) the read ends with 3 bytes; the next gets its 5 at once."""
+    assert await raw_reads(*VMIN_VTIME["inter_byte"][:4]) == ["b'abc' at 1402", "b'defgh' at 2005"]
+
+
+async def test_a_signal_ends_a_vtime_read_with_the_bytes_it_has(autojump_clock):
+    """A handler runs (^C's SIGINT) after "a" came and before VTIME ran out: the read returns
+    "a" (n_tty_read returns what it copied rather than ERESTARTSYS), at once, not at 1.4 s."""
+    assert await raw_reads(*VMIN_VTIME["interrupted"][:4]) == ["b'a' at 1102"]
+
+
 # --- the same rules on the host's kernel (a real pty) --------------------------------------------
 HOST_EOF_ONCE = """
 import os, pty, sys
@@ -250,6 +334,60 @@ while True:
 os.waitpid(pid, 0)
 sys.stdout.buffer.write(out)
 """
+
+
+HOST_RAW_READS = """
+import ast, os, pty, signal, sys, termios, time
+vmin, vtime, steps, keys = ast.literal_eval(sys.argv[1])
+pid, master = pty.fork()
+if pid == 0:
+    attrs = termios.tcgetattr(0)
+    attrs[3] &= ~(termios.ICANON | termios.ECHO)
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = vmin, vtime
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+    signal.signal(signal.SIGINT, lambda sig, frame: None)
+    os.write(1, b"ready\\n")
+    for step in steps:
+        if step == "r":
+            os.write(1, b"%r\\n" % os.read(0, 10))
+        else:
+            time.sleep(int(step[1:]) / 1000)
+    sys.exit(0)
+out = b""
+while b"ready\\r\\n" not in out:  # the child's terminal is raw now; a read may follow at once
+    out += os.read(master, 100)
+out = out.split(b"ready\\r\\n", 1)[1]
+start = time.monotonic()
+for at, chunk in keys:
+    time.sleep(max(0, start + at - time.monotonic()))
+    os.write(master, chunk)
+while True:
+    try:
+        data = os.read(master, 1000)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+"""
+
+
+def test_the_host_kernel_agrees_on_vmin_vtime():
+    """Linux's n_tty on a real pty: each VMIN/VTIME case's reads return what ukernel's do (the
+    bytes only: the host's times are wall-clock; the gaps are wide enough not to matter)."""
+    for name, (vmin, vtime, steps, keys, reads) in VMIN_VTIME.items():
+        case = repr((vmin, vtime, steps, keys))
+        done = subprocess.run([sys.executable, "-c", HOST_RAW_READS, case], capture_output=True, timeout=30)
+        assert done.stdout.split(b"\r\n")[:-1] == [repr(r).encode() for r in reads], name
+
+
+async def test_ukernel_reads_the_same_bytes_as_the_host(autojump_clock):
+    """The cases' expected reads (checked on the host above) are ukernel's, read for read."""
+    for name, (vmin, vtime, steps, keys, reads) in VMIN_VTIME.items():
+        got = await raw_reads(vmin, vtime, steps, keys)
+        assert [line.rsplit(" at ", 1)[0] for line in got] == [repr(r) for r in reads], name
 
 
 def test_the_host_kernel_agrees_on_eof_once():

@@ -32,6 +32,9 @@ from .inode import File, FilesStruct
 #: The window size TIOCGWINSZ answers until TIOCSWINSZ sets one: [rows, cols, xpixel, ypixel].
 DEFAULT_WINSIZE = [24, 80, 0, 0]
 
+#: VTIME counts tenths of a second: this many ticks each (n_tty_read's ``(HZ / 10) * TIME_CHAR``).
+VTIME_TICKS = abi.HZ // 10
+
 
 @dataclass
 class Termios:
@@ -257,11 +260,41 @@ class TtyOps:
         tty = self.tty
         if not n:
             return b""
+        if not tty.termios.on(abi.ICANON) and tty.termios.cc[abi.VTIME]:
+            return self._n_tty_read_timed(file, n, 0)
         if tty.readable(n):
             return tty.take(n)
         if tty.hung_up:
             return tty.take(n) if not tty.termios.on(abi.ICANON) else b""
         return self._wait_or_again(file)
+
+    def _n_tty_read_timed(self, file: File, n: int, got: int) -> object:
+        """n_tty_read with VTIME (termios(3) "Noncanonical mode"): bytes are taken as they come.
+        With VMIN the read ends at VMIN bytes, or VTIME after the last byte (no timer before the
+        first); without, at the first byte or VTIME after the read began. The kernel sleeps
+        with the timer (``timeout`` ticks, None: none) and adds up the steps (``got`` bytes so far)."""
+        tty = self.tty
+        tty._flatten()
+        data, vmin = tty.take(n), tty.termios.cc[abi.VMIN]
+        if len(data) == n or got + len(data) >= max(vmin, 1) or tty.hung_up:
+            return data
+        if file.flags & abi.O_NONBLOCK:
+            if data:
+                return data
+            raise abi.kernel_error(abi.EAGAIN, "no input yet")
+        timeout = None if vmin and not got + len(data) else tty.termios.cc[abi.VTIME] * VTIME_TICKS
+        return {"vtime": self._prepare_to_wait(self.console_wait)["wait"], "data": data, "timeout": timeout}
+
+    @op
+    async def n_tty_read(self, req: Call, files: int, fd: int, n: int, got: int) -> object:
+        """The next step of a VTIME read, after the kernel's timed sleep was woken: ``n`` bytes
+        still wanted, ``got`` taken already (job control was checked at the first step)."""
+        file = self._file(self._fst(files), fd)
+        if file.inode.device != "console":
+            raise abi.kernel_error(abi.EBADF, f"fd {fd} is no longer the terminal the read began on")
+        if self.tty.termios.on(abi.ICANON) or not self.tty.termios.cc[abi.VTIME]:
+            return self._tty_read(file, n, None)  # the termios changed under the read: read as it is now
+        return self._n_tty_read_timed(file, n, got)
 
     def _wait_or_again(self, file: File) -> object:
         if file.flags & abi.O_NONBLOCK:
@@ -304,8 +337,6 @@ class TtyOps:
     def _tcsets(self, file: File, arg: object, job: dict, flush: bool = False) -> object:
         """set_termios: a background group gets SIGTTOU first (unless it ignores it)."""
         new = Termios.from_list(arg)
-        if not new.on(abi.ICANON) and new.cc[abi.VTIME]:
-            raise abi.kernel_error(abi.ENOSYS, "VTIME (a read timeout) is not modelled: use VTIME 0")
         if self._checks_change(job):
             return {"jobctl": abi.SIGTTOU}
         if flush:

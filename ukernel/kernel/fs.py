@@ -17,6 +17,7 @@ from . import procfs
 from .hung import CONSOLE_INPUT
 from .signal import send_to_thread
 from .task import TaskStruct
+from .time import service_wait_timeout
 from .tty import fg_args, job_args, tty_check_change
 
 Handler = Callable[..., Awaitable[Any]]
@@ -73,7 +74,31 @@ async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> 
         raise
     if isinstance(reply, dict) and "jobctl" in reply:
         await tty_check_change(k, task, reply["jobctl"], meta)  # SIGTTIN never lets the read go on
+    if isinstance(reply, dict) and "vtime" in reply:
+        return await n_tty_read_timed(k, task, meta, fd, n, reply)
     return reply
+
+
+async def n_tty_read_timed(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int, reply: dict) -> bytes:
+    """n_tty_read's loop with VTIME: each step's bytes are the read's, then the task sleeps for
+    more with the vfs's timer (none before the first byte when VMIN is set). The timer running
+    out ends the read with what it has; so does a signal once a byte came (else ERESTARTSYS)."""
+    got = b""
+    while isinstance(reply, dict) and "vtime" in reply:
+        got += reply["data"]
+        k.console_wanted.set()  # the host's input is read now (kernel/console.py)
+        try:
+            if reply["timeout"] is None:
+                await k.service_wait(task, "vfs", reply["vtime"], meta, CONSOLE_INPUT)
+            elif not await service_wait_timeout(k, task, "vfs", reply["vtime"], meta, CONSOLE_INPUT, reply["timeout"]):
+                return got
+        except OSError:
+            if got:
+                return got
+            raise
+        args = {"files": task.files, "fd": fd, "n": n - len(got), "got": len(got)}
+        reply = await k.call_blocking(task, "vfs", "n_tty_read", args, meta, partial(_read_waits_for, k))
+    return got + reply
 
 
 def _read_waits_for(k: Kernel, reply: dict) -> str:

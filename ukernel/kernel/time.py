@@ -78,6 +78,25 @@ async def sleep_timeout(
         k.timeouts.pop(task.id, None)
 
 
+async def service_wait_timeout(
+    k: Kernel, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str, ticks: int
+) -> bool:
+    """service_wait with a timer (wait_woken with a timeout, as n_tty_read's VTIME): True when
+    the service woke the waiter, False when ``ticks`` went by first; a signal is ERESTARTSYS."""
+    sent = await k.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+    if (len(k.cpu_curr) > 1 or k.config.terminal is not None) and not sent.event.is_set():
+        k.task_nursery.start_soon(k._wake_on_reply, task, sent.event)  # the wake-up IPI (cpu.py)
+    wchan = WaitChannel(meta.get("syscall", ""), what)
+    timed_out, _ = await sleep_timeout(k, task, meta, ticks, sent.event, wchan)
+    if not sent.event.is_set():  # the timer or a signal came first: off the queue
+        await k.call(dst, "finish_wait", {"waiter": waiter}, meta)
+    if await k.router.collect(sent):
+        return True
+    if timed_out:
+        return False
+    raise abi.kernel_error(abi.ERESTARTSYS, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
+
+
 async def sys_nanosleep(k: Kernel, task: TaskStruct, meta: dict, seconds: float) -> int:
     """Sleep ``seconds`` of virtual time. A signal ends it with ERESTART_RESTARTBLOCK: after a
     handler that is EINTR naming the time left (even with SA_RESTART); with none (a stop and
