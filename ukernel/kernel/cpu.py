@@ -24,6 +24,7 @@ from .task import WaitChannel
 from .time import idle_enter, idle_exit
 
 if TYPE_CHECKING:
+    from ..ipc.router import Sent
     from .task import TaskStruct
 
 
@@ -150,14 +151,20 @@ class Cpus:
         """Sleep on a service's wait-queue entry: send ``wait`` (answered on wake-up) and
         leave the CPU; a signal ends the sleep with ``finish_wait`` and ``interrupted``
         (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
-        sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        if (len(self.cpu_curr) > 1 or self.config.terminal is not None) and not sent.event.is_set():
-            self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
+        sent = await self.send_wait(task, dst, waiter, meta)
         await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):
             raise abi.kernel_error(interrupted, f"{meta.get('syscall', 'the wait')} interrupted by a signal")
+
+    async def send_wait(self, task: TaskStruct, dst: str, waiter: int, meta: dict) -> Sent:
+        """The ``wait`` request for a service's wait-queue entry, its reply armed to wake
+        ``task`` when its waker cannot have found it (``_wake_on_reply``)."""
+        sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+        if (len(self.cpu_curr) > 1 or self.config.terminal is not None) and not sent.event.is_set():
+            self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
+        return sent
 
     async def _wake_on_reply(self, task: TaskStruct, event: trio.Event) -> None:
         """The reply to ``wait`` can land after its waker left the kernel: with several CPUs

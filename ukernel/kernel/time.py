@@ -83,9 +83,7 @@ async def service_wait_timeout(
 ) -> bool:
     """service_wait with a timer (wait_woken with a timeout, as n_tty_read's VTIME): True when
     the service woke the waiter, False when ``ticks`` went by first; a signal is ERESTARTSYS."""
-    sent = await k.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-    if (len(k.cpu_curr) > 1 or k.config.terminal is not None) and not sent.event.is_set():
-        k.task_nursery.start_soon(k._wake_on_reply, task, sent.event)  # the wake-up IPI (cpu.py)
+    sent = await k.send_wait(task, dst, waiter, meta)
     wchan = WaitChannel(meta.get("syscall", ""), what)
     timed_out, _ = await sleep_timeout(k, task, meta, ticks, sent.event, wchan)
     if not sent.event.is_set():  # the timer or a signal came first: off the queue
