@@ -332,3 +332,86 @@ async def main(sys, argv):
 """
     )
     assert r.stdout == b"slept 1.00\n"
+
+
+GROUP_STOP = ["stopped 19 T T T", "nothing", "CLD_STOPPED", "continued False", "killed 9"]
+
+
+async def test_a_stop_signal_stops_every_thread_and_the_parent_hears_once_the_last_has_stopped(run):
+    """A group stop (kernel/signal.c do_signal_stop): SIGSTOP to a process of three threads,
+    one asleep in read, one in a futex wait, one spinning on syscalls, stops all three; the
+    parent's WUNTRACED wait returns once, when every thread is already T; SIGCONT runs all."""
+    host = on_host(
+        """
+        import threading
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            lock = threading.Lock()
+            lock.acquire()
+            threading.Thread(target=lock.acquire, daemon=True).start()  # a futex wait
+            def spin():
+                while True:
+                    os.getpid()
+            threading.Thread(target=spin, daemon=True).start()
+            os.read(r, 1)
+        def states():
+            return sorted(state(f"{pid}/task/{tid}") for tid in os.listdir(f"/proc/{pid}/task"))
+        while len(states()) != 3 or states().count("S") < 2:
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGSTOP)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        say("stopped", os.WSTOPSIG(status), *states())
+        say("nothing" if os.waitpid(pid, os.WUNTRACED | os.WNOHANG) == (0, 0) else "again")
+        info = signal.sigwaitinfo([signal.SIGCHLD])
+        say("CLD_STOPPED" if info.si_code == os.CLD_STOPPED else info)
+        os.kill(pid, signal.SIGCONT)
+        _, status = os.waitpid(pid, os.WCONTINUED)
+        say("continued" if os.WIFCONTINUED(status) else status, "T" in states())
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        say("killed", os.WTERMSIG(status))
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+            r, w = await sys.pipe()
+            pid = await sys.fork()
+            if pid == 0:
+                word = await sys.mmap(0, 4096, os.PROT_READ | os.PROT_WRITE, os.MAP_PRIVATE | os.MAP_ANONYMOUS)
+                async def waiter(sys, arg):
+                    while True:
+                        await sys.futex(word, os.FUTEX_WAIT, 0)
+                async def spin(sys, arg):
+                    while True:
+                        await sys.getpid()
+                await sys.clone(os.PTHREAD_CLONE_FLAGS, waiter)
+                await sys.clone(os.PTHREAD_CLONE_FLAGS, spin)
+                await sys.read(r, 1)
+            async def states():
+                fd = await sys.open(f"/proc/{pid}/task")
+                tids = await sys.getdents(fd)
+                await sys.close(fd)
+                return sorted([await state(sys, f"{pid}/task/{tid}") for tid in tids if tid.isdigit()])
+            while len(await states()) != 3 or (await states()).count("S") < 2:
+                await sys.sched_yield()
+            await sys.kill(pid, os.SIGSTOP)
+            _, status = await sys.waitpid(pid, os.WUNTRACED)
+            await say(sys, "stopped", os.WSTOPSIG(status), *await states())
+            again = await sys.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+            await say(sys, "nothing" if again == (0, 0) else "again")
+            info = await sys.sigwaitinfo([os.SIGCHLD])
+            await say(sys, "CLD_STOPPED" if info.si_code == os.CLD_STOPPED else info)
+            await sys.kill(pid, os.SIGCONT)
+            _, status = await sys.waitpid(pid, os.WCONTINUED)
+            await say(sys, "continued" if os.WIFCONTINUED(status) else status, "T" in await states())
+            await sys.kill(pid, os.SIGKILL)
+            _, status = await sys.waitpid(pid, 0)
+            await say(sys, "killed", os.WTERMSIG(status))
+        """,
+    )
+    assert host == twin == GROUP_STOP

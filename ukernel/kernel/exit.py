@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .. import abi
 from ..ipc.router import Sent
 from .contracts import ServiceBug
-from .signal import k_kill, send_to_process, siginfo
+from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 from .tty import disassociate_ctty
@@ -69,6 +69,7 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
     task.flags.add("PF_EXITING")
     if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
         zap_other_threads(task, status)
+    await exit_signals(k, task)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
     await exit_references(k, task, meta)
