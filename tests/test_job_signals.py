@@ -415,3 +415,126 @@ async def test_a_stop_signal_stops_every_thread_and_the_parent_hears_once_the_la
         """,
     )
     assert host == twin == GROUP_STOP
+
+
+WAITID = ["ECHILD", "EINVAL", "None", "stopped CLD_STOPPED 19 True True", "kept CLD_STOPPED 19", "None",
+          "continued CLD_CONTINUED 18", "killed CLD_KILLED 15", "reaped 15", "exited CLD_EXITED 3", "ECHILD"]  # fmt: skip
+
+
+async def test_waitid_reports_each_event_as_a_siginfo_and_wnowait_leaves_it(run):
+    """waitid (kernel/exit.c kernel_waitid, the same do_wait as wait4): by pid, by group
+    (0: the caller's) or any child; WNOWAIT leaves a report or a zombie for the next wait."""
+    host = on_host(
+        """
+        import errno
+        def names(r):
+            return {os.CLD_STOPPED: "CLD_STOPPED", os.CLD_CONTINUED: "CLD_CONTINUED",
+                    os.CLD_KILLED: "CLD_KILLED", os.CLD_EXITED: "CLD_EXITED"}[r.si_code]
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                signal.pause()
+        try:
+            os.waitid(os.P_PID, pid, os.WNOHANG)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        say(os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG))
+        os.kill(pid, signal.SIGSTOP)
+        r = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
+        say("stopped", names(r), r.si_status, r.si_pid == pid, r.si_signo == signal.SIGCHLD)
+        r = os.waitid(os.P_PGID, os.getpgid(0), os.WSTOPPED | os.WNOHANG)
+        say("kept", names(r), r.si_status)
+        say(os.waitid(os.P_PGID, 0, os.WSTOPPED | os.WNOHANG))
+        os.kill(pid, signal.SIGCONT)
+        r = os.waitid(os.P_ALL, 0, os.WCONTINUED)
+        say("continued", names(r), r.si_status)
+        os.kill(pid, signal.SIGTERM)
+        r = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        say("killed", names(r), r.si_status)
+        say("reaped", os.WTERMSIG(os.waitpid(pid, 0)[1]))
+        if os.fork() == 0:
+            os._exit(3)
+        r = os.waitid(os.P_PGID, 0, os.WEXITED)
+        say("exited", names(r), r.si_status)
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        import errno
+        def names(r):
+            return {os.CLD_STOPPED: "CLD_STOPPED", os.CLD_CONTINUED: "CLD_CONTINUED",
+                    os.CLD_KILLED: "CLD_KILLED", os.CLD_EXITED: "CLD_EXITED"}[r.si_code]
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+            try:
+                await sys.waitid(os.P_ALL, 0, os.WEXITED)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+            pid = await sys.fork()
+            if pid == 0:
+                while True:
+                    await sys.pause()
+            try:
+                await sys.waitid(os.P_PID, pid, os.WNOHANG)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+            await say(sys, await sys.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG))
+            await sys.kill(pid, os.SIGSTOP)
+            r = await sys.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
+            await say(sys, "stopped", names(r), r.si_status, r.si_pid == pid, r.si_signo == os.SIGCHLD)
+            r = await sys.waitid(os.P_PGID, await sys.getpgid(0), os.WSTOPPED | os.WNOHANG)
+            await say(sys, "kept", names(r), r.si_status)
+            await say(sys, await sys.waitid(os.P_PGID, 0, os.WSTOPPED | os.WNOHANG))
+            await sys.kill(pid, os.SIGCONT)
+            r = await sys.waitid(os.P_ALL, 0, os.WCONTINUED)
+            await say(sys, "continued", names(r), r.si_status)
+            await sys.kill(pid, os.SIGTERM)
+            r = await sys.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            await say(sys, "killed", names(r), r.si_status)
+            await say(sys, "reaped", os.WTERMSIG((await sys.waitpid(pid, 0))[1]))
+            if await sys.fork() == 0:
+                return 3
+            r = await sys.waitid(os.P_PGID, 0, os.WEXITED)
+            await say(sys, "exited", names(r), r.si_status)
+            try:
+                await sys.waitid(os.P_ALL, 0, os.WEXITED)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+        """,
+    )
+    assert host == twin == WAITID
+
+
+async def test_waitid_refuses_a_bad_idtype_or_id_with_einval(run):
+    """kernel_waitid: P_PID needs a pid > 0, P_PGID one >= 0; an unknown idtype is EINVAL."""
+    host = on_host(
+        """
+        for idtype, id in ((os.P_PID, 0), (os.P_PGID, -1), (9, 1)):
+            try:
+                os.waitid(idtype, id, os.WEXITED)
+            except OSError as exc:
+                say(os.strerror(exc.errno))
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            for idtype, id in ((os.P_PID, 0), (os.P_PGID, -1), (9, 1)):
+                try:
+                    await sys.waitid(idtype, id, os.WEXITED)
+                except OSError as exc:
+                    await say(sys, exc.errno == os.EINVAL and "Invalid argument")
+        """,
+    )
+    assert host == twin == ["Invalid argument"] * 3
