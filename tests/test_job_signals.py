@@ -433,3 +433,209 @@ async def main(sys, argv):
 """
     )
     assert r.stdout == b"slept 1.00\n"
+
+
+GROUP_STOP = ["stopped 19 T T T", "nothing", "CLD_STOPPED", "continued False", "killed 9"]
+
+
+async def test_a_stop_signal_stops_every_thread_and_the_parent_hears_once_the_last_has_stopped(run):
+    """A group stop (kernel/signal.c do_signal_stop): SIGSTOP to a process of three threads,
+    one asleep in read, one in a futex wait, one spinning on syscalls, stops all three; the
+    parent's WUNTRACED wait returns once, when every thread is already T; SIGCONT runs all."""
+    host = on_host(
+        """
+        import threading
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            lock = threading.Lock()
+            lock.acquire()
+            threading.Thread(target=lock.acquire, daemon=True).start()  # a futex wait
+            def spin():
+                while True:
+                    os.getpid()
+            threading.Thread(target=spin, daemon=True).start()
+            os.read(r, 1)
+        def states():
+            return sorted(state(f"{pid}/task/{tid}") for tid in os.listdir(f"/proc/{pid}/task"))
+        while len(states()) != 3 or states().count("S") < 2:
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGSTOP)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        say("stopped", os.WSTOPSIG(status), *states())
+        say("nothing" if os.waitpid(pid, os.WUNTRACED | os.WNOHANG) == (0, 0) else "again")
+        info = signal.sigwaitinfo([signal.SIGCHLD])
+        say("CLD_STOPPED" if info.si_code == os.CLD_STOPPED else info)
+        os.kill(pid, signal.SIGCONT)
+        _, status = os.waitpid(pid, os.WCONTINUED)
+        say("continued" if os.WIFCONTINUED(status) else status, "T" in states())
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        say("killed", os.WTERMSIG(status))
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+            r, w = await sys.pipe()
+            pid = await sys.fork()
+            if pid == 0:
+                word = await sys.mmap(0, 4096, os.PROT_READ | os.PROT_WRITE, os.MAP_PRIVATE | os.MAP_ANONYMOUS)
+                async def waiter(sys, arg):
+                    while True:
+                        await sys.futex(word, os.FUTEX_WAIT, 0)
+                async def spin(sys, arg):
+                    while True:
+                        await sys.getpid()
+                await sys.clone(os.PTHREAD_CLONE_FLAGS, waiter)
+                await sys.clone(os.PTHREAD_CLONE_FLAGS, spin)
+                await sys.read(r, 1)
+            async def states():
+                fd = await sys.open(f"/proc/{pid}/task")
+                tids = await sys.getdents(fd)
+                await sys.close(fd)
+                return sorted([await state(sys, f"{pid}/task/{tid}") for tid in tids if tid.isdigit()])
+            while len(await states()) != 3 or (await states()).count("S") < 2:
+                await sys.sched_yield()
+            await sys.kill(pid, os.SIGSTOP)
+            _, status = await sys.waitpid(pid, os.WUNTRACED)
+            await say(sys, "stopped", os.WSTOPSIG(status), *await states())
+            again = await sys.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+            await say(sys, "nothing" if again == (0, 0) else "again")
+            info = await sys.sigwaitinfo([os.SIGCHLD])
+            await say(sys, "CLD_STOPPED" if info.si_code == os.CLD_STOPPED else info)
+            await sys.kill(pid, os.SIGCONT)
+            _, status = await sys.waitpid(pid, os.WCONTINUED)
+            await say(sys, "continued" if os.WIFCONTINUED(status) else status, "T" in await states())
+            await sys.kill(pid, os.SIGKILL)
+            _, status = await sys.waitpid(pid, 0)
+            await say(sys, "killed", os.WTERMSIG(status))
+        """,
+    )
+    assert host == twin == GROUP_STOP
+
+
+WAITID = ["ECHILD", "EINVAL", "None", "stopped CLD_STOPPED 19 True True", "kept CLD_STOPPED 19", "None",
+          "continued CLD_CONTINUED 18", "killed CLD_KILLED 15", "reaped 15", "exited CLD_EXITED 3", "ECHILD"]  # fmt: skip
+
+
+async def test_waitid_reports_each_event_as_a_siginfo_and_wnowait_leaves_it(run):
+    """waitid (kernel/exit.c kernel_waitid, the same do_wait as wait4): by pid, by group
+    (0: the caller's) or any child; WNOWAIT leaves a report or a zombie for the next wait."""
+    host = on_host(
+        """
+        import errno
+        def names(r):
+            return {os.CLD_STOPPED: "CLD_STOPPED", os.CLD_CONTINUED: "CLD_CONTINUED",
+                    os.CLD_KILLED: "CLD_KILLED", os.CLD_EXITED: "CLD_EXITED"}[r.si_code]
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                signal.pause()
+        try:
+            os.waitid(os.P_PID, pid, os.WNOHANG)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        say(os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG))
+        os.kill(pid, signal.SIGSTOP)
+        r = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
+        say("stopped", names(r), r.si_status, r.si_pid == pid, r.si_signo == signal.SIGCHLD)
+        r = os.waitid(os.P_PGID, os.getpgid(0), os.WSTOPPED | os.WNOHANG)
+        say("kept", names(r), r.si_status)
+        say(os.waitid(os.P_PGID, 0, os.WSTOPPED | os.WNOHANG))
+        os.kill(pid, signal.SIGCONT)
+        r = os.waitid(os.P_ALL, 0, os.WCONTINUED)
+        say("continued", names(r), r.si_status)
+        os.kill(pid, signal.SIGTERM)
+        r = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        say("killed", names(r), r.si_status)
+        say("reaped", os.WTERMSIG(os.waitpid(pid, 0)[1]))
+        if os.fork() == 0:
+            os._exit(3)
+        r = os.waitid(os.P_PGID, 0, os.WEXITED)
+        say("exited", names(r), r.si_status)
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED)
+        except OSError as exc:
+            say(errno.errorcode[exc.errno])
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        import errno
+        def names(r):
+            return {os.CLD_STOPPED: "CLD_STOPPED", os.CLD_CONTINUED: "CLD_CONTINUED",
+                    os.CLD_KILLED: "CLD_KILLED", os.CLD_EXITED: "CLD_EXITED"}[r.si_code]
+        async def main(sys, argv):
+            await sys.sigprocmask(os.SIG_BLOCK, [os.SIGCHLD])
+            try:
+                await sys.waitid(os.P_ALL, 0, os.WEXITED)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+            pid = await sys.fork()
+            if pid == 0:
+                while True:
+                    await sys.pause()
+            try:
+                await sys.waitid(os.P_PID, pid, os.WNOHANG)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+            await say(sys, await sys.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG))
+            await sys.kill(pid, os.SIGSTOP)
+            r = await sys.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
+            await say(sys, "stopped", names(r), r.si_status, r.si_pid == pid, r.si_signo == os.SIGCHLD)
+            r = await sys.waitid(os.P_PGID, await sys.getpgid(0), os.WSTOPPED | os.WNOHANG)
+            await say(sys, "kept", names(r), r.si_status)
+            await say(sys, await sys.waitid(os.P_PGID, 0, os.WSTOPPED | os.WNOHANG))
+            await sys.kill(pid, os.SIGCONT)
+            r = await sys.waitid(os.P_ALL, 0, os.WCONTINUED)
+            await say(sys, "continued", names(r), r.si_status)
+            await sys.kill(pid, os.SIGTERM)
+            r = await sys.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            await say(sys, "killed", names(r), r.si_status)
+            await say(sys, "reaped", os.WTERMSIG((await sys.waitpid(pid, 0))[1]))
+            if await sys.fork() == 0:
+                return 3
+            r = await sys.waitid(os.P_PGID, 0, os.WEXITED)
+            await say(sys, "exited", names(r), r.si_status)
+            try:
+                await sys.waitid(os.P_ALL, 0, os.WEXITED)
+            except OSError as exc:
+                await say(sys, errno.errorcode[exc.errno])
+        """,
+    )
+    assert host == twin == WAITID
+
+
+async def test_waitid_refuses_a_bad_idtype_or_id_with_einval(run):
+    """kernel_waitid: P_PID needs a pid > 0, P_PGID one >= 0; an unknown idtype is EINVAL."""
+    host = on_host(
+        """
+        for idtype, id in ((os.P_PID, 0), (os.P_PGID, -1), (9, 1)):
+            try:
+                os.waitid(idtype, id, os.WEXITED)
+            except OSError as exc:
+                say(os.strerror(exc.errno))
+        """
+    )
+    twin = await on_ukernel(
+        run,
+        """
+        async def main(sys, argv):
+            for idtype, id in ((os.P_PID, 0), (os.P_PGID, -1), (9, 1)):
+                try:
+                    await sys.waitid(idtype, id, os.WEXITED)
+                except OSError as exc:
+                    await say(sys, exc.errno == os.EINVAL and "Invalid argument")
+        """,
+    )
+    assert host == twin == ["Invalid argument"] * 3

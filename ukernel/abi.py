@@ -196,6 +196,7 @@ FUTEX_WAIT, FUTEX_WAKE = 0, 1
 # --- wait (include/uapi/linux/wait.h) -----------------------------------------
 WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x01000000
 __WNOTHREAD, __WALL, __WCLONE = 0x20000000, 0x40000000, 0x80000000
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3  # waitid's idtype
 
 
 def W_EXITCODE(code: int, sig: int = 0) -> int:

@@ -6,12 +6,13 @@ holds, so every handle clone took is given back along a visible route.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import abi
 from ..ipc.router import Sent
 from .contracts import ServiceBug
-from .signal import k_kill, send_to_process, siginfo
+from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
 from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 from .tty import disassociate_ctty
@@ -69,6 +70,7 @@ async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None
     task.flags.add("PF_EXITING")
     if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
         zap_other_threads(task, status)
+    await exit_signals(k, task)
     meta = {"pid": task.pid, "tid": task.pid, "syscall": "exit"}
     await mm_release(k, task, meta)
     await exit_references(k, task, meta)
@@ -271,10 +273,15 @@ async def _notify(k: Kernel, task: TaskStruct, parent: TaskStruct, meta: dict) -
 def exit_siginfo(task: TaskStruct, parent: TaskStruct, sig: int) -> dict:
     """do_notify_parent's siginfo: CLD_EXITED and the exit code, or CLD_KILLED / CLD_DUMPED
     and the signal."""
-    code = task.exit_code
-    why = abi.CLD_DUMPED if code & 0x80 else abi.CLD_KILLED if code & 0x7F else abi.CLD_EXITED
-    status = code >> 8 & 0xFF if why == abi.CLD_EXITED else code & 0x7F
+    why, status = exit_code_info(task.exit_code)
     return siginfo(sig, why, task.vnr(parent.leader), status)
+
+
+def exit_code_info(code: int) -> tuple[int, int]:
+    """A wait status as siginfo's si_code and si_status: CLD_EXITED and the exit code, or
+    CLD_KILLED / CLD_DUMPED and the signal."""
+    why = abi.CLD_DUMPED if code & 0x80 else abi.CLD_KILLED if code & 0x7F else abi.CLD_EXITED
+    return why, code >> 8 & 0xFF if why == abi.CLD_EXITED else code & 0x7F
 
 
 async def release_task(k: Kernel, task: TaskStruct) -> None:
@@ -290,64 +297,105 @@ async def release_task(k: Kernel, task: TaskStruct) -> None:
     k.reaped(task)
 
 
-def eligible(task: TaskStruct, child: TaskStruct, pid: int, options: int) -> bool:
+@dataclass
+class WaitOpts:
+    """struct wait_opts: whom a wait4 or waitid waits for (an idtype and its id, in the
+    caller's pid namespace) and how (its options, WEXITED always set for wait4)."""
+
+    type: int  # P_PID, P_PGID or P_ALL
+    id: int  # the pid or process group number; P_PGID 0: the caller's own group
+    options: int
+    syscall: str
+
+
+@dataclass
+class WaitReport:
+    """What a wait found: the child's pid as the waiter sees it, the event as siginfo's
+    si_code and si_status (waitid), and as wait4's status word."""
+
+    pid: int
+    code: int
+    status: int
+    wstatus: int
+    utime: int
+
+
+def eligible(task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> bool:
     """eligible_pid and eligible_child (kernel/exit.c)."""
-    if pid > 0 and child.nr_in(task.level) != pid:
+    if wo.type == abi.P_PID and child.nr_in(task.level) != wo.id:
         return False
-    if pid == 0 and child.leader.pgrp != task.leader.pgrp:
+    if wo.type == abi.P_PGID and wo.id == 0 and child.leader.pgrp != task.leader.pgrp:
         return False
-    if pid < -1 and nr_in(child.leader.pgrp, task.level) != -pid:
+    if wo.type == abi.P_PGID and wo.id and nr_in(child.leader.pgrp, task.level) != wo.id:
         return False
-    if options & abi.__WALL:
+    if wo.options & abi.__WALL:
         return True
     is_clone = child.exit_signal != abi.SIGCHLD
-    return bool(options & abi.__WCLONE) == is_clone
+    return bool(wo.options & abi.__WCLONE) == is_clone
 
 
-async def do_wait(k: Kernel, task: TaskStruct, pid: int, options: int) -> list:
-    """wait4: reap a zombie child, or sleep until a child changes state."""
-    if options & ~(abi.WNOHANG | abi.WUNTRACED | abi.WCONTINUED | abi.__WNOTHREAD | abi.__WALL | abi.__WCLONE):
-        raise abi.kernel_error(abi.EINVAL, f"unknown wait4 options {options:#x}")
+async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | None:
+    """wait4 and waitid: reap a zombie child or take a stopped / continued child's report,
+    or sleep until a child changes state; None under WNOHANG when none has."""
     leader = task.leader
     while True:
         event = leader.child_wait
-        threads = [task] if options & abi.__WNOTHREAD else list(leader.thread_group)
-        children = [c for t in threads for c in t.children if eligible(task, c, pid, options)]
+        threads = [task] if wo.options & abi.__WNOTHREAD else list(leader.thread_group)
+        children = [c for t in threads for c in t.children if eligible(task, c, wo)]
         if not children:
-            raise abi.kernel_error(
-                abi.ECHILD, "no child to wait for" if pid == -1 else f"{pid} is not a child of this process"
-            )
+            raise abi.kernel_error(abi.ECHILD, _no_child(wo))
         for child in children:
-            report = child.report
-            if (
-                report
-                and child.state == "running"
-                and options & (abi.WUNTRACED if report[0] == "stopped" else abi.WCONTINUED)
-            ):
-                child.report = None
-                status = 0xFFFF if report[0] == "continued" else (report[1] << 8) | 0x7F
-                return [child.vnr(task), status, {"utime": child.utime, "stime": 0}]
-            if child.state == "zombie" and thread_group_empty(child):
-                status, rusage = child.exit_code, {"utime": child.utime, "stime": 0}
-                nr = child.vnr(task)
-                await release_task(k, child)
-                return [nr, status, rusage]
-        if options & abi.WNOHANG:
-            return [0, 0, {}]
-        await k.sleep_on(task, event, wchan=WaitChannel("wait4", _waits_for(pid)))
+            report = await wait_consider_task(k, task, child, wo)
+            if report is not None:
+                return report
+        if wo.options & abi.WNOHANG:
+            return None
+        await k.sleep_on(task, event, wchan=WaitChannel(wo.syscall, _waits_for(wo)))
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         if not event.is_set() and task.sigpending:
-            raise abi.kernel_error(abi.ERESTARTSYS, "wait4 interrupted by a signal")
+            raise abi.kernel_error(abi.ERESTARTSYS, f"{wo.syscall} interrupted by a signal")
 
 
-def _waits_for(pid: int) -> str:
-    """wait4's pid argument in words."""
-    if pid > 0:
-        return f"wait4 for pid {pid}"
-    if pid == -1:
-        return "wait4 for any child"
-    return "wait4 for a child in the caller's process group" if pid == 0 else f"wait4 for process group {-pid}"
+async def wait_consider_task(k: Kernel, task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> WaitReport | None:
+    """One child: a stop or continue to report (wait_task_stopped / wait_task_continued,
+    each once unless WNOWAIT), or a zombie to reap (wait_task_zombie; WNOWAIT leaves it)."""
+    keep = wo.options & abi.WNOWAIT
+    report, nr = child.report, child.vnr(task)
+    if (
+        report
+        and child.state == "running"
+        and wo.options & (abi.WSTOPPED if report[0] == "stopped" else abi.WCONTINUED)
+    ):
+        if not keep:
+            child.report = None
+        if report[0] == "continued":
+            return WaitReport(nr, abi.CLD_CONTINUED, abi.SIGCONT, 0xFFFF, child.utime)
+        return WaitReport(nr, abi.CLD_STOPPED, report[1], (report[1] << 8) | 0x7F, child.utime)
+    if child.state == "zombie" and thread_group_empty(child) and wo.options & abi.WEXITED:
+        if not keep:
+            await release_task(k, child)
+        return WaitReport(nr, *exit_code_info(child.exit_code), child.exit_code, child.utime)
+    return None
+
+
+def _no_child(wo: WaitOpts) -> str:
+    if wo.type == abi.P_ALL:
+        return "no child to wait for"
+    if wo.type == abi.P_PID:
+        return f"{wo.id} is not a child of this process"
+    return f"no child in process group {wo.id}" if wo.id else "no child in the caller's process group"
+
+
+def _waits_for(wo: WaitOpts) -> str:
+    """What the wait is for, in words (the wait channel)."""
+    if wo.type == abi.P_PID:
+        return f"{wo.syscall} for pid {wo.id}"
+    if wo.type == abi.P_ALL:
+        return f"{wo.syscall} for any child"
+    if wo.id == 0:
+        return f"{wo.syscall} for a child in the caller's process group"
+    return f"{wo.syscall} for process group {wo.id}"
 
 
 async def sys_exit(k: Kernel, task: TaskStruct, meta: dict, code: int) -> None:
@@ -358,5 +406,37 @@ async def sys_exit_group(k: Kernel, task: TaskStruct, meta: dict, code: int) -> 
     raise TaskExit(abi.W_EXITCODE(code), group=True)
 
 
+#: The options each call takes (kernel_wait4, kernel_waitid).
+WAIT4_OPTIONS = abi.WNOHANG | abi.WUNTRACED | abi.WCONTINUED | abi.__WNOTHREAD | abi.__WALL | abi.__WCLONE
+WAITID_OPTIONS = abi.WNOHANG | abi.WNOWAIT | abi.WEXITED | abi.WSTOPPED | abi.WCONTINUED | WAIT4_OPTIONS
+
+
 async def sys_wait4(k: Kernel, task: TaskStruct, meta: dict, pid: int, options: int) -> list:
-    return await do_wait(k, task, pid, options)
+    """kernel_wait4: ``pid`` -1 any child, > 0 that one, 0 the caller's group, < -1 group -pid;
+    its status word and rusage."""
+    if options & ~WAIT4_OPTIONS:
+        raise abi.kernel_error(abi.EINVAL, f"unknown wait4 options {options:#x}")
+    idtype = abi.P_ALL if pid == -1 else abi.P_PGID if pid <= 0 else abi.P_PID
+    report = await do_wait(k, task, WaitOpts(idtype, abs(pid) if pid != -1 else 0, options | abi.WEXITED, "wait4"))
+    if report is None:
+        return [0, 0, {}]
+    return [report.pid, report.wstatus, {"utime": report.utime, "stime": 0}]
+
+
+async def sys_waitid(k: Kernel, task: TaskStruct, meta: dict, idtype: int, id: int, options: int) -> dict | None:
+    """kernel_waitid: the child's siginfo (SIGCHLD, its pid, CLD_* and the status), None
+    under WNOHANG when no child has changed state (si_pid 0)."""
+    if options & ~WAITID_OPTIONS:
+        raise abi.kernel_error(abi.EINVAL, f"unknown waitid options {options:#x}")
+    if not options & (abi.WEXITED | abi.WSTOPPED | abi.WCONTINUED):
+        raise abi.kernel_error(abi.EINVAL, "waitid needs WEXITED, WSTOPPED or WCONTINUED")
+    if idtype == abi.P_PIDFD:
+        raise abi.kernel_error(abi.ENOSYS, "waitid: P_PIDFD is not built (ukernel has no pidfds)")
+    if idtype not in (abi.P_ALL, abi.P_PID, abi.P_PGID):
+        raise abi.kernel_error(abi.EINVAL, f"waitid: no idtype {idtype}")
+    if idtype == abi.P_PID and id <= 0 or idtype == abi.P_PGID and id < 0:
+        raise abi.kernel_error(abi.EINVAL, f"waitid: bad id {id} for idtype {idtype}")
+    report = await do_wait(k, task, WaitOpts(idtype, 0 if idtype == abi.P_ALL else id, options, "waitid"))
+    if report is None:
+        return None
+    return siginfo(abi.SIGCHLD, report.code, report.pid, report.status)

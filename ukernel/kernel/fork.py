@@ -241,6 +241,9 @@ class CopyProcess(StepWalk):
             child.group_leader = cur.leader
             child.tgid = cur.tgid
             cur.leader.thread_group.append(child)
+            if cur.leader.stopped or cur.leader.group_stop_count:  # a thread born into a group stop stops too
+                child.jobctl_stop_pending, child.sigpending = True, True
+                cur.leader.group_stop_count += 1
         else:
             child.group_leader = None
             child.tgid = child.pid

@@ -54,7 +54,7 @@ def task_state(k: Kernel, task: TaskStruct) -> str:
     """The one-letter state ps shows: R, S (interruptible sleep), D, T or Z."""
     if task.state == "zombie":
         return "Z"
-    if task.leader.stopped:
+    if task.task_stopped:
         return "T"
     if task in k.sleeping:
         return "S" if k.sleeping[task][1] else "D"

@@ -34,8 +34,9 @@ def k_kill(task: TaskStruct, sig: int) -> None:
         task.sleep_scope.cancel()
 
 
-def signal_wake_up(task: TaskStruct, sig: int) -> None:
-    """Mark the thread; an interruptible sleep ends (the syscall sees EINTR)."""
+def signal_wake_up(task: TaskStruct, sig: int = 0) -> None:
+    """Mark the thread; an interruptible sleep ends (the syscall sees EINTR). ``sig`` 0:
+    no signal of its own to test against its mask (a group stop calls it to stop)."""
     if sig in task.blocked and sig not in abi.SIG_KERNEL_ONLY:
         return
     task.sigpending = True
@@ -136,11 +137,17 @@ async def send_to_thread(
 
 
 def continue_group(leader: TaskStruct) -> None:
-    """SIGCONT (prepare_signal): a stopped group runs again. The stop's wait report is
-    replaced by WCONTINUED's, and the first thread to run tells the parent (SIGNAL_CLD_CONTINUED)."""
-    if leader.stopped:
-        leader.stopped = 0
-        leader.report, leader.cld_continued = ("continued", abi.SIGCONT), True
+    """SIGCONT (prepare_signal): the group stop is over, finished or not. No thread is to
+    stop any more (JOBCTL_STOP_PENDING cleared) and the stopped ones run again; the stop's
+    wait report is replaced by WCONTINUED's. The first thread to run tells the parent:
+    CLD_CONTINUED if the group had stopped, CLD_STOPPED if SIGCONT caught the stop part-way
+    (SIGNAL_CLD_CONTINUED / SIGNAL_CLD_STOPPED)."""
+    why = abi.CLD_CONTINUED if leader.stopped else abi.CLD_STOPPED if leader.group_stop_count else 0
+    for thread in leader.thread_group:  # wake_up_state(__TASK_STOPPED): no longer T, at once
+        thread.jobctl_stop_pending = thread.task_stopped = False
+    if why:
+        leader.stopped = leader.group_stop_count = 0
+        leader.report, leader.cld_notify = ("continued", abi.SIGCONT), why
         leader.cont_event.set()
         leader.cont_event = type(leader.cont_event)()
 
@@ -318,8 +325,11 @@ async def do_signal(k: Kernel, task: TaskStruct) -> int | None:
     """Deliver what is pending: the sa_flags of the first handler that ran (it decides
     whether the interrupted syscall restarts, as in handle_signal), or None if none ran."""
     first: int | None = None
+    await do_notify_cld_pending(k, task)
     while task.sigpending:
         leader = task.leader
+        if task.jobctl_stop_pending:  # another thread's stop signal stops this one too
+            await do_signal_stop(k, task, 0)
         args = {
             "sighand": task.sighand,
             "signal": task.signal,
@@ -348,20 +358,61 @@ async def do_signal(k: Kernel, task: TaskStruct) -> int | None:
 
 
 async def do_signal_stop(k: Kernel, task: TaskStruct, sig: int) -> None:
-    """The group stops until SIGCONT: the parent hears CLD_STOPPED (and WUNTRACED sees it);
-    once continued, the first thread to run tells it CLD_CONTINUED (get_signal's
-    SIGNAL_CLD_CONTINUED)."""
+    """The whole group stops until SIGCONT. The thread that took ``sig`` marks every live
+    thread JOBCTL_STOP_PENDING and wakes it; each stops at its next kernel exit (``sig`` 0:
+    a stop another thread started), and the last to stop tells the parent CLD_STOPPED
+    (task_participate_group_stop). Once continued, the first thread to run tells it
+    CLD_CONTINUED (get_signal's SIGNAL_CLD_MASK)."""
+    leader, event = task.leader, task.leader.cont_event
+    if not task.jobctl_stop_pending:
+        if not leader.stopped:
+            leader.group_stop_sig = sig
+        leader.group_stop_count = 0
+        for thread in leader.thread_group:
+            if thread.state == "running" and not thread.task_stopped and "PF_EXITING" not in thread.flags:
+                thread.jobctl_stop_pending = True
+                leader.group_stop_count += 1
+                if thread is not task:
+                    signal_wake_up(thread)
+    task.task_stopped = True
+    try:
+        await task_participate_group_stop(k, task)
+        stop = abi.SIGNAL_NAMES.get(leader.group_stop_sig, leader.group_stop_sig)
+        while not event.is_set() and not task.killed:
+            await k.sleep_on(task, event, interruptible=False, wchan=WaitChannel("", f"SIGCONT (stopped by {stop})"))
+    finally:
+        task.task_stopped = False
+    await do_notify_cld_pending(k, task)
+
+
+async def task_participate_group_stop(k: Kernel, task: TaskStruct) -> None:
+    """One more thread of a group stop has stopped (or is exiting): the last makes the stop
+    the group's (SIGNAL_STOP_STOPPED), which wait4 then reports, and tells the parent, once."""
     leader = task.leader
-    if not leader.stopped:
-        leader.stopped, leader.report, leader.cld_continued = sig, ("stopped", sig), False
+    task.jobctl_stop_pending = False
+    if leader.group_stop_count:
+        leader.group_stop_count -= 1
+    if leader.group_stop_count == 0 and not leader.stopped:
+        sig = leader.group_stop_sig
+        leader.stopped, leader.report, leader.cld_notify = sig, ("stopped", sig), 0
         await do_notify_parent_cldstop(k, task, abi.CLD_STOPPED, sig)
-    event = leader.cont_event
-    while leader.stopped and not task.killed:
-        wchan = WaitChannel("", f"SIGCONT (stopped by {abi.SIGNAL_NAMES.get(sig, sig)})")
-        await k.sleep_on(task, event, interruptible=False, wchan=wchan)
-    if leader.cld_continued:
-        leader.cld_continued = False
-        await do_notify_parent_cldstop(k, task, abi.CLD_CONTINUED, abi.SIGCONT)
+
+
+async def exit_signals(k: Kernel, task: TaskStruct) -> None:
+    """exit_signals: a thread exiting while its group stops no longer holds the stop up
+    (unless the whole group is exiting anyway)."""
+    if task.jobctl_stop_pending and task.leader.group_exit_code is None and not task.killed:
+        await task_participate_group_stop(k, task)
+    task.jobctl_stop_pending = False
+
+
+async def do_notify_cld_pending(k: Kernel, task: TaskStruct) -> None:
+    """After a SIGCONT the first thread of the group to run tells the parent what happened."""
+    leader = task.leader
+    why, leader.cld_notify = leader.cld_notify, 0
+    if why:
+        status = abi.SIGCONT if why == abi.CLD_CONTINUED else leader.group_stop_sig
+        await do_notify_parent_cldstop(k, task, why, status)
 
 
 async def do_notify_parent_cldstop(k: Kernel, task: TaskStruct, why: int, status: int) -> None:

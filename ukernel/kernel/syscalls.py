@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .exec import sys_execve
-from .exit import sys_exit, sys_exit_group, sys_wait4
+from .exit import sys_exit, sys_exit_group, sys_wait4, sys_waitid
 from .fork import sys_clone, sys_clone3, sys_fork, sys_vfork
 from .fs import sys_open, sys_read, sys_write, vfs_syscall
 from .futex import sys_futex, sys_set_tid_address
@@ -76,6 +76,7 @@ SYSCALLS: dict[str, tuple[str, Handler]] = {
     "exit":                   ("kernel",     sys_exit),
     "exit_group":             ("kernel",     sys_exit_group),
     "wait4":                  ("kernel",     sys_wait4),
+    "waitid":                 ("kernel",     sys_waitid),
     "getpid":                 ("kernel",     sys_getpid),
     "gettid":                 ("kernel",     sys_gettid),
     "getppid":                ("kernel",     sys_getppid),

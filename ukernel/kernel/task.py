@@ -127,9 +127,13 @@ class TaskStruct:
     restart_block: Any = None  # ERESTART_RESTARTBLOCK: how the call goes on (nanosleep's time left)
     sigpending: bool = False
     sleep_interruptible: bool = True
-    stopped: int = 0  # on the leader: the stop signal while the group is stopped
+    stopped: int = 0  # on the leader: the stop signal once every thread stopped (SIGNAL_STOP_STOPPED)
+    group_stop_count: int = 0  # on the leader: threads yet to stop for the group stop (signal->group_stop_count)
+    group_stop_sig: int = 0  # on the leader: the signal of the group stop in progress
+    jobctl_stop_pending: bool = False  # JOBCTL_STOP_PENDING: this thread is to stop at its next kernel exit
+    task_stopped: bool = False  # __TASK_STOPPED: this thread sleeps in do_signal_stop (/proc's T)
     report: tuple | None = None  # on the leader: ("stopped", sig) or ("continued", SIGCONT) for wait4
-    cld_continued: bool = False  # on the leader: SIGNAL_CLD_CONTINUED, the parent is yet to hear of it
+    cld_notify: int = 0  # on the leader: SIGNAL_CLD_STOPPED / _CONTINUED as a CLD_* code, the parent yet to hear
     cont_event: trio.Event = field(default_factory=trio.Event)
     set_child_tid: int = 0
     clear_child_tid: int = 0

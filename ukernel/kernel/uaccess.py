@@ -363,6 +363,7 @@ SYSCALL_ARGS: dict[str, dict[str, str]] = {
     "exit":                   {"code": "int"},
     "exit_group":             {"code": "int"},
     "wait4":                  {"pid": "pid", "options": "flags"},
+    "waitid":                 {"idtype": "int", "id": "int", "options": "flags"},
     "getpid":                 {},
     "gettid":                 {},
     "getppid":                {},

@@ -97,6 +97,13 @@ class Sys:
     async def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int, dict]:
         return tuple(await self._call("wait4", pid=pid, options=options))
 
+    async def waitid(self, idtype: int, id: int, options: int) -> os.waitid_result | None:
+        """As Python's os.waitid: the child's siginfo, None under WNOHANG when no child changed state."""
+        info = await self._call("waitid", idtype=idtype, id=id, options=options)
+        if info is None:
+            return None
+        return os.waitid_result((info["pid"], info["uid"], info["signo"], info["status"], info["code"]))
+
     async def waitpid(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
         got, status, _ = await self.wait4(pid, options)
         return got, status
