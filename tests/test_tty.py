@@ -311,18 +311,8 @@ async def test_a_signal_ends_a_vtime_read_with_the_bytes_it_has(autojump_clock):
 
 
 # --- the same rules on the host's kernel (a real pty) --------------------------------------------
-HOST_EOF_ONCE = """
-import os, pty, sys
-pid, master = pty.fork()
-if pid == 0:
-    for _ in range(3):
-        os.write(1, b"got %r\\n" % os.read(0, 100))
-    sys.exit(0)
-import time
-for chunk in (b"\\x04", b"after\\n", b"x\\x04"):
-    time.sleep(0.2)
-    os.write(master, chunk)
-out = b""
+#: The end of each host program below: all the pty's master side shows, until the child is gone.
+HOST_DRAIN = """
 while True:
     try:
         data = os.read(master, 1000)
@@ -335,8 +325,26 @@ os.waitpid(pid, 0)
 sys.stdout.buffer.write(out)
 """
 
+HOST_EOF_ONCE = (
+    """
+import os, pty, sys
+pid, master = pty.fork()
+if pid == 0:
+    for _ in range(3):
+        os.write(1, b"got %r\\n" % os.read(0, 100))
+    sys.exit(0)
+import time
+for chunk in (b"\\x04", b"after\\n", b"x\\x04"):
+    time.sleep(0.2)
+    os.write(master, chunk)
+out = b""
+"""
+    + HOST_DRAIN
+)
 
-HOST_RAW_READS = """
+
+HOST_RAW_READS = (
+    """
 import ast, os, pty, signal, sys, termios, time
 vmin, vtime, steps, keys = ast.literal_eval(sys.argv[1])
 pid, master = pty.fork()
@@ -361,17 +369,9 @@ start = time.monotonic()
 for at, chunk in keys:
     time.sleep(max(0, start + at - time.monotonic()))
     os.write(master, chunk)
-while True:
-    try:
-        data = os.read(master, 1000)
-    except OSError:
-        break
-    if not data:
-        break
-    out += data
-os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
 """
+    + HOST_DRAIN
+)
 
 
 def test_the_host_kernel_agrees_on_vmin_vtime():
