@@ -12,6 +12,8 @@ import pytest
 from conftest import program, run_source
 
 import ukernel
+from ukernel.api import HUNG_EXIT
+from ukernel.kernel import exit as exit_
 from ukernel.kernel import syscalls
 
 PARENT = """
@@ -113,3 +115,32 @@ async def test_a_kernel_bug_is_an_oops_that_kills_only_the_task(monkeypatch):
     assert "KeyError: 'no such key'" in oops[0]["traceback"]
     exits = [e for e in result.trace if e["type"] == "syscall_exit" and e["op"] == "getppid"]
     assert [e["result"] for e in exits] == ["?"]
+
+
+async def test_an_oops_in_do_exit_leaves_the_cpu_and_the_run_ends(monkeypatch):
+    """make_task_dead: the task cannot finish exiting, but it must not keep its CPU; its
+    parent, never notified, is then a hang the watcher names, and the run ends (124)."""
+    real = exit_.exit_notify
+
+    async def buggy(k, task, *args):
+        if task.comm == "forktest":
+            raise TypeError("a bug in exit_notify")
+        await real(k, task, *args)
+
+    monkeypatch.setattr(exit_, "exit_notify", buggy)
+    r = await ukernel.run_async("forktest", ["forktest", "1"])
+    assert r.exit_code == HUNG_EXIT and r.problems[0].startswith("oops in pid 2 (forktest) during do_exit: TypeError")
+    assert {row["pid"]: (row["state"], row["syscall"]) for row in r.hung} == {1: ("S", "wait4"), 2: ("D", "exit")}
+
+
+async def test_an_oops_in_inits_do_exit_still_ends_the_run(monkeypatch):
+    real = exit_.exit_notify
+
+    async def buggy(k, task, *args):
+        if task.comm == "init":
+            raise TypeError("a bug in exit_notify")
+        await real(k, task, *args)
+
+    monkeypatch.setattr(exit_, "exit_notify", buggy)
+    r = await ukernel.run_async("hello")
+    assert r.exit_code == 0 and r.problems[0].startswith("oops in pid 1 (init) during do_exit: TypeError")

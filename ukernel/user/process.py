@@ -19,7 +19,7 @@ import trio
 from .. import abi
 from ..kernel.bug import KernelPanic
 from ..kernel.exit import do_exit
-from ..kernel.task import ExecImage, TaskExit, current
+from ..kernel.task import ExecImage, TaskExit, WaitChannel, current
 from .binfmt import HANDLE_SIGNAL, RT_SIGRETURN, Image, ReplayDiverged
 from .libc import Sys
 from .replay import HandlerFrame, Replay, fork_refusal, outer_syscall, signame
@@ -28,6 +28,10 @@ from .space import copy_space, restore_space
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
     from ..kernel.task import TaskStruct
+
+
+#: Where a task whose do_exit oopsed stays: off every CPU, never a zombie (make_task_dead).
+OOPSED_IN_EXIT = WaitChannel("exit", "nothing: do_exit oopsed, it never finishes exiting")
 
 
 class Runtime:
@@ -224,8 +228,24 @@ class Runtime:
         except Exception as exc:  # a bug on the exit path: an oops; the task cannot finish exiting
             if not k.lost:  # (a service this exit needed is lost: ukernel.run says so)
                 k.oops(task, "do_exit", exc)
+                await self._make_task_dead(task)
             return
         status.append(code)
+
+    async def _make_task_dead(self, task: TaskStruct) -> None:
+        """make_task_dead after an oops in do_exit: the task leaves its CPU for good, so the
+        others run on; whoever waits for its exit (never notified) is then a hang the
+        deadlock watcher names, not a kernel that stopped with a CPU held for ever."""
+        k = self.kernel
+        if task.cpu is not None:
+            try:
+                await k.task_dead(task, {"pid": task.pid, "tid": task.pid, "syscall": "exit"})
+            except Exception as exc:  # leaving the CPU failed too: the run cannot go on (kernel/bug.py)
+                k.panic(k.oops_report("leaving the CPU after an oops in do_exit", exc))
+        task.wchan, task.sleep_interruptible = OOPSED_IN_EXIT, False  # as the hang dump shows it: D
+        if task.pid in k.exits:  # a task the kernel itself waits for (init): it will not exit now
+            task.exit_code = abi.W_EXITCODE(0, abi.SIGKILL)
+            k.reaped(task)
 
     async def _exit_status(self, task: TaskStruct, code: Any) -> int:
         """SystemExit's code as the interpreter reads it: None is 0, an int is itself,
