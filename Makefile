@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ukernel run nginx 4 -v
+	$(BIN)/ukernel run -v nginx 4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

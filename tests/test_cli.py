@@ -25,8 +25,57 @@ def test_run_exits_with_the_program_code_and_prints_its_output(tmp_path):
     assert (done.returncode, done.stdout, done.stderr) == (7, b"seven a b", b"")
 
 
+# --- run's options end at the program's name (strace, docker run, env) -----------------------------
+@pytest.mark.parametrize(
+    ("args", "stdin", "out"),
+    [
+        (["sh", "-c", "echo hi | cat"], b"", b"hi\n"),
+        (["--", "sh", "-c", "echo hi | cat"], b"", b"hi\n"),
+        (["--cpus", "2", "sh", "-c", "echo --cpus 3 -v"], b"", b"--cpus 3 -v\n"),
+        (["head", "-n", "3"], b"a\nb\nc\nd\n", b"a\nb\nc\n"),
+        (["echo", "--", "-v"], b"", b"-- -v\n"),
+    ],
+    ids=["sh-c", "dashdash", "options-after-program-are-its", "head-n", "dashdash-after-program-is-its"],
+)
+def test_words_after_the_program_are_its_arguments(args, stdin, out):
+    done = ukernel("run", *args, stdin=stdin)
+    assert (done.returncode, done.stdout, done.stderr) == (0, out, b"")
+
+
+def test_trace_before_the_program_writes_the_trace(tmp_path):
+    out = tmp_path / "t.jsonl"
+    done = ukernel("run", "--trace", str(out), "sh", "-c", "echo hi | cat")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"hi\n", b"")
+    assert VIEWS["pstree"].render(load(out)) == "init───sh─┬─echo\n          └─cat\n"
+
+
+def test_trace_dash_is_stdout():
+    done = ukernel("run", "--trace", "-", "--trace-format", "pstree", "hello")
+    assert (done.returncode, done.stdout.decode(), done.stderr) == (
+        0,
+        "hello from pid 2 (parent 1)\ninit───hello\n",
+        b"",
+    )
+
+
+def test_run_without_a_program_asks_which(capsys):
+    assert cli.main(["run", "--cpus", "2"]) == 2
+    assert capsys.readouterr() == ("", "ukernel: run: which program? (ukernel run --list shows them)\n")
+
+
+def test_list_shows_each_program_under_bin_with_its_docstring_line(capsys):
+    from ukernel.user.binfmt import userland_programs
+
+    assert cli.main(["run", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [name for name, _ in userland_programs()]
+    width = max(len(name) for name, _ in userland_programs())
+    assert f"{'hello':<{width}}  the smallest program; prints its pid and its parent's." in lines
+    assert f"{'head':<{width}}  head [-n N] [FILE]: the first N lines (10 by default) of FILE, or of stdin." in lines
+
+
 def test_verbose_prints_one_readable_line_per_message():
-    done = ukernel("run", "nginx", "2", "-v")
+    done = ukernel("run", "-v", "nginx", "2")
     assert done.returncode == 0
     lines = done.stderr.decode().splitlines()
     assert any(
@@ -38,7 +87,7 @@ def test_verbose_prints_one_readable_line_per_message():
 
 def test_trace_file_is_json_lines(tmp_path):
     out = tmp_path / "t.jsonl"
-    done = ukernel("run", "hello", "--trace", str(out))
+    done = ukernel("run", "--trace", str(out), "hello")
     assert done.returncode == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert {"seq", "ts", "type", "src", "dst", "op", "msgid"} <= events[0].keys()
@@ -47,13 +96,13 @@ def test_trace_file_is_json_lines(tmp_path):
 
 
 def test_fail_injection_reaches_the_program():
-    done = ukernel("run", "nginx", "2", "--fail", "copy_mm=ENOMEM")
+    done = ukernel("run", "--fail", "copy_mm=ENOMEM", "nginx", "2")
     assert done.returncode == 1
     assert b"OSError: [Errno 12] Cannot allocate memory (fault injected at copy_mm)" in done.stdout
 
 
 def test_bad_fail_step_is_reported():
-    done = ukernel("run", "hello", "--fail", "copy_nothing=ENOMEM")
+    done = ukernel("run", "--fail", "copy_nothing=ENOMEM", "hello")
     assert done.returncode == 2 and b"unknown step" in done.stderr
 
 
@@ -64,9 +113,30 @@ def test_killed_program_exits_128_plus_signal(tmp_path):
     assert (done.returncode, done.stderr) == (128 + 11, b"ukernel: program killed by SIGSEGV\n")
 
 
-def test_missing_program_is_enoent():
-    done = ukernel("run", "nosuchprogram")
-    assert done.returncode == 1 and b"FileNotFoundError: [Errno 2]" in done.stdout
+@pytest.mark.parametrize(
+    ("program", "says"),
+    [
+        ("ngnix", "ngnix: program not found (did you mean nginx?)"),
+        ("zzzzqq", "zzzzqq: program not found (ukernel run --list shows them)"),
+    ],
+)
+def test_a_mistyped_program_is_not_found_with_a_hint(capsys, program, says):
+    assert cli.main(["run", program, "4"]) == 127
+    assert capsys.readouterr() == ("", f"ukernel: {says}\n")
+
+
+def test_a_missing_host_program_names_the_host_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "./nothere.py"]) == 127
+    assert capsys.readouterr() == (
+        "",
+        f"ukernel: ./nothere.py: no such file on the host (looked for {tmp_path.resolve()}/nothere.py)\n",
+    )
+
+
+def test_a_program_from_bin_dir_is_found(tmp_path):
+    (tmp_path / "mine.py").write_text("async def main(sys, argv):\n    return 3\n")
+    assert ukernel("run", "--bin", str(tmp_path), "mine").returncode == 3
 
 
 def test_flags_prints_the_route(capsys):
@@ -79,6 +149,28 @@ def test_flags_prints_the_route(capsys):
     assert "  kernel -> vfs        share_files      CLONE_FILES" in out
     assert cli.main(["flags", "0x800"]) == 1
     assert "EINVAL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("given", "line"),
+    [
+        ("CLONE_VM", "flags 0x100 = CLONE_VM"),
+        ("CLONE_VM|CLONE_FS", "flags 0x300 = CLONE_VM|CLONE_FS"),
+        ("clone_vm | 0x200 | SIGCHLD", "flags 0x311 = CLONE_VM|CLONE_FS|SIGCHLD"),
+        ("17", "flags 0x11 = SIGCHLD"),
+    ],
+)
+def test_flags_takes_names_and_or_expressions(capsys, given, line):
+    assert cli.main(["flags", given]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == line
+
+
+def test_an_unknown_flag_name_is_one_line(capsys):
+    assert cli.main(["flags", "CLONE_VM|CLONE_FOO"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "ukernel: flags: 'CLONE_FOO' is no clone flag (CLONE_VM, ...), signal (SIGCHLD) or number (0x100)\n",
+    )
 
 
 def test_progress_counter_counts_tasks_and_messages():
@@ -96,10 +188,10 @@ def test_progress_counter_counts_tasks_and_messages():
 
 def test_run_writes_a_view_directly(tmp_path):
     out = tmp_path / "tree.txt"
-    done = ukernel("run", "nginx", "3", "--trace", str(out), "--trace-format", "pstree")
+    done = ukernel("run", "--trace", str(out), "--trace-format", "pstree", "nginx", "3")
     assert done.returncode == 0
     assert out.read_text() == "init───nginx───3*[nginx]\n"
-    done = ukernel("run", "hello", "--trace-format", "strace")
+    done = ukernel("run", "--trace-format", "strace", "hello")
     assert b'[pid 2] write(1, "hello from pid 2 (parent 1)\\n", 28) = 28' in done.stderr
 
 
@@ -126,12 +218,12 @@ SAME_EVERY_RUN = {"strace", "pstree", "route", "mermaid", "gantt"}
 
 def test_every_view_in_the_table_is_reachable_from_trace_and_run(tmp_path, monkeypatch, capsys):
     jsonl = tmp_path / "hello.jsonl"
-    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(jsonl))[0] == 0
+    assert in_process(monkeypatch, capsys, "run", "--trace", str(jsonl), "hello")[0] == 0
     events = load(jsonl)
     for name, view in VIEWS.items():
         assert in_process(monkeypatch, capsys, "trace", name, str(jsonl)) == (0, view.render(events)), name
         out = tmp_path / f"hello.{name}"
-        assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(out), "--trace-format", name)[0] == 0
+        assert in_process(monkeypatch, capsys, "run", "--trace", str(out), "--trace-format", name, "hello")[0] == 0
         written, expected = out.read_text(), view.render(events)
         if name in SAME_EVERY_RUN:
             assert written == expected, name
@@ -145,11 +237,11 @@ def test_a_view_added_to_the_table_is_offered_with_its_options(tmp_path, monkeyp
 
     monkeypatch.setitem(VIEWS, "count", View(count, "how many events (of -p PID)", ("pid",)))
     jsonl = tmp_path / "hello.jsonl"
-    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(jsonl))[0] == 0
+    assert in_process(monkeypatch, capsys, "run", "--trace", str(jsonl), "hello")[0] == 0
     events = load(jsonl)
     assert in_process(monkeypatch, capsys, "trace", "count", str(jsonl), "-p", "2") == (0, count(events, pid=2))
     out = tmp_path / "hello.count"
-    assert in_process(monkeypatch, capsys, "run", "hello", "--trace", str(out), "--trace-format", "count")[0] == 0
+    assert in_process(monkeypatch, capsys, "run", "--trace", str(out), "--trace-format", "count", "hello")[0] == 0
     assert out.read_text().endswith(" events\n")
     with pytest.raises(SystemExit):
         cli.main(["trace", "--help"])

@@ -126,7 +126,7 @@ def test_a_negative_cpu_limit_is_refused():
 def test_the_cli_takes_cpu_limit(tmp_path):
     path = tmp_path / "spin.py"
     path.write_bytes(program(SPIN))
-    cmd = [sys.executable, "-m", "ukernel.cli", "run", str(path), "--cpu-limit", "0.5"]
+    cmd = [sys.executable, "-m", "ukernel.cli", "run", "--cpu-limit", "0.5", str(path)]
     done = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 128 + abi.SIGXCPU
     err = done.stderr.decode()

@@ -203,7 +203,7 @@ def start_and_wait_for(tmp_path: Path, source: str, *options: str) -> tuple[subp
     path = write_program(tmp_path, "prog", source)
     out = tmp_path / "out.txt"
     proc = subprocess.Popen(
-        ukernel_cli("run", path, *options),
+        ukernel_cli("run", *options, path),
         stdout=out.open("wb"),
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -140,7 +140,7 @@ class Pty:
 
 
 def test_a_run_has_the_terminal_raw_with_output_processing_and_gives_it_back_after_a_normal_end():
-    pty = Pty(cli("head", "--", "-n", "1"))
+    pty = Pty(cli("head", "-n", "1"))
     mode = pty.raw_now()
     assert not mode[LFLAG] & (termios.ICANON | termios.ECHO | termios.ISIG | termios.IEXTEN)
     assert not mode[IFLAG] & (termios.ICRNL | termios.IXON)
@@ -203,14 +203,14 @@ WALKER = Path(__file__).parent / "plugs" / "raising_walker.py"  # a kernel path'
     ids=["exception", "deadlock", "panic"],
 )
 def test_an_exception_a_deadlock_and_a_panic_give_the_terminal_back(tmp_path, program, options, status, says):
-    pty = Pty(cli(source(tmp_path, program) if program else "hello", *options))
+    pty = Pty(cli(*options, source(tmp_path, program) if program else "hello"))
     assert pty.finish() == status
     assert says in pty.out and (program is None or b"ready" in pty.out)
     assert pty.restored()
 
 
 def test_the_host_s_ctrl_c_is_a_key_for_the_guest_not_a_signal_to_ukernel():
-    pty = Pty(cli("head", "--", "-n", "1"))
+    pty = Pty(cli("head", "-n", "1"))
     pty.raw_now()
     pty.type(b"\x03\n")  # the guest's line discipline echoes ^C and sends SIGINT to the foreground group
     status = pty.finish()
@@ -282,7 +282,7 @@ def test_progress_clear_erases_only_a_drawn_line():
 def test_yes_into_head_ends_once_head_has_its_lines():
     yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
     try:  # yes never ends: the run ending at all shows stdin is not read whole first
-        done = subprocess.run(cli("head", "--", "-n", "3"), stdin=yes.stdout, capture_output=True, timeout=WAIT)
+        done = subprocess.run(cli("head", "-n", "3"), stdin=yes.stdout, capture_output=True, timeout=WAIT)
     finally:
         yes.kill()
         yes.wait()

@@ -146,7 +146,7 @@ async def test_serve_takes_the_settings_of_run_and_a_run_with_others_is_refused_
             assert (result.exit_code, result.problems, result.stdout) == (0, [], embedded.stdout)
             with pytest.raises(BootError, match="^remote mm runs 128M of memory, this run asks for 64M of memory"):
                 await ukernel.run_async("hello", sched="cfs", remote={"mm": mm})
-            cli = [*UKERNEL, "run", "hello", "--sched", "cfs", "--cpus", "2", "--remote", f"sched={sched}"]
+            cli = [*UKERNEL, "run", "--sched", "cfs", "--cpus", "2", "--remote", f"sched={sched}", "hello"]
             done = await trio.run_process(cli, capture_stdout=True, capture_stderr=True, env=ENV, check=False)
             nursery.cancel_scope.cancel()
     assert (done.returncode, done.stderr.decode()) == (

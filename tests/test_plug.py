@@ -197,7 +197,7 @@ def test_the_cli_refuses_a_replacement_missing_an_op_in_one_line(tmp_path):
             """
         )
     )
-    done = subprocess.run([*UKERNEL, "run", "hello", "--service", f"pid={tmp_path}/pid.py:MyPid"], capture_output=True)
+    done = subprocess.run([*UKERNEL, "run", "--service", f"pid={tmp_path}/pid.py:MyPid", "hello"], capture_output=True)
     assert (done.returncode, done.stderr.decode()) == (
         2,
         f"ukernel: service pid={tmp_path}/pid.py:MyPid: MyPid has no op free_pid\n",
@@ -303,7 +303,7 @@ def test_a_students_two_programs_in_a_pipeline_with_bin_and_a_file_with_file(tmp
     (tmp_path / "motd.txt").write_text("hi there\n")
     done = subprocess.run(
         [*UKERNEL, "run", "--bin", str(progs), "--file", f"{tmp_path}/motd.txt:/etc/motd",
-         "--file", str(progs / "notes.txt"), "sh", "--", "-c", "produce | upper; cat /etc/motd; ls /bin/notes /notes.txt"],
+         "--file", str(progs / "notes.txt"), "sh", "-c", "produce | upper; cat /etc/motd; ls /bin/notes /notes.txt"],
         capture_output=True,
     )  # fmt: skip
     assert (done.returncode, done.stderr, done.stdout.decode()) == (
@@ -311,7 +311,7 @@ def test_a_students_two_programs_in_a_pipeline_with_bin_and_a_file_with_file(tmp
         b"",
         "ONE\nTWO\nTHREE\nhi there\nls: cannot access '/bin/notes': No such file or directory\n/notes.txt\n",
     )
-    missing = subprocess.run([*UKERNEL, "run", "hello", "--bin", str(tmp_path / "nope")], capture_output=True)
+    missing = subprocess.run([*UKERNEL, "run", "--bin", str(tmp_path / "nope"), "hello"], capture_output=True)
     assert (missing.returncode, missing.stderr.decode()) == (
         2,
         f"ukernel: {tmp_path}/nope: ENOENT: No such file or directory\n",

@@ -180,7 +180,7 @@ async def test_a_handler_that_defers_and_never_replies_is_reported(monkeypatch):
 
 
 def test_ctrl_c_ends_a_run_whose_handler_spins():
-    cmd = [*UKERNEL, "run", "forktest", "-v", "--service", "pid=tests/buggy_services.py:SpinningPid"]
+    cmd = [*UKERNEL, "run", "-v", "--service", "pid=tests/buggy_services.py:SpinningPid", "forktest"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # the program's first fork is sent: the handler spins from here on
         if "-> pid" in line and "alloc_pid" in line and "fork by pid 1" in line:
@@ -196,7 +196,7 @@ def test_ctrl_c_ends_a_run_whose_handler_spins():
 
 
 def test_the_cli_prints_the_report_once_and_exits_1():
-    cmd = [*UKERNEL, "run", "hello", "--service", "pid=tests/buggy_services.py:RaisingAtBootPid"]
+    cmd = [*UKERNEL, "run", "--service", "pid=tests/buggy_services.py:RaisingAtBootPid", "hello"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     (site,) = bugs.bug_lines(bugs.RaisingAtBootPid)
     assert done.returncode == 1
@@ -247,7 +247,7 @@ def test_a_buggy_class_keeps_the_base_ops():
 
 
 def test_a_spinning_handler_past_service_timeout_is_one_report_from_the_cli():
-    cmd = [*UKERNEL, "run", "hello", "--service-timeout", "0.5", "--service", "pid=tests/buggy_services.py:SpinningPid"]
+    cmd = [*UKERNEL, "run", "--service-timeout", "0.5", "--service", "pid=tests/buggy_services.py:SpinningPid", "hello"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("service bug:") == 1 and "deferred" not in done.stderr and "Traceback" not in done.stderr
@@ -259,7 +259,7 @@ def test_a_spinning_handler_past_service_timeout_is_one_report_from_the_cli():
 def test_a_walker_that_raises_while_init_is_made_is_one_line():
     walker = "tests/plugs/raising_walker.py"
     done = subprocess.run(
-        [*UKERNEL, "run", "hello", "--copy-process", f"{walker}:Walk"], cwd=ROOT, capture_output=True, text=True
+        [*UKERNEL, "run", "--copy-process", f"{walker}:Walk", "hello"], cwd=ROOT, capture_output=True, text=True
     )
     line = (
         (ROOT / walker).read_text().splitlines().index('        raise RuntimeError("the walker lost its way")  # BUG')

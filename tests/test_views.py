@@ -473,7 +473,7 @@ def ukernel_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_trace_command_prints_the_views_of_a_run_trace_file(tmp_path):
     path = tmp_path / "nginx.jsonl"
-    assert ukernel_cli("run", "nginx", "2", "--trace", str(path)).returncode == 0
+    assert ukernel_cli("run", "--trace", str(path), "nginx", "2").returncode == 0
     events = load(path)
     done = ukernel_cli("trace", "strace", str(path))
     assert (done.returncode, done.stderr) == (0, "")

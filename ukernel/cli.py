@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import logging
 import os
 import sys
@@ -10,6 +12,8 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
+from pathlib import Path
+from typing import TextIO
 
 import trio
 
@@ -23,6 +27,7 @@ from .kernel import fork
 from .terminal import owns, raw_mode
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 from .trace.views import VIEWS
+from .user.binfmt import userland_programs
 
 
 def _parse_fail(items: list[str]) -> dict[str, str]:
@@ -38,11 +43,16 @@ def _parse_fail(items: list[str]) -> dict[str, str]:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    if ns.list:
+        return list_programs()
+    if ns.program is None:
+        print("ukernel: run: which program? (ukernel run --list shows them)", file=sys.stderr)
+        return 2
     stdin = _stdin_fd()
     keys = stdin is not None and os.isatty(stdin)  # a person types: the program has the terminal
     sinks: list = []
     collected = MemorySink()
-    trace_file = open(ns.trace, "w") if ns.trace else None  # noqa: SIM115 (closed below)
+    trace_file = _open_trace(ns.trace)
     if ns.trace_format != "jsonl":
         sinks.append(collected)  # rendered as the chosen view once the run is over
     elif trace_file:
@@ -87,6 +97,10 @@ def cmd_run(ns: argparse.Namespace) -> int:
             return 2
     if stdin is not None:  # streamed as it comes (kernel/console.py), never read whole before boot
         settings |= {"terminal": stdin, "terminal_isatty": keys}
+    missing = program_missing(ns.program, settings)
+    if missing:
+        print(f"ukernel: {missing}", file=sys.stderr)
+        return 127  # as a shell says for a command it cannot find
     argv = [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args]
     with raw_mode(stdin) if keys and owns(stdin) else nullcontext(), _cleared(progress):
         try:
@@ -104,7 +118,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             if ns.trace_format != "jsonl" and collected:
                 text = render_view(ns.trace_format, list(collected), ns)
                 (trace_file or sys.stderr).write(text if text.endswith("\n") else text + "\n")
-            if trace_file:
+            if trace_file not in (None, sys.stdout):
                 trace_file.close()
     for bug in result.bugs:  # a service's bug, once, as its report (kernel/bug.py)
         print(f"ukernel: {bug}", file=sys.stderr)
@@ -116,6 +130,54 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def program_missing(program: str, settings: dict) -> str | None:
+    """Why ``program`` cannot be run, before booting for it: a host .py file (or a relative path)
+    that is not there, or a bare name that no program under /bin has, with the names near it."""
+    from .config import split_host_file
+
+    if program.endswith(".py") or ("/" in program and not program.startswith("/")):
+        host = Path(program)
+        return None if host.is_file() else f"{program}: no such file on the host (looked for {host.resolve()})"
+    if "/" in program:
+        return None  # a guest path: the kernel's ENOENT says it, if need be
+    on_bin = {name for name, _ in userland_programs()}
+    on_bin |= {p.stem for d in settings.get("bin_dirs", []) for p in Path(d).glob("*.py")}
+    guests = [split_host_file(spec)[1] for spec in settings.get("host_files", [])]
+    on_bin |= {path.removeprefix("/bin/") for path in [*guests, *settings.get("files", {})] if path.startswith("/bin/")}
+    if program in on_bin:
+        return None
+    near = difflib.get_close_matches(program, sorted(on_bin), n=1)
+    hint = f"did you mean {near[0]}?" if near else "ukernel run --list shows them"
+    return f"{program}: program not found ({hint})"
+
+
+def list_programs() -> int:
+    """``ukernel run --list``: each program under /bin with the first line of its docstring."""
+    programs = {name: _summary(code) for name, code in userland_programs()}
+    width = max(map(len, programs))
+    for name, summary in programs.items():
+        print(f"{name:<{width}}  {summary}".rstrip())
+    return 0
+
+
+def _summary(code: bytes) -> str:
+    """A program's docstring's first line, without the 'NAME: ' it usually starts with."""
+    try:
+        doc = ast.get_docstring(ast.parse(code)) or ""
+    except SyntaxError:
+        return ""
+    line = doc.split("\n", 1)[0]
+    name, sep, rest = line.partition(": ")
+    return rest if sep and " " not in name else line
+
+
+def _open_trace(path: str | None) -> TextIO | None:
+    """--trace FILE opened for writing; ``-`` is stdout, as ``ukernel trace VIEW -`` reads stdin."""
+    if path is None:
+        return None
+    return sys.stdout if path == "-" else open(path, "w")  # noqa: SIM115 (closed by cmd_run)
 
 
 def _stdin_fd() -> int | None:
@@ -278,8 +340,29 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return 0
 
 
+def parse_clone_flags(text: str) -> int:
+    """'CLONE_VM|CLONE_FS|SIGCHLD', '0x3d0f00' or a mix: what C's ``|`` of those names gives;
+    ValueError naming the word that is neither a flag, a signal nor a number."""
+    names = {name: bit for bit, name in abi.CLONE_FLAG_NAMES.items()}
+    names |= {name: sig for sig, name in abi.SIGNAL_NAMES.items()}  # the exit signal, in the low byte
+    flags = 0
+    for word in (part.strip() for part in text.split("|")):
+        if word.upper() in names:
+            flags |= names[word.upper()]
+            continue
+        try:
+            flags |= int(word, 0)
+        except ValueError:
+            raise ValueError(f"{word!r} is no clone flag (CLONE_VM, ...), signal (SIGCHLD) or number (0x100)") from None
+    return flags
+
+
 def cmd_flags(ns: argparse.Namespace) -> int:
-    flags = int(ns.flags, 0)
+    try:
+        flags = parse_clone_flags(ns.flags)
+    except ValueError as exc:
+        print(f"ukernel: flags: {exc}", file=sys.stderr)
+        return 2
     print(f"flags {flags:#x} = {'|'.join(abi.decode_clone_flags(flags)) or '0'}")
     try:
         fork.validate_flags(flags & ~abi.CSIGNAL)
@@ -483,9 +566,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"ukernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run PROGRAM (a host .py file or a name under /bin) as init's child")
-    p_run.add_argument("program")
-    p_run.add_argument("args", nargs="*", help="the program's arguments (after -- if they start with -)")
+    p_run = sub.add_parser(
+        "run",
+        help="run PROGRAM (a host .py file or a name under /bin) as init's child",
+        usage="ukernel run [OPTION...] PROGRAM [ARG...]",
+        allow_abbrev=False,  # an option is its whole name: _program_index must know where each one ends
+    )
+    p_run.add_argument("program", nargs="?", help="ends ukernel's options: the words after it are the program's")
+    p_run.add_argument("args", nargs="*", help="the program's arguments, options too: ukernel run head -n 3")
+    p_run.add_argument("--list", action="store_true", help="list the programs under /bin, one line each")
     p_run.add_argument("-v", "--verbose", action="store_true", help="print every message, one line each, on stderr")
     p_run.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines unless --trace-format says)")
     p_run.add_argument(
@@ -565,15 +654,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
-    p_flags.add_argument("flags", help="e.g. 0x3d0f00")
+    p_flags.add_argument("flags", help="e.g. 0x3d0f00, CLONE_VM or 'CLONE_VM|CLONE_FS|SIGCHLD'")
     p_flags.set_defaults(func=cmd_flags)
     _add_trace_parser(sub)
     _add_lab_parser(sub)
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["run"]:  # options may follow the program's arguments: ukernel run nginx 4 -v
-        return cmd_run(p_run.parse_intermixed_args(argv[1:]))
+    if argv[:1] == ["run"]:
+        return cmd_run(parse_run(p_run, argv[1:]))
     ns = parser.parse_args(argv)
     return ns.func(ns)
+
+
+def parse_run(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``run``'s options end at the program's name, as strace's, ``docker run``'s and env's do:
+    ``ukernel run --trace f sh -c "echo hi"`` gives sh ``-c "echo hi"``. A ``--`` ends them too."""
+    at = _program_index(parser, argv)
+    ns = parser.parse_args(argv[:at])
+    ns.program, ns.args = (argv[at], argv[at + 1 :]) if at < len(argv) else (None, [])
+    return ns
+
+
+def _program_index(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Where the program's name is in ``run``'s argv (len(argv) if there is none); a ``--``
+    before it is dropped. An option's value (``--trace f``) is never taken for the name."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            del argv[i]
+            return i
+        if not word.startswith("-") or word == "-":
+            return i
+        action = parser._option_string_actions.get(word)  # --opt=value and unknown options take no next word
+        i += 2 if action is not None and action.nargs != 0 else 1
+    return i
 
 
 if __name__ == "__main__":

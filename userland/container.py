@@ -11,7 +11,7 @@ show them), has no semaphores and only a loopback interface, and then execs
 the command, which stays pid 1 and reaps orphans for the namespace. When it
 exits, the namespace's other processes are killed (zap_pid_ns_processes).
 
-Run: ukernel run container hello;  ukernel run container -- sh -c ps  (-- before options of the command);
+Run: ukernel run container hello;  ukernel run container sh -c ps;
      printf 'ps\\n' | ukernel run container
 """
 

@@ -9,8 +9,8 @@ of sched_prio_to_weight (nice 0: 1024, nice 5: 335, nice 10: 110). When the
 parent wakes it preempts everyone, kills the spinners and prints each one's
 CPU ticks (utime from wait4) and share.
 
-Run: ukernel run schedtest --sched cfs        (under rr, nice changes nothing)
-     ukernel run schedtest 3000 0 5 10 --sched cfs
+Run: ukernel run --sched cfs schedtest        (under rr, nice changes nothing)
+     ukernel run --sched cfs schedtest 3000 0 5 10
 """
 
 from ukernel.abi import SCHED_FIFO, SCHED_RESET_ON_FORK, SIGCHLD, SIGKILL

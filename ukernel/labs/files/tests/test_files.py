@@ -3,8 +3,8 @@
 Each test runs one of the programs beside this file with your ``Files`` as the
 kernel's vfs service (lab.toml's [plug]). Run one yourself, with its messages:
 
-    ukernel run tests/offset.py --service vfs=files.py:Files -v
-    ukernel run tests/tables.py clone_files --service vfs=files.py:Files -v
+    ukernel run --service vfs=files.py:Files -v tests/offset.py
+    ukernel run --service vfs=files.py:Files -v tests/tables.py clone_files
 
 The program under test is pid 2 (init is 1), so its first child is 3.
 """

@@ -3,7 +3,7 @@
 Each test runs one of the programs beside this file with your ``Pid`` as the
 kernel's pid service (lab.toml's [plug]). Run one yourself, with its messages:
 
-    ukernel run tests/forks.py --service pid=pid.py:Pid -v
+    ukernel run --service pid=pid.py:Pid -v tests/forks.py
 
 The program under test is pid 2 (init is 1), so its first child is 3.
 """

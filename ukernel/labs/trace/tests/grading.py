@@ -74,7 +74,7 @@ class Question:
     @property
     def command(self) -> str:
         fail = "".join(f" --fail {k}={v}" for k, v in self.settings.get("fail", {}).items())
-        return f"ukernel run {' '.join(self.program)}{fail} --trace FILE"
+        return f"ukernel run{fail} --trace FILE {' '.join(self.program)}"
 
 
 QUESTIONS = {
