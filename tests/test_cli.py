@@ -106,6 +106,44 @@ def test_bad_fail_step_is_reported():
     assert done.returncode == 2 and b"unknown step" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--cpus", "0"], "--cpus: must be at least 1 (a machine needs a CPU), not 0"),
+        (["--memory", "1K"], "--memory: 1K is too small: at least 1M"),
+        (["--memory", "lots"], "--memory: 'lots' is not a size (bytes, or a number with K, M or G: 64M)"),
+        (["--fail", "copy_mm=ENOPE"], "--fail: copy_mm: unknown errno 'ENOPE' (a name like ENOMEM, or a number)"),
+        (["--trace", "/nonexistent/x.jsonl"], "--trace: /nonexistent/x.jsonl: ENOENT: No such file or directory"),
+    ],
+    ids=["cpus", "memory-small", "memory-lots", "fail-errno", "trace-dir"],
+)
+def test_a_bad_option_is_one_line_and_exit_2(capsys, options, says):
+    assert cli.main(["run", *options, "hello"]) == 2
+    assert capsys.readouterr() == ("", f"ukernel: {says}\n")
+
+
+def test_the_smallest_memory_runs_a_program(capsys):
+    assert cli.main(["run", "--memory", "1M", "hello"]) == 0
+    assert capsys.readouterr() == ("hello from pid 2 (parent 1)\n", "")
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ('cpus = "two"', "cpus: must be an integer, not 'two'"),
+        ("cpus = true", "cpus: must be an integer, not True"),
+        ("memory = 1.5", "memory: must be an integer or a string, not 1.5"),
+        ('realtime = "yes"', "realtime: true, false or unset (on with a terminal), not 'yes'"),
+    ],
+)
+def test_a_toml_value_of_the_wrong_type_is_one_line(tmp_path, capsys, toml, says):
+    config = tmp_path / "run.toml"
+    config.write_text(toml + "\n")
+    assert cli.main(["run", "--config", str(config), "hello"]) == 2
+    where = "" if toml.startswith("realtime") else f"--config: {config}: "  # Config's own check names no file
+    assert capsys.readouterr() == ("", f"ukernel: {where}{says}\n")
+
+
 def test_killed_program_exits_128_plus_signal(tmp_path):
     prog = tmp_path / "segv.py"
     prog.write_text("async def main(sys, argv):\n    await sys.poke(0, b'x')\n")

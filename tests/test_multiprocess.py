@@ -158,9 +158,9 @@ async def test_serve_takes_the_settings_of_run_and_a_run_with_others_is_refused_
 @pytest.mark.parametrize(
     ("options", "error"),
     [
-        (["sched", "--cpus", "0"], "ukernel: serve: cpus: a machine needs at least one CPU, not 0"),
-        (["pid", "--pid-max", "1"], "ukernel: serve: pid_max: must leave room for pid 1, not 1"),
-        (["mm", "--memory", "lots"], "ukernel: serve: memory: 'lots' is not a size"),
+        (["sched", "--cpus", "0"], "ukernel: serve: --cpus: must be at least 1 (a machine needs a CPU), not 0"),
+        (["pid", "--pid-max", "1"], "ukernel: serve: --pid-max: must leave room for pid 1, not 1"),
+        (["mm", "--memory", "lots"], "ukernel: serve: --memory: 'lots' is not a size"),
         (["namespaces", "pid"], "ukernel: serve: namespaces calls vfs: serve namespaces pid vfs together, or name"),
     ],
 )

@@ -52,7 +52,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     keys = stdin is not None and os.isatty(stdin)  # a person types: the program has the terminal
     sinks: list = []
     collected = MemorySink()
-    trace_file = _open_trace(ns.trace)
+    try:
+        trace_file = _open_trace(ns.trace)
+    except OSError as exc:
+        print(f"ukernel: --trace: {ns.trace}: {abi.errno_name(exc.errno)}: {exc.strerror}", file=sys.stderr)
+        return 2
     if ns.trace_format != "jsonl":
         sinks.append(collected)  # rendered as the chosen view once the run is over
     elif trace_file:
@@ -106,7 +110,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         try:
             result = trio.run(lambda: run_async(ns.program, argv, **settings))
         except (ValueError, BootError) as exc:
-            print(f"ukernel: {exc}", file=sys.stderr)
+            print(f"ukernel: {as_option(str(exc), ns)}", file=sys.stderr)
             return 2
         except BaseException as exc:  # Ctrl-C, SIGTERM, ~.: the run was ended cleanly; the trace file is kept
             stop = _interruption(exc)
@@ -151,6 +155,14 @@ def program_missing(program: str, settings: dict) -> str | None:
     near = difflib.get_close_matches(program, sorted(on_bin), n=1)
     hint = f"did you mean {near[0]}?" if near else "ukernel run --list shows them"
     return f"{program}: program not found ({hint})"
+
+
+def as_option(message: str, ns: argparse.Namespace) -> str:
+    """'cpus: must be at least 1 ...' as '--cpus: must be ...' when the setting came from the
+    command line, so the line names what the user typed (a file's own errors name the file)."""
+    name, sep, rest = message.partition(": ")
+    given = getattr(ns, name, None)
+    return f"--{name.replace('_', '-')}: {rest}" if sep and given not in (None, [], {}) else message
 
 
 def list_programs() -> int:
@@ -309,7 +321,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             tcp.parse_url(url)
         server.check_hosted(hosted, config.remote)
     except (OSError, ValueError, BootError) as exc:
-        print(f"ukernel: serve: {exc}", file=sys.stderr)
+        print(f"ukernel: serve: {as_option(str(exc), ns)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

@@ -48,15 +48,20 @@ from .kernel.fork import STEP_NAMES, CopyProcess
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
 
 
-def parse_size(size: int | str) -> int:
-    """'64M' -> 67108864."""
-    if isinstance(size, int):
+MIN_MEMORY = 1 << 20  # room for init, a program and a tmpfs (half of it) that holds /bin's programs
+
+
+def parse_size(size: int | str, name: str = "memory") -> int:
+    """'64M' -> 67108864; ``name`` is the setting, for the message."""
+    if isinstance(size, int) and not isinstance(size, bool):
         return size
+    if not isinstance(size, str):
+        raise ValueError(f"{name}: {size!r} is not a size (bytes, or a number with K, M or G: 64M)")
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     text = size.strip().upper()
     number, scale = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
     if not number.isdigit():
-        raise ValueError(f"memory: {size!r} is not a size (bytes, or a number with K, M or G: 64M)")
+        raise ValueError(f"{name}: {size!r} is not a size (bytes, or a number with K, M or G: 64M)")
     return int(number) * scale
 
 
@@ -111,10 +116,13 @@ class Config:
     service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
 
     def __post_init__(self) -> None:
+        check_types(vars(self))
         self.memory = parse_size(self.memory)
-        self.tmpfs_size = parse_size(self.tmpfs_size) or self.memory // 2
+        if self.memory < MIN_MEMORY:
+            raise ValueError(f"memory: {format_size(self.memory)} is too small: at least {format_size(MIN_MEMORY)}")
+        self.tmpfs_size = parse_size(self.tmpfs_size, "tmpfs_size") or self.memory // 2
         if self.cpus < 1:
-            raise ValueError(f"cpus: a machine needs at least one CPU, not {self.cpus}")
+            raise ValueError(f"cpus: must be at least 1 (a machine needs a CPU), not {self.cpus}")
         if self.pid_max < 2:
             raise ValueError(f"pid_max: must leave room for pid 1, not {self.pid_max}")
         load_class(self.sched)  # an unknown class is a ValueError now, not at boot
@@ -162,6 +170,41 @@ class Config:
             if unknown:
                 raise ValueError(f"service {slot}: {cls.__name__}.takes names no setting {', '.join(unknown)}")
         return classes
+
+
+#: The settings of one plain type, checked before use: a TOML file's ``cpus = "two"`` is a
+#: one-line error, not a TypeError deep in a service. bool is refused where a number is meant.
+TYPES: dict[str, tuple[type, ...]] = {
+    "cpus": (int,),
+    "seed": (int,),
+    "pid_max": (int,),
+    "max_threads": (int,),
+    "nproc": (int,),
+    "memory": (int, str),
+    "tmpfs_size": (int, str),
+    "heartbeat": (int, float),
+    "rpc_timeout": (int, float),
+    "cpu_limit": (int, float),
+    "service_timeout": (int, float),
+    "trace": (bool,),
+    "parallel_copy": (bool,),
+    "sched": (str,),
+    "fail": (dict,),
+    "files": (dict,),
+    "remote": (dict,),
+    "sched_settings": (dict,),
+}
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+
+
+def check_types(settings: dict[str, Any]) -> None:
+    """ValueError naming the first setting in ``settings`` whose value is not of its TYPES."""
+    for name, value in settings.items():
+        types = TYPES.get(name)
+        if types is None or (isinstance(value, types) and (bool in types or not isinstance(value, bool))):
+            continue
+        wanted = " or ".join(TYPE_NAMES[t] for t in types)
+        raise ValueError(f"{name}: must be {wanted}, not {value!r}")
 
 
 def copy_process_class(spec: Any) -> type[CopyProcess] | None:
@@ -239,12 +282,19 @@ def parse_fail(fail: dict[str, Any]) -> tuple[dict[str, int], dict[int, int]]:
         name = str(key)
         number = name.removeprefix("msg:")
         if name.startswith("msg:") and number.isdigit() and int(number) >= 1:
-            messages[int(number)] = parse_errno(value)
+            messages[int(number)] = _fail_errno(name, value)
         elif name in STEP_NAMES:
-            steps[name] = parse_errno(value)
+            steps[name] = _fail_errno(name, value)
         else:
             raise ValueError(f"fail: unknown step {name!r}; steps are {', '.join(STEP_NAMES)} or msg:N (N >= 1)")
     return steps, messages
+
+
+def _fail_errno(step: str, value: int | str) -> int:
+    try:
+        return parse_errno(value)
+    except ValueError as exc:
+        raise ValueError(f"fail: {step}: {exc}") from None
 
 
 NOT_IN_FILES = {"console"}  # a callable: only from Python
@@ -263,6 +313,10 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{os.fspath(path)}: unknown setting(s) {', '.join(unknown)}; settings are {', '.join(sorted(known))}"
         )
+    try:
+        check_types(data)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None
     if isinstance(data.get("stdin"), str):
         data["stdin"] = data["stdin"].encode()
     if "files" in data:
