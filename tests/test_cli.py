@@ -58,6 +58,18 @@ def test_trace_dash_is_stdout():
     )
 
 
+def test_a_reader_that_leaves_trace_dash_ends_the_run_as_sigpipe():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ukernel.cli", "run", "--trace", "-", "nginx", "4"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(9) == b'{"seq": 1'
+    proc.stdout.close()  # as head -c does: the trace (hundreds of KB) fills the pipe, the next write fails
+    assert (proc.wait(timeout=60), proc.stderr.read()) == (128 + 13, b"")
+
+
 def test_run_without_a_program_asks_which(capsys):
     assert cli.main(["run", "--cpus", "2"]) == 2
     assert capsys.readouterr() == ("", "ukernel: run: which program? (ukernel run --list shows them)\n")

@@ -113,6 +113,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
             print(f"ukernel: {as_option(str(exc), ns)}", file=sys.stderr)
             return 2
         except BaseException as exc:  # Ctrl-C, SIGTERM, ~.: the run was ended cleanly; the trace file is kept
+            if _broken_pipe(exc):  # stdout's reader left (--trace - | head): as a process killed by SIGPIPE
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+                return 128 + abi.SIGPIPE
             stop = _interruption(exc)
             if stop is None:
                 raise
@@ -220,6 +223,13 @@ def _cleared(progress: ProgressSink | None) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         progress.clear()
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """True if exc is, or trio's exception group holds, a BrokenPipeError."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(BrokenPipeError) is not None
+    return isinstance(exc, BrokenPipeError)
 
 
 def _interruption(exc: BaseException) -> RunInterrupted | None:
