@@ -72,7 +72,10 @@ class Watchdog:
         self.tracing = False  # after SIGKILL: a trace function stops the program's every line
 
     def leave_kernel(self, task: TaskStruct) -> None:
-        """Return to user mode: ``task``'s Python code runs from here on."""
+        """Return to user mode: ``task``'s Python code runs from here on. After Ctrl-C it
+        does not: code that would spin next (no timer may be armed to stop it) never starts."""
+        if self.interrupting:
+            raise TaskExit(abi.W_EXITCODE(0, abi.SIGINT), group=True)
         self.user, self.host = task, trio.lowlevel.current_task()
         self.stretch += 1
 
