@@ -233,6 +233,33 @@ async def test_pstree_folds_identical_workers_and_braces_threads():
     )
 
 
+async def test_views_inside_a_pid_namespace_name_tasks_by_their_global_pid():
+    """container's child is pid 1 of a new pid namespace and sh's fork returns 2 there: the
+    clone's exit carries the global pid (child), and the views use it, not the result."""
+    trace = await trace_of("container", "sh", "-c", "ps")
+    clones = [
+        (e["op"], e["pid"], e["result"], e["child"]) for e in trace if e["type"] == "syscall_exit" and "child" in e
+    ]
+    assert clones[-2:] == [("clone", 2, 3, 3), ("fork", 3, 2, 4)]
+    assert views.pstree(trace, pids=True) == "init(1)───container(2)───sh(3)───ps(4)\n"
+    exits = [line for line in views.strace(trace).splitlines() if "+++" in line]
+    assert exits == [
+        "[pid 4] +++ exited with 0 +++",
+        "[pid 3] +++ exited with 0 +++",
+        "[pid 2] +++ exited with 0 +++",
+        "[pid 1] +++ exited +++",
+    ]
+    assert "[pid 3] fork() = 2" in views.strace(trace).splitlines()  # strace prints the result as the caller sees it
+    assert check_chrome(views.chrome(trace))["processes"] == {
+        views.CHROME_PID: "ukernel",
+        1: "init",
+        2: "container",
+        3: "sh",
+        4: "ps",
+    }
+    assert "init(1)───container(2)───sh(3)───ps(4)" in views.html(trace)
+
+
 def test_pstree_draws_branches_and_folds_whole_subtrees():
     def spawn(parent: int, child: int, msgid: int, op: str = "fork", flags: int = 0) -> list[dict]:
         args = {"flags": flags} if op == "clone" else {}
