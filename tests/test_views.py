@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from html import escape
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -751,6 +752,39 @@ async def test_html_draws_the_programs_first_fork_by_default():
     assert len(rows) == sum(e["type"] == "syscall_enter" for e in trace)
     assert set(page.data()["calls"]) == {str(a["data-msgid"]) for a in rows}
     assert ".msg.reply .line { stroke: var(--rep); stroke-dasharray" in text  # replies dashed
+
+
+def _first_call(trace: list[dict], op: str, pid: int) -> dict:
+    return next(e for e in trace if e["type"] == "syscall_enter" and e["op"] == op and e["pid"] == pid)
+
+
+async def test_route_mermaid_and_html_default_to_the_programs_first_clone():
+    """Not init's own fork, which is the same for every program."""
+    for program, args, op in (("nginx", ("4",), "fork"), ("container", ("sh", "-c", "ps"), "clone")):
+        trace = await trace_of(program, *args)
+        first = _first_call(trace, op, 2)
+        assert views.default_route(trace).root is first
+        text = views.route(trace)
+        assert text == views.route(trace, syscall=op, pid=2)
+        assert text.splitlines()[0].startswith(f"#{first['msgid']} [pid 2] {op}(")
+        assert views.mermaid(trace) == views.mermaid(trace, syscall=op, pid=2)
+        assert '<h2 id="route-title">Route of ' + f"#{first['msgid']} [pid 2] {op}(" in views.html(trace)
+
+
+async def test_with_no_clone_the_views_draw_the_programs_first_syscall_with_messages():
+    trace = await trace_of("hello")
+    execve = _first_call(trace, "execve", 2)  # setpgid before it sends no message
+    title = f'#{execve["msgid"]} [pid 2] execve("/bin/hello", ["hello"], /* 0 vars */) = 0'
+    assert views.route(trace).splitlines()[0] == title
+    assert views.mermaid(trace) == views.mermaid(trace, syscall="execve", pid=2)
+    check_html(views.html(trace), views.select_route(trace, syscall="execve", pid=2))
+    assert f"Route of {escape(title)}" in views.html(trace)
+    silent = [e for e in trace if e["type"] in ("syscall_enter", "syscall_exit") and e["op"] not in views.CLONE_FAMILY]
+    with pytest.raises(ValueError, match="^no syscall in this trace sent a message$"):
+        views.route(silent)
+    with pytest.raises(ValueError, match="^no syscall in this trace sent a message$"):
+        views.mermaid(silent)
+    assert '<h2 id="route-title">Route of no syscall in this trace sent a message</h2>' in views.html(silent)
 
 
 async def test_html_draws_the_route_asked_for_and_the_unwind():
