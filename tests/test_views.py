@@ -197,6 +197,27 @@ async def test_strace_shows_errors_exits_signals_and_clone3(run):
     assert views.pstree(result.trace) == "init───t─┬─hello\n         └─2*[t]\n"
 
 
+async def test_strace_prints_pipe2s_fds_in_its_array(run):
+    result = await run(
+        """
+        from ukernel.abi import O_CLOEXEC, O_APPEND
+
+        async def main(sys, argv):
+            await sys.pipe2(0)
+            await sys.pipe2(O_CLOEXEC)
+            try:
+                await sys.pipe2(O_APPEND)
+            except OSError:
+                pass
+        """
+    )
+    assert [line for line in views.strace(result.trace, pid=2).splitlines() if line.startswith("pipe2")] == [
+        "pipe2([3, 4], 0) = 0",
+        "pipe2([5, 6], O_CLOEXEC) = 0",
+        "pipe2(NULL, O_APPEND) = -1 EINVAL (Invalid argument)",
+    ]
+
+
 def test_strace_of_hand_made_events_restart_and_escapes():
     enter = {"type": "syscall_enter", "op": "pause", "msgid": 7, "pid": 9, "args": {}}
     events = [
