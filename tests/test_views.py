@@ -269,7 +269,7 @@ async def test_views_inside_a_pid_namespace_name_tasks_by_their_global_pid():
         "[pid 4] +++ exited with 0 +++",
         "[pid 3] +++ exited with 0 +++",
         "[pid 2] +++ exited with 0 +++",
-        "[pid 1] +++ exited +++",
+        "[pid 1] +++ exited with 0 +++",  # its own exit_group(0) says so
     ]
     assert "[pid 3] fork() = 2" in views.strace(trace).splitlines()  # strace prints the result as the caller sees it
     assert check_chrome(views.chrome(trace))["processes"] == {
@@ -478,12 +478,12 @@ async def test_stats_counts_messages_per_service_and_syscalls_per_pid():
     assert (count, errors) == ("5", "0") and 0 < float(mean) <= float(top)
     pids = {line.split()[0]: line.split(None, 3)[1:] for line in text.split("syscalls by pid:")[1].splitlines()[2:]}
     assert pids["2"] == [  # init's child leads its own process group before its execve
-        "13",
+        "14",
         "0",
-        "fork 4, wait4 4, write 2, execve 1, getpid 1, setpgid 1",
+        "fork 4, wait4 4, write 2, execve 1, exit_group 1, getpid 1, setpgid 1",
     ]
     # init leads a session and asks whether the console is a terminal (isatty: ENOTTY, stdin is given)
-    assert pids["1"] == ["6", "2", "wait4 2, execve 1, fork 1, ioctl 1, setsid 1"]
+    assert pids["1"] == ["7", "2", "wait4 2, execve 1, exit_group 1, fork 1, ioctl 1, setsid 1"]
 
 
 # --- load and the trace command ------------------------------------------------------------------

@@ -64,7 +64,8 @@ def _exit_statuses(events: list[Event]) -> dict[int, tuple[int, int | None]]:
 def _exit_marks(events: list[Event]) -> dict[int, tuple[int, str]]:
     """Index of the first event of each do_exit -> (pid, ``+++ exited with N +++``).
 
-    When the status is not in the trace (init, threads) the line says only ``+++ exited +++``.
+    When the status is not in the trace (no exit call of its own and no wait4 reaped it) the
+    line says only ``+++ exited +++``.
     """
     marks = {}
     for i, (pid, status) in _exit_statuses(events).items():
