@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from html import escape
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -196,6 +197,27 @@ async def test_strace_shows_errors_exits_signals_and_clone3(run):
     assert views.pstree(result.trace) == "init───t─┬─hello\n         └─2*[t]\n"
 
 
+async def test_strace_prints_pipe2s_fds_in_its_array(run):
+    result = await run(
+        """
+        from ukernel.abi import O_CLOEXEC, O_APPEND
+
+        async def main(sys, argv):
+            await sys.pipe2(0)
+            await sys.pipe2(O_CLOEXEC)
+            try:
+                await sys.pipe2(O_APPEND)
+            except OSError:
+                pass
+        """
+    )
+    assert [line for line in views.strace(result.trace, pid=2).splitlines() if line.startswith("pipe2")] == [
+        "pipe2([3, 4], 0) = 0",
+        "pipe2([5, 6], O_CLOEXEC) = 0",
+        "pipe2(NULL, O_APPEND) = -1 EINVAL (Invalid argument)",
+    ]
+
+
 def test_strace_of_hand_made_events_restart_and_escapes():
     enter = {"type": "syscall_enter", "op": "pause", "msgid": 7, "pid": 9, "args": {}}
     events = [
@@ -231,6 +253,33 @@ async def test_pstree_folds_identical_workers_and_braces_threads():
         "                     |-{threads}(4)\n"
         "                     `-{threads}(5)\n"
     )
+
+
+async def test_views_inside_a_pid_namespace_name_tasks_by_their_global_pid():
+    """container's child is pid 1 of a new pid namespace and sh's fork returns 2 there: the
+    clone's exit carries the global pid (child), and the views use it, not the result."""
+    trace = await trace_of("container", "sh", "-c", "ps")
+    clones = [
+        (e["op"], e["pid"], e["result"], e["child"]) for e in trace if e["type"] == "syscall_exit" and "child" in e
+    ]
+    assert clones[-2:] == [("clone", 2, 3, 3), ("fork", 3, 2, 4)]
+    assert views.pstree(trace, pids=True) == "init(1)───container(2)───sh(3)───ps(4)\n"
+    exits = [line for line in views.strace(trace).splitlines() if "+++" in line]
+    assert exits == [
+        "[pid 4] +++ exited with 0 +++",
+        "[pid 3] +++ exited with 0 +++",
+        "[pid 2] +++ exited with 0 +++",
+        "[pid 1] +++ exited with 0 +++",  # its own exit_group(0) says so
+    ]
+    assert "[pid 3] fork() = 2" in views.strace(trace).splitlines()  # strace prints the result as the caller sees it
+    assert check_chrome(views.chrome(trace))["processes"] == {
+        views.CHROME_PID: "ukernel",
+        1: "init",
+        2: "container",
+        3: "sh",
+        4: "ps",
+    }
+    assert "init(1)───container(2)───sh(3)───ps(4)" in views.html(trace)
 
 
 def test_pstree_draws_branches_and_folds_whole_subtrees():
@@ -429,12 +478,12 @@ async def test_stats_counts_messages_per_service_and_syscalls_per_pid():
     assert (count, errors) == ("5", "0") and 0 < float(mean) <= float(top)
     pids = {line.split()[0]: line.split(None, 3)[1:] for line in text.split("syscalls by pid:")[1].splitlines()[2:]}
     assert pids["2"] == [  # init's child leads its own process group before its execve
-        "13",
+        "14",
         "0",
-        "fork 4, wait4 4, write 2, execve 1, getpid 1, setpgid 1",
+        "fork 4, wait4 4, write 2, execve 1, exit_group 1, getpid 1, setpgid 1",
     ]
     # init leads a session and asks whether the console is a terminal (isatty: ENOTTY, stdin is given)
-    assert pids["1"] == ["6", "2", "wait4 2, execve 1, fork 1, ioctl 1, setsid 1"]
+    assert pids["1"] == ["7", "2", "wait4 2, execve 1, exit_group 1, fork 1, ioctl 1, setsid 1"]
 
 
 # --- load and the trace command ------------------------------------------------------------------
@@ -724,6 +773,39 @@ async def test_html_draws_the_programs_first_fork_by_default():
     assert len(rows) == sum(e["type"] == "syscall_enter" for e in trace)
     assert set(page.data()["calls"]) == {str(a["data-msgid"]) for a in rows}
     assert ".msg.reply .line { stroke: var(--rep); stroke-dasharray" in text  # replies dashed
+
+
+def _first_call(trace: list[dict], op: str, pid: int) -> dict:
+    return next(e for e in trace if e["type"] == "syscall_enter" and e["op"] == op and e["pid"] == pid)
+
+
+async def test_route_mermaid_and_html_default_to_the_programs_first_clone():
+    """Not init's own fork, which is the same for every program."""
+    for program, args, op in (("nginx", ("4",), "fork"), ("container", ("sh", "-c", "ps"), "clone")):
+        trace = await trace_of(program, *args)
+        first = _first_call(trace, op, 2)
+        assert views.default_route(trace).root is first
+        text = views.route(trace)
+        assert text == views.route(trace, syscall=op, pid=2)
+        assert text.splitlines()[0].startswith(f"#{first['msgid']} [pid 2] {op}(")
+        assert views.mermaid(trace) == views.mermaid(trace, syscall=op, pid=2)
+        assert '<h2 id="route-title">Route of ' + f"#{first['msgid']} [pid 2] {op}(" in views.html(trace)
+
+
+async def test_with_no_clone_the_views_draw_the_programs_first_syscall_with_messages():
+    trace = await trace_of("hello")
+    execve = _first_call(trace, "execve", 2)  # setpgid before it sends no message
+    title = f'#{execve["msgid"]} [pid 2] execve("/bin/hello", ["hello"], /* 0 vars */) = 0'
+    assert views.route(trace).splitlines()[0] == title
+    assert views.mermaid(trace) == views.mermaid(trace, syscall="execve", pid=2)
+    check_html(views.html(trace), views.select_route(trace, syscall="execve", pid=2))
+    assert f"Route of {escape(title)}" in views.html(trace)
+    silent = [e for e in trace if e["type"] in ("syscall_enter", "syscall_exit") and e["op"] not in views.CLONE_FAMILY]
+    with pytest.raises(ValueError, match="^no syscall in this trace sent a message$"):
+        views.route(silent)
+    with pytest.raises(ValueError, match="^no syscall in this trace sent a message$"):
+        views.mermaid(silent)
+    assert '<h2 id="route-title">Route of no syscall in this trace sent a message</h2>' in views.html(silent)
 
 
 async def test_html_draws_the_route_asked_for_and_the_unwind():

@@ -68,21 +68,24 @@ def syscall_events(trace: list[dict], syscall: str, pid: int | None = None) -> l
     ]
 
 
-def births(events: list[Event]) -> dict[int, tuple[Event, Event]]:
-    """Index of the syscall_enter of each clone-family call that made a task -> (enter, exit).
+def births(events: list[Event]) -> dict[int, tuple[Event, int]]:
+    """Index of the syscall_enter of each clone-family call that made a task -> (enter, its global pid).
 
     A task exists from the clone's entry on (a vfork child can exit before vfork returns),
-    so a pid that is used again starts a new life there.
+    so a pid that is used again starts a new life there. The exit's ``child`` is the
+    global pid; its ``result`` is the pid in the caller's namespace (the same outside
+    pid namespaces; traces older than ``child`` have only that).
     """
     enters: dict[Any, tuple[int, Event]] = {}
-    made: dict[int, tuple[Event, Event]] = {}
+    made: dict[int, tuple[Event, int]] = {}
     for i, e in enumerate(events):
         if e["type"] == "syscall_enter" and e["op"] in CLONE_FAMILY:
             enters[e.get("msgid")] = (i, e)
         elif e["type"] == "syscall_exit" and e["op"] in CLONE_FAMILY:
             found = enters.pop(e.get("msgid"), None)
-            if found is not None and isinstance(e.get("result"), int) and e["result"] > 0:
-                made[found[0]] = (found[1], e)
+            pid = e.get("child", e.get("result"))
+            if found is not None and isinstance(pid, int) and pid > 0:
+                made[found[0]] = (found[1], pid)
     return made
 
 
@@ -176,7 +179,7 @@ def _msgid_route(events: list[Event], msgid: int) -> Route:
 
 def _exit_route(events: list[Event], nth: int, pid: int | None) -> Route:
     """The nth do_exit (of ``pid``): its messages carry ``syscall: exit`` and no cause."""
-    born = {at: exit_["result"] for at, (_, exit_) in births(events).items()}
+    born = {at: pid for at, (_, pid) in births(events).items()}
     life: Counter = Counter()
     groups: dict[tuple[Any, int], list[Event]] = {}  # (pid, which life) -> its do_exit's messages
     for i, e in enumerate(events):

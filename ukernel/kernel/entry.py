@@ -94,7 +94,8 @@ class Entry:
                     self._trace_exit(task, entry[0], name, msgid, started, result="?")
                 raise self._oops_kill(task, name, exc) from None
         if tracer.on:
-            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result))
+            child = {"child": meta["child"]} if "child" in meta else {}  # the clone family's global pid
+            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result), **child)
         await self.return_to_user(task)
         return result
 

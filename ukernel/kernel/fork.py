@@ -270,8 +270,15 @@ def injected_at(k: Kernel, current: TaskStruct, step: str) -> int | None:
     return k.fail.get(step) if current not in (k.idle, k.init) else None
 
 
-async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int) -> int:
-    """copy_process, then the parent's tid word, the wake-up and the vfork wait."""
+async def kernel_clone(
+    kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int, done: dict | None = None
+) -> int:
+    """copy_process, then the parent's tid word, the wake-up and the vfork wait.
+
+    The result is the child's pid in the caller's namespace; ``done["child"]`` gets its
+    global pid (the syscall's meta: its syscall_exit event carries it, as Linux's
+    sched_process_fork tracepoint carries child_pid, so views need not map namespaces).
+    """
     flags = args.flags
     validate(current, flags)
     if flags & CLONE_PIDFD:
@@ -279,6 +286,8 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
     walker = kernel.config.copy_process or CopyProcess  # a lab's own walker (Config.copy_process)
     child = await walker(kernel, current, args, cause).make()
     nr = child.vnr(current)
+    if done is not None:
+        done["child"] = child.pid
     meta = {"cause": cause, "pid": current.pid, "tid": current.pid, "syscall": args.syscall}
     if flags & CLONE_PARENT_SETTID and current.mm is not None:
         try:  # put_user(nr, parent_tid): a bad address is ignored, as in Linux
@@ -303,12 +312,12 @@ async def kernel_clone(kernel: Kernel, current: TaskStruct, args: CloneArgs, cau
 
 
 async def sys_fork(k: Kernel, task: TaskStruct, meta: dict) -> int:
-    return await kernel_clone(k, task, CloneArgs(exit_signal=abi.SIGCHLD, syscall="fork"), meta["cause"])
+    return await kernel_clone(k, task, CloneArgs(exit_signal=abi.SIGCHLD, syscall="fork"), meta["cause"], meta)
 
 
 async def sys_vfork(k: Kernel, task: TaskStruct, meta: dict) -> int:
     args = CloneArgs(flags=abi.CLONE_VFORK | abi.CLONE_VM, exit_signal=abi.SIGCHLD, syscall="vfork")
-    return await kernel_clone(k, task, args, meta["cause"])
+    return await kernel_clone(k, task, args, meta["cause"], meta)
 
 
 async def sys_clone(
@@ -317,7 +326,7 @@ async def sys_clone(
     """clone(): the low byte is the exit signal; bits above 32 are dropped (lower_32_bits)."""
     flags &= 0xFFFFFFFF
     args = CloneArgs(flags & ~abi.CSIGNAL, flags & abi.CSIGNAL, fn, arg, parent_tid, child_tid, tls)
-    return await kernel_clone(k, task, args, meta["cause"])
+    return await kernel_clone(k, task, args, meta["cause"], meta)
 
 
 def clone3_args_valid(flags: int, exit_signal: int) -> None:
@@ -354,4 +363,4 @@ async def sys_clone3(
     if pidfd:
         flags |= abi.CLONE_PIDFD
     args = CloneArgs(flags, exit_signal, fn, arg, set_tid=set_tid, syscall="clone3")
-    return await kernel_clone(k, task, args, meta["cause"])
+    return await kernel_clone(k, task, args, meta["cause"], meta)

@@ -7,7 +7,9 @@ skip building the event at all, so tracing off costs one attribute test.
 Schema (DESIGN.md §6): ``seq, ts, type, src, dst, op, msgid, cause, pid, tid,
 args, result | errno, dur_us``; ``type`` is request, reply, notify,
 syscall_enter, syscall_exit, sched, or an event a service reports of its own
-(``fault``: mm's page faults). Clone steps add ``step`` and ``flag``;
+(``fault``: mm's page faults). Clone steps add ``step`` and ``flag``; a clone
+family's syscall_exit adds ``child``, the new task's global pid (``result`` is
+its pid in the caller's pid namespace);
 a run with services in other processes adds ``node`` to every message.
 """
 

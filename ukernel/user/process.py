@@ -205,8 +205,9 @@ class Runtime:
             if task.set_child_tid:
                 await k.schedule_tail(task)
             code = await self._run_entry(task, task.entry)
-            code = abi.W_EXITCODE(code if isinstance(code, int) else 0)
             group = task.entry[0] != "call" or task.image is None
+            # libc after main returns: exit_group(code); glibc's clone() after fn returns: exit(code)
+            await self.syscall("exit_group" if group else "exit", {"code": code if isinstance(code, int) else 0})
         except TaskExit as exc:
             code, group = exc.status, exc.group
         except KernelPanic:

@@ -12,7 +12,7 @@ timeline and layout do not depend on it).
 ``ukernel trace`` and ``ukernel run --trace-format`` are made from it. The
 strace-style formatting they share is in format.py, and the routes that route,
 mermaid and html draw are chosen by ``ukernel.testing.select_route``, as tests
-choose them.
+choose them, or by default ``default_route`` (the program's first clone).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .gantt import cpu_segments, gantt
 from .html import html
 from .mermaid import MERMAID_KEYWORDS, mermaid, mermaid_id, mermaid_text
 from .pstree import process_tree, pstree
-from .route import route
+from .route import default_route, route
 from .stats import stats
 from .strace import strace
 
@@ -40,6 +40,7 @@ __all__ = [
     "assert_route",
     "chrome",
     "cpu_segments",
+    "default_route",
     "gantt",
     "html",
     "mermaid",

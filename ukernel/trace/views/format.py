@@ -241,6 +241,13 @@ def _fmt_open(args: dict, exit_: Event | None) -> tuple[str, str]:
     return "open(" + ", ".join(parts), ")"
 
 
+def _fmt_pipe2(args: dict, exit_: Event | None) -> tuple[str, str]:
+    """The fds are written into the caller's array: strace prints them there, ``= 0``."""
+    fds = exit_.get("result") if succeeded(exit_) else None
+    array = "[" + ", ".join(value(fd) for fd in fds) + "]" if isinstance(fds, list) else "NULL"
+    return "pipe2(", f"{array}, {_bits(args.get('flags'), _OPEN)})"
+
+
 FORMATTERS: dict[str, Formatter] = {
     "clone": _fmt_clone,
     "clone3": _fmt_clone3,
@@ -250,6 +257,7 @@ FORMATTERS: dict[str, Formatter] = {
     "read": _fmt_read,
     "mmap": _fmt_mmap,
     "open": _fmt_open,
+    "pipe2": _fmt_pipe2,
 }
 
 
@@ -292,6 +300,8 @@ def result_text(op: str, exit_: Event | None) -> str:
         return str(int(result))
     if op == "wait4" and isinstance(result, list) and result:
         return value(result[0])
+    if op == "pipe2":  # the fds are in the array (call_parts)
+        return "0"
     if op == "read" and isinstance(result, str | bytes):
         return str(len(result) if isinstance(result, bytes) else len(result.encode("utf-8", "surrogateescape")))
     if op in ("mmap", "brk") and isinstance(result, int) and result > 0:

@@ -14,11 +14,11 @@ from html import escape
 from importlib import resources
 from typing import Any
 
-from ...testing import CLONE_FAMILY, MESSAGE_TYPES, Route, faults_by_syscall, select_route, syscall_route
+from ...testing import MESSAGE_TYPES, Route, faults_by_syscall
 from .. import Event, fault_outcome, fault_text
 from .format import NO_RETURN, call_parts, errno_text, fault_line, jsonable, result_text
 from .pstree import pstree
-from .route import ends, participants, tags, title
+from .route import ends, participants, shown_route, tags, title
 
 _SVG_COL, _SVG_ROW, _SVG_TOP, _SVG_BOX = 124, 30, 78, 112
 
@@ -74,23 +74,6 @@ _PAGE = """<!DOCTYPE html>
 def _asset(name: str) -> str:
     """The text of a file that ships beside this module (html.css, html.js)."""
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-
-
-def _html_route(events: list[Event], msgid: int | None, syscall: str | None, nth: int, pid: int | None) -> Route | None:
-    """The route ``html`` draws: as ``select_route`` when asked for one; by default the program's
-    first clone-family call (the first not by init, pid 1, which only starts the program), else
-    the first call of the clone family, else the first syscall that sent messages; None when none did."""
-    if msgid is not None or syscall is not None or pid is not None or nth:
-        return select_route(events, msgid, syscall, nth, pid)
-    enters = [e for e in events if e["type"] == "syscall_enter"]
-    clones = [e for e in enters if e["op"] in CLONE_FAMILY]
-    for e in [*(e for e in clones if e.get("pid") != 1), *clones]:
-        return syscall_route(events, e)
-    causes = {e.get("cause") for e in events if e["type"] in ("request", "notify")}
-    for e in enters:
-        if e.get("msgid") in causes:
-            return syscall_route(events, e)
-    return None
 
 
 def _label(e: Event, exit_: Event | None) -> str:
@@ -251,12 +234,11 @@ def html(
     - every syscall in a table with a text filter, the page faults it took in rows under
       it (``--- page fault: ... ---``); a click shows its enter, exit and faults.
 
-    The route: as ``select_route`` when ``msgid``, ``syscall``, ``pid`` or ``nth`` is
-    given, else the program's first clone-family call (the first not made by init,
-    pid 1), else the first syscall that sent a message.
+    The route: as ``shown_route`` (``select_route`` when one is asked for, else the
+    program's first clone, else its first syscall that sent a message).
     """
     events = list(events)
-    r = _html_route(events, msgid, syscall, nth, pid)
+    r = shown_route(events, msgid, syscall, nth, pid)
     enters = [e for e in events if e["type"] == "syscall_enter"]
     rows, calls, faults = _syscall_table(events, enters)
     n_messages = sum(1 for e in events if e["type"] in MESSAGE_TYPES)

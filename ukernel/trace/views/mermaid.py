@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ...testing import Route, select_route
+from ...testing import Route
 from .. import Event, fault_text
 from .format import call_parts, cstring, errno_text, result_text
-from .route import ends, participants, tags, title
+from .route import ends, participants, required_route, shown_route, tags, title
 
 #: Words Mermaid's sequenceDiagram grammar reserves: never used bare as a participant id.
 MERMAID_KEYWORDS = frozenset(
@@ -101,13 +101,14 @@ def mermaid(
     of appearance; requests are solid arrows (``->>``) labelled with the op and
     its ``[flag]``, replies dotted (``-->>``) with ``ok`` or the errno, notifies
     open (``-)``); a page fault is a ``Note over mm``. The unwind after a failed
-    step (steps named ``undo ...``) sits in an ``alt unwind`` block. Selection as ``select_route``.
+    step (steps named ``undo ...``) sits in an ``alt unwind`` block. Selection as ``shown_route``: by default
+    the program's first clone, else its first syscall that sent a message.
 
     ``values=True`` adds each message's args and result (``dup_files(files=7)``,
     ``files=9``). They are left out by default because some are not the same
     from run to run in one Python process (the kernel numbers tasks globally).
     """
-    r = select_route(events, msgid, syscall, nth, pid)
+    r = required_route(shown_route(events, msgid, syscall, nth, pid))
     participant_lines, ids = _participant_lines(r)
     lines = ["sequenceDiagram", *participant_lines]
     if r.root is None:

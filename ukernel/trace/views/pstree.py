@@ -47,13 +47,13 @@ def process_tree(events: Iterable[Event]) -> list[Task]:
 
     for i, e in enumerate(events):
         if i in at_enter:  # the child exists from copy_process on: create it at the clone's entry
-            enter, exit_ = at_enter[i]
+            enter, pid = at_enter[i]
             caller = task_of(enter["pid"])
             group = caller.group or caller
             args = enter.get("args") or {}
             flags = args.get("flags", 0) if enter["op"] in ("clone", "clone3") else 0
             flags = flags if isinstance(flags, int) else 0
-            child = Task(exit_["result"], group.comm)
+            child = Task(pid, group.comm)
             if flags & abi.CLONE_THREAD:
                 child.thread, child.group, child.parent = True, group, group
             else:

@@ -1,7 +1,8 @@
 """The route view: the messages one syscall caused, as a call tree.
 
-The routes are chosen by ``ukernel.testing.select_route``, as a test's ``route_of``
-chooses them; ``mermaid`` and ``html`` draw the same routes.
+The routes asked for are chosen by ``ukernel.testing.select_route``, as a test's
+``route_of`` chooses them; by default the program's first clone (``shown_route``).
+``mermaid`` and ``html`` draw the same routes.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ...testing import Route, select_route
+from ...testing import CLONE_FAMILY, Route, select_route, syscall_route
 from .. import Event
 from .format import call_line, errno_text, fault_line
 
@@ -65,6 +66,37 @@ def _depths(r: Route) -> dict[Any, int]:
     return {m: depth(m) for m in ids}
 
 
+def default_route(events: list[Event]) -> Route | None:
+    """The route worth seeing first: the program's first clone-family call (init, pid 1,
+    forks every program alike), else its first syscall that sent a message; then the same
+    over every pid; None when no syscall sent one."""
+    enters = [e for e in events if e["type"] == "syscall_enter"]
+    causes = {e.get("cause") for e in events if e["type"] in ("request", "notify")}
+    for calls in ([e for e in enters if e.get("pid") != 1], enters):
+        for wanted in (lambda e: e["op"] in CLONE_FAMILY, lambda e: e.get("msgid") in causes):
+            for e in calls:
+                if wanted(e):
+                    return syscall_route(events, e)
+    return None
+
+
+def shown_route(
+    events: Iterable[Event], msgid: int | None, syscall: str | None, nth: int, pid: int | None
+) -> Route | None:
+    """The route a view draws: as ``select_route`` when one is asked for, else ``default_route``."""
+    events = list(events)
+    if msgid is not None or syscall is not None or pid is not None or nth:
+        return select_route(events, msgid, syscall, nth, pid)
+    return default_route(events)
+
+
+def required_route(r: Route | None) -> Route:
+    """A text view has nothing to show without a route: say why."""
+    if r is None:
+        raise ValueError("no syscall in this trace sent a message")
+    return r
+
+
 def route(
     events: Iterable[Event],
     msgid: int | None = None,
@@ -78,9 +110,9 @@ def route(
     request, ``[flag]`` beside the op (``[no CLONE_FILES]``), unwind steps as
     ``[undo copy_fs]`` and a failed reply's errno. A request a service sent
     while serving another is indented under it, and so is a page fault taken
-    while serving one (``--- page fault: ... ---``). Selection as ``select_route``.
+    while serving one (``--- page fault: ... ---``). Selection as ``shown_route``.
     """
-    r = select_route(events, msgid, syscall, nth, pid)
+    r = required_route(shown_route(events, msgid, syscall, nth, pid))
     replies = {e.get("msgid"): e for e in r.events if e["type"] == "reply"}
     depths = _depths(r)
     lines = [title(r)]

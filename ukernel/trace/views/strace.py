@@ -30,7 +30,8 @@ def _exit_statuses(events: list[Event]) -> dict[int, tuple[int, int | None]]:
     The status comes from the task's own exit(N)/exit_group(N), else from the
     first wait4 that reaped it.
     """
-    born = {at: exit_["result"] for at, (_, exit_) in births(events).items()}
+    born = {at: pid for at, (_, pid) in births(events).items()}
+    global_pid: dict[tuple[Any, int], int] = {}  # (caller, the pid its clone returned) -> the global pid
     started: dict[int, int] = {}  # pid -> index where its current do_exit began
     last_enter: dict[int, Event] = {}
     marks: dict[int, tuple[int, int | None]] = {}
@@ -43,23 +44,28 @@ def _exit_statuses(events: list[Event]) -> dict[int, tuple[int, int | None]]:
             last_enter[pid] = e
         elif e["type"] == "syscall_exit" and last_enter.get(pid, {}).get("msgid") == e.get("msgid"):
             del last_enter[pid]
+            if isinstance(e.get("child"), int):  # what the caller's wait4 will name, in its pid namespace
+                global_pid[pid, e["result"]] = e["child"]
         elif e.get("syscall") == "exit" and e.get("cause") is None and e["type"] == "request" and pid not in started:
             started[pid] = i
             enter = last_enter.get(pid)
             code = (enter.get("args") or {}).get("code") if enter is not None and enter["op"] in NO_RETURN else None
             marks[i] = (pid, abi.W_EXITCODE(code) if isinstance(code, int) else None)
         reaped = _reaped(e)
+        if reaped is not None:
+            reaped = (global_pid.get((pid, reaped[0]), reaped[0]), reaped[1])
         if reaped is not None and reaped[0] in started:
             at = started[reaped[0]]
             if marks[at][1] is None:
-                marks[at] = (reaped[0], reaped[1])
+                marks[at] = reaped
     return marks
 
 
 def _exit_marks(events: list[Event]) -> dict[int, tuple[int, str]]:
     """Index of the first event of each do_exit -> (pid, ``+++ exited with N +++``).
 
-    When the status is not in the trace (init, threads) the line says only ``+++ exited +++``.
+    When the status is not in the trace (no exit call of its own and no wait4 reaped it) the
+    line says only ``+++ exited +++``.
     """
     marks = {}
     for i, (pid, status) in _exit_statuses(events).items():
