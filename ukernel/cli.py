@@ -440,7 +440,8 @@ def _add_trace_parser(sub: argparse._SubParsersAction) -> None:
     routes = _taking("syscall")
     about = (
         f"{routes} show one syscall's messages: by --msgid, else the --nth call of the syscall named by -e "
-        "(default: the clone family; html: the program's first clone), of -p PID."
+        "(the clone family when -e is not given), of -p PID; with none of these, the program's first clone, "
+        "else its first syscall that sent a message."
     )
     p_trace = sub.add_parser(
         "trace",
