@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -105,19 +104,24 @@ class Pty:
         return bool(ready)
 
     def expect(self, marker: bytes, count: int = 1) -> None:
-        deadline = time.monotonic() + WAIT
-        while self.out.count(marker) < count:
+        """Read until ``marker`` has appeared ``count`` times; a bounded number of looks
+        (WAIT seconds of 0.1 s each), so a hang fails the test instead of stopping the suite."""
+        for _ in range(round(WAIT / 0.1)):
+            if self.out.count(marker) >= count:
+                return
             assert self.proc.poll() is None or self._read(0), f"ended without {marker!r}: {self.out!r}"
-            assert time.monotonic() < deadline, f"no {marker!r} in {self.out!r}"
             self._read(0.1)
+        raise AssertionError(f"no {marker!r} in {self.out!r}")
 
     def raw_now(self) -> list:
-        """Once the run has put the terminal in raw mode: that mode."""
-        deadline = time.monotonic() + WAIT
-        while (mode := termios.tcgetattr(self.slave))[LFLAG] & termios.ICANON:
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.out
+        """Once the run has put the terminal in raw mode: that mode (looked for as expect does)."""
+        for _ in range(round(WAIT / 0.05)):
+            mode = termios.tcgetattr(self.slave)
+            if not mode[LFLAG] & termios.ICANON:
+                return mode
+            assert self.proc.poll() is None, self.out
             self._read(0.05)
-        return mode
+        raise AssertionError(f"the terminal never went raw: {self.out!r}")
 
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
