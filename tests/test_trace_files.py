@@ -22,14 +22,14 @@ def test_a_last_line_cut_short_is_skipped_with_one_warning(tmp_path, caplog):
 def test_a_bad_line_before_the_end_is_still_an_error(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"seq": 1, "type": "sch\n{"seq": 2, "type": "sched"}')
-    with pytest.raises(ValueError, match=r"t\.jsonl:1: not JSON"):
+    with pytest.raises(ValueError, match=r"t\.jsonl: not a ukernel trace \(line 1: not JSON: "):
         load(path)
 
 
 def test_binary_garbage_is_one_value_error(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(ValueError, match=r"t\.jsonl: not a text trace \(byte \d+ is not UTF-8\)"):
+    with pytest.raises(ValueError, match=r"t\.jsonl: not a ukernel trace \(byte \d+ is not UTF-8 text\)"):
         load(path)
 
 
@@ -70,4 +70,4 @@ def test_the_trace_command_says_one_line_for_garbage(tmp_path):
         [sys.executable, "-m", "ukernel", "trace", "strace", str(path)], capture_output=True, text=True
     )
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == f"ukernel: {path}: not a text trace (byte 0 is not UTF-8)\n"
+    assert done.stderr == f"ukernel: {path}: not a ukernel trace (byte 0 is not UTF-8 text)\n"

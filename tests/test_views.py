@@ -143,8 +143,10 @@ async def test_strace_pairs_every_unfinished_call_with_its_resumption():
 
 async def test_strace_one_pid_has_no_prefix_and_ops_filter_keeps_exits():
     trace = await trace_of("nginx", "4")
-    assert views.strace(trace, pid=2, ops=["fork", "exit"]) == (
-        "fork() = 3\nfork() = 4\nfork() = 5\nfork() = 6\n+++ exited with 0 +++\n"
+    assert views.strace(trace, pid=2, ops=["fork", "exit"]) == (  # signals stay too, as strace -e trace=
+        "fork() = 3\nfork() = 4\nfork() = 5\nfork() = 6\n"
+        "--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=3, si_uid=0, si_status=10, si_utime=0, si_stime=0} ---\n"
+        "+++ exited with 0 +++\n"
     )
     only_master = views.strace(trace, pid=2).splitlines()
     assert "wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 10}], 0, NULL) = 3" in only_master  # nothing between
@@ -219,23 +221,31 @@ async def test_strace_prints_pipe2s_fds_in_its_array(run):
 
 
 def test_strace_of_hand_made_events_restart_and_escapes():
-    enter = {"type": "syscall_enter", "op": "pause", "msgid": 7, "pid": 9, "args": {}}
-    events = [
-        enter,
-        {"type": "syscall_exit", "op": "pause", "msgid": 7, "pid": 9, "errno": "EINTR", "message": "x"},
-        {"type": "syscall_exit", "op": "pause", "msgid": 7, "pid": 9, "result": None},  # SA_RESTART
-        {
-            "type": "syscall_enter",
-            "op": "write",
-            "msgid": 8,
-            "pid": 9,
-            "args": {"fd": 1, "data": b'a"\t\x00\x01' + b"x" * 40},
-        },
-        {"type": "syscall_exit", "op": "write", "msgid": 8, "pid": 9, "result": 45},
-    ]
+    """The restarts strace shows: an SA_RESTART call again as a new call, a restart block as
+    restart_syscall, EINTR after a handler as rt_sigreturn's result."""
+
+    def call(op: str, msgid: int, args: dict, *exits: dict) -> list[dict]:
+        common = {"op": op, "msgid": msgid, "pid": 9}
+        return [{"type": "syscall_enter", **common, "args": args}] + [
+            {"type": "syscall_exit", **common, **outcome} for outcome in exits
+        ]
+
+    handler = {"type": "signal", "pid": 9, "action": "handler", "info": {"signo": 10, "code": -6, "pid": 9}}
+    events = call("read", 7, {"fd": 0, "n": 4}, {"errno": "ERESTARTSYS"}, {"result": b"ab"})
+    events += call("nanosleep", 8, {"seconds": 2}, {"errno": "ERESTART_RESTARTBLOCK"}, {"result": 0})
+    events += call("pause", 9, {}, {"errno": "ERESTARTNOHAND"})
+    events += [handler, {"type": "syscall_exit", "op": "pause", "msgid": 9, "pid": 9, "errno": "EINTR", "mask": [10]}]
+    events += call("write", 10, {"fd": 1, "data": b'a"\t\x00\x01' + b"x" * 40}, {"result": 45})
+    for n, e in enumerate(events):
+        e["seq"] = n
     assert views.strace(events).splitlines() == [
-        "pause() = -1 EINTR (Interrupted system call)",
-        "restart_syscall(<... resuming interrupted pause ...>) = 0",
+        "read(0, NULL, 4) = ? ERESTARTSYS (To be restarted if SA_RESTART is set)",
+        'read(0, "ab", 4) = 2',
+        "nanosleep(2) = ? ERESTART_RESTARTBLOCK (Interrupted by signal)",
+        "restart_syscall(<... resuming interrupted nanosleep ...>) = 0",
+        "pause() = ? ERESTARTNOHAND (To be restarted if no handler)",
+        "--- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_TKILL, si_pid=9, si_uid=0} ---",
+        "rt_sigreturn({mask=[USR1]}) = -1 EINTR (Interrupted system call)",
         'write(1, "a\\"\\t\\0\\1xxxxxxxxxxxxxxxxxxxxxxxxxxx"..., 45) = 45',
     ]
 
@@ -302,7 +312,8 @@ def test_pstree_draws_branches_and_folds_whole_subtrees():
         events += execve(child + 10, "/bin/sleep", 40 + n)
     events += spawn(2, 5, 50, "clone", 0x10F00)  # a thread of sh
     events += spawn(1, 6, 51, "clone", 0x8000 | 17) + spawn(6, 7, 52, "clone", 0x8000)  # CLONE_PARENT: 7 is 1's child
-    assert views.pstree(events) == ("init─┬─sh─┬─2*[sh───sleep]\n     │    └─{sh}\n     └─2*[init]\n")
+    # psmisc's order: children by name (init before sh), threads after processes
+    assert views.pstree(events) == ("init─┬─2*[init]\n     └─sh─┬─2*[sh───sleep]\n          └─{sh}\n")
 
 
 # --- route and mermaid ---------------------------------------------------------------------------
@@ -510,7 +521,7 @@ def test_load_checks_the_schema_header_and_names_bad_lines(tmp_path):
     with pytest.raises(ValueError, match="schema version 99"):
         load(path)
     path.write_text('{"seq": 1, "type": "sched"}\nnot json\n')
-    with pytest.raises(ValueError, match=r"t\.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match=r"t\.jsonl: not a ukernel trace \(line 2: not JSON: "):
         load(path)
 
 
@@ -524,7 +535,7 @@ def test_trace_command_prints_the_views_of_a_run_trace_file(tmp_path):
     path = tmp_path / "nginx.jsonl"
     assert ukernel_cli("run", "--trace", str(path), "nginx", "2").returncode == 0
     events = load(path)
-    done = ukernel_cli("trace", "strace", str(path))
+    done = ukernel_cli("trace", "strace", "-f", "-p", "1", str(path))
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == views.strace(events)
     assert "[pid 2] fork() = 4" in done.stdout.splitlines()

@@ -8,7 +8,6 @@ import difflib
 import logging
 import os
 import sys
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -26,7 +25,8 @@ from .ipc.router import BootError
 from .kernel import fork
 from .lab.command import add_lab_parser
 from .terminal import owns, raw_mode
-from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
+from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink
+from .trace.command import add_trace_parser, render_view
 from .trace.views import VIEWS
 from .user.binfmt import userland_programs
 
@@ -398,75 +398,6 @@ def cmd_flags(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_trace(ns: argparse.Namespace) -> int:
-    try:
-        events = load(sys.stdin) if ns.file == "-" else load(ns.file)
-        text = render_view(ns.view, events, ns)
-    except OSError as exc:
-        print(f"ukernel: {ns.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # not a trace (load), or a bad option for the view
-        print(f"ukernel: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(text)
-    return 0
-
-
-def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
-    """One view of a trace, with the options of ``ukernel trace`` it takes (VIEWS says which), or their defaults."""
-    ops = [op for op in (getattr(ns, "ops", None) or "").split(",") if op] or None
-    given = {
-        "pid": getattr(ns, "pid", None),
-        "ops": ops,
-        "syscall": ops[0] if ops else None,  # route, mermaid, html: -e names the syscall whose route to show
-        "nth": getattr(ns, "nth", 0),
-        "msgid": getattr(ns, "msgid", None),
-        "values": getattr(ns, "values", False),
-        "pids": getattr(ns, "pids", False),
-        "ascii": getattr(ns, "ascii", False),
-    }
-    chosen = VIEWS[view]
-    return chosen.render(events, **{option: given[option] for option in chosen.options})
-
-
-def _taking(option: str) -> str:
-    """``route, mermaid, html``: the views that take an option, for its help."""
-    return ", ".join(name for name, view in VIEWS.items() if option in view.options)
-
-
-def _add_trace_parser(sub: argparse._SubParsersAction) -> None:
-    """``ukernel trace VIEW FILE``: its views, their help and options all come from VIEWS."""
-    width = max(map(len, VIEWS))
-    listing = "\n".join(f"  {name:<{width}}  {view.help}" for name, view in VIEWS.items())
-    routes = _taking("syscall")
-    about = (
-        f"{routes} show one syscall's messages: by --msgid, else the --nth call of the syscall named by -e "
-        "(the clone family when -e is not given), of -p PID; with none of these, the program's first clone, "
-        "else its first syscall that sent a message."
-    )
-    p_trace = sub.add_parser(
-        "trace",
-        help=f"show a trace file (from run --trace) as {', '.join(VIEWS)}",
-        description=f"Views of a JSON Lines trace (docs/trace.md):\n{listing}\n\n{textwrap.fill(about, 79)}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p_trace.add_argument("view", choices=list(VIEWS), metavar="VIEW", help="one of the views above")
-    p_trace.add_argument("file", help="a JSON Lines trace, or - for stdin")
-    p_trace.add_argument("-p", "--pid", type=int, help=f"only this pid ({_taking('ops')}), or the caller ({routes})")
-    p_trace.add_argument(
-        "-e",
-        "--ops",
-        metavar="OP,OP",
-        help=f"{_taking('ops')}: only these syscalls; {routes}: the syscall (exit: do_exit)",
-    )
-    p_trace.add_argument("--nth", type=int, default=0, help=f"{_taking('nth')}: which call of the syscall (from 0)")
-    p_trace.add_argument("--msgid", type=int, help=f"{_taking('msgid')}: the syscall (or request) with this message id")
-    p_trace.add_argument("--values", action="store_true", help=f"{_taking('values')}: show message args and results")
-    p_trace.add_argument("--pids", action="store_true", help=f"{_taking('pids')}: label tasks name(pid), fold nothing")
-    p_trace.add_argument("--ascii", action="store_true", help=f"{_taking('ascii')}: draw with ASCII, like pstree -A")
-    p_trace.set_defaults(func=cmd_trace)
-
-
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """The settings ``run`` and ``serve`` both take: a served service is built from them too."""
     parser.add_argument("--cpus", type=int, help="CPUs (default 1)")
@@ -600,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")
     p_flags.add_argument("flags", help="e.g. 0x3d0f00, CLONE_VM or 'CLONE_VM|CLONE_FS|SIGCHLD'")
     p_flags.set_defaults(func=cmd_flags)
-    _add_trace_parser(sub)
+    add_trace_parser(sub)
     add_lab_parser(sub)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:

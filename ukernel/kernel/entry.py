@@ -19,7 +19,7 @@ from .. import abi
 from ..ipc.service import fault_site
 from ..reprs import bounded
 from .contracts import ServiceBug
-from .signal import do_signal, syscall_restart
+from .signal import do_signal, handler_name, syscall_restart
 from .sys import check_rlimit_cpu
 from .syscalls import SYSCALLS
 from .task import ExecImage, TaskExit
@@ -61,6 +61,7 @@ class Entry:
                 pid=task.pid,
                 tid=task.pid,
                 args=_printable(args),
+                **_handler_names(task, name, args),
             )
         meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
         started = time.perf_counter()
@@ -81,6 +82,7 @@ class Entry:
                 except OSError as final:
                     if tracer.on and final is not exc:  # what the program gets (strace: rt_sigreturn's result)
                         outcome = {"errno": abi.errno_name(final.errno or 0), "message": final.strerror}
+                        outcome["mask"] = sorted(task.blocked)  # rt_sigreturn's {mask=[...]}: restored
                         self._trace_exit(task, entry[0], name, msgid, started, **outcome)
                     raise
             except ExecImage:
@@ -94,8 +96,10 @@ class Entry:
                     self._trace_exit(task, entry[0], name, msgid, started, result="?")
                 raise self._oops_kill(task, name, exc) from None
         if tracer.on:
-            child = {"child": meta["child"]} if "child" in meta else {}  # the clone family's global pid
-            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result), **child)
+            extra = {"child": meta["child"]} if "child" in meta else {}  # the clone family's global pid
+            if name == "sigaction" and isinstance(result, list | tuple) and result:
+                extra["old_handler"] = handler_name(task, result[0])
+            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result), **extra)
         await self.return_to_user(task)
         return result
 
@@ -156,6 +160,15 @@ class Entry:
         if task.slice <= 0:
             await self.schedule(task, "preempted")
         return handled
+
+
+def _handler_names(task: TaskStruct, name: str, args: dict) -> dict:
+    """sigaction's handler by name (``on_usr1``, ``SIG_IGN``), as strace prints it: the
+    args hold libc's token for it."""
+    if name != "sigaction" or not isinstance(args, dict):
+        return {}
+    named = handler_name(task, args.get("handler"))
+    return {} if named is None else {"handler": named}
 
 
 def _printable(value: Any, depth: int = 0) -> Any:

@@ -67,6 +67,37 @@ def sender_info(sig: int, target: TaskStruct, sender: TaskStruct | None, code: i
     return siginfo(sig, code, sender.leader.vnr(target))
 
 
+def trace_signal(k: Kernel, task: TaskStruct, info: dict, action: str) -> None:
+    """A ``signal`` event: the signal ``info`` describes meets ``task`` (strace's ``--- SIGCHLD
+    {si_signo=...} ---``). ``action``: ``handler``, ``ignore``, ``stop`` or ``kill`` at delivery;
+    ``discard`` when sig_ignored drops it as it is sent (strace, a tracer, still sees those)."""
+    if k.tracer.on:
+        sig = info.get("signo")
+        name = abi.SIGNAL_NAMES.get(sig, str(sig))
+        k.tracer.emit(
+            "signal",
+            src="kernel",
+            dst=f"pid:{task.pid}",
+            op=name,
+            pid=task.pid,
+            tid=task.pid,
+            info=dict(info),
+            action=action,
+        )
+
+
+def handler_name(task: TaskStruct, handler: Any) -> str | None:
+    """What the trace calls a sigaction handler: SIG_DFL, SIG_IGN, or the Python function's name
+    (libc's token for it, looked up in the image's handler table); None for none (a query)."""
+    if isinstance(handler, str):  # SIG_DFL and SIG_IGN are their names
+        return handler
+    if not isinstance(handler, int) or isinstance(handler, bool):
+        return None
+    found = task.image.handlers.get(handler) if task.image is not None else None
+    found = getattr(found, "handler", found)  # an SA_SIGINFO handler's wrapper: the function it calls
+    return getattr(found, "__qualname__", None) or str(handler)
+
+
 def blocked_by(task: TaskStruct, sig: int) -> bool:
     """sig_ignored's first test: a blocked signal is queued even if its action is to ignore it."""
     return sig in task.blocked or sig in task.real_blocked
@@ -96,6 +127,7 @@ async def send_to_process(
     if sig == abi.SIGCONT:
         continue_group(leader)
     if not reply["queued"]:
+        _trace_discard(k, leader, args, reply)
         return
     threads = [t for t in leader.thread_group if t.state == "running"]
     if sig == abi.SIGKILL:
@@ -127,6 +159,8 @@ async def send_to_thread(
         reply = await k.call_cannot_fail(sender or k.idle, "signals", "send_signal", args, meta)
     finally:
         leader.sighand_pins.unpin()
+    if not reply["queued"]:
+        _trace_discard(k, target, args, reply)
     if sig == abi.SIGKILL and reply["queued"]:
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
@@ -134,6 +168,13 @@ async def send_to_thread(
             target.pending.add(sig)
             target.pending_info[sig] = info
         signal_wake_up(target, sig)
+
+
+def _trace_discard(k: Kernel, target: TaskStruct, args: dict, reply: dict) -> None:
+    """A signal sig_ignored dropped (SIG_IGN, or a default of ignore such as SIGCHLD's):
+    traced, as a tracer sees it; not one an unkillable init refused."""
+    if reply.get("handler") != abi.SIG_DFL or args["sig"] in abi.SIG_KERNEL_IGNORE:
+        trace_signal(k, target, args["info"], "discard")
 
 
 def continue_group(leader: TaskStruct) -> None:
@@ -343,14 +384,18 @@ async def do_signal(k: Kernel, task: TaskStruct) -> int | None:
             break
         info = take_info(task, got)
         if handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE):
+            trace_signal(k, task, info, "ignore")
             continue
         if handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_STOP:
+            trace_signal(k, task, info, "stop")
             await do_signal_stop(k, task, sig)
             continue
         if handler == abi.SIG_DFL:
             if "SIGNAL_UNKILLABLE" in leader.flags and sig not in abi.SIG_KERNEL_ONLY:
                 continue
+            trace_signal(k, task, info, "kill")
             raise TaskExit(abi.W_EXITCODE(0, sig), group=True)
+        trace_signal(k, task, info, "handler")
         task.last_siginfo = info
         await k.runtime.run_handler(task, handler, sig, got["flags"])
         first = got["flags"] if first is None else first

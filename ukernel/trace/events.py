@@ -294,13 +294,14 @@ def load(source: str | os.PathLike | IO[str]) -> list[Event]:
 
 
 def _load_lines(stream: IO[str], name: str) -> list[Event]:
-    """ValueError names the file and line of what is not a trace; a last line cut short
-    (what a killed run leaves) is skipped with one warning."""
+    """ValueError says, in one line, that the file is not a ukernel trace and where (``FILE: not
+    a ukernel trace (line 1: not JSON: ...)``); a last line cut short (what a killed run
+    leaves) is skipped with one warning."""
     events: list[Event] = []
     try:
         lines = list(stream)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{name}: not a text trace (byte {exc.start} is not UTF-8)") from None
+        raise ValueError(f"{name}: not a ukernel trace (byte {exc.start} is not UTF-8 text)") from None
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -312,9 +313,9 @@ def _load_lines(stream: IO[str], name: str) -> list[Event]:
                     "ukernel: %s:%d: the last line is cut short (a run that was stopped?); skipped", name, lineno
                 )
                 break
-            raise ValueError(f"{name}:{lineno}: not JSON ({exc.msg})") from None
+            raise ValueError(f"{name}: not a ukernel trace (line {lineno}: not JSON: {exc.msg})") from None
         if not isinstance(event, dict) or "type" not in event:
-            raise ValueError(f"{name}:{lineno}: not a trace event (a JSON object with a type)")
+            raise ValueError(f"{name}: not a ukernel trace (line {lineno}: not an event, a JSON object with a type)")
         if event["type"] == "schema":
             version = event.get("version")
             if not isinstance(version, int) or version > SCHEMA_VERSION:

@@ -28,7 +28,7 @@ from .mermaid import MERMAID_KEYWORDS, mermaid, mermaid_id, mermaid_text
 from .pstree import process_tree, pstree
 from .route import default_route, route
 from .stats import stats
-from .strace import strace
+from .strace import program_pid, strace, strace_command, strace_summary
 
 __all__ = [
     "CHROME_PID",
@@ -52,6 +52,9 @@ __all__ = [
     "select_route",
     "stats",
     "strace",
+    "strace_command",
+    "strace_summary",
+    "program_pid",
 ]
 
 
@@ -59,9 +62,12 @@ __all__ = [
 class View:
     """A view as ``ukernel trace`` offers it.
 
-    ``options`` are the keyword arguments of ``render`` that the command line fills:
-    ``pid`` (-p), ``ops`` (-e, a list), ``syscall`` (-e, the first), ``nth``, ``msgid``,
-    ``values``, ``pids``, ``ascii``.
+    ``options`` are the keyword arguments of ``render`` that ``ukernel trace VIEW`` fills
+    (ukernel/trace/command.py's ARGUMENTS gives each its flags): ``pid`` (-p), ``ops`` (-e
+    trace=..., a list), ``syscall`` (-e NAME), ``nth``, ``msgid``, ``values``, strace's
+    ``follow`` (-f), ``timestamps`` (-t, a count), ``relative`` (-r), ``syscall_times`` (-T),
+    ``summary`` (-c) and ``pid_column`` (-f with -o), pstree's ``pids`` (-p), ``ascii`` (-A)
+    and ``root`` (PID).
     """
 
     render: Callable[..., str]
@@ -72,10 +78,13 @@ class View:
 #: The options of the views that draw one syscall's route.
 ROUTE_OPTIONS = ("msgid", "syscall", "nth", "pid")
 
+#: strace's options (strace_command): strace without -p traces the program's first process.
+STRACE_OPTIONS = ("pid", "ops", "follow", "timestamps", "relative", "syscall_times", "summary", "pid_column")
+
 #: Every view, by name, in the order the help lists them.
 VIEWS: dict[str, View] = {
-    "strace": View(strace, "one line per syscall, as strace -f prints them", ("pid", "ops")),
-    "pstree": View(pstree, "the processes and threads the run created", ("pids", "ascii")),
+    "strace": View(strace_command, "one line per syscall, as strace prints them", STRACE_OPTIONS),
+    "pstree": View(pstree, "the processes and threads the run created", ("pids", "ascii", "root")),
     "route": View(route, "the messages one syscall caused, as a call tree", ROUTE_OPTIONS),
     "mermaid": View(mermaid, "one syscall's route as a Mermaid sequenceDiagram", (*ROUTE_OPTIONS, "values")),
     "stats": View(stats, "messages per service and op, page faults by kind, syscalls per pid"),

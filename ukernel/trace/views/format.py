@@ -248,7 +248,32 @@ def _fmt_pipe2(args: dict, exit_: Event | None) -> tuple[str, str]:
     return "pipe2(", f"{array}, {_bits(args.get('flags'), _OPEN)})"
 
 
+_SA = _named("SA_NOCLDSTOP", "SA_NOCLDWAIT", "SA_SIGINFO", "SA_RESTART", "SA_NODEFER", "SA_RESETHAND")
+
+
+def sigaction_struct(handler: Any, flags: Any) -> str:
+    """``{sa_handler=on_usr1, sa_mask=[], sa_flags=SA_RESTART}`` (ukernel's sigaction takes no mask)."""
+    return f"{{sa_handler={handler}, sa_mask=[], sa_flags={_bits(flags, _SA)}}}"
+
+
+def _fmt_sigaction(args: dict, exit_: Event | None) -> tuple[str, str]:
+    """The handler by the name the trace gives it (``handler``: a Python function's, SIG_DFL,
+    SIG_IGN); the old action, which ukernel always returns, from the exit's ``old_handler``."""
+    act = (
+        "NULL"
+        if args.get("handler") is None
+        else sigaction_struct(args.get("handler_name") or value(args["handler"]), args.get("flags", 0))
+    )
+    old = "NULL"
+    result = exit_.get("result") if succeeded(exit_) else None
+    if isinstance(result, list) and len(result) == 2:
+        named = exit_.get("old_handler") or result[0]
+        old = sigaction_struct(named, result[1])
+    return f"sigaction({signal_name(args.get('sig'))}, {act}, ", f"{old})"
+
+
 FORMATTERS: dict[str, Formatter] = {
+    "sigaction": _fmt_sigaction,
     "clone": _fmt_clone,
     "clone3": _fmt_clone3,
     "execve": _fmt_execve,
@@ -267,6 +292,8 @@ def call_parts(enter: Event, exit_: Event | None) -> tuple[str, str]:
     args = enter.get("args") or {}
     if not isinstance(args, dict):
         args = {"args": args}
+    elif "handler" in enter:  # sigaction: the handler's name, beside libc's token for it
+        args = {**args, "handler_name": enter["handler"]}
     generic = _fmt_generic(enter["op"])
     try:
         return FORMATTERS.get(enter["op"], generic)(args, exit_)
@@ -274,9 +301,21 @@ def call_parts(enter: Event, exit_: Event | None) -> tuple[str, str]:
         return generic(args, exit_)
 
 
+#: The kernel's restart codes, as strace prints a call that returns one: ``= ? ERESTARTNOHAND (...)``
+#: (the program never sees them: the call restarts, or returns EINTR, after the signal).
+RESTART_TEXT = {
+    "ERESTARTSYS": "To be restarted if SA_RESTART is set",
+    "ERESTARTNOINTR": "To be restarted",
+    "ERESTARTNOHAND": "To be restarted if no handler",
+    "ERESTART_RESTARTBLOCK": "Interrupted by signal",
+}
+
+
 def errno_text(event: Event) -> str:
-    """``-1 EINVAL (Invalid argument)``."""
+    """``-1 EINVAL (Invalid argument)``; a restart code ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``."""
     name = event.get("errno") or "?"
+    if name in RESTART_TEXT:
+        return f"? {name} ({RESTART_TEXT[name]})"
     number = getattr(abi, name, None) if name.startswith("E") else None
     if not isinstance(number, int):
         number = getattr(_errno, name, None)
@@ -300,7 +339,7 @@ def result_text(op: str, exit_: Event | None) -> str:
         return str(int(result))
     if op == "wait4" and isinstance(result, list) and result:
         return value(result[0])
-    if op == "pipe2":  # the fds are in the array (call_parts)
+    if op in ("pipe2", "sigaction"):  # the fds, the old action: in the arguments (call_parts)
         return "0"
     if op == "read" and isinstance(result, str | bytes):
         return str(len(result) if isinstance(result, bytes) else len(result.encode("utf-8", "surrogateescape")))
@@ -315,6 +354,41 @@ def call_line(enter: Event, exit_: Event | None) -> str:
     if exit_ is None and enter["op"] not in NO_RETURN:
         return f"{head} <unfinished ...>{tail} = ?"
     return f"{head}{tail} = {result_text(enter['op'], exit_)}"
+
+
+_SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -6: "SI_TKILL"}
+_CLD_CODES = dict(
+    enumerate(("CLD_EXITED", "CLD_KILLED", "CLD_DUMPED", "CLD_TRAPPED", "CLD_STOPPED", "CLD_CONTINUED"), 1)
+)
+
+
+def siginfo_text(info: dict) -> str:
+    """``{si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=3, si_uid=0, si_status=0, si_utime=0,
+    si_stime=0}``, the fields strace prints for the signal and its code."""
+    sig, code = info.get("signo"), info.get("code", 0)
+    child = sig == abi.SIGCHLD and code in _CLD_CODES
+    parts = [f"si_signo={signal_name(sig)}", f"si_code={(_CLD_CODES if child else _SI_CODES).get(code, code)}"]
+    if code == 0x80 and not child:  # SI_KERNEL: no sender
+        return "{" + ", ".join(parts) + "}"
+    parts += [f"si_pid={value(info.get('pid', 0))}", f"si_uid={value(info.get('uid', 0))}"]
+    if child:
+        status = info.get("status", 0)
+        parts.append(f"si_status={status if code == 1 else signal_name(status)}")
+        parts += ["si_utime=0", "si_stime=0"]  # ukernel keeps no per-child CPU time in siginfo
+    return "{" + ", ".join(parts) + "}"
+
+
+def signal_line(event: Event) -> str:
+    """``--- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_USER, si_pid=2, si_uid=0} ---``: a ``signal`` event."""
+    info = event.get("info") or {}
+    return f"--- {signal_name(info.get('signo'))} {siginfo_text(info)} ---"
+
+
+def mask_text(mask: Any) -> str:
+    """``[USR1 CHLD]``, as strace prints a signal mask."""
+    if not isinstance(mask, list):
+        return "?"
+    return "[" + " ".join(signal_name(s).removeprefix("SIG") for s in mask) + "]"
 
 
 def fault_line(event: Event) -> str:

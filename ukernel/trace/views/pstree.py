@@ -81,7 +81,8 @@ def _render(task: Task, glyphs: dict[str, str], pids: bool) -> list[str]:
     label = f"{{{task.comm}}}" if task.thread else task.comm
     if pids:
         label += f"({task.pid})"
-    ordered = [c for c in task.children if not c.thread] + [c for c in task.children if c.thread]
+    by_name = sorted(task.children, key=lambda c: c.comm)  # psmisc: by name, ties in pid order; threads last
+    ordered = [c for c in by_name if not c.thread] + [c for c in by_name if c.thread]
     blocks: list[tuple[list[str], int]] = []  # (lines, count), identical siblings folded
     for child in ordered:
         lines = _render(child, glyphs, pids)
@@ -115,7 +116,17 @@ def _render(task: Task, glyphs: dict[str, str], pids: bool) -> list[str]:
     return out
 
 
-def pstree(events: Iterable[Event], pids: bool = False, ascii: bool = False) -> str:
+def _find(tasks: list[Task], pid: int) -> Task | None:
+    """The task ``pid`` in the trees, the last made with that pid (pids are reused)."""
+    found = None
+    for task in tasks:
+        if task.pid == pid:
+            found = task
+        found = _find(task.children, pid) or found
+    return found
+
+
+def pstree(events: Iterable[Event], pids: bool = False, ascii: bool = False, root: int | None = None) -> str:
     """The processes of the run as ``pstree`` draws them: ``init───nginx───4*[nginx]``.
 
     Built from the clone family's results (the child's pid) and callers, named
@@ -124,8 +135,12 @@ def pstree(events: Iterable[Event], pids: bool = False, ascii: bool = False) -> 
     ``N*[...]``. This is the tree of creation over the whole run: a task that
     exited or was reparented still shows where it was made. ``pids=True``
     labels every task ``name(pid)`` (nothing folds), ``ascii=True`` draws with
-    ``-+|`` like ``pstree -A``.
+    ``-+|`` like ``pstree -A``, ``root`` draws the tree from that task down (``pstree PID``).
     """
     glyphs = _ASCII if ascii else _UNICODE
-    lines = [line for root in process_tree(events) for line in _render(root, glyphs, pids)]
+    roots = process_tree(events)
+    if root is not None:
+        found = _find(roots, root)
+        roots = [found] if found is not None else []
+    lines = [line for top in roots for line in _render(top, glyphs, pids)]
     return "\n".join(lines) + ("\n" if lines else "")
