@@ -379,7 +379,7 @@ async def test_mermaid_of_a_fork_matches_its_golden_file():
     text = views.mermaid(await trace_of("nginx", "4"), syscall="fork", pid=2)
     golden("nginx4-fork.mmd", text)
     assert check_mermaid(text) == {"alt": 0, "requests": 10, "replies": 10, "notifies": 0}
-    assert "    pid_2->>kernel: fork()" in text.splitlines()
+    assert "    P2->>kernel: fork()" in text.splitlines()
     assert "    kernel->>vfs: dup_files [no CLONE_FILES]" in text.splitlines()
 
 
@@ -404,7 +404,7 @@ async def test_mermaid_puts_the_unwind_of_a_failed_clone_in_an_alt_block():
         "put_files [undo copy_files]",
         "sched_cancel_fork [undo sched_fork]",
     ]
-    assert lines[-1] == "    kernel-->>pid_2: fork = -1 ENOMEM (Cannot allocate memory)"
+    assert lines[-1] == "    kernel-->>P2: fork = -1 ENOMEM (Cannot allocate memory)"
     assert check_mermaid(views.mermaid(trace, syscall="fork", pid=2, values=True))["alt"] == 1
 
 
@@ -440,7 +440,8 @@ def test_mermaid_escapes_what_it_reserves():
     ]
     text = views.mermaid(events, msgid=1, values=True)
     check_mermaid(text)
-    assert "    participant svc_end as #101;nd" in text.splitlines()
+    assert "    participant svc_end as #101;nd service" in text.splitlines()
+    assert "    participant P3 as pid 3" in text.splitlines()  # a task never exec'd here has no comm
     assert "    kernel->>svc_end: a#59;b#35;c#123;d#125;()" in text.splitlines()
     assert '    svc_end-->>kernel: k="v#59;"' in text.splitlines()
 

@@ -9,7 +9,8 @@ from typing import Any
 from ...testing import Route
 from .. import Event, fault_text
 from .format import call_parts, cstring, errno_text, result_text
-from .route import ends, participants, required_route, shown_route, tags, title
+from .pstree import process_tree
+from .route import ends, required_route, shown_route, tags, title
 
 #: Words Mermaid's sequenceDiagram grammar reserves: never used bare as a participant id.
 MERMAID_KEYWORDS = frozenset(
@@ -54,9 +55,38 @@ def compact(v: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _participant(name: str) -> str:
-    """``pid:2`` -> ``pid_2``: a participant's name as the diagram shows it."""
-    return name.replace(":", "_") if re.fullmatch(r"pid:\d+", name) else name
+def _ends(e: Event) -> tuple[str, str]:
+    """(src, dst) of an arrow: a syscall goes from the task to the kernel and back, whichever
+    service serves it (the kernel's request to that service is the next arrow)."""
+    caller = f"pid:{e.get('pid')}"
+    if e["type"] == "syscall_enter":
+        return caller, "kernel"
+    if e["type"] == "syscall_exit":
+        return "kernel", caller
+    return ends(e)
+
+
+def _comms(events: list[Event]) -> dict[int, str]:
+    """Each task's comm, as pstree names it (the last of its lives, when a pid was reused)."""
+    found: dict[int, str] = {}
+    stack = list(process_tree(events))
+    while stack:
+        task = stack.pop()
+        found.setdefault(task.pid, task.comm)
+        stack.extend(task.children)
+    return found
+
+
+def _label(name: str, comms: dict[int, str]) -> tuple[str, str]:
+    """(id, label): a task ``P2`` shown as ``sh (pid 2)``, a service as ``pid service``, so
+    the pid service and process 2 are never confused."""
+    if m := re.fullmatch(r"pid:(\d+)", name):
+        pid = int(m[1])
+        comm = comms.get(pid, "?")
+        return f"P{pid}", f"pid {pid}" if comm == "?" else f"{comm} (pid {pid})"
+    if name == "kernel":
+        return name, name
+    return mermaid_id(name), f"{name} service"
 
 
 def _message(e: Event, r: Route, values: bool) -> tuple[str, str]:
@@ -76,15 +106,16 @@ def _message(e: Event, r: Route, values: bool) -> tuple[str, str]:
     return "-)" if kind == "notify" else "->>", text + tags(e)
 
 
-def _participant_lines(r: Route) -> tuple[list[str], dict[str, str]]:
-    """The ``participant`` lines and the id of each participant."""
-    names = list(dict.fromkeys(_participant(name) for name in participants(r)))
-    ids = {name: mermaid_id(name) for name in names}
+def _participant_lines(r: Route, comms: dict[int, str]) -> tuple[list[str], dict[str, str]]:
+    """The ``participant`` lines and the id of each participant: the caller, the kernel, then
+    the services as they appear."""
+    names = [f"pid:{r.pid}", "kernel"] + [name for e in r.events for name in _ends(e)]
+    labels = {name: _label(name, comms) for name in dict.fromkeys(names)}
     lines = [
-        f"    participant {ids[name]}" if ids[name] == name else f"    participant {ids[name]} as {mermaid_text(name)}"
-        for name in names
+        f"    participant {ident}" if ident == label else f"    participant {ident} as {mermaid_text(label)}"
+        for ident, label in labels.values()
     ]
-    return lines, ids
+    return lines, {name: ident for name, (ident, _) in labels.items()}
 
 
 def mermaid(
@@ -97,8 +128,9 @@ def mermaid(
 ) -> str:
     """One syscall's route as a Mermaid ``sequenceDiagram``.
 
-    Participants are the calling ``pid_N``, ``kernel`` and each service in order
-    of appearance; requests are solid arrows (``->>``) labelled with the op and
+    Participants are the calling task (``P2`` as ``sh (pid 2)``), ``kernel`` and each
+    service (``pid`` as ``pid service``) in order of appearance; a syscall goes from the
+    task to the kernel and back, the kernel's messages to the services; requests are solid arrows (``->>``) labelled with the op and
     its ``[flag]``, replies dotted (``-->>``) with ``ok`` or the errno, notifies
     open (``-)``); a page fault is a ``Note over mm``. The unwind after a failed
     step (steps named ``undo ...``) sits in an ``alt unwind`` block. Selection as ``shown_route``: by default
@@ -108,18 +140,19 @@ def mermaid(
     ``files=9``). They are left out by default because some are not the same
     from run to run in one Python process (the kernel numbers tasks globally).
     """
+    events = list(events)
     r = required_route(shown_route(events, msgid, syscall, nth, pid))
-    participant_lines, ids = _participant_lines(r)
+    participant_lines, ids = _participant_lines(r, _comms(events))
     lines = ["sequenceDiagram", *participant_lines]
     if r.root is None:
-        lines.append(f"    Note over {ids[_participant(f'pid:{r.pid}')]}: {mermaid_text(title(r))}")
+        lines.append(f"    Note over {ids[f'pid:{r.pid}']}: {mermaid_text(title(r))}")
     in_unwind = False
     for e in r.events:
         undo = (e.get("step") or "").startswith("undo ")
         if undo != in_unwind:
             lines.append("    alt unwind" if undo else "    end")
             in_unwind = undo
-        src, dst = (ids[_participant(name)] for name in ends(e))
+        src, dst = (ids[name] for name in _ends(e))
         indent = "        " if in_unwind else "    "
         if e["type"] == "fault":
             lines.append(f"{indent}Note over {src}: {mermaid_text('page fault: ' + fault_text(e))}")

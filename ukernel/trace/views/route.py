@@ -25,9 +25,33 @@ def title(r: Route) -> str:
     return f"[pid {r.pid}] exit (do_exit)"
 
 
+#: The one CLONE_NEW* flag each request namespaces sends while serving copy_namespaces is
+#: about (the request carries every flag of the clone, from the step that caused it).
+NESTED_FLAGS = {
+    "copy_mnt_ns": "CLONE_NEWNS",
+    "get_mnt_ns": "CLONE_NEWNS",
+    "put_mnt_ns": "CLONE_NEWNS",
+    "create_pid_ns": "CLONE_NEWPID",
+    "get_pid_ns": "CLONE_NEWPID",
+    "put_pid_ns": "CLONE_NEWPID",
+    "pidns_install": "CLONE_NEWPID",
+}
+
+
+def step_flag(event: Event) -> str | None:
+    """The flag that chose this op: a nested namespace step's own (``create_pid_ns
+    [CLONE_NEWPID]``, ``get_mnt_ns [no CLONE_NEWNS]``), not every flag of the clone."""
+    flag = event.get("flag")
+    own = NESTED_FLAGS.get(event.get("op", "")) if event.get("src") != "kernel" else None
+    if not flag or own is None:
+        return flag
+    return own if own in flag.split("|") else f"no {own}"
+
+
 def tags(event: Event) -> str:
     """`` [no CLONE_FILES]``, `` [undo copy_fs]``: the flag and unwind step beside a request's op."""
-    found = [event["flag"]] if event.get("flag") else []
+    flag = step_flag(event)
+    found = [flag] if flag else []
     step = event.get("step") or ""
     if step.startswith("undo "):
         found.append(step)
