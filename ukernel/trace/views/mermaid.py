@@ -9,7 +9,7 @@ from typing import Any
 from ...testing import Route
 from .. import Event, fault_text
 from .format import call_parts, cstring, errno_text, result_text
-from .pstree import process_tree
+from .pstree import comms
 from .route import ends, required_route, shown_route, tags, title
 
 #: Words Mermaid's sequenceDiagram grammar reserves: never used bare as a participant id.
@@ -64,17 +64,6 @@ def _ends(e: Event) -> tuple[str, str]:
     if e["type"] == "syscall_exit":
         return "kernel", caller
     return ends(e)
-
-
-def _comms(events: list[Event]) -> dict[int, str]:
-    """Each task's comm, as pstree names it (the last of its lives, when a pid was reused)."""
-    found: dict[int, str] = {}
-    stack = list(process_tree(events))
-    while stack:
-        task = stack.pop()
-        found.setdefault(task.pid, task.comm)
-        stack.extend(task.children)
-    return found
 
 
 def _label(name: str, comms: dict[int, str]) -> tuple[str, str]:
@@ -142,7 +131,7 @@ def mermaid(
     """
     events = list(events)
     r = required_route(shown_route(events, msgid, syscall, nth, pid))
-    participant_lines, ids = _participant_lines(r, _comms(events))
+    participant_lines, ids = _participant_lines(r, comms(events))
     lines = ["sequenceDiagram", *participant_lines]
     if r.root is None:
         lines.append(f"    Note over {ids[f'pid:{r.pid}']}: {mermaid_text(title(r))}")

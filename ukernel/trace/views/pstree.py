@@ -116,6 +116,17 @@ def _render(task: Task, glyphs: dict[str, str], pids: bool) -> list[str]:
     return out
 
 
+def comms(events: Iterable[Event]) -> dict[int, str]:
+    """Each task's comm by pid, as pstree names it (the first found of a reused pid's lives)."""
+    found: dict[int, str] = {}
+    stack = list(process_tree(events))
+    while stack:
+        task = stack.pop()
+        found.setdefault(task.pid, task.comm)
+        stack.extend(task.children)
+    return found
+
+
 def _find(tasks: list[Task], pid: int) -> Task | None:
     """The task ``pid`` in the trees, the last made with that pid (pids are reused)."""
     found = None
