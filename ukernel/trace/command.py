@@ -35,7 +35,7 @@ def _pid(text: str) -> int:
 
 #: option -> (flags, argparse keywords); the help says which views take it.
 ARGUMENTS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "pid": (("-p", "--pid"), {"type": _pid, "metavar": "PID", "help": "this task only (strace), the caller (routes)"}),
+    "pid": (("-p", "--pid"), {"type": _pid, "metavar": "PID", "help": "only this task"}),
     "ops": (("-e",), {"metavar": "trace=NAME,...", "help": "only these syscalls or %%classes (%%process, ...)"}),
     "syscall": (("-e",), {"metavar": "NAME", "help": "the syscall whose route to draw (exit: do_exit)"}),
     "nth": (("--nth",), {"type": int, "default": 0, "help": "which call of the syscall, from 0"}),
@@ -44,7 +44,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "follow": (("-f",), {"action": "store_true", "help": "follow the children (and threads) it creates"}),
     "timestamps": (
         ("-t",),
-        {"action": "count", "default": 0, "help": "time of day: -t seconds, -tt microseconds, -ttt since the epoch"},
+        {"action": "count", "default": 0, "help": "virtual time of day: -t seconds, -tt microseconds, -ttt since boot"},
     ),
     "relative": (("-r",), {"action": "store_true", "help": "the time since the previous line"}),
     "syscall_times": (("-T",), {"action": "store_true", "help": "the time in each call, <0.001000>"}),
@@ -52,6 +52,12 @@ ARGUMENTS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "pids": (("-p", "--show-pids", "--pids"), {"action": "store_true", "help": "label tasks name(pid), fold nothing"}),
     "ascii": (("-A", "--ascii"), {"action": "store_true", "help": "draw with ASCII characters"}),
     "root": (("root",), {"nargs": "?", "type": _pid, "metavar": "PID", "help": "the tree from this task down"}),
+}
+
+#: An option's help where a view means more by it than ARGUMENTS says: (view, option) -> help.
+VIEW_HELP = {
+    ("strace", "pid"): "trace this task (default: the program's first process, the task init made)",
+    **{(name, "pid"): "the syscall's caller" for name in ("route", "mermaid", "html")},
 }
 
 #: What each view's own help says its options mean, beyond ARGUMENTS' help.
@@ -84,12 +90,11 @@ def add_trace_parser(sub: argparse._SubParsersAction) -> None:
         "`ukernel trace VIEW --help` lists a view's own options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    views = p_trace.add_subparsers(dest="view", metavar="VIEW", required=True)
+    views = p_trace.add_subparsers(dest="view", metavar="VIEW", required=True, help="one of the views above")
     for name, view in VIEWS.items():
         about = ABOUT.get(name) or (ROUTES_ABOUT if "syscall" in view.options else "")
-        p_view = views.add_parser(
+        p_view = views.add_parser(  # no help=: the description above lists the views, unwrapped
             name,
-            help=view.help,
             description=f"{view.help}.\n\n{textwrap.fill(about, 79)}".rstrip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -97,6 +102,7 @@ def add_trace_parser(sub: argparse._SubParsersAction) -> None:
             if option in ARGUMENTS:
                 flags, keywords = ARGUMENTS[option]
                 dest = {} if not flags[0].startswith("-") else {"dest": option}
+                keywords = keywords | ({"help": VIEW_HELP[name, option]} if (name, option) in VIEW_HELP else {})
                 p_view.add_argument(*flags, **dest, **keywords)
         p_view.add_argument("-o", metavar="FILE", dest="output", help="write to FILE instead of standard output")
         p_view.add_argument("file", metavar="FILE", help="a JSON Lines trace (ukernel run --trace), or - for stdin")

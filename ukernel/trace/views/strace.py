@@ -344,12 +344,12 @@ def strace(
     ``+++ exited with N +++``; the page faults a call took ``  --- page fault: ... ---``.
     """
     lines, many = strace_lines(events, pid, ops, follow)
-    stamp, last, out = TIMESTAMPS.get(timestamps or ""), 0, []
+    stamp, last, out = TIMESTAMPS.get(timestamps or ""), None, []
     for line in lines:
         head = f"{line.pid:<5} " if pid_column else f"[pid {line.pid}] " if many else ""
         if stamp is not None:
-            now = ticks_us(line.ts) if isinstance(line.ts, int) else last
-            head += stamp(now, last)
+            now = ticks_us(line.ts) if isinstance(line.ts, int) else last or 0
+            head += stamp(now, now if last is None else last)  # -r: the first line is 0
             last = now
         tail = (
             f" <{line.took // abi.HZ}.{ticks_us(line.took % abi.HZ):06d}>"
