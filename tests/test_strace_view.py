@@ -112,17 +112,18 @@ async def test_the_trace_carries_each_delivery_and_the_handlers_name(signals):
 async def test_without_f_strace_shows_the_program_and_with_p_one_task(signals):
     assert program_pid(signals) == 2
     own = views.strace_command(signals).splitlines()
-    assert own[0] == "setpgid(0, 0) = 0"  # init's child, before it execs the program
+    assert own[0] == "setpgid(0, 0)                           = 0"  # init's child, before it execs; -a 40
     assert not any(line.startswith("[pid") for line in own)
-    assert "wait4(3, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM}], 0, NULL) = 3" in own  # nothing between
+    assert "wait4(3, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM}], 0, NULL) = 3" in own  # past column 40: " = "
     assert views.strace_command(signals, pid=3) == (
-        "pause() = ? ERESTARTNOHAND (To be restarted if no handler)\n"
+        "pause()                                 = ? ERESTARTNOHAND (To be restarted if no handler)\n"
         "--- SIGTERM {si_signo=SIGTERM, si_code=SI_USER, si_pid=2, si_uid=0} ---\n"
         "+++ killed by SIGTERM +++\n"
     )
-    followed = views.strace_command(signals, follow=True)
-    assert {line.split("]")[0] for line in followed.splitlines()} == {"[pid 2", "[pid 3", "[pid 4"}
-    assert views.strace_command(signals, pid=1, follow=True) == views.strace(signals)
+    followed = views.strace_command(signals, follow=True).splitlines()
+    assert {line.split("]")[0] for line in followed} == {"[pid     2", "[pid     3", "[pid     4"}
+    assert "[pid     2] fork()                      = 3" in followed  # as strace -f: [pid %5u], -a 40
+    assert views.strace_command(signals, pid=1, follow=True, align=0, pid_width=0) == views.strace(signals)
 
 
 async def test_ops_keep_signal_and_exit_lines_as_strace_e_trace_does(signals):
@@ -135,17 +136,17 @@ async def test_ops_keep_signal_and_exit_lines_as_strace_e_trace_does(signals):
 
 async def test_T_tt_and_r_in_virtual_time(signals):
     tt = views.strace_command(signals, pid=3, timestamps=2, syscall_times=True).splitlines()
-    assert re.fullmatch(r"00:00:00\.0\d\d000 pause\(\) = \? ERESTARTNOHAND \(.*\) <0\.\d\d\d000>", tt[0]), tt[0]
+    assert re.fullmatch(r"00:00:00\.0\d\d000 pause\(\) {17}= \? ERESTARTNOHAND \(.*\) <0\.\d\d\d000>", tt[0]), tt[0]
     assert {line[:16] for line in tt} == {tt[0][:16]}  # it died at the tick pause returned
     assert [line[16:] for line in tt[1:]] == [
         "--- SIGTERM {si_signo=SIGTERM, si_code=SI_USER, si_pid=2, si_uid=0} ---",
         "+++ killed by SIGTERM +++",  # no <...> after what is not a call
     ]
-    woken = views.strace_command(signals, pid=4, syscall_times=True).splitlines()
+    woken = views.strace(signals, pid=4, syscall_times=True).splitlines()
     assert woken[0].endswith(") = 0 <0.001000>")  # sigaction: the tick its kernel entry charged
     assert woken[1].endswith(") <0.101000>")  # pause: until the kill, after the parent's 0.1 s sleep
     assert woken[3] == "rt_sigreturn({mask=[]}) = -1 EINTR (Interrupted system call) <0.000000>"
-    relative = views.strace_command(signals, pid=2, relative=True).splitlines()
+    relative = views.strace(signals, pid=2, timestamps="r").splitlines()
     assert relative[:2] == [
         "     0.000000 setpgid(0, 0) = 0",
         '     0.001000 execve("/bin/t", ["t"], /* 0 vars */) = 0',
@@ -153,7 +154,7 @@ async def test_T_tt_and_r_in_virtual_time(signals):
     after_sleep = relative[relative.index("     0.001000 nanosleep(0.1) = 0") + 1]
     assert after_sleep == "     0.101000 kill(4, SIGUSR1) = 0"  # the 0.1 s the sleep took, and its entry's tick
     ttt = views.strace_command(signals, pid=2, timestamps=3).splitlines()
-    assert ttt[0].startswith("0.0") and ttt[0].endswith(" setpgid(0, 0) = 0")
+    assert re.fullmatch(r"0\.0\d\d000 setpgid\(0, 0\) +  = 0", ttt[0]) and ttt[0].index("=") == 40, ttt[0]
 
 
 async def test_c_is_strace_c_s_table(signals):

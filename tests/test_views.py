@@ -538,10 +538,10 @@ def test_trace_command_prints_the_views_of_a_run_trace_file(tmp_path):
     events = load(path)
     done = ukernel_cli("trace", "strace", "-f", "-p", "1", str(path))
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == views.strace(events)
-    assert "[pid 2] fork() = 4" in done.stdout.splitlines()
+    assert done.stdout == views.strace(events, align=40, pid_width=5)  # strace's -a 40 and [pid %5u]
+    assert "[pid     2] fork()                      = 4" in done.stdout.splitlines()
     done = ukernel_cli("trace", "strace", str(path), "-p", "2", "-e", "fork,wait4")
-    assert done.stdout.splitlines()[:2] == ["fork() = 3", "fork() = 4"]
+    assert done.stdout.splitlines()[:2] == [f"{'fork()':<39} = 3", f"{'fork()':<39} = 4"]
     done = ukernel_cli("trace", "mermaid", str(path), "-p", "2", "-e", "fork", "--nth", "1")
     assert done.stdout == views.mermaid(events, syscall="fork", pid=2, nth=1)
     check_mermaid(done.stdout)

@@ -183,6 +183,7 @@ class Line:
     ts: int | None
     text: str
     took: int | None = None  # ticks, for a line that ends a call
+    call: bool = False  # it ends with `` = result``, which -a aligns
 
 
 class _Printer:
@@ -262,7 +263,7 @@ class _Printer:
         """The line that ends a call, stamped ``at`` (its entry, for a whole call) or its exit."""
         ts = e.get("ts")
         took = ts - start if isinstance(ts, int) and isinstance(start, int) else None
-        self.lines.append(Line(p, ts if at is None else at, text, took))
+        self.lines.append(Line(p, ts if at is None else at, text, took, call=True))
         self.lines.extend(Line(p, ts, "  " + fault_line(f)) for f in self.faults.pop(e.get("msgid"), ()))
 
     def _enter(self, p: Any, e: Event, exit_: Event | None) -> None:
@@ -330,6 +331,8 @@ def strace(
     timestamps: str | None = None,
     syscall_times: bool = False,
     pid_column: bool = False,
+    align: int = 0,
+    pid_width: int = 0,
 ) -> str:
     """One line per syscall, as ``strace`` prints them.
 
@@ -339,14 +342,16 @@ def strace(
     syscalls (``pid_column``: ``N     `` on every line, as ``strace -f -o FILE`` writes).
     ``ops`` keeps only those syscalls; exit and signal lines stay. ``timestamps``: ``t``,
     ``tt``, ``ttt`` or ``r`` (relative), in virtual time; ``syscall_times``: ``<0.001000>``
-    after each result (-T). A call interrupted by another task's line prints ``<unfinished
+    after each result (-T). ``align``: results at that column, as strace's ``-a`` (its
+    default is 40: what ``ukernel trace strace`` does); ``pid_width``: ``[pid     2]``, the
+    pid right-aligned in that many columns as strace writes it (5). A call interrupted by another task's line prints ``<unfinished
     ...>`` and later ``<... op resumed>``; a signal ``--- SIGCHLD {si_signo=...} ---``; exits
     ``+++ exited with N +++``; the page faults a call took ``  --- page fault: ... ---``.
     """
     lines, many = strace_lines(events, pid, ops, follow)
     stamp, last, out = TIMESTAMPS.get(timestamps or ""), None, []
     for line in lines:
-        head = f"{line.pid:<5} " if pid_column else f"[pid {line.pid}] " if many else ""
+        head = f"{line.pid:<5} " if pid_column else f"[pid {line.pid:>{pid_width}}] " if many else ""
         if stamp is not None:
             now = ticks_us(line.ts) if isinstance(line.ts, int) else last or 0
             head += stamp(now, now if last is None else last)  # -r: the first line is 0
@@ -356,7 +361,11 @@ def strace(
             if syscall_times and line.took is not None
             else ""
         )
-        out.append(head + line.text + tail)
+        text = head + line.text
+        if align and line.call:  # strace's tabto(): ``= result`` at the column, or `` = `` past it
+            call, _, result = text.rpartition(" = ")
+            text = f"{call:<{align - 1}} = {result}" if len(call) < align - 1 else text
+        out.append(text + tail)
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -434,4 +443,5 @@ def strace_command(
     if summary:
         return strace_summary(events, pid, options.get("ops"), follow)
     stamp = "r" if relative else {0: None, 1: "t", 2: "tt"}.get(timestamps, "ttt")
+    options = {"align": 40, "pid_width": 5} | options  # strace's -a 40 and [pid %5u]
     return strace(events, pid, follow=follow, timestamps=stamp, **options)
