@@ -49,6 +49,7 @@ ARGUMENTS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "relative": (("-r",), {"action": "store_true", "help": "the time since the previous line"}),
     "syscall_times": (("-T",), {"action": "store_true", "help": "the time in each call, <0.001000>"}),
     "summary": (("-c",), {"action": "store_true", "help": "a table of time, calls and errors per syscall"}),
+    "align": (("-a",), {"type": int, "default": 40, "metavar": "COLUMN", "help": "results at this column (0: none)"}),
     "pids": (("-p", "--show-pids", "--pids"), {"action": "store_true", "help": "label tasks name(pid), fold nothing"}),
     "ascii": (("-A", "--ascii"), {"action": "store_true", "help": "draw with ASCII characters"}),
     "root": (("root",), {"nargs": "?", "type": _pid, "metavar": "PID", "help": "the tree from this task down"}),
@@ -152,7 +153,7 @@ def render_view(view: str, events: list, ns: argparse.Namespace) -> str:
 
 
 #: The value an option has when the command line did not give it.
-DEFAULTS: dict[str, Any] = {"nth": 0, "timestamps": 0, "follow": False, "relative": False}
+DEFAULTS: dict[str, Any] = {"nth": 0, "timestamps": 0, "follow": False, "relative": False, "align": 40}
 
 
 def _check_pid(view: str, pid: int | None, events: list) -> int | None:

@@ -66,7 +66,7 @@ class View:
     (ukernel/trace/command.py's ARGUMENTS gives each its flags): ``pid`` (-p), ``ops`` (-e
     trace=..., a list), ``syscall`` (-e NAME), ``nth``, ``msgid``, ``values``, strace's
     ``follow`` (-f), ``timestamps`` (-t, a count), ``relative`` (-r), ``syscall_times`` (-T),
-    ``summary`` (-c) and ``pid_column`` (-f with -o), pstree's ``pids`` (-p), ``ascii`` (-A)
+    ``summary`` (-c), ``align`` (-a) and ``pid_column`` (-f with -o), pstree's ``pids`` (-p), ``ascii`` (-A)
     and ``root`` (PID).
     """
 
@@ -79,7 +79,7 @@ class View:
 ROUTE_OPTIONS = ("msgid", "syscall", "nth", "pid")
 
 #: strace's options (strace_command): strace without -p traces the program's first process.
-STRACE_OPTIONS = ("pid", "ops", "follow", "timestamps", "relative", "syscall_times", "summary", "pid_column")
+STRACE_OPTIONS = ("pid", "ops", "follow", "timestamps", "relative", "syscall_times", "summary", "align", "pid_column")
 
 #: Every view, by name, in the order the help lists them.
 VIEWS: dict[str, View] = {
