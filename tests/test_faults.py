@@ -212,8 +212,9 @@ async def test_a_bad_access_is_a_segv_fault_and_sigsegv(access, code):
     )
     assert "frame" not in fault
     where = f" in {ro:#x}-{ro + PAGE:#x} r--p" if vma else ""
-    assert views.strace(result.trace, pid=fault["pid"]).splitlines()[-2:] == [
+    assert views.strace(result.trace, pid=fault["pid"]).splitlines()[-3:] == [
         f"  --- page fault: {access_of[code][0]} {access_of[code][1]:#x}{where} segv ({code}) ---",
+        f"--- SIGSEGV {{si_signo=SIGSEGV, si_code={code}, si_addr={access_of[code][1]:#x}}} ---",  # as strace
         "+++ killed by SIGSEGV +++",
     ]
 

@@ -384,6 +384,14 @@ def signal_line(event: Event) -> str:
     return f"--- {signal_name(info.get('signo'))} {siginfo_text(info)} ---"
 
 
+def segv_line(fault: Event) -> str:
+    """``--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x1000} ---``: a ``fault``
+    the mm could not fix, which the kernel turns into SIGSEGV at once (force_sig_fault)."""
+    addr = fault.get("addr")
+    where = pointer(addr) if isinstance(addr, int) else value(addr)
+    return f"--- SIGSEGV {{si_signo=SIGSEGV, si_code={fault.get('code')}, si_addr={where}}} ---"
+
+
 def mask_text(mask: Any) -> str:
     """``[USR1 CHLD]``, as strace prints a signal mask."""
     if not isinstance(mask, list):

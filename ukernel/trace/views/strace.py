@@ -22,6 +22,7 @@ from .format import (
     fault_line,
     mask_text,
     result_text,
+    segv_line,
     signal_line,
     signal_name,
     succeeded,
@@ -264,7 +265,11 @@ class _Printer:
         ts = e.get("ts")
         took = ts - start if isinstance(ts, int) and isinstance(start, int) else None
         self.lines.append(Line(p, ts if at is None else at, text, took, call=True))
-        self.lines.extend(Line(p, ts, "  " + fault_line(f)) for f in self.faults.pop(e.get("msgid"), ()))
+        for fault in self.faults.pop(e.get("msgid"), ()):
+            self.lines.append(Line(p, ts, "  " + fault_line(fault)))
+            if fault.get("kind") == "segv" and e["type"] == "syscall_enter":  # the task died of it: SIGSEGV
+                # (a bad address a call returns EFAULT for is no signal)
+                self.lines.append(Line(p, ts, segv_line(fault)))
 
     def _enter(self, p: Any, e: Event, exit_: Event | None) -> None:
         msgid, start = e.get("msgid"), _started(e)
