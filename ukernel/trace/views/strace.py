@@ -198,6 +198,7 @@ class _Printer:
         self.exits_left = Counter(e["msgid"] for kind, _, e in items if kind == "syscall_exit")
         self.pending: dict[Any, Event] = {}  # msgid -> the enter of an unfinished call
         self.last_exit: dict[Any, Event] = {}  # msgid -> its previous exit (a call restarted)
+        self.enters = {e.get("msgid"): e for kind, _, e in items if kind == "syscall_enter"}
         self.handlers = [
             (p, e.get("seq", 0)) for kind, p, e in items if kind == "signal" and e.get("action") == "handler"
         ]
@@ -247,7 +248,8 @@ class _Printer:
         if e.get("action") == "discard" or p in self.returning:
             waiting = self.signals.setdefault(p, [])
             signo = (e.get("info") or {}).get("signo")
-            if not any((w.get("info") or {}).get("signo") == signo for w in waiting) or signo >= 32:
+            realtime = isinstance(signo, int) and signo >= abi.SIGRTMIN
+            if realtime or not any((w.get("info") or {}).get("signo") == signo for w in waiting):
                 waiting.append(e)  # a standard signal already pending is not queued again (legacy_queue)
         else:
             self.lines.append(Line(p, e.get("ts"), signal_line(e)))
@@ -306,9 +308,7 @@ class _Printer:
         ran = any(q == p and before.get("seq", 0) < seq < e.get("seq", 0) for q, seq in self.handlers)
         if e.get("errno") == "EINTR" and ran:  # the handler returned: EINTR from rt_sigreturn
             return f"rt_sigreturn({{mask={mask_text(e.get('mask'))}}}) = {result}"
-        enter = next(
-            (i[2] for i in self.items if i[0] == "syscall_enter" and i[2].get("msgid") == e.get("msgid")), None
-        )
+        enter = self.enters.get(e.get("msgid"))  # SA_RESTART: strace shows the call again
         return call_line(enter, e) if enter is not None else f"{op}(...) = {result}"
 
 
