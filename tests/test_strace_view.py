@@ -153,6 +153,8 @@ async def test_T_tt_and_r_in_virtual_time(signals):
     ]
     after_sleep = relative[relative.index("     0.001000 nanosleep(0.1) = 0") + 1]
     assert after_sleep == "     0.101000 kill(4, SIGUSR1) = 0"  # the 0.1 s the sleep took, and its entry's tick
+    every = [line.split("] ", 1)[1][:15] for line in views.strace(signals, timestamps="tt").splitlines()]
+    assert every == sorted(every)  # every task's lines: time never goes back
     ttt = views.strace_command(signals, pid=2, timestamps=3).splitlines()
     assert re.fullmatch(r"0\.0\d\d000 setpgid\(0, 0\) +  = 0", ttt[0]) and ttt[0].index("=") == 40, ttt[0]
 

@@ -203,7 +203,7 @@ class _Printer:
             (p, e.get("seq", 0)) for kind, p, e in items if kind == "signal" and e.get("action") == "handler"
         ]
         self.signals: dict[Any, list[Event]] = {}  # task -> signals to show when it next leaves the kernel
-        self.returning: set[Any] = set()  # tasks just out of a syscall: signals now are its delivery
+        self.returning: dict[Any, Any] = {}  # task just out of a syscall -> when: signals now are its delivery
         self.lines: list[Line] = []
 
     def run(self) -> list[Line]:
@@ -216,7 +216,7 @@ class _Printer:
                 continue
             self._flush(p)
             if kind == "return":
-                self.returning.add(p)
+                self.returning[p] = e.get("ts")
                 continue
             if kind == "mark":
                 self.signals.pop(p, None)  # dropped signals it never returned to meet
@@ -228,7 +228,7 @@ class _Printer:
                 self._enter(p, e, self.items[at][2] if at is not None else None)
             else:
                 self._exit(p, e)
-                self.returning.add(p)
+                self.returning[p] = e.get("ts")
         return self.lines
 
     def _exit_next(self, n: int) -> int | None:
@@ -258,9 +258,12 @@ class _Printer:
         """Before the task's next line: the signals its return to user mode met, if it returned."""
         if p not in self.returning:
             return
-        self.returning.discard(p)
+        at = self.returning.pop(p)  # when it returned: one dropped earlier shows then
         for e in sorted(self.signals.pop(p, ()), key=lambda e: (e.get("info") or {}).get("signo") or 0):
-            self.lines.append(Line(p, e.get("ts"), signal_line(e)))
+            ts = e.get("ts")
+            self.lines.append(
+                Line(p, max(ts, at) if isinstance(ts, int) and isinstance(at, int) else ts, signal_line(e))
+            )
 
     def _ended(self, p: Any, e: Event, text: str, start: int | None, at: int | None = None) -> None:
         """The line that ends a call, stamped ``at`` (its entry, for a whole call) or its exit."""
@@ -279,7 +282,7 @@ class _Printer:
             self.exits_left[msgid] -= 1
             self.last_exit[msgid] = exit_
             self._ended(p, exit_, call_line(e, exit_), start, e.get("ts"))  # strace stamps the entry
-            self.returning.add(p)
+            self.returning[p] = exit_.get("ts")
         elif self.exits_left[msgid] > 0:
             self.lines.append(Line(p, e.get("ts"), f"{call_parts(e, None)[0]} <unfinished ...>"))
             self.pending[msgid] = e
