@@ -11,6 +11,7 @@ import html
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import struct
@@ -292,3 +293,119 @@ async def test_clicking_a_syscall_draws_its_route_and_the_filters_show_a_pids_ro
     assert got["tree"]["visible"] == [str(e["msgid"]) for e in enters if e["pid"] == 4]
     assert got["tree"]["buttons"] == ["init(1)", "nginx(2)", "nginx(3)", "nginx(4)", "nginx(5)", "nginx(6)"]
     assert got["all"] == len(enters)
+
+
+# --- the keyboard: real key presses through the DevTools protocol ------------------------------------
+class DevTools:
+    """Chromium driven over --remote-debugging-pipe (fd 3 in, fd 4 out, NUL-ended JSON): real,
+    trusted key presses, which a script's synthetic events are not (they press no button)."""
+
+    def __init__(self, tmp_path: Path, url: str):
+        if CHROMIUM is None:
+            pytest.skip("chromium is not installed: apt-get install chromium (as .ci/run does)")
+        to_child, self._out = os.pipe()
+        self._in, from_child = os.pipe()
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+        command += ["--disable-background-networking", "--disable-component-update", "--remote-debugging-pipe"]
+        command += [f"--user-data-dir={tmp_path / 'profile'}", "about:blank"]
+
+        def pipes() -> None:  # in the child, before exec: the pipes become its fds 3 and 4
+            os.dup2(to_child, 3)
+            os.dup2(from_child, 4)
+
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),
+            preexec_fn=pipes,
+            start_new_session=True,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._buffer, self._id = b"", 0
+        self.session = None
+        target = self.call("Target.createTarget", url=url)["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def call(self, method: str, **params: Any) -> dict:
+        """Send one command and wait for its answer (events in between are dropped)."""
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if self.session:
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                ready, _, _ = select.select([self._in], [], [], LAUNCH_TIMEOUT)
+                chunk = os.read(self._in, 1 << 16) if ready else b""
+                if not chunk:
+                    pytest.fail(f"chromium did not answer {method} in {LAUNCH_TIMEOUT} s")
+                self._buffer += chunk
+            line, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(line)
+            if answer.get("id") == self._id:
+                assert "error" not in answer, (method, answer["error"])
+                return answer["result"]
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def press(self, key: str, code: str, keycode: int, text: str = "") -> None:
+        """A key pressed and released, as a keyboard sends it."""
+        common = {"key": key, "code": code, "windowsVirtualKeyCode": keycode}
+        self.call("Input.dispatchKeyEvent", type="keyDown", text=text, **common)
+        self.call("Input.dispatchKeyEvent", type="keyUp", **common)
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.proc.wait(timeout=LAUNCH_TIMEOUT)
+        except (subprocess.TimeoutExpired, OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this launch started, and nothing else
+            self.proc.wait()
+        finally:
+            os.close(self._in)
+            os.close(self._out)
+
+
+TAB = ("Tab", "Tab", 9)
+ENTER = ("Enter", "Enter", 13, "\r")
+SPACE = (" ", "Space", 32, " ")
+
+
+async def test_the_keyboard_reaches_a_syscall_and_enter_or_space_draws_its_route(tmp_path, page):
+    path, trace = page
+    forks = [e for e in trace if e["type"] == "syscall_enter" and e["op"] == "fork"]
+    browser = DevTools(tmp_path, path.as_uri())
+    try:
+        for _ in range(100):  # the page loads while we ask; a bounded number of asks, no clock
+            if browser.js("document.body && document.body.dataset.ready") == "1":
+                break
+        else:
+            pytest.fail("the page's script did not finish")
+        browser.js("document.getElementById('filter').focus()")
+        browser.call("Input.insertText", text="fork")  # typed: the table shows the forks only
+        browser.press(*TAB)  # to the task filter
+        browser.press(*TAB)  # to the first fork's button
+        focused = "document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.msgid"
+        assert browser.js(focused) == str(forks[0]["msgid"])
+        assert browser.js("getComputedStyle(document.activeElement).outlineStyle") == "solid"  # focus is visible
+        browser.press(*ENTER)
+        title = "document.getElementById('route-title').textContent"
+        assert browser.js(title) == f"Route of {views.route(trace, msgid=forks[0]['msgid']).splitlines()[0]}"
+        arrows = "Array.from(document.querySelectorAll('#diagram .msg title')).map(t => t.textContent)"
+        expected = views.select_route(trace, msgid=forks[1]["msgid"])
+        browser.press(*TAB)  # the next fork
+        browser.press(*SPACE)
+        assert browser.js(title) == f"Route of {views.route(trace, msgid=forks[1]['msgid']).splitlines()[0]}"
+        drawn = browser.js(arrows)
+        assert [re.match(r"#(\d+) ", a)[1] for a in drawn] == [str(e["msgid"]) for e in expected.events]
+        # An arrow of the route is focusable too, and Enter shows its message.
+        browser.js("document.querySelectorAll('#diagram .msg')[1].focus()")
+        browser.press(*ENTER)
+        assert browser.js("document.querySelector('#detail .detail-title').textContent") == drawn[1]
+    finally:
+        browser.close()
