@@ -1,8 +1,10 @@
 """The html view in a real browser: headless Chromium runs its script and draws it.
 
-Skipped only when there is no ``chromium`` on PATH (.ci/run installs Debian's). Two
-launches of a few seconds each: --dump-dom shows the page after its script ran (with
-the console on stderr), --screenshot shows that it draws something.
+Skipped only when there is no ``chromium`` on PATH (.ci/run installs Debian's). A few
+launches of a second or two each: --dump-dom shows the page after its script ran (with
+the console on stderr; a test driver appended to a copy of the page clicks through it and
+writes what it saw into the DOM), --screenshot shows that it draws something (and that
+the pstree's glyphs join), and --remote-debugging-pipe presses real keys.
 """
 
 from __future__ import annotations
@@ -409,3 +411,27 @@ async def test_the_keyboard_reaches_a_syscall_and_enter_or_space_draws_its_route
         assert browser.js("document.querySelector('#detail .detail-title').textContent") == drawn[1]
     finally:
         browser.close()
+
+
+def longest_vertical_run(width: int, height: int, pixels: list[bytes]) -> int:
+    """The longest run of dark pixels down one column of the picture."""
+    best = 0
+    for x in range(width):
+        run = 0
+        for y in range(height):
+            run = run + 1 if sum(pixels[y * width + x][:3]) < 3 * 160 else 0
+            best = max(best, run)
+    return best
+
+
+async def test_the_pstrees_glyphs_join_into_one_line(tmp_path, page):
+    """``nginx(2)─┬─nginx(3)`` over ``├─`` ``├─`` ``└─``: the four glyphs make one vertical
+    stroke three lines long (about 44 px); glyphs that do not join make runs of one line (15 px)."""
+    path, _ = page
+    alone = tmp_path / "pstree.html"
+    only_tree = '<script>document.body.replaceChildren(document.getElementById("pstree"));</script></body>'
+    alone.write_text(path.read_text(encoding="utf-8").replace("</body>", only_tree), encoding="utf-8")
+    shot = tmp_path / "pstree.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=600,400", alone.as_uri())
+    assert done.returncode == 0 and shot.exists(), done.stderr[-3000:]
+    assert longest_vertical_run(*png_pixels(shot.read_bytes())) >= 40

@@ -12,7 +12,7 @@ from html import unescape
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ukernel
@@ -160,6 +160,7 @@ async def test_with_no_message_the_page_says_there_is_no_route():
     )
 
 
+@settings(deadline=None)
 @given(st.text(alphabet="ab ,|()=_", max_size=300), st.integers(min_value=4, max_value=80))
 def test_a_label_wraps_into_lines_that_fit_and_lose_only_blanks(label, limit):
     lines = label_lines(label, limit)
@@ -167,3 +168,34 @@ def test_a_label_wraps_into_lines_that_fit_and_lose_only_blanks(label, limit):
     assert "".join(lines).replace(" ", "") == label.replace(" ", "")
     if len(label) <= limit and label == label.strip():
         assert lines == [label]
+
+
+_EVENT = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["syscall_enter", "syscall_exit", "request", "reply", "fault", "sched"]),
+        "op": st.sampled_from(["fork", "clone", "write", "dup_files", "console_output", "handle_mm_fault"]),
+        "msgid": st.integers(1, 6),
+        "pid": st.one_of(st.none(), st.integers(1, 4)),
+    },
+    optional={
+        "cause": st.one_of(st.none(), st.integers(1, 6)),
+        "src": st.sampled_from(["kernel", "vfs", "mm", "pid:2"]),
+        "dst": st.sampled_from(["kernel", "vfs", "mm", "pid:2"]),
+        "args": st.one_of(
+            st.none(), st.integers(), st.dictionaries(st.sampled_from(["fd", "data", "flags"]), st.integers(0, 3))
+        ),
+        "result": st.one_of(st.none(), st.integers(-1, 5), st.text(max_size=5)),
+        "child": st.integers(1, 5),
+        "errno": st.just("EINVAL"),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_EVENT, max_size=12))
+def test_any_trace_makes_a_page(events):
+    """A trace from a file may say anything: the page is made, with a row per syscall."""
+    page = views.html(events)
+    assert len(re.findall(r'<tr class="call[ \w]*" data-msgid=', page)) == sum(
+        e["type"] == "syscall_enter" for e in events
+    )

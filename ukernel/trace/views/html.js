@@ -234,8 +234,9 @@
   }
 
   bindArrows();
-  rows.forEach(function (row) { row.querySelector("button.call").addEventListener("click", function () { showCall(row); }); });
-  faultRows.forEach(function (row) { row.querySelector("button.fault").addEventListener("click", function () { showFault(row); }); });
+  // A click anywhere on a row, or Enter or Space on its button (a click too), shows it.
+  rows.forEach(function (row) { row.addEventListener("click", function () { showCall(row); }); });
+  faultRows.forEach(function (row) { row.addEventListener("click", function () { showFault(row); }); });
   filter.addEventListener("input", applyFilter);
   pidFilter.addEventListener("change", applyFilter);
   treeButtons();

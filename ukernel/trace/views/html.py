@@ -230,10 +230,7 @@ def _arrow(k: int, y: int, e: Event, r: Route, lines: list[str], x_of: dict[str,
         else f"#{e.get('msgid')} {src} \u2192 {dst}: {label}"
     )
     x1, x2 = x_of[src], x_of[dst]
-    parts = [
-        f'<g class="msg {kind}" data-ev="{k}" tabindex="0" role="button" aria-label="{escape(full)}">'
-        f"<title>{escape(full)}</title>"
-    ]
+    parts = [f'<g class="msg {kind}" data-ev="{k}" tabindex="0" role="button"><title>{escape(full)}</title>']
     if x1 == x2:
         parts.append(f'<path class="line" d="M{x1:g} {y} h36 v12 h-32"/>')
         parts.append(f'<polygon class="head" points="{x1:g} {y + 12},{x1 + 9:g} {y + 8},{x1 + 9:g} {y + 16}"/>')
@@ -282,6 +279,12 @@ def _svg(r: Route) -> str:
     return "\n".join(out)
 
 
+def _args(e: Event) -> dict:
+    """An event's arguments; a trace from a file may hold anything there."""
+    args = e.get("args")
+    return args if isinstance(args, dict) else {}
+
+
 # --- who is who -------------------------------------------------------------------------------
 def thread_groups(events: list[Event]) -> list[int | None]:
     """For each event, the tgid of the task acting (``pid`` in the trace is the task's own
@@ -292,7 +295,7 @@ def thread_groups(events: list[Event]) -> list[int | None]:
     for i, e in enumerate(events):
         if i in made:
             enter, child = made[i]
-            flags = (enter.get("args") or {}).get("flags", 0) if enter["op"] in ("clone", "clone3") else 0
+            flags = _args(enter).get("flags", 0) if enter["op"] in ("clone", "clone3") else 0
             caller = enter.get("tid", enter.get("pid"))
             thread = isinstance(flags, int) and flags & abi.CLONE_THREAD
             tgid[child] = tgid.get(caller, caller) if thread else child
@@ -403,9 +406,12 @@ def _output(events: list[Event]) -> str:
     if text is not None:
         return f'<pre class="output" id="output">{escape(text) or "(nothing was written to the console)"}</pre>'
     writes = [
-        (e.get("pid"), as_text((e.get("args") or {}).get("data", "")))
+        (e.get("pid"), as_text(_args(e)["data"]))
         for e in events
-        if e["type"] == "syscall_enter" and e["op"] == "write" and (e.get("args") or {}).get("fd") in (1, 2)
+        if e["type"] == "syscall_enter"
+        and e["op"] == "write"
+        and _args(e).get("fd") in (1, 2)
+        and isinstance(_args(e).get("data"), str | bytes)
     ]
     lines = "".join(
         f"[pid {escape(str(pid))}] {escape(data)}" + ("" if data.endswith("\n") else "\n") for pid, data in writes
