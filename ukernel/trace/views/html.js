@@ -82,7 +82,10 @@
   function fields(e) {
     const keys = Object.keys(e).filter(function (k) { return k !== "type" && k !== "args"; });
     const middle = keys.filter(function (k) { return !FIRST.includes(k) && !LAST.includes(k); }).sort();
-    const pairs = FIRST.concat(middle).filter(function (k) { return k in e; }).map(function (k) { return [k, e[k]]; });
+    // Names (src, op, step...) as the route view writes them; values (args, results) as values.
+    const pairs = FIRST.concat(middle).filter(function (k) { return k in e; }).map(function (k) {
+      return FIRST.includes(k) && typeof e[k] === "string" ? [k, e[k], e[k]] : [k, e[k]];
+    });
     if (e.args && typeof e.args === "object" && !Array.isArray(e.args)) {
       Object.entries(e.args).forEach(function (a) { pairs.push(argument(a[0], a[1])); });
     } else if ("args" in e) {
