@@ -69,26 +69,27 @@ async def proc_environ(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: di
 
 
 #: /proc/PID/limits: Linux's rows (lnames in fs/proc/base.c, RLIMIT_* order) with their
-#: units, and ukernel's value of each as (soft, hard), -1 for unlimited. ``None``: a
-#: limit the task keeps (prlimit sets it); a pair: a fixed property of ukernel.
+#: units, and where ukernel's value comes from: an RLIMIT_* number for a limit the task
+#: keeps (prlimit sets it), or a fixed (soft, hard) pair, a property of ukernel itself.
 #: RLIMIT_CPU is counted in virtual ticks (1 ms), so its unit says so.
-LIMITS: tuple[tuple[str, str, int | None | tuple[int, int]], ...] = (
+UNLIMITED = (abi.RLIM_INFINITY, abi.RLIM_INFINITY)  # nothing in ukernel enforces one
+LIMITS: tuple[tuple[str, str, int | tuple[int, int]], ...] = (
     ("Max cpu time", "ticks", abi.RLIMIT_CPU),
-    ("Max file size", "bytes", (-1, -1)),
-    ("Max data size", "bytes", (-1, -1)),
+    ("Max file size", "bytes", UNLIMITED),
+    ("Max data size", "bytes", UNLIMITED),
     ("Max stack size", "bytes", (abi.STACK_SIZE, abi.STACK_SIZE)),  # a fixed stack VMA that never grows
     ("Max core file size", "bytes", (0, 0)),  # no core dumps
-    ("Max resident set", "bytes", (-1, -1)),
+    ("Max resident set", "bytes", UNLIMITED),
     ("Max processes", "processes", abi.RLIMIT_NPROC),
     ("Max open files", "files", (abi.NR_OPEN_DEFAULT, abi.NR_OPEN_DEFAULT)),
-    ("Max locked memory", "bytes", (-1, -1)),
-    ("Max address space", "bytes", (-1, -1)),
-    ("Max file locks", "locks", (-1, -1)),
-    ("Max pending signals", "signals", (-1, -1)),
+    ("Max locked memory", "bytes", UNLIMITED),
+    ("Max address space", "bytes", UNLIMITED),
+    ("Max file locks", "locks", UNLIMITED),
+    ("Max pending signals", "signals", UNLIMITED),
     ("Max msgqueue size", "bytes", (0, 0)),  # no POSIX message queues
     ("Max nice priority", "", (0, 0)),  # Linux's defaults; everyone is root, whom they do not bind
     ("Max realtime priority", "", (0, 0)),
-    ("Max realtime timeout", "us", (-1, -1)),
+    ("Max realtime timeout", "us", UNLIMITED),
 )
 
 
