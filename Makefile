@@ -1,5 +1,6 @@
-# make demo: set up and run the nginx demo with its message trace.
-# make test: set up with the test extras and run the whole suite.
+# make demo: set up, run the nginx demo, then show the route of its first fork (a dozen lines);
+#            every message of the run is one flag away: .venv/bin/ukernel run -v nginx 4
+# make test: set up with the test extras and run the whole suite (skipped tests say why: -rs).
 # make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
 PY ?= python3
 VENV := .venv
@@ -16,8 +17,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+DEMO_TRACE := $(VENV)/demo.jsonl
+
 demo: $(STAMP)
-	$(BIN)/ukernel run -v nginx 4
+	@echo '$$ ukernel run --trace $(DEMO_TRACE) nginx 4'
+	@$(BIN)/ukernel run --trace $(DEMO_TRACE) nginx 4
+	@echo
+	@echo '$$ ukernel trace route $(DEMO_TRACE)      # the messages of its first fork'
+	@$(BIN)/ukernel trace route $(DEMO_TRACE)
+	@echo
+	@echo 'Every message of the run, one line each: $(BIN)/ukernel run -v nginx 4'
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

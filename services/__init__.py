@@ -48,8 +48,10 @@ SERVICES: dict[str, type[Service]] = {
 #: console_output), so they are neither given to ``ukernel serve`` nor compared.
 RUN_IO = frozenset({"stdin", "console"})
 
-#: ANSI colours of the console trace (``ukernel run -v``), given out in SERVICES' order.
-PALETTE = (34, 32, 35, 33, 31, 36)
+#: Colours of the console trace (``ukernel run -v``) as SGR parameters, given out in SERVICES'
+#: order: hues that read on light and dark backgrounds (no white, no yellow), the sixth from
+#: the 256-colour palette (a mid orange) so no two services share one.
+PALETTE = ("34", "32", "35", "36", "31", "38;5;166")
 
 
 def class_for(name: str, config: Config) -> type[Service]:
@@ -127,6 +129,6 @@ def serve_order() -> list[str]:
     return list(graphlib.TopologicalSorter(graph).static_order())
 
 
-def colours() -> dict[str, int]:
-    """service -> ANSI colour, for ConsoleSink."""
+def colours() -> dict[str, str]:
+    """service -> SGR colour parameters, for ConsoleSink."""
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(SERVICES)}

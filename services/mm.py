@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -36,7 +37,7 @@ from .mm_fault import FaultOps
 PAGE = abi.PAGE_SIZE
 TASK_SIZE = 0x7FFFFFFFF000  # top of x86-64 user space (TASK_SIZE_MAX)
 STACK_TOP = TASK_SIZE
-STACK_PAGES = 8
+STACK_PAGES = abi.STACK_SIZE // PAGE
 CODE_START = 0x400000  # where x86-64 executables are linked
 MMAP_MIN_ADDR = 0x10000  # vm.mmap_min_addr: the low pages stay unmapped, so NULL derefs fault
 MIN_GAP = 128 * 1024 * 1024  # mmap_base sits this far below the stack (arch/x86/mm/mmap.c)
@@ -57,14 +58,23 @@ class VMA:
     end: int
     prot: int
     flags: int  # MAP_PRIVATE or MAP_SHARED
-    name: str = ""  # "[heap]", "[stack]", ... as /proc/PID/maps shows it
+    name: str = ""  # "[heap]", "[stack]", a file's path, "" (anonymous): as /proc/PID/maps shows it
     shm: int | None = None  # the Shmem object behind a MAP_SHARED mapping
-    pgoff: int = 0  # page index of ``start`` inside that object
+    pgoff: int = 0  # page index of ``start`` inside that object (or inside the file)
+    dev: int = 0  # the file's device and inode (vm_file), 0 for an anonymous mapping
+    ino: int = 0
 
     def mergeable(self, nxt: VMA) -> bool:
         """is_mergeable_vma: touching, same rights, same backing at contiguous offsets."""
-        same = (self.prot, self.flags, self.name, self.shm) == (nxt.prot, nxt.flags, nxt.name, nxt.shm)
-        contiguous = self.shm is None or self.pgoff + (self.end - self.start) // PAGE == nxt.pgoff
+        same = (self.prot, self.flags, self.name, self.shm, self.ino) == (
+            nxt.prot,
+            nxt.flags,
+            nxt.name,
+            nxt.shm,
+            nxt.ino,
+        )
+        backed = self.shm is not None or self.ino
+        contiguous = not backed or self.pgoff + (self.end - self.start) // PAGE == nxt.pgoff
         return self.end == nxt.start and same and contiguous
 
     def perms(self) -> str:
@@ -111,6 +121,18 @@ class MmStruct:
 
     def layout(self) -> dict:
         return {key: getattr(self, key) for key in LAYOUT}
+
+
+MAPS_NAME_COLUMN = 25 + 8 * 6 - 1  # show_vma_header_prefix's seq_setwidth on a 64-bit kernel
+SHARED_ANON_NAME = "/dev/zero (deleted)"  # shmem_zero_setup's file: how Linux names MAP_SHARED|MAP_ANONYMOUS
+
+
+def map_line(v: VMA) -> str:
+    """One /proc/PID/maps line: range, rights, offset, device, inode, then the name."""
+    head = f"{v.start:08x}-{v.end:08x} {v.perms()} {v.pgoff * PAGE if v.ino else 0:08x} "
+    head += f"{os.major(v.dev):02x}:{os.minor(v.dev):02x} {v.ino} "
+    name = v.name or (SHARED_ANON_NAME if v.shm is not None else "")
+    return f"{head:<{MAPS_NAME_COLUMN}} {name}" if name else head
 
 
 def _start(vma: VMA) -> int:
@@ -251,8 +273,9 @@ class MmService(FaultOps, Service):
 
     # --- address spaces: exec, fork, exit -------------------------------------
     @op
-    async def mm_init(self, req: Call, code_size: int = PAGE) -> dict:
-        """A fresh address space with the standard layout, for execve."""
+    async def mm_init(self, req: Call, code_size: int = PAGE, exe: str = "", dev: int = 0, ino: int = 0) -> dict:
+        """A fresh address space with the standard layout, for execve: the code and data
+        are mappings of the executable ``exe`` (its path, device and inode: /proc/PID/maps)."""
         if code_size < 0:
             raise abi.kernel_error(abi.EINVAL, f"negative code_size {code_size}")
         if CODE_START + page_align(code_size) + PAGE > STACK_TOP - MIN_GAP:
@@ -263,9 +286,10 @@ class MmService(FaultOps, Service):
         m.start_brk = m.brk = m.end_data  # the heap starts empty; brk grows it
         m.start_stack, m.mmap_base = STACK_TOP, STACK_TOP - MIN_GAP
         private, rw = abi.MAP_PRIVATE, abi.PROT_READ | abi.PROT_WRITE
+        data_pgoff = (m.end_code - m.start_code) // PAGE  # the data follows the code in the file
         m.vmas = [
-            VMA(m.start_code, m.end_code, abi.PROT_READ | abi.PROT_EXEC, private, "[code]"),
-            VMA(m.start_data, m.end_data, rw, private, "[data]"),
+            VMA(m.start_code, m.end_code, abi.PROT_READ | abi.PROT_EXEC, private, exe, dev=dev, ino=ino),
+            VMA(m.start_data, m.end_data, rw, private, exe, pgoff=data_pgoff, dev=dev, ino=ino),
             VMA(STACK_TOP - STACK_PAGES * PAGE, STACK_TOP, rw, private, "[stack]"),
         ]
         handle = next(self._mm_ids)
@@ -473,7 +497,7 @@ class MmService(FaultOps, Service):
             "VmRSS": len(m.pfn_of) * PAGE // 1024,
             "VmData": kb(private_rw),
             "VmStk": kb([v for v in m.vmas if v.name == "[stack]"]),
-            "VmExe": kb([v for v in m.vmas if v.name == "[code]"]),
+            "VmExe": (m.end_code - m.start_code) // 1024,
         }
 
     @op
@@ -492,9 +516,30 @@ class MmService(FaultOps, Service):
 
     @op
     async def maps(self, req: Call, mm: int) -> list[str]:
-        """/proc/PID/maps: one line per VMA (anonymous, so offset, device and inode are 0)."""
-        lines = [f"{v.start:08x}-{v.end:08x} {v.perms()} 00000000 00:00 0 {v.name}" for v in self._mm(mm).vmas]
-        return [line.rstrip() for line in lines]
+        """/proc/PID/maps: one line per VMA, as show_map_vma prints it (the name padded to
+        column 73; an anonymous mapping's line ends with the space before the name)."""
+        return [map_line(v) for v in self._mm(mm).vmas]
+
+    @op
+    async def meminfo(self, req: Call) -> dict:
+        """si_meminfo and the page counters /proc/meminfo shows, in pages: every frame in
+        use is a page table root, a shmem page (MAP_SHARED) or an anonymous page."""
+        shmem = {pfn for obj in self.shmem.values() for pfn in obj.pages.values()}
+        tables = {m.pgd for m in self.mms.values()}
+        anon = {pfn for m in self.mms.values() for pfn in m.pfn_of.values()} - shmem
+        return {
+            "total": self.nframes,
+            "free": self.nframes - len(self.refcount),
+            "anon": len(anon),
+            "shmem": len(shmem),
+            "page_tables": len(tables),
+            "committed": sum(  # vm_committed_as: what private writable mappings could come to use
+                (v.end - v.start) // PAGE
+                for m in self.mms.values()
+                for v in m.vmas
+                if v.prot & abi.PROT_WRITE and v.shm is None
+            ),
+        }
 
     @op
     async def accounting(self, req: Call) -> dict:

@@ -122,7 +122,18 @@ async def test_ls_of_a_missing_path_fails_with_2():
 
 async def test_ls_proc_shows_pids_and_self():
     r = await run("ls", "/proc")
-    assert out(r) == ["1", "2", "mounts", "net", "self", "sys", "thread-self"]  # init and ls
+    assert out(r) == [
+        "1",
+        "2",
+        "loadavg",
+        "meminfo",
+        "mounts",
+        "net",
+        "self",
+        "sys",
+        "thread-self",
+        "uptime",
+    ]  # init and ls
 
 
 # --- mkdir, rm ------------------------------------------------------------------------------

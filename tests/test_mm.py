@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,7 +41,7 @@ async def stat(c, mm: int) -> dict:
 
 async def test_layout_and_maps_lines_exact():
     async with boot() as c:
-        layout = await c.call("mm_init", code_size=5000)
+        layout = await c.call("mm_init", code_size=5000, exe="/bin/prog", dev=os.makedev(0, 1), ino=13)
         mm = layout["mm"]
         assert layout["start_code"] == 0x400000 and layout["end_code"] == 0x402000
         assert layout["start_data"] == 0x402000 and layout["end_data"] == 0x403000
@@ -49,15 +51,23 @@ async def test_layout_and_maps_lines_exact():
         assert await c.call("brk", mm=mm, addr=0x403000 + 2 * PAGE) == 0x405000
         top = await c.call("mmap", mm=mm, addr=0, length=PAGE, prot=RW, flags=SHARED)
         assert top == layout["mmap_base"] - PAGE  # top-down from mmap_base
+        anon = await c.call(
+            "mmap", mm=mm, addr=0, length=PAGE, prot=abi.PROT_READ, flags=abi.MAP_PRIVATE | abi.MAP_ANONYMOUS
+        )
+
+        def at_73(head: str, name: str) -> str:  # show_map_vma starts the name at column 73
+            return head + " " * (73 - len(head)) + name
+
         assert await c.call("maps", mm=mm) == [
-            "00400000-00402000 r-xp 00000000 00:00 0 [code]",
-            "00402000-00403000 rw-p 00000000 00:00 0 [data]",
-            "00403000-00405000 rw-p 00000000 00:00 0 [heap]",
-            f"{top:08x}-{top + PAGE:08x} rw-s 00000000 00:00 0",
-            "7fffffff7000-7ffffffff000 rw-p 00000000 00:00 0 [stack]",
+            at_73("00400000-00402000 r-xp 00000000 00:01 13", "/bin/prog"),  # the binary's path, offset 0
+            at_73("00402000-00403000 rw-p 00002000 00:01 13", "/bin/prog"),  # its data, 2 pages in
+            at_73("00403000-00405000 rw-p 00000000 00:00 0 ", "[heap]"),
+            f"{anon:08x}-{anon + PAGE:08x} r--p 00000000 00:00 0 ",  # anonymous: no name, the space stays
+            at_73(f"{top:08x}-{top + PAGE:08x} rw-s 00000000 00:00 0 ", "/dev/zero (deleted)"),
+            at_73("7fffffff7000-7ffffffff000 rw-p 00000000 00:00 0 ", "[stack]"),
         ]
         st_ = await stat(c, mm)
-        assert st_["vmas"] == 5 and st_["vm_size"] == (2 + 1 + 2 + 1 + 8) * PAGE and st_["users"] == 1
+        assert st_["vmas"] == 6 and st_["vm_size"] == (2 + 1 + 2 + 1 + 1 + 8) * PAGE and st_["users"] == 1
         assert await c.call("check") == []
 
 
@@ -269,17 +279,17 @@ async def test_munmap_and_mprotect_split_and_merge():
 
         await c.call("mprotect", mm=mm, addr=BASE + PAGE, length=2 * PAGE, prot=R)
         assert await lines() == [
-            "10000000-10001000 rw-p 00000000 00:00 0",
-            "10001000-10003000 r--p 00000000 00:00 0",
-            "10003000-10004000 rw-p 00000000 00:00 0",
+            "10000000-10001000 rw-p 00000000 00:00 0 ",
+            "10001000-10003000 r--p 00000000 00:00 0 ",
+            "10003000-10004000 rw-p 00000000 00:00 0 ",
         ]
         await c.call("mprotect", mm=mm, addr=BASE + PAGE, length=1, prot=RW)  # length rounds up
         assert len(await lines()) == 3
         await c.call("mprotect", mm=mm, addr=BASE + 2 * PAGE, length=PAGE, prot=RW)
-        assert await lines() == ["10000000-10004000 rw-p 00000000 00:00 0"]  # merged again
+        assert await lines() == ["10000000-10004000 rw-p 00000000 00:00 0 "]  # merged again
 
         assert await c.call("munmap", mm=mm, addr=BASE + PAGE, length=PAGE) == 0
-        assert await lines() == ["10000000-10001000 rw-p 00000000 00:00 0", "10002000-10004000 rw-p 00000000 00:00 0"]
+        assert await lines() == ["10000000-10001000 rw-p 00000000 00:00 0 ", "10002000-10004000 rw-p 00000000 00:00 0 "]
         assert (await stat(c, mm))["rss"] == 3
         assert (await errno_of(c, "read_mem", mm=mm, addr=BASE + PAGE, n=1))[0] == abi.EFAULT
         err = (await errno_of(c, "mprotect", mm=mm, addr=BASE, length=3 * PAGE, prot=R))[0]
@@ -288,7 +298,7 @@ async def test_munmap_and_mprotect_split_and_merge():
         assert (await errno_of(c, "munmap", mm=mm, addr=BASE, length=0))[0] == abi.EINVAL
 
         await c.call("mmap", mm=mm, addr=BASE + PAGE, length=PAGE, prot=RW, flags=PRIVATE | FIXED)
-        assert await lines() == ["10000000-10004000 rw-p 00000000 00:00 0"]
+        assert await lines() == ["10000000-10004000 rw-p 00000000 00:00 0 "]
         data = await c.call("read_mem", mm=mm, addr=BASE, n=4 * PAGE)
         assert data[::PAGE] == b"A\0CD"
         await c.call("munmap", mm=mm, addr=BASE - PAGE, length=10 * PAGE)  # holes are fine
@@ -303,8 +313,8 @@ async def test_brk():
         assert await c.call("brk", mm=mm, addr=0) == start
         assert await c.call("brk", mm=mm, addr=start + 100) == start + 100
         assert await c.call("brk", mm=mm, addr=start + 3 * PAGE) == start + 3 * PAGE
-        heap = [line for line in await c.call("maps", mm=mm) if line.endswith("[heap]")]
-        assert heap == [f"{start:08x}-{start + 3 * PAGE:08x} rw-p 00000000 00:00 0 [heap]"]
+        heap = [line.split() for line in await c.call("maps", mm=mm) if line.endswith("[heap]")]
+        assert heap == [[f"{start:08x}-{start + 3 * PAGE:08x}", "rw-p", "00000000", "00:00", "0", "[heap]"]]
         await c.call("write_mem", mm=mm, addr=start + 2 * PAGE, data=b"top")
         await c.call("write_mem", mm=mm, addr=start, data=b"bottom")
         assert await c.call("brk", mm=mm, addr=start + 10) == start + 10  # shrinking unmaps
@@ -382,7 +392,9 @@ def expected_maps(model: dict[int, tuple]) -> list[str]:
     lines = []
     for start, end in vmas:
         prot_, shared, name, *_ = model[start]
-        lines.append(f"{start * PAGE:08x}-{end * PAGE:08x} {perms(prot_, shared)} 00000000 00:00 0 {name}".rstrip())
+        name = name or ("/dev/zero (deleted)" if shared else "")  # Linux's name for shared anonymous memory
+        head = f"{start * PAGE:08x}-{end * PAGE:08x} {perms(prot_, shared)} 00000000 00:00 0 "
+        lines.append(f"{head:<72} {name}" if name else head)
     return lines
 
 
@@ -392,8 +404,9 @@ async def test_vmas_match_page_model(steps):
     async with boot(pages=64) as c:
         mm = await new_mm(c)
         model: dict[int, tuple] = {}  # vpn -> (prot, shared, name, shm group, index in group)
-        for line in await c.call("maps", mm=mm):  # [code], [data], [stack]
-            span, perm, _offset, _dev, _inode, name = line.split()
+        for line in await c.call("maps", mm=mm):  # the code, the data, [stack]
+            span, perm, _offset, _dev, _inode, *name = line.split(maxsplit=5)
+            name = name[0] if name else ""  # mm_init without an exe: anonymous code and data
             lo, hi = (int(x, 16) // PAGE for x in span.split("-"))
             prot_ = sum(bit for ch, bit in zip("rwx", (R, W, X), strict=True) if ch in perm)
             model.update((vpn, (prot_, False, name, None, None)) for vpn in range(lo, hi))

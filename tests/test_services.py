@@ -250,7 +250,8 @@ async def test_vfs_kernel_read_file():
         await c.call("write_file", path="/bin/prog", data=b"print(1)", mode=0o755)
         await c.call("write_file", path="/etc/motd", data=b"hi")
         got = await c.call("kernel_read_file", fs=fs, path="/bin/prog")
-        assert got == {"data": b"print(1)", "path": "/bin/prog"}
+        st_ = await c.call("stat", fs=fs, path="/bin/prog")
+        assert got == {"data": b"print(1)", "path": "/bin/prog", "dev": st_["st_dev"], "ino": st_["st_ino"]}
         await expect_errno(abi.EACCES, c, "kernel_read_file", fs=fs, path="/etc/motd")
         await expect_errno(abi.EACCES, c, "kernel_read_file", fs=fs, path="/bin")
         await expect_errno(abi.EACCES, c, "kernel_read_file", fs=fs, path="/dev/console")

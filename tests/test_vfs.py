@@ -555,7 +555,7 @@ async def main(sys, argv):
         assert int(fields["VmSize"].split()[0]) > 0
         assert lines[-3] == "st one two "
         assert lines[-2] == ". .. 0 1 2 3 4 5"  # status, cmdline, and the fd listing the directory
-        assert lines[-1] == ". .. 1 2 mounts net self sys thread-self"
+        assert lines[-1] == ". .. 1 2 loadavg meminfo mounts net self sys thread-self uptime"
         assert await kernel.check_invariants() == []
 
 
@@ -583,7 +583,7 @@ async def test_a_process_in_a_new_pid_namespace_sees_its_own_numbers(run):
         "inner Pid:\t1",
         "inner PPid:\t0",
         "inner NSpid:\t1",
-        "inner sees . .. 1 mounts net self sys thread-self",
+        "inner sees . .. 1 loadavg meminfo mounts net self sys thread-self uptime",
         "outer child 3; NSpid:\t2",
     ]
 

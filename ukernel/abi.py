@@ -189,6 +189,8 @@ PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_FAILED = -1
 PAGE_SIZE = 4096
+STACK_SIZE = 8 * PAGE_SIZE  # a process's stack VMA: fixed, it does not grow (/proc/PID/limits' stack row)
+NR_OPEN_DEFAULT = 1024  # the fds a process may have open (RLIMIT_NOFILE's usual soft limit)
 
 # --- futex ----------------------------------------------------------------------
 FUTEX_WAIT, FUTEX_WAKE = 0, 1
@@ -305,5 +307,7 @@ PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 
 # --- time: virtual ticks (one per kernel entry) ----------------------------------
 HZ = 1000  # ticks per second of virtual time: 1 tick = 1 ms
+USER_HZ = 100  # clock ticks per second in /proc/PID/stat's times (sysconf(_SC_CLK_TCK))
+FSHIFT = 11  # the load average's fixed point (linux/sched/loadavg.h): sched keeps it, /proc/loadavg shows it
 TICK_NSEC = 1_000_000_000 // HZ
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME = 0, 1, 7

@@ -64,7 +64,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sinks.append(JsonlSink(trace_file))
     progress = None
     if ns.verbose:
-        sinks.append(ConsoleSink(sys.stderr, colours=services.colours() if sys.stderr.isatty() else None))
+        sinks.append(ConsoleSink(sys.stderr, colours=services.colours()))  # NO_COLOR, FORCE_COLOR, a tty
     elif sys.stderr.isatty() and not keys:  # never drawn over what a person types or reads
         progress = ProgressSink(sys.stderr)
         sinks.append(progress)

@@ -28,6 +28,7 @@ from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
 
 from .classes import MIGRATE, NEW, RESTORE, SLEEP, WAKEUP, RtClass, SchedClass, SchedEntity, load_class
+from .loadavg import LoadAvg
 
 SLICE_TICKS = 10  # the round-robin class's time slice, in ticks (one tick per kernel entry)
 KTIME_MAX = 2**63 - 1  # ktime_t is s64: Linux's time arithmetic saturates there (ktime_add_safe)
@@ -83,6 +84,7 @@ class SchedService(Service):
         fair = load_class(policy)
         self.fair_name = policy
         self.clock = 0
+        self.load = LoadAvg()
         self.entities: dict[int, SchedEntity] = {}
         self.rqs: list[tuple[SchedClass, SchedClass]] = [
             (RtClass(cpu, self.settings), fair(cpu, self.settings)) for cpu in range(cpus)
@@ -325,6 +327,12 @@ class SchedService(Service):
         }
 
     @op
+    async def loadavg(self, req: Call, now: int | None = None) -> dict:
+        """/proc/loadavg's numbers: avenrun (fixed point, abi.FSHIFT) and nr_running."""
+        self._advance(0, now)
+        return {"avenrun": list(self.load.avenrun), "nr_running": self._nr_active()}
+
+    @op
     async def accounting(self, req: Call) -> dict:
         return {
             "faults": len(self.faults),
@@ -459,14 +467,23 @@ class SchedService(Service):
     # --- internals: time -----------------------------------------------------------------
     def _advance(self, ran: int, now: int | None) -> None:
         """The kernel's tick count is the clock's source; alone (tests), ran adds up."""
-        self.clock = min(max(self.clock, now) if now is not None else self.clock + ran, KTIME_MAX)
+        self._set_clock(min(max(self.clock, now) if now is not None else self.clock + ran, KTIME_MAX))
+
+    def _set_clock(self, clock: int) -> None:
+        """Time moves on: the load average takes the samples due on the way (calc_global_load)."""
+        self.load.advance(clock, self._nr_active)
+        self.clock = clock
+
+    def _nr_active(self) -> int:
+        """calc_load_fold_active: the tasks running or waiting for a CPU."""
+        return sum(se.state in ("running", "runnable") for se in self.entities.values())
 
     def _next_timer(self) -> int | None:
         return min((e for e, _ in self.timers.values()), default=None)
 
     def _expire(self, upto: int) -> list[int]:
         """Every timer due by ``upto``, in expiry then arming order; the clock moves to upto."""
-        self.clock = max(self.clock, upto)
+        self._set_clock(max(self.clock, upto))
         due = sorted((v, t) for t, v in self.timers.items() if v[0] <= self.clock)
         for _, task in due:
             del self.timers[task]

@@ -143,7 +143,7 @@ class Inode:
         }
 
 
-NR_OPEN_DEFAULT = 1024  # RLIMIT_NOFILE's usual soft limit
+NR_OPEN_DEFAULT = abi.NR_OPEN_DEFAULT  # RLIMIT_NOFILE's usual soft limit
 #: How far lseek goes: tmpfs's s_maxbytes in Linux, MAX_LFS_FILESIZE (LLONG_MAX); past it is EINVAL.
 MAX_LFS_FILESIZE = 2**63 - 1
 #: How large a file may grow: tmpfs's s_maxbytes. A write at or past it is EFBIG, one that would

@@ -184,7 +184,9 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
             raise abi.kernel_error(abi.EACCES, f"{path} is a directory")
         if not st.S_ISREG(inode.mode) or not inode.mode & 0o111:
             raise abi.kernel_error(abi.EACCES, f"{path} is not executable")
-        return {"data": bytes(inode.data), "path": self._file_path(fss, found.dir, found.name, inode)}
+        dev = self._ns(fss).mount_of(found.dir or inode).dev
+        path = self._file_path(fss, found.dir, found.name, inode)
+        return {"data": bytes(inode.data), "path": path, "dev": dev, "ino": inode.ino}
 
     @op
     async def init_files(self, req: Call) -> dict:

@@ -157,7 +157,7 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     ("namespaces", "put_nsproxy"):    ({"count": int}, not_negative("count")),
     ("pid", "free_pid"):              (int,),
     ("vfs", "exec_files"):            ({"files": int},),
-    ("vfs", "kernel_read_file"):      ({"path": str, "data": bytes},),
+    ("vfs", "kernel_read_file"):      ({"path": str, "data": bytes, "dev?": int, "ino?": int},),
     # boot: the idle task's handles
     ("vfs", "init_files"):            ({"files": int},),
     ("vfs", "init_fs"):               ({"fs": int},),
@@ -176,6 +176,10 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     ("signals", "send_signal"):       ({"queued": bool},),
     ("signals", "sigaction"):         (list,),
     ("signals", "dequeue_signal"):    ({"sig": int, "flags": int, "info?": dict},),
+    # /proc's machine-wide files (proc_misc.py)
+    ("mm", "meminfo"):                ({"total": int, "free": int, "anon": int, "shmem": int, "page_tables": int,
+                                        "committed": int},),
+    ("sched", "loadavg"):             ({"avenrun": list[int], "nr_running": int},),
     # what check_invariants compares
     ("mm", "check"):                  (list[str],),
     ("vfs", "check"):                 (list[str],),

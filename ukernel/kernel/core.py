@@ -76,6 +76,8 @@ class Kernel(Cpus, Entry, Bugs):
         self.boot_epoch = time.time() if self.realtime else 0.0  # CLOCK_REALTIME at tick 0
         self.slice = 1
         self.cpu_curr: list[TaskStruct | None] = [None] * config.cpus
+        self.idle_ticks = [0] * config.cpus  # each CPU's ticks without a task so far (/proc/uptime's idle)
+        self.idle_since = [0] * config.cpus  # the tick an idle CPU went idle at
         self.fail, self.router.fail_nth = parse_fail(config.fail)
         self.router.count_from_now(on=False)  # msg:N counts from the program's start (program_starts)
         self.task_ids = itertools.count(1)  # per kernel, so two runs number their tasks alike

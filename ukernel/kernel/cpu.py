@@ -36,6 +36,8 @@ class Cpus:
         if self.idle_spell is not None:  # the first CPU busy again: the clock counts entries
             idle_exit(self)
         task.cpu, task.slice = cpu, self.slice if slice_ is None else slice_
+        if self.cpu_curr[cpu] is None:
+            self.idle_ticks[cpu] += self.ticks - self.idle_since[cpu]
         self.cpu_curr[cpu] = task
         if self.tracer.on:
             self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
@@ -82,7 +84,7 @@ class Cpus:
         cpu, ran = task.cpu, task.ran
         task.ran, task.cpu, task.go = 0, None, trio.Event()
         task.utime += ran
-        self.cpu_curr[cpu] = None
+        self.cpu_curr[cpu], self.idle_since[cpu] = None, self.ticks
         meta = meta or {"pid": task.pid, "tid": task.pid}
         if self.tracer.on and state == "blocked":
             self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)

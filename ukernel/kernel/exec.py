@@ -39,7 +39,17 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
         mine, theirs = getattr(task, attr), getattr(leader, attr)
         setattr(task, attr, theirs)
         setattr(leader, attr, mine)
-    for attr in ("real_parent", "exit_signal", "pgrp", "session", "tty", "rlim", "child_subreaper", "did_exec"):
+    for attr in (
+        "real_parent",
+        "exit_signal",
+        "pgrp",
+        "session",
+        "tty",
+        "rlim",
+        "child_subreaper",
+        "did_exec",
+        "start_time",
+    ):
         setattr(task, attr, getattr(leader, attr))
     parent = leader.real_parent
     if parent is not None and leader in parent.children:
@@ -67,7 +77,13 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
     # the point of no return
     if len(task.leader.thread_group) > 1:
         await de_thread(k, task)
-    new = await k.call("mm", "mm_init", {"code_size": len(found["data"])}, meta | {"step": "exec_mmap"})
+    exe = {
+        "code_size": len(found["data"]),
+        "exe": found["path"],
+        "dev": found.get("dev", 0),
+        "ino": found.get("ino", 0),
+    }
+    new = await k.call("mm", "mm_init", exe, meta | {"step": "exec_mmap"})
     old_mm, task.mm = task.mm, new["mm"]
     if old_mm is not None:
         saved, task.mm = task.mm, old_mm

@@ -145,7 +145,7 @@ class CopyProcess(StepWalk):
     def __init__(self, kernel: Kernel, current: TaskStruct, args: CloneArgs, cause: int):
         super().__init__(kernel, args.flags, INDEPENDENT_STEPS if kernel.config.parallel_copy else frozenset())
         self.current, self.args, self.cause = current, args, cause
-        self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids))
+        self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids), start_time=kernel.ticks)
 
     async def make(self) -> TaskStruct:
         await self.run()

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
-from .task import TaskStruct, nr_in
-from .tty import pgrp_vnr
+from .proc_array import proc_stat, proc_status
+from .proc_misc import proc_loadavg, proc_meminfo, proc_uptime
+from .task import TaskStruct
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -47,92 +48,71 @@ class Escape:
     path: str
 
 
-STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)", "Z": "Z (zombie)"}
-
-
-def task_state(k: Kernel, task: TaskStruct) -> str:
-    """The one-letter state ps shows: R, S (interruptible sleep), D, T or Z."""
-    if task.state == "zombie":
-        return "Z"
-    if task.task_stopped:
-        return "T"
-    if task in k.sleeping:
-        return "S" if k.sleeping[task][1] else "D"
-    return "R"
-
-
-def sigmask(signals: set[int] | list[int]) -> str:
-    """SigPnd-style hex: bit sig-1 for each signal."""
-    return f"{sum(1 << (s - 1) for s in signals):016x}"
-
-
 def _meta(viewer: TaskStruct, meta: dict) -> dict:
     return meta | {"step": "proc"}
 
 
 # --- the per-task files ---------------------------------------------------------------------
-async def proc_status(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
-    """proc_pid_status (fs/proc/array.c)."""
-    leader, level = task.leader, viewer.level
-    ppid = task.ppid_vnr(viewer)
-    state = task_state(k, task)
-    lines = [
-        f"Name:\t{task.comm[:15]}",
-        f"State:\t{STATE_NAMES[state]}",
-        f"Tgid:\t{leader.nr_in(level)}",
-        f"Pid:\t{task.nr_in(level)}",
-        f"PPid:\t{ppid}",
-        "Uid:\t0\t0\t0\t0",
-        "Gid:\t0\t0\t0\t0",
-        "NStgid:\t" + "\t".join(map(str, leader.numbers[level:])),
-        "NSpid:\t" + "\t".join(map(str, task.numbers[level:])),
-        "NSpgid:\t" + "\t".join(str(nr_in(leader.pgrp, lv)) for lv in range(level, len(task.numbers))),
-        "NSsid:\t" + "\t".join(str(nr_in(leader.session, lv)) for lv in range(level, len(task.numbers))),
-    ]
-    if task.state != "zombie" and task.mm is not None:
-        vm = await k.call("mm", "status", {"mm": task.mm}, _meta(viewer, meta))
-        lines += [f"{key}:\t{value:8d} kB" for key, value in vm.items()]
-    shared, ign_cgt = [], {"ignored": [], "caught": []}
-    if task.state != "zombie" and leader.signal is not None:
-        shared = await k.call("signals", "shared_pending", {"signal": leader.signal}, _meta(viewer, meta))
-        ign_cgt = await k.call("signals", "collect_sigign_sigcatch", {"sighand": leader.sighand}, _meta(viewer, meta))
-    lines += [
-        f"Threads:\t{max(1, len(leader.thread_group))}",
-        f"SigPnd:\t{sigmask(task.pending)}",
-        f"ShdPnd:\t{sigmask(shared)}",
-        f"SigBlk:\t{sigmask(task.blocked)}",
-        f"SigIgn:\t{sigmask(ign_cgt['ignored'])}",
-        f"SigCgt:\t{sigmask(ign_cgt['caught'])}",
-    ]
-    return ("\n".join(lines) + "\n").encode()
-
-
-async def proc_stat(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
-    """/proc/PID/stat's first fields (do_task_stat): what ps reads."""
-    leader, level = task.leader, viewer.level
-    ppid = task.ppid_vnr(viewer)
-    vm = {"vm_size": 0, "rss": 0, "min_flt": 0, "maj_flt": 0}
-    if task.state != "zombie" and task.mm is not None:
-        vm = await k.call("mm", "mm_stat", {"mm": task.mm}, _meta(viewer, meta))
-    threads = max(1, len(leader.thread_group))
-    tpgid = -1  # no controlling terminal: tty_nr 0, tpgid -1
-    if leader.tty:
-        state = await k.call("vfs", "tty_state", {}, _meta(viewer, meta))
-        tpgid = pgrp_vnr(k, viewer, state["pgrp"])
-    fields = [
-        task.nr_in(level), f"({task.comm[:15]})", task_state(k, task), ppid,
-        nr_in(leader.pgrp, level), nr_in(leader.session, level), leader.tty, tpgid, 0,
-        vm["min_flt"], 0, vm["maj_flt"], 0, task.utime + task.ran, 0, 0, 0, 20, 0, threads, 0, 0,
-        vm["vm_size"], vm["rss"],
-    ]  # fmt: skip
-    return (" ".join(map(str, fields)) + "\n").encode()
-
-
 async def proc_cmdline(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
     image = task.leader.image
     if task.state == "zombie" or image is None:
         return b""
     return b"".join(arg.encode() + b"\0" for arg in image.argv)
+
+
+async def proc_environ(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """The envp the process's execve was given, NUL-terminated NAME=value strings."""
+    image = task.leader.image
+    if task.state == "zombie" or image is None:
+        return b""
+    return b"".join(f"{name}={value}".encode() + b"\0" for name, value in image.envp.items())
+
+
+#: /proc/PID/limits: Linux's rows (lnames in fs/proc/base.c, RLIMIT_* order) with their
+#: units, and where ukernel's value comes from: an RLIMIT_* number for a limit the task
+#: keeps (prlimit sets it), or a fixed (soft, hard) pair, a property of ukernel itself.
+#: RLIMIT_CPU is counted in virtual ticks (1 ms), so its unit says so.
+UNLIMITED = (abi.RLIM_INFINITY, abi.RLIM_INFINITY)  # nothing in ukernel enforces one
+LIMITS: tuple[tuple[str, str, int | tuple[int, int]], ...] = (
+    ("Max cpu time", "ticks", abi.RLIMIT_CPU),
+    ("Max file size", "bytes", UNLIMITED),
+    ("Max data size", "bytes", UNLIMITED),
+    ("Max stack size", "bytes", (abi.STACK_SIZE, abi.STACK_SIZE)),  # a fixed stack VMA that never grows
+    ("Max core file size", "bytes", (0, 0)),  # no core dumps
+    ("Max resident set", "bytes", UNLIMITED),
+    ("Max processes", "processes", abi.RLIMIT_NPROC),
+    ("Max open files", "files", (abi.NR_OPEN_DEFAULT, abi.NR_OPEN_DEFAULT)),
+    ("Max locked memory", "bytes", UNLIMITED),
+    ("Max address space", "bytes", UNLIMITED),
+    ("Max file locks", "locks", UNLIMITED),
+    ("Max pending signals", "signals", UNLIMITED),
+    ("Max msgqueue size", "bytes", (0, 0)),  # no POSIX message queues
+    ("Max nice priority", "", (0, 0)),  # Linux's defaults; everyone is root, whom they do not bind
+    ("Max realtime priority", "", (0, 0)),
+    ("Max realtime timeout", "us", UNLIMITED),
+)
+
+
+def _rlimit(k: Kernel, leader: TaskStruct, resource: int) -> tuple[int, int]:
+    """(soft, hard) of a limit the task keeps: RLIMIT_CPU a pair, RLIMIT_NPROC one number."""
+    if resource == abi.RLIMIT_CPU:
+        soft, hard = leader.rlim.get(resource, (abi.RLIM_INFINITY, abi.RLIM_INFINITY))
+        return soft, hard
+    value = leader.rlim.get(resource, k.config.nproc)
+    return value, value
+
+
+async def proc_limits(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
+    """proc_pid_limits: ``%-25s %-20s %-20s %-10s`` per row, "unlimited" for RLIM_INFINITY."""
+
+    def shown(value: int) -> str:
+        return "unlimited" if value == abi.RLIM_INFINITY else str(value)
+
+    lines = [f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}"]
+    for name, unit, source in LIMITS:
+        soft, hard = source if isinstance(source, tuple) else _rlimit(k, task.leader, source)
+        lines.append(f"{name:<25} {shown(soft):<20} {shown(hard):<20} " + (f"{unit:<10}" if unit else ""))
+    return ("\n".join(lines) + "\n").encode()
 
 
 async def proc_comm(k: Kernel, viewer: TaskStruct, task: TaskStruct, meta: dict) -> bytes:
@@ -227,6 +207,8 @@ TASK_FILES: dict[str, TaskFile] = {
     "cgroup":         proc_cgroup,
     "cmdline":        proc_cmdline,
     "comm":           proc_comm,
+    "environ":        proc_environ,
+    "limits":         proc_limits,
     "maps":           proc_maps,
     "mounts":         proc_mounts,
     "sched":          proc_sched,
@@ -273,13 +255,26 @@ async def proc_net_dev(k: Kernel, viewer: TaskStruct, meta: dict) -> bytes:
     return (head + "".join(f"{name:>6}:" + " 0" * 16 + "\n" for name in links)).encode()
 
 
+async def proc_root_mounts(k: Kernel, viewer: TaskStruct, meta: dict) -> bytes:
+    """/proc/mounts: the reader's own (a link to self/mounts in Linux)."""
+    return await proc_mounts(k, viewer, viewer, meta)
+
+
 GlobalFile = Callable[["Kernel", TaskStruct, dict], Awaitable[bytes]]
+#: The files at the top of /proc that are not per task.
+ROOT_FILES: dict[str, GlobalFile] = {
+    "loadavg": proc_loadavg,
+    "meminfo": proc_meminfo,
+    "mounts": proc_root_mounts,
+    "uptime": proc_uptime,
+}
 #: The directories of /proc that are not per task: path -> its files.
 PROC_TREE: dict[str, dict[str, GlobalFile] | tuple[str, ...]] = {
     "net": {"dev": proc_net_dev},
     "sys": ("kernel",),
     "sys/kernel": {"ns_last_pid": proc_ns_last_pid},
 }
+TOP_DIRS = tuple(path for path in PROC_TREE if "/" not in path)
 
 
 # --- the walk -----------------------------------------------------------------------------
@@ -317,7 +312,7 @@ def visible_leaders(k: Kernel, viewer: TaskStruct) -> list[TaskStruct]:
 
 async def root(k: Kernel, viewer: TaskStruct) -> Node:
     pids = [str(t.nr_in(viewer.level)) for t in visible_leaders(k, viewer)]
-    return Node("dir", [".", "..", *pids, "mounts", "net", "self", "sys", "thread-self"])
+    return Node("dir", [".", "..", *pids, *sorted([*ROOT_FILES, *TOP_DIRS, "self", "thread-self"])])
 
 
 async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, meta: dict) -> tuple[Node, tuple]:
@@ -328,8 +323,8 @@ async def child(k: Kernel, viewer: TaskStruct, ctx: tuple | None, name: str, met
             return Node("link", target=str(viewer.tgid_vnr(viewer))), ("link",)
         if name == "thread-self":
             return Node("link", target=f"{viewer.tgid_vnr(viewer)}/task/{viewer.vnr(viewer)}"), ("link",)
-        if name == "mounts":
-            return Node("file", data=await proc_mounts(k, viewer, viewer, meta)), ("file",)
+        if name in ROOT_FILES:
+            return Node("file", data=await ROOT_FILES[name](k, viewer, meta)), ("file",)
         if name in PROC_TREE:
             return tree_dir(name), ("tree", name)
         task = _find(k, viewer, name, leaders=True)

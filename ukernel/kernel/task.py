@@ -116,6 +116,7 @@ class TaskStruct:
     session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
     tty: int = 0  # on the leader: the controlling terminal's device number, 0 for none (signal->tty)
     did_exec: bool = False
+    start_time: int = 0  # the tick it was created at (start_boottime): /proc/PID/stat's starttime
     child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
     pending: set[int] = field(default_factory=set)

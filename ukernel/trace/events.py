@@ -179,28 +179,58 @@ class ProgressSink:
             self.drawn = False
 
 
-WHITE = 37  # the kernel's, and anything without a colour of its own
+#: How the console paints what is not a service's message: SGR parameters that read on
+#: light and dark terminals alike (no white or yellow text, no background): the kernel's
+#: syscall lines bold in the default colour, scheduling dim, anything else plain.
+STYLE = {"syscall_enter": "1", "syscall_exit": "1", "sched": "2"}
+
+
+def colour_wanted(stream: IO[str], environ: dict[str, str] | None = None) -> bool:
+    """Colour only for a person: never with NO_COLOR set (https://no-color.org, any non-empty
+    value), always with FORCE_COLOR set (non-empty), else when the stream is a terminal."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 class ConsoleSink:
     """Readable lines: ``#31 kernel -> vfs  share_files  {files: 3} (clone by pid 7, CLONE_FILES)``.
 
-    ``colours`` (service -> ANSI colour) paints each line in its service's colour; the
-    caller gives it (services.colours()), since tracing knows no service.
+    ``colours`` (service -> SGR parameters, e.g. "34") paints a message in its service's
+    colour; the caller gives it (services.colours()), since tracing knows no service. They
+    are used when ``colour_wanted(stream)`` says so, unless ``colour`` decides.
     """
 
-    def __init__(self, stream: IO[str], colours: dict[str, int] | None = None, width: int = 60):
-        self.stream, self.colours, self.width = stream, colours, width
+    def __init__(
+        self, stream: IO[str], colours: dict[str, str] | None = None, width: int = 60, colour: bool | None = None
+    ):
+        self.stream, self.width = stream, width
+        wanted = colour_wanted(stream) if colour is None else colour
+        self.colours = colours if colours is not None and wanted else None
 
     def __call__(self, event: Event) -> None:
         line = format_event(event, self.width)
         if line is None:
             return
         if self.colours is not None:
-            service = event.get("dst") if event["type"] == "request" else event.get("src")
-            line = f"\x1b[{self.colours.get(service, WHITE)}m{line}\x1b[0m"
+            sgr = self.sgr(event)
+            if sgr:
+                line = f"\x1b[{sgr}m{line}\x1b[0m"
         self.stream.write(line + "\n")
         self.stream.flush()
+
+    def sgr(self, event: Event) -> str | None:
+        """A message takes its service's colour, anything else its kind's style (or none)."""
+        kind = event["type"]
+        if kind in ("request", "reply"):
+            service = event.get("dst") if kind == "request" else event.get("src")
+            if service in self.colours:
+                return self.colours[service]
+        return STYLE.get(kind)
 
 
 def short(value: Any, width: int = 60) -> str:
@@ -242,10 +272,23 @@ def format_event(event: Event, width: int = 60) -> str | None:
             return f"#{msgid} [pid {event.get('pid')}] ... {event['op']} = -1 {event['errno']}"
         return f"#{msgid} [pid {event.get('pid')}] ... {event['op']} = {short(event.get('result'), width)}"
     if kind == "sched":
-        return f"   sched cpu{event.get('cpu')} {event['op']} tid {event.get('tid')}"
+        return sched_line(event)
     if kind == "fault":
         return f"   fault [pid {event.get('pid')}] {fault_text(event)} (cause #{event.get('cause')})"
     return f"   {kind} {json.dumps(event, default=_json_default)}"
+
+
+def sched_line(event: Event) -> str:
+    """``sched cpu0 pick tid 3``; a wake names no CPU (the task gets one when it is picked)
+    but who woke it: ``sched wake tid 3 by pid 2``."""
+    cpu = event.get("cpu")
+    where = f"cpu{cpu} " if cpu is not None else ""
+    text = f"   sched {where}{event['op']} tid {event.get('tid')}"
+    if event.get("by") is not None:
+        text += f" by pid {event['by']}"
+    if event.get("src_cpu") is not None:
+        text += f" from cpu{event['src_cpu']}"
+    return text
 
 
 def fault_text(event: Event) -> str:
