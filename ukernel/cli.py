@@ -24,7 +24,7 @@ from .config import NPROC_AT_LEAST_1
 from .ipc.router import BootError
 from .kernel import fork
 from .lab.command import add_lab_parser
-from .mistakes import EXIT_CODES, FILE_VIEWS, Say, as_option, program_missing
+from .mistakes import EXIT_CODES, FILE_VIEWS, OneLineParser, Say, as_option, program_missing
 from .terminal import owns, raw_mode
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink, load
 from .trace.views import VIEWS
@@ -488,9 +488,7 @@ def _callees() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
-    )
+    parser = OneLineParser(prog="ukernel", description="A teaching microkernel: Linux's fork path as messages.")
     parser.add_argument("--version", action="version", version=f"ukernel {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -9,6 +9,7 @@ import difflib
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from .config import split_host_file
 from .user.binfmt import userland_programs
@@ -25,6 +26,16 @@ EXIT_CODES = (
     ("128+N", "the program was killed by signal N (159: SIGSYS, a syscall never awaited)"),
     ("130", "interrupted: Ctrl-C (143: SIGTERM, 129: SIGHUP)"),
 )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors (``--cpus two``, an unknown option) as one line too, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("ukernel").strip()
+        Say.error(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+        sys.exit(2)
+
 
 #: Views that are documents for another program (a browser, Perfetto): they need a file.
 FILE_VIEWS = ("html", "chrome", "gantt")
