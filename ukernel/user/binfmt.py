@@ -18,6 +18,7 @@ import traceback
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +106,28 @@ class Image:
 def userland_programs() -> Iterator[tuple[str, bytes]]:
     """The programs that boot installs as /bin/NAME: each userland/NAME.py (package data,
     so a wheel install has them too), in name order."""
-    files = sorted(importlib.resources.files("userland").iterdir(), key=lambda f: f.name)
-    for program in files:
-        if program.name.endswith(".py") and program.name != "__init__.py":
-            yield program.name.removesuffix(".py"), program.read_bytes()
+    for program in _userland_files():
+        yield program.name.removesuffix(".py"), program.read_bytes()
 
 
 def userland_paths() -> dict[str, str]:
     """/bin/NAME -> the userland/NAME.py it is a copy of (relative to the working directory
     when it is under it: the name a student types), for messages about the program."""
-    root = importlib.resources.files("userland")
-    here = Path.cwd()
+    try:
+        here = Path.cwd()
+    except OSError:  # the working directory is gone: absolute names then
+        here = None
     paths = {}
-    for name, _ in userland_programs():
-        host = Path(str(root / f"{name}.py"))
-        paths[f"/bin/{name}"] = str(host.relative_to(here)) if host.is_relative_to(here) else str(host)
+    for program in _userland_files():
+        host = Path(str(program))
+        shown = host.relative_to(here) if here is not None and host.is_relative_to(here) else host
+        paths[f"/bin/{program.name.removesuffix('.py')}"] = str(shown)
     return paths
+
+
+def _userland_files() -> list[Traversable]:
+    files = sorted(importlib.resources.files("userland").iterdir(), key=lambda f: f.name)
+    return [f for f in files if f.name.endswith(".py") and f.name != "__init__.py"]
 
 
 MAIN = "`async def main(sys, argv)`"
