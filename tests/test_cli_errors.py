@@ -82,6 +82,12 @@ BAD_INPUTS = [
         "ukernel: --sched: unknown scheduling class 'nope': one of cfs, rr or path/to/file.py:Class or package.module:Class",
         2,
     ),
+    (
+        ["run", "--sched-set", "sched_latencyy=3", "hello"],
+        "ukernel: --sched-set: rr takes no sched_latencyy; its settings: sched_latency, sched_min_granularity, "
+        "sched_wakeup_granularity, sched_rr_timeslice, rr_slice",
+        2,
+    ),
     (["run", "--bin", "{tmp}/nope", "hello"], "ukernel: --bin: {tmp}/nope: ENOENT: No such file or directory", 2),
     (
         ["run", "--copy-process", "{tmp}/nope.py:X", "hello"],

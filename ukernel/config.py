@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from services import SERVICES, replacement
-from services.sched.classes import load_class
+from services.sched.classes import FAIR_CLASSES, load_class
+from services.sched.service import DEFAULT_SETTINGS
 
 from . import abi, plugin
 from .kernel.fork import STEP_NAMES, CopyProcess
@@ -132,6 +133,11 @@ class Config:
             load_class(self.sched)  # an unknown class is a ValueError now, not at boot
         except ValueError as exc:
             raise ValueError(f"sched: {exc}") from None
+        unknown = sorted(set(self.sched_settings) - set(DEFAULT_SETTINGS))
+        if unknown and self.sched in FAIR_CLASSES:  # (a class of one's own may take settings of its own)
+            raise ValueError(
+                f"sched_settings: {self.sched} takes no {', '.join(unknown)}; its settings: {', '.join(DEFAULT_SETTINGS)}"
+            )
         if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
         if self.nproc < 0:
