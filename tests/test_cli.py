@@ -110,7 +110,7 @@ def test_trace_file_is_json_lines(tmp_path):
 def test_fail_injection_reaches_the_program():
     done = ukernel("run", "--fail", "copy_mm=ENOMEM", "nginx", "2")
     assert done.returncode == 1
-    assert b"OSError: [Errno 12] Cannot allocate memory (fault injected at copy_mm)" in done.stdout
+    assert b"OSError: [Errno 12] ENOMEM: Cannot allocate memory (fault injected at copy_mm)" in done.stdout
 
 
 def test_bad_fail_step_is_reported():

@@ -119,14 +119,14 @@ async def test_a_wrong_type_is_einval_naming_the_argument_and_the_type(op_name, 
         assert await c.call(op_name, **{arg: good}) == good
         err, message = await errno_of(c, op_name, **{arg: bad})
         assert err == abi.EINVAL
-        assert message.startswith(f"kinds.{op_name}: argument {arg} must be {want}, not ")
+        assert message.startswith(f"EINVAL: kinds.{op_name}: argument {arg} must be {want}, not ")
     assert service.faults == []
 
 
 async def test_the_message_names_service_op_argument_and_types():
     async with service_client(PidService()) as c:
         err, message = await errno_of(c, "free_pid", pid="1")
-    assert (err, message) == (abi.EINVAL, "pid.free_pid: argument pid must be int, not str")
+    assert (err, message) == (abi.EINVAL, "EINVAL: pid.free_pid: argument pid must be int, not str")
 
 
 async def test_an_int_takes_an_int_for_a_float_and_any_value_without_a_check():
@@ -161,12 +161,12 @@ async def test_a_handler_raising_keyerror_is_eio_and_a_fault_with_its_line():
         pid = (await c.call("alloc_pid", ns=1))["pid"]
         err, message = await errno_of(c, "free_pid", pid=pid)
         assert err == abi.EIO
-        assert message.startswith("pid.free_pid crashed at ")
+        assert message.startswith("EIO: pid.free_pid crashed at ")
         assert message.endswith(f"test_dispatch.py:{line}: KeyError(999)")
         assert (await c.call("accounting"))["faults"] == 1
         assert await c.call("ping") == "pid"  # the service goes on
     (fault,) = service.faults
-    assert fault.startswith(message) and "Traceback" in fault and "KeyError: 999" in fault
+    assert fault.startswith(message.removeprefix("EIO: ")) and "Traceback" in fault and "KeyError: 999" in fault
 
 
 async def test_an_oserror_from_a_handler_keeps_its_errno():
@@ -181,7 +181,7 @@ async def test_a_result_msgpack_cannot_carry_is_eio_and_a_fault():
     service = Kinds()
     async with service_client(service) as c:
         err, message = await errno_of(c, "a_set")
-        assert err == abi.EIO and message.startswith("kinds.a_set answered what msgpack cannot carry")
+        assert err == abi.EIO and message.startswith("EIO: kinds.a_set answered what msgpack cannot carry")
         assert await c.call("an_int", n=1) == 1
     assert len(service.faults) == 1
 

@@ -90,7 +90,7 @@ async def test_a_module_body_that_exits_is_an_exec_format_error():
     """
     result = await run_source(parent, files={"/bin/bad": program(source)})
     assert result.stdout == (
-        b"8 Exec format error: /bin/bad: the module body raised SystemExit(3) at line 3; do the program's work in main()\n"
+        b"8 ENOEXEC: /bin/bad: the module body raised SystemExit(3) at line 3; do the program's work in main()\n"
     )
 
 

@@ -176,7 +176,7 @@ def test_an_unknown_slot_and_a_spec_that_does_not_load_are_one_line(tmp_path):
         == f"service pid={tmp_path}/pid.py:MyPid: {tmp_path}/pid.py:1: SyntaxError: '(' was never closed"
     )
     for text, why in [
-        (f"{tmp_path}/none.py:MyPid", f"{tmp_path}/none.py: No such file or directory"),
+        (f"{tmp_path}/none.py:MyPid", f"{tmp_path}/none.py: ENOENT: No such file or directory"),
         (f"{PLUGS}:NoSuch", f"{PLUGS} has no NoSuch"),
         ("no_such_module:MyPid", "cannot import no_such_module: No module named 'no_such_module'"),
         ("MyPid", "'MyPid' is not path/to/file.py:Class or package.module:Class"),
@@ -200,7 +200,7 @@ def test_the_cli_refuses_a_replacement_missing_an_op_in_one_line(tmp_path):
     done = subprocess.run([*UKERNEL, "run", "--service", f"pid={tmp_path}/pid.py:MyPid", "hello"], capture_output=True)
     assert (done.returncode, done.stderr.decode()) == (
         2,
-        f"ukernel: service pid={tmp_path}/pid.py:MyPid: MyPid has no op free_pid\n",
+        f"ukernel: --service: pid={tmp_path}/pid.py:MyPid: MyPid has no op free_pid\n",
     )
 
 
@@ -221,7 +221,9 @@ def test_sched_takes_a_file_spec_through_the_same_loader(tmp_path):
     )
     config = Config(sched=f"{tmp_path}/lottery.py:Mine")
     assert services.build("sched", config).rqs[0][1].__class__.__name__ == "Mine"
-    with pytest.raises(ValueError, match=r"^cannot load scheduling class '.*/nope.py:Mine': .*/nope.py: No such file"):
+    with pytest.raises(
+        ValueError, match=r"^sched: cannot load scheduling class '.*/nope.py:Mine': .*/nope.py: ENOENT: No such file"
+    ):
         Config(sched=f"{tmp_path}/nope.py:Mine")
 
 
@@ -260,7 +262,10 @@ async def test_an_override_not_marked_op_is_what_dispatch_calls():
         assert await c.call("greet", who="bob") == "Hello Bob"
         with pytest.raises(OSError) as bad:
             await c.call("greet", who=1)
-    assert (bad.value.errno, bad.value.strerror) == (abi.EINVAL, "greeter.greet: argument who must be str, not int")
+    assert (bad.value.errno, bad.value.strerror) == (
+        abi.EINVAL,
+        "EINVAL: greeter.greet: argument who must be str, not int",
+    )
 
 
 # --- the fork lab's plug ----------------------------------------------------------------------
@@ -314,7 +319,7 @@ def test_a_students_two_programs_in_a_pipeline_with_bin_and_a_file_with_file(tmp
     missing = subprocess.run([*UKERNEL, "run", "--bin", str(tmp_path / "nope"), "hello"], capture_output=True)
     assert (missing.returncode, missing.stderr.decode()) == (
         2,
-        f"ukernel: {tmp_path}/nope: ENOENT: No such file or directory\n",
+        f"ukernel: --bin: {tmp_path}/nope: ENOENT: No such file or directory\n",
     )
 
 

@@ -53,7 +53,7 @@ def test_envelope_is_messagepack_rpc():
     error = protocol.error_map(abi.EINVAL, "bad")
     assert error == {"errno": 22, "name": "EINVAL", "message": "bad"}
     exc = protocol.oserror_from_map(error)
-    assert (exc.errno, exc.strerror) == (22, "bad")
+    assert (exc.errno, exc.strerror) == (22, "EINVAL: bad")
     assert protocol.decode(protocol.encode_notification("sched.tick", {}, {})) == protocol.Notification(
         "sched", "tick", {}, {}
     )
@@ -81,7 +81,7 @@ async def test_ops_errors_and_bad_arguments():
         assert await client.call("add", a=2, b=3) == 5
         with pytest.raises(OSError) as exc:
             await client.call("fail")
-        assert (exc.value.errno, exc.value.strerror) == (abi.EAGAIN, "Resource temporarily unavailable: try later")
+        assert (exc.value.errno, exc.value.strerror) == (abi.EAGAIN, "EAGAIN: try later")
         with pytest.raises(OSError) as exc:
             await client.call("nope")
         assert exc.value.errno == abi.ENOSYS

@@ -64,7 +64,7 @@ async def test_an_exception_in_a_handler_is_reported_with_the_students_line(monk
     assert lines[9].startswith("    #25 kernel <- namespaces share_nsproxy = {nsproxy: 7")
     assert result.problems[0] == report  # check_invariants lists it, not "pid.faults: 0 at boot, 1 now"
     assert not any("pid.faults" in p for p in result.problems)
-    assert b"OSError: [Errno 5] pid.alloc_pid crashed at " in result.stdout  # init's fork got EIO
+    assert b"OSError: [Errno 5] EIO: pid.alloc_pid crashed at " in result.stdout  # init's fork got EIO
     (event,) = service_bugs(result)
     assert (event["src"], event["op"], event["msgid"], event["kind"]) == ("pid", "alloc_pid", 26, "crash")
     assert event["report"] == report

@@ -221,5 +221,5 @@ async def test_argument_names_of_mixed_types_get_einval_not_a_dead_service():
         with pytest.raises(OSError) as err:
             await pid.router.call("kernel", "pid", "alloc_pid", {1: 2, "ns": 1}, {})
         assert err.value.errno == abi.EINVAL
-        assert err.value.strerror == "pid.alloc_pid: bad arguments ['ns', 1]; takes ns, set_tid"
+        assert err.value.strerror == "EINVAL: pid.alloc_pid: bad arguments ['ns', 1]; takes ns, set_tid"
         assert await pid.call("ping") == "pid"

@@ -143,10 +143,19 @@ def strerror(err: int) -> str:
     return _os.strerror(err)
 
 
+def named(err: int, message: str = "") -> str:
+    """'EBADF: fd 9 is not open': an OSError's text begins with the errno's name, which is
+    what a student looks up (errno(3)), then says why; without a why, strerror's words."""
+    name = errno_name(err)
+    if message == name or message.startswith(f"{name}: "):
+        return message
+    return f"{name}: {message or strerror(err)}"
+
+
 def kernel_error(err: int, message: str = "") -> OSError:
-    """The OSError a syscall raises: errno, strerror, and what ukernel knows."""
-    text = strerror(err) + (f": {message}" if message else "")
-    return OSError(err, text)
+    """The OSError a syscall raises: errno (Python picks the subclass: FileNotFoundError for
+    ENOENT) and a strerror naming the errno and what ukernel knows (``named``)."""
+    return OSError(err, named(err, message))
 
 
 # --- open / fcntl (asm-generic/fcntl.h) ---------------------------------------

@@ -54,6 +54,10 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     from .kernel.core import Kernel
 
     config = Config(**settings)
+    if config.remote:  # no secret: a ValueError here, not one from inside the nursery
+        from .ipc.tcp import load_secret
+
+        load_secret(config.secret_file)
     tracer = Tracer()
     kernel_trace = MemorySink()
     with replay_schedule(config.seed):
@@ -70,7 +74,8 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                     yield kernel
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group
-            raise group.exceptions[0] from None
+            error = group.exceptions[0]
+            raise error from error.__cause__  # (what --debug shows)
 
 
 async def _start(kernel: Kernel, nursery: trio.Nursery) -> None:
@@ -85,15 +90,16 @@ async def _start(kernel: Kernel, nursery: trio.Nursery) -> None:
         raise BootError("\n".join(bug.text for bug in kernel.bugs)) from None
 
 
-def program_path(program: str, files: dict[str, bytes]) -> str:
+def program_path(program: str, files: dict[str, bytes], host_paths: dict[str, str]) -> str:
     """A host .py file is copied into the vfs as /bin/NAME (config.guest_path, as for
-    ``host_files``); a bare name means /bin/NAME."""
+    ``host_files``; host_paths remembers where from); a bare name means /bin/NAME."""
     from .config import guest_path, read_host
 
     host = Path(program)
     if host.suffix == ".py" and host.is_file():
         target = guest_path(host)
         files[target] = read_host(host)
+        host_paths[target] = program
         return target
     return program if program.startswith("/") else f"/bin/{program}"
 
@@ -107,8 +113,9 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
 
         settings = load_config(settings.pop("config")) | settings
     files = dict(settings.pop("files", {}))
-    path = program_path(program, files)
-    async with boot(files=files, **settings) as kernel:
+    host_paths = dict(settings.pop("host_paths", {}))
+    path = program_path(program, files, host_paths)
+    async with boot(files=files, host_paths=host_paths, **settings) as kernel:
         with _signals_stop(kernel):
             status, error = await _run_watched(kernel, path, argv)
             if error and not kernel.hung and not kernel.panicked:  # a hang has printed its dump, a panic its report

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from pathlib import Path
 from typing import TextIO
 
 import trio
@@ -21,9 +19,11 @@ from services import SERVICES
 
 from . import __version__, abi, run_async
 from .api import RunInterrupted
+from .config import NPROC_AT_LEAST_1
 from .ipc.router import BootError
 from .kernel import fork
 from .lab.command import add_lab_parser
+from .mistakes import EXIT_CODES, FILE_VIEWS, OneLineParser, Say, as_option, program_missing
 from .terminal import owns, raw_mode
 from .trace import ConsoleSink, JsonlSink, MemorySink, ProgressSink
 from .trace.command import add_trace_parser, render_view
@@ -49,6 +49,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.program is None:
         print("ukernel: run: which program? (ukernel run --list shows them)", file=sys.stderr)
         return 2
+    if ns.trace_format in FILE_VIEWS and ns.trace is None:
+        Say.error(
+            f"--trace-format {ns.trace_format}: a file for another program: add --trace FILE (or --trace - for stdout)"
+        )
+        return 2
     stdin = _stdin_fd()
     keys = stdin is not None and os.isatty(stdin)  # a person types: the program has the terminal
     sinks: list = []
@@ -56,7 +61,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     try:
         trace_file = _open_trace(ns.trace)
     except OSError as exc:
-        print(f"ukernel: --trace: {ns.trace}: {abi.errno_name(exc.errno)}: {exc.strerror}", file=sys.stderr)
+        Say.error(f"--trace: {ns.trace}: {abi.named(exc.errno, exc.strerror)}", exc)
         return 2
     if ns.trace_format != "jsonl":
         sinks.append(collected)  # rendered as the chosen view once the run is over
@@ -98,7 +103,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         try:
             tcp.load_secret(settings.get("secret_file"))
         except (OSError, ValueError) as exc:
-            print(f"ukernel: --remote: {exc}", file=sys.stderr)
+            Say.error(f"--remote: {exc}", exc)
             return 2
     if stdin is not None:  # streamed as it comes (kernel/console.py), never read whole before boot
         settings |= {"terminal": stdin, "terminal_isatty": keys}
@@ -111,7 +116,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         try:
             result = trio.run(lambda: run_async(ns.program, argv, **settings))
         except (ValueError, BootError) as exc:
-            print(f"ukernel: {as_option(str(exc), ns)}", file=sys.stderr)
+            Say.error(as_option(str(exc), ns), exc)
             return 2
         except BaseException as exc:  # Ctrl-C, SIGTERM, ~.: the run was ended cleanly; the trace file is kept
             if _broken_pipe(exc):  # stdout's reader left (--trace - | head): as a process killed by SIGPIPE
@@ -120,7 +125,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             stop = _interruption(exc)
             if stop is None:
                 raise
-            print(f"ukernel: interrupted{f' by {stop.by}' if stop.by != 'SIGINT' else ''}", file=sys.stderr)
+            Say.error(f"interrupted{f' by {stop.by}' if stop.by != 'SIGINT' else ''}", exc)
             return stop.status
         finally:
             if ns.trace_format != "jsonl" and collected:
@@ -138,35 +143,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
-
-
-def program_missing(program: str, settings: dict) -> str | None:
-    """Why ``program`` cannot be run, before booting for it: a host .py file (or a relative path)
-    that is not there, or a bare name that no program under /bin has, with the names near it."""
-    from .config import split_host_file
-
-    if program.endswith(".py") or ("/" in program and not program.startswith("/")):
-        host = Path(program)
-        return None if host.is_file() else f"{program}: no such file on the host (looked for {host.resolve()})"
-    if "/" in program:
-        return None  # a guest path: the kernel's ENOENT says it, if need be
-    on_bin = {name for name, _ in userland_programs()}
-    on_bin |= {p.stem for d in settings.get("bin_dirs", []) for p in Path(d).glob("*.py")}
-    guests = [split_host_file(spec)[1] for spec in settings.get("host_files", [])]
-    on_bin |= {path.removeprefix("/bin/") for path in [*guests, *settings.get("files", {})] if path.startswith("/bin/")}
-    if program in on_bin:
-        return None
-    near = difflib.get_close_matches(program, sorted(on_bin), n=1)
-    hint = f"did you mean {near[0]}?" if near else "ukernel run --list shows them"
-    return f"{program}: program not found ({hint})"
-
-
-def as_option(message: str, ns: argparse.Namespace) -> str:
-    """'cpus: must be at least 1 ...' as '--cpus: must be ...' when the setting came from the
-    command line, so the line names what the user typed (a file's own errors name the file)."""
-    name, sep, rest = message.partition(": ")
-    given = getattr(ns, name, None)
-    return f"--{name.replace('_', '-')}: {rest}" if sep and given not in (None, [], {}) else message
 
 
 def list_programs() -> int:
@@ -260,11 +236,15 @@ def _settings(ns: argparse.Namespace, **given: object) -> dict | None:
     settings = _settings_from_file(ns.config)
     if settings is None:
         return None
+    if ns.nproc is not None and ns.nproc < 1:  # (Config's 0 means its default)
+        Say.error(f"--nproc: {NPROC_AT_LEAST_1}, not {ns.nproc}")
+        return None
     given |= {
         "cpus": ns.cpus,
         "seed": ns.seed,
         "memory": ns.memory,
         "pid_max": ns.pid_max,
+        "nproc": ns.nproc,
         "sched": ns.sched,
         "sched_settings": _parse_sched_settings(ns.sched_set),
     }
@@ -297,7 +277,7 @@ def _settings_from_file(path: str | None) -> dict | None:
     try:
         return load_config(path)
     except (OSError, ValueError) as exc:
-        print(f"ukernel: --config: {exc}", file=sys.stderr)
+        Say.error(f"--config: {exc}", exc)
         return None
 
 
@@ -332,7 +312,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             tcp.parse_url(url)
         server.check_hosted(hosted, config.remote)
     except (OSError, ValueError, BootError) as exc:
-        print(f"ukernel: serve: {as_option(str(exc), ns)}", file=sys.stderr)
+        Say.error(f"serve: {as_option(str(exc), ns)}", exc)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -358,7 +338,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     except BaseException as exc:
         if _interruption(exc) is None:
             raise
-        print("ukernel: interrupted", file=sys.stderr)
+        Say.error("interrupted", exc)
         return 130
     return 0
 
@@ -405,6 +385,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", help="RAM, e.g. 64M (the default)")
     parser.add_argument("--pid-max", type=int, help=f"pid_max (default {abi.PID_MAX_DEFAULT})")
     parser.add_argument(
+        "--nproc", type=int, metavar="N", help="RLIMIT_NPROC: at most N tasks (default max_threads / 2)"
+    )
+    parser.add_argument(
         "--config", metavar="FILE.toml", help="settings from a TOML file ([remote], cpus, ...); options here win"
     )
     parser.add_argument(
@@ -436,27 +419,29 @@ def _callees() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ukernel", description="A teaching microkernel: Linux's fork path as messages."
-    )
+    parser = OneLineParser(prog="ukernel", description="A teaching microkernel: Linux's fork path as messages.")
     parser.add_argument("--version", action="version", version=f"ukernel {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser(
         "run",
         help="run PROGRAM (a host .py file or a name under /bin) as init's child",
         usage="ukernel run [OPTION...] PROGRAM [ARG...]",
         allow_abbrev=False,  # an option is its whole name: _program_index must know where each one ends
+        epilog="exit status:\n" + "\n".join(f"  {code:<6} {why}" for code, why in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p_run.add_argument("program", nargs="?", help="ends ukernel's options: the words after it are the program's")
     p_run.add_argument("args", nargs="*", help="the program's arguments, options too: ukernel run head -n 3")
     p_run.add_argument("--list", action="store_true", help="list the programs under /bin, one line each")
+    p_run.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
     p_run.add_argument("-v", "--verbose", action="store_true", help="print every message, one line each, on stderr")
     p_run.add_argument("--trace", metavar="FILE", help="write the trace (JSON Lines unless --trace-format says)")
     p_run.add_argument(
         "--trace-format",
         default="jsonl",
         choices=["jsonl", *VIEWS],
-        help="write this view of the trace instead (to FILE, or stderr without --trace)",
+        help=f"write this view of the trace instead (to FILE, or stderr without --trace; {', '.join(FILE_VIEWS)} need FILE)",
     )
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
@@ -533,10 +518,15 @@ def main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     add_trace_parser(sub)
     add_lab_parser(sub)
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    Say.debug = argv[:1] == ["--debug"]  # before the command; run takes it among its options too
+    del argv[: Say.debug]
     if argv[:1] == ["run"]:
-        return cmd_run(parse_run(p_run, argv[1:]))
+        ns = parse_run(p_run, argv[1:])
+        Say.debug |= ns.debug
+        return cmd_run(ns)
     ns = parser.parse_args(argv)
+    Say.debug |= ns.debug
     return ns.func(ns)
 
 

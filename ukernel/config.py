@@ -40,14 +40,17 @@ from pathlib import Path
 from typing import Any
 
 from services import SERVICES, replacement
-from services.sched.classes import load_class
+from services.sched.classes import FAIR_CLASSES, load_class
+from services.sched.service import DEFAULT_SETTINGS
 
 from . import abi, plugin
 from .kernel.fork import STEP_NAMES, CopyProcess
+from .user.binfmt import userland_paths
 
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
 
 
+NPROC_AT_LEAST_1 = "must be at least 1 (RLIMIT_NPROC: how many tasks may exist)"
 MIN_MEMORY = 1 << 20  # room for init, a program and a tmpfs (half of it) that holds /bin's programs
 
 
@@ -114,6 +117,7 @@ class Config:
     bin_dirs: list[str] = field(default_factory=list)  # host directories whose *.py go into /bin as /bin/NAME
     host_files: list[str] = field(default_factory=list)  # HOST[:GUEST] files to copy in (host_file says where)
     service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
+    host_paths: dict[str, str] = field(default_factory=dict)  # guest path -> the host file it came from (messages)
 
     def __post_init__(self) -> None:
         check_types(vars(self))
@@ -125,9 +129,19 @@ class Config:
             raise ValueError(f"cpus: must be at least 1 (a machine needs a CPU), not {self.cpus}")
         if self.pid_max < 2:
             raise ValueError(f"pid_max: must leave room for pid 1, not {self.pid_max}")
-        load_class(self.sched)  # an unknown class is a ValueError now, not at boot
+        try:
+            load_class(self.sched)  # an unknown class is a ValueError now, not at boot
+        except ValueError as exc:
+            raise ValueError(f"sched: {exc}") from None
+        unknown = sorted(set(self.sched_settings) - set(DEFAULT_SETTINGS))
+        if unknown and self.sched in FAIR_CLASSES:  # (a class of one's own may take settings of its own)
+            raise ValueError(
+                f"sched_settings: {self.sched} takes no {', '.join(unknown)}; its settings: {', '.join(DEFAULT_SETTINGS)}"
+            )
         if not self.max_threads:  # set_max_threads: RAM / (THREAD_SIZE * 8), at least 20
             self.max_threads = max(20, self.memory // (THREAD_SIZE * 8))
+        if self.nproc < 0:
+            raise ValueError(f"nproc: {NPROC_AT_LEAST_1}, not {self.nproc}")
         if not self.nproc:
             self.nproc = self.max_threads // 2
         elsewhere = sorted(set(self.remote) - set(SERVICES))
@@ -143,6 +157,7 @@ class Config:
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)
         self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
+        self.host_paths = userland_paths() | host_names(self.bin_dirs, self.host_files) | self.host_paths
 
     @property
     def follows_wall(self) -> bool:
@@ -193,6 +208,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "files": (dict,),
     "remote": (dict,),
     "sched_settings": (dict,),
+    "host_paths": (dict,),
 }
 TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
 
@@ -253,10 +269,23 @@ def install(bin_dirs: list[str], host_files: list[str]) -> dict[str, bytes]:
         if isinstance(value, str) or not all(isinstance(item, str) for item in value):
             raise ValueError(f"{name}: a list of host paths, not {value!r}")
     files: dict[str, bytes] = {}
-    for directory in bin_dirs:
-        files |= bin_dir(directory)
-    files |= dict(host_file(spec) for spec in host_files)
+    try:
+        for directory in bin_dirs:
+            files |= bin_dir(directory)
+    except ValueError as exc:
+        raise ValueError(f"bin_dirs: {exc}") from None
+    try:
+        files |= dict(host_file(spec) for spec in host_files)
+    except ValueError as exc:
+        raise ValueError(f"host_files: {exc}") from None
     return files
+
+
+def host_names(bin_dirs: list[str], host_files: list[str]) -> dict[str, str]:
+    """Where each program ``install`` copies in came from on the host (guest -> host), so a
+    syntax error or a forgotten await names the file the student edits."""
+    names = {guest_path(p): str(p) for d in bin_dirs for p in sorted(Path(d).glob("*.py"))}
+    return names | {guest: host for host, guest in map(split_host_file, host_files)}
 
 
 def read_host(path: Path) -> bytes:

@@ -21,6 +21,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import abi
+
 #: How a spec is written, for error messages.
 FORMS = "path/to/file.py:Class or package.module:Class"
 
@@ -84,7 +86,7 @@ def load_file(path: Path) -> Any:
         real = path.expanduser().resolve(strict=True)
         stat = real.stat()
     except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+        raise ValueError(f"{path}: {abi.named(exc.errno, exc.strerror) if exc.errno else exc}") from None
     if not real.is_file():
         raise ValueError(f"{path}: not a file")
     # The name says which file (so a crash report is read relative to its directory) and

@@ -7,7 +7,7 @@ own that owns the terminal.
 Orphans are reparented to init, so the loop below is also where they are reaped.
 """
 
-from ukernel.abi import ECHILD, TIOCSCTTY
+from ukernel.abi import ECHILD, ENOENT, TIOCSCTTY
 
 
 async def main(sys, argv):
@@ -30,9 +30,9 @@ async def main(sys, argv):
         await sys.setpgid(0, 0)
         try:
             await sys.execve(argv[1], argv[2:] or [argv[1]])
-        except OSError as exc:  # a mistyped program name is one line, not a traceback
-            await sys.write(2, f"init: cannot run {argv[1]}: {type(exc).__name__}: {exc}\n".encode())
-            return 1
+        except OSError as exc:  # a mistyped name is one line; a program that does not load says why
+            await sys.write(2, f"init: cannot run {argv[1]}: {exc.strerror}\n".encode())
+            return 127 if exc.errno == ENOENT else 126  # as a shell: not found, found but not runnable
     code = 0
     while True:
         try:

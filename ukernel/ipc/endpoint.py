@@ -29,6 +29,7 @@ import trio
 from .. import abi
 from ..trace import Tracer
 from . import protocol, tcp
+from .router import BootError
 from .service import ReplyFn
 
 log = logging.getLogger("ukernel.remote")
@@ -81,8 +82,14 @@ class RemoteEndpoint:
 
     # --- life ---------------------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery) -> None:
-        """Dial once (a failure here is a boot error), then keep the connection in ``nursery``."""
-        await self._connect()
+        """Dial once (a failure here is a boot error, one line: tcp.dial_failure), then keep
+        the connection in ``nursery``."""
+        try:
+            await self._connect()
+        except (OSError, ValueError) as exc:
+            raise BootError(
+                f"remote: {self.service} at {self.url}: {tcp.dial_failure(self.url, self.service, exc)}"
+            ) from exc
         nursery.start_soon(self._supervise)
 
     async def _connect(self) -> None:

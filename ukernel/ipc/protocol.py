@@ -82,7 +82,7 @@ def error_from_exception(exc: OSError) -> dict[str, Any]:
 def oserror_from_map(error: dict[str, Any]) -> OSError:
     """The OSError a caller sees for an error reply (the inverse of error_map)."""
     err = int(error.get("errno", abi.EIO))
-    return OSError(err, str(error.get("message") or abi.strerror(err)))
+    return OSError(err, abi.named(err, str(error.get("message") or "")))  # a foreign service's text too
 
 
 def _split_method(method: Any) -> tuple[str, str]:

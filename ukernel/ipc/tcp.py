@@ -30,6 +30,7 @@ redial).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -43,6 +44,7 @@ from typing import Any, TypeVar
 import msgpack
 import trio
 
+from .. import abi
 from .protocol import msgid_of
 
 PROTO = "ukernel-rpc"
@@ -195,6 +197,24 @@ def parse_url(url: str) -> tuple[str, Any]:
             raise ValueError(f"bad address {url!r}: want unix:/PATH")
         return "unix", path
     raise ValueError(f"bad address {url!r}: want tcp://HOST:PORT or unix:/PATH")
+
+
+def dial_failure(url: str, service: str, exc: BaseException) -> str:
+    """Why ``dial`` could not reach ``service`` at ``url``, as one line a user can act on."""
+    serve = f"is `ukernel serve {service} --listen {url}` running?"
+    if isinstance(exc, HandshakeError):
+        why = str(exc).removeprefix(f"{url}: ")
+        hint = " (the secrets differ: UKERNEL_SECRET or --secret-file)" if "secret" in why else ""
+        return f"{why}{hint}"
+    if isinstance(exc, socket.gaierror):
+        return f"no such host: {parse_url(url)[1][0]} ({exc.strerror})"
+    if not isinstance(exc, OSError):
+        return str(exc)  # a bad address (parse_url)
+    errors = [exc, *(getattr(exc.__cause__, "exceptions", None) or ())]  # open_tcp_stream's, per address
+    err = next((e.errno for e in errors if isinstance(e, OSError) and e.errno), None)
+    if err in (errno.ECONNREFUSED, errno.ENOENT):
+        return f"{abi.errno_name(err)}: nobody listens there ({serve})"
+    return abi.named(err, str(exc)) if err else f"{exc} ({serve})"
 
 
 async def open_stream(url: str) -> trio.abc.Stream:

@@ -73,7 +73,7 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
     if size > ARG_MAX:
         raise abi.kernel_error(abi.E2BIG, f"argv and envp take {size} bytes; at most {ARG_MAX}")
     found = await k.call("vfs", "kernel_read_file", {"fs": task.fs, "path": path}, meta | {"step": "kernel_read_file"})
-    image = Image.load(found["path"], found["data"], argv, envp)
+    image = Image.load(found["path"], found["data"], argv, envp, k.config.host_paths.get(found["path"]))
     # the point of no return
     if len(task.leader.thread_group) > 1:
         await de_thread(k, task)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..kernel.task import current
+from .awaited import track_awaits
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
@@ -38,8 +39,10 @@ def _stat_result(fields: dict) -> os.stat_result:
     return os.stat_result(tuple(fields[key] for key in order))
 
 
+@track_awaits
 class Sys:
-    """What a program calls: the Linux syscalls, acting for ``current`` (like libc)."""
+    """What a program calls: the Linux syscalls, acting for ``current`` (like libc); each
+    call is an awaitable that knows where it was made (awaited.py: a forgotten await)."""
 
     def __init__(self, kernel: Kernel):
         self._kernel = kernel

@@ -20,6 +20,7 @@ from .. import abi
 from ..kernel.bug import KernelPanic
 from ..kernel.exit import do_exit
 from ..kernel.task import ExecImage, TaskExit, WaitChannel, current
+from .awaited import SyscallCall, dropped
 from .binfmt import HANDLE_SIGNAL, RT_SIGRETURN, Image, ReplayDiverged
 from .libc import Sys
 from .replay import HandlerFrame, Replay, fork_refusal, outer_syscall, signame
@@ -41,10 +42,39 @@ class Runtime:
         self.kernel = kernel
         self.sys = Sys(kernel)
         self.replays: dict[int, Replay] = {}  # task id -> its place in the journal it replays
+        self.unawaited: dict[int, list[SyscallCall]] = {}  # task id -> its sys calls not yet awaited
 
     def forget(self, task: TaskStruct) -> None:
-        """The task's image is gone (exit, exec): nothing of its journal is left to replay."""
+        """The task's image is gone (exit, exec): nothing of its journal is left to replay,
+        and what the old program called without awaiting will never run."""
         self.replays.pop(task.id, None)
+        for call in self.unawaited.pop(task.id, []):
+            call.drop()
+
+    def called(self, name: str, coro: Any, frame: Any) -> Any:
+        """A ``sys`` method was called (awaited.py): listed on the task until awaited."""
+        task = current.get(None)
+        if task is None:
+            return coro
+        return SyscallCall(name, coro, frame.f_code.co_filename, frame.f_lineno, self.unawaited.setdefault(task.id, []))
+
+    async def _check_awaited(self, task: TaskStruct, name: str) -> None:
+        """At a syscall's entry: a call the program made and let go of without ``await`` never
+        ran, so what follows is not what the program means; it is said where, and the process
+        is killed as Linux kills a bad system call (SIGSYS). At exit every call left counts."""
+        pending = self.unawaited.get(task.id)
+        forgotten = list(pending) if name in ("exit", "exit_group") else dropped(pending)
+        if not forgotten:
+            return
+        await self._say_forgotten(task, forgotten)
+        raise TaskExit(abi.W_EXITCODE(0, abi.SIGSYS))
+
+    async def _say_forgotten(self, task: TaskStruct, calls: list[SyscallCall]) -> None:
+        image = task.image
+        for call in calls:
+            call.drop()
+            where = image.shown_path if image is not None and call.filename == image.path else call.filename
+            await self._write_stderr(task, f"ukernel: {call.advice(where)}\n")
 
     def leftovers(self) -> list[int]:
         """Tasks with replays unfinished: check_invariants reports them."""
@@ -64,7 +94,9 @@ class Runtime:
             data, keep, (namespace, fn, arg, handlers) = copy_space(
                 image.namespace, (args.fn, args.arg, image.handlers), (self.sys, image.namespace.get("__builtins__"))
             )
-            child.image = Image(image.path, image.code, image.argv, image.envp, namespace, [], data, keep, handlers)
+            child.image = Image(
+                image.path, image.code, image.argv, image.envp, namespace, [], data, keep, handlers, image.host
+            )
             return ("call", fn, arg)
         refusal = fork_refusal(image.journal, current.id)
         if refusal is not None:
@@ -79,6 +111,8 @@ class Runtime:
         watchdog = self.kernel.watchdog
         watchdog.enter_kernel()
         try:
+            if self.unawaited.get(task.id):
+                await self._check_awaited(task, name)
             return await self._syscall(task, name, args)
         finally:
             watchdog.leave_kernel(task)
@@ -222,6 +256,7 @@ class Runtime:
                 raise  # the run is shutting down: not the program's doing
             code, group = abi.W_EXITCODE(1), True
             await self._report(task, exc)
+        await self._say_forgotten(task, self.unawaited.pop(task.id, []))  # (exited without a syscall)
         try:
             await do_exit(k, task, code, group)
         except KernelPanic:
