@@ -93,17 +93,13 @@ def test_an_installed_wheel_runs_hello_from_another_directory(wheel: Path, tmp_p
     assert lab.returncode == 0 and "util" in lab.stdout, lab.stdout + lab.stderr
 
 
-#: Linked from the README but written on another branch (issue 16's CLI work); drop once merged.
-WRITTEN_ELSEWHERE = {"docs/cli.md"}
-
-
 def test_the_readme_links_only_inside_the_repository():
     """The README is the package's long description too: each link is a relative path
     to a file or folder of the repository, so it works in a checkout, on any host."""
     text = (ROOT / "README.md").read_text()
     targets = re.findall(r"\]\(([^)]+)\)", text)
     assert targets and not [t for t in targets if re.match(r"[a-z]+:", t) or t.startswith(("/", "../"))]
-    missing = {t for t in targets if not (ROOT / t).exists()} - WRITTEN_ELSEWHERE
+    missing = {t for t in targets if not (ROOT / t).exists()}
     assert missing == set()
     assert "https://" not in text and "http://" not in text
     assert "(examples/cluster.toml)" in text and "(docs/performance.md)" in text
