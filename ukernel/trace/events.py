@@ -181,8 +181,8 @@ class ProgressSink:
 
 #: How the console paints what is not a service's message: SGR parameters that read on
 #: light and dark terminals alike (no white or yellow text, no background): the kernel's
-#: syscall lines bold in the default colour, scheduling dim, anything else plain.
-STYLE = {"syscall_enter": "1", "syscall_exit": "1", "sched": "2"}
+#: syscall and signal lines bold in the default colour, scheduling dim, anything else plain.
+STYLE = {"syscall_enter": "1", "syscall_exit": "1", "signal": "1", "sched": "2"}
 
 
 def colour_wanted(stream: IO[str], environ: dict[str, str] | None = None) -> bool:
@@ -275,6 +275,10 @@ def format_event(event: Event, width: int = 60) -> str | None:
         return sched_line(event)
     if kind == "fault":
         return f"   fault [pid {event.get('pid')}] {fault_text(event)} (cause #{event.get('cause')})"
+    if kind == "signal":
+        from .views.format import signal_line  # the views import this module: strace's line, drawn once
+
+        return f"   signal [pid {event.get('pid')}] {signal_line(event)} ({event.get('action')})"
     return f"   {kind} {json.dumps(event, default=_json_default)}"
 
 
