@@ -36,6 +36,19 @@ class OneLineParser(argparse.ArgumentParser):
         Say.error(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
         sys.exit(2)
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Remember the innermost (sub)command that parsed, so an unknown argument is its error."""
+        ns, extras = super().parse_known_args(args, namespace)
+        if getattr(ns, "_parser", None) is None:
+            ns._parser = self
+        return ns, extras
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            ns._parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
 
 #: Views that are documents for another program (a browser, Perfetto): they need a file.
 FILE_VIEWS = ("html", "chrome", "gantt")

@@ -89,6 +89,10 @@ VIEWS: dict[str, View] = {
     "mermaid": View(mermaid, "one syscall's route as a Mermaid sequenceDiagram", (*ROUTE_OPTIONS, "values")),
     "stats": View(stats, "messages per service and op, page faults by kind, syscalls per pid"),
     "chrome": View(chrome_json, "the whole run as Chrome Trace Event JSON, for ui.perfetto.dev"),
-    "html": View(html, "one self-contained page: every syscall clickable to draw its route, the pstree, the output", ROUTE_OPTIONS),
+    "html": View(
+        html,
+        "one self-contained page: every syscall clickable to draw its route, the pstree, the output",
+        ROUTE_OPTIONS,
+    ),
     "gantt": View(gantt, "an SVG chart of the task each CPU ran, over virtual time"),
 }
