@@ -8,7 +8,17 @@ from itertools import chain
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.pid import BITS_PER_PAGE, INIT_PID_NS, PidNamespace, PidService, find_next_zero_bit
+from services.pid import (
+    BITS_PER_PAGE,
+    INIT_PID_NS,
+    WORD_FULL,
+    WORDS_PER_PAGE,
+    PidMap,
+    PidNamespace,
+    PidService,
+    find_next_zero_bit,
+    new_page,
+)
 from ukernel import abi
 from ukernel.testing import service_client
 
@@ -40,22 +50,37 @@ class ReferencePid(PidService):
 
 
 def bits_agree(svc: PidService) -> None:
-    """Every namespace's bitmap holds exactly its hashed numbers (and pid 0), nr_free counts the rest."""
+    """Every namespace's bitmap holds exactly its hashed numbers (and pid 0); nr_free and
+    the summary of full words agree with the bits."""
     for ns in svc.namespaces.values():
         for index, pidmap in enumerate(ns.pidmap):
-            base = index * BITS_PER_PAGE
-            want = {nr - base for nr in ns.used if base <= nr < base + BITS_PER_PAGE} | ({0} if index == 0 else set())
-            page = pidmap.page or 0
-            assert {i for i in range(page.bit_length()) if page >> i & 1} == want
-            assert pidmap.nr_free == BITS_PER_PAGE - len(want)
+            want = [0] * WORDS_PER_PAGE
+            for nr in [*ns.used, 0]:
+                if nr // BITS_PER_PAGE == index:
+                    want[nr % BITS_PER_PAGE // 64] |= 1 << nr % 64
+            assert list(pidmap.page or [0] * WORDS_PER_PAGE) == want
+            assert pidmap.nr_free == BITS_PER_PAGE - sum(word.bit_count() for word in want)
+            assert pidmap.full == sum(1 << w for w, word in enumerate(want) if word == WORD_FULL)
+
+
+def page_of(bits: int) -> PidMap:
+    """A pidmap page holding ``bits`` (bit i: pid i), its summary of full words made as it is."""
+    pidmap = PidMap(page=new_page(), nr_free=BITS_PER_PAGE - bits.bit_count())
+    for w in range(WORDS_PER_PAGE):
+        pidmap.page[w] = bits >> (64 * w) & WORD_FULL
+        pidmap.full |= (pidmap.page[w] == WORD_FULL) << w
+    return pidmap
 
 
 def test_find_next_zero_bit_on_words():
-    assert find_next_zero_bit(0, 0) == 0
-    assert find_next_zero_bit(0b1011, 0) == 2
-    assert find_next_zero_bit(0b1011, 3) == 4
-    assert find_next_zero_bit((1 << BITS_PER_PAGE) - 1, 0) == BITS_PER_PAGE  # full: none in the page
-    assert find_next_zero_bit((1 << 40) - 1 - (1 << 35), 5) == 35
+    assert find_next_zero_bit(page_of(0), 0) == 0
+    assert find_next_zero_bit(page_of(0b1011), 0) == 2
+    assert find_next_zero_bit(page_of(0b1011), 3) == 4
+    assert find_next_zero_bit(page_of((1 << BITS_PER_PAGE) - 1), 0) == BITS_PER_PAGE  # full: none in the page
+    assert find_next_zero_bit(page_of((1 << 200) - 1 - (1 << 135)), 5) == 135  # past two full words
+    assert find_next_zero_bit(page_of((1 << 200) - 1 - (1 << 135)), 136) == 200
+    assert find_next_zero_bit(page_of((1 << BITS_PER_PAGE) - 1 - (1 << 32767)), 9) == 32767  # the last bit
+    assert find_next_zero_bit(page_of((1 << BITS_PER_PAGE) - 1 - 1), 1) == BITS_PER_PAGE  # only below offset
 
 
 # --- property: the bitmap against the reference, through the same messages ---------------------
@@ -152,7 +177,8 @@ async def test_pages_are_made_on_first_use_and_full_ones_skipped():
     ns.last = 5  # the search starts in a full page: nr_free says skip it, page 1 is made
     got = await svc.alloc_pid(None, INIT_PID_NS)
     assert got["numbers"] == [BITS_PER_PAGE] and ns.last == BITS_PER_PAGE
-    assert ns.pidmap[1].page == 1 and ns.pidmap[2].page is None
+    assert ns.pidmap[1].page == page_of(1).page and ns.pidmap[2].page is None
+    assert ns.pidmap[0].full == (1 << WORDS_PER_PAGE) - 1  # every word of page 0 is full
     await svc.free_pid(None, got["pid"])
-    assert ns.pidmap[1].page == 0 and ns.pidmap[1].nr_free == BITS_PER_PAGE  # freed, the page kept
+    assert ns.pidmap[1].page == page_of(0).page and ns.pidmap[1].nr_free == BITS_PER_PAGE  # freed, the page kept
     bits_agree(svc)
