@@ -1,12 +1,13 @@
 # make demo: set up and run the nginx demo with its message trace.
 # make test: set up with the test extras and run the whole suite.
+# make scale: per-operation costs as the number of processes grows (bench/scale.py; SCALE_ARGS=--big adds 32,000).
 # make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench lint clean
+.PHONY: demo test fuzz bench scale lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/fork.py
 	$(BIN)/python bench/mm.py
 	$(BIN)/python bench/remote.py
+
+scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
