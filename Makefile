@@ -1,13 +1,14 @@
 # make demo: set up, run the nginx demo, then show the route of its first fork (a dozen lines);
 #            every message of the run is one flag away: .venv/bin/ukernel run -v nginx 4
 # make test: set up with the test extras and run the whole suite (skipped tests say why: -rs).
+# make scale: per-operation costs as the number of processes grows (bench/scale.py; SCALE_ARGS=--big adds 32,000).
 # make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench lint clean
+.PHONY: demo test fuzz bench scale lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +40,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/fork.py
 	$(BIN)/python bench/mm.py
 	$(BIN)/python bench/remote.py
+
+scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -4,15 +4,24 @@ A process is not its number. Linux gives each task a ``struct pid``, and the
 struct pid carries one number (a ``struct upid``) for every pid namespace it
 can be seen from: its own namespace and each ancestor up to the initial one.
 A task in a container is 1 inside and, say, 4242 outside; both are the same
-struct pid. This service owns those structs and the per-namespace number maps
-(Linux keeps one IDR per ``struct pid_namespace``), and nothing else: the
-kernel asks it for numbers and gives them back.
+struct pid. This service owns those structs and the per-namespace number maps,
+and nothing else: the kernel asks it for numbers and gives them back.
 
-Numbers are handed out cyclically (``idr_alloc_cyclic``): the next free number
-after the last one given, wrapping when pid_max is reached. That way a pid that
-just died is not given to a new process straight away, so a stale ``kill(pid)``
-is unlikely to hit a stranger. After the first wrap the search restarts at
-RESERVED_PIDS (300), not 1: the low numbers belong to daemons started at boot.
+Each namespace keeps its numbers the way Linux 2.6 did (kernel/pid.c,
+``alloc_pidmap``): a bitmap, one bit per pid, in pages of 4 KiB = 32,768 bits
+(``struct pidmap``: the page and ``nr_free``, its zero bits), a page allocated
+only when a pid in its range is first taken. Taking a pid is
+``find_next_zero_bit`` from the cursor; a full page is skipped by its
+``nr_free`` without looking at its bits, so a fork costs the same with 30
+processes or 30,000. Finding the struct pid of a number is a separate hash
+(Linux's ``pid_hash``; ``used`` here). Linux today keeps an IDR (a radix tree)
+instead; the numbers it gives are the same.
+
+Numbers are handed out cyclically: the next free number after the last one
+given, wrapping when pid_max is reached. That way a pid that just died is not
+given to a new process straight away, so a stale ``kill(pid)`` is unlikely to
+hit a stranger. After the first wrap the search restarts at RESERVED_PIDS
+(300), not 1: the low numbers belong to daemons started at boot.
 
 Handles (for struct pids and namespaces alike) are small ints from a single
 counter, so a pid handle can never be mistaken for a namespace handle.
@@ -20,13 +29,70 @@ counter, so a pid handle can never be mistaken for a namespace handle.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
-from itertools import chain
 
 from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
 
 INIT_PID_NS = 1  # handle of init_pid_ns, the initial namespace (level 0)
+
+
+#: BITS_PER_PAGE (include/linux/pid_namespace.h): the pids one pidmap page holds.
+BITS_PER_PAGE = abi.PAGE_SIZE * 8
+BITS_PER_LONG = 64
+WORD_FULL = (1 << BITS_PER_LONG) - 1
+WORDS_PER_PAGE = BITS_PER_PAGE // BITS_PER_LONG
+
+
+@dataclass
+class PidMap:
+    """struct pidmap: one page of the bitmap and ``nr_free``, its zero bits.
+
+    ``page`` is the 4 KiB page as Linux has it, 512 unsigned longs (bit i of word w:
+    pid ``page_base + 64 * w + i`` is taken), None until a pid in its range is taken
+    (Linux allocates the page then). ``full`` is ukernel's own addition, one bit per
+    word, set while that word is all ones: Linux's find_next_zero_bit walks the words
+    in a C loop that costs nanoseconds; the same walk in Python would cost more than
+    the whole fork, so the full words are skipped through ``full`` instead."""
+
+    page: array | None = None
+    nr_free: int = BITS_PER_PAGE
+    full: int = 0
+
+
+def lowest_zero_bit(x: int) -> int:
+    """The number of x's lowest zero bit: the carry of ``x + 1`` stops there, so
+    ``~x & (x + 1)`` is that bit alone."""
+    return (~x & (x + 1)).bit_length() - 1
+
+
+def find_next_zero_bit(pidmap: PidMap, offset: int) -> int:
+    """The first zero bit of the page at or after ``offset`` (BITS_PER_PAGE: none)."""
+    index = offset // BITS_PER_LONG
+    word = pidmap.page[index] | ((1 << offset % BITS_PER_LONG) - 1)  # bits below offset: taken
+    if word != WORD_FULL:
+        return index * BITS_PER_LONG + lowest_zero_bit(word)
+    index += 1 + lowest_zero_bit(pidmap.full >> (index + 1))  # the next word not full
+    if index >= WORDS_PER_PAGE:
+        return BITS_PER_PAGE
+    return index * BITS_PER_LONG + lowest_zero_bit(pidmap.page[index])
+
+
+def find_next_offset(pidmap: PidMap, offset: int) -> int:
+    """find_next_offset(map, off): the next free offset in one page (a page never
+    allocated is all free)."""
+    return offset if pidmap.page is None else find_next_zero_bit(pidmap, offset)
+
+
+def new_page() -> array:
+    """A zeroed page: 4 KiB of unsigned longs."""
+    return array("Q", bytes(abi.PAGE_SIZE))
+
+
+def mk_pid(index: int, offset: int) -> int:
+    """mk_pid(ns, map, off): the pid at ``offset`` in page ``index``."""
+    return index * BITS_PER_PAGE + offset
 
 
 @dataclass
@@ -35,11 +101,12 @@ class PidNamespace:
 
     level: int
     parent: int | None
-    last: int = 0  # last number idr_alloc_cyclic gave (/proc/sys/kernel/ns_last_pid)
-    used: dict[int, int] = field(default_factory=dict)  # the IDR: nr -> pid handle
+    last: int = 0  # last_pid: the last number alloc_pidmap gave (/proc/sys/kernel/ns_last_pid)
+    used: dict[int, int] = field(default_factory=dict)  # the pid_hash: nr -> pid handle (find_pid_ns)
     refcount: int = 1
     adding: bool = True  # PIDNS_ADDING: cleared once the namespace's init is gone
     inum: int = abi.INIT_NS_INUMS["pid"]  # ns.inum: what /proc/PID/ns/pid names
+    pidmap: list[PidMap] = field(default_factory=list)  # pidmap[PIDMAP_ENTRIES], pages made lazily
 
 
 @dataclass
@@ -65,12 +132,21 @@ class PidService(Service):
             raise ValueError("pid_max must leave room for pid 1")
         self.pid_max = pid_max
         self._next_handle = INIT_PID_NS
-        self.namespaces: dict[int, PidNamespace] = {self._handle(): PidNamespace(level=0, parent=None)}
+        self.namespaces: dict[int, PidNamespace] = {self._handle(): self._new_ns(level=0, parent=None)}
         self.pids: dict[int, Pid] = {}
 
     def _handle(self) -> int:
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         return handle
+
+    def _new_ns(self, **kw: object) -> PidNamespace:
+        """create_pid_namespace's pidmap: PIDMAP_ENTRIES pages for pid_max, none allocated
+        but the first, whose bit 0 is set: pid 0 is the idle task's, never handed out."""
+        ns = PidNamespace(**kw)
+        ns.pidmap = [PidMap() for _ in range((self.pid_max + BITS_PER_PAGE - 1) // BITS_PER_PAGE)]
+        ns.pidmap[0] = PidMap(page=new_page(), nr_free=BITS_PER_PAGE - 1)
+        ns.pidmap[0].page[0] = 1
+        return ns
 
     def _chain(self, ns: int) -> list[int]:
         """The namespace handles from level 0 down to ``ns``."""
@@ -81,25 +157,67 @@ class PidService(Service):
         return handles[::-1]
 
     # --- numbers ------------------------------------------------------------
-    def _alloc_cyclic(self, ns: PidNamespace, handle: int) -> int:
-        """idr_alloc_cyclic(idr, pid_min, pid_max): the next free nr after ``last``, wrapping."""
-        # Linux's cursor is last+1; past RESERVED_PIDS the wrap goes back to 300, not 1.
-        pid_min = abi.RESERVED_PIDS if ns.last + 1 > abi.RESERVED_PIDS else 1
-        start = max(ns.last + 1, pid_min)
-        for nr in chain(range(start, self.pid_max), range(pid_min, start)):
-            if nr not in ns.used:
-                ns.used[nr] = handle
-                ns.last = nr
-                return nr
-        raise abi.kernel_error(abi.EAGAIN, f"no free pid below pid_max {self.pid_max} at level {ns.level}")
+    def alloc_pidmap(self, ns: PidNamespace, handle: int) -> int:
+        """alloc_pidmap: the first free number after ``last``, else (the wrap) the first
+        from RESERVED_PIDS; EAGAIN when every one is taken.
 
-    def _alloc_tid(self, ns: PidNamespace, handle: int, tid: int) -> int:
-        """clone3's set_tid: exactly this number (idr_alloc; the cursor does not move)."""
+        Linux never lets pid_max below RESERVED_PIDS + 1; ukernel does (a lab with pid_max
+        8), and there the wrap goes back to 1 as long as the cursor has not passed
+        RESERVED_PIDS, as today's IDR allocator does (``idr_get_cursor > RESERVED_PIDS``)."""
+        start = ns.last + 1
+        pid_min = abi.RESERVED_PIDS if start > abi.RESERVED_PIDS else 1
+        nr = self._scan_pidmap(ns, start, self.pid_max)
+        if nr is None:
+            nr = self._scan_pidmap(ns, pid_min, start)
+        if nr is None:
+            raise abi.kernel_error(abi.EAGAIN, f"no free pid below pid_max {self.pid_max} at level {ns.level}")
+        self._set_pidmap(ns, nr, handle)
+        ns.last = nr
+        return nr
+
+    def _scan_pidmap(self, ns: PidNamespace, nr: int, end: int) -> int | None:
+        """The first zero bit in [nr, end): page by page, full pages skipped by nr_free."""
+        while nr < end:
+            index, offset = divmod(nr, BITS_PER_PAGE)
+            pidmap = ns.pidmap[index]
+            if pidmap.nr_free:
+                offset = find_next_offset(pidmap, offset)
+                if offset < BITS_PER_PAGE:
+                    nr = mk_pid(index, offset)
+                    return nr if nr < end else None
+            nr = mk_pid(index + 1, 0)
+        return None
+
+    def _set_pidmap(self, ns: PidNamespace, nr: int, handle: int) -> None:
+        """test_and_set_bit on a bit known clear; the page is allocated on first use."""
+        index, offset = divmod(nr, BITS_PER_PAGE)
+        pidmap = ns.pidmap[index]
+        if pidmap.page is None:
+            pidmap.page = new_page()
+        word, bit = divmod(offset, BITS_PER_LONG)
+        pidmap.page[word] |= 1 << bit
+        if pidmap.page[word] == WORD_FULL:
+            pidmap.full |= 1 << word
+        pidmap.nr_free -= 1
+        ns.used[nr] = handle
+
+    def free_pidmap(self, ns: PidNamespace, nr: int) -> None:
+        """free_pidmap: clear the bit (the page stays, as Linux keeps it) and unhash the number."""
+        index, offset = divmod(nr, BITS_PER_PAGE)
+        pidmap = ns.pidmap[index]
+        word, bit = divmod(offset, BITS_PER_LONG)
+        pidmap.full &= ~(1 << word)
+        pidmap.page[word] &= ~(1 << bit) & WORD_FULL
+        pidmap.nr_free += 1
+        del ns.used[nr]
+
+    def alloc_tid(self, ns: PidNamespace, handle: int, tid: int) -> int:
+        """clone3's set_tid: exactly this number; the cursor does not move."""
         if not 1 <= tid < self.pid_max:
             raise abi.kernel_error(abi.EINVAL, f"set_tid {tid} is outside [1, {self.pid_max})")
         if tid in ns.used:
             raise abi.kernel_error(abi.EEXIST, f"pid {tid} is taken at level {ns.level}")
-        ns.used[tid] = handle
+        self._set_pidmap(ns, tid, handle)
         return tid
 
     @op
@@ -122,7 +240,7 @@ class PidService(Service):
             for i in range(top.level, -1, -1):
                 tmp = self.namespaces[chain_[i]]
                 k = top.level - i
-                nr = self._alloc_tid(tmp, handle, set_tid[k]) if k < len(set_tid) else self._alloc_cyclic(tmp, handle)
+                nr = self.alloc_tid(tmp, handle, set_tid[k]) if k < len(set_tid) else self.alloc_pidmap(tmp, handle)
                 taken.append((tmp, nr))
                 numbers[i] = nr
             # Checked last, as Linux does under the lock: a dying namespace takes no one new.
@@ -130,7 +248,7 @@ class PidService(Service):
                 raise abi.kernel_error(abi.ENOMEM, f"pid namespace {ns} is dying (its init has exited)")
         except BaseException:
             for tmp, nr in taken:
-                del tmp.used[nr]
+                self.free_pidmap(tmp, nr)
             if top.adding and not top.used:
                 top.last = 0  # the first pid failed: the next try must still get 1, the init
             raise
@@ -161,7 +279,7 @@ class PidService(Service):
         del self.pids[pid]
         for nr, handle in zip(p.numbers, p.nss, strict=True):
             ns = self.namespaces[handle]
-            del ns.used[nr]
+            self.free_pidmap(ns, nr)
             if not ns.used and handle != INIT_PID_NS:
                 ns.adding = False  # its last process is gone: no one can join it again
         self._put_ns(p.nss[-1])
@@ -178,7 +296,7 @@ class PidService(Service):
         if parent != INIT_PID_NS:
             up.refcount += 1
         handle = self._handle()
-        self.namespaces[handle] = PidNamespace(level=up.level + 1, parent=parent, inum=inum)
+        self.namespaces[handle] = self._new_ns(level=up.level + 1, parent=parent, inum=inum)
         return {"ns": handle, "level": up.level + 1}
 
     @op

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import abi
 from ..user.binfmt import Image
 from .exit import mm_release, release_task, zap_other_threads
-from .task import ExecImage, TaskStruct
+from .task import Children, ExecImage, TaskStruct
 from .uaccess import ARG_MAX, arg_size
 
 if TYPE_CHECKING:
@@ -53,12 +53,16 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
         setattr(task, attr, getattr(leader, attr))
     parent = leader.real_parent
     if parent is not None and leader in parent.children:
-        parent.children[parent.children.index(leader)] = task
+        parent.children.replace(leader, task)
     leader.real_parent = None
     task.group_leader, task.thread_group = None, [task]
     leader.group_leader = task
-    task.children += [c for c in leader.children if c not in task.children]
-    leader.children = []
+    adopted, leader.children = list(leader.children), Children()
+    for child in adopted:  # the old leader's children are the thread's now (what it had to report too)
+        child.real_parent = task
+        if child not in task.children:
+            task.children.append(child)
+            task.children.note(child)
     k.tasks.add(task)
     k.tasks.add(leader)
     if k.program is leader:

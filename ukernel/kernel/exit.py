@@ -14,7 +14,7 @@ from ..ipc.router import Sent
 from .contracts import ServiceBug
 from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
-from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
+from .task import Children, TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 from .tty import disassociate_ctty
 
 if TYPE_CHECKING:
@@ -145,15 +145,11 @@ def find_new_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
 
 
 def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
-    """The init of the task's pid namespace, or the idle task once that init is gone."""
-    for candidate in k.tasks:
-        if (
-            candidate.pid_ns == task.pid_ns
-            and candidate.numbers[-1] == 1
-            and candidate.state == "running"
-            and candidate is not task
-        ):
-            return candidate
+    """The init of the task's pid namespace (its number 1 there), or the idle task once
+    that init is gone."""
+    init = k.tasks.find_in(task.pid_ns, 1)
+    if init is not None and init.pid_ns == task.pid_ns and init.state == "running" and init is not task:
+        return init
     return k.idle
 
 
@@ -164,14 +160,16 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     if task.level > 0 and task.numbers[-1] == 1 and task is task.leader:
         await zap_pid_ns_processes(k, task, meta)
     reaper = find_new_reaper(k, task)
-    children, task.children = list(task.children), []
-    for child in children:
+    children, task.children = list(task.children), Children()
+    for child in children:  # forget_original_parent
         child.real_parent = reaper
         child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
         reaper.children.append(child)
         if child.state == "zombie":
             await notify_parent(k, child, meta)
         else:
+            if child.report is not None:  # a stop or continue not yet waited for goes along
+                reaper.children.note(child)
             await kill_orphaned_pgrp(k, child, task, meta)  # reparent_leader
     leader = task.leader
     if all(t is task or t.state != "running" for t in leader.thread_group):  # group_dead: the last thread
@@ -244,6 +242,8 @@ def thread_group_empty(leader: TaskStruct) -> bool:
 async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
+    if parent is not None:
+        parent.children.note(task)  # a zombie for its wait4, even before the signal
     if parent is None or parent is k.idle or parent.leader.sighand is None or not parent.leader.sighand_pins.pin():
         await release_task(k, task)  # no parent left to tell (its sighand is being put: it is exiting too)
         return
@@ -336,18 +336,21 @@ def eligible(task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> bool:
 
 async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | None:
     """wait4 and waitid: reap a zombie child or take a stopped / continued child's report,
-    or sleep until a child changes state; None under WNOHANG when none has."""
+    or sleep until a child changes state; None under WNOHANG when none has.
+
+    Linux walks every child of every thread here; ukernel looks only at the children
+    queued as reportable (and at one child for wait4(pid)), so a wait costs the same
+    with 10 children or 10,000. The child it takes is still the one the walk would
+    take: the first thread's, earliest in its children list."""
     leader = task.leader
     while True:
         event = leader.child_wait
-        threads = [task] if wo.options & abi.__WNOTHREAD else list(leader.thread_group)
-        children = [c for t in threads for c in t.children if eligible(task, c, wo)]
-        if not children:
+        threads = [task] if wo.options & abi.__WNOTHREAD else leader.thread_group
+        child = find_reportable(k, task, threads, wo)
+        if child is not None:
+            return await wait_consider_task(k, task, child, wo)
+        if not has_eligible_child(k, task, threads, wo):
             raise abi.kernel_error(abi.ECHILD, _no_child(wo))
-        for child in children:
-            report = await wait_consider_task(k, task, child, wo)
-            if report is not None:
-                return report
         if wo.options & abi.WNOHANG:
             return None
         await k.sleep_on(task, event, wchan=WaitChannel(wo.syscall, _waits_for(wo)))
@@ -357,26 +360,85 @@ async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | Non
             raise abi.kernel_error(abi.ERESTARTSYS, f"{wo.syscall} interrupted by a signal")
 
 
-async def wait_consider_task(k: Kernel, task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> WaitReport | None:
-    """One child: a stop or continue to report (wait_task_stopped / wait_task_continued,
-    each once unless WNOWAIT), or a zombie to reap (wait_task_zombie; WNOWAIT leaves it)."""
-    keep = wo.options & abi.WNOWAIT
-    report, nr = child.report, child.vnr(task)
+def ready(child: TaskStruct, wo: WaitOpts) -> str | None:
+    """What ``child`` has for this wait: "report" (a stop or continue the options ask
+    for), "zombie" (dead, its threads gone, WEXITED asked for), or None."""
+    report = child.report
     if (
         report
         and child.state == "running"
         and wo.options & (abi.WSTOPPED if report[0] == "stopped" else abi.WCONTINUED)
     ):
+        return "report"
+    if child.state == "zombie" and thread_group_empty(child) and wo.options & abi.WEXITED:
+        return "zombie"
+    return None
+
+
+def find_reportable(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: WaitOpts) -> TaskStruct | None:
+    """The child this wait takes: for wait4(pid), that child if it is ready; else, in the
+    first thread that has one, the ready eligible child earliest in its children."""
+    if wo.type == abi.P_PID:
+        child = child_by_pid(k, task, threads, wo)
+        return child if child is not None and ready(child, wo) else None
+    for thread in threads:
+        queue = thread.children.reportable
+        found = None
+        for child in list(queue):
+            if child not in thread.children or not (child.state == "zombie" or child.report is not None):
+                del queue[child]  # reaped, moved, or its report taken since it was queued
+            elif eligible(task, child, wo) and ready(child, wo):
+                if found is None or thread.children.place(child) < thread.children.place(found):
+                    found = child
+        if found is not None:
+            return found
+    return None
+
+
+def child_by_pid(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: WaitOpts) -> TaskStruct | None:
+    """wait4(pid)'s child: the task with that number in the waiter's namespace, if it is
+    a child of the waiter (or of a thread of its group, without __WNOTHREAD)."""
+    child = k.tasks.find(wo.id, task)
+    parent = child.real_parent if child is not None else None
+    if parent is None or child not in parent.children:
+        return None
+    mine = parent is task if wo.options & abi.__WNOTHREAD else parent.leader is task.leader
+    return child if mine and eligible(task, child, wo) else None
+
+
+def has_eligible_child(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: WaitOpts) -> bool:
+    """Whether there is anyone to wait for at all (else ECHILD), from the counts kept
+    with each children list; a wait for a process group still looks at the children."""
+    if wo.type == abi.P_PID:
+        return child_by_pid(k, task, threads, wo) is not None
+    if wo.type == abi.P_ALL:
+        for thread in threads:
+            children = thread.children
+            if wo.options & abi.__WALL:
+                mine = len(children)
+            else:
+                mine = children.nr_clone if wo.options & abi.__WCLONE else len(children) - children.nr_clone
+            if mine:
+                return True
+        return False
+    return any(eligible(task, child, wo) for thread in threads for child in thread.children)
+
+
+async def wait_consider_task(k: Kernel, task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> WaitReport:
+    """A ready child: a stop or continue to report (wait_task_stopped /
+    wait_task_continued, each once unless WNOWAIT), or a zombie to reap
+    (wait_task_zombie; WNOWAIT leaves it)."""
+    keep = wo.options & abi.WNOWAIT
+    report, nr = child.report, child.vnr(task)
+    if ready(child, wo) == "report":
         if not keep:
             child.report = None
         if report[0] == "continued":
             return WaitReport(nr, abi.CLD_CONTINUED, abi.SIGCONT, 0xFFFF, child.utime)
         return WaitReport(nr, abi.CLD_STOPPED, report[1], (report[1] << 8) | 0x7F, child.utime)
-    if child.state == "zombie" and thread_group_empty(child) and wo.options & abi.WEXITED:
-        if not keep:
-            await release_task(k, child)
-        return WaitReport(nr, *exit_code_info(child.exit_code), child.exit_code, child.utime)
-    return None
+    if not keep:
+        await release_task(k, child)
+    return WaitReport(nr, *exit_code_info(child.exit_code), child.exit_code, child.utime)
 
 
 def _no_child(wo: WaitOpts) -> str:

@@ -9,6 +9,7 @@ signal, nsproxy, pid), never a service's objects. Links between tasks
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -91,10 +92,10 @@ class TaskStruct:
     ns_path: list[int] = field(default_factory=lambda: [1])  # the pid ns at each level, outermost first
     # --- family ---
     real_parent: TaskStruct | None = None
-    children: list[TaskStruct] = field(default_factory=list)
+    children: Children = field(default_factory=lambda: Children())
     group_leader: TaskStruct | None = None
     thread_group: list[TaskStruct] = field(default_factory=list)  # on the leader: every live thread
-    exit_signal: int = abi.SIGCHLD
+    _exit_signal: int = abi.SIGCHLD  # exit_signal (the property below keeps the parent's count)
     # --- handles from the services ---
     mm: int | None = None
     files: int | None = None
@@ -133,7 +134,7 @@ class TaskStruct:
     group_stop_sig: int = 0  # on the leader: the signal of the group stop in progress
     jobctl_stop_pending: bool = False  # JOBCTL_STOP_PENDING: this thread is to stop at its next kernel exit
     task_stopped: bool = False  # __TASK_STOPPED: this thread sleeps in do_signal_stop (/proc's T)
-    report: tuple | None = None  # on the leader: ("stopped", sig) or ("continued", SIGCONT) for wait4
+    _report: tuple | None = None  # report (the property below queues it for the parent's wait4)
     cld_notify: int = 0  # on the leader: SIGNAL_CLD_STOPPED / _CONTINUED as a CLD_* code, the parent yet to hear
     cont_event: trio.Event = field(default_factory=trio.Event)
     set_child_tid: int = 0
@@ -157,6 +158,31 @@ class TaskStruct:
         """Who it is, not everything it holds: the default repr walks parent, children and
         threads, and in an error message that is tens of kilobytes."""
         return f"TaskStruct(pid={self.pid}, comm={self.comm!r}, state={self.state!r})"
+
+    @property
+    def exit_signal(self) -> int:
+        """The signal the parent gets when this child dies; a child whose signal is not
+        SIGCHLD is a "clone" child, waited for only with __WCLONE or __WALL."""
+        return self._exit_signal
+
+    @exit_signal.setter
+    def exit_signal(self, sig: int) -> None:
+        parent = self.real_parent
+        if parent is not None and self in parent.children:
+            parent.children.reclass(self, sig)
+        self._exit_signal = sig
+
+    @property
+    def report(self) -> tuple | None:
+        """On the leader: ("stopped", sig) or ("continued", SIGCONT), for the parent's wait4.
+        A report given is queued on the parent, so its wait4 finds it without a walk."""
+        return self._report
+
+    @report.setter
+    def report(self, report: tuple | None) -> None:
+        self._report = report
+        if report is not None and self.real_parent is not None:
+            self.real_parent.children.note(self)
 
     @property
     def level(self) -> int:
@@ -201,24 +227,92 @@ def wake_waiters(leader: TaskStruct) -> None:
     leader.child_wait = type(leader.child_wait)()
 
 
+class Children:
+    """task->children, kept so that wait4 need not walk it.
+
+    The children in the order they joined (list_add_tail: at fork, when reparented),
+    each with its place in that order; ``nr_clone``, how many are __WCLONE children, so
+    wait4 knows at once whether it has anyone to wait for; and ``reportable``, the
+    children that may have something to report (a zombie, a stop, a continue): one
+    wait4 looks at those, not at every child. An entry there is checked when looked
+    at (one reaped or reported since is dropped then), so a child becoming reportable
+    only has to be noted."""
+
+    __slots__ = ("_place", "_next", "nr_clone", "reportable")
+
+    def __init__(self, children: Iterable[TaskStruct] = ()) -> None:
+        self._place: dict[TaskStruct, int] = {}
+        self._next = 0
+        self.nr_clone = 0
+        self.reportable: dict[TaskStruct, None] = {}
+        for child in children:
+            self.append(child)
+
+    def append(self, child: TaskStruct) -> None:
+        self._place[child] = self._next
+        self._next += 1
+        self.nr_clone += child.exit_signal != abi.SIGCHLD
+
+    def remove(self, child: TaskStruct) -> None:
+        del self._place[child]
+        self.nr_clone -= child.exit_signal != abi.SIGCHLD
+        self.reportable.pop(child, None)
+
+    def replace(self, old: TaskStruct, new: TaskStruct) -> None:
+        """``new`` takes ``old``'s place (de_thread: the exec'ing thread becomes the child)."""
+        self._place = {new if c is old else c: place for c, place in self._place.items()}
+        self.nr_clone += (new.exit_signal != abi.SIGCHLD) - (old.exit_signal != abi.SIGCHLD)
+        self.reportable.pop(old, None)
+
+    def reclass(self, child: TaskStruct, sig: int) -> None:
+        """``child``'s exit signal becomes ``sig`` (exec, reparenting): recount."""
+        self.nr_clone += (sig != abi.SIGCHLD) - (child.exit_signal != abi.SIGCHLD)
+
+    def note(self, child: TaskStruct) -> None:
+        """``child`` may have something to report now."""
+        if child in self._place:
+            self.reportable[child] = None
+
+    def place(self, child: TaskStruct) -> int:
+        return self._place[child]
+
+    def __contains__(self, child: object) -> bool:
+        return child in self._place
+
+    def __iter__(self) -> Iterator[TaskStruct]:
+        return iter(self._place)
+
+    def __len__(self) -> int:
+        return len(self._place)
+
+
 class TaskTable:
-    """Every task the kernel knows, by global pid (the pidhash, flattened)."""
+    """Every task the kernel knows, by global pid, and by its number in each pid namespace
+    it is seen from (the pid_hash: find_pid_ns then pid_task)."""
 
     def __init__(self) -> None:
         self.by_pid: dict[int, TaskStruct] = {}
+        self.by_ns: dict[tuple[int, int], TaskStruct] = {}
 
     def add(self, task: TaskStruct) -> None:
         self.by_pid[task.pid] = task
+        for key in zip(task.ns_path, task.numbers, strict=True):
+            self.by_ns[key] = task
 
     def remove(self, task: TaskStruct) -> None:
         self.by_pid.pop(task.pid, None)
+        for key in zip(task.ns_path, task.numbers, strict=True):
+            if self.by_ns.get(key) is task:
+                del self.by_ns[key]
+
+    def find_in(self, ns: int, nr: int) -> TaskStruct | None:
+        """The task numbered ``nr`` in pid namespace ``ns``."""
+        return self.by_ns.get((ns, nr))
 
     def find(self, nr: int, viewer: TaskStruct) -> TaskStruct | None:
         """find_task_by_vpid: the task numbered ``nr`` in the viewer's namespace."""
-        for task in self.by_pid.values():
-            if task.is_visible_from(viewer) and task.nr_in(viewer.level) == nr:
-                return task
-        return None
+        task = self.by_ns.get((viewer.ns_path[viewer.level], nr))
+        return task if task is not None and task.is_visible_from(viewer) else None
 
     def __len__(self) -> int:
         return len(self.by_pid)
