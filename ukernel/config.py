@@ -43,6 +43,7 @@ from services import SERVICES, replacement
 from services.sched.classes import load_class
 
 from . import abi, plugin
+from .kernel.choice import parse_schedule
 from .kernel.fork import STEP_NAMES, CopyProcess
 
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
@@ -114,6 +115,9 @@ class Config:
     bin_dirs: list[str] = field(default_factory=list)  # host directories whose *.py go into /bin as /bin/NAME
     host_files: list[str] = field(default_factory=list)  # HOST[:GUEST] files to copy in (host_file says where)
     service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
+    schedule: Any = (
+        None  # a choice list (0,1,1 or a file of it) or a chooser: who runs at each choice point (kernel/choice.py)
+    )
 
     def __post_init__(self) -> None:
         check_types(vars(self))
@@ -139,6 +143,7 @@ class Config:
             raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
         if self.realtime not in (None, True, False):
             raise ValueError(f"realtime: true, false or unset (on with a terminal), not {self.realtime!r}")
+        self.schedule = parse_schedule(self.schedule)
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)
