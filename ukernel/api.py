@@ -112,6 +112,7 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
     async with boot(files=files, **settings) as kernel:
         with _signals_stop(kernel):
             status, error = await _run_watched(kernel, path, argv)
+            error = error or getattr(kernel.chooser, "problem", "")  # a --schedule that did not fit the run
             if error and not kernel.hung and not kernel.panicked:  # a hang has printed its dump, a panic its report
                 log.error("ukernel: %s", error)
             stdout = b""
@@ -128,7 +129,6 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
     bugs = [bug.text for bug in kernel.bugs]
     taken = list(getattr(kernel.chooser, "taken", []))
-    error = error or getattr(kernel.chooser, "problem", "")  # a --schedule that did not fit the run
     return Result(exit_code, status, stdout, trace, problems, error, kernel.hung, bugs, taken)
 
 

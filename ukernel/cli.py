@@ -22,6 +22,7 @@ from services import SERVICES
 
 from . import __version__, abi, run_async
 from .api import RunInterrupted
+from .explore.command import add_explore_parser
 from .ipc.router import BootError
 from .kernel import fork
 from .lab.command import add_lab_parser
@@ -86,6 +87,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         copy_process=ns.copy_process,
         service_timeout=ns.service_timeout,
         realtime=ns.realtime,
+        schedule=ns.schedule,
     )
     if settings is None:
         return 2
@@ -570,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--copy-process", metavar="SPEC", help="walk copy_process with your CopyProcess subclass: file.py:Class"
     )
+    p_run.add_argument(
+        "--schedule", metavar="FILE|LIST", help="replay a choice list (0,1,1 or a file), as ukernel explore prints"
+    )
     p_run.set_defaults(func=cmd_run)
     p_serve = sub.add_parser(
         "serve",
@@ -602,9 +607,12 @@ def main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     _add_trace_parser(sub)
     add_lab_parser(sub)
+    p_explore = add_explore_parser(sub)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
         return cmd_run(parse_run(p_run, argv[1:]))
+    if argv[:1] == ["explore"]:
+        return p_explore.get_default("func")(parse_run(p_explore, argv[1:]))
     ns = parser.parse_args(argv)
     return ns.func(ns)
 

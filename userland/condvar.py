@@ -19,7 +19,10 @@ async def word(sys, addr):
 
 async def lock(sys, page):
     while await sys.cmpxchg(page + MUTEX, 0, 1) != 0:
-        await sys.futex(page + MUTEX, FUTEX_WAIT, 1)
+        try:
+            await sys.futex(page + MUTEX, FUTEX_WAIT, 1)
+        except BlockingIOError:  # EAGAIN: unlocked between the cmpxchg and the wait (explore found it)
+            pass
 
 
 async def unlock(sys, page):

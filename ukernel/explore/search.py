@@ -11,7 +11,9 @@ et al., ASPLOS'10). Neither of those two can prove anything: never complete.
 
 State caching: at each point past its prefix a run asks for the state digest
 (kernel/choice.py ``state_digest``); a state met before has had its options
-queued already, so the run stops there (``STOP``) and queues nothing.
+queued already, so the run queues nothing from there on: it goes to its end
+with option 0 and no more digests, and its ending is not counted (cancelling a
+run midway would leave shielded clean-ups waiting for services already gone).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from typing import Any
 import trio
 
 from .. import abi
-from ..kernel.choice import STOP
 from .outcome import Exploration, Tally, ending_of
 
 STRATEGIES = ("dfs", "bfs", "random", "pct")
@@ -51,18 +52,21 @@ class Recorder:
 
     @property
     def wants_state(self) -> bool:
-        """Only past the prefix: the prefix's states were met by the run that queued it."""
-        return self.seen is not None and len(self.taken) >= len(self.prefix)
+        """Only past the prefix (the prefix's states were met by the run that queued it),
+        and not once the run met a known state."""
+        return self.seen is not None and not self.cut and len(self.taken) >= len(self.prefix)
 
     def choose(self, point: dict) -> int:
         i = len(self.taken)
+        if self.cut:
+            return 0
         if i < len(self.prefix):
             chosen = self.prefix[i] if self.prefix[i] < len(point["options"]) else 0
         else:
             if self.seen is not None:
                 if point["state"] in self.seen:
                     self.cut = True
-                    return STOP
+                    return 0
                 self.seen.add(point["state"])
                 self.new_states += 1
             chosen = self.pick(point, i) if self.pick is not None else 0
@@ -84,15 +88,10 @@ class RunReport:
 
 def run_one(program: str, argv: list[str] | None, settings: dict, recorder: Recorder) -> RunReport:
     """One run under ``recorder``; its ending (None when it stopped at a known state)."""
-    from ..api import RunInterrupted, run_async
+    from ..api import run_async
 
-    ending = None
-    try:
-        result = trio.run(partial(run_async, program, argv, schedule=recorder, trace=False, **settings))
-        ending = ending_of(result)
-    except RunInterrupted as exc:
-        if exc.by != "explore":
-            raise
+    result = trio.run(partial(run_async, program, argv, schedule=recorder, trace=False, **settings))
+    ending = None if recorder.cut else ending_of(result)
     return RunReport(recorder.prefix, recorder.taken, recorder.widths, ending, recorder.new_states)
 
 

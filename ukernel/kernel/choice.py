@@ -22,9 +22,9 @@ starts the program and reaps): it runs to its next sleep; it is still an option
 when another task leaves the CPU.
 
 A chooser is any object with ``choose(point: dict) -> int`` (``point``: kind,
-pid, syscall, options); it may return ``STOP`` to end the run there
-(``ukernel explore`` does, on a state it has seen). ``Replay`` follows a list
-and records what was taken; the trace gets one ``choice`` event per point.
+pid, syscall, options, and with ``wants_state`` the point's ``state`` digest).
+``Replay`` follows a list and records what was taken; the trace gets one
+``choice`` event per point.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from ..ipc.service import canonical
 if TYPE_CHECKING:
     from .core import Kernel
     from .task import TaskStruct
-
-STOP = -1  # a chooser's answer that ends the run where it is (explore: a state seen before)
 
 #: Syscalls that read only what never changes (the caller's own ids): no other task can observe
 #: their order (getppid is not one: the parent may exit and the answer become 1).
@@ -102,7 +100,7 @@ async def runqueue(k: Kernel, task: TaskStruct, cpu: int, meta: dict) -> list[in
 
 
 async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int]) -> int:
-    """One choice point: the chooser's index into ``ids`` (or STOP), traced. A chooser
+    """One choice point: the chooser's index into ``ids``, traced. A chooser
     with ``wants_state`` gets the point's state digest too (``state_digest``)."""
     pids = [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
@@ -111,8 +109,6 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int])
     chosen = k.chooser.choose(point)
     if k.tracer.on:
         k.tracer.emit("choice", op=kind, pid=task.pid, tid=task.pid, syscall=what, options=pids, chosen=chosen)
-    if chosen == STOP:
-        k.interrupt("explore")
     return chosen
 
 
@@ -141,7 +137,7 @@ async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int 
     if len(options) < 2:
         return None
     chosen = await ask(k, task, "schedule", state, options)
-    return options[max(chosen, 0)]
+    return options[chosen]
 
 
 #: What of a task its future depends on (its Python state is its image's journal).
