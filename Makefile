@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench lint clean
+.PHONY: demo test fuzz bench explore-bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/fork.py
 	$(BIN)/python bench/mm.py
 	$(BIN)/python bench/remote.py
+
+# explore-bench: ukernel explore on the ports of MOSAIC's examples, beside MOSAIC's --check if MOSAIC_DIR holds a clone.
+explore-bench: $(STAMP)
+	$(BIN)/python bench/explore.py --mosaic $${MOSAIC_DIR:-/tmp/mosaic}
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

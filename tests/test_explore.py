@@ -217,3 +217,14 @@ def test_a_schedule_that_does_not_fit_says_so_in_one_line(tmp_path, caplog):
 def test_a_run_without_a_schedule_has_no_choice_events():
     result = ukernel.run("forkhello")
     assert result.schedule == [] and not [e for e in result.trace if e["type"] == "choice"]
+
+
+def test_every_view_renders_a_trace_with_choice_events():
+    from ukernel.trace import views
+
+    result = ukernel.run("forkhello", schedule=[0, 0, 1])
+    assert result.stdout == b"World\nHello\n"
+    assert [e["chosen"] for e in result.trace if e["type"] == "choice"] == result.schedule
+    for name, view in views.VIEWS.items():
+        assert isinstance(view.render(result.trace), str | dict), name
+    assert 'write(1, "World\\n", 6) = 6' in views.strace(result.trace, pid=3)

@@ -1,10 +1,11 @@
-"""condvar [C] [N]: producer and consumers on one condition variable woken with one signal: a deadlock (MOSAIC's cond-var).
+"""condvar [C] [N] [all]: a producer and C consumers on one condition variable woken with one signal: deadlocks (MOSAIC's cond-var).
 
-A one-slot buffer, a futex mutex and ONE condition variable shared by the
-producer (making C*N items) and C consumers (N each). cond_signal wakes one
-waiter, of either kind: when a consumer wakes a consumer, everyone ends up
-waiting (`ukernel explore condvar` shows the wait-for graph); with
-pthread_cond_broadcast, or a condition variable per kind, it cannot happen.
+A one-slot buffer, a futex mutex and ONE condition variable shared by one
+producer and C consumers, N items each (MOSAIC's N=1 T_p=1 T_c=2 by default:
+a consumer is left waiting for ever). With ``all`` the producer makes C*N
+items, enough for everyone, and still cond_signal wakes one waiter of either
+kind: when a consumer wakes a consumer, everyone ends up waiting. With
+pthread_cond_broadcast, or a condition variable per kind, that cannot happen.
 """
 
 from ukernel.abi import CLONE_VM, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, SIGCHLD
@@ -61,8 +62,9 @@ async def worker(sys, arg):
 async def main(sys, argv):
     consumers = int(argv[1]) if len(argv) > 1 else 2
     each = int(argv[2]) if len(argv) > 2 else 1
+    made = consumers * each if argv[3:4] == ["all"] else each
     page = await sys.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
-    tids = [await sys.clone(CLONE_VM | SIGCHLD, worker, (page, 1, consumers * each))]
+    tids = [await sys.clone(CLONE_VM | SIGCHLD, worker, (page, 1, made))]
     tids += [await sys.clone(CLONE_VM | SIGCHLD, worker, (page, -1, each)) for _ in range(consumers)]
     for tid in tids:
         await sys.waitpid(tid, 0)
