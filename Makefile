@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench scale lint clean
+.PHONY: demo test fuzz bench scale explore-bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(STAMP)
 
 scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# explore-bench: ukernel explore on the ports of MOSAIC's examples, beside MOSAIC's --check if MOSAIC_DIR holds a clone.
+explore-bench: $(STAMP)
+	$(BIN)/python bench/explore.py --mosaic $${MOSAIC_DIR:-/tmp/mosaic}
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -8,12 +8,13 @@ async with ukernel.boot() as kernel:
 
 The public face only: the code is in api.py (run, boot), kernel/ (the kernel
 proper), user/ (how a program runs), ipc/ (how a message moves), trace/
-(events and views); the services are in the top-level ``services`` package.
+(events and views), explore/ (every interleaving); the services are in the top-level ``services`` package.
 """
 
 from . import abi
 from .api import Result, RunInterrupted, boot, run, run_async
+from .explore import Exploration, explore
 
 __version__ = "0.1.0"
 
-__all__ = ["Result", "RunInterrupted", "__version__", "abi", "boot", "run", "run_async"]
+__all__ = ["Exploration", "Result", "RunInterrupted", "__version__", "abi", "boot", "explore", "run", "run_async"]

@@ -45,6 +45,7 @@ class Result:
     error: str = ""  # why the run could not finish normally (a remote service lost, a hang), else empty
     hung: list[dict] = field(default_factory=list)  # a deadlock's tasks: pid, comm, state, syscall, wchan
     bugs: list[str] = field(default_factory=list)  # service bug reports (kernel/bug.py), also in problems
+    schedule: list[int] = field(default_factory=list)  # the choices made, with a choice list (kernel/choice.py)
 
 
 @asynccontextmanager
@@ -118,6 +119,7 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
     async with boot(files=files, host_paths=host_paths, **settings) as kernel:
         with _signals_stop(kernel):
             status, error = await _run_watched(kernel, path, argv)
+            error = error or getattr(kernel.chooser, "problem", "")  # a --schedule that did not fit the run
             if error and not kernel.hung and not kernel.panicked:  # a hang has printed its dump, a panic its report
                 log.error("ukernel: %s", error)
             stdout = b""
@@ -133,7 +135,8 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
         raise RunInterrupted(kernel.interrupted)
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
     bugs = [bug.text for bug in kernel.bugs]
-    return Result(exit_code, status, stdout, trace, problems, error, kernel.hung, bugs)
+    taken = list(getattr(kernel.chooser, "taken", []))
+    return Result(exit_code, status, stdout, trace, problems, error, kernel.hung, bugs, taken)
 
 
 HUNG_EXIT = 124  # the exit status of a deadlocked run (as timeout(1)'s); README "When a run hangs"

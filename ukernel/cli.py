@@ -20,6 +20,7 @@ from services import SERVICES
 from . import __version__, abi, run_async
 from .api import RunInterrupted
 from .config import NPROC_AT_LEAST_1
+from .explore.command import add_explore_parser
 from .ipc.router import BootError
 from .kernel import fork
 from .lab.command import add_lab_parser
@@ -91,6 +92,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         copy_process=ns.copy_process,
         service_timeout=ns.service_timeout,
         realtime=ns.realtime,
+        schedule=ns.schedule,
     )
     if settings is None:
         return 2
@@ -486,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--copy-process", metavar="SPEC", help="walk copy_process with your CopyProcess subclass: file.py:Class"
     )
+    p_run.add_argument(
+        "--schedule", metavar="FILE|LIST", help="replay a choice list (0,1,1 or a file), as ukernel explore prints"
+    )
     p_run.set_defaults(func=cmd_run)
     p_serve = sub.add_parser(
         "serve",
@@ -518,13 +523,14 @@ def main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     add_trace_parser(sub)
     add_lab_parser(sub)
+    p_explore = add_explore_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     Say.debug = argv[:1] == ["--debug"]  # before the command; run takes it among its options too
     del argv[: Say.debug]
-    if argv[:1] == ["run"]:
-        ns = parse_run(p_run, argv[1:])
-        Say.debug |= ns.debug
-        return cmd_run(ns)
+    if argv[:1] in (["run"], ["explore"]):  # their options end at the program's name
+        ns = parse_run(p_run if argv[0] == "run" else p_explore, argv[1:])
+        Say.debug |= getattr(ns, "debug", False)
+        return ns.func(ns)
     ns = parser.parse_args(argv)
     Say.debug |= ns.debug
     return ns.func(ns)

@@ -44,6 +44,7 @@ from services.sched.classes import FAIR_CLASSES, load_class
 from services.sched.service import DEFAULT_SETTINGS
 
 from . import abi, plugin
+from .kernel.choice import parse_schedule
 from .kernel.fork import STEP_NAMES, CopyProcess
 from .user.binfmt import userland_paths
 
@@ -118,6 +119,9 @@ class Config:
     host_files: list[str] = field(default_factory=list)  # HOST[:GUEST] files to copy in (host_file says where)
     service_timeout: float = 0.0  # wall seconds a service's handler may take to answer (docs/limits.md); 0: any
     host_paths: dict[str, str] = field(default_factory=dict)  # guest path -> the host file it came from (messages)
+    schedule: Any = (
+        None  # a choice list (0,1,1 or a file of it) or a chooser: who runs at each choice point (kernel/choice.py)
+    )
 
     def __post_init__(self) -> None:
         check_types(vars(self))
@@ -153,6 +157,7 @@ class Config:
             raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
         if self.realtime not in (None, True, False):
             raise ValueError(f"realtime: true, false or unset (on with a terminal), not {self.realtime!r}")
+        self.schedule = parse_schedule(self.schedule)
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)

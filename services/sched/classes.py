@@ -145,6 +145,12 @@ class SchedClass(ABC):
         """The waiting entities, best first (idle balancing steals from here)."""
         return ()
 
+    def pick_task(self, se: SchedEntity) -> SchedEntity:
+        """Take the queued se off the queue to run it next: a chooser's pick, not the class's
+        (kernel/choice.py). By default a dequeue; a class with a notion of curr sets it too."""
+        self.dequeue(se, RESTORE)
+        return se
+
     def put_prev(self, se: SchedEntity) -> None:
         """The running se leaves the CPU but stays runnable (preempted, slice used)."""
         self.enqueue(se, RESTORE)
@@ -287,6 +293,11 @@ class FairClass(SchedClass):
         self.update_min_vruntime()
         if why == MIGRATE:
             se.vruntime -= self.min_vruntime  # relative while in transit
+
+    def pick_task(self, se: SchedEntity) -> SchedEntity:
+        self.dequeue(se, RESTORE)
+        self.curr = se
+        return se
 
     def pick_next(self) -> SchedEntity | None:
         if not self.tree:

@@ -138,9 +138,18 @@ class SchedService(Service):
     # --- running --------------------------------------------------------------
     @op
     async def schedule(
-        self, req: Call, cpu: int, prev: int, state: str, ran: int = 0, now: int | None = None, jump: bool = True
+        self,
+        req: Call,
+        cpu: int,
+        prev: int,
+        state: str,
+        ran: int = 0,
+        now: int | None = None,
+        jump: bool = True,
+        pick: int | None = None,
     ) -> dict:
-        """prev leaves ``cpu`` as ``state`` (preempted, yield, blocked, dead); pick the next.
+        """prev leaves ``cpu`` as ``state`` (preempted, yield, blocked, dead); pick the next
+        (``pick``, a task queued on ``cpu``, when the kernel's chooser chose: kernel/choice.py).
         When every CPU is then idle the clock jumps to the next timer, unless ``jump`` is
         false: the kernel's idle clock follows the wall then and fires it with hrtimer_interrupt."""
         se = get(self.entities, prev, "sched entity")
@@ -155,14 +164,29 @@ class SchedService(Service):
         se.sum_exec_runtime += ran
         se.slice_left -= ran
         pending, se.wake_pending = se.wake_pending, False
+        if pick is not None:
+            self._check_pick(pick, cpu, prev)
         self.curr[cpu] = None
         self._put_prev(se, cls, cpu, state, pending)
-        nxt = self._pick_next(cpu)
+        nxt = self._pick_next(cpu, pick)
         reply: dict[str, Any] = {"next": nxt, "slice": self.entities[nxt].slice_left if nxt is not None else 0}
         if jump and nxt is None and all(c is None for c in self.curr) and self.timers:
             reply["expired"] = self._expire(min(e for e, _ in self.timers.values()))  # nothing else can happen
         reply["now"] = self.clock
         return self._with_extras(reply)
+
+    def _check_pick(self, pick: int, cpu: int, prev: int) -> None:
+        """EINVAL unless ``pick`` is queued on ``cpu`` (or is prev, which a yield requeues)."""
+        se = self.entities.get(pick)
+        if se is None or (pick != prev and (se.state != "runnable" or se.cpu != cpu)):
+            raise abi.kernel_error(abi.EINVAL, f"task {pick} is not runnable on cpu {cpu}: it cannot be picked")
+
+    @op
+    async def runqueue(self, req: Call, cpu: int) -> list[int]:
+        """The tasks waiting for ``cpu``, best first: a chooser's options (kernel/choice.py)."""
+        if not 0 <= cpu < len(self.curr):
+            raise abi.kernel_error(abi.EINVAL, f"no cpu {cpu} (cpus 0..{len(self.curr) - 1})")
+        return [se.task for se in self._queued_on(cpu)]
 
     def _put_prev(self, se: SchedEntity, cls: SchedClass, cpu: int, state: str, pending: bool) -> None:
         """What becomes of the task leaving the CPU: requeued, asleep, or gone."""
@@ -342,6 +366,19 @@ class SchedService(Service):
             "timers": len(self.timers),
         }
 
+    @op
+    async def state_digest(self, req: Call) -> int:
+        """Who is runnable, running, blocked, with which policy, and each timer's time left:
+        not the statistics (switch counts, runtime, vruntime, the clock) nor the queues'
+        order, which change no outcome when a chooser picks who runs (kernel/choice.py)."""
+        entities = tuple(
+            (t, se.state, se.cpu, se.policy, se.static_prio, se.rt_priority, se.reset_on_fork, se.cpus_allowed)
+            + (se.wake_pending,)
+            for t, se in sorted(self.entities.items())
+        )
+        timers = tuple(sorted((t, expires - self.clock) for t, (expires, _) in self.timers.items()))
+        return hash((entities, tuple(self.curr), timers))
+
     # --- internals: classes, CPUs ----------------------------------------------------------
     def _class(self, se: SchedEntity, cpu: int) -> SchedClass:
         rt, fair = self.rqs[cpu]
@@ -436,8 +473,12 @@ class SchedService(Service):
     def _queued_on(self, cpu: int) -> list[SchedEntity]:
         return [s for cls in self.rqs[cpu] for s in cls.queued()]
 
-    def _pick_next(self, cpu: int) -> int | None:
-        se = self._pick_from(cpu) or (self._pull(cpu) and self._pick_from(cpu))
+    def _pick_next(self, cpu: int, pick: int | None = None) -> int | None:
+        if pick is not None:
+            se = self.entities[pick]
+            se = self._class(se, cpu).pick_task(se)
+        else:
+            se = self._pick_from(cpu) or (self._pull(cpu) and self._pick_from(cpu))
         if not se:
             return None
         se.state, se.cpu = "running", cpu

@@ -149,6 +149,7 @@ class Service:
         self._current: Call | None = None  # the request whose handler runs (or waits) now
         self.task: Any = None  # the trio task of the inbox loop (serve): whose stack a report shows
         self._handles = itertools.count(1)
+        self._digest: int | None = None  # state_digest's last answer, until an op may change the state
 
     @property
     def handling(self) -> Call | None:
@@ -261,6 +262,8 @@ class Service:
         problem = self.PARAMS[op_name].problem(args)
         if problem is not None:
             return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}"), None
+        if op_name not in _QUERIES:
+            self._digest = None  # the state may change: state_digest walks it again
         try:
             self._current, req.started = req, time.monotonic()
             result = await handler(self, req, **args)
@@ -303,6 +306,51 @@ class Service:
     @op
     async def ping(self, req: Call) -> str:
         return self.name
+
+    @op
+    async def state_digest(self, req: Call) -> int:
+        """A number that is the same exactly when this service's state is (``ukernel explore``
+        merges the runs that reach one state): a canonical walk of its attributes, less the
+        plumbing every service has. A service whose state lives elsewhere overrides it."""
+        if self._digest is None:
+            self._digest = hash(canonical({k: v for k, v in vars(self).items() if k not in _PLUMBING}))
+        return self._digest
+
+
+_PLUMBING = frozenset({"router", "faults", "_current", "task", "_handles", "rng", "_digest"})
+_OPAQUE = ("trio", "ukernel", "builtins", "types")  # their objects are a name in a digest (a program's sys)
+_QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"})  # ops that change no state
+
+
+def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
+    """``value`` as nested tuples of plain values, the same for equal states whatever the
+    order dicts and sets were filled in; an object seen twice (links, cycles) is its first
+    visit's number the second time. Functions and trio objects are their type's name."""
+    memo = {} if memo is None else memo
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    key = id(value)
+    if key in memo:
+        return ("@", memo[key])
+    memo[key] = len(memo)
+    if isinstance(value, dict):
+        keys = list(value)
+        if all(type(k) is int for k in keys) or all(type(k) is str for k in keys):
+            return ("d", tuple((k, canonical(value[k], memo)) for k in sorted(keys)))
+        items = sorted(((repr(canonical(k, {})), k) for k in keys), key=lambda kv: kv[0])
+        return ("d", tuple((r, canonical(value[k], memo)) for r, k in items))
+    if isinstance(value, set | frozenset):
+        return ("s", tuple(sorted(repr(canonical(v, {})) for v in value)))
+    if isinstance(value, list | tuple) or type(value).__name__ == "deque":
+        return ("l", tuple(canonical(v, memo) for v in value))
+    fields = getattr(value, "__dict__", None)
+    if fields is None and hasattr(type(value), "__slots__"):
+        fields = {n: getattr(value, n, None) for n in type(value).__slots__}
+    if fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE):
+        return ("t", type(value).__qualname__)
+    return ("o", type(value).__qualname__, canonical(fields, memo))
 
 
 def _takes_any_keyword(fn: Callable) -> bool:

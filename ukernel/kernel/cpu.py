@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import abi
+from .choice import pick_next
 from .contracts import ServiceBug
 from .task import WaitChannel
 from .time import idle_enter, idle_exit
@@ -79,16 +80,21 @@ class Cpus:
                 raise  # a remote service is gone: ukernel.run stops the run and says so
             raise self.cannot_go_on(f"{dst}.{op}", exc, since) from None
 
-    async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None) -> None:
-        """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next."""
+    async def schedule(self, task: TaskStruct, state: str, meta: dict | None = None, pick: int | None = None) -> None:
+        """``task`` gives up its CPU (preempted, yield, blocked, dead); sched picks the next,
+        or runs ``pick``, the task a chooser chose (choice.py)."""
+        meta = meta or {"pid": task.pid, "tid": task.pid}
+        if self.chooser is not None and pick is None and state != "preempted":
+            pick = await pick_next(self, task, state, meta)
         cpu, ran = task.cpu, task.ran
         task.ran, task.cpu, task.go = 0, None, trio.Event()
         task.utime += ran
         self.cpu_curr[cpu], self.idle_since[cpu] = None, self.ticks
-        meta = meta or {"pid": task.pid, "tid": task.pid}
         if self.tracer.on and state == "blocked":
             self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
         args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
+        if pick is not None:
+            args["pick"] = pick
         if self.realtime:
             args["jump"] = False  # an idle machine's clock follows the wall: idle_timers fires the timers
         reply = await self.call_cannot_fail(task, "sched", "schedule", args, meta)

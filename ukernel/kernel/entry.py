@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import abi
 from ..ipc.service import fault_site
 from ..reprs import bounded
+from .choice import at_entry
 from .contracts import ServiceBug
 from .signal import do_signal, handler_name, syscall_restart
 from .sys import check_rlimit_cpu
@@ -37,6 +38,8 @@ class Entry:
         entry = SYSCALLS.get(name)
         if entry is None:
             raise abi.kernel_error(abi.ENOSYS, f"no syscall {name!r}")
+        if self.chooser is not None:  # a choice point: this call now, or another task first
+            await at_entry(self, task, name)
         msgid = self.router.new_msgid()
         self.ticks += 1
         task.ran += 1
@@ -157,7 +160,7 @@ class Entry:
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         handled = await do_signal(self, task) if task.sigpending else None
-        if task.slice <= 0:
+        if task.slice <= 0 and self.chooser is None:  # with a chooser, it alone preempts (choice.py)
             await self.schedule(task, "preempted")
         return handled
 

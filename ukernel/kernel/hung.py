@@ -30,6 +30,8 @@ def deadlocked(k: Kernel) -> bool:
     in_flight = [sent for sent in k.router.pending.values() if sent.op != "wait"]
     if any(k.cpu_curr) or in_flight or k.next_timer is not None:
         return False
+    if k.init is not None and k.init.pid in k.statuses:  # init is reaped: the run is ending, not stuck
+        return False
     input_may_help = k.input_open and any(t.wchan and t.wchan.what == CONSOLE_INPUT for t in k.tasks)
     return bool(len(k.tasks)) and not input_may_help
 

@@ -146,6 +146,8 @@ class TaskStruct:
     ran: int = 0  # ticks since the last report to sched
     slice: int = 0
     killed: int = 0  # a fatal signal is pending: exit at the next kernel exit
+    host: Any = None  # its trio task, once it entered the kernel with a chooser (choice.py: its frames)
+    resume_entry: bool = False  # preempted at a syscall's entry by a chooser: it runs that call next (choice.py)
     sleep_scope: trio.CancelScope | None = None
     wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)
     image: Any = None

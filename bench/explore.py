@@ -1,0 +1,105 @@
+"""``ukernel explore`` on the ports of MOSAIC's examples, beside MOSAIC's own ``--check``.
+
+    python bench/explore.py [--mosaic DIR] [--time-limit S] [NAME...]
+
+For each example: ukernel's runs, states, states/s, outcomes and whether the
+search completed; then MOSAIC's ``--check`` on its own example in the same
+run, if DIR/mosaic.py and DIR/examples exist (a clone of github.com/jiangyy/mosaic,
+outside this repository; skipped otherwise), with its states, states/s and
+distinct final outputs, and the ratio of states per second. Not in ``make test``:
+``make explore-bench`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ukernel  # noqa: E402
+
+#: name -> (ukernel program, argv, MOSAIC example, its configuration)
+EXAMPLES = {
+    "hello": ("forkhello", [], "hello", ""),
+    "fork-buf N=1": ("forkbuf", ["1"], "fork-buf", "N=1"),
+    "fork-buf N=2": ("forkbuf", ["2"], "fork-buf", "N=2"),
+    "parallel-inc N=2 T=2": ("parinc", ["2", "2"], "parallel-inc", "N=2; T=2"),
+    "tocttou P=2": ("tocttou", [], "tocttou", "P=2"),
+    "cond-var": ("condvar", ["2", "1"], "cond-var", "N=1; T_p=1; T_c=2"),
+    "fork-buf N=3": ("forkbuf", ["3"], "fork-buf", "N=3"),
+    "parallel-inc N=3 T=3": ("parinc", ["3", "3"], "parallel-inc", "N=3; T=3"),
+}
+
+
+def ours(program: str, argv: list[str], time_limit: float, jobs: int) -> dict:
+    started = time.perf_counter()
+    found = ukernel.explore(program, [program, *argv], time_limit=time_limit, jobs=jobs)
+    seconds = time.perf_counter() - started
+    return {
+        "runs": found.runs,
+        "states": found.states,
+        "seconds": seconds,
+        "outcomes": len(found.outcomes),
+        "deadlocks": len(found.deadlocks),
+        "complete": found.complete,
+    }
+
+
+def mosaic(directory: Path, example: str, config: str, time_limit: float) -> dict | None:
+    """MOSAIC's --check on its example; None when it is not there."""
+    tool, source = directory / "mosaic.py", directory / "examples" / f"{example}.py"
+    if not tool.is_file() or not source.is_file():
+        return None
+    program = f"{config}\n\n{source.read_text()}"
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(tool), "--check", "/dev/stdin"],
+            input=program.encode(),
+            capture_output=True,
+            timeout=time_limit,
+            check=True,
+        )
+    except subprocess.TimeoutExpired:
+        return {"states": None, "seconds": time_limit, "outputs": None}
+    seconds = time.perf_counter() - started
+    graph = json.loads(done.stdout)
+    ends = [v for v in graph["vertices"] if not v["choices"]]
+    return {"states": len(graph["vertices"]), "seconds": seconds, "outputs": len({v["stdout"] for v in ends})}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"examples (default: all): {', '.join(EXAMPLES)}")
+    parser.add_argument("--mosaic", default=os.environ.get("MOSAIC_DIR", "/tmp/mosaic"), help="a MOSAIC clone")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per example and tool")
+    parser.add_argument("--jobs", type=int, default=1, help="ukernel explore --jobs")
+    ns = parser.parse_args()
+    print(
+        f"{'example':<22} {'runs':>6} {'states':>7} {'st/s':>6} {'outcomes':>8} {'complete':>8}   MOSAIC: states st/s outputs  ratio"
+    )
+    for name in ns.names or EXAMPLES:
+        program, argv, example, config = EXAMPLES[name]
+        u = ours(program, argv, ns.time_limit, ns.jobs)
+        rate = u["states"] / u["seconds"]
+        line = f"{name:<22} {u['runs']:>6} {u['states']:>7} {rate:>6.0f} {u['outcomes'] + u['deadlocks']:>8} {u['complete']!s:>8}"
+        m = mosaic(Path(ns.mosaic), example, config, ns.time_limit)
+        if m is None:
+            line += "   (no MOSAIC at --mosaic)"
+        elif m["states"] is None:
+            line += f"   timeout (> {ns.time_limit:g} s)"
+        else:
+            theirs = m["states"] / m["seconds"]
+            line += f"   {m['states']:>6} {theirs:>4.0f} {m['outputs']:>7}  {rate / theirs:>5.2f}x"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

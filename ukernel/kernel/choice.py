@@ -1,0 +1,199 @@
+"""Choice points (issue 17): where a run depends on an order, a chooser may decide it.
+
+With ``Config.schedule`` unset there is no chooser and sched's policy decides
+everything, as before. With a choice list (``ukernel run --schedule 0,1,1``)
+or a chooser object (``ukernel explore``), the kernel asks it, at every point
+where more than one task could run next:
+
+- ``entry``: a task is about to run a syscall; option 0 lets it, option i > 0
+  preempts it *before* the call, and the i-th other runnable task runs
+  (preemption at every kernel entry). A task put back this way runs that
+  same syscall when it gets the CPU again, without a second choice there.
+- ``schedule``: a task gives up its CPU (it blocks, yields, or dies); the
+  option is which runnable task gets the CPU.
+
+Options are task pids, the current task first at ``entry``, then the tasks
+queued on that CPU in sched's own order (asked with ``sched.runqueue``). With
+a chooser, a used-up slice no longer preempts: the chooser is the only
+preemption. Syscalls in ``LOCAL_SYSCALLS`` touch nothing another task can see,
+so their entry is no choice point (running them now or later ends in the same
+state): a reduction that costs nothing. Nor is init's (pid 1, the harness that
+starts the program and reaps): it runs to its next sleep; it is still an option
+when another task leaves the CPU.
+
+A chooser is any object with ``choose(point: dict) -> int`` (``point``: kind,
+pid, syscall, options, and with ``wants_state`` the point's ``state`` digest).
+``Replay`` follows a list and records what was taken; the trace gets one
+``choice`` event per point.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..ipc.service import canonical
+
+if TYPE_CHECKING:
+    from .core import Kernel
+    from .task import TaskStruct
+
+#: Syscalls that read only what never changes (the caller's own ids): no other task can observe
+#: their order (getppid is not one: the parent may exit and the answer become 1).
+#: sched_yield is here because its own schedule() is the choice point.
+LOCAL_SYSCALLS = frozenset({"getpid", "gettid", "sched_yield"})
+
+
+class Replay:
+    """Follow a choice list; past its end take option 0 (let the current task go on).
+    ``taken`` is every choice made, ``problem`` says why the list did not fit, if it did not."""
+
+    def __init__(self, choices: list[int]):
+        self.choices, self.taken, self.problem = list(choices), [], ""
+
+    def choose(self, point: dict) -> int:
+        n = len(self.taken)
+        want = self.choices[n] if n < len(self.choices) else 0
+        if not 0 <= want < len(point["options"]):
+            if not self.problem:
+                self.problem = (
+                    f"schedule: choice {n + 1} is {want}, but only {len(point['options'])} tasks could run there"
+                    f" (pids {', '.join(map(str, point['options']))}): the list is for another program or settings"
+                )
+            want = 0
+        self.taken.append(want)
+        return want
+
+
+def parse_schedule(value: Any) -> Any:
+    """Config.schedule as the kernel uses it: None, a list of ints, or a chooser object.
+    A string is a file holding the list, or the list itself ("0,1,1" or "0 1 1")."""
+    if value is None or hasattr(value, "choose"):
+        return value
+    if isinstance(value, str):
+        path = Path(value)
+        text = path.read_text() if path.is_file() else value
+        words = text.replace(",", " ").split()
+        if not all(w.isdigit() for w in words):
+            raise ValueError(f"schedule: {value!r} is neither a file nor a list of choices like 0,1,1")
+        return [int(w) for w in words]
+    if isinstance(value, list | tuple) and all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        if any(c < 0 for c in value):
+            raise ValueError(f"schedule: choices are 0 or more, not {list(value)!r}")
+        return list(value)
+    raise ValueError(f"schedule: a list of choices (0,1,1), a file of them or a chooser, not {value!r}")
+
+
+def chooser_for(value: Any) -> Any:
+    """The kernel's chooser for a parsed Config.schedule (None: sched decides alone)."""
+    if value is None or hasattr(value, "choose"):
+        return value
+    return Replay(value)
+
+
+async def runqueue(k: Kernel, task: TaskStruct, cpu: int, meta: dict) -> list[int]:
+    """The tasks queued on ``cpu``, sched's best first (task numbers)."""
+    return await k.call("sched", "runqueue", {"cpu": cpu}, meta | {"step": "choice"})
+
+
+async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int]) -> int:
+    """One choice point: the chooser's index into ``ids``, traced. A chooser
+    with ``wants_state`` gets the point's state digest too (``state_digest``)."""
+    pids = [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
+    point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
+    if getattr(k.chooser, "wants_state", False):
+        point["state"] = await state_digest(k, point)
+    chosen = k.chooser.choose(point)
+    if k.tracer.on:
+        k.tracer.emit("choice", op=kind, pid=task.pid, tid=task.pid, syscall=what, options=pids, chosen=chosen)
+    return chosen
+
+
+async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
+    """Before ``name`` runs: ``task`` goes on, or gives its CPU to the chosen runnable task."""
+    task.host = trio.lowlevel.current_task()  # whose frames are the task's Python state (state_digest)
+    if task.resume_entry:
+        task.resume_entry = False
+        return
+    if name in LOCAL_SYSCALLS or task.cpu is None or task is k.init:  # init is the harness, run to its sleep
+        return
+    meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
+    queued = await runqueue(k, task, task.cpu, meta)
+    if not queued:
+        return
+    chosen = await ask(k, task, "entry", name, [task.id, *queued])
+    if chosen > 0:
+        task.resume_entry = True
+        await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=queued[chosen - 1])
+
+
+async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int | None:
+    """Which runnable task gets the CPU ``task`` leaves as ``state`` (None: sched's own pick)."""
+    queued = await runqueue(k, task, task.cpu, meta)
+    options = [*queued, task.id] if state == "yield" else queued
+    if len(options) < 2:
+        return None
+    chosen = await ask(k, task, "schedule", state, options)
+    return options[chosen]
+
+
+#: What of a task its future depends on (its Python state is its image's journal).
+TASK_FIELDS = (
+    "pid", "numbers", "comm", "state", "exit_code", "group_exit_code", "flags", "pgrp", "session",
+    "pending", "blocked", "sigpending", "killed", "stopped", "task_stopped", "report", "cld_notify",
+    "mm", "files", "fs", "sighand", "signal", "nsproxy", "set_child_tid", "clear_child_tid",
+    "resume_entry", "did_exec", "exit_signal", "rlim",
+)  # fmt: skip
+
+
+async def state_digest(k: Kernel, point: dict) -> int:
+    """The state at a choice point, as one number: each service's own digest (asked with a
+    message: ``state_digest``), the kernel's tasks (their fields, links, wait channels, and
+    the journal of their image standing for their Python state), the futexes, and the
+    point itself. Two runs that reach one state have the same futures (explore merges them)."""
+    meta = {"pid": 0, "tid": 0, "step": "state_digest"}
+    services = tuple([await k.call(name, "state_digest", {}, meta) for name in sorted(k.router.endpoints)])
+    tasks = tuple(_task_state(k, t) for t in sorted(k.tasks, key=lambda t: t.pid))
+    sleeping = tuple(sorted(t.pid for t in k.sleeping))
+    futexes = canonical(vars(k.futexes))
+    options = point["options"]  # their order is sched's queue order: no outcome depends on it
+    where = (point["kind"], point["pid"], point["syscall"], options[0] if point["kind"] == "entry" else 0)
+    where += (tuple(sorted(options)),)
+    return hash((services, tasks, sleeping, futexes, where))
+
+
+def _task_state(k: Kernel, task: TaskStruct) -> tuple:
+    own = canonical({name: getattr(task, name) for name in TASK_FIELDS})
+    links = tuple(t.pid if t is not None else 0 for t in (task.real_parent, task.group_leader)) + (
+        tuple(sorted(c.pid for c in task.children)),
+    )
+    replay = k.runtime.replays.get(task.id)
+    return (own, links, task.wchan, task.cpu is not None, user_state(task), replay.calls if replay is not None else -1)
+
+
+_KERNEL_SIDE = (str(Path(__file__).resolve().parents[2]), sys.base_prefix, sys.prefix)  # ukernel, services, trio
+
+
+def user_state(task: TaskStruct) -> Any:
+    """A task's Python state: its program's globals and the frames of its stack that are the
+    program's own (function, line, locals), as MOSAIC digests a generator's frame. A task
+    that never entered the kernel yet is where its image's journal puts it."""
+    image = task.image
+    if image is None:
+        return None
+    space = {k: v for k, v in image.namespace.items() if k != "__builtins__"}
+    if task.host is None:
+        return (canonical(space), hash(canonical(image.journal)))
+    frames, coro = [], task.host.coro
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        if not frame.f_code.co_filename.startswith(_KERNEL_SIDE):
+            local = {k: v for k, v in frame.f_locals.items() if k != "sys"}
+            frames.append((frame.f_code.co_name, frame.f_lineno, local))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return canonical((space, frames))
