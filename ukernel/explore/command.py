@@ -3,7 +3,7 @@ shell; ukernel/cli.py adds this parser to its own (its options end at the progra
 
 A progress line on a terminal while it runs; at the end a summary table of the
 outcomes, deadlocks (with who waits for what) and violations, each with the
-choice list that replays it (``ukernel run PROGRAM --schedule LIST``).
+choice list that replays it (``ukernel run --schedule LIST PROGRAM``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
         allow_abbrev=False,
         description="Walk the choice tree of PROGRAM (which task runs at each syscall entry and each CPU "
         "hand-over, docs/explore.md) with state caching; every outcome comes with a choice list that "
-        "`ukernel run PROGRAM --schedule LIST` replays.",
+        "`ukernel run --schedule LIST PROGRAM` replays.",
     )
     p.add_argument("program", nargs="?", help="ends ukernel's options: the words after it are the program's")
     p.add_argument("args", nargs="*", help="the program's arguments")
