@@ -278,3 +278,21 @@ async def test_the_api_raises_one_exception_whose_text_is_the_line(monkeypatch, 
 def test_nproc_is_rlimit_nproc(nproc, code, out):
     done = ukernel_cli("run", "--nproc", str(nproc), "sh", "-c", "echo a | cat")  # init, sh, echo, cat
     assert (done.returncode, done.stdout, done.stderr) == (code, out, b"")
+
+
+@pytest.mark.parametrize("args", [("run", "--list"), ("flags", "CLONE_VM|CLONE_FS")])
+def test_a_reader_that_left_ends_the_command_as_sigpipe_would(args):
+    """``ukernel run --list | head -1``: stdout's reader is gone before the command writes."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ukernel", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(w)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")

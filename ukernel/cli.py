@@ -121,9 +121,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
             Say.error(as_option(str(exc), ns), exc)
             return 2
         except BaseException as exc:  # Ctrl-C, SIGTERM, ~.: the run was ended cleanly; the trace file is kept
-            if _broken_pipe(exc):  # stdout's reader left (--trace - | head): as a process killed by SIGPIPE
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-                return 128 + abi.SIGPIPE
+            if _broken_pipe(exc):  # stdout's reader left (--trace - | head)
+                return _reader_gone()
             stop = _interruption(exc)
             if stop is None:
                 raise
@@ -202,6 +201,13 @@ def _cleared(progress: ProgressSink | None) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         progress.clear()
+
+
+def _reader_gone() -> int:
+    """stdout's reader left (``| head``): end as a process killed by SIGPIPE, with no second
+    error when Python flushes stdout at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + abi.SIGPIPE
 
 
 def _broken_pipe(exc: BaseException) -> bool:
@@ -421,6 +427,14 @@ def _callees() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``ukernel`` command; any command's output may go to a reader that leaves early."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="ukernel", description="A teaching microkernel: Linux's fork path as messages.")
     parser.add_argument("--version", action="version", version=f"ukernel {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback behind a one-line error")
