@@ -454,3 +454,55 @@ async def main(sys, argv):
     )
     assert r.stdout.decode().splitlines() == ["thread 4 of 2: execve", "who: pid 2 tid 2 ppid 1"]
     assert (r.exit_code, r.status) == (6, abi.W_EXITCODE(6))
+
+
+#: execve from a thread while the leader sleeps in pthread_join; the new program reaps the child.
+EXEC_WHILE_JOINING = """
+from ukernel import abi
+from userland.lib.pthread import pthread_create, pthread_join
+
+
+async def child(sys, r):
+    await sys.read(r, 1)  # "alive": until the new program writes
+    return 3
+
+
+async def worker(sys, arg):
+    await sys.execve("/bin/reaper", ["reaper", *arg])
+
+
+async def main(sys, argv):
+    r, w = await sys.pipe()
+    arg = []
+    if argv[1] != "none":
+        pid = await sys.clone(abi.SIGCHLD, child, r)
+        if argv[1] == "zombie":
+            await sys.write(w, b"x")
+            await sys.waitid(abi.P_PID, pid, abi.WEXITED | abi.WNOWAIT)  # a zombie, not reaped
+        arg = [str(pid), str(w)]
+    await pthread_join(sys, await pthread_create(sys, worker, arg))
+    await sys.write(1, b"main: never\\n")
+    return 0
+"""
+REAPER = b"""
+async def main(sys, argv):
+    line = f"pid {await sys.getpid()} tid {await sys.gettid()}"
+    if len(argv) > 1:
+        await sys.write(int(argv[2]), b"x")
+        got, status = await sys.waitpid(-1, 0)
+        line += f": reaped {got == int(argv[1])} {status >> 8}"
+    await sys.write(1, (line + "\\n").encode())
+    return 6
+"""
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+@pytest.mark.parametrize("kid", ["none", "alive", "zombie"])
+async def test_execve_from_a_thread_ends_the_leaders_pthread_join(run, kid, cpus):
+    """de_thread's SIGKILL must wake the leader's futex sleep (it hung: killed but never
+    queued, while the thread yielded for ever), and the pid is taken only once the leader
+    is through exit_notify (on 2 CPUs it was released twice: nr_threads -1)."""
+    r = await run(EXEC_WHILE_JOINING, ["t", kid], files={"/bin/reaper": REAPER}, cpus=cpus)
+    reaped = "" if kid == "none" else ": reaped True 3"
+    assert r.stdout.decode() == f"pid 2 tid 2{reaped}\n"
+    assert (r.exit_code, r.status) == (6, abi.W_EXITCODE(6))

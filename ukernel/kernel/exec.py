@@ -27,7 +27,9 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
     leader = task.leader
     leader.group_exec_task = task
     zap_other_threads(task)
-    while any(t is not task and t.state == "running" for t in leader.thread_group):
+    while any(t is not task and _exiting(k, t) for t in leader.thread_group):
+        if k.sleeping:  # zap's signal_wake_up: a killed sleeper (a pthread_join) is queued only by a wake
+            await k.wake_sleepers(task)
         await k.schedule(task, "yield")  # the killed threads need a CPU to run do_exit
     leader.group_exec_task = None
     if leader is task:
@@ -68,6 +70,13 @@ async def de_thread(k: Kernel, task: TaskStruct) -> None:
     if k.program is leader:
         k.program = task
     await release_task(k, leader)  # the old leader's struct pid (now the thread's old one) goes back
+
+
+def _exiting(k: Kernel, thread: TaskStruct) -> bool:
+    """Still to wait for: a live thread, or the leader until it is through exit_notify (a
+    zombie from its start here, but Linux's de_thread waits for leader->exit_state, set at
+    its end): on another CPU it may still be reparenting when the thread takes its pid."""
+    return thread.state == "running" or (thread is thread.leader and thread.id in k.by_id)
 
 
 async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: list, envp: dict) -> None:

@@ -163,7 +163,12 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     children, task.children = list(task.children), Children()
     for child in children:  # forget_original_parent
         child.real_parent = reaper
-        child.exit_signal = abi.SIGCHLD  # "we don't want people slaying init"
+        if reaper.leader is task.leader:  # same_thread_group: no reparent_leader, no second notify
+            reaper.children.append(child)
+            if child.state == "zombie" or child.report is not None:
+                reaper.children.note(child)
+            continue
+        child.exit_signal = abi.SIGCHLD  # reparent_leader: "we don't want people slaying init"
         reaper.children.append(child)
         if child.state == "zombie":
             await notify_parent(k, child, meta)
