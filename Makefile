@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fork.py
 	$(BIN)/python bench/mm.py
 	$(BIN)/python bench/remote.py
+	$(BIN)/python bench/startup.py
 
 scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)

@@ -302,3 +302,11 @@ def test_a_view_added_to_the_table_is_offered_with_its_options(tmp_path, monkeyp
     with pytest.raises(SystemExit) as done:
         cli.main(["trace", "count", str(jsonl)])
     assert done.value.code == 2 and "invalid choice: 'count'" in capsys.readouterr().err
+
+
+def test_the_cli_does_not_import_test_tools():
+    """Start-up (issue 18): trio.testing's package imports pytest when it is installed, which
+    cost ``ukernel run`` about 0.1 s before it ran anything."""
+    code = "import sys, ukernel.cli; print(sorted(m for m in ('pytest', 'trio.testing', 'hypothesis') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"

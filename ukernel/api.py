@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio.testing
+from trio._core import wait_all_tasks_blocked  # trio.testing's own; that package imports pytest (~0.1 s at start-up)
 
 from . import abi
 from .determinism import replay_schedule
@@ -189,7 +189,7 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
                 nursery.start_soon(_watch_replies, kernel)
             seen = None  # how a still run looked when a runnable task was left without a CPU
             while True:
-                await trio.testing.wait_all_tasks_blocked()  # trio is idle: nothing runs, nothing is due
+                await wait_all_tasks_blocked()  # trio is idle: nothing runs, nothing is due
                 if kernel.panicked:
                     return
                 if kernel.lost and not kernel.router.pending:

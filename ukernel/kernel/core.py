@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import trio
-import trio.testing
+from trio._core import wait_all_tasks_blocked  # trio.testing's own; that package imports pytest (~0.1 s at start-up)
 
 from services import SERVICES, build, class_for, settings_of
 
@@ -305,7 +305,7 @@ class Kernel(Cpus, Entry, Bugs):
     async def quiesce(self) -> None:
         """Let a task that was just reaped finish leaving its CPU (schedule(dead)) before anyone counts."""
         for _ in range(50):
-            await trio.testing.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             if not self.router.pending:
                 return
 
