@@ -52,6 +52,7 @@ class Tracer:
             structlog.ReturnLogger(),
             processors=[self._stamp, self._fan_out],
             wrapper_class=structlog.BoundLogger,
+            cache_logger_on_first_use=True,  # else the proxy builds a new BoundLogger per event
         )
 
     def add_sink(self, sink: Sink) -> None:
