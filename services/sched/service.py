@@ -25,7 +25,7 @@ import random
 from typing import Any
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op, readable
 
 from .classes import MIGRATE, NEW, RESTORE, SLEEP, WAKEUP, RtClass, SchedClass, SchedEntity, load_class
 from .loadavg import LoadAvg
@@ -43,6 +43,8 @@ DEFAULT_SETTINGS = {
 }
 RT_POLICIES = (abi.SCHED_FIFO, abi.SCHED_RR)
 FAIR_POLICIES = (abi.SCHED_OTHER, abi.SCHED_BATCH, abi.SCHED_IDLE)
+#: What state_digest keeps of a sched entity (after its task number), the names its fields show.
+_DIGESTED = ("state", "cpu", "policy", "static_prio", "rt_priority", "reset_on_fork", "cpus_allowed", "wake_pending")
 
 
 def normal_prio(se: SchedEntity) -> int:
@@ -367,16 +369,20 @@ class SchedService(Service):
         }
 
     @op
-    async def state_digest(self, req: Call) -> int:
+    async def state_digest(self, req: Call, fields: bool = False) -> int | dict:
         """Who is runnable, running, blocked, with which policy, and each timer's time left:
         not the statistics (switch counts, runtime, vruntime, the clock) nor the queues'
-        order, which change no outcome when a chooser picks who runs (kernel/choice.py)."""
+        order, which change no outcome when a chooser picks who runs (kernel/choice.py).
+        With ``fields``, those as a map a person reads (explore --graph)."""
         entities = tuple(
             (t, se.state, se.cpu, se.policy, se.static_prio, se.rt_priority, se.reset_on_fork, se.cpus_allowed)
             + (se.wake_pending,)
             for t, se in sorted(self.entities.items())
         )
         timers = tuple(sorted((t, expires - self.clock) for t, (expires, _) in self.timers.items()))
+        if fields:
+            rows = {str(row[0]): dict(zip(_DIGESTED, row[1:], strict=True)) for row in entities}
+            return readable({"entities": rows, "curr": list(self.curr), "timers_left": dict(timers)})
         return hash((entities, tuple(self.curr), timers))
 
     # --- internals: classes, CPUs ----------------------------------------------------------

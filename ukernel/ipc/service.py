@@ -308,10 +308,13 @@ class Service:
         return self.name
 
     @op
-    async def state_digest(self, req: Call) -> int:
+    async def state_digest(self, req: Call, fields: bool = False) -> int | dict:
         """A number that is the same exactly when this service's state is (``ukernel explore``
         merges the runs that reach one state): a canonical walk of its attributes, less the
-        plumbing every service has. A service whose state lives elsewhere overrides it."""
+        plumbing every service has. A service whose state lives elsewhere overrides it.
+        With ``fields``, the attributes digested, as plain values a person reads (explore --graph)."""
+        if fields:
+            return readable({k: v for k, v in vars(self).items() if k not in _PLUMBING})
         if self._digest is None:
             self._digest = hash(canonical({k: v for k, v in vars(self).items() if k not in _PLUMBING}))
         return self._digest
@@ -351,6 +354,77 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
     if fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE):
         return ("t", type(value).__qualname__)
     return ("o", type(value).__qualname__, canonical(fields, memo))
+
+
+READABLE_ITEMS = 16  # items of one list or map that ``readable`` shows; the rest are counted
+READABLE_BYTES = 32  # bytes of a longer bytes value shown (a page frame is 4096)
+READABLE_DEPTH = 8  # levels of nesting shown
+
+
+def readable(value: Any) -> Any:
+    """``value`` as msgpack's plain types for a person to read (``state_digest`` with
+    ``fields``): maps with str keys, lists, numbers, str; an object is a map with its
+    ``__class__``, and where it is met again (a dentry every fs_struct points at, a cycle)
+    it says where it was shown; long bytes, long containers and deep nesting are cut."""
+    return _Readable().walk(value, "", 0)
+
+
+class _Readable:
+    """One walk of ``readable``: where each object was first shown."""
+
+    def __init__(self) -> None:
+        self.shown: dict[int, str] = {}
+
+    def walk(self, value: Any, where: str, depth: int) -> Any:
+        if value is None or isinstance(value, bool | float | str):
+            return value
+        if isinstance(value, int):
+            return value if INT_MIN <= value <= INT_MAX else str(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            return repr(data) if len(data) <= READABLE_BYTES else f"{data[:READABLE_BYTES]!r}... ({len(data)} bytes)"
+        fields = getattr(value, "__dict__", None)
+        if fields is None and hasattr(type(value), "__slots__"):
+            fields = {n: getattr(value, n, None) for n in type(value).__slots__}
+        container = isinstance(value, dict | set | frozenset | list | tuple) or type(value).__name__ == "deque"
+        name = type(value).__qualname__
+        if not container and (fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE)):
+            return f"<{name}>"
+        if id(value) in self.shown:
+            return f"<{name}: as at {self.shown[id(value)] or 'the top'}>"
+        self.shown[id(value)] = where
+        if depth >= READABLE_DEPTH:
+            return f"<{name}: deeper than {READABLE_DEPTH}>"
+        if not container:
+            return {"__class__": name} | self.walk_map(fields, where, depth)
+        if isinstance(value, dict):
+            return self.walk_map(value, where, depth)
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else list(value)
+        shown = [self.walk(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(items[:READABLE_ITEMS])]
+        return shown + ([f"... {len(items) - READABLE_ITEMS} more"] if len(items) > READABLE_ITEMS else [])
+
+    def walk_map(self, value: dict, where: str, depth: int) -> dict:
+        keys = sorted(value, key=_key_order)
+        out = {}
+        for i, k in enumerate(keys[:READABLE_ITEMS]):
+            key = k if isinstance(k, str) else repr(k) if _is_scalar(k) else f"<{type(k).__qualname__}> #{i}"
+            out[key] = self.walk(value[k], f"{where}.{key}" if where else key, depth + 1)
+        if len(keys) > READABLE_ITEMS:
+            out["..."] = f"{len(keys) - READABLE_ITEMS} more"
+        return out
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(map(_is_scalar, value))
+    return value is None or isinstance(value, int | float | str | bytes)
+
+
+def _key_order(key: Any) -> tuple:
+    """Keys of one map in an order that is the same in every run (not an object's address)."""
+    if isinstance(key, int | str):
+        return (type(key).__name__, key)
+    return (type(key).__name__, repr(canonical(key)))
 
 
 def _takes_any_keyword(fn: Callable) -> bool:

@@ -22,7 +22,8 @@ starts the program and reaps): it runs to its next sleep; it is still an option
 when another task leaves the CPU.
 
 A chooser is any object with ``choose(point: dict) -> int`` (``point``: kind,
-pid, syscall, options, and with ``wants_state`` the point's ``state`` digest).
+pid, syscall, options, and with ``wants_state`` the point's ``state`` digest; with
+``wants_detail(state)`` true, its ``detail`` too: kernel/statedump.py).
 ``Replay`` follows a list and records what was taken; the trace gets one
 ``choice`` event per point.
 """
@@ -106,6 +107,11 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int])
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
     if getattr(k.chooser, "wants_state", False):
         point["state"] = await state_digest(k, point)
+        wants_detail = getattr(k.chooser, "wants_detail", None)
+        if wants_detail is not None and wants_detail(point["state"]):  # explore --graph: the state spelled out
+            from .statedump import state_detail  # it imports entry, which imports this module
+
+            point["detail"] = await state_detail(k)
     chosen = k.chooser.choose(point)
     if k.tracer.on:
         k.tracer.emit("choice", op=kind, pid=task.pid, tid=task.pid, syscall=what, options=pids, chosen=chosen)
