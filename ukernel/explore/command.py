@@ -18,6 +18,10 @@ from .outcome import Exploration
 from .search import STRATEGIES
 
 PROGRESS_EVERY = 0.2  # seconds between redraws of the progress line
+#: explore's own options: after the program's name they are the program's arguments (cli.parse_run).
+OWN_OPTIONS = frozenset(
+    {"--max-runs", "--max-depth", "--time-limit", "--strategy", "--jobs", "--json", "--no-cache", "--graph"}
+)
 
 
 def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,6 +46,7 @@ def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs in J processes at once (default 1)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON to FILE (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="no state caching: every path is run to its end")
+    p.add_argument("--graph", metavar="FILE", help="write the state graph as a page to FILE (docs/explore.md)")
     _add_settings(p)
     p.set_defaults(func=cmd_explore, remote=[])
     return p
@@ -61,6 +66,15 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     if not settings["services"]:
         del settings["services"]
     argv = [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args]
+    misplaced = [w for w in ns.args if w.split("=", 1)[0] in OWN_OPTIONS]
+    if misplaced:
+        print(
+            f"ukernel: explore: note: {misplaced[0]} comes after {ns.program}, so the program gets it as an "
+            f"argument; explore's options go before the program (ukernel explore {misplaced[0]} ... {ns.program})",
+            file=sys.stderr,
+        )
+    if ns.graph is not None and not _writable(ns.graph):
+        return 2
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     from .search import explore
 
@@ -75,6 +89,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
             jobs=ns.jobs,
             cache=not ns.no_cache,
             progress=progress,
+            graph=ns.graph,
             **settings,
         )
     except (OSError, ValueError) as exc:
@@ -120,6 +135,17 @@ class Progress:
         if self.drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+
+
+def _writable(path: str) -> bool:
+    """Whether the page can be written, said before the search rather than after it."""
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        print(f"ukernel: explore: --graph {path}: {exc.strerror}", file=sys.stderr)
+        return False
+    return True
 
 
 def schedule_text(schedule: list[int]) -> str:

@@ -13,21 +13,25 @@ from __future__ import annotations
 import multiprocessing
 from typing import TYPE_CHECKING
 
+from .graph import Notes
 from .search import Recorder, RunReport, quiet, run_one
 
 if TYPE_CHECKING:
     from .search import Search
 
-_worker: dict = {}  # in each worker: the program, its settings and the states it has seen
+_worker: dict = {}  # in each worker: the program, its settings, the states it has seen (and spelled out)
 
 
-def _init(program: str, argv: list[str] | None, settings: dict, cache: bool) -> None:
-    _worker.update(program=program, argv=argv, settings=settings, seen=set() if cache else None)
+def _init(program: str, argv: list[str] | None, settings: dict, cache: bool, graph: bool) -> None:
+    described = set() if graph else None
+    _worker.update(program=program, argv=argv, settings=settings, seen=set() if cache else None, described=described)
 
 
 def _run(prefix: list[int]) -> RunReport:
+    notes = Notes(_worker["described"]) if _worker["described"] is not None else None
+    recorder = Recorder(prefix, _worker["seen"], notes=notes)
     with quiet():
-        return run_one(_worker["program"], _worker["argv"], _worker["settings"], Recorder(prefix, _worker["seen"]))
+        return run_one(_worker["program"], _worker["argv"], _worker["settings"], recorder)
 
 
 def walk_parallel(search: Search, jobs: int) -> str:
@@ -38,7 +42,7 @@ def walk_parallel(search: Search, jobs: int) -> str:
 
         return _walk(search)
     context = multiprocessing.get_context("fork")
-    args = (search.program, search.argv, search.settings, search.seen is not None)
+    args = (search.program, search.argv, search.settings, search.seen is not None, search.graph is not None)
     with context.Pool(jobs, initializer=_init, initargs=args) as pool:
         while search.frontier:
             stopped_by = search.bound_hit()

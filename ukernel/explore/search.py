@@ -19,6 +19,7 @@ run midway would leave shielded clean-ups waiting for services already gone).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from typing import Any
 import trio
 
 from .. import abi
+from .graph import Notes, StateGraph
 from .outcome import Exploration, Tally, ending_of
 
 STRATEGIES = ("dfs", "bfs", "random", "pct")
@@ -49,12 +51,18 @@ class Recorder:
     widths: list[int] = field(default_factory=list)
     cut: bool = False
     new_states: int = 0
+    notes: Notes | None = None  # explore --graph: a record of each point past the prefix
 
     @property
     def wants_state(self) -> bool:
         """Only past the prefix (the prefix's states were met by the run that queued it),
         and not once the run met a known state."""
-        return self.seen is not None and not self.cut and len(self.taken) >= len(self.prefix)
+        wanted = self.seen is not None or self.notes is not None
+        return wanted and not self.cut and len(self.taken) >= len(self.prefix)
+
+    def wants_detail(self, state: int) -> bool:
+        """Whether the kernel should spell this state out (kernel/statedump.py): for the graph."""
+        return self.notes is not None and self.notes.wants_detail(state)
 
     def choose(self, point: dict) -> int:
         i = len(self.taken)
@@ -66,10 +74,14 @@ class Recorder:
             if self.seen is not None:
                 if point["state"] in self.seen:
                     self.cut = True
+                    if self.notes is not None:
+                        self.notes.add(i, point, None)
                     return 0
                 self.seen.add(point["state"])
                 self.new_states += 1
             chosen = self.pick(point, i) if self.pick is not None else 0
+            if self.notes is not None:
+                self.notes.add(i, point, chosen)
         self.taken.append(chosen)
         self.widths.append(len(point["options"]))
         return chosen
@@ -84,6 +96,7 @@ class RunReport:
     widths: list[int]
     ending: dict | None  # None: stopped at a state seen before
     new_states: int
+    points: list[dict] | None = None  # explore --graph: the Notes' records
 
 
 def run_one(program: str, argv: list[str] | None, settings: dict, recorder: Recorder) -> RunReport:
@@ -92,7 +105,8 @@ def run_one(program: str, argv: list[str] | None, settings: dict, recorder: Reco
 
     result = trio.run(partial(run_async, program, argv, schedule=recorder, trace=False, **settings))
     ending = None if recorder.cut else ending_of(result)
-    return RunReport(recorder.prefix, recorder.taken, recorder.widths, ending, recorder.new_states)
+    points = recorder.notes.records if recorder.notes is not None else None
+    return RunReport(recorder.prefix, recorder.taken, recorder.widths, ending, recorder.new_states, points)
 
 
 def trimmed(choices: list[int]) -> list[int]:
@@ -142,6 +156,8 @@ class Search:
         self.result = Exploration(program.rsplit("/", 1)[-1].removesuffix(".py"), list(argv or []))
         self.truncated = False
         self.started = time.perf_counter()
+        self.graph = StateGraph(self.result.program, self.argv) if options["graph"] is not None else None
+        self.described: set = set()  # the states this process asked the kernel to spell out (graph)
 
     def bound_hit(self) -> str:
         """The bound that ends the search now, if one does."""
@@ -159,11 +175,12 @@ class Search:
         return [take() for _ in range(min(n, len(self.frontier)))]
 
     def recorder(self, prefix: list[int]) -> Recorder:
+        notes = Notes(self.described) if self.graph is not None else None
         if self.strategy == "random":
-            return Recorder(prefix, None, lambda point, i: self.rng.randrange(len(point["options"])))
+            return Recorder(prefix, None, lambda point, i: self.rng.randrange(len(point["options"])), notes=notes)
         if self.strategy == "pct":
-            return Recorder(prefix, None, pct_picker(self.rng))
-        return Recorder(prefix, self.seen)
+            return Recorder(prefix, None, pct_picker(self.rng), notes=notes)
+        return Recorder(prefix, self.seen, notes=notes)
 
     def take(self, report: RunReport) -> None:
         """A finished run: its ending tallied, its untried options queued."""
@@ -171,6 +188,8 @@ class Search:
         self.result.states += report.new_states if self.seen is not None else len(report.widths) - len(report.prefix)
         if report.ending is not None:
             self.tally.add(report.ending, trimmed(report.taken))
+        if self.graph is not None:
+            self.graph.add(report)
         if self.strategy in ("dfs", "bfs"):
             more, truncated = children(report, self.max_depth)
             self.truncated = self.truncated or truncated
@@ -223,11 +242,13 @@ def explore(
     jobs: int = 1,
     cache: bool = True,
     progress: Callable[[Exploration], None] | None = None,
+    graph: str | os.PathLike | None = None,
     **settings: Any,
 ) -> Exploration:
     """Every interleaving of ``program`` (up to reduction and caching): its distinct outcomes,
     deadlocks and violations, each with a choice list that replays it (``ukernel run --schedule``).
-    ``settings`` are ukernel.run's keywords; exploration walks one CPU's choices."""
+    ``settings`` are ukernel.run's keywords; exploration walks one CPU's choices. ``graph``: a
+    file to write the state-graph page to (graph.py); the result's ``graph`` holds its model."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if settings.get("cpus", 1) != 1:
@@ -247,6 +268,7 @@ def explore(
         "time_limit": time_limit,
         "cache": cache,
         "progress": progress,
+        "graph": graph,
     }
     search = Search(program, argv, settings, options)
     with quiet():
@@ -256,7 +278,10 @@ def explore(
             from .jobs import walk_parallel
 
             stopped_by = walk_parallel(search, jobs)
-    return search.finish(stopped_by)
+    result = search.finish(stopped_by)
+    if search.graph is not None:
+        result.graph = search.graph.write(graph, result, search.settings)
+    return result
 
 
 def _walk(search: Search) -> str:
