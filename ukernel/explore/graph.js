@@ -59,7 +59,8 @@
   function tasksTable(tasks) {
     const rows = tasks.map(function (t) {
       const where = t.frames.map(function (f) { return f.function + ":" + f.line; }).join(" › ");
-      return [t.pid, t.comm, t.state, t.syscall || "-", t.wchan, where || "(has not run yet)"];
+      const none = t.syscall ? "(no frame of its program)" : "(has not run yet)";
+      return [t.pid, t.comm, t.state, t.syscall || "-", t.wchan, where || none];
     });
     const t = table("tasks", ["PID", "COMM", "S", "SYSCALL", "STATE / WAITS FOR", "WHERE (frames)"], rows, "tasks");
     tasks.forEach(function (task) {
@@ -125,9 +126,17 @@
     detail.appendChild(edgesList("reached from", data.edges.filter(function (e) { return e.to === n.id; }), "from"));
   }
 
+  // The layout is centred on its widest layer: bring a node into the canvas's view.
+  function reveal(n) {
+    const canvas = document.getElementById("canvas");
+    canvas.scrollLeft = Math.max(0, n.x - canvas.clientWidth / 2);
+    canvas.scrollTop = Math.max(0, n.y - canvas.clientHeight / 2);
+  }
+
   function select(id) {
     const n = byId[id];
     if (!n) return;
+    reveal(n);
     svg.querySelectorAll(".selected, .near").forEach(function (g) { g.classList.remove("selected", "near"); });
     const g = svg.querySelector('.node[data-node="' + id + '"]');
     g.classList.add("selected");
@@ -152,5 +161,6 @@
   });
   const wanted = /^#node=(n\d+)$/.exec(location.hash);
   if (wanted) select(wanted[1]);
+  else reveal(byId.n0);
   document.body.dataset.ready = "1";
 })();

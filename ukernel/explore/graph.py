@@ -372,7 +372,11 @@ def _edge_svg(e: dict, at: dict[str, dict]) -> str:
     if b["depth"] > a["depth"]:
         d = f"M{x1},{y1 + 15} L{x2},{y2 - 17}"
         lx, ly = x1 + (x2 - x1) * 0.3, y1 + 15 + (y2 - y1 - 32) * 0.3 + 4  # near its source: less overlap
-    else:  # back to a layer above or across one: a curve out to the side
+    elif b["depth"] == a["depth"]:  # along a layer: an arc under it, clear of the nodes between
+        sag = y1 + Y_GAP * 0.45
+        d = f"M{x1},{y1 + 15} Q{(x1 + x2) / 2},{sag} {x2},{y2 + 17}"
+        lx, ly = (x1 + x2) / 2, y1 + Y_GAP * 0.3
+    else:  # back to a layer above: a curve out to the side
         bend = x1 + X_GAP * 0.8
         d = f"M{x1 + 15},{y1} Q{bend},{(y1 + y2) / 2} {x2 + 17},{y2}"
         lx, ly = bend - 6, (y1 + y2) / 2
