@@ -57,7 +57,7 @@ class Exploration:
     violations: list[dict] = field(default_factory=list)  # schedule, problems, count
     why_incomplete: str = ""  # the bound that stopped the search, if one did
     seconds: float = 0.0
-    graph: dict | None = None  # with explore(graph=FILE): the state graph's nodes and edges (graph.py)
+    graph: dict | None = field(default=None, repr=False)  # with explore(graph=FILE): its nodes and edges (graph.py)
 
     def as_json(self) -> dict:
         return {
