@@ -152,6 +152,7 @@ def test_a_deadlock_node_with_its_wait_for_graph(tmp_path):
     (dead,) = by_kind(model, "deadlock")
     (done,) = by_kind(model, "outcome")
     assert done["ending"]["stdout"] == "child\nparent\n" and dead["schedule"] == found.deadlocks[0]["schedule"]
+    assert dead["replay"] == f"ukernel run --schedule {','.join(map(str, dead['schedule']))} {late}"
     waits = [(w["pid"], w["syscall"]) for w in dead["ending"]["waits"]]
     assert waits == [(1, "wait4"), (2, "wait4"), (3, "read")]
     text = (tmp_path / "g.html").read_text()

@@ -431,7 +431,7 @@ def _capped(model: dict) -> str:
 
 def page(model: dict) -> str:
     """The self-contained page (inline style and script, nothing fetched)."""
-    title = " ".join([model["program"].rsplit("/", 1)[-1], *model["argv"][1:]])
+    title = " ".join([model["program"].rsplit("/", 1)[-1].removesuffix(".py"), *model["argv"][1:]])
     data = json.dumps(model, default=str).replace("<", "\\u003c")
     return _PAGE.format(
         title=escape(title),

@@ -156,7 +156,7 @@ class Search:
         self.result = Exploration(program.rsplit("/", 1)[-1].removesuffix(".py"), list(argv or []))
         self.truncated = False
         self.started = time.perf_counter()
-        self.graph = StateGraph(self.result.program, self.argv) if options["graph"] is not None else None
+        self.graph = StateGraph(program, self.argv) if options["graph"] is not None else None
         self.described: set = set()  # the states this process asked the kernel to spell out (graph)
 
     def bound_hit(self) -> str:
