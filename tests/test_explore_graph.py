@@ -193,14 +193,20 @@ def test_the_cli_writes_the_page(tmp_path, capsys):
     assert "http" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", out.read_text())  # nothing fetched
 
 
-def test_the_cli_says_when_graph_comes_after_the_program(tmp_path, capsys):
-    assert cli_main(["explore", "forkhello", "--graph", str(tmp_path / "out.html")]) == 0
-    err = capsys.readouterr().err
-    assert err == (
-        "ukernel: explore: note: --graph comes after forkhello, so the program gets it as an argument; explore's "
-        "options go before the program (ukernel explore --graph ... forkhello)\n"
-    )
-    assert not (tmp_path / "out.html").exists()
+def test_explore_options_may_follow_the_programs_arguments(tmp_path, capsys):
+    """The issue's usage: ``ukernel explore PROGRAM [ARGS] [--graph FILE] ...``."""
+    out, found = tmp_path / "out.html", tmp_path / "found.json"
+    assert cli_main(["explore", "forkbuf", "1", "--graph", str(out), "--json", str(found)]) == 0
+    assert json.loads(found.read_text())["argv"] == ["forkbuf", "1"]
+    assert page_data(out)["program"] == "forkbuf"
+    assert capsys.readouterr().err == ""
+
+
+def test_a_double_dash_gives_the_program_every_later_word(tmp_path):
+    found = tmp_path / "found.json"
+    assert cli_main(["explore", "--json", str(found), "forkhello", "--", "--graph", "x"]) == 0
+    assert json.loads(found.read_text())["argv"] == ["forkhello", "--graph", "x"]
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_cli_refuses_a_page_it_cannot_write_before_searching(tmp_path, capsys):

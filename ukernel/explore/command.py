@@ -1,5 +1,8 @@
-"""``ukernel explore [OPTION...] PROGRAM [ARG...]``: every interleaving of a program, from the
-shell; ukernel/cli.py adds this parser to its own (its options end at the program, as run's).
+"""``ukernel explore [OPTION...] PROGRAM [ARG...] [EXPLORE-OPTION...]``: every interleaving of a
+program, from the shell; ukernel/cli.py adds this parser to its own. Settings end at the program,
+as run's do; explore's own options may also follow the program's arguments (the issue's usage,
+``ukernel explore forkbuf 2 --jobs 2``): from the first of them on, the words are explore's. A
+``--`` after the program gives it every later word, option-like or not.
 
 A progress line on a terminal while it runs; at the end a summary table of the
 outcomes, deadlocks (with who waits for what) and violations, each with the
@@ -18,10 +21,6 @@ from .outcome import Exploration
 from .search import STRATEGIES
 
 PROGRESS_EVERY = 0.2  # seconds between redraws of the progress line
-#: explore's own options: after the program's name they are the program's arguments (cli.parse_run).
-OWN_OPTIONS = frozenset(
-    {"--max-runs", "--max-depth", "--time-limit", "--strategy", "--jobs", "--json", "--no-cache", "--graph"}
-)
 
 
 def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,14 +30,22 @@ def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p = sub.add_parser(
         "explore",
         help="run PROGRAM under every schedule: its distinct outcomes, deadlocks and their wait-for graph",
-        usage="ukernel explore [OPTION...] PROGRAM [ARG...]",
+        usage="ukernel explore [OPTION...] PROGRAM [ARG...] [EXPLORE-OPTION...]",
         allow_abbrev=False,
         description="Walk the choice tree of PROGRAM (which task runs at each syscall entry and each CPU "
         "hand-over, docs/explore.md) with state caching; every outcome comes with a choice list that "
         "`ukernel run --schedule LIST PROGRAM` replays.",
     )
     p.add_argument("program", nargs="?", help="ends ukernel's options: the words after it are the program's")
-    p.add_argument("args", nargs="*", help="the program's arguments")
+    p.add_argument("args", nargs="*", help="the program's arguments (after a --, every word is one)")
+    _add_own_options(p)
+    _add_settings(p)
+    p.set_defaults(func=cmd_explore, remote=[])
+    return p
+
+
+def _add_own_options(p: argparse.ArgumentParser) -> None:
+    """explore's own options: before the program, or after its arguments."""
     p.add_argument("--max-runs", type=int, metavar="N", help="stop after N runs (default: no bound)")
     p.add_argument("--max-depth", type=int, metavar="D", help="branch only at the first D choice points of a run")
     p.add_argument("--time-limit", type=float, metavar="S", help="stop after S seconds (default: no bound)")
@@ -47,9 +54,26 @@ def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--json", metavar="FILE", help="write the result as JSON to FILE (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="no state caching: every path is run to its end")
     p.add_argument("--graph", metavar="FILE", help="write the state graph as a page to FILE (docs/explore.md)")
-    _add_settings(p)
-    p.set_defaults(func=cmd_explore, remote=[])
-    return p
+
+
+def take_trailing_options(ns: argparse.Namespace) -> None:
+    """Move explore's options written after the program's arguments from ``ns.args`` into ``ns``;
+    a leading ``--`` in ``ns.args`` keeps every word the program's."""
+    if ns.args[:1] == ["--"]:
+        ns.args = ns.args[1:]
+        return
+    own = argparse.ArgumentParser(add_help=False)
+    _add_own_options(own)
+    names = own._option_string_actions
+    at = next((i for i, w in enumerate(ns.args) if w.split("=", 1)[0] in names), len(ns.args))
+    if at == len(ns.args):
+        return
+    from ..mistakes import OneLineParser
+
+    trailing = OneLineParser(prog="ukernel explore", add_help=False, allow_abbrev=False)
+    _add_own_options(trailing)
+    words, ns.args = ns.args[at:], ns.args[:at]
+    trailing.parse_args(words, namespace=ns)
 
 
 def cmd_explore(ns: argparse.Namespace) -> int:
@@ -58,6 +82,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     if ns.program is None:
         print("ukernel: explore: which program? (ukernel run --list shows them)", file=sys.stderr)
         return 2
+    take_trailing_options(ns)
     settings = _settings(ns)
     if settings is None:
         return 2
@@ -66,13 +91,6 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     if not settings["services"]:
         del settings["services"]
     argv = [ns.program.rsplit("/", 1)[-1].removesuffix(".py"), *ns.args]
-    misplaced = [w for w in ns.args if w.split("=", 1)[0] in OWN_OPTIONS]
-    if misplaced:
-        print(
-            f"ukernel: explore: note: {misplaced[0]} comes after {ns.program}, so the program gets it as an "
-            f"argument; explore's options go before the program (ukernel explore {misplaced[0]} ... {ns.program})",
-            file=sys.stderr,
-        )
     if ns.graph is not None and not _writable(ns.graph):
         return 2
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
