@@ -136,3 +136,42 @@ def test_shared_journals_read_as_the_copies_they_replace(actions):
         assert journal.fork_refusal(tid) == copying_refusal(model, tid)
         big = [value for *_, value in journal if isinstance(value, bytes)]
         assert all(value is big[0] for value in big)  # equal large results: one object
+
+
+# --- a call held across the fork: the child's replay keeps watching its calls ---------------------
+async def test_a_call_held_across_a_fork_and_dropped_by_the_child_is_named(run):
+    result = await run(
+        """
+        async def main(sys, argv):
+            held = sys.getpid()
+            pid = await sys.fork()
+            if pid == 0:
+                held = None
+                await sys.write(1, b"child never writes this\\n")
+                return 0
+            await held
+            _, status = await sys.waitpid(pid, 0)
+            await sys.write(1, b"child: signal %d\\n" % (status & 0x7F))
+            return 0
+        """
+    )
+    line = 'ukernel: /bin/t:3: sys.getpid(...) was never awaited: write "await sys.getpid(...)"\n'
+    assert result.stdout.decode() == line + f"child: signal {abi.SIGSYS}\n"
+
+
+async def test_a_child_replaying_a_parent_that_held_no_call_runs_as_its_parent_did(run):
+    result = await run(
+        """
+        async def main(sys, argv):
+            for i in range(3):
+                pid = await sys.fork()
+                if pid == 0:
+                    pending = sys.getpid()  # made live, after the replay: watched again
+                    return 0
+                _, status = await sys.waitpid(pid, 0)
+                await sys.write(1, b"%d " % (status & 0x7F))
+            return 0
+        """
+    )
+    line = 'ukernel: /bin/t:6: sys.getpid(...) was never awaited: write "await sys.getpid(...)"\n'
+    assert result.stdout.decode() == f"{line}{abi.SIGSYS} " * 3
