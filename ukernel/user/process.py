@@ -25,7 +25,7 @@ from .awaited import SyscallCall, dropped
 from .binfmt import Image, ReplayDiverged
 from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Journal
 from .libc import Sys
-from .replay import HandlerFrame, Replay, outer_syscall, signame
+from .replay import MISS, HandlerFrame, Replay, outer_syscall, signame
 from .space import copy_space, restore_space
 
 if TYPE_CHECKING:
@@ -128,6 +128,11 @@ class Runtime:
             if replay is None:
                 return await self._syscall(task, name, args)
             replay.calls += 1  # (the replay's path has no coroutine of its own: it is most of a fork)
+            value = replay.answer(name)
+            if value is not MISS:
+                if replay.pos == replay.end:  # the last entry: the fork returning 0; live from here
+                    del self.replays[task.id]
+                return value
             if replay.peek()[1] == HANDLE_SIGNAL:  # (a test, not a coroutine, when no handler ran)
                 return self._replay(task, replay, name, await self._replay_handlers(task, replay, name))
             return self._replay(task, replay, name, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .. import abi
 from .binfmt import ReplayDiverged
@@ -23,6 +24,10 @@ class HandlerFrame:
     sig: int
     syscall: str
     call: int  # that syscall's number in call order
+
+
+#: What Replay.answer returns when the next entry is not a plain result.
+MISS = object()
 
 
 class Replay:
@@ -54,6 +59,16 @@ class Replay:
         if self.pos == self.end:
             self._next_segment()
         return entry
+
+    def answer(self, syscall: str) -> Any:
+        """The next entry's result when it is ``syscall`` returning normally (most entries:
+        answered in one call), else MISS (a handler, an error, a divergence: the caller's
+        slow path says which)."""
+        _tid, name, ok, value = self.entries[self.pos]
+        if name != syscall or ok is not True:
+            return MISS
+        self.take()
+        return value
 
     def ahead(self) -> Iterator[Entry]:
         """The entries still to answer, the next one first."""
