@@ -8,15 +8,16 @@ import io
 import json
 
 import ukernel
-from ukernel.trace.events import JsonlSink, MemorySink, Tracer, keeps_events
+from ukernel.trace.events import ConsoleSink, JsonlSink, MemorySink, Tracer, format_event, is_direct
 
 
 def test_kept_and_piped_sinks_see_the_same_events():
     tracer = Tracer()
-    kept, deque, piped, stream = MemorySink(), collections.deque(maxlen=2), [], io.StringIO()
-    for sink in (kept, deque.append, lambda event: piped.append(dict(event)), JsonlSink(stream)):
+    kept, deque, piped, stream, console = MemorySink(), collections.deque(maxlen=2), [], io.StringIO(), io.StringIO()
+    sinks = (kept, deque.append, ConsoleSink(console, colour=False), lambda event: piped.append(dict(event)))
+    for sink in (*sinks, JsonlSink(stream)):
         tracer.add_sink(sink)
-    assert [keeps_events(s) for s in (*tracer.kept, *tracer.sinks)] == [True, True, False, False]
+    assert [is_direct(s) for s in (*tracer.direct, *tracer.sinks)] == [True, True, True, False, False]
     tracer.message(
         "request",
         "kernel",
@@ -39,6 +40,7 @@ def test_kept_and_piped_sinks_see_the_same_events():
     tracer.emit("sched", op="pick", cpu=0, pid=2, tid=2)
     assert kept == piped == [json.loads(line) for line in stream.getvalue().splitlines()]
     assert list(deque) == kept[1:]
+    assert console.getvalue().splitlines() == [format_event(e) for e in piped]
     assert [list(e) for e in kept] == [
         ["seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", "tid", "args", "syscall"],
         ["seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", "tid", "errno", "message", "dur_us", "flag"],

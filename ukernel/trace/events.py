@@ -42,15 +42,16 @@ SCHEMA_VERSION = 1
 class Tracer:
     """The structlog pipeline behind every trace event.
 
-    A sink that only keeps events (a MemorySink, a list's or a deque's ``append``) is
-    handed each event directly: the pipeline would hand it the same dict, and skipping
-    structlog's call chain is most of what an in-memory trace costs. Every other sink
-    (a file, the console, a student's) gets it through structlog.
+    A sink that only keeps events (a MemorySink, a list's or a deque's ``append``), and
+    the console's (whose line is drawn from the event alone), is handed each event
+    directly: the pipeline would hand it the same dict, and skipping structlog's call
+    chain is most of what an in-memory trace costs. Every other sink (a file, the
+    progress line, a student's) gets it through structlog.
     """
 
     def __init__(self) -> None:
         self.sinks: list[Sink] = []  # through structlog
-        self.kept: list[Sink] = []  # handed the event directly
+        self.direct: list[Sink] = []  # handed the event directly
         self.on = False
         self.clock: Callable[[], int] = lambda: 0
         #: service -> the node that handles its messages; empty when every service is
@@ -62,7 +63,7 @@ class Tracer:
         ).bind()  # the bound logger itself: no lazy proxy to go through per event
 
     def add_sink(self, sink: Sink) -> None:
-        (self.kept if keeps_events(sink) else self.sinks).append(sink)
+        (self.direct if is_direct(sink) else self.sinks).append(sink)
         self.on = True
 
     def emit(self, type_: str, **fields: Any) -> None:
@@ -73,7 +74,7 @@ class Tracer:
 
     def publish(self, event: Event) -> None:
         """Hand one stamped event to every sink, the same dict to all."""
-        for sink in self.kept:
+        for sink in self.direct:
             sink(event)
         if self.sinks:
             self._log.msg(event)
@@ -143,12 +144,17 @@ class Tracer:
         self.emit(type_, **event)
 
 
-def keeps_events(sink: Sink) -> bool:
-    """A sink that only stores the event: a MemorySink, or a list's or deque's append."""
-    return isinstance(sink, MemorySink) or (
-        isinstance(sink, types.BuiltinMethodType)
-        and sink.__name__ == "append"
-        and isinstance(sink.__self__, list | collections.deque)
+def is_direct(sink: Sink) -> bool:
+    """A sink that only stores the event (a MemorySink, a list's or deque's append) or says
+    it is drawn from the event alone (``direct = True``: the console)."""
+    return (
+        isinstance(sink, MemorySink)
+        or getattr(sink, "direct", False) is True
+        or (
+            isinstance(sink, types.BuiltinMethodType)
+            and sink.__name__ == "append"
+            and isinstance(sink.__self__, list | collections.deque)
+        )
     )
 
 
@@ -156,8 +162,7 @@ def keeps_events(sink: Sink) -> bool:
 class MemorySink(list):
     """Keeps events as dicts (what ``ukernel.run(...).trace`` returns)."""
 
-    def __call__(self, event: Event) -> None:
-        self.append(event)
+    __call__ = list.append  # (no Python frame per event)
 
 
 def _json_default(value: Any) -> Any:
@@ -230,6 +235,8 @@ class ConsoleSink:
     colour; the caller gives it (services.colours()), since tracing knows no service. They
     are used when ``colour_wanted(stream)`` says so, unless ``colour`` decides.
     """
+
+    direct = True  # its line depends on the event alone: the tracer need not go through structlog
 
     def __init__(
         self, stream: IO[str], colours: dict[str, str] | None = None, width: int = 60, colour: bool | None = None
