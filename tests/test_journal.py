@@ -175,3 +175,15 @@ async def test_a_child_replaying_a_parent_that_held_no_call_runs_as_its_parent_d
     )
     line = 'ukernel: /bin/t:6: sys.getpid(...) was never awaited: write "await sys.getpid(...)"\n'
     assert result.stdout.decode() == f"{line}{abi.SIGSYS} " * 3
+
+
+def test_what_a_journal_recorded_after_its_last_fork_goes_with_it():
+    parent = Journal()
+    parent.record(1, "read", True, b"a" * 300)
+    child = parent.fork(2, "fork")
+    parent.record(1, "read", True, b"b" * 300)  # after the fork: no child's
+    segment = child.prefix
+    del parent
+    assert segment.entries == [(1, "read", True, b"a" * 300)]
+    assert list(segment.data) == [b"a" * 300]
+    assert list(child) == [(2, "read", True, b"a" * 300), (2, "fork", True, 0)]

@@ -121,4 +121,9 @@ class Journal:
 
     def __del__(self) -> None:
         # what was journaled after the last fork is no child's: it goes with this journal
+        # (the list and the data dict are the children's segments' own objects: in place)
         del self.entries[self.shared :]
+        if self.data:
+            kept = {id(value) for _who, _name, _ok, value in self.entries if type(value) is bytes}
+            for value in [value for value in self.data if id(value) not in kept]:
+                del self.data[value]

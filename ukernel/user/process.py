@@ -212,7 +212,7 @@ class Runtime:
     def _take(self, task: TaskStruct, replay: Replay) -> tuple:
         """The next journal entry; after the last one (the fork returning 0) the child is live."""
         entry = replay.take()
-        if replay.pos == replay.end:  # (done, spelled out: this is the replay's hot path)
+        if replay.pos == replay.end:  # the last entry: live from here
             del self.replays[task.id]
         return entry
 
