@@ -66,13 +66,19 @@ class Journal:
         self.entries.append((tid, name, ok, value))
 
     def _stored(self, value: bytes) -> bytes:
+        """The one object for this value: this journal's own, else an ancestor's (then this
+        journal's own too, so it stays one object whatever happens to the ancestor)."""
+        known = self.data.get(value)
+        if known is not None:
+            return known
         segment = self.prefix
-        while segment is not None:
+        while segment is not None and known is None:
             known = segment.data.get(value)
-            if known is not None:
-                return known
             segment = segment.prev
-        return self.data.setdefault(value, value)
+        if known is None:
+            known = value
+        self.data[known] = known
+        return known
 
     def __len__(self) -> int:
         return self.prefix_len + len(self.entries)
