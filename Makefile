@@ -1,6 +1,7 @@
 # make demo: set up, run the nginx demo, then show the route of its first fork (a dozen lines);
 #            every message of the run is one flag away: .venv/bin/ukernel run -v nginx 4
 # make test: set up with the test extras and run the whole suite (skipped tests say why: -rs).
+# make bench: every bench/*.py's figures as one table of ratios (bench/all.py; BENCH_ARGS="--quick" or "--only fork trace").
 # make scale: per-operation costs as the number of processes grows (bench/scale.py; SCALE_ARGS=--big adds 32,000).
 # make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
 PY ?= python3
@@ -37,10 +38,7 @@ fuzz: $(STAMP)
 		tests/test_races.py tests/test_syscall_args.py tests/test_fault_sweep.py -k "fuzz or hostile or fault_at_any"
 
 bench: $(STAMP)
-	$(BIN)/python bench/fork.py
-	$(BIN)/python bench/mm.py
-	$(BIN)/python bench/remote.py
-	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)

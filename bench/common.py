@@ -1,10 +1,18 @@
-"""What every benchmark shares: the programs timed, best-of timing, the machine line, and a C baseline."""
+"""What every benchmark shares: the programs timed, CPU timing of a whole run, interleaved
+rounds, figures (ratios with min and median), the machine line, and a C baseline.
+
+A figure is ``{"figure", "min", "median", "target", "unit"}``: per-round ratios against a
+baseline measured in the same round (so a noisy machine moves both), ROUNDS rounds at
+least. Each bench/*.py exposes ``figures(quick=False)``; bench/all.py prints them all.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -14,6 +22,11 @@ from pathlib import Path
 
 import msgpack
 import trio
+
+import ukernel
+
+ROUNDS = 5  # rounds of every figure, each measuring the figure and its baseline back to back
+RUN_TIMEOUT = 600  # seconds one ukernel run may take before it counts as hung
 
 # --- the programs timed (argv[1]: how many times) --------------------------------------------
 GETPID = b"""
@@ -78,6 +91,89 @@ async def main(sys, argv):
 def best(fn: Callable[[], float], repeats: int) -> float:
     """The least of a few timings: noise only ever adds time."""
     return min(fn() for _ in range(repeats))
+
+
+# --- CPU time of a whole run, rounds, figures ----------------------------------------------------
+def run_cpu(
+    source: bytes,
+    argv: list[str],
+    problems: list[str],
+    clock: Callable[[], float] = time.thread_time,
+    **settings: object,
+) -> float:
+    """Thread CPU seconds of one run of ``source`` as /bin/bench in a kernel booted for it,
+    boot and shutdown left out: the kernel and every service run in this thread. Not
+    process_time: while the watchdog's ITIMER_PROF is armed this host's process clock
+    moves only at the timer's ticks (bench/scale.py). ``clock=time.perf_counter`` for
+    services in other processes, whose CPU this thread's clock does not see."""
+
+    async def one() -> float:
+        with trio.fail_after(RUN_TIMEOUT):
+            async with ukernel.boot(files={"/bin/bench": source}, **settings) as kernel:
+                started = clock()
+                status = await kernel.run("/bin/bench", ["bench", *argv])
+                elapsed = clock() - started
+                if status != 0:
+                    problems.append(f"bench {' '.join(argv)}: status {status:#x}")
+                problems.extend(f"bench {' '.join(argv)}: {problem}" for problem in await kernel.check_invariants())
+                return elapsed
+
+    return trio.run(one)
+
+
+def rounds(measures: dict[str, Callable[[], float]], count: int = ROUNDS) -> dict[str, list[float]]:
+    """Each measure once per round, in the order given, ``count`` rounds (interleaved),
+    after one round that is not counted."""
+    for measure in measures.values():  # a round to warm up (imports, caches), not counted
+        measure()
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(count):
+        for name, measure in measures.items():
+            samples[name].append(measure())
+    return samples
+
+
+def figure(name: str, ratios: list[float], target: str = "", unit: str = "x") -> dict:
+    """One figure from its per-round values (ratios, unless ``unit`` says otherwise)."""
+    return {"figure": name, "min": min(ratios), "median": statistics.median(ratios), "target": target, "unit": unit}
+
+
+def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Round by round: each value over its own round's baseline."""
+    return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def met(fig: dict) -> str:
+    """Whether the figure's median meets its target (``<= 1.5``, ``>= 0.4``): yes, NO, or -."""
+    found = re.fullmatch(r"\s*(<=|>=)\s*([0-9.]+)\s*", fig["target"] or "")
+    if found is None:
+        return "-"
+    bound = float(found.group(2))
+    ok = fig["median"] <= bound if found.group(1) == "<=" else fig["median"] >= bound
+    return "yes" if ok else "NO"
+
+
+def print_figures(figs: list[dict], title: str = "") -> None:
+    """The one table: figure | min | median | target | met?"""
+    rows = [
+        (f["figure"], f"{f['min']:.3f}{f['unit']}", f"{f['median']:.3f}{f['unit']}", f["target"] or "", met(f))
+        for f in figs
+    ]
+    header = ("figure", "min", "median", "target", "met?")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    if title:
+        print(title)
+    print(line)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    print(line)
+    for row in rows:
+        print(
+            "  ".join(
+                c.rjust(w) if 0 < i < 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+    print(line)
 
 
 def machine(extra: str = "") -> str:

@@ -4,40 +4,45 @@
 
 fork copies page tables, not pages (dup_mm write-protects every private PTE
 and shares the frame), so its cost grows with the number of present pages
-but no page data moves. Prints two tables:
+but no page data moves. Prints two tables and the figure:
 
 1. time: a ukernel program mmaps N MiB, writes every page (in 1 MiB pokes),
    then makes ONE clone(SIGCHLD, fn) + exit + waitpid, or none. The fork's
-   cost is (best run time with it) - (best run time without it), whole
-   ``ukernel.run`` wall times, best of REPEATS each, trace=False,
+   cost is (run with it) - (run without it), thread CPU time of the program's
+   run (bench/common.py run_cpu), interleaved rounds, trace=False,
    memory=512M. Beside it: ``dup_mm`` alone and the child's ``mmput``
    (exit_mmap) alone, each one message to the mm service sent while the
-   program is stopped, best of REPEATS; and the baseline, a C program that
-   mallocs N MiB, writes every page, then times one fork + _exit + waitpid
-   (best of REPEATS), compiled with ``cc -O2``.
+   program is stopped (thread CPU time: the mm service runs in this thread),
+   each round beside the baseline, a C program that mallocs N MiB, writes every
+   page, then times one fork + _exit + waitpid (its own clock), compiled with
+   ``cc -O2``.
 2. counters: the same program in a live kernel, stopping itself (SIGSTOP)
    before the clone, in the child, and after the wait; at each stop the mm
    service's frame counts and the stopped process's mm_stat. Page data copied
    by the fork = (frames with the child alive - frames before - the child's
    page-table root) * PAGE_SIZE, and it must be 0.
+
+The figure: dup_mm of the largest size / C's fork of it, per round (target: no
+slower than C at 100 MiB).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 import trio.testing
-from common import c_program, finish, machine
+from common import ROUNDS, c_program, figure, finish, machine, print_figures, ratios, rounds, run_cpu
 
 import ukernel
 from ukernel import abi
 
-REPEATS = 3
 MEMORY = "512M"
 RUN_TIMEOUT = 120  # seconds one ukernel run may take before it counts as hung
 PAGE = abi.PAGE_SIZE
@@ -114,34 +119,19 @@ PROBLEMS: list[str] = []
 
 
 # --- 1. whole runs, with and without the fork -------------------------------------------------
-def run_seconds(mib: int, mode: str) -> float:
-    async def one() -> ukernel.Result:
-        with trio.fail_after(RUN_TIMEOUT):
-            return await ukernel.run_async(
-                "/bin/mmbench", ["mmbench", str(mib), mode], memory=MEMORY, trace=False, files={"/bin/mmbench": PROGRAM}
-            )
-
-    gc.collect()  # the last run's garbage is not this run's cost
-    started = time.perf_counter()
-    result = trio.run(one)
-    elapsed = time.perf_counter() - started
-    if result.status != 0:
-        PROBLEMS.append(f"{mib} MiB {mode}: status {result.status:#x}, output {result.stdout[-400:]!r}")
-    PROBLEMS.extend(f"{mib} MiB {mode}: {p}" for p in result.problems)
-    return elapsed
-
-
-def fork_cost(mib: int) -> tuple[float, float, float]:
-    """(best without, best with, with - without) in seconds; the runs alternate, so drift hits both."""
-    without, with_ = [], []
-    for _ in range(REPEATS):
-        without.append(run_seconds(mib, "none"))
-        with_.append(run_seconds(mib, "fork"))
-    return min(without), min(with_), min(with_) - min(without)
+def fork_cost(mib: int) -> tuple[list[float], list[float]]:
+    """(runs without, runs with) the fork, in CPU seconds, interleaved rounds."""
+    s = rounds(
+        {
+            mode: (lambda mode=mode: run_cpu(PROGRAM, [str(mib), mode], PROBLEMS, memory=MEMORY, trace=False))
+            for mode in ("none", "fork")
+        }
+    )
+    return s["none"], s["fork"]
 
 
 # --- 2. a live kernel: counters at each stop, dup_mm and mmput timed alone ----------------------
-async def _stops(mib: int) -> dict:
+async def _stops(mib: int, c_run: Callable[..., str] | None) -> dict:
     out: dict = {"stops": []}
     async with ukernel.boot(memory=MEMORY, trace=False, files={"/bin/mmbench": PROGRAM}) as k:
         status: list[int] = []
@@ -164,42 +154,39 @@ async def _stops(mib: int) -> dict:
                         stat = await k.call("mm", "mm_stat", {"mm": task.mm})
                         out["stops"].append({"pid": task.pid, **counts, **stat})
                         if len(out["stops"]) == 1:  # the parent, before its clone: time the mm ops alone
-                            out["dup_mm"], out["mmput"] = await _time_dup_mm(k, task.mm)
+                            out.update(await _time_dup_mm(k, task.mm, mib, c_run))
                         await k.kill(task, abi.SIGCONT)
         out["status"] = status[0]
         out["problems"] = await k.check_invariants()
     return out
 
 
-async def _time_dup_mm(k, mm: int) -> tuple[float, float]:
-    """Best-of-REPEATS round trips of dup_mm and of the copy's mmput, with nothing else running."""
-    dups, puts = [], []
-    for _ in range(REPEATS):
+async def _time_dup_mm(k, mm: int, mib: int, c_run: Callable[..., str] | None) -> dict[str, list[float]]:
+    """Rounds of dup_mm and of the copy's mmput with nothing else running (thread CPU time),
+    each round beside one C fork of the same memory (its own clock); a warm-up round first."""
+    samples: dict[str, list[float]] = {"dup_mm": [], "mmput": [], "c": []}
+    for round_ in range(ROUNDS + 1):
         gc.collect()
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         copy = (await k.call("mm", "dup_mm", {"mm": mm}))["mm"]
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         await k.call("mm", "mmput", {"mm": copy})
-        t2 = time.perf_counter()
-        dups.append(t1 - t0)
-        puts.append(t2 - t1)
-    return min(dups), min(puts)
+        t2 = time.thread_time()
+        c = float(c_run(mib, 1)) / 1e6 if c_run is not None else None
+        if round_:  # the first round warms up
+            samples["dup_mm"].append(t1 - t0)
+            samples["mmput"].append(t2 - t1)
+            if c is not None:
+                samples["c"].append(c)
+    return samples
 
 
-def counters(mib: int) -> dict:
-    out = trio.run(_stops, mib)
+def counters(mib: int, c_run: Callable[..., str] | None) -> dict:
+    out = trio.run(_stops, mib, c_run)
     if out["status"] != 0 or len(out["stops"]) != 3:
         PROBLEMS.append(f"{mib} MiB stops: status {out['status']:#x}, {len(out['stops'])} stops (want 3)")
     PROBLEMS.extend(f"{mib} MiB stops: {p}" for p in out["problems"])
     return out
-
-
-# --- 3. C -----------------------------------------------------------------------------------
-def c_fork_us(sizes: list[int]) -> dict[int, float] | None:
-    with c_program(C_SOURCE, "cforkmem") as run:
-        if run is None:
-            return None
-        return {mib: float(run(mib, REPEATS)) for mib in sizes}
 
 
 # --- the tables -----------------------------------------------------------------------------
@@ -225,6 +212,31 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+def measure(sizes: list[int]) -> tuple[dict, dict]:
+    """The whole-run fork costs and the live-kernel stops (with the C baseline) per size."""
+    with c_program(C_SOURCE, "cforkmem") as c_run:
+        timing = {mib: fork_cost(mib) for mib in sizes}
+        stops = {mib: counters(mib, c_run) for mib in sizes}
+    return timing, stops
+
+
+def figures(quick: bool = False) -> list[dict]:
+    """dup_mm of the largest size (100 MiB; 16 with ``quick``) / C's fork of it."""
+    mib = 16 if quick else 100
+    with c_program(C_SOURCE, "cforkmem") as c_run:
+        if c_run is None:
+            return []
+        stops = counters(mib, c_run)
+    return [_figure(mib, stops)]
+
+
+def _figure(mib: int, stops: dict) -> dict:
+    target = "<= 1" if mib == 100 else ""
+    return figure(
+        f"dup_mm of {mib} MiB touched / C fork+_exit+waitpid of it", ratios(stops["dup_mm"], stops["c"]), target
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 and 16 MiB only (a few seconds)")
@@ -233,31 +245,30 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = time.perf_counter()
     print(machine(f", THP {transparent_hugepages()}"))
-    print(f"best of {REPEATS}; sizes {', '.join(f'{s} MiB' for s in sizes)}; ukernel memory={MEMORY}, trace=False")
-    run_seconds(1, "fork")  # warm up: imports, the first compile of the program
-    timing = {mib: fork_cost(mib) for mib in sizes}
-    stops = {mib: counters(mib) for mib in sizes}
-    c_us = c_fork_us(sizes)
+    print(f"medians of {ROUNDS} interleaved rounds; sizes {', '.join(f'{s} MiB' for s in sizes)}; memory={MEMORY}")
+    timing, stops = measure(sizes)
 
     rows = []
+    med = statistics.median
     for mib in sizes:
-        without, with_, cost = timing[mib]
-        dup, put = stops[mib]["dup_mm"], stops[mib]["mmput"]
-        c = c_us[mib] / 1e6 if c_us else None
+        without, with_ = timing[mib]
+        cost = med([b - a for a, b in zip(without, with_, strict=True)])
+        dup, put, c_samples = stops[mib]["dup_mm"], stops[mib]["mmput"], stops[mib]["c"]
+        c = med(c_samples) if c_samples else None
         rows.append(
             (
                 f"{mib} MiB",
-                ms(without),
-                ms(with_),
+                ms(med(without)),
+                ms(med(with_)),
                 ms(cost),
-                ms(dup),
-                ms(put),
+                ms(med(dup)),
+                ms(med(put)),
                 ms(c) if c else "(no cc)",
                 f"{cost / c:.1f}x" if c else "",
-                f"{dup / c:.1f}x" if c else "",
+                f"{med(dup) / c:.1f}x" if c else "",
             )
         )
-    print("\ntime (ukernel run = boot + init + program + shutdown)")
+    print("\ntime (ukernel: thread CPU of the program's run; C: its own clock)")
     table(
         (
             "touched",
@@ -291,15 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("\nmm counters at the three stops: parent before clone / child alive / parent after wait")
     table(("touched", "parent rss", "frames in use", "frame refs", "cow breaks", "page bytes copied by fork"), rows)
-
-    if c_us and 100 in sizes:
-        dup, c = stops[100]["dup_mm"], c_us[100] / 1e6
-        print(f"target: 100 MiB dup_mm no slower than C fork of 100 MiB: {dup / c:.2f}x, {_verdict(dup <= c)}")
+    if stops[sizes[-1]]["c"]:
+        print_figures([_figure(sizes[-1], stops[sizes[-1]])], "\nfigure")
     return finish(wall, PROBLEMS)
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 if __name__ == "__main__":

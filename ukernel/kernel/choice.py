@@ -192,7 +192,7 @@ def user_state(task: TaskStruct) -> Any:
         return None
     space = {k: v for k, v in image.namespace.items() if k != "__builtins__"}
     if task.host is None:
-        return (canonical(space), hash(canonical(image.journal)))
+        return (canonical(space), hash(canonical(list(image.journal))))
     frames, coro = [], task.host.coro
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)

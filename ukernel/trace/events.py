@@ -15,10 +15,12 @@ a run with services in other processes adds ``node`` to every message.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
 import os
+import types
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -38,10 +40,18 @@ SCHEMA_VERSION = 1
 
 
 class Tracer:
-    """The structlog pipeline behind every trace event."""
+    """The structlog pipeline behind every trace event.
+
+    A sink that only keeps events (a MemorySink, a list's or a deque's ``append``), and
+    the console's (whose line is drawn from the event alone), is handed each event
+    directly: the pipeline would hand it the same dict, and skipping structlog's call
+    chain is most of what an in-memory trace costs. Every other sink (a file, the
+    progress line, a student's) gets it through structlog.
+    """
 
     def __init__(self) -> None:
-        self.sinks: list[Sink] = []
+        self.sinks: list[Sink] = []  # through structlog
+        self.direct: list[Sink] = []  # handed the event directly
         self.on = False
         self.clock: Callable[[], int] = lambda: 0
         #: service -> the node that handles its messages; empty when every service is
@@ -49,26 +59,28 @@ class Tracer:
         self.nodes: dict[str, str] = {}
         self._seq = itertools.count(1)
         self._log = structlog.wrap_logger(
-            structlog.ReturnLogger(),
-            processors=[self._stamp, self._fan_out],
-            wrapper_class=structlog.BoundLogger,
-            cache_logger_on_first_use=True,  # else the proxy builds a new BoundLogger per event
-        )
+            structlog.ReturnLogger(), processors=[self._fan_out], wrapper_class=structlog.BoundLogger
+        ).bind()  # the bound logger itself: no lazy proxy to go through per event
 
     def add_sink(self, sink: Sink) -> None:
-        self.sinks.append(sink)
+        (self.direct if is_direct(sink) else self.sinks).append(sink)
         self.on = True
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self.on:
-            self._log.msg(type_, **fields)
+            event = {"seq": next(self._seq), "ts": self.clock(), "type": type_}
+            event.update(fields)
+            self.publish(event)
 
-    def _stamp(self, _logger: Any, _method: str, event: dict) -> dict:
-        stamped = {"seq": next(self._seq), "ts": self.clock(), "type": event.pop("event")}
-        stamped.update(event)
-        return stamped
+    def publish(self, event: Event) -> None:
+        """Hand one stamped event to every sink, the same dict to all."""
+        for sink in self.direct:
+            sink(event)
+        if self.sinks:
+            self._log.msg(event)
 
-    def _fan_out(self, _logger: Any, _method: str, event: dict) -> dict:
+    def _fan_out(self, _logger: Any, _method: str, event_dict: dict) -> dict:
+        event = event_dict["event"]
         for sink in self.sinks:
             sink(event)
         raise structlog.DropEvent
@@ -88,31 +100,36 @@ class Tracer:
         error: dict | None = None,
         dur_us: int | None = None,
     ) -> None:
-        fields: dict[str, Any] = {
+        get = meta.get
+        event: Event = {
+            "seq": next(self._seq),
+            "ts": self.clock(),
+            "type": kind,
             "src": src,
             "dst": dst,
             "op": op,
             "msgid": msgid,
-            "cause": meta.get("cause"),
-            "pid": meta.get("pid"),
-            "tid": meta.get("tid"),
+            "cause": get("cause"),
+            "pid": get("pid"),
+            "tid": get("tid"),
         }
         if kind == "request":
-            fields["args"] = args
+            event["args"] = args
         elif error is not None:
-            fields["errno"] = error.get("name")
-            fields["message"] = error.get("message")
+            event["errno"] = error.get("name")
+            event["message"] = error.get("message")
         else:
-            fields["result"] = result
+            event["result"] = result
         if dur_us is not None:
-            fields["dur_us"] = dur_us
+            event["dur_us"] = dur_us
         for key in ("syscall", "step", "flag"):
             if key in meta:
-                fields[key] = meta[key]
-        node = self.nodes.get(dst if kind in ("request", "notify") else src)
-        if node is not None:
-            fields["node"] = node
-        self.emit(kind, **fields)
+                event[key] = meta[key]
+        if self.nodes:
+            node = self.nodes.get(dst if kind in ("request", "notify") else src)
+            if node is not None:
+                event["node"] = node
+        self.publish(event)
 
     def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
         """An event a service reports while serving a message (mm's ``fault``): tied by
@@ -127,12 +144,25 @@ class Tracer:
         self.emit(type_, **event)
 
 
+def is_direct(sink: Sink) -> bool:
+    """A sink that only stores the event (a MemorySink, a list's or deque's append) or says
+    it is drawn from the event alone (``direct = True``: the console)."""
+    return (
+        isinstance(sink, MemorySink)
+        or getattr(sink, "direct", False) is True
+        or (
+            isinstance(sink, types.BuiltinMethodType)
+            and sink.__name__ == "append"
+            and isinstance(sink.__self__, list | collections.deque)
+        )
+    )
+
+
 # --- sinks -------------------------------------------------------------------
 class MemorySink(list):
     """Keeps events as dicts (what ``ukernel.run(...).trace`` returns)."""
 
-    def __call__(self, event: Event) -> None:
-        self.append(event)
+    __call__ = list.append  # (no Python frame per event)
 
 
 def _json_default(value: Any) -> Any:
@@ -206,6 +236,8 @@ class ConsoleSink:
     are used when ``colour_wanted(stream)`` says so, unless ``colour`` decides.
     """
 
+    direct = True  # its line depends on the event alone: the tracer need not go through structlog
+
     def __init__(
         self, stream: IO[str], colours: dict[str, str] | None = None, width: int = 60, colour: bool | None = None
     ):
@@ -234,12 +266,19 @@ class ConsoleSink:
         return STYLE.get(kind)
 
 
+#: Values whose rendering is ``str(value)``: short() writes them without a call of its own.
+_PLAIN = frozenset({int, str, bool, float, type(None)})
+
+
 def short(value: Any, width: int = 60) -> str:
     """A compact rendering of args/results: ``{files: 3}``, long bytes cut."""
-    if isinstance(value, dict):
-        text = "{" + ", ".join(f"{k}: {short(v, width)}" for k, v in value.items()) + "}"
+    kind = type(value)
+    if kind in _PLAIN:
+        text = str(value)
+    elif isinstance(value, dict):
+        text = "{" + ", ".join([f"{k}: {v if type(v) in _PLAIN else short(v, width)}" for k, v in value.items()]) + "}"
     elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(short(v, width) for v in value) + "]"
+        text = "[" + ", ".join([str(v) if type(v) in _PLAIN else short(v, width) for v in value]) + "]"
     elif isinstance(value, bytes):
         text = repr(value)
     else:
@@ -252,12 +291,13 @@ def format_event(event: Event, width: int = 60) -> str | None:
     kind = event["type"]
     msgid = event.get("msgid")
     if kind == "request":
-        why = []
-        if event.get("syscall"):
-            why.append(f"{event['syscall']} by pid {event.get('pid')}")
-        if event.get("flag"):
-            why.append(event["flag"])
-        tail = f" ({', '.join(why)})" if why else ""
+        syscall, flag = event.get("syscall"), event.get("flag")
+        if syscall:
+            tail = (
+                f" ({syscall} by pid {event.get('pid')}, {flag})" if flag else f" ({syscall} by pid {event.get('pid')})"
+            )
+        else:
+            tail = f" ({flag})" if flag else ""
         return (
             f"#{msgid} {event['src']} -> {event['dst']:<10} {event['op']:<16} {short(event.get('args'), width)}{tail}"
         )

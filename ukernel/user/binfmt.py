@@ -24,10 +24,7 @@ from typing import Any
 
 from .. import abi
 from ..reprs import bounded
-
-#: The journal's entries besides syscalls: (tid, HANDLE_SIGNAL, token, handler args) when a
-#: handler is entered; (tid, RT_SIGRETURN, returned normally?, sig) when it is left.
-HANDLE_SIGNAL, RT_SIGRETURN = "handle_signal", "rt_sigreturn"
+from .journal import Journal
 
 
 class ReplayDiverged(BaseException):
@@ -45,7 +42,7 @@ class Image:
     argv: list[str]
     envp: dict[str, str]
     namespace: dict[str, Any] = field(default_factory=dict)
-    journal: list[tuple[int, str, Any, Any]] = field(default_factory=list)  # (task id, syscall, ok, value)
+    journal: Journal = field(default_factory=Journal)  # (task id, syscall, ok, value) since the start
     snapshot: bytes | None = None  # set when the image started as a clone(fn) copy
     snapshot_keep: list | None = None  # what the snapshot shares rather than copies (modules, code, sys)
     handlers: dict[int, Any] = field(default_factory=dict)  # sigaction tokens -> Python handlers (libc's table)
@@ -94,10 +91,10 @@ class Image:
         exec(self.code, namespace)
         return namespace
 
-    def fork_copy(self, forker: int, child: int, syscall: str) -> Image:
-        """A child image: same start, the forking thread's journal as the child's, then fork returning 0."""
-        journal = [(child if who == forker else who, name, ok, value) for who, name, ok, value in self.journal]
-        journal.append((child, syscall, True, 0))
+    def fork_copy(self, child: int, syscall: str) -> Image:
+        """A child image: same start, the forking thread's journal as the child's (shared, not
+        copied: journal.py), then fork returning 0."""
+        journal = self.journal.fork(child, syscall)
         return Image(
             self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot, self.snapshot_keep, host=self.host
         )

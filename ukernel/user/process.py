@@ -20,16 +20,20 @@ from .. import abi
 from ..kernel.bug import KernelPanic
 from ..kernel.exit import do_exit
 from ..kernel.task import ExecImage, TaskExit, WaitChannel, current
+from . import libc
 from .awaited import SyscallCall, dropped
-from .binfmt import HANDLE_SIGNAL, RT_SIGRETURN, Image, ReplayDiverged
+from .binfmt import Image, ReplayDiverged
+from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Journal
 from .libc import Sys
-from .replay import HandlerFrame, Replay, fork_refusal, outer_syscall, signame
+from .replay import MISS, HandlerFrame, Replay, outer_syscall, signame
 from .space import copy_space, restore_space
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
     from ..kernel.task import TaskStruct
 
+
+_LIBC = vars(libc)  # libc's globals: a call made from there is libc's own
 
 #: Where a task whose do_exit oopsed stays: off every CPU, never a zombie (make_task_dead).
 OOPSED_IN_EXIT = WaitChannel("exit", "nothing: do_exit oopsed, it never finishes exiting")
@@ -52,9 +56,16 @@ class Runtime:
             call.drop()
 
     def called(self, name: str, coro: Any, frame: Any) -> Any:
-        """A ``sys`` method was called (awaited.py): listed on the task until awaited."""
+        """A ``sys`` method was called (awaited.py): listed on the task until awaited. Not
+        listed: libc's own inner calls (it awaits them), and a fork child's calls while it
+        replays a parent that held no call across the fork: the parent's journal says each
+        was awaited (else it would have been killed before forking), so the child's are too,
+        and the replay costs no bookkeeping per call."""
         task = current.get(None)
-        if task is None:
+        if task is None or frame.f_globals is _LIBC:
+            return coro
+        replay = self.replays.get(task.id)
+        if replay is not None and not replay.watch_calls:
             return coro
         return SyscallCall(name, coro, frame.f_code.co_filename, frame.f_lineno, self.unawaited.setdefault(task.id, []))
 
@@ -95,14 +106,14 @@ class Runtime:
                 image.namespace, (args.fn, args.arg, image.handlers), (self.sys, image.namespace.get("__builtins__"))
             )
             child.image = Image(
-                image.path, image.code, image.argv, image.envp, namespace, [], data, keep, handlers, image.host
+                image.path, image.code, image.argv, image.envp, namespace, Journal(), data, keep, handlers, image.host
             )
             return ("call", fn, arg)
-        refusal = fork_refusal(image.journal, current.id)
+        refusal = image.journal.fork_refusal(current.id)
         if refusal is not None:
             raise abi.kernel_error(abi.ENOSYS, refusal)
-        child.image = image.fork_copy(current.id, child.id, args.syscall)
-        return ("replay",)
+        child.image = image.fork_copy(child.id, args.syscall)
+        return ("replay", bool(self.unawaited.get(current.id)))  # (calls held across the fork)
 
     async def syscall(self, name: str, args: dict) -> Any:
         """The kernel entry every ``sys`` method goes through (the CPU limit's watchdog
@@ -113,27 +124,32 @@ class Runtime:
         try:
             if self.unawaited.get(task.id):
                 await self._check_awaited(task, name)
-            return await self._syscall(task, name, args)
+            replay = self.replays.get(task.id)
+            if replay is None:
+                return await self._syscall(task, name, args)
+            replay.calls += 1  # (the replay's path has no coroutine of its own: it is most of a fork)
+            value = replay.answer(name)
+            if value is not MISS:
+                if replay.pos == replay.end:  # the last entry: the fork returning 0; live from here
+                    del self.replays[task.id]
+                return value
+            if replay.peek()[1] == HANDLE_SIGNAL:  # (a test, not a coroutine, when no handler ran)
+                return self._replay(task, replay, name, await self._replay_handlers(task, replay, name))
+            return self._replay(task, replay, name, None)
         finally:
             watchdog.leave_kernel(task)
 
     async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
-        replay = self.replays.get(task.id)
-        if replay is not None:
-            replay.calls += 1
-            handler_error = None
-            if replay.pending[-1][1] == HANDLE_SIGNAL:  # (a test, not a coroutine, when no handler ran)
-                handler_error = await self._replay_handlers(task, replay, name)
-            return self._replay(task, replay, name, handler_error)
+        """A live syscall: the kernel's answer, journaled for a later fork's child."""
         image = task.image
         try:
             result = await self.kernel.syscall(task, name, args)
         except OSError as exc:
             if image is not None and task.image is image:
-                image.journal.append((task.id, name, False, (exc.errno, exc.strerror)))
+                image.journal.record(task.id, name, False, (exc.errno, exc.strerror))
             raise
         if image is not None and task.image is image:
-            image.journal.append((task.id, name, True, result))
+            image.journal.record(task.id, name, True, result)
         return result
 
     async def _replay_handlers(self, task: TaskStruct, replay: Replay, name: str) -> OSError | None:
@@ -141,7 +157,7 @@ class Runtime:
         (their entries come before the syscall's own). Live, a handler's OSError became
         the syscall's: it is returned, and the syscall's entry must say so."""
         try:
-            while replay.pending[-1][1] == HANDLE_SIGNAL:
+            while replay.peek()[1] == HANDLE_SIGNAL:
                 await self._replay_handler(task, replay, name)
         except OSError as exc:
             return exc
@@ -162,9 +178,9 @@ class Runtime:
 
     async def _replay_handler(self, task: TaskStruct, replay: Replay, syscall: str) -> None:
         """The parent entered a handler here: run the child's own copy of it (same token)."""
-        _tid, _, token, args = replay.pending.pop()
+        _tid, _, token, args = replay.take()
         sig = args[0]
-        outer = outer_syscall(replay.pending)
+        outer = outer_syscall(replay.ahead())
         if outer is not None and outer != syscall:
             what = f"the parent called {outer}() and ran its {signame(sig)} handler on the way out, the child calls {syscall}()"
             raise self._diverged(task, replay, what)
@@ -195,8 +211,8 @@ class Runtime:
 
     def _take(self, task: TaskStruct, replay: Replay) -> tuple:
         """The next journal entry; after the last one (the fork returning 0) the child is live."""
-        entry = replay.pending.pop()
-        if not replay.pending:
+        entry = replay.take()
+        if replay.pos == replay.end:  # the last entry: live from here
             del self.replays[task.id]
         return entry
 
@@ -216,14 +232,14 @@ class Runtime:
         if added:
             task.blocked.add(sig)
         args = (sig,)  # what the handler is called with after sys, recorded for the replay
-        image.journal.append((task.id, HANDLE_SIGNAL, token, args))
+        image.journal.record(task.id, HANDLE_SIGNAL, token, args)
         returned = False
         try:
             await self._user_mode(task, _call_maybe_async(handler, self.sys, *args))
             returned = True
         finally:
             if task.image is image:  # (an execve in the handler left this journal behind)
-                image.journal.append((task.id, RT_SIGRETURN, returned, sig))
+                image.journal.record(task.id, RT_SIGRETURN, returned, sig)
             if added:
                 task.blocked.discard(sig)
                 task.sigpending = True  # recalc_sigpending after the mask changes back
@@ -313,14 +329,14 @@ class Runtime:
                 if kind == "kthread":
                     return await entry[1](self.sys, entry[2])
                 if kind == "replay":
-                    return await self._start_replay(task)
+                    return await self._start_replay(task, entry[1])
                 return await task.image.namespace["main"](self.sys, task.image.argv)
             except ExecImage:
                 kind = "main"
 
-    async def _start_replay(self, task: TaskStruct) -> Any:
+    async def _start_replay(self, task: TaskStruct, watch_calls: bool) -> Any:
         image = task.image
-        self.replays[task.id] = Replay(list(reversed(image.journal)))
+        self.replays[task.id] = Replay(image.journal.segments(), watch_calls)
         if image.snapshot is not None:
             namespace, fn, arg, handlers = restore_space(image.snapshot, image.snapshot_keep)
             image.namespace, image.handlers = namespace, dict(handlers)

@@ -1,17 +1,20 @@
 """A fork child's place in its parent's journal, and what it says when it loses it.
 
-process.py's Runtime answers the child's syscalls from ``Replay.pending`` and runs
-the parent's signal handlers where the journal says they ran; this module keeps
-the bookkeeping (which syscall, which handler) so a divergence names both.
+process.py's Runtime answers the child's syscalls from a ``Replay`` (a cursor over the
+segments of the journal, journal.py: nothing is copied) and runs the parent's signal
+handlers where the journal says they ran; this module keeps the bookkeeping (which
+syscall, which handler) so a divergence names both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .. import abi
-from .binfmt import HANDLE_SIGNAL, RT_SIGRETURN, ReplayDiverged
+from .binfmt import ReplayDiverged
+from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Entry
 
 
 @dataclass
@@ -23,13 +26,58 @@ class HandlerFrame:
     call: int  # that syscall's number in call order
 
 
-@dataclass
-class Replay:
-    """The journal entries still to answer (the next one last) and where the child is."""
+#: What Replay.answer returns when the next entry is not a plain result.
+MISS = object()
 
-    pending: list[tuple[int, str, Any, Any]]
-    calls: int = 0  # syscalls the child has made, in call order (as strace numbers them)
-    frames: list[HandlerFrame] = field(default_factory=list)  # handlers being replayed, innermost last
+
+class Replay:
+    """Where the child is in the journal it replays: the next entry, and what is left."""
+
+    __slots__ = ("entries", "pos", "end", "rest", "calls", "frames", "watch_calls")
+
+    def __init__(self, segments: list[tuple[list[Entry], int]], watch_calls: bool = False):
+        self.rest = [segment for segment in reversed(segments) if segment[1]]  # the next one last
+        self.entries: list[Entry] = []
+        self.pos = self.end = 0
+        self.calls = 0  # syscalls the child has made, in call order (as strace numbers them)
+        self.frames: list[HandlerFrame] = []  # handlers being replayed, innermost last
+        self.watch_calls = watch_calls  # the parent held a call across the fork: list the child's too
+        self._next_segment()
+
+    def _next_segment(self) -> None:
+        if self.rest:
+            self.entries, self.end = self.rest.pop()
+            self.pos = 0
+
+    def peek(self) -> Entry:
+        return self.entries[self.pos]
+
+    def take(self) -> Entry:
+        """The next entry; after the last one ``pos == end`` (the replay is over)."""
+        entry = self.entries[self.pos]
+        self.pos += 1
+        if self.pos == self.end:
+            self._next_segment()
+        return entry
+
+    def answer(self, syscall: str) -> Any:
+        """The next entry's result when it is ``syscall`` returning normally (most entries:
+        answered in one call), else MISS (a handler, an error, a divergence: the caller's
+        slow path says which)."""
+        _tid, name, ok, value = self.entries[self.pos]
+        if name != syscall or ok is not True:
+            return MISS
+        self.take()
+        return value
+
+    def ahead(self) -> Iterator[Entry]:
+        """The entries still to answer, the next one first."""
+        entries = self.entries
+        for i in range(self.pos, self.end):  # (by index: a slice would copy the segment)
+            yield entries[i]
+        for entries, count in reversed(self.rest):
+            for i in range(count):
+                yield entries[i]
 
     def diverged(self, what: str, after: bool = False) -> ReplayDiverged:
         """The one line a divergence is: which syscall, inside which handler, what differed."""
@@ -44,12 +92,12 @@ def signame(sig: int) -> str:
     return abi.SIGNAL_NAMES.get(sig, f"signal {sig}")
 
 
-def outer_syscall(pending: list) -> str | None:
+def outer_syscall(ahead: Iterable[Entry]) -> str | None:
     """The syscall a handler just entered ran on the way out of: its entry follows the
     handler's block (and any other handler run on the same way out). None when the
     handler raised (then the syscall raised that exception and has no entry of its own)."""
     depth = 1
-    for _tid, name, ok, _value in reversed(pending):  # the next entry first
+    for _tid, name, ok, _value in ahead:  # the next entry first
         if name == HANDLE_SIGNAL:
             depth += 1
         elif name == RT_SIGRETURN:
@@ -58,20 +106,4 @@ def outer_syscall(pending: list) -> str | None:
                 return None
         elif depth == 0:
             return name
-    return None
-
-
-def fork_refusal(journal: list, tid: int) -> str | None:
-    """Why fork cannot replay this journal, or None. A fork inside a handler would need the
-    interrupted syscall's result, which is journaled only after the handler returns."""
-    depth = 0
-    for who, name, _ok, _value in journal:
-        if who != tid:
-            return "fork in a multi-threaded program: replaying the other threads is not built yet; use clone(fn)"
-        if name == HANDLE_SIGNAL:
-            depth += 1
-        elif name == RT_SIGRETURN:
-            depth -= 1
-    if depth:
-        return "fork inside a signal handler: the child's replay would return into a syscall not journaled yet; use clone(fn)"
     return None
