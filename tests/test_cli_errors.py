@@ -118,6 +118,11 @@ BAD_INPUTS = [
         2,
     ),
     (
+        ["serve", "mm", "--tls", "{tmp}/nokeys", "--listen", "tcp://127.0.0.1:0"],
+        "ukernel: serve: --tls: {tmp}/nokeys/ca.pem: no such file (make it with `ukernel keys init {tmp}/nokeys`)",
+        2,
+    ),
+    (
         ["serve", "mm", "--listen", "tcp://127.0.0.1:0", "+secret"],
         "ukernel: serve: --listen: tcp://127.0.0.1:0: plain TCP is refused: give --tls DIR (keys from "
         "`ukernel keys`), or --insecure on loopback",

@@ -29,7 +29,7 @@ from services import SERVICES, settings_of
 from services.pid import PidService
 from services.vfs import VfsService
 from ukernel import abi, keys
-from ukernel.config import Config
+from ukernel.config import Config, load_config
 from ukernel.ipc import node as node_server
 from ukernel.ipc import protocol, tcp, tls
 from ukernel.ipc.router import BootError
@@ -415,6 +415,15 @@ def test_the_cli_says_a_foreign_certificate_in_one_line(tmp_path, tls_keys):
         f"ukernel: --remote: pid at {url}: tls: the server hung up in the handshake (did it refuse our "
         f"certificate, {other}/kernel.pem?)\n",
     )
+
+
+def test_the_toml_keys_of_tls(tmp_path):
+    config = tmp_path / "cluster.toml"
+    config.write_text('tls = "keys"\ntls_name = "node-a"\ninsecure = true\n')
+    assert load_config(config) == {"tls": str(tmp_path / "keys"), "tls_name": "node-a", "insecure": True}
+    config.write_text('insecure = "yes"\n')
+    with pytest.raises(ValueError, match="insecure: must be true or false, not 'yes'$"):
+        load_config(config)
 
 
 # --- ukernel keys --------------------------------------------------------------------------------
