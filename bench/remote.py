@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"best of {REPEATS}; rtt N={n_rtt}, getpid/write N=0/{n}, clone+exit+wait M={m1}/{m2}; one serve process per service"
     )
-    figures = {"embedded": measure({}, n, m1, m2)}
+    table = {"embedded": measure({}, n, m1, m2)}
     with tempfile.TemporaryDirectory() as tmp:
         keys_dir = make_keys(tmp)
         rtt = {
@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         for kind in KINDS:
             urls, procs = start_services(kind, tmp, keys_dir)
             try:
-                figures[f"remote {kind}"] = measure({"remote": urls} | run_options(kind, keys_dir), n, m1, m2)
+                table[f"remote {kind}"] = measure({"remote": urls} | run_options(kind, keys_dir), n, m1, m2)
             finally:
                 _stop(procs)
-    emb = figures["embedded"]
+    emb = table["embedded"]
     print(f"{'':16}{'getpid us':>11}{'write us':>11}{'fork /s':>10}{'fork /s (parallel)':>20}")
-    for name, f in figures.items():
+    for name, f in table.items():
         print(f"{name:16}{f['getpid']:11.2f}{f['write']:11.2f}{f['fork']:10.1f}{f['fork_par']:20.1f}")
     for floor in rtt:
         print(
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{rtt_x[floor]:.2f} us to another process"
         )
     for kind in KINDS:
-        f = figures[f"remote {kind}"]
+        f = table[f"remote {kind}"]
         floor = "TLS" if kind == "tls" else "TCP"
         ratio, ratio_x = f["write"] / rtt[floor], f["write"] / rtt_x[floor]
         fork_ratio = max(f["fork"], f["fork_par"]) / emb["fork"]
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f"fork / embedded = {f['fork'] / emb['fork']:.2f} serial, {f['fork_par'] / emb['fork']:.2f} parallel "
             f"(target >= 0.25 {'ok' if fork_ratio >= 0.25 else 'MISSED'})"
         )
-    tls_cost = figures["remote tls"]["write"] / figures["remote tcp"]["write"]
+    tls_cost = table["remote tls"]["write"] / table["remote tcp"]["write"]
     print(f"TLS next to plain TCP: remote write {tls_cost:.2f}x, bare rtt {rtt_x['TLS'] / rtt_x['TCP']:.2f}x")
     print_figures(figures(quick=opts.quick))
     return finish(wall, PROBLEMS)

@@ -277,7 +277,7 @@ def _reply_once(peer: _Peer, msgid: int) -> ReplyFn:
 def _peer_name(stream: trio.abc.Stream) -> str:
     sock = getattr(stream, "socket", None)
     try:
-        return str(sock.getpeername()) if sock is not None else "?"
+        return (str(sock.getpeername()) or "on the Unix socket") if sock is not None else "?"
     except OSError:
         return "?"
 
