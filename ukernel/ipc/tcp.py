@@ -119,7 +119,7 @@ def is_loopback(host: str) -> bool:
 class Auth:
     """How this end proves who it is and checks the other, for every address it dials or serves."""
 
-    secret: bytes | None = None  # the shared secret: Unix sockets, and TCP with ``insecure``
+    secret: bytes | None = field(default=None, repr=False)  # the shared secret: Unix sockets, TCP with ``insecure``
     keys: tls.TlsKeys | None = None  # the CA and our certificate: TLS on TCP
     insecure: bool = False  # plain TCP (the secret's handshake and records, no TLS), loopback only
 
