@@ -459,7 +459,13 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 def _add_keys_parser(sub: argparse._SubParsersAction) -> None:
     """``ukernel keys init DIR`` / ``issue NAME DIR`` (ukernel/keys.py; imported only when run)."""
-    p_keys = sub.add_parser("keys", help="make a CA (init DIR) and certificates (issue NAME DIR) for --tls DIR")
+    p_keys = sub.add_parser(
+        "keys",
+        help="make a CA (init DIR) and certificates (issue NAME DIR) for --tls DIR",
+        description="Keys for `serve --tls DIR` and `run --tls DIR` (docs/distributed.md): DIR/ca.pem is the CA "
+        "every peer's certificate must come from, DIR/NAME.{pem,key} NAME's certificate and key. Copy ca.pem and a "
+        "host's own two files to it; ca.key stays where certificates are issued.",
+    )
     actions = p_keys.add_subparsers(dest="action", required=True)
     actions.add_parser("init", help="make the CA: DIR/ca.pem and DIR/ca.key").add_argument("dir", metavar="DIR")
     p_issue = actions.add_parser("issue", help="NAME's key and certificate: DIR/NAME.pem and DIR/NAME.key")
