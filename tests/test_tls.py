@@ -8,6 +8,7 @@ one way, replays one it can see, or writes bytes of its own into the stream.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import stat
@@ -68,6 +69,7 @@ class Relay:
         self.flip = {UP: False, DOWN: False}  # flip the last byte of the next chunk going that way
         self.replay_up: bytes | None = None  # send the next chunk to the node holding these bytes twice
         self.streams: dict[str, trio.abc.Stream] = {}  # the latest connection's, to inject into
+        self.sending = trio.Lock()  # the pipe to the node and inject take turns
 
     async def serve(self, listen: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
         listeners, url = await node_server.open_listeners(listen)
@@ -77,7 +79,8 @@ class Relay:
 
     async def inject(self, data: bytes) -> None:
         """Bytes of the relay's own into the stream to the node."""
-        await self.streams[UP].send_all(data)
+        async with self.sending:
+            await self.streams[UP].send_all(data)
 
     async def _relay(self, client: trio.abc.Stream) -> None:
         server = await tcp.open_stream(self.target)
@@ -93,10 +96,12 @@ class Relay:
                 if self.flip[way]:
                     self.flip[way] = False
                     data = data[:-1] + bytes([data[-1] ^ 0x01])
-                await dst.send_all(data)
+                copies = 1
                 if way == UP and self.replay_up and self.replay_up in data:
-                    self.replay_up = None
-                    await dst.send_all(data)
+                    self.replay_up, copies = None, 2
+                async with self.sending if way == UP else contextlib.nullcontext():
+                    for _ in range(copies):
+                        await dst.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         scope.cancel()  # one side gone: the relay hangs up both
@@ -380,7 +385,7 @@ async def test_a_kernel_without_tls_meets_a_tls_node_with_one_line_each_side(mon
             with pytest.raises(BootError, match=r"handshake failed: .*\(does it serve TLS\? then give --tls DIR\)$"):
                 await ukernel.run_async("hello", remote={"pid": url}, insecure=True)
             nursery.cancel_scope.cancel()
-    assert "a client without TLS, --insecure?" in caplog.text
+    assert "refused peer" in caplog.text  # (no TLS handshake in time, or the client hung up first)
 
 
 def test_the_cli_says_a_foreign_certificate_in_one_line(tmp_path, tls_keys):
