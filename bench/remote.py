@@ -1,23 +1,28 @@
-"""Benchmark: ukernel with every service remote, against embedded and a bare TCP round trip.
+"""Benchmark: ukernel with every service remote, against embedded and a bare round trip.
 
     .venv/bin/python bench/remote.py [--quick]
 
 Every service runs in its own ``ukernel serve`` process (one process per
-service), reached over loopback TCP, then over Unix sockets. Each round runs,
+service), reached three ways at once: loopback TCP (``--insecure``: the
+secret's MACs on every record), TLS 1.3 (``--tls``, both ends with
+certificates made for the run) and Unix sockets (the secret). Each round runs,
 back to back:
 
 1. bare rtt: one msgpack request and reply at a time between this process and
-   an echo server in another (TCP_NODELAY): the floor under a remote message.
+   an echo server in another (TCP_NODELAY), plain and in a trio.SSLStream:
+   the floor under a remote message.
 2. write(/dev/null) (one vfs message) N times and 0 times, remote: the
-   difference over N is one write.
+   difference over N is one write. (getpid sends no message: the kernel
+   answers it, so a remote write is the figure for "one remote call".)
 3. clone(SIGCHLD, fn)+exit+wait M times and 0 times (no replay), embedded and
    remote, serial copy steps and with ``parallel_copy=True`` (ukernel/kernel/fork.py
    INDEPENDENT_STEPS).
 
 Wall time of the program's run (boot left out): the services' CPU is in other
 processes, and what a remote call costs is its latency. Figures, per round:
-remote write / bare rtt (target <= 1.5) and remote fork rate / embedded fork
-rate, the better of serial and parallel copy (target >= 0.25).
+remote write / its transport's bare rtt (target <= 1.5), remote write over TLS
+/ over plain TCP (the cost of TLS), and remote fork rate / embedded fork rate,
+the better of serial and parallel copy (target >= 0.25).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import trio
 from common import CLONE, figure, finish, machine, print_figures, ratios, rounds, run_cpu
 
 from services import SERVICES, serve_order
-from ukernel.ipc import tcp
+from ukernel import keys
+from ukernel.ipc import tcp, tls
 
 SECRET = "bench-remote-secret"
 REPO = Path(__file__).resolve().parent.parent
+KINDS = ("tcp", "tls", "unix")
 
 WRITE = b"""
 from ukernel.abi import O_WRONLY
@@ -55,47 +62,61 @@ PROBLEMS: list[str] = []
 
 
 # --- 1. the floor -------------------------------------------------------------------------------
-async def _echo(stream: trio.SocketStream) -> None:
+def make_keys(tmp: str) -> str:
+    """A CA and certificates for 127.0.0.1 (the nodes, the echo) and kernel, as ``ukernel keys`` makes them."""
+    directory = Path(tmp, "keys")
+    keys.init_ca(directory)
+    for name in ("127.0.0.1", "kernel"):
+        keys.issue(name, directory)
+    return str(directory)
+
+
+async def _echo(stream: trio.abc.Stream, keys_dir: str | None = None) -> None:
     tcp.set_nodelay(stream)
+    if keys_dir is not None:
+        stream = await tls.server(stream, tls.load(keys_dir, "127.0.0.1"))
     unpacker = msgpack.Unpacker(raw=False)
-    while data := await stream.receive_some(65536):
-        unpacker.feed(data)
-        for _, msgid, _method, _params in unpacker:
-            await stream.send_all(msgpack.packb([1, msgid, None, msgid], use_bin_type=True))
+    try:
+        while data := await stream.receive_some(65536):
+            unpacker.feed(data)
+            for _, msgid, _method, _params in unpacker:
+                await stream.send_all(msgpack.packb([1, msgid, None, msgid], use_bin_type=True))
+    except trio.BrokenResourceError:
+        pass  # a TLS client that left without close_notify
 
 
-async def serve_echo(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_echo(keys_dir: str | None = None, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(_echo, listeners)
+    await trio.serve_listeners(lambda stream: _echo(stream, keys_dir), listeners)
 
 
-async def _tcp_rtt(n: int, port: int | None = None) -> float:
-    """One request/reply at a time; the echo server in this trio loop, or at ``port``
-    in another process (where a remote service always is: its wake-up is paid too)."""
-    async with trio.open_nursery() as nursery:
-        if port is None:
-            port = await nursery.start(serve_echo)
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        tcp.set_nodelay(stream)
-        unpacker = msgpack.Unpacker(raw=False)
-        meta = {"cause": 1, "pid": 2, "tid": 2}
-        started = time.perf_counter()
-        for msgid in range(n):
-            await stream.send_all(msgpack.packb([0, msgid, "vfs.write", [{"file": 3, "data": b"x"}, meta]]))
-            reply = None
-            while reply is None:
-                unpacker.feed(await stream.receive_some(65536))
-                reply = next(unpacker, None)
-        elapsed = time.perf_counter() - started
-        nursery.cancel_scope.cancel()
+async def _tcp_rtt(n: int, port: int, keys_dir: str | None = None) -> float:
+    """One request/reply at a time to the echo server at ``port`` in another process (where a
+    remote service always is: its wake-up is paid too); in TLS with ``keys_dir``."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    tcp.set_nodelay(stream)
+    if keys_dir is not None:
+        stream = await tls.client(stream, tls.load(keys_dir, "kernel"), "127.0.0.1")
+    unpacker = msgpack.Unpacker(raw=False)
+    meta = {"cause": 1, "pid": 2, "tid": 2}
+    started = time.perf_counter()
+    for msgid in range(n):
+        await stream.send_all(msgpack.packb([0, msgid, "vfs.write", [{"file": 3, "data": b"x"}, meta]]))
+        reply = None
+        while reply is None:
+            unpacker.feed(await stream.receive_some(65536))
+            reply = next(unpacker, None)
+    elapsed = time.perf_counter() - started
+    await trio.aclose_forcefully(stream)
     return elapsed / n
 
 
 @contextmanager
-def echo_server() -> Iterator[int]:
-    """An echo server in another process; yields its port."""
-    echo = subprocess.Popen([sys.executable, __file__, "--echo"], stdout=subprocess.PIPE, text=True)
+def echo_server(keys_dir: str | None = None) -> Iterator[int]:
+    """An echo server in another process (TLS with ``keys_dir``); yields its port."""
+    args = [sys.executable, __file__, "--echo", *(["--echo-tls", keys_dir] if keys_dir else [])]
+    echo = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
         yield int(echo.stdout.readline())
     finally:
@@ -104,14 +125,24 @@ def echo_server() -> Iterator[int]:
 
 
 # --- the serve processes ---------------------------------------------------------------------
-def start_services(kind: str, tmp: str) -> tuple[dict[str, str], list[subprocess.Popen]]:
+def serve_options(kind: str, keys_dir: str) -> list[str]:
+    """How a serve process of ``kind`` is protected: the secret's MACs, or TLS with ``keys_dir``."""
+    return {"tcp": ["--insecure"], "unix": [], "tls": ["--tls", keys_dir]}[kind]
+
+
+def run_options(kind: str, keys_dir: str) -> dict:
+    """The same for the run that dials them."""
+    return {"tcp": {"insecure": True}, "unix": {}, "tls": {"tls": keys_dir}}[kind]
+
+
+def start_services(kind: str, tmp: str, keys_dir: str) -> tuple[dict[str, str], list[subprocess.Popen]]:
     """One ``ukernel serve`` per service; callees first, so each can dial its own."""
     env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
     urls: dict[str, str] = {}
     procs = []
     for name in serve_order():
-        listen = "tcp://127.0.0.1:0" if kind == "tcp" else f"unix:{tmp}/{name}.sock"
-        args = [sys.executable, "-m", "ukernel.cli", "serve", name, "--listen", listen]
+        listen = f"unix:{tmp}/{name}.sock" if kind == "unix" else "tcp://127.0.0.1:0"
+        args = [sys.executable, "-m", "ukernel.cli", "serve", name, "--listen", listen, *serve_options(kind, keys_dir)]
         for callee in SERVICES[name].calls:
             args += ["--remote", f"{callee}={urls[callee]}"]
         proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
@@ -121,6 +152,23 @@ def start_services(kind: str, tmp: str) -> tuple[dict[str, str], list[subprocess
         urls[name] = line.rsplit(" on ", 1)[1]
         procs.append(proc)
     return urls, procs
+
+
+@contextmanager
+def served(tmp: str, keys_dir: str) -> Iterator[dict[str, dict]]:
+    """Every kind's serve processes at once; yields each kind's run settings."""
+    procs: list[subprocess.Popen] = []
+    try:
+        settings = {}
+        for kind in KINDS:
+            urls, started = start_services(kind, tmp, keys_dir)
+            procs += started
+            settings[kind] = {"remote": urls} | run_options(kind, keys_dir)
+        yield settings
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 # --- 2./3. runs, and the rounds -----------------------------------------------------------------
@@ -133,46 +181,51 @@ def per_call(source: bytes, count: int, settings: dict) -> float:
     return (run_seconds(source, count, settings) - run_seconds(source, 0, settings)) / count
 
 
-def samples(urls: dict[str, str], n: int, m: int, n_rtt: int, port: int) -> dict[str, list[float]]:
-    """Interleaved rounds of the rtt, remote write, and clone+exit+wait three ways."""
-    remote = {"remote": urls}
+def samples(settings: dict[str, dict], ports: dict[str, int], keys_dir: str, sizes: tuple) -> dict[str, list[float]]:
+    """Interleaved rounds: the two bare rtts, and per kind a remote write and clone+exit+wait two ways."""
+    n, m, n_rtt = sizes
     measures = {
-        "rtt": lambda: trio.run(_tcp_rtt, n_rtt, port),
-        "write": lambda: per_call(WRITE, n, remote),
-        "fork_embedded": lambda: per_call(CLONE, m, {}),
-        "fork_serial": lambda: per_call(CLONE, m, remote),
-        "fork_parallel": lambda: per_call(CLONE, m, remote | {"parallel_copy": True}),
+        "rtt tcp": lambda: trio.run(_tcp_rtt, n_rtt, ports["tcp"]),
+        "rtt tls": lambda: trio.run(_tcp_rtt, n_rtt, ports["tls"], keys_dir),
+        "fork embedded": lambda: per_call(CLONE, m, {}),
     }
+    for kind, remote in settings.items():
+        measures[f"write {kind}"] = lambda r=remote: per_call(WRITE, n, r)
+        measures[f"fork {kind}"] = lambda r=remote: per_call(CLONE, m, r)
+        measures[f"fork {kind} parallel"] = lambda r=remote: per_call(CLONE, m, r | {"parallel_copy": True})
     return rounds(measures)
 
 
 def figures(quick: bool = False) -> list[dict]:
-    """Per transport: remote write / bare rtt, and remote fork rate / embedded."""
-    n, m, n_rtt = (500, 20, 2000) if quick else (2000, 50, 10000)
+    """Per transport: remote write / its bare rtt, and remote fork rate / embedded; TLS / plain TCP."""
+    sizes = (500, 20, 2000) if quick else (2000, 50, 10000)
     os.environ["UKERNEL_SECRET"] = SECRET
+    with tempfile.TemporaryDirectory() as tmp:
+        keys_dir = make_keys(tmp)
+        with echo_server() as tcp_port, echo_server(keys_dir) as tls_port, served(tmp, keys_dir) as settings:
+            s = samples(settings, {"tcp": tcp_port, "tls": tls_port}, keys_dir, sizes)
     out = []
-    with echo_server() as port, tempfile.TemporaryDirectory() as tmp:
-        for kind in ("tcp", "unix"):
-            urls, procs = start_services(kind, tmp)
-            try:
-                s = samples(urls, n, m, n_rtt, port)
-            finally:
-                for proc in procs:
-                    proc.kill()
-                    proc.wait()
-            best = [min(a, b) for a, b in zip(s["fork_serial"], s["fork_parallel"], strict=True)]
-            out += [
-                figure(f"remote {kind}: write / bare cross-process TCP rtt", ratios(s["write"], s["rtt"]), "<= 1.5"),
-                figure(
-                    f"remote {kind}: clone(fn)+exit+wait rate / embedded, serial",
-                    ratios(s["fork_embedded"], s["fork_serial"]),
-                ),
-                figure(
-                    f"remote {kind}: the same, the better of serial and parallel_copy",
-                    ratios(s["fork_embedded"], best),
-                    ">= 0.25",
-                ),
-            ]
+    for kind in KINDS:
+        floor = "tls" if kind == "tls" else "tcp"
+        best = [min(a, b) for a, b in zip(s[f"fork {kind}"], s[f"fork {kind} parallel"], strict=True)]
+        out += [
+            figure(
+                f"remote {kind}: write / bare cross-process {floor.upper()} rtt",
+                ratios(s[f"write {kind}"], s[f"rtt {floor}"]),
+                "<= 1.5",
+            ),
+            figure(
+                f"remote {kind}: clone(fn)+exit+wait rate / embedded, serial",
+                ratios(s["fork embedded"], s[f"fork {kind}"]),
+            ),
+            figure(
+                f"remote {kind}: the same, the better of serial and parallel_copy",
+                ratios(s["fork embedded"], best),
+                ">= 0.25",
+            ),
+        ]
+    out.append(figure("remote write: TLS / plain TCP (the cost of TLS)", ratios(s["write tls"], s["write tcp"])))
+    out.append(figure("bare rtt: TLS / plain TCP", ratios(s["rtt tls"], s["rtt tcp"])))
     return out
 
 
@@ -180,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N/M")
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the other process of the rtt
+    parser.add_argument("--echo-tls", metavar="DIR", help=argparse.SUPPRESS)  # ... in TLS, with these keys
     opts = parser.parse_args(argv)
     if opts.echo:
-        trio.run(_print_port_and_echo)
+        trio.run(_print_port_and_echo, opts.echo_tls)
         return 0
     wall = time.perf_counter()
     print(machine())
@@ -190,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     return finish(wall, PROBLEMS)
 
 
-async def _print_port_and_echo() -> None:
+async def _print_port_and_echo(keys_dir: str | None) -> None:
     async with trio.open_nursery() as nursery:
-        print(await nursery.start(serve_echo), flush=True)
+        print(await nursery.start(serve_echo, keys_dir), flush=True)
 
 
 if __name__ == "__main__":

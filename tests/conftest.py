@@ -56,3 +56,16 @@ async def read_line(stream: trio.abc.ReceiveStream) -> str:
             break
         data += chunk
     return data.decode().strip()
+
+
+@pytest.fixture(scope="session")
+def tls_keys(tmp_path_factory) -> str:
+    """A keys directory as `ukernel keys` makes it: a CA, and certificates for 127.0.0.1 (the nodes,
+    as dialled on loopback) and kernel (what a run shows by default)."""
+    from ukernel import keys
+
+    directory = tmp_path_factory.mktemp("keys")
+    keys.init_ca(directory)
+    for name in ("127.0.0.1", "kernel"):
+        keys.issue(name, directory)
+    return str(directory)

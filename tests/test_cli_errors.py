@@ -96,8 +96,46 @@ BAD_INPUTS = [
     ),
     (["run", "--cpu-limit", "-1", "hello"], "ukernel: --cpu-limit: seconds >= 0 (0: no limit), not -1.0", 2),
     (
-        ["run", "--remote", "mm=tcp://127.0.0.1:1", "hello"],
+        ["run", "--insecure", "--remote", "mm=tcp://127.0.0.1:1", "hello"],
         "ukernel: --remote: no shared secret: UKERNEL_SECRET is empty or unset",
+        2,
+    ),
+    (
+        ["run", "--remote", "mm=tcp://127.0.0.1:1", "hello", "+secret"],
+        "ukernel: --remote: mm at tcp://127.0.0.1:1: plain TCP is refused: give --tls DIR (keys from "
+        "`ukernel keys`), or --insecure on loopback",
+        2,
+    ),
+    (
+        ["run", "--insecure", "--remote", "mm=tcp://10.0.0.2:7001", "hello", "+secret"],
+        "ukernel: --remote: mm at tcp://10.0.0.2:7001: --insecure: plain TCP only on loopback, not 10.0.0.2: "
+        "use --tls DIR",
+        2,
+    ),
+    (
+        ["run", "--tls", "{tmp}/nokeys", "--remote", "mm=tcp://127.0.0.1:1", "hello"],
+        "ukernel: --tls: {tmp}/nokeys/ca.pem: no such file (make it with `ukernel keys init {tmp}/nokeys`)",
+        2,
+    ),
+    (
+        ["serve", "mm", "--tls", "{tmp}/nokeys", "--listen", "tcp://127.0.0.1:0"],
+        "ukernel: serve: --tls: {tmp}/nokeys/ca.pem: no such file (make it with `ukernel keys init {tmp}/nokeys`)",
+        2,
+    ),
+    (
+        ["serve", "mm", "--listen", "tcp://127.0.0.1:0", "+secret"],
+        "ukernel: serve: --listen: tcp://127.0.0.1:0: plain TCP is refused: give --tls DIR (keys from "
+        "`ukernel keys`), or --insecure on loopback",
+        2,
+    ),
+    (
+        ["serve", "mm", "--insecure", "--listen", "tcp://0.0.0.0:0", "+secret"],
+        "ukernel: serve: --listen: tcp://0.0.0.0:0: --insecure: plain TCP only on loopback, not 0.0.0.0: use --tls DIR",
+        2,
+    ),
+    (
+        ["keys", "issue", "kernel", "{tmp}/nokeys"],
+        "ukernel: keys: {tmp}/nokeys/ca.key: no such file (make the CA with `ukernel keys init {tmp}/nokeys`)",
         2,
     ),
     (
@@ -106,7 +144,7 @@ BAD_INPUTS = [
         2,
     ),
     (
-        ["run", "--remote", "mm=tcp://127.0.0.1:1", "hello", "+secret"],
+        ["run", "--insecure", "--remote", "mm=tcp://127.0.0.1:1", "hello", "+secret"],
         "ukernel: --remote: mm at tcp://127.0.0.1:1: ECONNREFUSED: nobody listens there "
         "(is `ukernel serve mm --listen tcp://127.0.0.1:1` running?)",
         2,
@@ -118,7 +156,7 @@ BAD_INPUTS = [
         2,
     ),
     (
-        ["run", "--remote", "nope=tcp://127.0.0.1:1", "hello", "+secret"],
+        ["run", "--insecure", "--remote", "nope=tcp://127.0.0.1:1", "hello", "+secret"],
         "ukernel: --remote: no service nope; services are mm vfs pid sched signals namespaces",
         2,
     ),
@@ -259,13 +297,19 @@ def test_the_exit_statuses_are_in_run_help_and_docs_cli_md():
             "remote: mm at garbage: bad address 'garbage': want tcp://HOST:PORT or unix:/PATH",
         ),
         (
-            {"remote": {"mm": "tcp://127.0.0.1:1"}},
+            {"remote": {"mm": "tcp://127.0.0.1:1"}, "insecure": True},
             BootError,
             "remote: mm at tcp://127.0.0.1:1: ECONNREFUSED: nobody listens there "
             "(is `ukernel serve mm --listen tcp://127.0.0.1:1` running?)",
         ),
+        (
+            {"remote": {"mm": "tcp://127.0.0.1:1"}},
+            ValueError,
+            "remote: mm at tcp://127.0.0.1:1: plain TCP is refused: give --tls DIR (keys from `ukernel keys`), "
+            "or --insecure on loopback",
+        ),
     ],
-    ids=["cpus", "memory", "nproc", "fail", "remote-address", "remote-refused"],
+    ids=["cpus", "memory", "nproc", "fail", "remote-address", "remote-refused", "remote-plain"],
 )
 async def test_the_api_raises_one_exception_whose_text_is_the_line(monkeypatch, settings, error, line):
     monkeypatch.setenv("UKERNEL_SECRET", "s3cret")

@@ -28,6 +28,7 @@ from ukernel.kernel.fork import COPY_STEPS, INDEPENDENT_STEPS
 from ukernel.kernel.steps import step_groups
 
 SECRET = b"distributed-secret"
+AUTH = tcp.Auth(SECRET, insecure=True)  # the nodes here listen on loopback TCP
 TIMEOUT = 20
 
 NSDEMO_SOURCE = """
@@ -69,7 +70,7 @@ async def serve(
     config = config or Config()
     hosted = [services.build(name, config) for name in names]
     settings = {name: services.settings_of(name, config) for name in names}
-    listen = partial(node_server.serve_services, hosted, "tcp://127.0.0.1:0", SECRET, remote=remote, settings=settings)
+    listen = partial(node_server.serve_services, hosted, "tcp://127.0.0.1:0", AUTH, remote=remote, settings=settings)
     return await nursery.start(partial(listen, **kw))
 
 
@@ -83,7 +84,9 @@ async def test_a_served_service_reaches_its_callees_in_other_nodes_and_the_trace
             vfs = await serve(nursery, ["vfs"], name="node-vfs")
             ns = await serve(nursery, ["namespaces"], {"pid": pid, "vfs": vfs}, name="node-ns")
             remote = {"mm": mm, "pid": pid, "vfs": vfs, "namespaces": ns}
-            result = await ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote)
+            result = await ukernel.run_async(
+                "/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote, insecure=True
+            )
             nursery.cancel_scope.cancel()
     assert embedded.problems == [] and result.problems == []
     assert result.stdout == embedded.stdout == b"pid 1 in its namespace, status 7\n"
@@ -119,7 +122,9 @@ async def test_vfs_served_alone_does_file_io():
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             vfs = await serve(nursery, ["vfs"])
-            result = await ukernel.run_async("/bin/t", ["t"], files={"/bin/t": source}, remote={"vfs": vfs})
+            result = await ukernel.run_async(
+                "/bin/t", ["t"], files={"/bin/t": source}, remote={"vfs": vfs}, insecure=True
+            )
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.stdout, result.problems) == (0, b"xx|5000", [])
 
@@ -131,7 +136,7 @@ async def test_all_six_services_remote_run_forktest_as_embedded():
             remote = {}
             for name in services.serve_order():
                 remote[name] = await serve(nursery, [name], dict(remote))
-            result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote)
+            result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote, insecure=True)
             nursery.cancel_scope.cancel()
     assert result.problems == [] and result.exit_code == embedded.exit_code == 0
     assert result.stdout == embedded.stdout
@@ -144,7 +149,9 @@ async def test_a_remote_mm_reports_its_page_faults_into_the_kernels_trace():
     with trio.fail_after(TIMEOUT):
         embedded = await ukernel.run_async("cow", ["cow"])
         async with trio.open_nursery() as nursery:
-            result = await ukernel.run_async("cow", ["cow"], remote={"mm": await serve(nursery, ["mm"], name="n")})
+            result = await ukernel.run_async(
+                "cow", ["cow"], remote={"mm": await serve(nursery, ["mm"], name="n")}, insecure=True
+            )
             nursery.cancel_scope.cancel()
     assert result.problems == [] and result.stdout == embedded.stdout
     assert comparable(result.trace) == comparable(embedded.trace)
@@ -164,7 +171,7 @@ class Killable:
             with trio.CancelScope() as self.scope:
                 settings = {"pid": services.settings_of("pid", Config())}
                 await node_server.serve_services(
-                    [self.make()], self.url, SECRET, settings=settings, task_status=task_status
+                    [self.make()], self.url, AUTH, settings=settings, task_status=task_status
                 )
 
         self.url = await self.nursery.start(serve)
@@ -189,7 +196,7 @@ async def test_a_silent_node_is_lost_after_the_timeout_and_every_call_fails_with
             listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
             await nursery.start(trio.serve_listeners, mute, listeners)
             port = listeners[0].socket.getsockname()[1]
-            endpoint = RemoteEndpoint("pid", f"tcp://127.0.0.1:{port}", SECRET, heartbeat=0.05, timeout=0.3)
+            endpoint = RemoteEndpoint("pid", f"tcp://127.0.0.1:{port}", AUTH, heartbeat=0.05, timeout=0.3)
             await endpoint.start(nursery)
             replies = []
 
@@ -219,7 +226,7 @@ async def test_losing_a_node_mid_run_is_eio_a_clean_result_and_a_redial_gets_it_
         async with trio.open_nursery() as nursery:
             pid_node = Killable(nursery, PidService)
             url = await pid_node.start()
-            settings = {"remote": {"pid": url}, "heartbeat": 0.05, "rpc_timeout": 0.5}
+            settings = {"remote": {"pid": url}, "heartbeat": 0.05, "rpc_timeout": 0.5, "insecure": True}
 
             def console(data: bytes) -> None:
                 if data == KILL_POINT:
@@ -257,10 +264,16 @@ async def test_a_toml_config_file_names_the_remote_services_and_other_settings(t
             pid = await serve(nursery, ["pid"])
             config = tmp_path / "cluster.toml"
             config.write_text(
-                f'cpus = 2\nrpc_timeout = 3.5\n\n[remote]\npid = "{pid}"\n\n[files]\n"/etc/motd" = "hi\\n"\n'
+                f'cpus = 2\nrpc_timeout = 3.5\ninsecure = true\n\n[remote]\npid = "{pid}"\n\n[files]\n"/etc/motd" = "hi\\n"\n'
             )
             settings = load_config(config)
-            assert settings == {"cpus": 2, "rpc_timeout": 3.5, "remote": {"pid": pid}, "files": {"/etc/motd": b"hi\n"}}
+            assert settings == {
+                "cpus": 2,
+                "rpc_timeout": 3.5,
+                "insecure": True,
+                "remote": {"pid": pid},
+                "files": {"/etc/motd": b"hi\n"},
+            }
             result = await ukernel.run_async("hello", config=str(config), cpus=1)
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.problems) == (0, [])
@@ -334,7 +347,9 @@ async def test_parallel_copy_with_every_service_remote_runs_forktest():
             remote = {}
             for name in services.serve_order():
                 remote[name] = await serve(nursery, [name], dict(remote))
-            result = await ukernel.run_async("forktest", ["forktest", "6"], remote=remote, parallel_copy=True)
+            result = await ukernel.run_async(
+                "forktest", ["forktest", "6"], remote=remote, parallel_copy=True, insecure=True
+            )
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.problems) == (0, [])
 
@@ -345,7 +360,7 @@ async def test_a_remote_sched_with_one_cpu_is_refused_by_a_run_that_asks_for_two
         async with trio.open_nursery() as nursery:
             sched = await serve(nursery, ["sched"])
             with pytest.raises(BootError, match=r"^remote sched runs 1 CPU, this run asks for 2 CPUs: serve sched"):
-                await ukernel.run_async("hello", cpus=2, remote={"sched": sched})
+                await ukernel.run_async("hello", cpus=2, remote={"sched": sched}, insecure=True)
             nursery.cancel_scope.cancel()
 
 
@@ -356,10 +371,10 @@ async def test_a_remote_sched_built_with_the_runs_settings_runs_it():
         async with trio.open_nursery() as nursery:
             sched = await serve(nursery, ["sched"], config=config)
             result = await ukernel.run_async(
-                "forktest", ["forktest", "4"], cpus=2, sched="cfs", seed=3, remote={"sched": sched}
+                "forktest", ["forktest", "4"], cpus=2, sched="cfs", seed=3, remote={"sched": sched}, insecure=True
             )
             with pytest.raises(BootError, match="remote sched runs sched=cfs, this run asks for sched=rr"):
-                await ukernel.run_async("hello", cpus=2, seed=3, remote={"sched": sched})
+                await ukernel.run_async("hello", cpus=2, seed=3, remote={"sched": sched}, insecure=True)
             nursery.cancel_scope.cancel()
     assert (result.exit_code, result.problems) == (0, [])
     assert sorted(result.stdout.splitlines()) == sorted(embedded.stdout.splitlines())  # two CPUs: any interleaving
@@ -368,10 +383,10 @@ async def test_a_remote_sched_built_with_the_runs_settings_runs_it():
 async def test_a_node_that_does_not_say_its_settings_or_serves_something_else_is_refused():
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            bare = await nursery.start(node_server.serve_services, [PidService()], "tcp://127.0.0.1:0", SECRET)
+            bare = await nursery.start(node_server.serve_services, [PidService()], "tcp://127.0.0.1:0", AUTH)
             with pytest.raises(BootError, match=f"^remote pid: {bare} does not say which settings it runs with"):
-                await ukernel.run_async("hello", remote={"pid": bare})
+                await ukernel.run_async("hello", remote={"pid": bare}, insecure=True)
             mm = await serve(nursery, ["mm"])
             with pytest.raises(BootError, match=f"^remote pid: {mm} serves mm, not pid"):
-                await ukernel.run_async("hello", remote={"pid": mm})
+                await ukernel.run_async("hello", remote={"pid": mm}, insecure=True)
             nursery.cancel_scope.cancel()

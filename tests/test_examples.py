@@ -13,6 +13,7 @@ import services
 import ukernel
 from ukernel.config import Config, load_config
 from ukernel.ipc import node as node_server
+from ukernel.ipc import tcp
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SECRET = b"example-secret"
@@ -29,6 +30,7 @@ def test_cluster_toml_parses_with_the_config_loader():
         "cpus": 2,
         "heartbeat": 1.0,
         "rpc_timeout": 5.0,
+        "insecure": True,
         "remote": {"mm": "tcp://127.0.0.1:7001", "vfs": "tcp://127.0.0.1:7002", "pid": "unix:/tmp/ukernel-pid.sock"},
     }
     Config(**settings)  # and every value is one Config takes
@@ -49,7 +51,7 @@ async def test_a_run_with_cluster_toml_uses_the_services_it_names(tmp_path):
                     node_server.serve_services,
                     hosted,
                     listen,
-                    SECRET,
+                    tcp.Auth(SECRET, insecure=True),
                     settings={name: services.settings_of(name, config)},
                 )
                 remote[name] = await nursery.start(serve)

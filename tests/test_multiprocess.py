@@ -19,7 +19,7 @@ from conftest import FORKS_AFTER_A_LOSS, KILL_POINT, read_line
 
 import ukernel
 from services import SERVICES, serve_order
-from ukernel import abi
+from ukernel import abi, keys
 from ukernel.ipc.router import BootError
 
 SECRET = "multiprocess-secret"
@@ -64,12 +64,13 @@ class Serve:
         self.process.kill()
 
 
-async def serve_all(nursery: trio.Nursery, tmp_path: Path) -> dict[str, str]:
-    """One process per service; odd ones on loopback TCP, the rest on Unix sockets."""
+async def serve_all(nursery: trio.Nursery, tmp_path: Path, keys: str) -> dict[str, str]:
+    """One process per service; odd ones on loopback TCP with TLS (``keys``), the rest on Unix sockets."""
     urls: dict[str, str] = {}
     for i, name in enumerate(serve_order()):
         listen = "tcp://127.0.0.1:0" if i % 2 else f"unix:{tmp_path / name}.sock"
-        urls[name] = await Serve([name], listen, {c: urls[c] for c in SERVICES[name].calls}).start(nursery)
+        callees = {c: urls[c] for c in SERVICES[name].calls}
+        urls[name] = await Serve([name], listen, callees, options=["--tls", keys]).start(nursery)
     return urls
 
 
@@ -79,12 +80,12 @@ def _secret(monkeypatch):
 
 
 @pytest.mark.parametrize(("program", "argv"), [("nginx", ["nginx", "3"]), ("forktest", ["forktest", "5"])])
-async def test_every_service_in_its_own_process_gives_the_embedded_output_and_route(program, argv, tmp_path):
+async def test_every_service_in_its_own_process_gives_the_embedded_output_and_route(program, argv, tmp_path, tls_keys):
     with trio.fail_after(TIMEOUT):
         embedded = await ukernel.run_async(program, argv)
         async with trio.open_nursery() as nursery:
-            remote = await serve_all(nursery, tmp_path)
-            result = await ukernel.run_async(program, argv, remote=remote)
+            remote = await serve_all(nursery, tmp_path, tls_keys)
+            result = await ukernel.run_async(program, argv, remote=remote, tls=tls_keys)
             nursery.cancel_scope.cancel()
     assert result.problems == [] and result.exit_code == embedded.exit_code == 0
     assert result.stdout == embedded.stdout
@@ -134,19 +135,32 @@ async def test_serve_takes_the_settings_of_run_and_a_run_with_others_is_refused_
     sched_toml.write_text('cpus = 1\nsched = "cfs"\n')
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            mm = await Serve(["mm"], "tcp://127.0.0.1:0", {}, options=["--memory", "128M"]).start(nursery)
+            mm = await Serve(["mm"], "tcp://127.0.0.1:0", {}, options=["--memory", "128M", "--insecure"]).start(nursery)
             # no --remote mm needed; --memory: the tmpfs is half of it
             vfs = await Serve(["vfs"], f"unix:{tmp_path / 'vfs.sock'}", {}, options=["--memory", "128M"]).start(nursery)
-            sched = await Serve(["sched"], "tcp://127.0.0.1:0", {}, options=["--config", str(sched_toml)]).start(
-                nursery
-            )
+            sched = await Serve(
+                ["sched"], "tcp://127.0.0.1:0", {}, options=["--config", str(sched_toml), "--insecure"]
+            ).start(nursery)
             remote = {"mm": mm, "vfs": vfs, "sched": sched}
             embedded = await ukernel.run_async("nginx", ["nginx", "3"], memory="128M", sched="cfs")
-            result = await ukernel.run_async("nginx", ["nginx", "3"], memory="128M", sched="cfs", remote=remote)
+            result = await ukernel.run_async(
+                "nginx", ["nginx", "3"], memory="128M", sched="cfs", remote=remote, insecure=True
+            )
             assert (result.exit_code, result.problems, result.stdout) == (0, [], embedded.stdout)
             with pytest.raises(BootError, match="^remote mm runs 128M of memory, this run asks for 64M of memory"):
-                await ukernel.run_async("hello", sched="cfs", remote={"mm": mm})
-            cli = [*UKERNEL, "run", "--sched", "cfs", "--cpus", "2", "--remote", f"sched={sched}", "hello"]
+                await ukernel.run_async("hello", sched="cfs", remote={"mm": mm}, insecure=True)
+            cli = [
+                *UKERNEL,
+                "run",
+                "--sched",
+                "cfs",
+                "--cpus",
+                "2",
+                "--insecure",
+                "--remote",
+                f"sched={sched}",
+                "hello",
+            ]
             done = await trio.run_process(cli, capture_stdout=True, capture_stderr=True, env=ENV, check=False)
             nursery.cancel_scope.cancel()
     assert (done.returncode, done.stderr.decode()) == (
@@ -212,12 +226,17 @@ class NetnsHost:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
-async def test_services_on_separate_hosts_in_network_namespaces():
+async def test_services_on_separate_hosts_in_network_namespaces(tmp_path):
+    """Off loopback only TLS may be used: each host has its certificate from one CA (ukernel keys)."""
     reason = _netns_unavailable()
     if reason is not None:
         print(f"skipped: separate network namespaces: {reason}")
         pytest.skip(f"separate network namespaces: {reason}")
     hosts = [NetnsHost(0), NetnsHost(1)]
+    keys.init_ca(tmp_path / "keys")
+    for name in [host.address for host in hosts] + ["kernel"]:
+        keys.issue(name, tmp_path / "keys")
+    tls = ["--tls", str(tmp_path / "keys")]
     forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()  # put back afterwards
     try:
         for host in hosts:
@@ -226,7 +245,9 @@ async def test_services_on_separate_hosts_in_network_namespaces():
             embedded = await ukernel.run_async("nginx", ["nginx", "3"])
             async with trio.open_nursery() as nursery:
                 a, b = hosts
-                mm = await Serve(["mm"], f"tcp://{a.address}:7001", {}, ["ip", "netns", "exec", a.name]).start(nursery)
+                mm = await Serve(["mm"], f"tcp://{a.address}:7001", {}, ["ip", "netns", "exec", a.name], tls).start(
+                    nursery
+                )
                 # vfs on host b reaches its mm on host a through this namespace (routed by the kernel's host)
                 subprocess.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], capture_output=True)
                 for host, other in ((a, b), (b, a)):
@@ -246,10 +267,10 @@ async def test_services_on_separate_hosts_in_network_namespaces():
                         capture_output=True,
                     )
                 vfs = await Serve(
-                    ["vfs", "pid"], f"tcp://{b.address}:7001", {"mm": mm}, ["ip", "netns", "exec", b.name]
+                    ["vfs", "pid"], f"tcp://{b.address}:7001", {"mm": mm}, ["ip", "netns", "exec", b.name], tls
                 ).start(nursery)
                 remote = {"mm": mm, "vfs": vfs, "pid": vfs}
-                result = await ukernel.run_async("nginx", ["nginx", "3"], remote=remote)
+                result = await ukernel.run_async("nginx", ["nginx", "3"], remote=remote, tls=tls[1])
                 nursery.cancel_scope.cancel()
     finally:
         for host in hosts:

@@ -2,7 +2,7 @@
 
 The wheel must carry everything a run needs that is not Python modules of
 ukernel itself: the userland programs (/bin), the views' CSS and JS, py.typed.
-The fresh venv takes the dependencies (trio, msgpack, structlog) from this
+The fresh venv takes the dependencies (trio, msgpack, structlog, cryptography) from this
 one's site-packages through a .pth line, not from the network; that line only
 adds a path, so this venv's editable ukernel is not seen there.
 """

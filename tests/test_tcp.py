@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import socket
 from functools import partial
 
@@ -11,6 +9,7 @@ import msgpack
 import pytest
 import trio
 import trio.testing
+from spec_client import SpecSession, packb
 
 import ukernel
 from services import SERVICES, settings_of
@@ -27,6 +26,7 @@ from ukernel.ipc.router import BootError
 from ukernel.ipc.service import Service, op
 
 SECRET = b"test-secret-42"
+AUTH = tcp.Auth(SECRET, insecure=True)  # loopback TCP and Unix sockets: the secret's handshake and MACs
 TIMEOUT = 10
 DEFAULTS = {name: settings_of(name, Config()) for name in SERVICES}  # what a node says services built bare run with
 
@@ -85,30 +85,29 @@ def test_secret_from_a_file_or_the_environment(tmp_path, monkeypatch):
 
 # --- a raw client written against the spec -----------------------------------------------
 class RawClient:
-    """A msgpack-rpc client on a plain socket, with the handshake written out by hand."""
+    """A msgpack-rpc client on a plain socket, the handshake and records from the spec (spec_client.py)."""
 
     def __init__(self, sock: trio.socket.SocketType):
         self.sock = trio.SocketStream(sock)  # only for send_all/receive_some: no framing from ukernel
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.session = SpecSession(SECRET)
 
     async def recv(self):
-        while True:
-            for obj in self.unpacker:
-                return obj
+        while (obj := self.session.next()) is None:
             data = await self.sock.receive_some(65536)
             if not data:
                 raise EOFError
-            self.unpacker.feed(data)
+            self.session.feed(data)
+        return obj
 
     async def send(self, obj) -> None:
-        await self.sock.send_all(msgpack.packb(obj, use_bin_type=True))
+        data = packb(obj)
+        await self.sock.send_all(self.session.seal(data) if self.session.send_key else data)
 
     async def handshake(self, secret: bytes) -> dict:
-        hello = await self.recv()
-        assert hello["proto"] == "ukernel-rpc" and hello["version"] == 1 and len(hello["nonce"]) == 32
-        mac = hmac.new(secret, b"ukernel-rpc/1" + hello["nonce"], hashlib.sha256).digest()
-        await self.send({"version": 1, "mac": mac})
-        return await self.recv()
+        await self.sock.send_all(self.session.answer(await self.recv(), secret=secret))
+        verdict = await self.recv()
+        self.session.accept(verdict)
+        return {k: v for k, v in verdict.items() if k != "mac"}
 
 
 async def raw_connect(url: str) -> RawClient:
@@ -133,22 +132,18 @@ async def test_a_wrong_secret_is_refused_before_any_request_is_read(caplog):
     Spy.seen = []
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(node_server.serve_services, [Spy()], "tcp://127.0.0.1:0", SECRET)
+            url = await nursery.start(node_server.serve_services, [Spy()], "tcp://127.0.0.1:0", AUTH)
             client = await raw_connect(url)
-            hello = await client.recv()
-            mac = hmac.new(b"wrong", b"ukernel-rpc/1" + hello["nonce"], hashlib.sha256).digest()
+            answer = client.session.answer(await client.recv(), secret=b"wrong")
             # the request rides in the same write as the bad answer: it must still never be read
-            await client.sock.send_all(
-                msgpack.packb({"version": 1, "mac": mac}, use_bin_type=True)
-                + protocol.encode_request(1, "pid.probe", {}, {})
-            )
+            await client.sock.send_all(answer + protocol.encode_request(1, "pid.probe", {}, {}))
             verdict = await client.recv()
             assert verdict["ok"] is False and "secret" in verdict["error"]
             with pytest.raises(EOFError):
                 await client.recv()  # disconnected
             await client.sock.aclose()
             with pytest.raises(tcp.HandshakeError, match="refused"):
-                await tcp.dial(url, b"also wrong")
+                await tcp.dial(url, tcp.Auth(b"also wrong", insecure=True))
             nursery.cancel_scope.cancel()
     assert Spy.seen == []
     assert "refused peer" in caplog.text
@@ -159,7 +154,7 @@ async def test_a_served_pid_answers_a_plain_msgpack_rpc_client(where, tmp_path):
     listen = "tcp://127.0.0.1:0" if where == "tcp" else f"unix:{tmp_path / 'pid.sock'}"
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(node_server.serve_services, [PidService()], listen, SECRET)
+            url = await nursery.start(node_server.serve_services, [PidService()], listen, AUTH)
             client = await raw_connect(url)
             assert await client.handshake(SECRET) == {"ok": True}
             # three requests in flight at once, one of them for a service not served here
@@ -193,13 +188,15 @@ async def test_remote_mm_and_pid_run_nginx_as_an_embedded_kernel_does(tmp_path):
         embedded = await ukernel.run_async("nginx", ["nginx", "3"])
         async with trio.open_nursery() as nursery:
             url_mm = await nursery.start(
-                partial(node_server.serve_services, [MmService()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS)
+                partial(node_server.serve_services, [MmService()], "tcp://127.0.0.1:0", AUTH, settings=DEFAULTS)
             )
             pid_sock = f"unix:{tmp_path / 'pid.sock'}"
             url_pid = await nursery.start(
-                partial(node_server.serve_services, [PidService()], pid_sock, SECRET, settings=DEFAULTS)
+                partial(node_server.serve_services, [PidService()], pid_sock, AUTH, settings=DEFAULTS)
             )
-            remote = await ukernel.run_async("nginx", ["nginx", "3"], remote={"mm": url_mm, "pid": url_pid})
+            remote = await ukernel.run_async(
+                "nginx", ["nginx", "3"], remote={"mm": url_mm, "pid": url_pid}, insecure=True
+            )
             nursery.cancel_scope.cancel()
     assert remote.problems == [] and remote.exit_code == embedded.exit_code == 0
     assert remote.stdout == embedded.stdout
@@ -215,11 +212,11 @@ async def test_a_dead_server_turns_calls_into_eio_and_the_kernel_still_shuts_dow
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with server:
                     await node_server.serve_services(
-                        [PidService()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS, task_status=task_status
+                        [PidService()], "tcp://127.0.0.1:0", AUTH, settings=DEFAULTS, task_status=task_status
                     )
 
             url = await nursery.start(serve)
-            async with ukernel.boot(remote={"pid": url}) as kernel:
+            async with ukernel.boot(remote={"pid": url}, insecure=True) as kernel:
                 assert await kernel.call("pid", "ping", {}) == "pid"
                 server.cancel()  # the server process dies
                 for _ in range(2):  # in flight when it drops, and after
@@ -252,12 +249,12 @@ async def test_killing_the_server_mid_run_ends_the_run_with_eio_not_a_hang():
             async def serve(task_status=trio.TASK_STATUS_IGNORED):
                 with DyingPid.scope:
                     await node_server.serve_services(
-                        [DyingPid()], "tcp://127.0.0.1:0", SECRET, settings=DEFAULTS, task_status=task_status
+                        [DyingPid()], "tcp://127.0.0.1:0", AUTH, settings=DEFAULTS, task_status=task_status
                     )
 
             url = await nursery.start(serve)
             try:
-                result = await ukernel.run_async("nginx", ["nginx", "3"], remote={"pid": url})
+                result = await ukernel.run_async("nginx", ["nginx", "3"], remote={"pid": url}, insecure=True)
             except* OSError as group:
                 errors = [exc.errno for exc in _leaves(group)]
             else:  # the run ended: what needed pid failed, and check_invariants says so
@@ -273,7 +270,7 @@ def _leaves(group):
 async def test_remote_needs_a_secret(monkeypatch):
     monkeypatch.delenv("UKERNEL_SECRET")
     with pytest.raises(ValueError, match="^no shared secret: UKERNEL_SECRET is empty or unset$"):  # one, not a group
-        async with ukernel.boot(remote={"pid": "tcp://127.0.0.1:1"}):
+        async with ukernel.boot(remote={"pid": "tcp://127.0.0.1:1"}, insecure=True):
             pass
 
 

@@ -743,6 +743,7 @@ async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypa
     import services
     from ukernel.config import Config
     from ukernel.ipc import node as server
+    from ukernel.ipc import tcp
 
     monkeypatch.setenv("UKERNEL_SECRET", "vfs-test-secret")
     vfs, settings = services.build("vfs", Config()), {"vfs": services.settings_of("vfs", Config())}
@@ -751,9 +752,15 @@ async def test_a_pipe_through_a_remote_vfs_blocks_and_wakes_as_embedded(monkeypa
         embedded = await ukernel.run_async("/bin/p", ["p"], files=files)
         async with trio.open_nursery() as nursery:
             url = await nursery.start(
-                partial(server.serve_services, [vfs], "tcp://127.0.0.1:0", b"vfs-test-secret", settings=settings)
+                partial(
+                    server.serve_services,
+                    [vfs],
+                    "tcp://127.0.0.1:0",
+                    tcp.Auth(b"vfs-test-secret", insecure=True),
+                    settings=settings,
+                )
             )
-            remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url})
+            remote = await ukernel.run_async("/bin/p", ["p"], files=files, remote={"vfs": url}, insecure=True)
             nursery.cancel_scope.cancel()
     assert embedded.stdout == b"child got one\nchild got two\n"
     assert (remote.stdout, remote.problems, remote.exit_code) == (embedded.stdout, [], 0)

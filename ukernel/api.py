@@ -55,10 +55,8 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
     from .kernel.core import Kernel
 
     config = Config(**settings)
-    if config.remote:  # no secret: a ValueError here, not one from inside the nursery
-        from .ipc.tcp import load_secret
-
-        load_secret(config.secret_file)
+    if config.remote:  # no secret, keys or --insecure: a ValueError here, not one from inside the nursery
+        config.auth(config.remote_labels())
     tracer = Tracer()
     kernel_trace = MemorySink()
     with replay_schedule(config.seed):

@@ -99,14 +99,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     for key, given in (("bin_dirs", ns.bin), ("host_files", ns.file)):  # the file's, then these
         settings[key] = [*settings.get(key, []), *given]
     settings |= {"console": console, "sinks": tuple(sinks), "trace": False}
-    if settings["remote"]:
-        from .ipc import tcp
-
-        try:
-            tcp.load_secret(settings.get("secret_file"))
-        except (OSError, ValueError) as exc:
-            Say.error(f"--remote: {exc}", exc)
-            return 2
+    if settings["remote"] and not _auth_ok(settings, ns):
+        return 2
     if stdin is not None:  # streamed as it comes (kernel/console.py), never read whole before boot
         settings |= {"terminal": stdin, "terminal_isatty": keys}
     missing = program_missing(ns.program, settings)
@@ -144,6 +138,25 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print(f"ukernel: program killed by {abi.SIGNAL_NAMES.get(sig, sig)}", file=sys.stderr)
         return 128 + sig
     return result.exit_code
+
+
+def _auth_ok(settings: dict, ns: argparse.Namespace) -> bool:
+    """The secret, keys and --insecure that run's --remote addresses need are there (else one line)."""
+    from .ipc import tcp
+
+    try:
+        tcp.Auth.load(
+            {f"{name} at {url}": url for name, url in settings["remote"].items()},
+            secret_file=settings.get("secret_file"),
+            tls_dir=settings.get("tls"),
+            tls_name=settings.get("tls_name") or "kernel",
+            insecure=settings.get("insecure", False),
+        )
+    except (OSError, ValueError) as exc:
+        line = str(exc)
+        Say.error(as_option(line, ns) if line.startswith("tls: ") else f"--remote: {line}", exc)
+        return False
+    return True
 
 
 def list_programs() -> int:
@@ -255,6 +268,9 @@ def _settings(ns: argparse.Namespace, **given: object) -> dict | None:
         "nproc": ns.nproc,
         "sched": ns.sched,
         "sched_settings": _parse_sched_settings(ns.sched_set),
+        "tls": ns.tls,
+        "tls_name": ns.tls_name,
+        "insecure": True if ns.insecure else None,  # (a file's true stays)
     }
     settings |= {k: v for k, v in given.items() if v not in (None, {}, [])}
     settings["remote"] = settings.get("remote", {}) | _parse_remote(ns.remote)
@@ -311,14 +327,19 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     if settings is None:
         return 2
     names = list(dict.fromkeys(ns.services))
+    if ns.secret_file:
+        settings["secret_file"] = ns.secret_file
     try:
         config = Config(**settings)
         hosted = [services.build(name, config) for name in names]
-        secret = tcp.load_secret(ns.secret_file or config.secret_file)
-        tcp.parse_url(ns.listen)
+        kind, where = tcp.parse_url(ns.listen)
         for url in config.remote.values():
             tcp.parse_url(url)
         server.check_hosted(hosted, config.remote)
+        auth = config.auth(  # our certificate: DIR/HOST.pem for the host we listen on, unless --tls-name
+            {f"listen: {ns.listen}": ns.listen} | config.remote_labels(),
+            name=where[0] if kind == "tcp" else "localhost",
+        )
     except (OSError, ValueError, BootError) as exc:
         Say.error(f"serve: {as_option(str(exc), ns)}", exc)
         return 2
@@ -331,7 +352,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
                     server.serve_services,
                     hosted,
                     ns.listen,
-                    secret,
+                    auth,
                     remote=config.remote,
                     settings={name: services.settings_of(name, config) for name in names},
                     name=ns.name,
@@ -412,6 +433,21 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "it must take every op of the built-in one",
     )
     parser.add_argument(
+        "--tls",
+        metavar="DIR",
+        help="TLS 1.3 for tcp:// with keys from `ukernel keys`: DIR/ca.pem and this end's DIR/NAME.{pem,key}",
+    )
+    parser.add_argument(
+        "--tls-name",
+        metavar="NAME",
+        help="whose certificate in DIR this end shows (default: kernel for run, the --listen host for serve)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain TCP (the shared secret's handshake and MACs, not encrypted) on loopback only",
+    )
+    parser.add_argument(
         "--sched-set",
         action="append",
         default=[],
@@ -419,6 +455,29 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         help="a scheduler setting: sched_latency, sched_min_granularity, sched_wakeup_granularity, "
         "sched_rr_timeslice, rr_slice",
     )
+
+
+def _add_keys_parser(sub: argparse._SubParsersAction) -> None:
+    """``ukernel keys init DIR`` / ``issue NAME DIR`` (ukernel/keys.py; imported only when run)."""
+    p_keys = sub.add_parser(
+        "keys",
+        help="make a CA (init DIR) and certificates (issue NAME DIR) for --tls DIR",
+        description="Keys for `serve --tls DIR` and `run --tls DIR` (docs/distributed.md): DIR/ca.pem is the CA "
+        "every peer's certificate must come from, DIR/NAME.{pem,key} NAME's certificate and key. Copy ca.pem and a "
+        "host's own two files to it; ca.key stays where certificates are issued.",
+    )
+    actions = p_keys.add_subparsers(dest="action", required=True)
+    actions.add_parser("init", help="make the CA: DIR/ca.pem and DIR/ca.key").add_argument("dir", metavar="DIR")
+    p_issue = actions.add_parser("issue", help="NAME's key and certificate: DIR/NAME.pem and DIR/NAME.key")
+    p_issue.add_argument("name", metavar="NAME", help="a host name or address the peers dial, or kernel")
+    p_issue.add_argument("dir", metavar="DIR")
+    p_keys.set_defaults(func=_cmd_keys)
+
+
+def _cmd_keys(ns: argparse.Namespace) -> int:
+    from .keys import cmd_keys  # (cryptography loads only for this command)
+
+    return cmd_keys(ns)
 
 
 def _callees() -> str:
@@ -513,7 +572,9 @@ def _main(argv: list[str] | None = None) -> int:
         "(the options and --config FILE of `ukernel run`); a kernel whose settings differ refuses it. "
         f"A service's callees ({_callees()}) must be served by the same process or named with --remote "
         "NAME=URL. Listens on loopback unless told otherwise. "
-        "The shared secret is read from --secret-file or $UKERNEL_SECRET, never from the command line.",
+        "TCP is TLS 1.3 with both ends authenticated (--tls DIR, keys from `ukernel keys`), or plain on "
+        "loopback with --insecure; a Unix socket (and --insecure TCP) is authenticated by the shared secret, read "
+        "from --secret-file or $UKERNEL_SECRET, never from the command line.",
     )
     p_serve.add_argument("services", nargs="+", metavar="SERVICE", choices=SERVICES, help=" ".join(SERVICES))
     _add_settings(p_serve)
@@ -537,6 +598,7 @@ def _main(argv: list[str] | None = None) -> int:
     p_flags.set_defaults(func=cmd_flags)
     add_trace_parser(sub)
     add_lab_parser(sub)
+    _add_keys_parser(sub)
     p_explore = add_explore_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     Say.debug = argv[:1] == ["--debug"]  # before the command; run takes it among its options too

@@ -6,6 +6,9 @@ TOML file that ``ukernel run --config FILE`` and ``ukernel.run(..., config=FILE)
     rpc_timeout = 2.0
     realtime = true                       # sleeps take wall time (docs/sched.md "Time")
     secret_file = "/etc/ukernel/secret"   # the secret itself never goes in this file
+    tls = "keys"                          # TLS for tcp:// services: keys/ca.pem, keys/kernel.{pem,key}
+    tls_name = "kernel"                   # whose keys/NAME.pem this end shows (serve: its --listen host)
+    insecure = false                      # true: plain TCP allowed, on loopback only
     bin_dirs = ["progs"]                  # every progs/*.py as /bin/NAME
     host_files = ["notes.txt", "motd.txt:/etc/motd"]   # HOST[:GUEST]: /notes.txt, /etc/motd
     copy_process = "lab/fork.py:MyCopyProcess"          # the fork lab's walker
@@ -27,7 +30,7 @@ Keys are the keywords of ``ukernel.run`` (``Config``'s fields); an unknown
 key is an error naming it, so a typo does not pass silently. Text in
 ``stdin`` and ``[files]`` becomes bytes (UTF-8). Host paths (``bin_dirs``,
 ``host_files``, and the files in ``services``, ``sched`` and ``copy_process``)
-are relative to the TOML file's directory.
+are relative to the TOML file's directory, and so is ``tls``.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services import SERVICES, replacement
 from services.sched.classes import FAIR_CLASSES, load_class
@@ -47,6 +51,9 @@ from . import abi, plugin
 from .kernel.choice import parse_schedule
 from .kernel.fork import STEP_NAMES, CopyProcess
 from .user.binfmt import userland_paths
+
+if TYPE_CHECKING:
+    from .ipc.tcp import Auth
 
 THREAD_SIZE = 16 * 1024  # what one task costs in Linux's threads-max formula
 
@@ -109,6 +116,9 @@ class Config:
     sched: str = "rr"  # the class of SCHED_OTHER tasks: cfs, rr, file.py:Class or package.module:Class (docs/sched.md)
     sched_settings: dict[str, int] = field(default_factory=dict)  # sched_latency, sched_min_granularity, ... in ticks
     secret_file: str | None = None  # the shared secret for remote services; None: $UKERNEL_SECRET
+    tls: str | None = None  # a keys directory (ukernel keys): TLS 1.3 both ways for tcp:// services
+    tls_name: str = ""  # whose certificate in ``tls`` this end shows; "": kernel (serve: its --listen host)
+    insecure: bool = False  # allow plain TCP (the secret's handshake and MACs, no TLS) on loopback
     heartbeat: float = 1.0  # seconds between pings to each remote service
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
@@ -148,6 +158,8 @@ class Config:
             raise ValueError(f"nproc: {NPROC_AT_LEAST_1}, not {self.nproc}")
         if not self.nproc:
             self.nproc = self.max_threads // 2
+        if self.tls is not None and not isinstance(self.tls, str | os.PathLike):
+            raise ValueError(f"tls: a keys directory (ukernel keys init DIR), not {self.tls!r}")
         elsewhere = sorted(set(self.remote) - set(SERVICES))
         if elsewhere:
             raise ValueError(f"remote: no service {', '.join(elsewhere)}; services are {' '.join(SERVICES)}")
@@ -163,6 +175,20 @@ class Config:
         self.copy_process = copy_process_class(self.copy_process)
         self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
         self.host_paths = userland_paths() | host_names(self.bin_dirs, self.host_files) | self.host_paths
+
+    def auth(self, urls: Mapping[str, str], name: str = "kernel") -> Auth:
+        """The credentials for connections to or from ``urls`` (label -> address), loaded and
+        checked (ipc/tcp.py Auth.load): ValueError, one line, for what they lack. ``name``:
+        whose certificate in ``tls`` this end shows, unless tls_name says."""
+        from .ipc.tcp import Auth
+
+        return Auth.load(
+            urls, secret_file=self.secret_file, tls_dir=self.tls, tls_name=self.tls_name or name, insecure=self.insecure
+        )
+
+    def remote_labels(self, prefix: str = "remote: ") -> dict[str, str]:
+        """'remote: mm at tcp://...' -> its address: config.remote as ``auth`` takes it."""
+        return {f"{prefix}{name} at {url}": url for name, url in self.remote.items()}
 
     @property
     def follows_wall(self) -> bool:
@@ -207,6 +233,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "cpu_limit": (int, float),
     "service_timeout": (int, float),
     "trace": (bool,),
+    "insecure": (bool,),
+    "tls_name": (str,),
     "parallel_copy": (bool,),
     "sched": (str,),
     "fail": (dict,),
@@ -368,6 +396,8 @@ def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
         ]
     if isinstance(data.get("services"), dict):
         data["services"] = {slot: plugin.relative_to(spec, base) for slot, spec in data["services"].items()}
+    if isinstance(data.get("tls"), str):
+        data["tls"] = str(base / data["tls"])
     for key in ("sched", "copy_process"):
         if key in data:
             data[key] = plugin.relative_to(data[key], base)

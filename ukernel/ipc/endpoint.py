@@ -46,7 +46,7 @@ class RemoteEndpoint:
         self,
         service: str,
         url: str,
-        secret: bytes,
+        auth: tcp.Auth,
         *,
         heartbeat: float = 1.0,
         timeout: float = 5.0,
@@ -57,7 +57,7 @@ class RemoteEndpoint:
     ):
         if not 0 < heartbeat < timeout:
             raise ValueError(f"heartbeat ({heartbeat} s) must be positive and below rpc_timeout ({timeout} s)")
-        self.service, self.url, self.secret = service, url, secret
+        self.service, self.url, self.auth = service, url, auth
         self.heartbeat, self.timeout = heartbeat, timeout
         self.tracer, self.new_msgid, self.forwarding = tracer, new_msgid, forwarding
         self.on_lost = on_lost
@@ -93,7 +93,7 @@ class RemoteEndpoint:
         nursery.start_soon(self._supervise)
 
     async def _connect(self) -> None:
-        conn, peer = await tcp.dial(self.url, self.secret, trace=self.tracer is not None)
+        conn, peer = await tcp.dial(self.url, self.auth, trace=self.tracer is not None)
         self.conn, self.peer, self.lost = conn, peer, None
         self.connected.set()
 
@@ -142,7 +142,7 @@ class RemoteEndpoint:
                 except EOFError:
                     return "connection closed by the server"
                 except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    return str(exc) or type(exc).__name__
+                    return tcp.why(exc)
             if trio.current_time() - self._heard >= self.timeout:
                 return f"no answer to heartbeats for {self.timeout:g} s"
 

@@ -125,17 +125,16 @@ class Node:
     def __init__(
         self,
         services: list[Service],
-        secret: bytes,
+        auth: tcp.Auth,
         *,
+        mode: str = "secret",
         name: str = "",
         remote: dict[str, str] | None = None,
         settings: dict[str, dict] | None = None,
         heartbeat: float = 1.0,
         timeout: float = 5.0,
     ):
-        if not secret:
-            raise ValueError("a node needs a shared secret")
-        self.services, self.secret, self.name = services, secret, name
+        self.services, self.auth, self.mode, self.name = services, auth, mode, name  # mode: tcp.Auth.mode
         #: what the handshake says each hosted service runs with (None: not told)
         self.settings = {s.name: (settings or {}).get(s.name) for s in services}
         self.remote = dict(remote or {})
@@ -162,7 +161,7 @@ class Node:
             endpoint = RemoteEndpoint(
                 name,
                 self.remote[name],
-                self.secret,
+                self.auth,
                 heartbeat=self.heartbeat,
                 timeout=self.timeout,
                 tracer=self.tracer,
@@ -178,15 +177,13 @@ class Node:
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
         """One peer, from the handshake to the end: requests in, replies out, never a crash."""
         tcp.set_nodelay(stream)
-        conn = tcp.FramedStream(stream)
         name = _peer_name(stream)
         try:
-            try:
-                with trio.fail_after(tcp.HANDSHAKE_TIMEOUT):
-                    hello = await tcp.server_handshake(conn, self.secret, self.name, self.instance, self.settings)
-            except (tcp.HandshakeError, ValueError, EOFError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                await _refuse(conn, name, exc)
-                return
+            conn, hello = await tcp.accept(stream, self.auth, self.mode, self.name, self.instance, self.settings)
+        except tcp.HandshakeError as exc:
+            log.warning("ukernel: refused peer %s: %s", name, exc)
+            return
+        try:
             peer = _Peer(conn, name, relay=hello.trace)
             key = next(self._peer_keys)
             self.peers[key] = peer
@@ -207,8 +204,8 @@ class Node:
                 obj = await peer.conn.receive_obj()
             except EOFError:
                 return
-            except ValueError as exc:
-                log.warning("ukernel: dropping peer %s: %s", peer.name, exc)
+            except (ValueError, trio.BrokenResourceError) as exc:  # a bad record (MAC, TLS) too
+                log.warning("ukernel: dropping peer %s: %s", peer.name, tcp.why(exc))
                 return
             kind = _kind(obj)
             if kind is None:
@@ -277,21 +274,10 @@ def _reply_once(peer: _Peer, msgid: int) -> ReplyFn:
     return reply
 
 
-async def _refuse(conn: tcp.FramedStream, name: str, exc: BaseException) -> None:
-    """Log and tell a peer that failed the handshake; nothing else it sent is read."""
-    why = str(exc) or type(exc).__name__
-    log.warning("ukernel: refused peer %s: %s", name, why)
-    try:
-        with trio.move_on_after(1):
-            await conn.send_obj({"ok": False, "error": why})
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-
-
 def _peer_name(stream: trio.abc.Stream) -> str:
     sock = getattr(stream, "socket", None)
     try:
-        return str(sock.getpeername()) if sock is not None else "?"
+        return (str(sock.getpeername()) or "on the Unix socket") if sock is not None else "?"
     except OSError:
         return "?"
 
@@ -331,7 +317,7 @@ async def _remove_stale_socket(path: str) -> None:
 async def serve_services(
     services: list[Service],
     listen: str = "tcp://127.0.0.1:0",
-    secret: bytes | None = None,
+    auth: tcp.Auth | None = None,
     *,
     remote: dict[str, str] | None = None,
     settings: dict[str, dict] | None = None,
@@ -340,7 +326,8 @@ async def serve_services(
     timeout: float = 5.0,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ``services`` and answer their requests from authenticated peers, until cancelled.
+    """Run ``services`` and answer their requests from peers that ``auth`` authenticates (TLS
+    or the secret, as auth.mode(listen) says), until cancelled.
 
     ``settings`` (service name -> services.settings_of) is what the handshake
     says each was built with; a kernel refuses a service that takes settings
@@ -348,9 +335,10 @@ async def serve_services(
     address actually listened on (the port chosen for ``tcp://HOST:0``); it
     is also the node's name unless ``name``.
     """
-    if not secret:
-        raise ValueError("serve_services needs a shared secret")
-    node = Node(services, secret, remote=remote, settings=settings, heartbeat=heartbeat, timeout=timeout)
+    if auth is None:
+        raise ValueError("serve_services needs credentials (tcp.Auth)")
+    mode = auth.mode(listen)  # ValueError: plain TCP without --insecure, or off loopback
+    node = Node(services, auth, mode=mode, remote=remote, settings=settings, heartbeat=heartbeat, timeout=timeout)
     kind, where = tcp.parse_url(listen)
     async with trio.open_nursery() as nursery:
         listeners, url = await open_listeners(listen)

@@ -118,8 +118,9 @@ class Kernel(Cpus, Entry, Bugs):
             self.router.attach(service.name, endpoint, service.calls)
             nursery.start_soon(service.serve, inbox)
         self.watchdog.services = list(self.local.values())
+        auth = self.config.auth(self.config.remote_labels()) if self.config.remote else None
         for name in self.config.remote:  # served by other processes (ipc/endpoint.py)
-            await self.attach_remote(name, nursery)
+            await self.attach_remote(name, nursery, auth)
         for name, source in userland_programs():
             await self.call("vfs", "write_file", {"path": f"/bin/{name}", "data": source, "mode": 0o755})
         for path, data in self.config.files.items():
@@ -170,14 +171,14 @@ class Kernel(Cpus, Entry, Bugs):
         self.interrupted = self.interrupted or why  # the first one ended it
         self.nursery.cancel_scope.cancel()
 
-    async def attach_remote(self, name: str, nursery: trio.Nursery) -> None:
-        """Reach service ``name`` where config.remote says it is, once it said it runs with
-        this run's settings; the trace names every message's node."""
+    async def attach_remote(self, name: str, nursery: trio.Nursery, auth: tcp.Auth) -> None:
+        """Reach service ``name`` where config.remote says it is, authenticated by ``auth``, once
+        it said it runs with this run's settings; the trace names every message's node."""
         c = self.config
         endpoint = RemoteEndpoint(
             name,
             c.remote[name],
-            tcp.load_secret(c.secret_file),
+            auth,
             heartbeat=c.heartbeat,
             timeout=c.rpc_timeout,
             tracer=self.tracer,

@@ -50,7 +50,7 @@ def process_tree(events: Iterable[Event]) -> list[Task]:
             enter, pid = at_enter[i]
             caller = task_of(enter["pid"])
             group = caller.group or caller
-            args = enter.get("args") or {}
+            args = enter.get("args") if isinstance(enter.get("args"), dict) else {}  # a hand-made trace may have any
             flags = args.get("flags", 0) if enter["op"] in ("clone", "clone3") else 0
             flags = flags if isinstance(flags, int) else 0
             child = Task(pid, group.comm)
