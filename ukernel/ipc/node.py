@@ -16,9 +16,26 @@ Settings: the handshake tells every peer which services the node hosts and
 the settings each was built with (``settings``, from services.settings_of),
 so a kernel can refuse a service that does not run as it was asked to.
 
+Sessions (session.py): each kernel gets its own instances of the hosted
+services, named by the id it binds with ``ukernel.session`` (first request
+on a connection; a connection that sends none gets a session of its own),
+reclaimed ``grace`` seconds after its last connection went (at once after
+``ukernel.end``). A node given service *instances* instead of a factory
+shares them between all its peers (one session: a test's own objects).
+The node's own ops, under the service name ``ukernel``:
+
+    ukernel.session     {"id": str, "timeout": seconds | nil} -> {"session", "resumed", "grace"}
+    ukernel.end         {"id": str}: the kernel is done (notification or request)
+    ukernel.accounting  {} -> sessions live, ended, reclaimed, what reclaimed ones held, what live ones hold
+
+A peer that gave a ``timeout`` and is silent that long is dropped, as it would
+drop us. Messages over one frame come in ``ukernel.chunk`` pieces (chunks.py).
+
 Nothing a peer sends can stop the node: a frame that is not msgpack, too
 large, or not a message at all ends that peer's connection (logged); an
-unknown service or op, or bad arguments, get an error reply.
+unknown service or op, or bad arguments, get an error reply; a reply or
+trace event msgpack cannot carry is EIO to its caller (Service._encode_reply)
+or left out (a trace event), never an exception in the node.
 """
 
 from __future__ import annotations
@@ -27,21 +44,26 @@ import itertools
 import logging
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
 
 from .. import abi
 from ..trace import Event, Tracer
-from . import protocol, tcp
+from . import chunks, protocol, tcp
 from .endpoint import TRACE_METHOD, RemoteEndpoint
-from .local import HostedInbox
-from .router import BootError, Router
+from .router import BootError
 from .service import ReplyFn, Service
+from .session import Session, add_totals, describe
 
 log = logging.getLogger("ukernel.tcp")
+
+NODE_SERVICE = "ukernel"  # the service name of the node's own ops (session, end, accounting)
+DEFAULT_GRACE = 30.0  # seconds a lost kernel's session waits for it (Config.session_grace)
+MAX_SESSION_ID = 128
 
 
 def check_hosted(services: Iterable[Service], remote: Iterable[str] = ()) -> None:
@@ -59,7 +81,7 @@ def check_hosted(services: Iterable[Service], remote: Iterable[str] = ()) -> Non
 
 @dataclass(eq=False)
 class _Peer:
-    """One authenticated connection: its writer, its bound on requests, its trace relay."""
+    """One authenticated connection: its writer, its bound on requests, its trace relay, its session."""
 
     conn: tcp.FramedStream
     name: str
@@ -67,17 +89,38 @@ class _Peer:
     slots: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(tcp.MAX_IN_FLIGHT))
     events: list[Event] = field(default_factory=list)  # trace events owed, sent before the next reply
     closed: bool = False
+    session: Session | None = None  # the kernel state its requests reach (bound at its first)
+    timeout: float | None = None  # silence after which it is lost (the rpc_timeout it said at bind)
+    joiner: chunks.Joiner = field(default_factory=chunks.Joiner)  # its messages arriving in chunks
+    splitter: chunks.Splitter = field(default_factory=chunks.Splitter)  # our replies too large for a frame
 
     async def send_reply(self, frame: bytes) -> None:
         if self.closed:
             return  # the caller is gone: the reply is dropped
+        head = b""
         if self.events:
             events, self.events = self.events, []
-            frame = b"".join(protocol.encode_notification(TRACE_METHOD, e, {}) for e in events) + frame
+            head = b"".join(_encode_events(events, self.name))
         try:
-            await self.conn.send_frame(frame)
+            if len(frame) <= chunks.CHUNK_SIZE:
+                await self.conn.send_frame(head + frame)
+                return
+            if head:
+                await self.conn.send_frame(head)
+            for piece in self.splitter.frames(frame):
+                await self.conn.send_frame(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+def _encode_events(events: list[Event], peer: str) -> Iterator[bytes]:
+    """The trace notifications owed to a peer; an event msgpack cannot carry (a service's
+    own event with a set in it) is left out and logged, never raised into the service."""
+    for event in events:
+        try:
+            yield protocol.encode_notification(TRACE_METHOD, event, {})
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.warning("ukernel: a trace event for %s msgpack cannot carry was left out: %s", peer, exc)
 
 
 class RelayTracer(Tracer):
@@ -120,11 +163,11 @@ class RelayTracer(Tracer):
 
 
 class Node:
-    """The services of one ``ukernel serve``, their router, and the peers talking to them."""
+    """The services of one ``ukernel serve``, the kernels' sessions of them, and the peers talking to them."""
 
     def __init__(
         self,
-        services: list[Service],
+        services: list[Service] | Callable[[], list[Service]],
         secret: bytes,
         *,
         name: str = "",
@@ -132,49 +175,153 @@ class Node:
         settings: dict[str, dict] | None = None,
         heartbeat: float = 1.0,
         timeout: float = 5.0,
+        grace: float = DEFAULT_GRACE,
     ):
         if not secret:
             raise ValueError("a node needs a shared secret")
-        self.services, self.secret, self.name = services, secret, name
+        if grace < 0:
+            raise ValueError(f"session_grace: must be 0 or more seconds, not {grace}")
+        #: a factory: each kernel session gets its own services; None: ``spare`` is shared by all
+        self.build = services if callable(services) else None
+        self.spare: list[Service] | None = services() if callable(services) else list(services)
+        self.secret, self.name = secret, name
+        self.hosted = {s.name: s.calls for s in self.spare}
         #: what the handshake says each hosted service runs with (None: not told)
-        self.settings = {s.name: (settings or {}).get(s.name) for s in services}
+        self.settings = {name: (settings or {}).get(name) for name in self.hosted}
         self.remote = dict(remote or {})
-        self.heartbeat, self.timeout = heartbeat, timeout
+        self.heartbeat, self.timeout, self.grace = heartbeat, timeout, grace
         self.instance = secrets.token_hex(8)
         self.peers: dict[int, _Peer] = {}
         self._peer_keys = itertools.count(1)
-        self.tracer = RelayTracer(self.peers)
-        self.router = Router(self.tracer)
-        self.inboxes: dict[str, HostedInbox] = {}
-        check_hosted(services, self.remote)
+        self.sessions: dict[str, Session] = {}
+        self.shared: Session | None = None  # the one session of a node given instances, not a factory
+        self.counts = {"ended": 0, "reclaimed": 0}  # sessions gone: said ukernel.end / lost past the grace
+        self.reclaimed: dict[str, dict[str, int]] = {}  # service -> count -> what lost sessions held, summed
+        self.nursery: trio.Nursery | None = None
+        self._opening = trio.Lock()  # one session made at a time: two connections naming one id get one
+        check_hosted(self.spare, self.remote)
 
     async def start(self, nursery: trio.Nursery) -> None:
-        """The hosted services' loops, and connections to the callees served elsewhere."""
-        hosted = {s.name for s in self.services}
-        for service in self.services:
-            inbox = HostedInbox(service)
-            service.router = self.router
-            self.router.attach(service.name, inbox, service.calls)
-            self.inboxes[service.name] = inbox
-            nursery.start_soon(inbox.serve)
-        callees = sorted({c for s in self.services for c in s.calls} - hosted)
-        for name in callees:
-            endpoint = RemoteEndpoint(
+        """Check the callees served elsewhere answer (a BootError now, not at a kernel's first
+        request); a node given instances starts its one shared session."""
+        self.nursery = nursery
+        if self.build is None:
+            self.shared = await self._open(f"shared-{self.instance}", shared=True)
+            return
+        for callee in self._callee_names():
+            try:
+                conn, _ = await tcp.dial(self.remote[callee], self.secret)
+            except (OSError, ValueError) as exc:
+                url = self.remote[callee]
+                raise BootError(f"remote: {callee} at {url}: {tcp.dial_failure(url, callee, exc)}") from exc
+            await conn.aclose()
+
+    def _callee_names(self) -> list[str]:
+        return sorted({c for calls in self.hosted.values() for c in calls} - set(self.hosted))
+
+    def _callees(self, session: Session) -> list[RemoteEndpoint]:
+        """The connections of one session to the callees served elsewhere: they name the
+        kernel's session there too, so what it reaches directly and through us is one state."""
+        return [
+            RemoteEndpoint(
                 name,
                 self.remote[name],
                 self.secret,
                 heartbeat=self.heartbeat,
                 timeout=self.timeout,
-                tracer=self.tracer,
-                new_msgid=self.router.new_msgid,
+                tracer=session.tracer,
+                new_msgid=session.router.new_msgid,
                 forwarding=True,
+                session=session.id,
             )
-            await endpoint.start(nursery)
-            self.router.attach(name, endpoint, frozenset())  # its own node checks its own calls
-            self.tracer.nodes[name] = endpoint.node
-        for name in hosted:
-            self.tracer.nodes[name] = self.name
+            for name in self._callee_names()
+        ]
 
+    # --- sessions -----------------------------------------------------------------------------
+    async def _open(self, session_id: str, *, shared: bool = False, anonymous: bool = False) -> Session:
+        """A new session: fresh services (the spare first), their loops, their callees."""
+        services, self.spare = (self.spare, None) if self.spare is not None else (self.build(), None)
+        tracer = RelayTracer(self.peers)
+        for name in self.hosted:
+            tracer.nodes[name] = self.name
+        session = Session(session_id, services, tracer, shared=shared, anonymous=anonymous)
+        await self.nursery.start(partial(session.run, self._callees))
+        self.sessions[session_id] = session
+        return session
+
+    async def bind(self, peer: _Peer, session_id: str | None) -> bool:
+        """Bind ``peer`` to the session ``session_id`` (a new anonymous one for None); whether
+        it existed already (its state is there). BootError if a callee cannot be reached."""
+        if self.shared is not None:
+            session, resumed = self.shared, True
+        else:
+            async with self._opening:
+                session = self.sessions.get(session_id) if session_id is not None else None
+                resumed = session is not None
+                if session is None:
+                    anonymous = session_id is None
+                    session = await self._open(secrets.token_hex(8) if anonymous else session_id, anonymous=anonymous)
+        if peer.session is not session:
+            if peer.session is not None:
+                self._leave(peer)
+            peer.session = session
+            session.connections += 1
+            session.lost_at = None
+            if session.waiting is not None:  # back within the grace period
+                session.waiting.cancel()
+                session.waiting = None
+        return resumed
+
+    def _leave(self, peer: _Peer) -> None:
+        """``peer`` is gone from its session; the last one gone starts the grace period."""
+        session, peer.session = peer.session, None
+        session.connections -= 1
+        if session.connections or session.shared:
+            return
+        session.lost_at = trio.current_time()
+        try:
+            self.nursery.start_soon(self._expire, session)
+        except RuntimeError:
+            pass  # the node is shutting down: its sessions go with it
+
+    async def _expire(self, session: Session) -> None:
+        """Reclaim ``session`` unless a connection binds it again within the grace period (at
+        once if its kernel said ukernel.end, or if nobody can name it again)."""
+        delay = 0 if session.ending or session.anonymous else self.grace
+        with trio.CancelScope() as waiting:
+            session.waiting = waiting
+            await trio.sleep(delay)
+        if waiting.cancelled_caught or session.connections:
+            return
+        session.waiting = None
+        await self._reclaim(session)
+
+    async def _reclaim(self, session: Session) -> None:
+        """Drop a session's state: say what it held, in the log and in the node's accounting."""
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]  # a kernel binding it from now gets a new one
+        held = await session.accounting()
+        session.close()
+        what = describe(held)
+        if session.ending:
+            self.counts["ended"] += 1
+            log.info("ukernel: session %s ended; freed %s", session.id, what)
+            return
+        self.counts["reclaimed"] += 1
+        add_totals(self.reclaimed, held)
+        away = trio.current_time() - session.lost_at if session.lost_at is not None else 0.0
+        why = "its peer cannot name it again" if session.anonymous else f"grace {self.grace:g} s"
+        log.warning("ukernel: reclaimed session %s, lost %.3g s ago (%s): %s", session.id, away, why, what)
+
+    async def accounting(self) -> dict:
+        """The node's own: live sessions, sessions gone, what the reclaimed ones held, and
+        what the live ones hold now (service -> count -> sum)."""
+        held: dict[str, dict[str, int]] = {}
+        for session in list(self.sessions.values()):
+            add_totals(held, await session.accounting())
+        return {"sessions": len(self.sessions), **self.counts, "reclaimed_held": self.reclaimed, "held": held}
+
+    # --- connections ----------------------------------------------------------------------------
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
         """One peer, from the handshake to the end: requests in, replies out, never a crash."""
         tcp.set_nodelay(stream)
@@ -195,6 +342,8 @@ class Node:
             finally:
                 peer.closed = True
                 del self.peers[key]
+                if peer.session is not None:
+                    self._leave(peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -202,9 +351,15 @@ class Node:
                 await conn.aclose()
 
     async def _requests(self, peer: _Peer, key: int) -> None:
+        """The peer's messages until it leaves, breaks the protocol, or (if it said its
+        rpc_timeout when it bound its session) is silent that long."""
         while True:
             try:
-                obj = await peer.conn.receive_obj()
+                obj = await self._receive(peer)
+                if chunks.is_chunk(obj):
+                    obj = peer.joiner.feed(obj)
+                    if obj is None:
+                        continue
             except EOFError:
                 return
             except ValueError as exc:
@@ -218,6 +373,16 @@ class Node:
                 continue  # we sent this peer no requests
             await self._deliver(peer, key, obj)
 
+    async def _receive(self, peer: _Peer) -> Any:
+        """The next object; a peer that said its rpc_timeout and is silent that long has
+        ended (EOFError after a log line), as it would find us lost."""
+        if peer.timeout is None:
+            return await peer.conn.receive_obj()
+        with trio.move_on_after(peer.timeout):
+            return await peer.conn.receive_obj()
+        log.warning("ukernel: dropping peer %s: silent for %g s (its rpc_timeout)", peer.name, peer.timeout)
+        raise EOFError
+
     async def _deliver(self, peer: _Peer, key: int, obj: list) -> None:
         """Hand one request or notification to its service's inbox (or answer it here)."""
         request = obj[0] == protocol.REQUEST
@@ -230,23 +395,74 @@ class Node:
             except trio.WouldBlock:
                 await peer.slots.acquire()
             reply = _reply_once(peer, obj[1])
-        endpoint = self.inboxes.get(service)
-        if endpoint is None:
+        if service == NODE_SERVICE:
+            await self._node_op(peer, op, obj[-1], obj[1] if request else None, reply)
+            return
+        if service not in self.hosted:
             if reply is not None:
-                here = " ".join(sorted(self.inboxes))
+                here = " ".join(sorted(self.hosted))
                 error = protocol.error_map(abi.ENOSYS, f"no service {service!r} here (this node serves {here})")
                 await reply(protocol.encode_response(obj[1], error, None))
             return
         if request and op == "ping":  # the heartbeat: answered by the connection, so a busy service is not dead
             await reply(protocol.encode_response(obj[1], None, service))
             return
+        if peer.session is None:
+            try:
+                await self.bind(peer, None)
+            except BootError as exc:
+                if reply is not None:
+                    await reply(protocol.encode_response(obj[1], protocol.error_map(abi.EIO, str(exc)), None))
+                return
         params = obj[-1]
         if isinstance(params, list) and len(params) == 2 and isinstance(params[1], dict):
             if peer.relay:
                 params[1]["relay"] = key  # where the events this request causes go
             else:
                 params[1].pop("relay", None)
-        await endpoint.post(obj, reply)  # decoded: the service does not decode it again (HostedInbox)
+        await peer.session.inboxes[service].post(obj, reply)  # decoded: not decoded again (HostedInbox)
+
+    async def _node_op(self, peer: _Peer, op: str, params: Any, msgid: int | None, reply: ReplyFn | None) -> None:
+        """``ukernel.session``, ``ukernel.end``, ``ukernel.accounting``: the node's own ops."""
+        args = params[0] if isinstance(params, list) and params and isinstance(params[0], dict) else params
+        try:
+            if not isinstance(args, dict):
+                raise abi.kernel_error(abi.EINVAL, f"ukernel.{op}: params must be [args, meta] with args a map")
+            result = await self._node_call(peer, op, args)
+        except OSError as exc:
+            error, result = protocol.error_from_exception(exc), None
+        except BootError as exc:
+            error, result = protocol.error_map(abi.EIO, str(exc)), None
+        else:
+            error = None
+        if reply is not None:
+            await reply(protocol.encode_response(msgid, error, result))
+
+    async def _node_call(self, peer: _Peer, op: str, args: dict) -> Any:
+        if op == "session":
+            session_id, timeout = args.get("id"), args.get("timeout")
+            if (
+                type(session_id) is not str
+                or not 0 < len(session_id) <= MAX_SESSION_ID
+                or args.keys() - {"id", "timeout"}
+            ):
+                raise abi.kernel_error(
+                    abi.EINVAL, f"ukernel.session takes id (a str of 1 to {MAX_SESSION_ID}) and timeout"
+                )
+            if timeout is not None and not (type(timeout) in (int, float) and 0 < timeout < 1e9):
+                raise abi.kernel_error(abi.EINVAL, "ukernel.session: timeout must be positive seconds or nil")
+            resumed = await self.bind(peer, session_id)
+            peer.timeout = float(timeout) if timeout is not None else None
+            return {"session": session_id, "resumed": resumed, "grace": self.grace}
+        if op == "end":
+            if peer.session is not None and args.get("id") == peer.session.id:
+                peer.session.ending = True
+            return None
+        if op == "accounting":
+            return await self.accounting()
+        if op == "ping":
+            return NODE_SERVICE
+        raise abi.kernel_error(abi.ENOSYS, f"the node has no op {op!r} (session, end, accounting, ping)")
 
 
 def _kind(obj: Any) -> int | None:
@@ -329,7 +545,7 @@ async def _remove_stale_socket(path: str) -> None:
 
 
 async def serve_services(
-    services: list[Service],
+    services: list[Service] | Callable[[], list[Service]],
     listen: str = "tcp://127.0.0.1:0",
     secret: bytes | None = None,
     *,
@@ -338,9 +554,14 @@ async def serve_services(
     name: str | None = None,
     heartbeat: float = 1.0,
     timeout: float = 5.0,
+    grace: float = DEFAULT_GRACE,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run ``services`` and answer their requests from authenticated peers, until cancelled.
+
+    ``services`` is a factory (each kernel session gets the services it
+    returns, reclaimed ``grace`` seconds after the kernel is lost: what
+    ``ukernel serve`` does) or a list of instances every peer shares.
 
     ``settings`` (service name -> services.settings_of) is what the handshake
     says each was built with; a kernel refuses a service that takes settings
@@ -350,7 +571,7 @@ async def serve_services(
     """
     if not secret:
         raise ValueError("serve_services needs a shared secret")
-    node = Node(services, secret, remote=remote, settings=settings, heartbeat=heartbeat, timeout=timeout)
+    node = Node(services, secret, remote=remote, settings=settings, heartbeat=heartbeat, timeout=timeout, grace=grace)
     kind, where = tcp.parse_url(listen)
     async with trio.open_nursery() as nursery:
         listeners, url = await open_listeners(listen)
