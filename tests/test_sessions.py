@@ -192,6 +192,89 @@ async def test_two_sessions_have_their_own_handles():
             nursery.cancel_scope.cancel()
 
 
+NSDEMO = program(
+    """
+    from ukernel.abi import CLONE_NEWNS, CLONE_NEWPID, O_CREAT, O_RDONLY, O_WRONLY, SIGCHLD
+
+    async def child(sys, arg):
+        fd = await sys.open("/out", O_WRONLY | O_CREAT)
+        await sys.write(fd, b"pid %d in its namespace" % await sys.getpid())
+        await sys.close(fd)
+        return 7
+
+    async def main(sys, argv):
+        pid = await sys.clone(CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, child)
+        _, status = await sys.waitpid(pid, 0)
+        fd = await sys.open("/out", O_RDONLY)
+        await sys.write(1, await sys.read(fd, 100) + b", status %d\\n" % (status >> 8))
+        return 0
+    """
+)
+
+
+async def test_a_node_forwards_the_kernels_session_so_what_it_reaches_through_it_is_one_state():
+    """namespaces (node 1) calls pid and vfs (nodes 2, 3) in the session of the kernel, which
+    reaches pid and vfs directly too: the pid namespace it made and the mount namespace it
+    asked for are the kernel's, as embedded. Two kernels at once keep them apart."""
+    with trio.fail_after(TIMEOUT):
+        embedded = await ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO})
+        async with trio.open_nursery() as nursery:
+            pid = await serve(nursery, ["pid"])
+            vfs = await serve(nursery, ["vfs"])
+            ns = await serve(nursery, ["namespaces"], remote={"pid": pid, "vfs": vfs})
+            remote = {"pid": pid, "vfs": vfs, "namespaces": ns}
+            results = []
+
+            async def one() -> None:
+                run = ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote)
+                results.append(await run)
+
+            async with trio.open_nursery() as both:
+                both.start_soon(one)
+                both.start_soon(one)
+            nursery.cancel_scope.cancel()
+    assert embedded.stdout == b"pid 1 in its namespace, status 7\n"
+    for result in results:
+        assert result.problems == [] and result.stdout == embedded.stdout
+        assert [(e["dst"], e["op"]) for e in result.trace if e["type"] == "request"] == [
+            (e["dst"], e["op"]) for e in embedded.trace if e["type"] == "request"
+        ]
+
+
+async def test_a_kernel_whose_connection_breaks_finds_its_session_again(caplog):
+    caplog.set_level(logging.WARNING, logger="ukernel")
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            url = await serve(nursery, ["mm"], grace=600)
+            async with ukernel.boot(remote={"mm": url}, heartbeat=0.05, rpc_timeout=1.0) as kernel:
+                mm = (await kernel.call("mm", "mm_init", {}))["mm"]
+                before = await kernel.call("mm", "accounting", {})
+                endpoint = kernel.router.endpoints["mm"]
+                await endpoint.conn.stream.aclose()  # the link breaks under the kernel
+                line = await logged(caplog, "reconnected to mm")
+                assert await kernel.call("mm", "accounting", {}) == before
+                await kernel.call("mm", "mmput", {"mm": mm})
+            nursery.cancel_scope.cancel()
+    assert line.endswith("; the same server instance and session: no state lost")
+
+
+async def test_a_session_whose_callee_is_unreachable_is_eio_and_the_node_serves_on():
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as pid_nursery:
+                pid = await serve(pid_nursery, ["pid"])
+                vfs = await serve(nursery, ["vfs"])
+                ns = await serve(nursery, ["namespaces"], remote={"pid": pid, "vfs": vfs})
+                pid_nursery.cancel_scope.cancel()  # gone after the node's start
+            client = await Client.connect(ns)
+            refused = await client.call("namespaces.init_nsproxy", {"pid_ns": 1, "mnt_ns": 1})
+            assert await client.result("namespaces.ping") == "namespaces"
+            bound = await client.call("ukernel.session", {"id": "k"})
+            nursery.cancel_scope.cancel()
+    assert refused[2]["name"] == "EIO" and refused[2]["message"].startswith(f"remote: pid at {pid}: ECONNREFUSED")
+    assert bound[2] == refused[2]
+
+
 # --- reclaim -----------------------------------------------------------------------------------
 async def test_a_lost_kernel_is_reclaimed_after_the_grace_period_and_accounted(caplog):
     caplog.set_level(logging.INFO, logger="ukernel.tcp")

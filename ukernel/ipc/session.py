@@ -26,7 +26,7 @@ import trio
 
 from .endpoint import RemoteEndpoint
 from .local import HostedInbox
-from .router import Router
+from .router import BootError, Router
 from .service import Service
 
 log = logging.getLogger("ukernel.tcp")
@@ -59,6 +59,7 @@ class Session:
     ) -> None:
         """The hosted services' loops and the connections to callees served elsewhere
         (``callees`` makes them for this session), until ``close``."""
+        failure: BootError | None = None
         with self._scope:
             async with trio.open_nursery() as nursery:
                 for service in self.services:
@@ -67,12 +68,19 @@ class Session:
                     self.router.attach(service.name, inbox, service.calls)
                     self.inboxes[service.name] = inbox
                     nursery.start_soon(inbox.serve)
-                for endpoint in callees(self):
-                    await endpoint.start(nursery)  # a BootError here: this session cannot be made
-                    self.router.attach(endpoint.service, endpoint, frozenset())  # its node checks its calls
-                    self.tracer.nodes[endpoint.service] = endpoint.node
-                task_status.started()
-                await trio.sleep_forever()
+                try:
+                    for endpoint in callees(self):
+                        await endpoint.start(nursery)
+                        self.router.attach(endpoint.service, endpoint, frozenset())  # its node checks its calls
+                        self.tracer.nodes[endpoint.service] = endpoint.node
+                except BootError as exc:  # a callee is unreachable: this session cannot be made
+                    failure = exc
+                    nursery.cancel_scope.cancel()
+                else:
+                    task_status.started()
+                    await trio.sleep_forever()
+        if failure is not None:
+            raise failure  # out of the nursery: the caller of start gets it bare
 
     async def accounting(self) -> dict[str, dict | None]:
         """What each hosted service holds (None: it did not answer within ACCOUNTING_TIMEOUT)."""
