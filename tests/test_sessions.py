@@ -27,6 +27,7 @@ from conftest import program, read_line
 import services
 import ukernel
 from ukernel import abi
+from ukernel.cli import main
 from ukernel.config import Config
 from ukernel.ipc import chunks
 from ukernel.ipc import node as node_server
@@ -542,3 +543,9 @@ async def test_issue_cases_through_a_served_mm_and_vfs_are_errnos_not_a_dead_nod
             nursery.cancel_scope.cancel()
     assert init[2]["name"] == "ENOMEM"
     assert seek[2]["name"] == "EINVAL"
+
+
+def test_a_negative_session_grace_is_one_line(capsys):
+    assert main(["serve", "mm", "--session-grace", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ukernel: serve: --session-grace: seconds >= 0 (0: reclaim a lost kernel's state at once), not -1.0\n"

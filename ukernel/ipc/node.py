@@ -46,7 +46,6 @@ import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import trio
@@ -57,12 +56,11 @@ from . import chunks, protocol, tcp
 from .endpoint import TRACE_METHOD, RemoteEndpoint
 from .router import BootError
 from .service import ReplyFn, Service
-from .session import Session, add_totals, describe
+from .session import DEFAULT_GRACE, Session, SessionTable
 
 log = logging.getLogger("ukernel.tcp")
 
 NODE_SERVICE = "ukernel"  # the service name of the node's own ops (session, end, accounting)
-DEFAULT_GRACE = 30.0  # seconds a lost kernel's session waits for it (Config.session_grace)
 MAX_SESSION_ID = 128
 
 
@@ -179,34 +177,23 @@ class Node:
     ):
         if not secret:
             raise ValueError("a node needs a shared secret")
-        if grace < 0:
-            raise ValueError(f"session_grace: must be 0 or more seconds, not {grace}")
-        #: a factory: each kernel session gets its own services; None: ``spare`` is shared by all
-        self.build = services if callable(services) else None
-        self.spare: list[Service] | None = services() if callable(services) else list(services)
         self.secret, self.name = secret, name
-        self.hosted = {s.name: s.calls for s in self.spare}
+        self.peers: dict[int, _Peer] = {}
+        self._peer_keys = itertools.count(1)
+        self.sessions = SessionTable(services, grace, self._tracer, self._callees)
+        self.hosted = self.sessions.hosted
         #: what the handshake says each hosted service runs with (None: not told)
         self.settings = {name: (settings or {}).get(name) for name in self.hosted}
         self.remote = dict(remote or {})
-        self.heartbeat, self.timeout, self.grace = heartbeat, timeout, grace
+        self.heartbeat, self.timeout = heartbeat, timeout
         self.instance = secrets.token_hex(8)
-        self.peers: dict[int, _Peer] = {}
-        self._peer_keys = itertools.count(1)
-        self.sessions: dict[str, Session] = {}
-        self.shared: Session | None = None  # the one session of a node given instances, not a factory
-        self.counts = {"ended": 0, "reclaimed": 0}  # sessions gone: said ukernel.end / lost past the grace
-        self.reclaimed: dict[str, dict[str, int]] = {}  # service -> count -> what lost sessions held, summed
-        self.nursery: trio.Nursery | None = None
-        self._opening = trio.Lock()  # one session made at a time: two connections naming one id get one
-        check_hosted(self.spare, self.remote)
+        check_hosted(self.sessions.spare, self.remote)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Check the callees served elsewhere answer (a BootError now, not at a kernel's first
         request); a node given instances starts its one shared session."""
-        self.nursery = nursery
-        if self.build is None:
-            self.shared = await self._open(f"shared-{self.instance}", shared=True)
+        await self.sessions.start(nursery, f"shared-{self.instance}")
+        if self.sessions.shared is not None:
             return
         for callee in self._callee_names():
             try:
@@ -218,6 +205,13 @@ class Node:
 
     def _callee_names(self) -> list[str]:
         return sorted({c for calls in self.hosted.values() for c in calls} - set(self.hosted))
+
+    def _tracer(self) -> RelayTracer:
+        """A new session's tracer: its events go to the peer whose request caused them."""
+        tracer = RelayTracer(self.peers)
+        for name in self.hosted:
+            tracer.nodes[name] = self.name
+        return tracer
 
     def _callees(self, session: Session) -> list[RemoteEndpoint]:
         """The connections of one session to the callees served elsewhere: they name the
@@ -236,90 +230,6 @@ class Node:
             )
             for name in self._callee_names()
         ]
-
-    # --- sessions -----------------------------------------------------------------------------
-    async def _open(self, session_id: str, *, shared: bool = False, anonymous: bool = False) -> Session:
-        """A new session: fresh services (the spare first), their loops, their callees."""
-        services, self.spare = (self.spare, None) if self.spare is not None else (self.build(), None)
-        tracer = RelayTracer(self.peers)
-        for name in self.hosted:
-            tracer.nodes[name] = self.name
-        session = Session(session_id, services, tracer, shared=shared, anonymous=anonymous)
-        await self.nursery.start(partial(session.run, self._callees))
-        self.sessions[session_id] = session
-        return session
-
-    async def bind(self, peer: _Peer, session_id: str | None) -> bool:
-        """Bind ``peer`` to the session ``session_id`` (a new anonymous one for None); whether
-        it existed already (its state is there). BootError if a callee cannot be reached."""
-        if self.shared is not None:
-            session, resumed = self.shared, True
-        else:
-            async with self._opening:
-                session = self.sessions.get(session_id) if session_id is not None else None
-                resumed = session is not None
-                if session is None:
-                    anonymous = session_id is None
-                    session = await self._open(secrets.token_hex(8) if anonymous else session_id, anonymous=anonymous)
-        if peer.session is not session:
-            if peer.session is not None:
-                self._leave(peer)
-            peer.session = session
-            session.connections += 1
-            session.lost_at = None
-            if session.waiting is not None:  # back within the grace period
-                session.waiting.cancel()
-                session.waiting = None
-        return resumed
-
-    def _leave(self, peer: _Peer) -> None:
-        """``peer`` is gone from its session; the last one gone starts the grace period."""
-        session, peer.session = peer.session, None
-        session.connections -= 1
-        if session.connections or session.shared:
-            return
-        session.lost_at = trio.current_time()
-        try:
-            self.nursery.start_soon(self._expire, session)
-        except RuntimeError:
-            pass  # the node is shutting down: its sessions go with it
-
-    async def _expire(self, session: Session) -> None:
-        """Reclaim ``session`` unless a connection binds it again within the grace period (at
-        once if its kernel said ukernel.end, or if nobody can name it again)."""
-        delay = 0 if session.ending or session.anonymous else self.grace
-        with trio.CancelScope() as waiting:
-            session.waiting = waiting
-            await trio.sleep(delay)
-        if waiting.cancelled_caught or session.connections:
-            return
-        session.waiting = None
-        await self._reclaim(session)
-
-    async def _reclaim(self, session: Session) -> None:
-        """Drop a session's state: say what it held, in the log and in the node's accounting."""
-        if self.sessions.get(session.id) is session:
-            del self.sessions[session.id]  # a kernel binding it from now gets a new one
-        held = await session.accounting()
-        session.close()
-        what = describe(held)
-        if session.ending:
-            self.counts["ended"] += 1
-            log.info("ukernel: session %s ended; freed %s", session.id, what)
-            return
-        self.counts["reclaimed"] += 1
-        add_totals(self.reclaimed, held)
-        away = trio.current_time() - session.lost_at if session.lost_at is not None else 0.0
-        why = "its peer cannot name it again" if session.anonymous else f"grace {self.grace:g} s"
-        log.warning("ukernel: reclaimed session %s, lost %.3g s ago (%s): %s", session.id, away, why, what)
-
-    async def accounting(self) -> dict:
-        """The node's own: live sessions, sessions gone, what the reclaimed ones held, and
-        what the live ones hold now (service -> count -> sum)."""
-        held: dict[str, dict[str, int]] = {}
-        for session in list(self.sessions.values()):
-            add_totals(held, await session.accounting())
-        return {"sessions": len(self.sessions), **self.counts, "reclaimed_held": self.reclaimed, "held": held}
 
     # --- connections ----------------------------------------------------------------------------
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
@@ -343,7 +253,7 @@ class Node:
                 peer.closed = True
                 del self.peers[key]
                 if peer.session is not None:
-                    self._leave(peer)
+                    self.sessions.leave(peer.session)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -409,7 +319,7 @@ class Node:
             return
         if peer.session is None:
             try:
-                await self.bind(peer, None)
+                await self._bind(peer, None)
             except BootError as exc:
                 if reply is not None:
                     await reply(protocol.encode_response(obj[1], protocol.error_map(abi.EIO, str(exc)), None))
@@ -421,6 +331,17 @@ class Node:
             else:
                 params[1].pop("relay", None)
         await peer.session.inboxes[service].post(obj, reply)  # decoded: not decoded again (HostedInbox)
+
+    async def _bind(self, peer: _Peer, session_id: str | None) -> bool:
+        """``peer``'s requests reach session ``session_id`` (a new one for None) from now;
+        whether it was there already. BootError if a callee cannot be reached."""
+        session, resumed = await self.sessions.get(session_id)
+        if peer.session is not session:
+            if peer.session is not None:
+                self.sessions.leave(peer.session)
+            self.sessions.join(session)
+            peer.session = session
+        return resumed
 
     async def _node_op(self, peer: _Peer, op: str, params: Any, msgid: int | None, reply: ReplyFn | None) -> None:
         """``ukernel.session``, ``ukernel.end``, ``ukernel.accounting``: the node's own ops."""
@@ -451,15 +372,15 @@ class Node:
                 )
             if timeout is not None and not (type(timeout) in (int, float) and 0 < timeout < 1e9):
                 raise abi.kernel_error(abi.EINVAL, "ukernel.session: timeout must be positive seconds or nil")
-            resumed = await self.bind(peer, session_id)
+            resumed = await self._bind(peer, session_id)
             peer.timeout = float(timeout) if timeout is not None else None
-            return {"session": session_id, "resumed": resumed, "grace": self.grace}
+            return {"session": session_id, "resumed": resumed, "grace": self.sessions.grace}
         if op == "end":
             if peer.session is not None and args.get("id") == peer.session.id:
                 peer.session.ending = True
             return None
         if op == "accounting":
-            return await self.accounting()
+            return await self.sessions.accounting()
         if op == "ping":
             return NODE_SERVICE
         raise abi.kernel_error(abi.ENOSYS, f"the node has no op {op!r} (session, end, accounting, ping)")
