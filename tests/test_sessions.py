@@ -365,18 +365,18 @@ async def test_runs_that_end_free_their_session_at_once_so_mms_no_longer_grow(ca
     assert accounting == {"sessions": 0, "ended": 3, "reclaimed": 0, "reclaimed_held": {}, "held": {}}
 
 
-PAUSE = program(
+WAIT = program(
     """
     async def main(sys, argv):
         await sys.write(1, b"up\\n")
-        await sys.pause()
+        await sys.read(0, 1)  # input that never comes (the pipe stays open): no deadlock, a wait
     """
 )
 
 
 async def test_a_killed_ukernel_run_is_reclaimed_by_ukernel_serve_after_its_grace(tmp_path):
-    prog = tmp_path / "pause.py"
-    prog.write_bytes(PAUSE)
+    prog = tmp_path / "wait.py"
+    prog.write_bytes(WAIT)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             serve_args = [*UKERNEL, "serve", "mm", "--listen", "tcp://127.0.0.1:0", "--session-grace", "0.05"]
@@ -386,7 +386,7 @@ async def test_a_killed_ukernel_run_is_reclaimed_by_ukernel_serve_after_its_grac
             url = (await read_line(server.stderr)).rsplit(" on ", 1)[1]
             run_args = [*UKERNEL, "run", "--remote", f"mm={url}", str(prog)]
             kernel = await nursery.start(
-                partial(trio.run_process, run_args, stdout=subprocess.PIPE, env=ENV, check=False)
+                partial(trio.run_process, run_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, check=False)
             )
             assert await read_line(kernel.stdout) == "up"
             kernel.send_signal(signal.SIGKILL)
