@@ -30,6 +30,7 @@ from ukernel import abi
 from ukernel.cli import main
 from ukernel.config import Config
 from ukernel.ipc import chunks
+from ukernel.ipc import endpoint as endpoint_module
 from ukernel.ipc import node as node_server
 from ukernel.ipc.service import DEFERRED, Service, op
 
@@ -257,6 +258,31 @@ async def test_a_kernel_whose_connection_breaks_finds_its_session_again(caplog):
                 await kernel.call("mm", "mmput", {"mm": mm})
             nursery.cancel_scope.cancel()
     assert line.endswith("; the same server instance and session: no state lost")
+
+
+async def test_a_kernel_back_after_the_grace_period_is_told_its_session_was_reclaimed(caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="ukernel")
+    monkeypatch.setattr(endpoint_module, "BACKOFF_MIN", 0.3)  # the redial comes well after grace 0
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            url = await serve(nursery, ["mm"], grace=0)
+            async with ukernel.boot(remote={"mm": url}, heartbeat=0.05, rpc_timeout=1.0) as kernel:
+                mm = (await kernel.call("mm", "mm_init", {}))["mm"]
+                endpoint = kernel.router.endpoints["mm"]
+                while (endpoint.last_accounting or {}).get("mms") != 1:  # a heartbeat saw it
+                    await trio.sleep(0.01)
+                await endpoint.conn.stream.aclose()
+                reclaimed = await logged(caplog, "reclaimed session")
+                line = await logged(caplog, "reconnected to mm")
+                with pytest.raises(OSError) as err:
+                    await kernel.call("mm", "mmput", {"mm": mm})
+                assert err.value.errno == abi.EINVAL
+            nursery.cancel_scope.cancel()
+    assert reclaimed.startswith(f"ukernel: reclaimed session {kernel.session_id}, lost ")
+    assert line.endswith(
+        "; the same server instance, but it had reclaimed our session (away past its grace period): "
+        "all state was lost; its handles are gone: 1 frame_refs, 1 frames, 1 mms, 1 users"
+    )
 
 
 async def test_a_session_whose_callee_is_unreachable_is_eio_and_the_node_serves_on():
