@@ -32,6 +32,7 @@ from ukernel.config import Config
 from ukernel.ipc import chunks
 from ukernel.ipc import endpoint as endpoint_module
 from ukernel.ipc import node as node_server
+from ukernel.ipc import session as session_module
 from ukernel.ipc.service import DEFERRED, Service, op
 
 SECRET = b"sessions-secret"
@@ -575,3 +576,22 @@ def test_a_negative_session_grace_is_one_line(capsys):
     assert main(["serve", "mm", "--session-grace", "-1"]) == 2
     err = capsys.readouterr().err
     assert err == "ukernel: serve: --session-grace: seconds >= 0 (0: reclaim a lost kernel's state at once), not -1.0\n"
+
+
+async def test_a_peer_naming_sessions_without_end_is_refused_past_the_limit_and_others_are_served(monkeypatch):
+    monkeypatch.setattr(session_module, "MAX_SESSIONS", 3)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            url = await serve(nursery, ["pid"])
+            greedy = await Client.connect(url)
+            bound = [await greedy.call("ukernel.session", {"id": f"s{n}"}) for n in range(4)]
+            assert [b[3]["session"] for b in bound[:3]] == ["s0", "s1", "s2"]  # s0 and s1 wait out their grace
+            assert bound[3][2] == {
+                "errno": abi.EAGAIN,
+                "name": "EAGAIN",
+                "message": "EAGAIN: this node has 3 sessions already (kernels lost, or ids without end)",
+            }
+            assert await greedy.result("pid.ping") == "pid"  # still bound to s2
+            again = await Client.connect(url, "s1")  # a live one can still be named
+            assert again.bound["resumed"] is True
+            nursery.cancel_scope.cancel()

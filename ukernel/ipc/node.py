@@ -320,9 +320,9 @@ class Node:
         if peer.session is None:
             try:
                 await self._bind(peer, None)
-            except BootError as exc:
+            except (BootError, OSError) as exc:
                 if reply is not None:
-                    await reply(protocol.encode_response(obj[1], protocol.error_map(abi.EIO, str(exc)), None))
+                    await reply(protocol.encode_response(obj[1], _error_of(exc), None))
                 return
         params = obj[-1]
         if isinstance(params, list) and len(params) == 2 and isinstance(params[1], dict):
@@ -350,10 +350,8 @@ class Node:
             if not isinstance(args, dict):
                 raise abi.kernel_error(abi.EINVAL, f"ukernel.{op}: params must be [args, meta] with args a map")
             result = await self._node_call(peer, op, args)
-        except OSError as exc:
-            error, result = protocol.error_from_exception(exc), None
-        except BootError as exc:
-            error, result = protocol.error_map(abi.EIO, str(exc)), None
+        except (OSError, BootError) as exc:
+            error, result = _error_of(exc), None
         else:
             error = None
         if reply is not None:
@@ -384,6 +382,14 @@ class Node:
         if op == "ping":
             return NODE_SERVICE
         raise abi.kernel_error(abi.ENOSYS, f"the node has no op {op!r} (session, end, accounting, ping)")
+
+
+def _error_of(exc: OSError | BootError) -> dict:
+    """The error reply when a node op or a session fails: its errno, or EIO for a callee
+    out of reach (a BootError: it says where and why)."""
+    if isinstance(exc, OSError):
+        return protocol.error_from_exception(exc)
+    return protocol.error_map(abi.EIO, str(exc))
 
 
 def _kind(obj: Any) -> int | None:

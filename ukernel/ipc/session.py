@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from .. import abi
 from .endpoint import RemoteEndpoint
 from .local import HostedInbox
 from .router import BootError, Router
@@ -34,6 +35,7 @@ from .service import Service
 log = logging.getLogger("ukernel.tcp")
 
 DEFAULT_GRACE = 30.0  # seconds a lost kernel's session waits for it (Config.session_grace)
+MAX_SESSIONS = 256  # live sessions a node keeps: a peer naming ids without end cannot fill its memory
 ACCOUNTING_TIMEOUT = 1.0  # seconds a service of a session being reclaimed may take to say what it held
 
 
@@ -142,13 +144,18 @@ class SessionTable:
 
     async def get(self, session_id: str | None) -> tuple[Session, bool]:
         """Session ``session_id`` (made if it is not live; a new anonymous one for None), and
-        whether it was live. BootError if a callee of a new one cannot be reached."""
+        whether it was live. BootError if a callee of a new one cannot be reached, EAGAIN
+        past MAX_SESSIONS."""
         if self.shared is not None:
             return self.shared, True
         async with self._opening:
             session = self.live.get(session_id) if session_id is not None else None
             if session is not None:
                 return session, True
+            if len(self.live) >= MAX_SESSIONS:
+                raise abi.kernel_error(
+                    abi.EAGAIN, f"this node has {MAX_SESSIONS} sessions already (kernels lost, or ids without end)"
+                )
             if session_id is None:
                 return await self._open(secrets.token_hex(8), anonymous=True), False
             return await self._open(session_id), False
