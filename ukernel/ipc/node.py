@@ -89,6 +89,10 @@ class _Peer:
     closed: bool = False
     session: Session | None = None  # the kernel state its requests reach (bound at its first)
     timeout: float | None = None  # silence after which it is lost (the rpc_timeout it said at bind)
+    heard: float = 0.0  # trio time of its last message (watched once it gave a timeout)
+    receiving: bool = False  # its reader waits in receive_obj (where silence may cut it)
+    reader: trio.CancelScope | None = None  # cancelled when it was silent for timeout
+    nursery: trio.Nursery | None = None  # where its silence is watched
     joiner: chunks.Joiner = field(default_factory=chunks.Joiner)  # its messages arriving in chunks
     splitter: chunks.Splitter = field(default_factory=chunks.Splitter)  # our replies too large for a frame
 
@@ -262,16 +266,31 @@ class Node:
 
     async def _requests(self, peer: _Peer, key: int) -> None:
         """The peer's messages until it leaves, breaks the protocol, or (if it said its
-        rpc_timeout when it bound its session) is silent that long."""
+        rpc_timeout when it bound its session) is silent that long (``_silence``)."""
+        async with trio.open_nursery() as nursery:
+            peer.nursery = nursery
+            with trio.CancelScope() as peer.reader:
+                await self._messages(peer, key)
+            nursery.cancel_scope.cancel()
+        if peer.reader.cancelled_caught:
+            log.warning("ukernel: dropping peer %s: silent for %g s (its rpc_timeout)", peer.name, peer.timeout)
+
+    async def _messages(self, peer: _Peer, key: int) -> None:
+        conn = peer.conn
         while True:
             try:
-                obj = await self._receive(peer)
+                peer.receiving = True
+                obj = await conn.receive_obj()
+                peer.receiving = False
+                if peer.reader.cancel_called:
+                    return  # silence was declared as this came: the peer is dropped all the same
+                peer.heard = trio.current_time()
                 if chunks.is_chunk(obj):
                     obj = peer.joiner.feed(obj)
                     if obj is None:
                         continue
-            except EOFError:
-                return
+            except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # gone (a reset is not the peer's mistake worth a line)
             except ValueError as exc:
                 log.warning("ukernel: dropping peer %s: %s", peer.name, exc)
                 return
@@ -283,15 +302,21 @@ class Node:
                 continue  # we sent this peer no requests
             await self._deliver(peer, key, obj)
 
-    async def _receive(self, peer: _Peer) -> Any:
-        """The next object; a peer that said its rpc_timeout and is silent that long has
-        ended (EOFError after a log line), as it would find us lost."""
-        if peer.timeout is None:
-            return await peer.conn.receive_obj()
-        with trio.move_on_after(peer.timeout):
-            return await peer.conn.receive_obj()
-        log.warning("ukernel: dropping peer %s: silent for %g s (its rpc_timeout)", peer.name, peer.timeout)
-        raise EOFError
+    async def _silence(self, peer: _Peer) -> None:
+        """Drop ``peer`` once nothing came from it for its timeout: by cancelling its reader,
+        and only while the reader waits in receive_obj, so no message is cut mid-delivery
+        (a reader busy delivering is not a silent peer). No cost per message but a clock read."""
+        deadline = peer.heard + peer.timeout
+        while True:
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if now - peer.heard < peer.timeout:
+                deadline = peer.heard + peer.timeout  # it spoke meanwhile
+            elif not peer.receiving:
+                deadline = now + peer.timeout / 2  # we are busy delivering, it is not silent: look again
+            else:
+                peer.reader.cancel()
+                return
 
     async def _deliver(self, peer: _Peer, key: int, obj: list) -> None:
         """Hand one request or notification to its service's inbox (or answer it here)."""
@@ -371,7 +396,10 @@ class Node:
             if timeout is not None and not (type(timeout) in (int, float) and 0 < timeout < 1e9):
                 raise abi.kernel_error(abi.EINVAL, "ukernel.session: timeout must be positive seconds or nil")
             resumed = await self._bind(peer, session_id)
-            peer.timeout = float(timeout) if timeout is not None else None
+            if timeout is not None and peer.timeout is None:
+                peer.heard = trio.current_time()
+                peer.nursery.start_soon(self._silence, peer)
+            peer.timeout = float(timeout) if timeout is not None else peer.timeout
             return {"session": session_id, "resumed": resumed, "grace": self.sessions.grace}
         if op == "end":
             if peer.session is not None and args.get("id") == peer.session.id:
