@@ -3,7 +3,7 @@
 # make test: set up with the test extras and run the whole suite (skipped tests say why: -rs).
 # make bench: every bench/*.py's figures as one table of ratios (bench/all.py; BENCH_ARGS="--quick" or "--only fork trace").
 # make scale: per-operation costs as the number of processes grows (bench/scale.py; SCALE_ARGS=--big adds 32,000).
-# make fuzz: the fuzzers (races, hostile syscall arguments) with many more examples, and the fault sweep at every message.
+# make fuzz: the fuzzers (races, hostile syscall arguments, the wire) with many more examples, and the fault sweep at every message.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,7 +35,8 @@ test: $(STAMP)
 
 fuzz: $(STAMP)
 	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} UKERNEL_SWEEP=all $(BIN)/python -m pytest \
-		tests/test_races.py tests/test_syscall_args.py tests/test_fault_sweep.py -k "fuzz or hostile or fault_at_any"
+		tests/test_races.py tests/test_syscall_args.py tests/test_fault_sweep.py tests/test_wire.py \
+		-k "fuzz or hostile or fault_at_any"
 
 bench: $(STAMP)
 	$(BIN)/python bench/all.py $(BENCH_ARGS)

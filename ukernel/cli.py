@@ -7,7 +7,7 @@ import ast
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import TextIO
@@ -329,6 +329,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     names = list(dict.fromkeys(ns.services))
     if ns.secret_file:
         settings["secret_file"] = ns.secret_file
+    if ns.session_grace is not None:
+        settings["session_grace"] = ns.session_grace
     try:
         config = Config(**settings)
         hosted = [services.build(name, config) for name in names]
@@ -350,7 +352,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             url = await nursery.start(
                 partial(
                     server.serve_services,
-                    hosted,
+                    _session_services(hosted, names, config),
                     ns.listen,
                     auth,
                     remote=config.remote,
@@ -358,6 +360,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
                     name=ns.name,
                     heartbeat=config.heartbeat if ns.heartbeat is None else ns.heartbeat,
                     timeout=config.rpc_timeout if ns.rpc_timeout is None else ns.rpc_timeout,
+                    grace=config.session_grace,
                 )
             )
             print(f"ukernel: serving {' '.join(names)} on {url}", file=sys.stderr, flush=True)
@@ -370,6 +373,17 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         Say.error("interrupted", exc)
         return 130
     return 0
+
+
+def _session_services(first: list, names: list[str], config: object) -> Callable[[], list]:
+    """The factory of a kernel session's services for ``serve``: the ones built to check the
+    settings first, then new ones built the same way (services.build)."""
+    spare = [first]
+
+    def build() -> list:
+        return spare.pop() if spare else [services.build(name, config) for name in names]
+
+    return build
 
 
 def parse_clone_flags(text: str) -> int:
@@ -591,6 +605,13 @@ def _main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--heartbeat", type=float, help="seconds between pings to --remote callees (default 1)")
     p_serve.add_argument(
         "--rpc-timeout", type=float, help="seconds of silence after which a --remote callee is lost (default 5)"
+    )
+    p_serve.add_argument(
+        "--session-grace",
+        type=float,
+        metavar="SECONDS",
+        help="how long a lost kernel's state (its session) waits for it to reconnect before it is reclaimed "
+        "(default 30)",
     )
     p_serve.set_defaults(func=cmd_serve)
     p_flags = sub.add_parser("flags", help="decode clone flags and print the route they take")

@@ -121,6 +121,7 @@ class Config:
     insecure: bool = False  # allow plain TCP (the secret's handshake and MACs, no TLS) on loopback
     heartbeat: float = 1.0  # seconds between pings to each remote service
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
+    session_grace: float = 30.0  # ukernel serve: seconds a lost kernel's state waits for it (ipc/session.py)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
     cpu_limit: float = 10.0  # host CPU seconds a task may run Python without a syscall (docs/limits.md); 0: none
     services: dict[str, Any] = field(default_factory=dict)  # slot -> a class, file.py:Class or module:Class
@@ -167,6 +168,10 @@ class Config:
             raise ValueError(f"cpu_limit: seconds >= 0 (0: no limit), not {self.cpu_limit!r}")
         if not isinstance(self.service_timeout, int | float) or not self.service_timeout >= 0:
             raise ValueError(f"service_timeout: seconds >= 0 (0: no limit), not {self.service_timeout!r}")
+        if not self.session_grace >= 0:
+            raise ValueError(
+                f"session_grace: seconds >= 0 (0: reclaim a lost kernel's state at once), not {self.session_grace!r}"
+            )
         if self.realtime not in (None, True, False):
             raise ValueError(f"realtime: true, false or unset (on with a terminal), not {self.realtime!r}")
         self.schedule = parse_schedule(self.schedule)
@@ -230,6 +235,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "tmpfs_size": (int, str),
     "heartbeat": (int, float),
     "rpc_timeout": (int, float),
+    "session_grace": (int, float),
     "cpu_limit": (int, float),
     "service_timeout": (int, float),
     "trace": (bool,),

@@ -14,6 +14,15 @@ is gone (a new one), naming what the old one held at its last heartbeat.
 
 Calls are never timed out one by one: a deferred reply (a pipe read, a
 wait) may legitimately take forever; only silence of the whole peer counts.
+
+Sessions (session.py): given a ``session`` id (the kernel's, the same for all
+its endpoints), every connection binds it first (``ukernel.session``, saying
+our ``timeout``), so the node keeps this kernel's state apart from other
+kernels' and a redial within the node's grace period finds it again; the log
+line after a redial says whether it did. A kernel that ends says
+``ukernel.end`` so its state goes at once (a node forwarding for a kernel does
+not: the kernel's own connections decide). A message larger than a frame goes
+and comes in chunks (chunks.py).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import trio
 
 from .. import abi
 from ..trace import Tracer
-from . import protocol, tcp
+from . import chunks, protocol, tcp
 from .router import BootError
 from .service import ReplyFn
 
@@ -54,13 +63,16 @@ class RemoteEndpoint:
         new_msgid: Callable[[], int] | None = None,
         forwarding: bool = False,
         on_lost: Callable[[str, str], None] | None = None,
+        session: str | None = None,
     ):
         if not 0 < heartbeat < timeout:
             raise ValueError(f"heartbeat ({heartbeat} s) must be positive and below rpc_timeout ({timeout} s)")
         self.service, self.url, self.auth = service, url, auth
         self.heartbeat, self.timeout = heartbeat, timeout
         self.tracer, self.new_msgid, self.forwarding = tracer, new_msgid, forwarding
-        self.on_lost = on_lost
+        self.on_lost, self.session = on_lost, session
+        self.resumed: bool | None = None  # the node found our session at the last bind (None: not told)
+        self._splitter, self._joiner = chunks.Splitter(), chunks.Joiner()
         self.conn: tcp.FramedStream | None = None
         self.peer: tcp.Peer | None = None
         self.lost: str | None = "not connected yet"  # why calls fail, while they do
@@ -94,8 +106,46 @@ class RemoteEndpoint:
 
     async def _connect(self) -> None:
         conn, peer = await tcp.dial(self.url, self.auth, trace=self.tracer is not None)
-        self.conn, self.peer, self.lost = conn, peer, None
+        try:
+            resumed = await self._bind(conn) if self.session is not None else None
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+            raise
+        self._joiner = chunks.Joiner()
+        self.conn, self.peer, self.lost, self.resumed = conn, peer, None, resumed
         self.connected.set()
+
+    async def _bind(self, conn: tcp.FramedStream) -> bool | None:
+        """Name our session on a new connection, before any other request; whether the node
+        had it (None: a node without sessions). HandshakeError if the node refuses it."""
+        msgid = next(self._beats)
+        args = {"id": self.session, "timeout": self.timeout}
+        try:
+            with trio.fail_after(tcp.HANDSHAKE_TIMEOUT):
+                await conn.send_frame(protocol.encode_request(msgid, "ukernel.session", args, {}))
+                while True:
+                    obj = await conn.receive_obj()
+                    if isinstance(obj, list) and len(obj) == 4 and obj[0] == protocol.RESPONSE and obj[1] == msgid:
+                        break
+        except (EOFError, ValueError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise tcp.HandshakeError(f"{self.url}: session not bound: {exc or type(exc).__name__}") from None
+        error, result = obj[2], obj[3]
+        if isinstance(error, dict):
+            if error.get("errno") == abi.ENOSYS:
+                return None
+            raise tcp.HandshakeError(f"{self.url}: session refused: {error.get('message')}")
+        return result.get("resumed") is True if isinstance(result, dict) else None
+
+    async def _end(self, conn: tcp.FramedStream) -> None:
+        """Tell the node this kernel is done with its session (best effort: it may be gone)."""
+        if self.session is None or self.forwarding:
+            return
+        with trio.move_on_after(1):
+            try:
+                await conn.send_frame(protocol.encode_notification("ukernel.end", {"id": self.session}, {}))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _supervise(self) -> None:
         """Serve the connection until it is lost, fail what was waiting, redial; forever."""
@@ -107,6 +157,7 @@ class RemoteEndpoint:
         finally:
             if self.conn is not None:
                 with trio.CancelScope(shield=True):
+                    await self._end(self.conn)
                     await self.conn.aclose()
 
     async def _watch(self) -> str:
@@ -162,6 +213,10 @@ class RemoteEndpoint:
     async def _dispatch(self, obj: Any) -> None:
         if not isinstance(obj, list) or not obj:
             return
+        if chunks.is_chunk(obj):
+            obj = self._joiner.feed(obj)  # a ValueError ends the connection (_read)
+            if not isinstance(obj, list) or not obj:
+                return
         if obj[0] == protocol.NOTIFY and len(obj) == 3 and obj[1] == TRACE_METHOD:
             self._relay(obj[2])
             return
@@ -219,8 +274,13 @@ class RemoteEndpoint:
 
     def _what_was_lost(self, old: tcp.Peer | None) -> str:
         """One sentence: did the state on the other side survive the outage?"""
-        if old is not None and self.peer is not None and old.instance and old.instance == self.peer.instance:
-            return "the same server instance: no state lost"
+        same = old is not None and self.peer is not None and old.instance and old.instance == self.peer.instance
+        if same and self.resumed is not False:
+            return (
+                "the same server instance and session: no state lost"
+                if self.resumed
+                else "the same server instance: no state lost"
+            )
         held = {k: v for k, v in (self.last_accounting or {}).items() if v and k != "faults"}
         if self.last_accounting is None:
             what = "what it held is unknown (no heartbeat had answered)"
@@ -229,6 +289,8 @@ class RemoteEndpoint:
         else:
             what = "it held nothing beyond its boot state"
         self.last_accounting = None
+        if same:
+            return f"the same server instance, but it had reclaimed our session (away past its grace period): all state was lost; {what}"
         return f"a new {self.service} instance: all state of the old one was lost; {what}"
 
     # --- the router's side ----------------------------------------------------------------------
@@ -251,7 +313,11 @@ class RemoteEndpoint:
         if conn is None:
             return  # a notification to a lost service: dropped, as on a broken link
         try:
-            await conn.send_frame(frame)
+            if len(frame) <= chunks.CHUNK_SIZE:
+                await conn.send_frame(frame)
+            else:
+                for piece in self._splitter.frames(frame):
+                    await conn.send_frame(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             if msgid is not None and msgid in self.replies:  # else _lose answered it already
                 self._slots.release()

@@ -76,10 +76,10 @@ class Answer(Exception):  # noqa: N818 (not an error: a reply given from deep in
 class Deferred:
     """A reply owed to a caller: keep it, answer it with Service.reply later."""
 
-    __slots__ = ("msgid", "reply_fn", "meta")
+    __slots__ = ("msgid", "reply_fn", "meta", "op")
 
-    def __init__(self, msgid: int, reply_fn: ReplyFn | None, meta: dict):
-        self.msgid, self.reply_fn, self.meta = msgid, reply_fn, meta
+    def __init__(self, msgid: int, reply_fn: ReplyFn | None, meta: dict, op: str = ""):
+        self.msgid, self.reply_fn, self.meta, self.op = msgid, reply_fn, meta, op
 
 
 class Call:
@@ -94,7 +94,7 @@ class Call:
         self.op, self.args, self.started = op, args, 0.0
 
     def defer(self) -> Deferred:
-        self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.meta)
+        self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.meta, self.op)
         return self.deferred
 
 
@@ -191,9 +191,10 @@ class Service:
         self.router.service_event(self.name, type_, op_name, cause, meta, fields)
 
     async def reply(self, deferred: Deferred, result: Any = None) -> None:
-        """Answer a deferred request."""
+        """Answer a deferred request (a result msgpack cannot carry: EIO and a fault, as
+        for an answer given at once, so the waiting caller is not left without one)."""
         if deferred.reply_fn is not None:
-            await deferred.reply_fn(protocol.encode_response(deferred.msgid, None, result))
+            await deferred.reply_fn(self._encode_reply(deferred.msgid, deferred.op, None, result))
 
     async def reply_error(self, deferred: Deferred, err: int, message: str = "") -> None:
         if deferred.reply_fn is not None:

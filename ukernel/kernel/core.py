@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import time
 from typing import Any
 
@@ -91,6 +92,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.baseline: dict[str, dict] = {}
         self.nursery: trio.Nursery | None = None
         self.lost: list[str] = []  # remote services lost during the run, and why
+        self.session_id = secrets.token_hex(8)  # names this kernel's state on every node it uses (ipc/session.py)
         self.oopses: list[str] = []  # kernel bugs met on a task's behalf (entry.py oops): each killed its task
         self.hung: list[dict] = []  # the tasks of a deadlock that ended the run (kernel/hung.py)
         self.input_open = config.terminal is not None  # input may still come (hung.py: not a deadlock)
@@ -184,6 +186,7 @@ class Kernel(Cpus, Entry, Bugs):
             tracer=self.tracer,
             new_msgid=self.router.new_msgid,
             on_lost=lambda _service, why: self.lost.append(why),
+            session=self.session_id,
         )
         await endpoint.start(nursery)
         self.check_remote(name, endpoint.peer)
