@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 
 VERSION = 2
+RECORD_MAX = 1 << 20  # the longest payload of one record: a longer write is several
 
 
 def packb(obj: Any) -> bytes:
@@ -69,6 +70,10 @@ class SpecSession:
         record = header + payload + tag(self.send_key, self.sent, header, payload)
         self.sent += 1
         return record
+
+    def seal_all(self, payload: bytes) -> bytes:
+        """``payload`` as records of at most RECORD_MAX bytes each."""
+        return b"".join(self.seal(payload[i : i + RECORD_MAX]) for i in range(0, len(payload), RECORD_MAX))
 
     def feed(self, data: bytes) -> None:
         if not self.receive_key:

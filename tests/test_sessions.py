@@ -1,15 +1,13 @@
 """Per-kernel sessions on a served service, their reclaim, large messages, unencodable replies.
 
 Nodes run in the test process (fast) unless the test is about ``ukernel serve`` itself; the
-raw client here speaks the wire of tcp.py and node.py (handshake, then ``ukernel.session``)
-with msgpack and hmac only. Waits for a log line are bounded by a hang detector, never
+raw client here speaks the wire of tcp.py and node.py (the secret's handshake and records from
+spec_client.py, then ``ukernel.session``). Waits for a log line are bounded by a hang detector, never
 asserted on time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import logging
 import os
@@ -23,19 +21,21 @@ import msgpack
 import pytest
 import trio
 from conftest import program, read_line
+from spec_client import SpecSession, packb
 
 import services
 import ukernel
 from ukernel import abi
 from ukernel.cli import main
 from ukernel.config import Config
-from ukernel.ipc import chunks
+from ukernel.ipc import chunks, tcp
 from ukernel.ipc import endpoint as endpoint_module
 from ukernel.ipc import node as node_server
 from ukernel.ipc import session as session_module
 from ukernel.ipc.service import DEFERRED, Service, op
 
 SECRET = b"sessions-secret"
+AUTH = tcp.Auth(SECRET, insecure=True)  # the nodes here listen on loopback TCP
 TIMEOUT = 30
 UKERNEL = [sys.executable, "-m", "ukernel.cli"]
 ENV = dict(os.environ, UKERNEL_SECRET=SECRET.decode(), PYTHONPATH=str(Path(__file__).resolve().parent.parent))
@@ -51,7 +51,7 @@ class Client:
 
     def __init__(self, stream: trio.SocketStream):
         self.stream = stream
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.wire = SpecSession(SECRET)
         self.ids = itertools.count(1)
         self.others: dict[int, list] = {}  # replies that came while waiting for another
 
@@ -61,25 +61,23 @@ class Client:
     ) -> Client:
         host, port = url.removeprefix("tcp://").rsplit(":", 1)
         client = cls(await trio.open_tcp_stream(host, int(port)))
-        hello = await client.recv()
-        mac = hmac.new(SECRET, b"ukernel-rpc/1" + hello["nonce"], hashlib.sha256).digest()
-        await client.send({"version": 1, "mac": mac, "trace": trace})
-        assert await client.recv() == {"ok": True}
+        await client.stream.send_all(client.wire.answer(await client.recv(), trace=trace))
+        verdict = await client.recv()
+        assert client.wire.accept(verdict), verdict
         if session is not None:
             client.bound = await client.result("ukernel.session", {"id": session, "timeout": timeout})
         return client
 
     async def recv(self):
-        while True:
-            for obj in self.unpacker:
-                return obj
+        while (obj := self.wire.next()) is None:
             data = await self.stream.receive_some(1 << 16)
             if not data:
                 raise EOFError
-            self.unpacker.feed(data)
+            self.wire.feed(data)
+        return obj
 
     async def send(self, obj) -> None:
-        await self.stream.send_all(msgpack.packb(obj, use_bin_type=True))
+        await self.stream.send_all(self.wire.seal_all(packb(obj)))
 
     async def call(self, method: str, args: dict | None = None) -> list:
         """[1, msgid, error, result] of one request (trace notifications skipped)."""
@@ -110,7 +108,7 @@ async def serve(nursery: trio.Nursery, names: list[str], config: Config | None =
     factory = partial(lambda: [services.build(name, config) for name in names])
     settings = {name: services.settings_of(name, config) for name in names}
     return await nursery.start(
-        partial(node_server.serve_services, factory, "tcp://127.0.0.1:0", SECRET, settings=settings, **kw)
+        partial(node_server.serve_services, factory, "tcp://127.0.0.1:0", AUTH, settings=settings, **kw)
     )
 
 
@@ -147,7 +145,7 @@ async def test_two_kernels_at_once_and_one_after_another_against_one_serve_see_o
             process = await nursery.start(
                 partial(
                     trio.run_process,
-                    [*UKERNEL, "serve", "vfs", "--listen", "tcp://127.0.0.1:0"],
+                    [*UKERNEL, "serve", "vfs", "--listen", "tcp://127.0.0.1:0", "--insecure"],
                     stderr=subprocess.PIPE,
                     env=ENV,
                     check=False,
@@ -156,7 +154,7 @@ async def test_two_kernels_at_once_and_one_after_another_against_one_serve_see_o
             line = await read_line(process.stderr)
             assert line.startswith("ukernel: serving vfs on "), line
             url = line.rsplit(" on ", 1)[1]
-            run = partial(ukernel.run_async, "/bin/say", files={"/bin/say": SAY}, remote={"vfs": url})
+            run = partial(ukernel.run_async, "/bin/say", files={"/bin/say": SAY}, remote={"vfs": url}, insecure=True)
             results = {}
 
             async def one(name: str) -> None:
@@ -229,7 +227,9 @@ async def test_a_node_forwards_the_kernels_session_so_what_it_reaches_through_it
             results = []
 
             async def one() -> None:
-                run = ukernel.run_async("/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote)
+                run = ukernel.run_async(
+                    "/bin/nsdemo", ["nsdemo"], files={"/bin/nsdemo": NSDEMO}, remote=remote, insecure=True
+                )
                 results.append(await run)
 
             async with trio.open_nursery() as both:
@@ -249,7 +249,7 @@ async def test_a_kernel_whose_connection_breaks_finds_its_session_again(caplog):
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             url = await serve(nursery, ["mm"], grace=600)
-            async with ukernel.boot(remote={"mm": url}, heartbeat=0.05, rpc_timeout=1.0) as kernel:
+            async with ukernel.boot(remote={"mm": url}, insecure=True, heartbeat=0.05, rpc_timeout=1.0) as kernel:
                 mm = (await kernel.call("mm", "mm_init", {}))["mm"]
                 before = await kernel.call("mm", "accounting", {})
                 endpoint = kernel.router.endpoints["mm"]
@@ -267,7 +267,7 @@ async def test_a_kernel_back_after_the_grace_period_is_told_its_session_was_recl
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             url = await serve(nursery, ["mm"], grace=0)
-            async with ukernel.boot(remote={"mm": url}, heartbeat=0.05, rpc_timeout=1.0) as kernel:
+            async with ukernel.boot(remote={"mm": url}, insecure=True, heartbeat=0.05, rpc_timeout=1.0) as kernel:
                 mm = (await kernel.call("mm", "mm_init", {}))["mm"]
                 endpoint = kernel.router.endpoints["mm"]
                 while (endpoint.last_accounting or {}).get("mms") != 1:  # a heartbeat saw it
@@ -382,7 +382,7 @@ async def test_runs_that_end_free_their_session_at_once_so_mms_no_longer_grow(ca
         async with trio.open_nursery() as nursery:
             url = await serve(nursery, ["mm"], grace=600)
             for n in range(1, 4):
-                result = await ukernel.run_async("hello", ["hello"], remote={"mm": url})
+                result = await ukernel.run_async("hello", ["hello"], remote={"mm": url}, insecure=True)
                 assert result.problems == [] and result.exit_code == 0
                 while sum("ended; freed" in r.getMessage() for r in caplog.records) < n:
                     await trio.sleep(0.01)
@@ -406,12 +406,21 @@ async def test_a_killed_ukernel_run_is_reclaimed_by_ukernel_serve_after_its_grac
     prog.write_bytes(WAIT)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            serve_args = [*UKERNEL, "serve", "mm", "--listen", "tcp://127.0.0.1:0", "--session-grace", "0.05"]
+            serve_args = [
+                *UKERNEL,
+                "serve",
+                "mm",
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--insecure",
+                "--session-grace",
+                "0.05",
+            ]
             server = await nursery.start(
                 partial(trio.run_process, serve_args, stderr=subprocess.PIPE, env=ENV, check=False)
             )
             url = (await read_line(server.stderr)).rsplit(" on ", 1)[1]
-            run_args = [*UKERNEL, "run", "--remote", f"mm={url}", str(prog)]
+            run_args = [*UKERNEL, "run", "--insecure", "--remote", f"mm={url}", str(prog)]
             kernel = await nursery.start(
                 partial(trio.run_process, run_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, check=False)
             )
@@ -450,7 +459,13 @@ async def test_a_64_mib_write_through_a_remote_vfs_reads_back_equal():
         async with trio.open_nursery() as nursery:
             url = await serve(nursery, ["vfs"], config)
             result = await ukernel.run_async(
-                "/bin/big", ["big", "64"], files={"/bin/big": BIG}, remote={"vfs": url}, memory="256M", trace=False
+                "/bin/big",
+                ["big", "64"],
+                files={"/bin/big": BIG},
+                remote={"vfs": url},
+                insecure=True,
+                memory="256M",
+                trace=False,
             )
             nursery.cancel_scope.cancel()
     assert result.problems == [] and result.exit_code == 0
@@ -534,7 +549,7 @@ class Overflow(Service):
 async def test_an_unencodable_reply_is_eio_to_its_caller_and_the_node_keeps_serving(caplog):
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(node_server.serve_services, lambda: [Overflow()], "tcp://127.0.0.1:0", SECRET)
+            url = await nursery.start(node_server.serve_services, lambda: [Overflow()], "tcp://127.0.0.1:0", AUTH)
             client = await Client.connect(url, "k", trace=True)
             fine = await client.call("signals.double", {"n": 2**62})
             too_big = await client.call("signals.double", {"n": 2**63})
