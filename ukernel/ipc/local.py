@@ -29,22 +29,26 @@ class LocalEndpoint:
     async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
         service = self.service
         if self.fastpath and not service.busy and not service.queued:
-            await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no handler
-            try:
-                await service.run_inline(frame, reply)
-            except trio.Cancelled:
-                raise
-            except BaseException as exc:  # not the caller's: the service dies of it, in its loop
-                service.queued += 1
-                with trio.CancelScope(shield=True):
-                    await self._send.send((Fatal(exc), None))
-        else:
-            service.queued += 1
-            try:
-                await self._send.send((frame, reply))
-            except BaseException:
-                service.queued -= 1
-                raise
+            if service.router.resched_due():  # cond_resched: let the others run, now and then
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no handler
+            if not service.busy and not service.queued:  # (still: others may have run meanwhile)
+                try:
+                    await service.run_inline(frame, reply)
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:  # not the caller's: the service dies of it, in its loop
+                    service.queued += 1
+                    with trio.CancelScope(shield=True):
+                        await self._send.send((Fatal(exc), None))
+                return
+        service.queued += 1
+        try:
+            await self._send.send((frame, reply))
+        except BaseException:
+            service.queued -= 1
+            raise
 
     async def aclose(self) -> None:
         await self._send.aclose()

@@ -93,7 +93,7 @@ class Router:
         self._msgids = itertools.count(1)
         self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
         self.on_reply = ReplyTo(self)
-        self._spared = 0  # replies collected without a scheduler trip since the last one (collect)
+        self._spared = 0  # fast-path calls since the last trip through the scheduler (resched_due)
         self.sent = 0  # requests counted for fail_nth
         self.counting = True  # a kernel counts only from its program's start (count_from_now)
         #: Looks at every reply before its caller gets it (the kernel's reply contracts and
@@ -110,6 +110,15 @@ class Router:
     def count_from_now(self, on: bool = True) -> None:
         """``msg:N`` faults count the requests sent from now on (from 1), or none while off."""
         self.sent, self.counting = 0, on
+
+    def resched_due(self) -> bool:
+        """The fast path asks before each call: True every ``yield_every`` calls, when the
+        caller must pass through trio's scheduler (and may be cancelled: nothing is done yet)."""
+        self._spared += 1
+        if self._spared < self.yield_every:
+            return False
+        self._spared = 0
+        return True
 
     def new_msgid(self) -> int:
         """Message ids are shared with syscalls, so ``cause`` links them all."""
@@ -142,10 +151,11 @@ class Router:
             allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
         endpoint = self.endpoints[dst]
-        msgid = self.new_msgid()
+        msgid = next(self._msgids)
         if self.counting:
             self.sent += 1
-            inject = inject or self.fail_nth.pop(self.sent, None)
+            if self.fail_nth:
+                inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
             self.tracer.message("request", src, dst, op, msgid, meta, args=args)
         sent = Sent(msgid, src, dst, op, meta, args)
@@ -194,11 +204,8 @@ class Router:
             raise failure
 
     async def collect(self, sent: Sent) -> Any:
-        """Wait for the reply to ``sent``, trace it, and return its result or raise.
-
-        A reply the fast path gave already costs no wait; every YIELD_EVERY of them the
-        caller passes through the scheduler once (shielded: the reply, maybe a handle
-        given out, is not dropped; a cancellation comes at the next call's send)."""
+        """Wait for the reply to ``sent`` (one the fast path gave is in already: no wait),
+        trace it, and return its result or raise."""
         if sent.response is None:
             try:
                 await sent.event.wait()
@@ -206,10 +213,6 @@ class Router:
                 self.pending.pop(sent.msgid, None)
         else:
             self.pending.pop(sent.msgid, None)
-            self._spared += 1
-            if self._spared >= self.yield_every:
-                self._spared = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
         response = sent.response
         assert response is not None
         if self.tracer.on:
