@@ -368,7 +368,9 @@ class Service:
         return self._digest
 
 
-_PLUMBING = frozenset({"router", "faults", "_current", "task", "_handles", "rng", "_digest"})
+_PLUMBING = frozenset(
+    {"router", "faults", "_current", "task", "_handles", "rng", "_digest", "busy", "queued", "_loop_task", "_idle"}
+)
 _OPAQUE = ("trio", "ukernel", "builtins", "types")  # their objects are a name in a digest (a program's sys)
 _QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"})  # ops that change no state
 
