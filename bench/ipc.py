@@ -183,7 +183,7 @@ def figures(quick: bool = False, rounds: int = 5) -> list[dict]:
     calls = trio.run(_router_rounds, rounds, n_call)
     figs = [
         _figure("router call / (awaited call + msgpack both ways)", [f / b for b, f, _ in calls], "<= 1.5"),
-        _figure("  the same on the inbox path (before)", [s / b for b, _, s in calls], ""),
+        _figure("router call / its floor, inbox path (before the fast path)", [s / b for b, _, s in calls], ""),
     ]
     with c_program(C_SOURCE, "cfork") as c_run:
         if c_run is None:
@@ -193,9 +193,9 @@ def figures(quick: bool = False, rounds: int = 5) -> list[dict]:
         forks = loop_rounds(c_run, FORK_TIMED, 100, n_c, rounds)
     figs += [
         _figure("clone(fn)+exit+wait / C fork+_exit+waitpid", [c / f for c, f, _ in clones], ">= 0.4"),
-        _figure("  the same on the inbox path (before)", [c / s for c, _, s in clones], ""),
+        _figure("clone(fn) loop / C, inbox path (before the fast path)", [c / s for c, _, s in clones], ""),
         _figure("fork()+exit+wait, N=100 in a loop / C", [c / f for c, f, _ in forks], ">= 0.35"),
-        _figure("  the same on the inbox path (before)", [c / s for c, _, s in forks], ""),
+        _figure("fork() loop N=100 / C, inbox path (before the fast path)", [c / s for c, _, s in forks], ""),
     ]
     return figs
 
