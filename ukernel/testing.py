@@ -41,7 +41,7 @@ async def service_client(*services: Service) -> AsyncIterator[ServiceClient]:
     try:
         async with trio.open_nursery() as nursery:
             for service in services:
-                endpoint, inbox = open_local()
+                endpoint, inbox = open_local(service)
                 service.router = router
                 router.attach(service.name, endpoint, service.calls)
                 nursery.start_soon(service.serve, inbox)

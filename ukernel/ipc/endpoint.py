@@ -243,6 +243,8 @@ class RemoteEndpoint:
     async def _lose(self, reason: str) -> None:
         """The connection is gone: every call waiting for it is answered EIO now."""
         self.lost = f"{self.service} at {self._where()}: {reason}"
+        if self.on_lost is not None:  # at once: a call sent from now on fails with EIO before the close is done
+            self.on_lost(self.service, self.lost)
         self.connected = trio.Event()
         conn, self.conn = self.conn, None
         self._accounting_id = None
@@ -252,8 +254,6 @@ class RemoteEndpoint:
                 await conn.aclose()
             pending, self.replies = self.replies, {}
             log.warning("ukernel: lost %s; %d calls in flight fail with EIO", self.lost, len(pending))
-            if self.on_lost is not None:
-                self.on_lost(self.service, self.lost)
             for msgid, reply in pending.items():
                 self._slots.release()
                 await self._fail(msgid, reply)

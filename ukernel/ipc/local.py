@@ -1,34 +1,63 @@
-"""The in-process transport: a trio memory channel per service inbox.
+"""The in-process transport: a trio memory channel per service inbox, and the fast path.
 
 Frames are msgpack bytes even here, so a service never sees a caller's
-Python objects, as if it were in another address space.
+Python objects, as if it were in another address space. When the service
+is idle (nothing queued, no handler running) the frame does not go through
+the inbox at all: the caller's task runs the handler (Service.run_inline),
+as L4's IPC fastpath switches straight to a receiver that waits. docs/ipc.md
+says why and when it falls back.
 """
 
 from __future__ import annotations
 
 import trio
 
-from .service import Delivery, ReplyFn, Service
+from .service import Delivery, Fatal, ReplyFn, Service
 
 INBOX_DEPTH = 256
 
 
 class LocalEndpoint:
-    """The sending side of one service's inbox."""
+    """The sending side of one service's inbox, and the fast path to the service."""
 
-    def __init__(self, send: trio.MemorySendChannel):
-        self._send = send
+    #: The fast path on (bench/ipc.py and tests/test_fastpath.py turn it off to compare).
+    fastpath: bool = True
+
+    def __init__(self, send: trio.MemorySendChannel, service: Service):
+        self._send, self.service = send, service
 
     async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
-        await self._send.send((frame, reply))
+        service = self.service
+        if self.fastpath and not service.busy and not service.queued:
+            if service.router.resched_due():  # cond_resched: let the others run, now and then
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no handler
+            if not service.busy and not service.queued:  # (still: others may have run meanwhile)
+                try:
+                    await service.run_inline(frame, reply)
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:  # not the caller's: the service dies of it, in its loop
+                    service.queued += 1
+                    with trio.CancelScope(shield=True):
+                        await self._send.send((Fatal(exc), None))
+                return
+        service.queued += 1
+        try:
+            await self._send.send((frame, reply))
+        except BaseException:
+            service.queued -= 1
+            raise
 
     async def aclose(self) -> None:
         await self._send.aclose()
 
 
-def open_local() -> tuple[LocalEndpoint, trio.MemoryReceiveChannel[Delivery]]:
+def open_local(service: Service) -> tuple[LocalEndpoint, trio.MemoryReceiveChannel[Delivery]]:
+    """An inbox for ``service``: the endpoint the router sends to, the channel its loop reads."""
     send, receive = trio.open_memory_channel[Delivery](INBOX_DEPTH)
-    return LocalEndpoint(send), receive
+    return LocalEndpoint(send, service), receive
 
 
 class HostedInbox:

@@ -51,8 +51,21 @@ from ..reprs import bounded
 from . import protocol
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
+
+
+class Fatal:
+    """What killed a handler run on the fast path (a KeyboardInterrupt: no Exception, so
+    not a fault it answers EIO for), sent to the service's loop to die of there, as it
+    would have had the message come through the inbox."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
 #: What an inbox carries: an encoded message, or one a node decoded already to route it.
-Delivery = tuple[bytes | list, ReplyFn | None]
+Delivery = tuple[bytes | list | Fatal, ReplyFn | None]
 
 #: What a deferring handler returns: "I will answer later".
 DEFERRED = object()
@@ -86,12 +99,13 @@ class Call:
     """The request being handled: its msgid, meta, and the way to defer it; its op, args
     and when its handler started, for a report on a handler that does not answer."""
 
-    __slots__ = ("msgid", "meta", "_reply_fn", "deferred", "op", "args", "started")
+    __slots__ = ("msgid", "meta", "_reply_fn", "deferred", "op", "args", "started", "coro")
 
     def __init__(self, msgid: int | None, meta: dict, reply_fn: ReplyFn | None, op: str = "", args: Any = None):
         self.msgid, self.meta, self._reply_fn = msgid, meta, reply_fn
         self.deferred: Deferred | None = None
         self.op, self.args, self.started = op, args, 0.0
+        self.coro: Any = None  # the handler's coroutine while it runs: its stack, wherever it runs
 
     def defer(self) -> Deferred:
         self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.meta, self.op)
@@ -147,7 +161,11 @@ class Service:
         self.router: Any = None  # set by Router.attach: the only way out
         self.faults: list[str] = []  # handler crashes: a bug, reported by check_invariants
         self._current: Call | None = None  # the request whose handler runs (or waits) now
-        self.task: Any = None  # the trio task of the inbox loop (serve): whose stack a report shows
+        self.task: Any = None  # the trio task running a handler now (the loop's, or a caller's: the fast path)
+        self.busy = False  # a handler runs (or waits): a new message queues, one at a time (DESIGN §3)
+        self.queued = 0  # messages in the inbox not yet handled: the fast path must not overtake them
+        self._loop_task: Any = None  # the inbox loop's trio task (serve)
+        self._idle = trio.lowlevel.ParkingLot()  # the loop waits here while a caller runs a handler
         self._handles = itertools.count(1)
         self._digest: int | None = None  # state_digest's last answer, until an op may change the state
 
@@ -155,6 +173,12 @@ class Service:
     def handling(self) -> Call | None:
         """The request whose handler runs (or awaits) now, if any."""
         return self._current
+
+    def handler_stack(self) -> list[traceback.FrameSummary]:
+        """Where the handler running now is, outermost first: from its own coroutine, as it
+        may run in a caller's task (the fast path), whose chain the user side cuts."""
+        cur = self._current
+        return coroutine_stack(cur.coro if cur is not None else None)
 
     def new_handle(self, table: dict, obj: object) -> int:
         """Store ``obj`` under a fresh handle: what the service gives out instead of the object."""
@@ -203,10 +227,36 @@ class Service:
 
     # --- the inbox loop -----------------------------------------------------
     async def serve(self, inbox: trio.MemoryReceiveChannel) -> None:
-        """One message at a time, in arrival order, whichever way it came."""
-        self.task = trio.lowlevel.current_task()
+        """One message at a time, in arrival order, whichever way it came: a message
+        that queued behind a handler run by its caller (``run_inline``) waits for it."""
+        self.task = self._loop_task = trio.lowlevel.current_task()
         async for item, reply_fn in inbox:
-            await self.handle(item, reply_fn)
+            if type(item) is Fatal:
+                raise item.exc
+            while self.busy:
+                await self._idle.park()
+            self.busy = True
+            try:
+                await self.handle(item, reply_fn)
+            finally:
+                self.busy = False
+                self.queued -= 1
+
+    async def run_inline(self, frame: bytes, reply_fn: ReplyFn | None) -> None:
+        """The fast path (L4's direct switch to a waiting receiver): handle ``frame`` in the
+        caller's task, the service busy meanwhile, so a second caller queues; a handler that
+        waits (a call to a busy service, a student's await) waits in the caller's task."""
+        self.busy, self.task = True, trio.lowlevel.current_task()
+        try:
+            try:
+                obj = protocol.unpack(frame)
+            except protocol.ProtocolError:
+                return  # not msgpack: not even a msgid to answer (handle_frame)
+            await self.handle_request(obj, reply_fn)
+        finally:
+            self.busy, self.task = False, self._loop_task
+            if self.queued:
+                self._idle.unpark()
 
     async def handle(self, item: bytes | list, reply_fn: ReplyFn | None) -> None:
         """One message from an inbox: encoded, or decoded by a node (handle_request)."""
@@ -267,7 +317,8 @@ class Service:
             self._digest = None  # the state may change: state_digest walks it again
         try:
             self._current, req.started = req, time.monotonic()
-            result = await handler(self, req, **args)
+            req.coro = handler(self, req, **args)
+            result = await req.coro
         except Answer as answer:
             return None, answer.result
         except OSError as exc:
@@ -321,7 +372,9 @@ class Service:
         return self._digest
 
 
-_PLUMBING = frozenset({"router", "faults", "_current", "task", "_handles", "rng", "_digest"})
+_PLUMBING = frozenset(
+    {"router", "faults", "_current", "task", "_handles", "rng", "_digest", "busy", "queued", "_loop_task", "_idle"}
+)
 _OPAQUE = ("trio", "ukernel", "builtins", "types")  # their objects are a name in a digest (a program's sys)
 _QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"})  # ops that change no state
 
@@ -620,11 +673,10 @@ def definition_site(fn: Callable) -> str:
     return f"{shown(code.co_filename)}:{line}"
 
 
-def stack_of(task: Any) -> list[traceback.FrameSummary]:
-    """The Python stack of a trio task waiting in an await, outermost first (its coroutine
-    chain: what a handler that never answers is doing now)."""
+def coroutine_stack(coro: Any) -> list[traceback.FrameSummary]:
+    """The Python stack of a coroutine waiting in an await, outermost first (its chain:
+    what a handler that never answers is doing now)."""
     frames = []
-    coro = getattr(task, "coro", None)
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:

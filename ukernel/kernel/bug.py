@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..ipc.service import BUILT_IN, CHECKOUT, definition_site, fault_site, format_frames, own_frames, site_of, stack_of
+from ..ipc.service import BUILT_IN, CHECKOUT, definition_site, fault_site, format_frames, own_frames, site_of
 from ..reprs import bounded
 from ..trace.events import format_event
 from . import contracts
@@ -197,7 +197,7 @@ class Bugs:
         what = f"{sent.dst}.{sent.op} (#{sent.msgid}) did not answer within {self.config.service_timeout:g} s"
         lines = [f"its arguments: {bounded(sent.args)}"]
         if svc is not None and svc.handling is not None and svc.handling.msgid == sent.msgid:
-            frames = own_frames(stack_of(svc.task))
+            frames = own_frames(svc.handler_stack())
             headline = f"{what}: it waits at {site_of(frames)}"
             lines += [f"it waits at {site_of(frames)} (the handler's stack, most recent call last):"]
             lines += [f"  {frame}" for frame in format_frames(frames)]

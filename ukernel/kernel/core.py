@@ -63,7 +63,7 @@ class Kernel(Cpus, Entry, Bugs):
 
     def __init__(self, config: Config, tracer: Tracer):
         self.config, self.tracer = config, tracer
-        self.router = Router(tracer)
+        self.router = Router(tracer, config.cpus)
         self.runtime = Runtime(self)
         self.tasks = TaskTable()
         self.by_id: dict[int, TaskStruct] = {}
@@ -115,7 +115,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.task_nursery = await nursery.start(_hold_tasks)
         for service in self.services():
             self.local[service.name] = service
-            endpoint, inbox = open_local()
+            endpoint, inbox = open_local(service)
             service.router = self.router
             self.router.attach(service.name, endpoint, service.calls)
             nursery.start_soon(service.serve, inbox)
