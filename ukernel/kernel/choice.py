@@ -199,7 +199,7 @@ async def select_cpu(k: Kernel, meta: dict, task: TaskStruct, why: str) -> dict:
     one): which CPU ``task`` goes to (a ``cpu`` point, options CPU numbers, asked with
     ``sched.select_task_rq``), unless every CPU is idle: they are alike then but for their
     numbers. The extra arguments of sched's ``wake`` / ``wake_up_new_task``."""
-    if k.chooser is None or not any(k.cpu_curr):  # an idle machine's CPUs are alike: no point (symmetry)
+    if k.chooser is None or len(k.cpu_curr) < 2 or not any(k.cpu_curr):  # idle, the CPUs are alike (symmetry)
         return {}
     cpus = await k.call("sched", "select_task_rq", {"task": task.id, "why": why}, meta | {"step": "choice"})
     if len(cpus) < 2:
@@ -296,8 +296,8 @@ async def entry_turn(k: Kernel, task: TaskStruct, name: str, meta: dict, queued:
 
 async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -> None:
     """``task`` left its CPU (schedule): the turn goes to ``pick`` if an entry chose it, else
-    to the chosen waiting task (a ``turn`` point; ``task`` itself is an option if it got its
-    CPU back, a yield)."""
+    to the chosen waiting task (a ``turn`` point; ``task`` itself is the last option if it got
+    its CPU back, a yield)."""
     turn = k.turn
     if turn.holder is not task:
         return
@@ -305,8 +305,9 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
     if pick is not None and k.by_id.get(pick) in turn.waiting:
         return _grant(turn, k.by_id[pick])
     meta = {"pid": task.pid, "tid": task.pid, "step": "choice"}
-    options = [(task, None)] if task.cpu is not None else []
-    options += await _others(k, task, meta)
+    options = await _others(k, task, meta)
+    if task.cpu is not None:  # a yield that got its CPU back: last, as at a schedule point
+        options.append((task, None))
     if not options:
         turn.holder = None
         return
