@@ -125,9 +125,6 @@ async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
     """Before ``name`` runs: ``task`` goes on, or gives its CPU to the chosen runnable task
     (with several CPUs, or the turn to another CPU's task: ``entry_turn``)."""
     task.host = trio.lowlevel.current_task()  # whose frames are the task's Python state (state_digest)
-    if task.resume_entry:
-        task.resume_entry = False
-        return
     if name in LOCAL_SYSCALLS or task.cpu is None or task is k.init:  # init is the harness, run to its sleep
         return
     meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
@@ -140,8 +137,9 @@ async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
     else:
         pick = None
     if pick is not None:
-        task.resume_entry = True
+        task.resume_entry = True  # while it waits: a digest tells it from a task yet to ask (state_digest)
         await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=pick)
+        task.resume_entry = False  # it runs the call it was stopped at; its next call is a point again
 
 
 async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int | None:
