@@ -21,6 +21,19 @@ async def main(sys, argv):
     return 0
 """
 
+TWO_BY_TWO = """
+async def main(sys, argv):
+    pid = await sys.fork()
+    if pid == 0:
+        await sys.write(1, b"a")
+        await sys.write(1, b"b")
+        return 0
+    await sys.write(1, b"x")
+    await sys.write(1, b"y")
+    await sys.waitpid(pid, 0)
+    return 0
+"""
+
 FUTEX = """
 from ukernel.abi import CLONE_VM, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, SIGCHLD
 
@@ -141,6 +154,15 @@ def test_two_cpus_take_turns_and_explore_finds_every_order(tmp_path):
             for pid in (child, picked["pid"])}  # fmt: skip
     assert len(cpus[child]) == len(cpus[picked["pid"]]) == 1 and cpus[child] != cpus[picked["pid"]]
     assert trace_bytes(race, first, cpus=2) == trace_bytes(race, first, cpus=2)
+
+
+def test_two_writes_each_give_all_six_orders_on_one_cpu_and_on_two(tmp_path):
+    """A task preempted at an entry runs that call, then asks at its next entry again."""
+    path = program(tmp_path, "twobytwo", TWO_BY_TWO)
+    for cpus in (1, 2):
+        found = ukernel.explore(path, cpus=cpus)
+        assert found.complete
+        assert sorted(found.stdouts()) == ["abxy", "axby", "axyb", "xaby", "xayb", "xyab"]
 
 
 def test_without_a_chooser_two_cpus_ask_nothing(tmp_path):
