@@ -7,6 +7,7 @@ import io
 import textwrap
 
 import ukernel
+from ukernel.cli import main as cli_main
 from ukernel.trace import JsonlSink
 
 RACE = """
@@ -163,6 +164,19 @@ def test_two_writes_each_give_all_six_orders_on_one_cpu_and_on_two(tmp_path):
         found = ukernel.explore(path, cpus=cpus)
         assert found.complete
         assert sorted(found.stdouts()) == ["abxy", "axby", "axyb", "xaby", "xayb", "xyab"]
+
+
+def test_the_cli_replay_hint_names_the_cpus(tmp_path, capsys):
+    """A choice list is for its settings: the hint explore prints replays the row it names."""
+    race = program(tmp_path, "race", RACE)
+    assert cli_main(["explore", "--cpus", "2", race]) == 0
+    text = capsys.readouterr().out
+    hint = text.splitlines()[-1]
+    assert hint.startswith("replay one: ukernel run --cpus 2 --schedule ") and hint.endswith(race)
+    words = hint.removeprefix("replay one: ukernel ").split()
+    last_row = [line for line in text.splitlines() if "->" in line][-1]
+    assert cli_main(words) == 0
+    assert repr(capsys.readouterr().out) in last_row
 
 
 def test_without_a_chooser_two_cpus_ask_nothing(tmp_path):
