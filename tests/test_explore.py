@@ -7,10 +7,7 @@ import json
 import logging
 import textwrap
 
-import pytest
-
 import ukernel
-from ukernel import abi
 from ukernel.cli import main as cli_main
 from ukernel.trace import JsonlSink
 
@@ -171,12 +168,6 @@ def test_bounds_make_it_incomplete(tmp_path):
     sampled = ukernel.explore(race, strategy="random", max_runs=5)
     assert sampled.runs == 5 and not sampled.complete and sampled.stdouts() <= {"abc", "bac", "bca"}
     assert ukernel.explore(race, strategy="pct", max_runs=3).runs == 3
-
-
-def test_several_cpus_are_enosys():
-    with pytest.raises(OSError) as caught:
-        ukernel.explore("forkhello", cpus=2)
-    assert caught.value.errno == abi.ENOSYS
 
 
 def test_forkhello_has_both_orders():

@@ -128,14 +128,35 @@ class SchedService(Service):
         del self.entities[task]
 
     @op
-    async def wake_up_new_task(self, req: Call, task: int) -> dict:
-        """Enqueue the child on the idlest allowed CPU (select_task_rq's fork balancing)."""
+    async def wake_up_new_task(self, req: Call, task: int, cpu: int | None = None) -> dict:
+        """Enqueue the child on the idlest allowed CPU (select_task_rq's fork balancing), or on
+        ``cpu``, one of the tied ones, when the kernel's chooser chose (select_task_rq)."""
         se = get(self.entities, task, "sched entity")
         if se.state != "new":
             raise abi.kernel_error(abi.EINVAL, f"task {task} was woken already")
         self.migrated = []
-        se.cpu = self._idlest(se)
+        se.cpu = self._idlest(se) if cpu is None else self._check_cpu(se, cpu, "wake_up_new_task")
         return self._activate(se, NEW)
+
+    @op
+    async def select_task_rq(self, req: Call, task: int, why: str) -> list[int]:
+        """The CPUs that tie for ``task`` (``why``: wake or wake_up_new_task), among which
+        ``_choose`` would pick: a chooser's options (kernel/choice.py ``select_cpu``)."""
+        se = get(self.entities, task, "sched entity")
+        if why not in ("wake", "wake_up_new_task"):
+            raise abi.kernel_error(abi.EINVAL, f"select_task_rq for wake or wake_up_new_task, not {why!r}")
+        if why == "wake_up_new_task":
+            return self._least_loaded(se)
+        if se.state != "blocked":
+            return []
+        return self._wake_ties(se)
+
+    def _check_cpu(self, se: SchedEntity, cpu: int, why: str) -> int:
+        """EINVAL unless ``cpu`` is one of the CPUs that tie for se (select_task_rq)."""
+        tied = self._least_loaded(se) if why == "wake_up_new_task" else self._wake_ties(se)
+        if cpu not in tied:
+            raise abi.kernel_error(abi.EINVAL, f"cpu {cpu} is not one of the CPUs tied for task {se.task}: {tied}")
+        return cpu
 
     # --- running --------------------------------------------------------------
     @op
@@ -215,15 +236,16 @@ class SchedService(Service):
             self._kick(se.cpu)
 
     @op
-    async def wake(self, req: Call, task: int) -> dict:
-        """A blocked task becomes runnable (try_to_wake_up)."""
+    async def wake(self, req: Call, task: int, cpu: int | None = None) -> dict:
+        """A blocked task becomes runnable (try_to_wake_up), on ``cpu`` if the kernel's
+        chooser chose among tied CPUs (select_task_rq)."""
         se = get(self.entities, task, "sched entity")
         self.migrated = []
         if se.state == "running":  # still on its way to sleep (another CPU): it will not block
             se.wake_pending = True
         if se.state != "blocked":
             return {"dispatch": []}
-        target = self._select_wake(se)
+        target = self._select_wake(se) if cpu is None else self._check_cpu(se, cpu, "wake")
         if target != se.cpu:
             self.migrated.append([se.task, se.cpu, target])
             se.nr_migrations += 1
@@ -405,18 +427,26 @@ class SchedService(Service):
             return cpus[0]
         return self.rng.choice(cpus)
 
-    def _idlest(self, se: SchedEntity) -> int:
-        """find_idlest_cpu among the allowed ones."""
+    def _least_loaded(self, se: SchedEntity) -> list[int]:
+        """The allowed CPUs with the least load: find_idlest_cpu's ties."""
         allowed = [c for c in range(len(self.curr)) if self._allowed(se, c)]
         least = min(self._load(c) for c in allowed)
-        return self._choose([c for c in allowed if self._load(c) == least])
+        return [c for c in allowed if self._load(c) == least]
 
-    def _select_wake(self, se: SchedEntity) -> int:
-        """select_task_rq on wakeup: the previous CPU if idle, else an idle one, else the previous."""
+    def _idlest(self, se: SchedEntity) -> int:
+        """find_idlest_cpu among the allowed ones."""
+        return self._choose(self._least_loaded(se))
+
+    def _wake_ties(self, se: SchedEntity) -> list[int]:
+        """select_task_rq on wakeup: the previous CPU if idle, else the idle ones (ties), else the
+        previous, else the least loaded."""
         idle = [c for c, t in enumerate(self.curr) if t is None and self._allowed(se, c)]
         if se.cpu in idle or (not idle and self._allowed(se, se.cpu)):
-            return se.cpu
-        return self._choose(idle) if idle else self._idlest(se)
+            return [se.cpu]
+        return idle or self._least_loaded(se)
+
+    def _select_wake(self, se: SchedEntity) -> int:
+        return self._choose(self._wake_ties(se))
 
     def _migrate(self, se: SchedEntity, dst: int) -> None:
         if dst == se.cpu:

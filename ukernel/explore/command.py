@@ -119,7 +119,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.clear()
-    print(summary(result, ns.program))
+    print(summary(result, ns.program, replay_options(settings)))
     if ns.json:
         text = json.dumps(result.as_json(), indent=2, ensure_ascii=False)
         if ns.json == "-":
@@ -170,8 +170,21 @@ def schedule_text(schedule: list[int]) -> str:
     return ",".join(map(str, schedule)) or "-"
 
 
-def summary(result: Exploration, program: str) -> str:
-    """The table printed at the end."""
+#: The run settings a choice list depends on, with their defaults: the replay hint names those that differ.
+REPLAY_SETTINGS = {"cpus": 1, "seed": 0}
+
+
+def replay_options(settings: dict) -> str:
+    """The ``ukernel run`` options a schedule replays under, besides the program."""
+    return "".join(
+        f"--{name} {settings[name]} "
+        for name, default in REPLAY_SETTINGS.items()
+        if settings.get(name, default) != default
+    )
+
+
+def summary(result: Exploration, program: str, options: str = "") -> str:
+    """The table printed at the end; ``options``: what ``ukernel run`` needs to replay a row."""
     state = "complete: every outcome was seen" if result.complete else f"NOT complete: {result.why_incomplete}"
     lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s; {state}"]
     lines.append(f"{len(result.outcomes)} outcomes:")
@@ -194,5 +207,5 @@ def summary(result: Exploration, program: str) -> str:
     found = result.outcomes[-1:] or result.deadlocks[-1:]
     if found:
         choices = ",".join(map(str, found[0]["schedule"])) or "0"
-        lines.append(f"replay one: ukernel run --schedule {choices} {program}")
+        lines.append(f"replay one: ukernel run {options}--schedule {choices} {program}")
     return "\n".join(lines)

@@ -31,7 +31,6 @@ from typing import Any
 
 import trio
 
-from .. import abi
 from .graph import Notes, StateGraph
 from .outcome import Exploration, Tally, ending_of
 
@@ -247,15 +246,10 @@ def explore(
 ) -> Exploration:
     """Every interleaving of ``program`` (up to reduction and caching): its distinct outcomes,
     deadlocks and violations, each with a choice list that replays it (``ukernel run --schedule``).
-    ``settings`` are ukernel.run's keywords; exploration walks one CPU's choices. ``graph``: a
-    file to write the state-graph page to (graph.py); the result's ``graph`` holds its model."""
+    ``settings`` are ukernel.run's keywords (``cpus=2``: the CPUs take turns, kernel/choice.py).
+    ``graph``: a file to write the state-graph page to (graph.py); the result's ``graph`` holds its model."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    if settings.get("cpus", 1) != 1:
-        raise abi.kernel_error(
-            abi.ENOSYS,
-            "explore walks the choices of one CPU; the message orders of several CPUs are no choice points yet",
-        )
     if jobs < 1:
         raise ValueError(f"jobs: at least 1, not {jobs}")
     for name in ("schedule", "trace"):

@@ -11,6 +11,13 @@ where more than one task could run next:
   same syscall when it gets the CPU again, without a second choice there.
 - ``schedule``: a task gives up its CPU (it blocks, yields, or dies); the
   option is which runnable task gets the CPU.
+- ``turn`` (several CPUs): the CPUs take turns (``Turn``); a task leaving its
+  CPU passes the turn to the chosen task waiting on another CPU. At ``entry``
+  the other CPUs' waiting tasks, and the tasks queued behind them, are options too.
+- ``cpu`` (several CPUs): which of the CPUs that tie in select_task_rq a woken
+  or new task goes to (options are CPU numbers).
+- ``futex``: which waiters a FUTEX_WAKE of fewer than all of them wakes.
+- ``timer``: which of the timers that expired at one instant fires first.
 
 Options are task pids, the current task first at ``entry``, then the tasks
 queued on that CPU in sched's own order (asked with ``sched.runqueue``). With
@@ -31,6 +38,7 @@ pid, syscall, options, and with ``wants_state`` the point's ``state`` digest; wi
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,10 +108,11 @@ async def runqueue(k: Kernel, task: TaskStruct, cpu: int, meta: dict) -> list[in
     return await k.call("sched", "runqueue", {"cpu": cpu}, meta | {"step": "choice"})
 
 
-async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int]) -> int:
+async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int], labels: list | None = None) -> int:
     """One choice point: the chooser's index into ``ids``, traced. A chooser
-    with ``wants_state`` gets the point's state digest too (``state_digest``)."""
-    pids = [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
+    with ``wants_state`` gets the point's state digest too (``state_digest``).
+    ``labels`` name the options when they are not tasks (a ``cpu`` point's CPUs)."""
+    pids = labels if labels is not None else [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
     if getattr(k.chooser, "wants_state", False):
         point["state"] = await state_digest(k, point)
@@ -119,21 +128,24 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int])
 
 
 async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
-    """Before ``name`` runs: ``task`` goes on, or gives its CPU to the chosen runnable task."""
+    """Before ``name`` runs: ``task`` goes on, or gives its CPU to the chosen runnable task
+    (with several CPUs, or the turn to another CPU's task: ``entry_turn``)."""
     task.host = trio.lowlevel.current_task()  # whose frames are the task's Python state (state_digest)
-    if task.resume_entry:
-        task.resume_entry = False
-        return
     if name in LOCAL_SYSCALLS or task.cpu is None or task is k.init:  # init is the harness, run to its sleep
         return
     meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
     queued = await runqueue(k, task, task.cpu, meta)
-    if not queued:
-        return
-    chosen = await ask(k, task, "entry", name, [task.id, *queued])
-    if chosen > 0:
-        task.resume_entry = True
-        await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=queued[chosen - 1])
+    if k.turn is not None:
+        pick = await entry_turn(k, task, name, meta, queued)
+    elif queued:
+        chosen = await ask(k, task, "entry", name, [task.id, *queued])
+        pick = queued[chosen - 1] if chosen > 0 else None
+    else:
+        pick = None
+    if pick is not None:
+        task.resume_entry = True  # while it waits: a digest tells it from a task yet to ask (state_digest)
+        await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=pick)
+        task.resume_entry = False  # it runs the call it was stopped at; its next call is a point again
 
 
 async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int | None:
@@ -144,6 +156,170 @@ async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int 
         return None
     chosen = await ask(k, task, "schedule", state, options)
     return options[chosen]
+
+
+# --- wake order and timer ties -----------------------------------------------------------------
+
+
+async def futex_picks(k: Kernel, task: TaskStruct, pids: list[int], n: int) -> list[int] | None:
+    """FUTEX_WAKE of fewer than all its waiters: which of them (futex(2): "no guarantee is
+    provided about which waiters are awoken"). One ``futex`` point per waiter woken, each
+    after the previous pick's position, so each set of woken is one path, not one per
+    order. Positions into ``pids`` (oldest first); None: the oldest, as without a chooser."""
+    n = min(n, len(pids))
+    if k.chooser is None or n <= 0 or n == len(pids):
+        return None
+    picks: list[int] = []
+    for left in range(n, 0, -1):
+        start = picks[-1] + 1 if picks else 0
+        positions = list(range(start, len(pids) - left + 1))
+        chosen = 0
+        if len(positions) > 1:
+            chosen = await ask(k, task, "futex", "futex_wake", [], labels=[pids[i] for i in positions])
+        picks.append(positions[chosen])
+    return picks
+
+
+async def timer_ties(k: Kernel, task: TaskStruct, expired: list[int]) -> list[int]:
+    """Timers that expired at one instant: which fires first (``timer`` points, one per place
+    but the last). Asked only while a CPU is idle: the first woken takes it, unasked; with
+    every CPU busy the woken are queued and the entry and schedule points pick among them.
+    The fired move to the end of ``sleeping`` in firing order, which wake_sleepers follows."""
+    if k.chooser is None or len(expired) < 2 or None not in k.cpu_curr:
+        return expired
+    order, rest = [], list(expired)
+    while len(rest) > 1:
+        order.append(rest.pop(await ask(k, task, "timer", "hrtimer_interrupt", rest)))
+    order += rest
+    for tid in order:
+        sleeper = k.by_id.get(tid)
+        if sleeper in k.sleeping:
+            k.sleeping[sleeper] = k.sleeping.pop(sleeper)
+    return order
+
+
+async def select_cpu(k: Kernel, meta: dict, task: TaskStruct, why: str) -> dict:
+    """select_task_rq where CPUs tie (several idle for a waking task, equally loaded for a new
+    one): which CPU ``task`` goes to (a ``cpu`` point, options CPU numbers, asked with
+    ``sched.select_task_rq``), unless every CPU is idle: they are alike then but for their
+    numbers. The extra arguments of sched's ``wake`` / ``wake_up_new_task``."""
+    if k.chooser is None or len(k.cpu_curr) < 2 or not any(k.cpu_curr):  # idle, the CPUs are alike (symmetry)
+        return {}
+    cpus = await k.call("sched", "select_task_rq", {"task": task.id, "why": why}, meta | {"step": "choice"})
+    if len(cpus) < 2:
+        return {}
+    asker = k.tasks.by_pid.get(meta.get("pid"), task)
+    return {"cpu": cpus[await ask(k, asker, "cpu", why, [], labels=cpus)]}
+
+
+# --- several CPUs: one task runs at a time, the chooser says which -------------------------------------
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A task on a CPU waiting for the turn: at a syscall's entry, or in the kernel on its way
+    back from a sleep; ``pick``: the queued task it is to give its CPU to (a chooser's)."""
+
+    at_entry: bool
+    event: trio.Event = field(default_factory=trio.Event)
+    pick: int | None = None
+
+
+@dataclass(eq=False)
+class Turn:
+    """With a chooser and several CPUs, the tasks on the CPUs take turns: one runs (its Python
+    and its syscalls) while the others wait at their next entry, so which CPU's task goes next
+    is a choice like which task a CPU runs, and a run replays from its choice list whatever
+    order trio runs its tasks in. The order of the messages of concurrent syscalls is the order
+    of the syscalls; within one syscall they go as it sends them (parallel_copy's at once:
+    to disjoint objects, they commute). ``arrived`` is set when a task starts to wait."""
+
+    holder: TaskStruct | None = None
+    waiting: dict[TaskStruct, Waiter] = field(default_factory=dict)
+    arrived: trio.Event = field(default_factory=trio.Event)
+
+
+def turn_for(cpus: int, chooser: Any) -> Turn | None:
+    """The kernel's Turn: only with a chooser and several CPUs (else trio runs the CPUs at once)."""
+    return Turn() if chooser is not None and cpus > 1 else None
+
+
+async def take_turn(k: Kernel, task: TaskStruct, at_entry: bool = False) -> int | None:
+    """Wait for the turn (the last step of wait_cpu); the task to give the CPU to, if the
+    chooser that granted it said so."""
+    turn = k.turn
+    if turn.holder is None:
+        turn.holder = task
+    if turn.holder is task:
+        return None
+    waiter = turn.waiting[task] = Waiter(at_entry)
+    turn.arrived.set()
+    await waiter.event.wait()
+    return waiter.pick
+
+
+def _grant(turn: Turn, task: TaskStruct, pick: int | None = None) -> None:
+    waiter = turn.waiting.pop(task)
+    turn.holder, waiter.pick = task, pick
+    waiter.event.set()
+
+
+async def _quiesce(k: Kernel, me: TaskStruct) -> None:
+    """Until every other task on a CPU waits for the turn: then every option is there."""
+    turn = k.turn
+    while any(t is not None and t is not me and t not in turn.waiting for t in k.cpu_curr):
+        turn.arrived = trio.Event()
+        await turn.arrived.wait()
+
+
+async def _others(k: Kernel, me: TaskStruct, meta: dict) -> list[tuple[TaskStruct, int | None]]:
+    """Who else may run next: each waiting CPU's task, or (if it waits at an entry, where it
+    can be preempted) a task queued on its CPU; by CPU, then sched's queue order."""
+    out: list[tuple[TaskStruct, int | None]] = []
+    for t in sorted(k.turn.waiting, key=lambda t: t.cpu):
+        out.append((t, None))
+        if k.turn.waiting[t].at_entry:
+            out.extend((t, q) for q in await runqueue(k, me, t.cpu, meta))
+    return out
+
+
+async def entry_turn(k: Kernel, task: TaskStruct, name: str, meta: dict, queued: list[int]) -> int | None:
+    """The ``entry`` point with several CPUs: go on, give this CPU to a queued task (returned),
+    or give the turn to another CPU's task (or to a task queued there) and wait for it back."""
+    await _quiesce(k, task)
+    others = await _others(k, task, meta)
+    ids = [task.id, *queued, *(t.id if q is None else q for t, q in others)]
+    if len(ids) < 2:
+        return None
+    chosen = await ask(k, task, "entry", name, ids)
+    if chosen <= len(queued):
+        return queued[chosen - 1] if chosen else None
+    _grant(k.turn, *others[chosen - 1 - len(queued)])
+    return await take_turn(k, task, at_entry=True)
+
+
+async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -> None:
+    """``task`` left its CPU (schedule): the turn goes to ``pick`` if an entry chose it, else
+    to the chosen waiting task (a ``turn`` point; ``task`` itself is the last option if it got
+    its CPU back, a yield)."""
+    turn = k.turn
+    if turn.holder is not task:
+        return
+    await _quiesce(k, task)
+    if pick is not None and k.by_id.get(pick) in turn.waiting:
+        return _grant(turn, k.by_id[pick])
+    meta = {"pid": task.pid, "tid": task.pid, "step": "choice"}
+    options = await _others(k, task, meta)
+    if task.cpu is not None:  # a yield that got its CPU back: last, as at a schedule point
+        options.append((task, None))
+    if not options:
+        turn.holder = None
+        return
+    chosen = 0
+    if len(options) > 1:
+        chosen = await ask(k, task, "turn", state, [t.id if q is None else q for t, q in options])
+    if options[chosen][0] is not task:
+        _grant(turn, *options[chosen])
 
 
 #: What of a task its future depends on (its Python state is its image's journal).

@@ -31,7 +31,7 @@ from ..trace import Tracer
 from ..user.binfmt import userland_programs
 from ..user.process import Runtime
 from .bug import Bugs, KernelPanic
-from .choice import chooser_for
+from .choice import chooser_for, turn_for
 from .console import HostInput
 from .contracts import ServiceBug
 from .cpu import Cpus
@@ -99,6 +99,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.console_wanted = trio.Event()  # a console read waits: read a pipe or file behind it (console.py)
         self.interrupted = ""  # what ended the run from outside: SIGINT, SIGTERM, SIGHUP or ~. (api.py)
         self.chooser = chooser_for(config.schedule)  # None: sched alone decides who runs (choice.py)
+        self.turn = turn_for(config.cpus, self.chooser)  # several CPUs under a chooser take turns (choice.py)
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)

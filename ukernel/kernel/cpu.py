@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import abi
-from .choice import pick_next
+from .choice import pass_turn, pick_next, select_cpu, take_turn, timer_ties
 from .contracts import ServiceBug
 from .task import WaitChannel
 from .time import idle_enter, idle_exit
@@ -47,13 +47,16 @@ class Cpus:
     async def wait_cpu(self, task: TaskStruct) -> None:
         while task.cpu is None:
             await task.go.wait()
+        if self.turn is not None:  # several CPUs under a chooser: and the turn (choice.py)
+            await take_turn(self, task)
 
     async def wake_up_new_task(self, child: TaskStruct, meta: dict, inject: int | None = None) -> None:
         """Start the child's trio task, then let sched queue it."""
         self.by_id[child.id] = child
         status: list[int] = []
         self.task_nursery.start_soon(self.runtime.task_main, child, status)
-        reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", {"task": child.id}, meta, inject)
+        args = {"task": child.id} | await select_cpu(self, meta, child, "wake_up_new_task")
+        reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", args, meta, inject)
         self.apply_sched(reply, child)
 
     async def call_cannot_fail(
@@ -106,10 +109,12 @@ class Cpus:
             self.tracer.emit("sched", op="idle", cpu=cpu, pid=0, tid=0)
         self.apply_sched(reply)
         if reply.get("expired"):
-            self.fire_timers(reply["expired"])
+            self.fire_timers(await timer_ties(self, task, reply["expired"]))
             await self.wake_sleepers(task)
         if self.realtime and not any(self.cpu_curr):
             idle_enter(self)
+        if self.turn is not None:
+            await pass_turn(self, task, state, pick if state == "preempted" else None)
         if state in ("preempted", "yield"):
             await self.wait_cpu(task)
 
@@ -170,7 +175,8 @@ class Cpus:
         """The ``wait`` request for a service's wait-queue entry, its reply armed to wake
         ``task`` when its waker cannot have found it (``_wake_on_reply``)."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        if (len(self.cpu_curr) > 1 or self.config.terminal is not None) and not sent.event.is_set():
+        several = len(self.cpu_curr) > 1 and self.turn is None  # taking turns, the waker always comes after
+        if (several or self.config.terminal is not None) and not sent.event.is_set():
             self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
         return sent
 
@@ -202,7 +208,8 @@ class Cpus:
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
             if self.tracer.on:
                 self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
-            reply = await self.call_cannot_fail(waker, "sched", "wake", {"task": task.id}, meta)
+            args = {"task": task.id} | await select_cpu(self, meta, task, "wake")
+            reply = await self.call_cannot_fail(waker, "sched", "wake", args, meta)
             self.apply_sched(reply, task)
 
     async def schedule_tail(self, task: TaskStruct) -> None:
@@ -251,7 +258,7 @@ class Cpus:
         else:
             reply = await self.call("sched", "hrtimer_interrupt", args, meta)
         self.next_timer = reply["timer"]
-        self.fire_timers(reply["expired"])
+        self.fire_timers(await timer_ties(self, task, reply["expired"]))
 
     def fire_timers(self, expired: list[int]) -> None:
         """Mark the sleepers whose timers expired; wake_sleepers wakes them in order."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .. import abi
 from ..ipc.router import Sent
+from .choice import futex_picks
 from .contracts import ServiceBug
 from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
@@ -115,7 +116,8 @@ async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
             task, "mm", "mm_release", {"mm": task.mm, "clear_child_tid": addr}, meta | {"step": "mm_release"}
         )
         if reply["cleared"]:  # put_user(0), then FUTEX_WAKE 1: how pthread_join wakes up
-            k.futexes.wake((task.mm, addr), 1)
+            key = (task.mm, addr)
+            k.futexes.wake(key, 1, await futex_picks(k, task, k.futexes.waiters(key), 1))
     if task.vfork_done is not None:
         task.vfork_done.set()
         task.vfork_done = None

@@ -7,11 +7,13 @@ word is read, so a wake that comes between the read and the sleep is not lost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
 
 from .. import abi
+from .choice import futex_picks
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
 
@@ -21,28 +23,42 @@ if TYPE_CHECKING:
 Key = tuple[int, int]
 
 
+@dataclass(eq=False)
+class FutexQ:
+    """One waiter (Linux's struct futex_q): whose it is, so a chooser can name it."""
+
+    pid: int
+    event: trio.Event = field(default_factory=trio.Event)
+
+
 class FutexTable:
     def __init__(self) -> None:
-        self.queues: dict[Key, list[trio.Event]] = {}
+        self.queues: dict[Key, list[FutexQ]] = {}
 
-    def enqueue(self, key: Key) -> trio.Event:
-        event = trio.Event()
-        self.queues.setdefault(key, []).append(event)
-        return event
+    def enqueue(self, key: Key, pid: int = 0) -> trio.Event:
+        waiter = FutexQ(pid)
+        self.queues.setdefault(key, []).append(waiter)
+        return waiter.event
 
     def dequeue(self, key: Key, event: trio.Event) -> None:
         queue = self.queues.get(key, [])
-        if event in queue:
-            queue.remove(event)
+        self.queues[key] = queue = [q for q in queue if q.event is not event]
         if not queue:
             self.queues.pop(key, None)
 
-    def wake(self, key: Key, n: int) -> int:
-        """Wake up to n waiters, oldest first; how many were woken."""
+    def waiters(self, key: Key) -> list[int]:
+        """The pids waiting on ``key``, oldest first."""
+        return [q.pid for q in self.queues.get(key, [])]
+
+    def wake(self, key: Key, n: int, picks: list[int] | None = None) -> int:
+        """Wake up to n waiters, oldest first, or those at positions ``picks`` (a chooser's,
+        choice.py ``futex_picks``); how many were woken."""
         queue = self.queues.get(key, [])
-        woken, rest = queue[:n], queue[n:]
-        for event in woken:
-            event.set()
+        chosen = set(range(len(queue))[:n] if picks is None else picks)
+        woken = [q for i, q in enumerate(queue) if i in chosen]
+        rest = [q for i, q in enumerate(queue) if i not in chosen]
+        for q in woken:
+            q.event.set()
         if rest:
             self.queues[key] = rest
         else:
@@ -64,7 +80,7 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
     if addr % 4:
         raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
     key = (task.mm, addr)
-    event = k.futexes.enqueue(key)
+    event = k.futexes.enqueue(key, task.pid)
     timed_out, left = False, 0
     try:
         if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
@@ -95,7 +111,8 @@ async def sys_futex(
         ticks = None if timeout is None else seconds_to_ticks(timeout)
         return await futex_wait(k, task, meta, addr, val, ticks)
     if op == abi.FUTEX_WAKE:
-        return k.futexes.wake((task.mm, addr), val)
+        key = (task.mm, addr)
+        return k.futexes.wake(key, val, await futex_picks(k, task, k.futexes.waiters(key), val))
     raise abi.kernel_error(abi.ENOSYS, f"futex op {op} is not modelled (FUTEX_WAIT and FUTEX_WAKE are)")
 
 
