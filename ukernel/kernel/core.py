@@ -41,6 +41,7 @@ from .signal import send_to_process
 from .task import TaskStruct, TaskTable
 from .time import IdleSpell, idle_catch_up
 from .tty import send_tty_signals
+from .wait import Sleepers
 from .watchdog import Watchdog
 
 
@@ -68,7 +69,8 @@ class Kernel(Cpus, Entry, Bugs):
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
         self.futexes = FutexTable()
-        self.sleeping: dict[TaskStruct, tuple[trio.Event, bool]] = {}  # in the order they fell asleep
+        self.sleepers = Sleepers()  # who sleeps on what, and who was woken since (wait.py)
+        self.sleeping = self.sleepers.sleeping  # task -> (event, interruptible), in the order they fell asleep
         self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired
         self.next_timer: int | None = None  # the tick of sched's earliest timer, as its last reply said
         self.ticks = 0

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
 from .. import abi
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
+from .wait import WaitEvent
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -23,14 +22,14 @@ Key = tuple[int, int]
 
 class FutexTable:
     def __init__(self) -> None:
-        self.queues: dict[Key, list[trio.Event]] = {}
+        self.queues: dict[Key, list[WaitEvent]] = {}
 
-    def enqueue(self, key: Key) -> trio.Event:
-        event = trio.Event()
+    def enqueue(self, key: Key) -> WaitEvent:
+        event = WaitEvent()  # its set() notes the sleeper for the waker (wait.py)
         self.queues.setdefault(key, []).append(event)
         return event
 
-    def dequeue(self, key: Key, event: trio.Event) -> None:
+    def dequeue(self, key: Key, event: WaitEvent) -> None:
         queue = self.queues.get(key, [])
         if event in queue:
             queue.remove(event)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import trio
 
 from .. import abi
+from .wait import WaitEvent
 
 if TYPE_CHECKING:
     from ..user.binfmt import Image
@@ -127,7 +128,7 @@ class TaskStruct:
     saved_sigmask: set[int] | None = None  # sigsuspend: the mask to put back once a handler ran
     last_siginfo: dict | None = None  # the siginfo of the signal whose handler runs (SA_SIGINFO's argument)
     restart_block: Any = None  # ERESTART_RESTARTBLOCK: how the call goes on (nanosleep's time left)
-    sigpending: bool = False
+    _sigpending: bool = False  # TIF_SIGPENDING (the property below notes a sleeper)
     sleep_interruptible: bool = True
     stopped: int = 0  # on the leader: the stop signal once every thread stopped (SIGNAL_STOP_STOPPED)
     group_stop_count: int = 0  # on the leader: threads yet to stop for the group stop (signal->group_stop_count)
@@ -136,7 +137,7 @@ class TaskStruct:
     task_stopped: bool = False  # __TASK_STOPPED: this thread sleeps in do_signal_stop (/proc's T)
     _report: tuple | None = None  # report (the property below queues it for the parent's wait4)
     cld_notify: int = 0  # on the leader: SIGNAL_CLD_STOPPED / _CONTINUED as a CLD_* code, the parent yet to hear
-    cont_event: trio.Event = field(default_factory=trio.Event)
+    cont_event: WaitEvent = field(default_factory=WaitEvent)
     set_child_tid: int = 0
     clear_child_tid: int = 0
     vfork_done: trio.Event | None = None
@@ -145,14 +146,16 @@ class TaskStruct:
     go: trio.Event = field(default_factory=trio.Event)
     ran: int = 0  # ticks since the last report to sched
     slice: int = 0
-    killed: int = 0  # a fatal signal is pending: exit at the next kernel exit
+    _killed: int = 0  # a fatal signal is pending: exit at the next kernel exit (the property notes a sleeper)
     host: Any = None  # its trio task, once it entered the kernel with a chooser (choice.py: its frames)
     resume_entry: bool = False  # preempted at a syscall's entry by a chooser: it runs that call next (choice.py)
     sleep_scope: trio.CancelScope | None = None
+    asleep_in: Any = None  # while asleep: the kernel's Sleepers (wait.py), told when a signal comes
+    sleep_order: int = 0  # while asleep: when it fell asleep (sleepers wake in that order)
     wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)
     image: Any = None
     entry: Any = None  # how the child starts: replay, fn, copied fn
-    child_wait: trio.Event = field(default_factory=trio.Event)  # wait4 sleeps on this (wait_chldexit)
+    child_wait: WaitEvent = field(default_factory=WaitEvent)  # wait4 sleeps on this (wait_chldexit)
     sighand_pins: Pins = field(default_factory=Pins)  # signals on their way to this group's sighand
     utime: int = 0
 
@@ -173,6 +176,28 @@ class TaskStruct:
         if parent is not None and self in parent.children:
             parent.children.reclass(self, sig)
         self._exit_signal = sig
+
+    @property
+    def killed(self) -> int:
+        """The fatal signal pending, 0 for none; set on a sleeper, it is noted for its wake."""
+        return self._killed
+
+    @killed.setter
+    def killed(self, sig: int) -> None:
+        self._killed = sig
+        if sig and self.asleep_in is not None:
+            self.asleep_in.note(self)
+
+    @property
+    def sigpending(self) -> bool:
+        """TIF_SIGPENDING; set on a sleeper, it is noted for its wake (wait.py)."""
+        return self._sigpending
+
+    @sigpending.setter
+    def sigpending(self, pending: bool) -> None:
+        self._sigpending = pending
+        if pending and self.asleep_in is not None:
+            self.asleep_in.note(self)
 
     @property
     def report(self) -> tuple | None:
