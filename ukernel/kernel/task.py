@@ -9,7 +9,8 @@ signal, nsproxy, pid), never a service's objects. Links between tasks
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -114,8 +115,12 @@ class TaskStruct:
     group_exec_task: TaskStruct | None = None  # on the leader: the thread whose execve is killing the rest
     flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
-    pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
-    session: list[int] = field(default_factory=lambda: [0])  # on the leader: the session leader's numbers (PIDTYPE_SID)
+    _pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
+    _session: list[int] = field(
+        default_factory=lambda: [0]
+    )  # on the leader: the session leader's numbers (PIDTYPE_SID)
+    grouped: TaskTable | None = None  # the table whose group and session indexes hold it (a leader in it)
+    table_slot: int = -1  # its place in the task table's order (TaskTable)
     tty: int = 0  # on the leader: the controlling terminal's device number, 0 for none (signal->tty)
     did_exec: bool = False
     start_time: int = 0  # the tick it was created at (start_boottime): /proc/PID/stat's starttime
@@ -200,6 +205,32 @@ class TaskStruct:
             self.asleep_in.note(self)
 
     @property
+    def pgrp(self) -> list[int]:
+        """On the leader: the process group, named by its leader's numbers. A move
+        (setpgid, setsid) moves it in the table's index and its parent's counts."""
+        return self._pgrp
+
+    @pgrp.setter
+    def pgrp(self, pgrp: list[int]) -> None:
+        old, self._pgrp = self._pgrp, pgrp
+        if self.grouped is not None:
+            self.grouped.pgrps.move(self, tuple(old), tuple(pgrp))
+        parent = self.real_parent
+        if parent is not None and self in parent.children:
+            parent.children.regroup(self, old, pgrp)
+
+    @property
+    def session(self) -> list[int]:
+        """On the leader: the session, named by its leader's numbers (indexed as pgrp is)."""
+        return self._session
+
+    @session.setter
+    def session(self, session: list[int]) -> None:
+        old, self._session = self._session, session
+        if self.grouped is not None:
+            self.grouped.sessions.move(self, tuple(old), tuple(session))
+
+    @property
     def report(self) -> tuple | None:
         """On the leader: ("stopped", sig) or ("continued", SIGCONT), for the parent's wait4.
         A report given is queued on the parent, so its wait4 finds it without a walk."""
@@ -258,47 +289,99 @@ class Children:
     """task->children, kept so that wait4 need not walk it.
 
     The children in the order they joined (list_add_tail: at fork, when reparented),
-    each with its place in that order; ``nr_clone``, how many are __WCLONE children, so
-    wait4 knows at once whether it has anyone to wait for; and ``reportable``, the
-    children that may have something to report (a zombie, a stop, a continue): one
-    wait4 looks at those, not at every child. An entry there is checked when looked
-    at (one reaped or reported since is dropped then), so a child becoming reportable
-    only has to be noted."""
+    each with its place in that order; ``nr_clone``, how many are __WCLONE children,
+    and ``groups``, how many of each class are in each process group, so wait4 knows at
+    once whether it has anyone to wait for; and a heap of the children that may have
+    something to report (a zombie, a stop, a continue), by place: one wait4 takes the
+    earliest, not a walk of every child. An entry there is checked when looked at (one
+    reaped or reported since is dropped then), so a child becoming reportable only has
+    to be noted."""
 
-    __slots__ = ("_place", "_next", "nr_clone", "reportable")
+    __slots__ = ("_place", "_next", "nr_clone", "groups", "_heap", "_queued")
 
     def __init__(self, children: Iterable[TaskStruct] = ()) -> None:
         self._place: dict[TaskStruct, int] = {}
         self._next = 0
         self.nr_clone = 0
-        self.reportable: dict[TaskStruct, None] = {}
+        self.groups: dict[tuple, list[int]] = {}  # pgrp -> [SIGCHLD children, __WCLONE children]
+        self._heap: list[tuple[int, int, TaskStruct]] = []  # (place, task id, child) that may report
+        self._queued: dict[TaskStruct, int] = {}  # the children in the heap, at which place
         for child in children:
             self.append(child)
 
     def append(self, child: TaskStruct) -> None:
         self._place[child] = self._next
         self._next += 1
-        self.nr_clone += child.exit_signal != abi.SIGCHLD
+        self._count(child, tuple(child.pgrp), _is_clone(child.exit_signal), 1)
 
     def remove(self, child: TaskStruct) -> None:
         del self._place[child]
-        self.nr_clone -= child.exit_signal != abi.SIGCHLD
-        self.reportable.pop(child, None)
+        self._count(child, tuple(child.pgrp), _is_clone(child.exit_signal), -1)
+        self._queued.pop(child, None)
 
     def replace(self, old: TaskStruct, new: TaskStruct) -> None:
         """``new`` takes ``old``'s place (de_thread: the exec'ing thread becomes the child)."""
         self._place = {new if c is old else c: place for c, place in self._place.items()}
-        self.nr_clone += (new.exit_signal != abi.SIGCHLD) - (old.exit_signal != abi.SIGCHLD)
-        self.reportable.pop(old, None)
+        self._count(old, tuple(old.pgrp), _is_clone(old.exit_signal), -1)
+        self._count(new, tuple(new.pgrp), _is_clone(new.exit_signal), 1)
+        self._queued.pop(old, None)
 
     def reclass(self, child: TaskStruct, sig: int) -> None:
         """``child``'s exit signal becomes ``sig`` (exec, reparenting): recount."""
-        self.nr_clone += (sig != abi.SIGCHLD) - (child.exit_signal != abi.SIGCHLD)
+        key = tuple(child.pgrp)
+        self._count(child, key, _is_clone(child.exit_signal), -1)
+        self._count(child, key, _is_clone(sig), 1)
+
+    def regroup(self, child: TaskStruct, old: list[int], new: list[int]) -> None:
+        """``child`` moved from process group ``old`` to ``new`` (setpgid, setsid): recount."""
+        clone = _is_clone(child.exit_signal)
+        self._count(child, tuple(old), clone, -1)
+        self._count(child, tuple(new), clone, 1)
+
+    def _count(self, child: TaskStruct, pgrp: tuple, clone: bool, by: int) -> None:
+        self.nr_clone += by if clone else 0
+        counts = self.groups.setdefault(pgrp, [0, 0])
+        counts[clone] += by
+        if counts == [0, 0]:
+            del self.groups[pgrp]
+
+    def waitable(self, options: int, pgrp: tuple | None = None) -> int:
+        """How many children a wait with ``options`` (__WALL, __WCLONE) may wait for, in
+        process group ``pgrp`` or in all."""
+        if pgrp is None:
+            plain, clone = len(self._place) - self.nr_clone, self.nr_clone
+        else:
+            plain, clone = self.groups.get(pgrp, (0, 0))
+        if options & _WALL:
+            return plain + clone
+        return clone if options & _WCLONE else plain
 
     def note(self, child: TaskStruct) -> None:
         """``child`` may have something to report now."""
-        if child in self._place:
-            self.reportable[child] = None
+        place = self._place.get(child)
+        if place is not None and self._queued.get(child) != place:
+            self._queued[child] = place
+            heapq.heappush(self._heap, (place, child.id, child))
+
+    def first_reportable(self, match: Callable[[TaskStruct], bool]) -> TaskStruct | None:
+        """The earliest child that may report and ``match`` accepts (the wait's eligible
+        and ready); entries no longer reportable are dropped on the way."""
+        heap, skipped = self._heap, []
+        try:
+            while heap:
+                place, _, child = heap[0]
+                if self._place.get(child) != place or not (child.state == "zombie" or child.report is not None):
+                    heapq.heappop(heap)  # reaped, moved, or its report taken since it was queued
+                    if self._queued.get(child) == place:
+                        del self._queued[child]
+                elif match(child):
+                    return child
+                else:
+                    skipped.append(heapq.heappop(heap))
+            return None
+        finally:
+            for entry in skipped:
+                heapq.heappush(heap, entry)
 
     def place(self, child: TaskStruct) -> int:
         return self._place[child]
@@ -313,24 +396,112 @@ class Children:
         return len(self._place)
 
 
+_WALL, _WCLONE = abi.__WALL, abi.__WCLONE  # not spelled inside a class: Python mangles __ names there
+
+
+def _is_clone(exit_signal: int) -> bool:
+    """A "clone" child: one whose exit signal is not SIGCHLD (waited for with __WCLONE)."""
+    return exit_signal != abi.SIGCHLD
+
+
+class Groups:
+    """Thread-group leaders by the numbers that name their process group (or session),
+    and those names by (level, number): kill(-pgrp), setpgid and exit's orphaned-group
+    check look at the group's members, not at every task (PIDTYPE_PGID's pid->tasks)."""
+
+    __slots__ = ("members", "names")
+
+    def __init__(self) -> None:
+        self.members: dict[tuple, dict[TaskStruct, None]] = {}
+        self.names: dict[tuple[int, int], dict[tuple, None]] = {}
+
+    def join(self, key: tuple, task: TaskStruct) -> None:
+        members = self.members.get(key)
+        if members is None:
+            members = self.members[key] = {}
+            for name in enumerate(key):
+                self.names.setdefault(name, {})[key] = None
+        members[task] = None
+
+    def leave(self, key: tuple, task: TaskStruct) -> None:
+        members = self.members[key]
+        del members[task]
+        if not members:
+            del self.members[key]
+            for name in enumerate(key):
+                keys = self.names[name]
+                del keys[key]
+                if not keys:
+                    del self.names[name]
+
+    def move(self, task: TaskStruct, old: tuple, new: tuple) -> None:
+        self.leave(old, task)
+        self.join(new, task)
+
+    def of(self, key: tuple) -> list[TaskStruct]:
+        """The members of group ``key``, in task-table order."""
+        return sorted(self.members.get(key, ()), key=_table_slot)
+
+    def named(self, level: int, nr: int) -> list[TaskStruct]:
+        """The members of every group whose number at ``level`` is ``nr``, in table order."""
+        keys = self.names.get((level, nr), ())
+        return sorted((t for key in keys for t in self.members[key]), key=_table_slot)
+
+
+def _table_slot(task: TaskStruct) -> int:
+    return task.table_slot
+
+
 class TaskTable:
     """Every task the kernel knows, by global pid, and by its number in each pid namespace
-    it is seen from (the pid_hash: find_pid_ns then pid_task)."""
+    it is seen from (the pid_hash: find_pid_ns then pid_task); the leaders by process
+    group and by session (``pgrps``, ``sessions``).
+
+    Iterating it copies nothing and is safe across awaits, as an RCU walk of the
+    tasklist is: the order is a list where a removed task leaves a hole (filled in
+    when holes are half of it), a task added meanwhile is seen, one removed is not."""
 
     def __init__(self) -> None:
         self.by_pid: dict[int, TaskStruct] = {}
         self.by_ns: dict[tuple[int, int], TaskStruct] = {}
+        self.pgrps = Groups()
+        self.sessions = Groups()
+        self._order: list[TaskStruct | None] = []
+        self._holes = 0
 
     def add(self, task: TaskStruct) -> None:
         self.by_pid[task.pid] = task
         for key in zip(task.ns_path, task.numbers, strict=True):
             self.by_ns[key] = task
+        task.table_slot = len(self._order)
+        self._order.append(task)
+        if task.group_leader is None:
+            task.grouped = self
+            self.pgrps.join(tuple(task.pgrp), task)
+            self.sessions.join(tuple(task.session), task)
 
     def remove(self, task: TaskStruct) -> None:
         self.by_pid.pop(task.pid, None)
         for key in zip(task.ns_path, task.numbers, strict=True):
             if self.by_ns.get(key) is task:
                 del self.by_ns[key]
+        if task.grouped is self:
+            task.grouped = None
+            self.pgrps.leave(tuple(task.pgrp), task)
+            self.sessions.leave(tuple(task.session), task)
+        slot = task.table_slot
+        if 0 <= slot < len(self._order) and self._order[slot] is task:
+            self._order[slot] = None
+            self._holes += 1
+            if self._holes * 2 > len(self._order):
+                self._compact()
+
+    def _compact(self) -> None:
+        """A new order without holes; a walk under way goes on along the old one."""
+        self._order = [t for t in self._order if t is not None]
+        self._holes = 0
+        for slot, task in enumerate(self._order):
+            task.table_slot = slot
 
     def find_in(self, ns: int, nr: int) -> TaskStruct | None:
         """The task numbered ``nr`` in pid namespace ``ns``."""
@@ -344,5 +515,8 @@ class TaskTable:
     def __len__(self) -> int:
         return len(self.by_pid)
 
-    def __iter__(self):
-        return iter(list(self.by_pid.values()))
+    def __iter__(self) -> Iterator[TaskStruct]:
+        order, by_pid = self._order, self.by_pid
+        for task in order:
+            if task is not None and by_pid.get(task.pid) is task:
+                yield task
