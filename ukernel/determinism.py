@@ -5,9 +5,16 @@ interleaving is trio's scheduling order. trio shuffles its run queue on
 purpose (so code cannot rely on an order); it has a switch, meant for
 pytest-trio under Hypothesis, that makes the shuffle come from a seedable
 generator instead. ``replay_schedule`` turns it on and seeds it with the
-run's seed, and keeps the cyclic garbage collector out of the run (a
-collection at an unpredictable moment can finalize objects whose clean-up
-schedules trio tasks, and so move the shuffle). Both are undone afterwards.
+run's seed. Both are undone afterwards.
+
+The cyclic garbage collector must not run at an unpredictable moment (a
+collection can finalize objects whose clean-up schedules trio tasks, and so
+move the shuffle), but a run must not keep its garbage for ever either (every
+clone(fn) namespace copy is a reference cycle). So its automatic collections
+are off during a run, what exists once the kernel has booted is frozen
+(``gc.freeze``: later collections need not look at it), and the kernel
+collects at one point of its own, release_task, every ``YOUNG_EVERY`` tasks
+released (``Collector``): the same run collects at the same moments.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio._core._run as _trio_run  # private: the run queue's shuffle (see above)
+
+YOUNG_EVERY = 128  # tasks released between two collections of the young generations
+FULL_EVERY = 2048  # at least this many released between two full collections
+FULL_PER_LIVE = 2  # ... and twice as many as there are live tasks: a full one then costs O(1) a task
 
 
 @contextmanager
@@ -32,5 +43,41 @@ def replay_schedule(seed: int) -> Iterator[None]:
     finally:
         _trio_run._ALLOW_DETERMINISTIC_SCHEDULING = switch
         _trio_run._r.setstate(state)
+        gc.unfreeze()  # what boot froze is the host's to collect again
         if gc_was_on:
             gc.enable()
+
+
+def freeze_boot() -> None:
+    """The kernel has booted: what exists now (services, /bin, the host's own objects)
+    lives as long as the run, so the run's collections skip it."""
+    gc.freeze()
+
+
+class Collector:
+    """Collections at a kernel point, counted in tasks released, never by allocations.
+
+    The young generations every YOUNG_EVERY releases (what a short-lived task left);
+    everything when as many tasks were released since the last full collection as
+    FULL_PER_LIVE times those alive (and at least FULL_EVERY), so a full collection,
+    whose cost grows with what is alive, costs the same per task at any size."""
+
+    __slots__ = ("released", "since_full", "collections")
+
+    def __init__(self) -> None:
+        self.released = 0
+        self.since_full = 0
+        self.collections = [0, 0]  # young, full: how many so far
+
+    def task_released(self, live: int) -> None:
+        self.released += 1
+        if self.released % YOUNG_EVERY:
+            return
+        self.since_full += YOUNG_EVERY
+        if self.since_full >= max(FULL_EVERY, FULL_PER_LIVE * live):
+            self.since_full = 0
+            self.collections[1] += 1
+            gc.collect()
+        else:
+            self.collections[0] += 1
+            gc.collect(1)

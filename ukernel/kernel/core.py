@@ -20,6 +20,7 @@ from services import SERVICES, build, class_for, settings_of
 
 from .. import abi
 from ..config import Config, mismatch, parse_fail
+from ..determinism import Collector
 from ..ipc import tcp
 from ..ipc.endpoint import RemoteEndpoint
 from ..ipc.local import open_local
@@ -69,6 +70,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
         self.futexes = FutexTable()
+        self.collector = Collector()  # gc at a kernel point, every so many tasks released (determinism.py)
         self.sleepers = Sleepers()  # who sleeps on what, and who was woken since (wait.py)
         self.sleeping = self.sleepers.sleeping  # task -> (event, interruptible), in the order they fell asleep
         self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired

@@ -81,8 +81,11 @@ class Pins:
             await self._released.wait()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TaskStruct:
+    """task_struct. Slotted: a live task's own memory is one of the costs that must not
+    grow (issue 18's memory per blocked process), and a slot is 8 bytes, a dict entry more."""
+
     comm: str = "swapper"
     # --- identity (set by alloc_pid and the link step) ---
     id: int = 0  # the kernel's own number for the task (sched's key); the idle task is 0
@@ -297,7 +300,7 @@ class Children:
     reaped or reported since is dropped then), so a child becoming reportable only has
     to be noted."""
 
-    __slots__ = ("_place", "_next", "nr_clone", "groups", "_heap", "_queued")
+    __slots__ = ("_place", "_next", "nr_clone", "groups", "_heap", "_queued", "_stale")
 
     def __init__(self, children: Iterable[TaskStruct] = ()) -> None:
         self._place: dict[TaskStruct, int] = {}
@@ -306,6 +309,7 @@ class Children:
         self.groups: dict[tuple, list[int]] = {}  # pgrp -> [SIGCHLD children, __WCLONE children]
         self._heap: list[tuple[int, int, TaskStruct]] = []  # (place, task id, child) that may report
         self._queued: dict[TaskStruct, int] = {}  # the children in the heap, at which place
+        self._stale = 0  # heap entries of children gone (``_unqueue``)
         for child in children:
             self.append(child)
 
@@ -317,14 +321,26 @@ class Children:
     def remove(self, child: TaskStruct) -> None:
         del self._place[child]
         self._count(child, tuple(child.pgrp), _is_clone(child.exit_signal), -1)
-        self._queued.pop(child, None)
+        self._unqueue(child)
 
     def replace(self, old: TaskStruct, new: TaskStruct) -> None:
         """``new`` takes ``old``'s place (de_thread: the exec'ing thread becomes the child)."""
         self._place = {new if c is old else c: place for c, place in self._place.items()}
         self._count(old, tuple(old.pgrp), _is_clone(old.exit_signal), -1)
         self._count(new, tuple(new.pgrp), _is_clone(new.exit_signal), 1)
-        self._queued.pop(old, None)
+        self._unqueue(old)
+
+    def _unqueue(self, child: TaskStruct) -> None:
+        """A child leaves: its heap entry is stale (a wait4(pid) reaped it, never looking at
+        the heap). When stale entries are half of the heap, it is rebuilt without them, so
+        it holds no task that is gone (amortized O(1) a child)."""
+        if self._queued.pop(child, None) is None:
+            return
+        self._stale += 1
+        if self._stale * 2 > len(self._heap):
+            self._heap = [e for e in self._heap if self._queued.get(e[2]) == e[0]]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     def reclass(self, child: TaskStruct, sig: int) -> None:
         """``child``'s exit signal becomes ``sig`` (exec, reparenting): recount."""
@@ -374,6 +390,8 @@ class Children:
                     heapq.heappop(heap)  # reaped, moved, or its report taken since it was queued
                     if self._queued.get(child) == place:
                         del self._queued[child]
+                    else:
+                        self._stale = max(0, self._stale - 1)
                 elif match(child):
                     return child
                 else:
