@@ -477,7 +477,8 @@ class TaskTable:
 
     Iterating it copies nothing and is safe across awaits, as an RCU walk of the
     tasklist is: the order is a list where a removed task leaves a hole (filled in
-    when holes are half of it), a task added meanwhile is seen, one removed is not."""
+    when holes are half of it and no walk is under way), a task added meanwhile is
+    seen, one removed is not."""
 
     def __init__(self) -> None:
         self.by_pid: dict[int, TaskStruct] = {}
@@ -486,6 +487,7 @@ class TaskTable:
         self.sessions = Groups()
         self._order: list[TaskStruct | None] = []
         self._holes = 0
+        self._walks = 0  # walks under way: the order is not compacted under them
 
     def add(self, task: TaskStruct) -> None:
         self.by_pid[task.pid] = task
@@ -511,11 +513,11 @@ class TaskTable:
         if 0 <= slot < len(self._order) and self._order[slot] is task:
             self._order[slot] = None
             self._holes += 1
-            if self._holes * 2 > len(self._order):
+            if self._holes * 2 > len(self._order) and not self._walks:
                 self._compact()
 
     def _compact(self) -> None:
-        """A new order without holes; a walk under way goes on along the old one."""
+        """The order without holes (never while a walk is under way: it goes by index)."""
         self._order = [t for t in self._order if t is not None]
         self._holes = 0
         for slot, task in enumerate(self._order):
@@ -534,7 +536,11 @@ class TaskTable:
         return len(self.by_pid)
 
     def __iter__(self) -> Iterator[TaskStruct]:
-        order, by_pid = self._order, self.by_pid
-        for task in order:
-            if task is not None and by_pid.get(task.pid) is task:
-                yield task
+        self._walks += 1
+        try:
+            order = self._order
+            for task in order:  # a list iterator sees what is appended meanwhile
+                if task is not None:
+                    yield task
+        finally:
+            self._walks -= 1
