@@ -89,7 +89,7 @@ class Cpus:
         if self.chooser is not None and pick is None and state != "preempted":
             pick = await pick_next(self, task, state, meta)
         cpu, ran = task.cpu, task.ran
-        task.ran, task.cpu, task.go = 0, None, trio.Event()
+        task.ran, task.cpu, task.go = 0, None, WaitEvent()
         task.utime += ran
         self.cpu_curr[cpu], self.idle_since[cpu] = None, self.ticks
         if self.tracer.on and state == "blocked":

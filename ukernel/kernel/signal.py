@@ -337,7 +337,7 @@ async def sys_sigtimedwait(k: Kernel, task: TaskStruct, meta: dict, mask: list, 
         else:
             timed_out, _ = await sleep_timeout(k, task, meta, seconds_to_ticks(timeout), None, wchan)
     finally:
-        task.blocked, task.real_blocked = task.real_blocked, set()
+        task.blocked, task.real_blocked = task.real_blocked, frozenset()
         task.sigpending = True  # recalc_sigpending with the mask back
     got = await _dequeue(k, task, wanted)
     if got is not None:

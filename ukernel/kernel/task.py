@@ -59,7 +59,7 @@ class Pins:
 
     def __init__(self) -> None:
         self.count, self.closing = 0, False
-        self._released = trio.Event()
+        self._released: trio.Event | None = None  # made by the put that waits: most never do
 
     def pin(self) -> bool:
         """Take a pin; False once the handle is being put (treat it as gone)."""
@@ -70,14 +70,16 @@ class Pins:
 
     def unpin(self) -> None:
         self.count -= 1
-        if not self.count:
+        if not self.count and self._released is not None:
             self._released.set()
-            self._released = trio.Event()
+            self._released = None
 
     async def close(self) -> None:
         """No new pins; wait until the ones held are given back."""
         self.closing = True
         while self.count:
+            if self._released is None:
+                self._released = trio.Event()
             await self._released.wait()
 
 
@@ -132,7 +134,7 @@ class TaskStruct:
     pending: set[int] = field(default_factory=set)
     pending_info: dict[int, dict] = field(default_factory=dict)  # the siginfo of each thread-pending signal
     blocked: set[int] = field(default_factory=set)
-    real_blocked: set[int] = field(default_factory=set)  # sigtimedwait: the mask while it waits unblocked
+    real_blocked: set[int] | frozenset[int] = frozenset()  # sigtimedwait: the mask while it waits unblocked
     saved_sigmask: set[int] | None = None  # sigsuspend: the mask to put back once a handler ran
     last_siginfo: dict | None = None  # the siginfo of the signal whose handler runs (SA_SIGINFO's argument)
     restart_block: Any = None  # ERESTART_RESTARTBLOCK: how the call goes on (nanosleep's time left)
@@ -151,7 +153,9 @@ class TaskStruct:
     vfork_done: trio.Event | None = None
     # --- the runtime's side: CPU and Python program ---
     cpu: int | None = None
-    go: trio.Event = field(default_factory=trio.Event)
+    go: WaitEvent = field(
+        default_factory=WaitEvent
+    )  # set when it gets a CPU (a WaitEvent: no trio.Event until awaited)
     ran: int = 0  # ticks since the last report to sched
     slice: int = 0
     _killed: int = 0  # a fatal signal is pending: exit at the next kernel exit (the property notes a sleeper)
@@ -303,17 +307,21 @@ class Children:
     __slots__ = ("_place", "_next", "nr_clone", "groups", "_heap", "_queued", "_stale")
 
     def __init__(self, children: Iterable[TaskStruct] = ()) -> None:
-        self._place: dict[TaskStruct, int] = {}
+        # Most tasks never have a child: the containers are the shared empty ones (never
+        # written: append and note make a task's own) until the first child and report.
+        self._place: dict[TaskStruct, int] = _NONE
         self._next = 0
         self.nr_clone = 0
-        self.groups: dict[tuple, list[int]] = {}  # pgrp -> [SIGCHLD children, __WCLONE children]
-        self._heap: list[tuple[int, int, TaskStruct]] = []  # (place, task id, child) that may report
-        self._queued: dict[TaskStruct, int] = {}  # the children in the heap, at which place
+        self.groups: dict[tuple, list[int]] = _NONE  # pgrp -> [SIGCHLD children, __WCLONE children]
+        self._heap: list[tuple[int, int, TaskStruct]] = _NO_HEAP  # (place, task id, child) that may report
+        self._queued: dict[TaskStruct, int] = _NONE  # the children in the heap, at which place
         self._stale = 0  # heap entries of children gone (``_unqueue``)
         for child in children:
             self.append(child)
 
     def append(self, child: TaskStruct) -> None:
+        if self._place is _NONE:
+            self._place, self.groups = {}, {}
         self._place[child] = self._next
         self._next += 1
         self._count(child, tuple(child.pgrp), _is_clone(child.exit_signal), 1)
@@ -355,6 +363,8 @@ class Children:
         self._count(child, tuple(new), clone, 1)
 
     def _count(self, child: TaskStruct, pgrp: tuple, clone: bool, by: int) -> None:
+        if self.groups is _NONE:
+            self.groups = {}
         self.nr_clone += by if clone else 0
         counts = self.groups.setdefault(pgrp, [0, 0])
         counts[clone] += by
@@ -376,6 +386,8 @@ class Children:
         """``child`` may have something to report now."""
         place = self._place.get(child)
         if place is not None and self._queued.get(child) != place:
+            if self._queued is _NONE:
+                self._queued, self._heap = {}, []
             self._queued[child] = place
             heapq.heappush(self._heap, (place, child.id, child))
 
@@ -414,6 +426,8 @@ class Children:
         return len(self._place)
 
 
+_NONE: dict = {}  # Children's shared empty containers: read, never written
+_NO_HEAP: list = []
 _WALL, _WCLONE = abi.__WALL, abi.__WCLONE  # not spelled inside a class: Python mangles __ names there
 
 

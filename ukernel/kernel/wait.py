@@ -22,16 +22,17 @@ if TYPE_CHECKING:
 
 
 class WaitEvent:
-    """A trio.Event (same methods, same trio scheduling) that notes its sleepers when set.
+    """A trio.Event (same methods) that notes its sleepers when set.
 
-    The trio.Event behind it is made only when a trio task awaits it: most events a task
-    holds (its child_wait, its cont_event) are never waited on, and each costs memory."""
+    It parks the trio tasks that await it itself, in the order they came (trio.Event
+    keeps them in a set): 56 bytes and a list made only when one waits, where a
+    trio.Event is 272, and each task holds several (issue 18's memory per process)."""
 
-    __slots__ = ("_flag", "_event", "watchers")
+    __slots__ = ("_flag", "_waiting", "watchers")
 
     def __init__(self) -> None:
         self._flag = False
-        self._event: trio.Event | None = None
+        self._waiting: list[trio.lowlevel.Task] | None = None  # trio tasks parked in wait()
         self.watchers: list[TaskStruct] | None = None  # the sleepers to note when it is set
 
     def is_set(self) -> bool:
@@ -41,8 +42,9 @@ class WaitEvent:
         if self._flag:
             return
         self._flag = True
-        if self._event is not None:
-            self._event.set()
+        waiting, self._waiting = self._waiting, None
+        for trio_task in waiting or ():
+            trio.lowlevel.reschedule(trio_task)
         for task in self.watchers or ():
             if task.asleep_in is not None:
                 task.asleep_in.note(task)
@@ -51,9 +53,17 @@ class WaitEvent:
         if self._flag:
             await trio.lowlevel.checkpoint()
             return
-        if self._event is None:
-            self._event = trio.Event()
-        await self._event.wait()
+        trio_task = trio.lowlevel.current_task()
+        if self._waiting is None:
+            self._waiting = []
+        self._waiting.append(trio_task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if self._waiting is not None:
+                self._waiting.remove(trio_task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class AnyEvent:
