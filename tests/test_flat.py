@@ -10,7 +10,11 @@ import subprocess
 import sys
 
 import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from services.sched import SchedService
 from ukernel import abi, determinism
 from ukernel.kernel import wait
 from ukernel.kernel.task import TaskStruct, TaskTable
@@ -284,3 +288,52 @@ async def test_same_seed_same_trace_with_collections(run):
     first, second = [await run(source, ["t", str(clones)], trace=True, cpus=2, seed=7) for _ in range(2)]
     assert events(first) == events(second)
     assert abi.WEXITSTATUS(first.status) == 0
+
+
+#: A timer op: arm task's timer (ticks), cancel it, let the clock reach now + ticks, or the task exits.
+TIMER_OPS = st.lists(
+    st.tuples(st.sampled_from(["arm", "cancel", "tick", "exit"]), st.integers(1, 4), st.integers(0, 6)),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(TIMER_OPS)
+def test_sched_timer_queue_expires_in_expiry_then_arming_order(ops):
+    """sched's timer heap against the dict it replaced: the same timers expire at the same
+    ticks in the same order (expiry, then arming), through arms, re-arms, cancels and exits
+    that leave stale heap entries behind."""
+    trio.run(_drive_timers, ops)
+
+
+async def _drive_timers(ops: list[tuple[str, int, int]]) -> None:
+    sched = SchedService()
+    model: dict[int, tuple[int, int]] = {}
+    seq = now = 0
+    for task in range(1, 5):
+        await sched.sched_fork(None, task)
+    for op, task, ticks in ops:
+        if task not in sched.entities:
+            await sched.sched_fork(None, task)
+        if op == "arm":
+            reply = await sched.hrtimer_start(None, task, ticks, now)
+            if ticks:
+                seq += 1
+                model[task] = (now + ticks, seq)
+        elif op == "cancel":
+            reply = await sched.hrtimer_cancel(None, task, now)
+            left = model.pop(task, (now, 0))[0] - now
+            assert reply["remaining"] == left
+        elif op == "exit":
+            await sched.sched_exit(None, task)
+            model.pop(task, None)
+            reply = {"timer": sched._next_timer()}
+        else:
+            now += ticks
+            reply = await sched.hrtimer_interrupt(None, now)
+            due = sorted((v, t) for t, v in model.items() if v[0] <= now)
+            assert reply["expired"] == [t for _, t in due]
+            for _, t in due:
+                del model[t]
+        assert reply["timer"] == min((e for e, _ in model.values()), default=None)
+        assert sched.timers == model
