@@ -268,13 +268,14 @@ async def main(sys, argv):
 
 
 async def test_a_long_clone_loop_leaves_at_most_a_collection_period_of_garbage(run):
-    """gc runs at the kernel's own point: after 3 periods of clones, what is left is at
-    most one period's garbage, where the run used to keep all of it."""
-    clones = 3 * determinism.YOUNG_EVERY
-    r = await run(GARBAGE, ["t", str(clones)])
+    """gc runs at the kernel's own points: after 6 periods of clones, what is left is at
+    most one period's garbage, where the run used to keep all of it. (A period is
+    YOUNG_EVERY tasks started or released: YOUNG_EVERY / 2 clones.)"""
+    period = determinism.YOUNG_EVERY // 2
+    r = await run(GARBAGE, ["t", str(6 * period)])
     one, left = map(int, r.stdout.split())
     assert one > 0
-    assert left <= one * (determinism.YOUNG_EVERY + 2), (one, left)
+    assert left <= one * (period + 2), (one, left)
 
 
 async def test_same_seed_same_trace_with_collections(run):

@@ -13,8 +13,11 @@ move the shuffle), but a run must not keep its garbage for ever either (every
 clone(fn) namespace copy is a reference cycle). So its automatic collections
 are off during a run, what exists once the kernel has booted is frozen
 (``gc.freeze``: later collections need not look at it), and the kernel
-collects at one point of its own, release_task, every ``YOUNG_EVERY`` tasks
-released (``Collector``): the same run collects at the same moments.
+collects at its own points, a task's start (wake_up_new_task) and its end
+(release_task), every ``YOUNG_EVERY`` of them (``Collector``): the same run
+collects at the same moments. Counting starts too keeps the young generations
+young: a run that only forks (10,000 blocked children) has its objects promoted
+as it goes, not all traversed by the first collection after it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from contextlib import contextmanager
 
 import trio._core._run as _trio_run  # private: the run queue's shuffle (see above)
 
-YOUNG_EVERY = 128  # tasks released between two collections of the young generations
-FULL_EVERY = 2048  # at least this many released between two full collections
+YOUNG_EVERY = 128  # tasks started or released between two collections of the young generations
+FULL_EVERY = 2048  # at least this many between two full collections
 FULL_PER_LIVE = 2  # ... and twice as many as there are live tasks: a full one then costs O(1) a task
 
 
@@ -55,23 +58,26 @@ def freeze_boot() -> None:
 
 
 class Collector:
-    """Collections at a kernel point, counted in tasks released, never by allocations.
+    """Collections at kernel points, counted in tasks started and released, never by
+    allocations.
 
-    The young generations every YOUNG_EVERY releases (what a short-lived task left);
-    everything when as many tasks were released since the last full collection as
-    FULL_PER_LIVE times those alive (and at least FULL_EVERY), so a full collection,
-    whose cost grows with what is alive, costs the same per task at any size."""
+    The young generations every YOUNG_EVERY starts and releases (what a short-lived
+    task left, what a new one made); everything when FULL_PER_LIVE times as many tasks
+    as are alive (and at least FULL_EVERY) started or ended since the last full
+    collection, so a full collection, whose cost grows with what is alive, costs the
+    same per task at any size."""
 
-    __slots__ = ("released", "since_full", "collections")
+    __slots__ = ("ticks", "since_full", "collections")
 
     def __init__(self) -> None:
-        self.released = 0
+        self.ticks = 0
         self.since_full = 0
         self.collections = [0, 0]  # young, full: how many so far
 
-    def task_released(self, live: int) -> None:
-        self.released += 1
-        if self.released % YOUNG_EVERY:
+    def tick(self, live: int) -> None:
+        """A task started or was released; ``live`` tasks are in the table."""
+        self.ticks += 1
+        if self.ticks % YOUNG_EVERY:
             return
         self.since_full += YOUNG_EVERY
         if self.since_full >= max(FULL_EVERY, FULL_PER_LIVE * live):

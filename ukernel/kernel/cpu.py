@@ -57,6 +57,7 @@ class Cpus:
         self.task_nursery.start_soon(self.runtime.task_main, child, status)
         reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", {"task": child.id}, meta, inject)
         self.apply_sched(reply, child)
+        self.collector.tick(len(self.tasks))  # a kernel point where the run collects garbage (determinism.py)
 
     async def call_cannot_fail(
         self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict, inject: int | None = None

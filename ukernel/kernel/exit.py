@@ -301,7 +301,7 @@ async def release_task(k: Kernel, task: TaskStruct) -> None:
     k.nr_threads -= 1
     await k.release_pid(task)
     k.reaped(task)
-    k.collector.task_released(len(k.tasks))  # the kernel point where the run collects garbage
+    k.collector.tick(len(k.tasks))  # a kernel point where the run collects garbage (determinism.py)
 
 
 @dataclass
