@@ -3,7 +3,7 @@
 The policy (which task runs next, for how long) is sched's: the kernel asks
 it with one message per decision and carries out the reply (dispatch a task,
 preempt one, fire timers). A task runs Python only while it holds a CPU
-(``task.go`` set); a sleeping task waits on a trio.Event that its waker sets,
+(``task.go`` set); a sleeping task waits on an event (wait.py) that its waker sets,
 and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep
 (the sleepers index, wait.py, says which: the waker does not scan them all).
 
