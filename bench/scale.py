@@ -48,6 +48,7 @@ from ukernel import abi
 CLONES = 100  # clones timed at each N
 RUN_TIMEOUT = 3600  # seconds the whole scaling run may take
 LIMIT = 40000  # threads-max and RLIMIT_NPROC for the run (a 64M kernel's own limit is 256)
+MEMORY = "512M"  # the run's memory: 32,000 processes need more than 64M's 16,384 frames
 
 #: argv: the Ns, ascending. Prints "N median_us" per N.
 SCALE = b"""
@@ -102,6 +103,7 @@ def fork_costs(ns: list[int]) -> dict[int, list[float]]:
                 files={"/bin/scale": SCALE},
                 max_threads=LIMIT,
                 nproc=LIMIT,
+                memory=MEMORY,
             )
 
     result = trio.run(one)
@@ -126,7 +128,7 @@ def block_ratios(costs: list[float], base: list[float], blocks: int = 5) -> list
 # --- memory per live blocked process ------------------------------------------------------------
 MEMORY_ROUNDS, MEMORY_BATCH = 5, 200
 
-MEMORY = b"""
+MEMORY_PROGRAM = b"""
 import gc
 import tracemalloc
 
@@ -172,9 +174,10 @@ def memory_per_process(rounds: int = MEMORY_ROUNDS, batch: int = MEMORY_BATCH) -
                 "/bin/memory",
                 ["memory", str(rounds), str(batch)],
                 trace=False,
-                files={"/bin/memory": MEMORY},
+                files={"/bin/memory": MEMORY_PROGRAM},
                 max_threads=LIMIT,
                 nproc=LIMIT,
+                memory=MEMORY,
             )
 
     tracemalloc.start()
