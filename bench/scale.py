@@ -2,19 +2,28 @@
 
     .venv/bin/python bench/scale.py [--big] [--repeats R]
 
-Prints two tables of ratios (issue 18's scaling targets):
+Prints three tables (issue 18's scaling targets), and ``figures()`` gives them to
+``make bench`` as ratios (min and median of 5 or more):
 
 1. per-fork CPU with N live blocked processes: one ukernel run (trace off)
    forks blocked children (each sleeps in read() on a pipe) up to N = 100,
    1,000 and 10,000 (32,000 with ``--big``), and at each N times 100
    clone(SIGCHLD, fn)+exit+waitpid, each by its CPU time (the whole kernel runs
-   in this thread, so that is the kernel's CPU time for the clone).
-   The median of the 100 is compared with the one at N = 100.
+   in this thread, so that is the kernel's CPU time for the clone), after 100
+   untimed ones (the first clones of a process fill its caches).
+   The median of the 100 is compared with the one at N = 100; as a figure, the
+   100 are 5 blocks of 20 in order, and block i at N is divided by block i at 100.
 2. worst alloc_pid at N live pids: a pid service object with N live pids packed
    right after RESERVED_PIDS and its cursor at pid_max - 1, so the next
    allocation wraps and has to pass all N of them (the worst case of a cyclic
    allocator). Rounds interleave every N, R rounds (at least 5); min and median
    in microseconds of CPU, and the median as a ratio to N = 100.
+3. memory per live blocked process: tracemalloc traces the run; the program forks
+   5 rounds of 200 blocked children (clone(fn), asleep in read() on a pipe), and
+   after a full gc.collect() before and after each round, the traced memory it
+   gained over 200 is one sample (KiB): everything a blocked process holds, the
+   TaskStruct, its trio task and coroutine frames, its namespace copy and what
+   every service keeps for it. tracemalloc counts Python's allocations, not pages.
 
 CPU time is ``time.thread_time``, not ``process_time``: while the watchdog's
 ITIMER_PROF is armed (every run), this host's process CPU clock only moves at
@@ -27,6 +36,7 @@ import argparse
 import statistics
 import sys
 import time
+import tracemalloc
 
 import trio
 from common import finish, machine
@@ -38,10 +48,10 @@ from ukernel import abi
 CLONES = 100  # clones timed at each N
 RUN_TIMEOUT = 3600  # seconds the whole scaling run may take
 LIMIT = 40000  # threads-max and RLIMIT_NPROC for the run (a 64M kernel's own limit is 256)
+MEMORY = "512M"  # the run's memory: 32,000 processes need more than 64M's 16,384 frames
 
 #: argv: the Ns, ascending. Prints "N median_us" per N.
 SCALE = b"""
-import statistics
 import time
 
 from ukernel.abi import SIGCHLD
@@ -61,6 +71,8 @@ def quick(sys, arg):
 async def main(sys, argv):
     r, w = await sys.pipe()
     live = 0
+    for _ in range(CLONES):  # warm-up, untimed: the first clones of a process fill its caches
+        await sys.waitpid(await sys.clone(SIGCHLD, quick, None), 0)
     for n in map(int, argv[1:]):
         while live < n:
             await sys.clone(SIGCHLD, blocked, (r, w))
@@ -71,7 +83,7 @@ async def main(sys, argv):
             pid = await sys.clone(SIGCHLD, quick, None)
             await sys.waitpid(pid, 0)
             costs.append(time.thread_time() - started)
-        await sys.write(1, f"{n} {statistics.median(costs) * 1e6:.1f}\\n".encode())
+        await sys.write(1, (f"{n} " + " ".join(f"{c * 1e6:.1f}" for c in costs) + "\\n").encode())
     await sys.close(w)
     for _ in range(live):
         await sys.waitpid(-1, 0)
@@ -79,8 +91,8 @@ async def main(sys, argv):
 """.replace(b"CLONES", str(CLONES).encode())
 
 
-def fork_costs(ns: list[int]) -> dict[int, float]:
-    """Median CPU microseconds of one clone+exit+wait at each N live, from one run."""
+def fork_costs(ns: list[int]) -> dict[int, list[float]]:
+    """CPU microseconds of each clone+exit+wait at each N live, in order, from one run."""
 
     async def one() -> ukernel.Result:
         with trio.fail_after(RUN_TIMEOUT):
@@ -91,6 +103,7 @@ def fork_costs(ns: list[int]) -> dict[int, float]:
                 files={"/bin/scale": SCALE},
                 max_threads=LIMIT,
                 nproc=LIMIT,
+                memory=MEMORY,
             )
 
     result = trio.run(one)
@@ -98,9 +111,83 @@ def fork_costs(ns: list[int]) -> dict[int, float]:
         raise SystemExit(f"scale run: status {result.status:#x}, {result.problems}, {result.stdout[-400:]!r}")
     costs = {}
     for line in result.stdout.decode().splitlines():
-        n, us = line.split()
-        costs[int(n)] = float(us)
+        n, *us = line.split()
+        costs[int(n)] = [float(u) for u in us]
     return costs
+
+
+def block_ratios(costs: list[float], base: list[float], blocks: int = 5) -> list[float]:
+    """Block i's median over the baseline's block i: the run's drift stays in each pair."""
+    size = len(costs) // blocks
+    return [
+        statistics.median(costs[i * size : (i + 1) * size]) / statistics.median(base[i * size : (i + 1) * size])
+        for i in range(blocks)
+    ]
+
+
+# --- memory per live blocked process ------------------------------------------------------------
+MEMORY_ROUNDS, MEMORY_BATCH = 5, 200
+
+MEMORY_PROGRAM = b"""
+import gc
+import tracemalloc
+
+from ukernel.abi import SIGCHLD
+
+
+async def blocked(sys, fds):
+    await sys.close(fds[1])
+    await sys.read(fds[0], 1)  # sleeps until the parent closes the write end
+    return 0
+
+
+def traced():
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def main(sys, argv):
+    rounds, batch = int(argv[1]), int(argv[2])
+    r, w = await sys.pipe()
+    for _ in range(batch):  # the first children's one-off costs (a pipe's waiters list, the heap's growth)
+        await sys.clone(SIGCHLD, blocked, (r, w))
+    for _ in range(rounds):
+        await sys.sched_yield()
+        before = traced()
+        for _ in range(batch):
+            await sys.clone(SIGCHLD, blocked, (r, w))
+        await sys.sched_yield()  # the last ones asleep too
+        await sys.write(1, f"{(traced() - before) / batch / 1024:.3f}\\n".encode())
+    await sys.close(w)
+    for _ in range(batch * (rounds + 1)):
+        await sys.waitpid(-1, 0)
+    return 0
+"""
+
+
+def memory_per_process(rounds: int = MEMORY_ROUNDS, batch: int = MEMORY_BATCH) -> list[float]:
+    """KiB that one more live blocked process holds, one sample per round (see the docstring)."""
+
+    async def one() -> ukernel.Result:
+        with trio.fail_after(RUN_TIMEOUT):
+            return await ukernel.run_async(
+                "/bin/memory",
+                ["memory", str(rounds), str(batch)],
+                trace=False,
+                files={"/bin/memory": MEMORY_PROGRAM},
+                max_threads=LIMIT,
+                nproc=LIMIT,
+                memory=MEMORY,
+            )
+
+    tracemalloc.start()
+    try:
+        result = trio.run(one)
+    finally:
+        tracemalloc.stop()
+    if result.exit_code != 0 or result.problems:
+        raise SystemExit(f"memory run: status {result.status:#x}, {result.problems}, {result.stdout[-400:]!r}")
+    return [float(line) for line in result.stdout.decode().split()]
 
 
 # --- worst alloc_pid ------------------------------------------------------------------------------
@@ -142,6 +229,26 @@ def alloc_costs(ns: list[int], repeats: int) -> dict[int, list[float]]:
     return samples
 
 
+def figures(quick: bool = False) -> list[dict]:
+    """The scaling figures for ``make bench``: ratios to N = 100 in the same run, and the
+    memory per blocked process (KiB). ``quick``: 2,000 live instead of 10,000."""
+    far = 2000 if quick else 10000
+    costs = fork_costs([100, far])
+    forks = block_ratios(costs[far], costs[100])
+    alloc = alloc_costs([100, 32000], 5)
+    allocs = [big / small for big, small in zip(alloc[32000], alloc[100], strict=True)]
+    memory = memory_per_process()
+    return [
+        _figure(f"per-fork CPU, {far:,} live / 100 live", forks, "<= 1.3x", "x"),
+        _figure("worst alloc_pid, 32,000 live pids / 100", allocs, "<= 1.5x", "x"),
+        _figure("memory per live blocked process", memory, "<= 12 KiB", "KiB"),
+    ]
+
+
+def _figure(name: str, samples: list[float], target: str, unit: str) -> dict:
+    return {"figure": name, "min": min(samples), "median": statistics.median(samples), "target": target, "unit": unit}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", action="store_true", help="also N = 32,000 (long: minutes of CPU)")
@@ -161,10 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>8}  {min(got):>9.1f}  {med:>9.1f}  {med / base:>13.2f}x")
 
     costs = fork_costs(ns)
-    print(f"clone(fn)+exit+wait with N live blocked processes (median CPU of {CLONES}, one run)")
-    print(f"{'N live':>8}  {'median us':>9}  {'/ N=100':>8}")
+    print(f"clone(fn)+exit+wait with N live blocked processes (CPU of {CLONES} in one run; ratios of 5 blocks)")
+    print(f"{'N live':>8}  {'median us':>9}  {'min / N=100':>11}  {'median / N=100':>14}")
     for n, us in costs.items():
-        print(f"{n:>8}  {us:>9.1f}  {us / costs[ns[0]]:>7.2f}x")
+        ratios = block_ratios(us, costs[ns[0]])
+        print(f"{n:>8}  {statistics.median(us):>9.1f}  {min(ratios):>10.2f}x  {statistics.median(ratios):>13.2f}x")
+
+    memory = memory_per_process()
+    print(f"memory per live blocked process (KiB traced, {MEMORY_ROUNDS} rounds of {MEMORY_BATCH}; target <= 12)")
+    print(
+        f"  min {min(memory):.2f}  median {statistics.median(memory):.2f}  all {' '.join(f'{m:.2f}' for m in memory)}"
+    )
     return finish(wall, [])
 
 

@@ -23,7 +23,7 @@ import trio
 from trio._core import wait_all_tasks_blocked  # trio.testing's own; that package imports pytest (~0.1 s at start-up)
 
 from . import abi
-from .determinism import replay_schedule
+from .determinism import freeze_boot, replay_schedule
 from .ipc.router import BootError
 from .kernel.hung import deadlocked, dump, format_dump, report_tasks, summary
 from .kernel.signal import k_kill
@@ -83,6 +83,7 @@ async def _start(kernel: Kernel, nursery: trio.Nursery) -> None:
 
     try:
         await kernel.start(nursery)
+        freeze_boot()
     except (OSError, ServiceBug):
         if not kernel.bugs:
             raise

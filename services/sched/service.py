@@ -21,6 +21,7 @@ says ``jump=False``: with Config.realtime its idle clock follows the wall).
 
 from __future__ import annotations
 
+import heapq
 import random
 from typing import Any
 
@@ -93,6 +94,7 @@ class SchedService(Service):
         ]
         self.curr: list[int | None] = [None] * cpus
         self.timers: dict[int, tuple[int, int]] = {}  # task -> (expires, arming order)
+        self.timer_heap: list[tuple[int, int, int]] = []  # (expires, arming order, task), stale ones too
         self.timer_seq = 0
         self.seed = seed
         self.rng = random.Random(seed)
@@ -194,7 +196,7 @@ class SchedService(Service):
         nxt = self._pick_next(cpu, pick)
         reply: dict[str, Any] = {"next": nxt, "slice": self.entities[nxt].slice_left if nxt is not None else 0}
         if jump and nxt is None and all(c is None for c in self.curr) and self.timers:
-            reply["expired"] = self._expire(min(e for e, _ in self.timers.values()))  # nothing else can happen
+            reply["expired"] = self._expire(self._next_timer())  # nothing else can happen
         reply["now"] = self.clock
         return self._with_extras(reply)
 
@@ -332,6 +334,7 @@ class SchedService(Service):
         if ticks:
             self.timer_seq += 1
             self.timers[task] = (expires, self.timer_seq)
+            self._queue_timer(task)
         return {"expires": expires, "armed": bool(ticks), "timer": self._next_timer()}
 
     @op
@@ -555,16 +558,41 @@ class SchedService(Service):
         """calc_load_fold_active: the tasks running or waiting for a CPU."""
         return sum(se.state in ("running", "runnable") for se in self.entities.values())
 
+    # --- internals: the timer queue (a heap by expiry then arming order, as hrtimers' rbtree) --
+    def _queue_timer(self, task: int) -> None:
+        """``timers`` is the truth; the heap may hold entries a cancel or an exit made stale,
+        dropped when they come to the top, or all at once when they are half of it."""
+        heap = self.timer_heap
+        if len(heap) > 2 * len(self.timers) + 16:
+            heap[:] = [(e, seq, t) for t, (e, seq) in self.timers.items()]
+            heapq.heapify(heap)
+        else:
+            expires, seq = self.timers[task]
+            heapq.heappush(heap, (expires, seq, task))
+
+    def _timer_head(self) -> tuple[int, int, int] | None:
+        """The earliest armed timer, stale entries popped on the way."""
+        heap = self.timer_heap
+        while heap:
+            expires, seq, task = heap[0]
+            if self.timers.get(task) == (expires, seq):
+                return heap[0]
+            heapq.heappop(heap)
+        return None
+
     def _next_timer(self) -> int | None:
-        return min((e for e, _ in self.timers.values()), default=None)
+        head = self._timer_head()
+        return head[0] if head is not None else None
 
     def _expire(self, upto: int) -> list[int]:
         """Every timer due by ``upto``, in expiry then arming order; the clock moves to upto."""
         self._set_clock(max(self.clock, upto))
-        due = sorted((v, t) for t, v in self.timers.items() if v[0] <= self.clock)
-        for _, task in due:
-            del self.timers[task]
-        return [task for _, task in due]
+        due = []
+        while (head := self._timer_head()) is not None and head[0] <= self.clock:
+            heapq.heappop(self.timer_heap)
+            del self.timers[head[2]]
+            due.append(head[2])
+        return due
 
     def _with_extras(self, reply: dict) -> dict:
         """Migrations and the next timer ride on the reply when there are any."""

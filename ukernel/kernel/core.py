@@ -21,6 +21,7 @@ from services import SERVICES, build, class_for, settings_of
 
 from .. import abi
 from ..config import Config, mismatch, parse_fail
+from ..determinism import Collector
 from ..ipc import tcp
 from ..ipc.endpoint import RemoteEndpoint
 from ..ipc.local import open_local
@@ -42,6 +43,7 @@ from .signal import send_to_process
 from .task import TaskStruct, TaskTable
 from .time import IdleSpell, idle_catch_up
 from .tty import send_tty_signals
+from .wait import Sleepers
 from .watchdog import Watchdog
 
 
@@ -69,7 +71,9 @@ class Kernel(Cpus, Entry, Bugs):
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
         self.futexes = FutexTable()
-        self.sleeping: dict[TaskStruct, tuple[trio.Event, bool]] = {}  # in the order they fell asleep
+        self.collector = Collector()  # gc at a kernel point, every so many tasks released (determinism.py)
+        self.sleepers = Sleepers()  # who sleeps on what, and who was woken since (wait.py)
+        self.sleeping = self.sleepers.sleeping  # task -> (event, interruptible), in the order they fell asleep
         self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired
         self.next_timer: int | None = None  # the tick of sched's earliest timer, as its last reply said
         self.ticks = 0

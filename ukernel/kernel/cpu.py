@@ -3,11 +3,12 @@
 The policy (which task runs next, for how long) is sched's: the kernel asks
 it with one message per decision and carries out the reply (dispatch a task,
 preempt one, fire timers). A task runs Python only while it holds a CPU
-(``task.go`` set); a sleeping task waits on a trio.Event that its waker sets,
-and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep.
+(``task.go`` set); a sleeping task waits on an event (wait.py) that its waker sets,
+and ``wake_sleepers`` makes it runnable again, in the order tasks fell asleep
+(the sleepers index, wait.py, says which: the waker does not scan them all).
 
 ``Cpus`` is a part of ``Kernel`` (core.py): its methods use the kernel's
-``sleeping``, ``timeouts``, ``next_timer``, ``ticks``, ``slice`` and ``cpu_curr``,
+``sleepers`` (and its ``sleeping``), ``timeouts``, ``next_timer``, ``ticks``, ``slice`` and ``cpu_curr``,
 and with ``realtime`` its ``idle_spell`` (time.py: idle time follows the wall).
 """
 
@@ -23,6 +24,7 @@ from .choice import pass_turn, pick_next, select_cpu, take_turn, timer_ties
 from .contracts import ServiceBug
 from .task import WaitChannel
 from .time import idle_enter, idle_exit
+from .wait import WaitEvent
 
 if TYPE_CHECKING:
     from ..ipc.router import Sent
@@ -58,6 +60,7 @@ class Cpus:
         args = {"task": child.id} | await select_cpu(self, meta, child, "wake_up_new_task")
         reply = await self.call_cannot_fail(child, "sched", "wake_up_new_task", args, meta, inject)
         self.apply_sched(reply, child)
+        self.collector.tick(len(self.tasks))  # a kernel point where the run collects garbage (determinism.py)
 
     async def call_cannot_fail(
         self, task: TaskStruct, dst: str, op: str, args: dict, meta: dict, inject: int | None = None
@@ -90,7 +93,7 @@ class Cpus:
         if self.chooser is not None and pick is None and state != "preempted":
             pick = await pick_next(self, task, state, meta)
         cpu, ran = task.cpu, task.ran
-        task.ran, task.cpu, task.go = 0, None, trio.Event()
+        task.ran, task.cpu, task.go = 0, None, WaitEvent()
         task.utime += ran
         self.cpu_curr[cpu], self.idle_since[cpu] = None, self.ticks
         if self.tracer.on and state == "blocked":
@@ -128,7 +131,7 @@ class Cpus:
             await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
-        self.sleeping[task] = (event, interruptible)  # the waker finds it here (wake_sleepers)
+        self.sleepers.add(task, event, interruptible)  # the waker notes it there (wait.py)
         task.wchan = wchan or WaitChannel("", "")
         await self.schedule(task, "blocked")
         with trio.CancelScope() as scope:
@@ -175,6 +178,8 @@ class Cpus:
         """The ``wait`` request for a service's wait-queue entry, its reply armed to wake
         ``task`` when its waker cannot have found it (``_wake_on_reply``)."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
+        if not sent.event.is_set():  # the reply's set() is what notes the sleeper (wait.py)
+            sent.event = WaitEvent()
         several = len(self.cpu_curr) > 1 and self.turn is None  # taking turns, the waker always comes after
         if (several or self.config.terminal is not None) and not sent.event.is_set():
             self.task_nursery.start_soon(self._wake_on_reply, task, sent.event)
@@ -195,14 +200,12 @@ class Cpus:
     async def wake_sleepers(self, waker: TaskStruct) -> None:
         """try_to_wake_up, run by the waker: every sleeper whose condition came true,
         in the order they went to sleep, is made runnable by one sched message each.
+        Only the sleepers noted since (wait.py) are looked at, not every sleeper.
 
         The woken are taken off ``sleeping`` all at once, before the first message:
         Linux's wakers each hold the sleeper's pi_lock, and a second waker here, on
         another CPU while this one awaits sched, must not find them to wake again."""
-        woken = [t for t, (ev, intr) in self.sleeping.items() if ev.is_set() or t.killed or (intr and t.sigpending)]
-        for task in woken:
-            del self.sleeping[task]
-        for task in woken:
+        for task in self.sleepers.take_woken():
             if task.sleep_scope is not None:
                 task.sleep_scope.cancel()
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}

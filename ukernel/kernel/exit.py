@@ -220,8 +220,9 @@ async def kill_orphaned_pgrp(k: Kernel, task: TaskStruct, parent: TaskStruct | N
 
 
 def pgrp_members(k: Kernel, pgrp: list[int]) -> list[TaskStruct]:
-    """The thread groups in a process group (do_each_pid_task(pgrp, PIDTYPE_PGID))."""
-    return [t for t in k.tasks if t is t.leader and t.pgrp == pgrp and t.state in ("running", "zombie")]
+    """The thread groups in a process group (do_each_pid_task(pgrp, PIDTYPE_PGID)), from
+    the table's group index."""
+    return [t for t in k.tasks.pgrps.of(tuple(pgrp)) if t.state in ("running", "zombie")]
 
 
 def will_become_orphaned_pgrp(k: Kernel, pgrp: list[int], ignored: TaskStruct | None) -> bool:
@@ -302,6 +303,7 @@ async def release_task(k: Kernel, task: TaskStruct) -> None:
     k.nr_threads -= 1
     await k.release_pid(task)
     k.reaped(task)
+    k.collector.tick(len(k.tasks))  # a kernel point where the run collects garbage (determinism.py)
 
 
 @dataclass
@@ -389,14 +391,9 @@ def find_reportable(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: 
         child = child_by_pid(k, task, threads, wo)
         return child if child is not None and ready(child, wo) else None
     for thread in threads:
-        queue = thread.children.reportable
-        found = None
-        for child in list(queue):
-            if child not in thread.children or not (child.state == "zombie" or child.report is not None):
-                del queue[child]  # reaped, moved, or its report taken since it was queued
-            elif eligible(task, child, wo) and ready(child, wo):
-                if found is None or thread.children.place(child) < thread.children.place(found):
-                    found = child
+        found = thread.children.first_reportable(
+            lambda child: eligible(task, child, wo) and ready(child, wo) is not None
+        )
         if found is not None:
             return found
     return None
@@ -415,20 +412,20 @@ def child_by_pid(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: Wai
 
 def has_eligible_child(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: WaitOpts) -> bool:
     """Whether there is anyone to wait for at all (else ECHILD), from the counts kept
-    with each children list; a wait for a process group still looks at the children."""
+    with each children list (per process group for a wait on a group): no walk."""
     if wo.type == abi.P_PID:
         return child_by_pid(k, task, threads, wo) is not None
     if wo.type == abi.P_ALL:
-        for thread in threads:
-            children = thread.children
-            if wo.options & abi.__WALL:
-                mine = len(children)
-            else:
-                mine = children.nr_clone if wo.options & abi.__WCLONE else len(children) - children.nr_clone
-            if mine:
-                return True
-        return False
-    return any(eligible(task, child, wo) for thread in threads for child in thread.children)
+        return any(thread.children.waitable(wo.options) for thread in threads)
+    for thread in threads:
+        groups = thread.children.groups
+        if wo.id == 0:
+            mine = [tuple(task.leader.pgrp)]
+        else:
+            mine = [pgrp for pgrp in groups if nr_in(pgrp, task.level) == wo.id]
+        if any(thread.children.waitable(wo.options, pgrp) for pgrp in mine):
+            return True
+    return False
 
 
 async def wait_consider_task(k: Kernel, task: TaskStruct, child: TaskStruct, wo: WaitOpts) -> WaitReport:

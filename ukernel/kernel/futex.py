@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import trio
-
 from .. import abi
 from .choice import futex_picks
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
+from .wait import WaitEvent
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -28,19 +27,19 @@ class FutexQ:
     """One waiter (Linux's struct futex_q): whose it is, so a chooser can name it."""
 
     pid: int
-    event: trio.Event = field(default_factory=trio.Event)
+    event: WaitEvent = field(default_factory=WaitEvent)  # its set() notes the sleeper for the waker (wait.py)
 
 
 class FutexTable:
     def __init__(self) -> None:
         self.queues: dict[Key, list[FutexQ]] = {}
 
-    def enqueue(self, key: Key, pid: int = 0) -> trio.Event:
+    def enqueue(self, key: Key, pid: int = 0) -> WaitEvent:
         waiter = FutexQ(pid)
         self.queues.setdefault(key, []).append(waiter)
         return waiter.event
 
-    def dequeue(self, key: Key, event: trio.Event) -> None:
+    def dequeue(self, key: Key, event: WaitEvent) -> None:
         queue = self.queues.get(key, [])
         self.queues[key] = queue = [q for q in queue if q.event is not event]
         if not queue:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
-from .task import TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
+from .task import TaskExit, TaskStruct, WaitChannel, wake_waiters
 from .time import seconds_to_ticks, sleep_timeout
 
 if TYPE_CHECKING:
@@ -194,22 +194,31 @@ def continue_group(leader: TaskStruct) -> None:
 
 
 def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
-    """kill_something_info: one process, the caller's group, a group, or everyone (-1)."""
+    """kill_something_info: one process, the caller's group, a group, or everyone (-1).
+    A process is found by its number and a group through the table's group index; only
+    kill(-1) looks at every task, as it signals them all."""
     live = ("running", "zombie")  # a zombie still has its pid: kill(zombie, 0) succeeds
-    leaders = [t for t in k.tasks if t.leader is t and t.state in live and t.is_visible_from(task)]
     if pid > 0:
-        return [t for t in leaders if t.nr_in(task.level) == pid]
-    if pid == 0:
-        return [t for t in leaders if t.pgrp == task.leader.pgrp]
+        target = k.tasks.find(pid, task)
+        return [target] if target is not None and target.leader is target and target.state in live else []
     if pid == -1:  # every process but init of the caller's namespace and the caller
-        return [t for t in leaders if t.nr_in(task.level) != 1 and t is not task.leader]
-    return [t for t in leaders if nr_in(t.pgrp, task.level) == -pid]
+        return [
+            t
+            for t in k.tasks
+            if t.leader is t
+            and t.state in live
+            and t.is_visible_from(task)
+            and t.nr_in(task.level) != 1
+            and t is not task.leader
+        ]
+    members = k.tasks.pgrps.of(tuple(task.leader.pgrp)) if pid == 0 else k.tasks.pgrps.named(task.level, -pid)
+    return [t for t in members if t.state in live and t.is_visible_from(task)]
 
 
 async def kill_pgrp(k: Kernel, pgrp: int, sig: int, meta: dict, sender: TaskStruct | None = None) -> None:
     """kill_pgrp: every process of the group named by its leader's global pid (the
     terminal's keys, its hangup, SIGTTIN: sent by the kernel, or by ``sender``)."""
-    for target in [t for t in k.tasks if t.leader is t and t.state == "running" and t.pgrp[0] == pgrp]:
+    for target in [t for t in k.tasks.pgrps.named(0, pgrp) if t.state == "running"]:
         await send_to_process(k, target, sig, meta, sender)
 
 
@@ -328,7 +337,7 @@ async def sys_sigtimedwait(k: Kernel, task: TaskStruct, meta: dict, mask: list, 
         else:
             timed_out, _ = await sleep_timeout(k, task, meta, seconds_to_ticks(timeout), None, wchan)
     finally:
-        task.blocked, task.real_blocked = task.real_blocked, set()
+        task.blocked, task.real_blocked = task.real_blocked, frozenset()
         task.sigpending = True  # recalc_sigpending with the mask back
     got = await _dequeue(k, task, wanted)
     if got is not None:

@@ -56,9 +56,7 @@ async def sys_setpgid(k: Kernel, task: TaskStruct, meta: dict, pid: int, pgid: i
     if pgid == 0 or pgid == target.nr_in(task.level):
         target.pgrp = target.numbers
         return
-    members = [
-        t for t in k.tasks if t.leader is t and nr_in(t.pgrp, task.level) == pgid and t.session == target.session
-    ]
+    members = [t for t in k.tasks.pgrps.named(task.level, pgid) if t.session == target.session]
     if not members:
         raise abi.kernel_error(abi.EPERM, f"no process group {pgid} in the caller's session")
     target.pgrp = members[0].pgrp
@@ -67,7 +65,7 @@ async def sys_setpgid(k: Kernel, task: TaskStruct, meta: dict, pid: int, pgid: i
 async def sys_setsid(k: Kernel, task: TaskStruct, meta: dict) -> int:
     """A new session and group, led by the caller; EPERM for a group leader."""
     me = task.leader
-    if any(t.leader is t and t.pgrp == me.numbers for t in k.tasks):
+    if tuple(me.numbers) in k.tasks.pgrps.members:
         raise abi.kernel_error(abi.EPERM, "the caller leads a process group")
     me.session = me.pgrp = me.numbers
     me.tty = 0  # proc_clear_tty: a new session starts without a controlling terminal

@@ -23,29 +23,10 @@ import trio
 from .. import abi
 from .bug import KernelPanic
 from .task import TaskStruct, WaitChannel
+from .wait import AnyEvent, WaitEvent
 
 if TYPE_CHECKING:
     from .core import Kernel
-
-
-class AnyEvent:
-    """Sleep until either event (a futex wake or its timeout); what sleep_on needs."""
-
-    def __init__(self, *events: trio.Event):
-        self.events = events
-
-    def is_set(self) -> bool:
-        return any(e.is_set() for e in self.events)
-
-    async def wait(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for event in self.events:
-                nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
-
-
-async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
 
 
 def seconds_to_ticks(seconds: float) -> int:
@@ -59,7 +40,7 @@ async def sleep_timeout(
 ) -> tuple[bool, int]:
     """schedule_hrtimeout: sleep until ``event`` (what ``wchan`` names) or ``ticks`` from now;
     (timed out, ticks left)."""
-    timeout = trio.Event()
+    timeout = WaitEvent()
     k.timeouts[task.id] = timeout
     try:
         reply = await k.call("sched", "hrtimer_start", {"task": task.id, "ticks": ticks, "now": k.ticks}, meta)

@@ -47,8 +47,8 @@ async def is_ignored(k: Kernel, task: TaskStruct, sig: int, meta: dict) -> bool:
 def pgrp_orphaned(k: Kernel, pgrp: list[int]) -> bool:
     """will_become_orphaned_pgrp: no member has a parent in another group of its session
     (init's children do not count: init is outside every session's job control)."""
-    for t in k.tasks:
-        if t.leader is not t or t.pgrp != pgrp or t.state != "running":
+    for t in k.tasks.pgrps.of(tuple(pgrp)):  # the group's members, from the table's index
+        if t.state != "running":
             continue
         parent = t.real_parent.leader if t.real_parent is not None else None
         if parent is None or parent is k.init:
@@ -102,7 +102,7 @@ async def tty_hangup(k: Kernel, sid: int, pgrp: int | None, meta: dict) -> None:
 
 def session_clear_tty(k: Kernel, sid: int) -> list[TaskStruct]:
     """Every process of the session loses its controlling terminal; they are returned."""
-    members = [t for t in k.tasks if t.leader is t and t.session[0] == sid]
+    members = k.tasks.sessions.named(0, sid)
     for t in members:
         t.tty = 0
     return members
@@ -170,9 +170,10 @@ def _find_pgrp(k: Kernel, task: TaskStruct, pgid: Any) -> list[int] | None:
         raise abi.kernel_error(abi.EFAULT, f"tcsetpgrp takes a pgid, not {type(pgid).__name__}")
     if pgid < 0:
         raise abi.kernel_error(abi.EINVAL, f"negative pgid {pgid}")
-    leaders = [t for t in k.tasks if t.leader is t and t.state == "running" and t.is_visible_from(task)]
-    members = [t for t in leaders if nr_in(t.pgrp, task.level) == pgid]
-    owner = members[0] if members else next((t for t in leaders if t.nr_in(task.level) == pgid), None)
+    members = [t for t in k.tasks.pgrps.named(task.level, pgid) if t.state == "running" and t.is_visible_from(task)]
+    found = k.tasks.find(pgid, task)
+    alive = found is not None and found.leader is found and found.state == "running"
+    owner = members[0] if members else found if alive else None
     if owner is None:
         return None
     group = owner.pgrp if members else owner.numbers
@@ -186,7 +187,5 @@ def pgrp_vnr(k: Kernel, task: TaskStruct, pgrp: int | None) -> int:
     leader = k.tasks.by_pid.get(pgrp)
     if leader is not None and leader.is_visible_from(task):
         return leader.nr_in(task.level)
-    for t in k.tasks:
-        if t.leader is t and t.pgrp[0] == pgrp:
-            return nr_in(t.pgrp, task.level)
-    return 0
+    members = k.tasks.pgrps.named(0, pgrp)
+    return nr_in(members[0].pgrp, task.level) if members else 0
