@@ -75,6 +75,13 @@ class Sent:
                 self._event.set()
         return self._event
 
+    @event.setter
+    def event(self, event: trio.Event) -> None:
+        """Another event of the same methods (the kernel's WaitEvent, which notes its sleeper)."""
+        self._event = event
+        if self.response is not None:
+            event.set()
+
     def answer(self, response: protocol.Response) -> None:
         self.response = response
         if self._event is not None:

@@ -193,8 +193,8 @@ async def timer_ties(k: Kernel, task: TaskStruct, expired: list[int]) -> list[in
     order += rest
     for tid in order:
         sleeper = k.by_id.get(tid)
-        if sleeper in k.sleeping:
-            k.sleeping[sleeper] = k.sleeping.pop(sleeper)
+        if sleeper in k.sleepers:
+            k.sleepers.requeue(sleeper)
     return order
 
 

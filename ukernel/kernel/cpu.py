@@ -178,7 +178,7 @@ class Cpus:
         """The ``wait`` request for a service's wait-queue entry, its reply armed to wake
         ``task`` when its waker cannot have found it (``_wake_on_reply``)."""
         sent = await self.router.send("kernel", dst, "wait", {"waiter": waiter}, meta)
-        if not sent.event.is_set():  # the reply's set() is what notes the sleeper (wait.py)
+        if sent.response is None:  # the reply's set() is what notes the sleeper (wait.py)
             sent.event = WaitEvent()
         several = len(self.cpu_curr) > 1 and self.turn is None  # taking turns, the waker always comes after
         if (several or self.config.terminal is not None) and not sent.event.is_set():

@@ -123,6 +123,11 @@ class Sleepers:
             else:
                 self.polled[task] = None
 
+    def requeue(self, task: TaskStruct) -> None:
+        """Move ``task`` to the end of the sleep order (a chooser's timer tie: fired last, woken last)."""
+        self.sleeping[task] = self.sleeping.pop(task)
+        task.sleep_order = next(self._order)
+
     def note(self, task: TaskStruct) -> None:
         """``task``'s event was set or a signal came: look at it at the next wake."""
         self.noted[task] = None
