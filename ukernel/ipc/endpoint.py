@@ -53,7 +53,8 @@ class RemoteEndpoint:
         tracer: Tracer | None = None,
         new_msgid: Callable[[], int] | None = None,
         forwarding: bool = False,
-        on_lost: Callable[[str, str], None] | None = None,
+        on_lost: Callable[[str, str], bool] | None = None,
+        on_back: Callable[[str, bool], None] | None = None,
     ):
         if not 0 < heartbeat < timeout:
             raise ValueError(f"heartbeat ({heartbeat} s) must be positive and below rpc_timeout ({timeout} s)")
@@ -61,6 +62,7 @@ class RemoteEndpoint:
         self.heartbeat, self.timeout = heartbeat, timeout
         self.tracer, self.new_msgid, self.forwarding = tracer, new_msgid, forwarding
         self.on_lost = on_lost
+        self.on_back = on_back  # (service, a new instance?) once redialled: RS restores it (kernel/reincarnation.py)
         self.conn: tcp.FramedStream | None = None
         self.peer: tcp.Peer | None = None
         self.lost: str | None = "not connected yet"  # why calls fail, while they do
@@ -196,12 +198,13 @@ class RemoteEndpoint:
             if conn is not None:
                 await conn.aclose()
             pending, self.replies = self.replies, {}
-            log.warning("ukernel: lost %s; %d calls in flight fail with EIO", self.lost, len(pending))
-            if self.on_lost is not None:
-                self.on_lost(self.service, self.lost)
+            held = self.on_lost is not None and self.on_lost(self.service, self.lost)
+            fate = "held for its restart" if held else "fail with EIO"
+            log.warning("ukernel: lost %s; %d calls in flight %s", self.lost, len(pending), fate)
             for msgid, reply in pending.items():
                 self._slots.release()
-                await self._fail(msgid, reply)
+                if not held:  # else RS sends them again once the service is back (kernel/reincarnation.py)
+                    await self._fail(msgid, reply)
 
     async def _redial(self) -> None:
         """Dial with backoff until the server is back; then say what state survived."""
@@ -214,7 +217,10 @@ class RemoteEndpoint:
                 log.debug("ukernel: redial %s failed: %s", self.url, exc)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
+            new = not (old is not None and old.instance and old.instance == self.peer.instance)
             log.warning("ukernel: reconnected to %s at %s; %s", self.service, self._where(), self._what_was_lost(old))
+            if self.on_back is not None:
+                self.on_back(self.service, new)
             return
 
     def _what_was_lost(self, old: tcp.Peer | None) -> str:

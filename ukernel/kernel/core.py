@@ -181,7 +181,8 @@ class Kernel(Cpus, Entry, Bugs):
             timeout=c.rpc_timeout,
             tracer=self.tracer,
             new_msgid=self.router.new_msgid,
-            on_lost=lambda _service, why: self.lost.append(why),
+            on_lost=self.rs.remote_lost,  # RS holds its calls if it restarts it, else the run ends
+            on_back=self.rs.remote_back,
         )
         await endpoint.start(nursery)
         self.check_remote(name, endpoint.peer)

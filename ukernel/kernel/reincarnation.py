@@ -47,6 +47,7 @@ from services import build
 
 from .. import abi
 from ..ipc import protocol
+from ..ipc.endpoint import BACKOFF_MIN
 from ..ipc.local import open_local
 from ..ipc.service import Service, fault_site
 from ..reprs import bounded
@@ -80,11 +81,12 @@ class Holding:
         self.through: Any = None  # the fresh instance's endpoint, once it serves
         self.why = ""  # set when it stays dead
         self.handles: dict[int, int] = {}  # old handle -> the fresh instance's, for requests held
+        self.resend: list[Any] = []  # a remote one's requests in flight when it was lost (router Sent)
 
     async def send(self, frame: bytes, reply: Any) -> None:
         if trio.lowlevel.current_task() is not self.rs_task:
             await self.ready.wait()
-            frame, answered = self._translate(frame)
+            frame, answered = self.translate(frame)
             if answered is not None:
                 if reply is not None:
                     await reply(answered)
@@ -97,7 +99,7 @@ class Holding:
             error = protocol.error_map(abi.EIO, f"{self.name} is dead: {self.why}")
             await reply(protocol.encode_response(msgid, error, None))
 
-    def _translate(self, frame: bytes) -> tuple[bytes, bytes | None]:
+    def translate(self, frame: bytes) -> tuple[bytes, bytes | None]:
         """A held request names a handle of the dead instance (sent before the restore, as
         release_task's free_pid): the fresh one's handle for it; a put of one that died with
         it is done already (answered 0: no holder is left); anything else is left as sent."""
@@ -126,6 +128,11 @@ class Reincarnation:
         self.reports: list[str] = []  # one line per restart or give-up, as logged
         self.last_pid = 0  # the level-0 number alloc_pid last gave: the cursor a fresh pid gets back
         self._restoring = False
+        self._restored = ""  # the line a restart of an embedded service begins with
+        self.remotes: dict[str, Any] = {}  # remote service -> its RemoteEndpoint
+        self.holding: dict[str, Holding] = {}  # remote services being redialled
+        self.losses: dict[str, int] = {}
+        self._heads: dict[str, str] = {}
         inner = self.router.on_collect
 
         def on_collect(sent: Any, response: protocol.Response) -> None:
@@ -173,7 +180,10 @@ class Reincarnation:
             self.kernel.watchdog.services = list(self.kernel.local.values())
             endpoint, inbox = open_local()
             holding.through = endpoint
-            self._restored = (name, attempt, delay, why, held, failed)
+            self._restored = (
+                f"{name} died ({why}) and was restarted (attempt {attempt}, after {delay:g} s): the old instance "
+                f"held {_held(held)}; {failed} call(s) in flight failed with EIO"
+            )
 
     async def _run(self, service: Service, inbox: Any, holding: Holding | None) -> str:
         """Serve until the instance dies (why); after a restart, restore its state first."""
@@ -186,30 +196,93 @@ class Reincarnation:
 
             nursery.start_soon(serve)
             if holding is not None:
-                await self._restore(service.name, holding)
+                await self._restore(service.name, holding, self._restored)
         return died[0]
 
-    async def _restore(self, name: str, holding: Holding) -> None:
-        """State transfer into the fresh instance, then let the held requests in."""
-        _, attempt, delay, why, held, failed = self._restored
+    async def _restore(self, name: str, holding: Holding, head: str) -> None:
+        """State transfer into the fresh instance, then let the held requests in; one line
+        (``head``, then what was given back and who was killed)."""
+        holding.rs_task = trio.lowlevel.current_task()
         self._restoring = True
         try:
             kept, killed = await RESTORE[name](self, holding)
         except Exception as exc:  # an errno, or a fresh instance that broke a contract: it stays out
             holding.through, holding.why = None, f"its state could not be restored: {bounded(exc)}"
             holding.ready.set()
-            self._say(f"{name} died ({why}); restarted, but {holding.why}; its calls fail with EIO")
+            self._say(f"{head}; but {holding.why}; its calls fail with EIO")
             return
         finally:
             self._restoring = False
         self.router.endpoints[name] = holding.through
         holding.ready.set()
-        what = ", ".join(f"{v} {k}" for k, v in sorted(held.items()) if v and k != "faults") or "nothing"
-        self._say(
-            f"{name} died ({why}) and was restarted (attempt {attempt}, after {delay:g} s): the old instance "
-            f"held {what}; {failed} call(s) in flight failed with EIO; {kept}; "
-            + (f"killed with SIGKILL: {', '.join(killed)}" if killed else "no task killed")
+        self._say(f"{head}; {kept}; " + (f"killed with SIGKILL: {', '.join(killed)}" if killed else "no task killed"))
+
+    # --- a remote service: lost, then redialled (ipc/endpoint.py calls these) ----------------
+    def remote_lost(self, name: str, why: str) -> bool:
+        """A remote service's connection is lost: with a policy, its calls are held while the
+        endpoint redials (at most rpc_timeout), those in flight too (True: the endpoint does
+        not fail them); without one, the run ends as before (kernel.lost)."""
+        endpoint = self.remotes.setdefault(name, self.router.endpoints[name])
+        self.losses[name] = attempt = self.losses.get(name, 0) + 1
+        policy = self.policies.get(name)
+        if policy is None or attempt > policy.limit:
+            if policy is not None:
+                self._say(f"{name} lost ({why}); {self._not_again(name, policy)}; its calls fail with EIO")
+            self.kernel.lost.append(why)
+            return False
+        holding = self.holding[name] = Holding(name, None)
+        holding.resend = [sent for sent in self.router.pending.values() if sent.dst == name and not sent.event.is_set()]
+        self.router.endpoints[name] = holding
+        held = dict(endpoint.last_accounting or {})
+        self.kernel.tracer.emit("restart", service=name, attempt=attempt, delay=BACKOFF_MIN, why=why, held=held)
+        self._heads[name] = (
+            f"{name} lost ({why}) and redialled (attempt {attempt}): at its last heartbeat the old instance "
+            f"held {_held(held) if held else 'what is unknown (no heartbeat had answered)'}"
         )
+        self.kernel.nursery.start_soon(self._give_up_after, name, holding, why)
+        return True
+
+    def remote_back(self, name: str, new: bool) -> None:
+        """The endpoint got through again: restore a new instance (or none, the same one)."""
+        holding = self.holding.pop(name, None)
+        if holding is not None and not holding.ready.is_set():
+            holding.through = self.remotes[name]
+            self.kernel.nursery.start_soon(self._back, name, holding, new)
+
+    async def _back(self, name: str, holding: Holding, new: bool) -> None:
+        """A new instance: restored, then the calls that were in flight are sent to it again
+        (what they did died with the old one); the same instance: they may have been done, so
+        they fail EIO, as without RS."""
+        head = self._heads.pop(name)
+        if new:
+            await self._restore(name, holding, head + f"; a new instance; {len(holding.resend)} call(s) sent again")
+        else:
+            self.router.endpoints[name] = holding.through
+            holding.ready.set()
+            self._say(f"{head}; the same instance: nothing to restore; {len(holding.resend)} call(s) failed with EIO")
+        for sent in holding.resend:
+            if new and holding.through is not None:
+                frame = protocol.encode_request(sent.msgid, f"{name}.{sent.op}", sent.args, sent.meta)
+                frame, answered = holding.translate(frame)
+                if answered is not None:
+                    await self.router.on_reply(answered)
+                else:
+                    await holding.through.send(frame, self.router.on_reply)
+            else:
+                self.router.deliver(sent.msgid, protocol.error_map(abi.EIO, f"{name} lost: {holding.why}"), None)
+
+    async def _give_up_after(self, name: str, holding: Holding, why: str) -> None:
+        """Held calls wait at most rpc_timeout for the service to come back, then fail EIO."""
+        await trio.sleep(self.kernel.config.rpc_timeout)
+        if holding.through is None and not holding.ready.is_set():
+            self.holding.pop(name, None)
+            holding.why = f"not back within rpc_timeout ({self.kernel.config.rpc_timeout:g} s)"
+            self.router.endpoints[name] = self.remotes[name]
+            holding.ready.set()
+            self._say(f"{name} lost ({why}) and {holding.why}; its calls fail with EIO")
+            for sent in holding.resend:
+                self.router.deliver(sent.msgid, protocol.error_map(abi.EIO, f"{name} lost: {holding.why}"), None)
+            self.kernel.lost.append(why)
 
     async def _serve(self, service: Service, inbox: Any) -> str:
         """The inbox loop of one instance; returns why it ended (it died)."""
@@ -244,6 +317,10 @@ class Reincarnation:
     def _say(self, line: str) -> None:
         self.reports.append(line)
         log.warning("ukernel: %s", line)
+
+
+def _held(counts: dict) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if v and k != "faults") or "nothing"
 
 
 async def _core(service: Service) -> dict:
