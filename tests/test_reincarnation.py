@@ -201,3 +201,14 @@ async def test_a_remote_pid_killed_mid_nginx_4_is_redialled_and_restored(tmp_pat
         r"[56] pid\(s\) given back from the task table, ns_last_pid 6; no task killed$",
         line,
     ), line
+
+
+def test_a_toml_config_sets_a_per_service_policy(tmp_path) -> None:
+    from ukernel.config import load_config, parse_restart
+    from ukernel.kernel.reincarnation import Policy
+
+    path = tmp_path / "run.toml"
+    path.write_text('kill_service = "pid@2"\n[restart.pid]\nlimit = 3\nbackoff_min = 0.01\nbackoff_max = 0.5\n')
+    settings = load_config(path)
+    assert parse_restart(Config(**settings).restart) == {"pid": Policy(limit=3, backoff_min=0.01, backoff_max=0.5)}
+    assert [Policy(backoff_min=0.01, backoff_max=0.05).delay(n) for n in (1, 2, 3, 4)] == [0.01, 0.02, 0.04, 0.05]
