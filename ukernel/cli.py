@@ -88,6 +88,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     settings = _settings(
         ns,
         fail=_parse_fail(ns.fail),
+        restart=dict.fromkeys(ns.restart, True),
+        kill_service=ns.kill_service,
         cpu_limit=ns.cpu_limit,
         copy_process=ns.copy_process,
         service_timeout=ns.service_timeout,
@@ -534,6 +536,16 @@ def _main(argv: list[str] | None = None) -> int:
     )
     p_run.add_argument(
         "--fail", action="append", default=[], metavar="STEP=ERRNO", help="fail a clone step, e.g. copy_mm=ENOMEM"
+    )
+    p_run.add_argument(
+        "--restart",
+        action="append",
+        default=[],
+        metavar="SERVICE|all",
+        help="restart this service if it dies, with backoff (kernel/reincarnation.py; today: pid)",
+    )
+    p_run.add_argument(
+        "--kill-service", metavar="SERVICE@N", help="the service dies after answering its Nth request (a fault)"
     )
     _add_settings(p_run)
     p_run.add_argument(

@@ -50,6 +50,7 @@ from services.sched.service import DEFAULT_SETTINGS
 from . import abi, plugin
 from .kernel.choice import parse_schedule
 from .kernel.fork import STEP_NAMES, CopyProcess
+from .kernel.reincarnation import RESTORE, Policy
 from .user.binfmt import userland_paths
 
 if TYPE_CHECKING:
@@ -120,6 +121,10 @@ class Config:
     tls_name: str = ""  # whose certificate in ``tls`` this end shows; "": kernel (serve: its --listen host)
     insecure: bool = False  # allow plain TCP (the secret's handshake and MACs, no TLS) on loopback
     heartbeat: float = 1.0  # seconds between pings to each remote service
+    restart: dict[str, Any] = field(
+        default_factory=dict
+    )  # service or "all" -> true or {limit, backoff_min, backoff_max}
+    kill_service: str = ""  # SERVICE@N: the service dies after answering its Nth request (kernel/reincarnation.py)
     rpc_timeout: float = 5.0  # seconds of silence after which a remote service is lost (its calls: EIO)
     session_grace: float = 30.0  # ukernel serve: seconds a lost kernel's state waits for it (ipc/session.py)
     parallel_copy: bool = False  # send copy_process's and do_exit's independent steps at once (clone.py, exit.py)
@@ -176,6 +181,8 @@ class Config:
             raise ValueError(f"realtime: true, false or unset (on with a terminal), not {self.realtime!r}")
         self.schedule = parse_schedule(self.schedule)
         parse_fail(self.fail)  # a bad name or errno is a ValueError now, not at boot
+        parse_restart(self.restart)
+        parse_kill(self.kill_service)
         self.services = self._replacements()
         self.copy_process = copy_process_class(self.copy_process)
         self.files = install(self.bin_dirs, self.host_files) | self.files  # files= names its own paths: it wins
@@ -244,6 +251,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "parallel_copy": (bool,),
     "sched": (str,),
     "fail": (dict,),
+    "restart": (dict,),
+    "kill_service": (str,),
     "files": (dict,),
     "remote": (dict,),
     "sched_settings": (dict,),
@@ -356,6 +365,45 @@ def parse_fail(fail: dict[str, Any]) -> tuple[dict[str, int], dict[int, int]]:
         else:
             raise ValueError(f"fail: unknown step {name!r}; steps are {', '.join(STEP_NAMES)} or msg:N (N >= 1)")
     return steps, messages
+
+
+def parse_restart(restart: dict[str, Any]) -> dict[str, Policy]:
+    """``restart`` as service -> Policy: ``all`` is every service RS can restart; a table
+    sets the policy's limit, backoff_min and backoff_max (seconds)."""
+    policies: dict[str, Policy] = {}
+    for name, value in restart.items():
+        if name != "all" and name not in SERVICES:
+            raise ValueError(f"restart: no service {name!r}; services are {' '.join(SERVICES)} or all")
+        if name != "all" and name not in RESTORE:
+            raise ValueError(
+                f"restart: ENOSYS: {name} cannot be restarted yet (every task holds its handles and RS cannot "
+                f"give them back); restartable: {' '.join(RESTORE)}"
+            )
+        if value is False:
+            continue
+        if value is not True and not isinstance(value, dict):
+            raise ValueError(f"restart: {name}: true or a table of limit, backoff_min, backoff_max, not {value!r}")
+        try:
+            policy = Policy(**value) if isinstance(value, dict) else Policy()
+        except TypeError:
+            raise ValueError(
+                f"restart: {name}: a policy takes limit, backoff_min, backoff_max, not {value!r}"
+            ) from None
+        if not (isinstance(policy.limit, int) and policy.limit >= 0 and 0 <= policy.backoff_min <= policy.backoff_max):
+            raise ValueError(f"restart: {name}: limit >= 0 and 0 <= backoff_min <= backoff_max, not {value!r}")
+        for one in RESTORE if name == "all" else [name]:
+            policies[one] = policy
+    return policies
+
+
+def parse_kill(spec: str) -> dict[str, int]:
+    """``SERVICE@N`` as {service: N}; empty: none."""
+    if not spec:
+        return {}
+    name, _, nth = spec.partition("@")
+    if name not in SERVICES or not nth.isdigit() or int(nth) < 1:
+        raise ValueError(f"kill_service: SERVICE@N (N >= 1, a service of {' '.join(SERVICES)}), not {spec!r}")
+    return {name: int(nth)}
 
 
 def _fail_errno(step: str, value: int | str) -> int:

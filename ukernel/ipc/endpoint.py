@@ -62,7 +62,8 @@ class RemoteEndpoint:
         tracer: Tracer | None = None,
         new_msgid: Callable[[], int] | None = None,
         forwarding: bool = False,
-        on_lost: Callable[[str, str], None] | None = None,
+        on_lost: Callable[[str, str], bool] | None = None,
+        on_back: Callable[[str, bool], None] | None = None,
         session: str | None = None,
     ):
         if not 0 < heartbeat < timeout:
@@ -71,6 +72,7 @@ class RemoteEndpoint:
         self.heartbeat, self.timeout = heartbeat, timeout
         self.tracer, self.new_msgid, self.forwarding = tracer, new_msgid, forwarding
         self.on_lost, self.session = on_lost, session
+        self.on_back = on_back  # (service, a new instance?) once redialled: RS restores it (kernel/reincarnation.py)
         self.resumed: bool | None = None  # the node found our session at the last bind (None: not told)
         self._splitter, self._joiner = chunks.Splitter(), chunks.Joiner()
         self.conn: tcp.FramedStream | None = None
@@ -243,8 +245,8 @@ class RemoteEndpoint:
     async def _lose(self, reason: str) -> None:
         """The connection is gone: every call waiting for it is answered EIO now."""
         self.lost = f"{self.service} at {self._where()}: {reason}"
-        if self.on_lost is not None:  # at once: a call sent from now on fails with EIO before the close is done
-            self.on_lost(self.service, self.lost)
+        # at once: a call sent from now on fails with EIO (or is held for RS) before the close is done
+        held = self.on_lost is not None and self.on_lost(self.service, self.lost)
         self.connected = trio.Event()
         conn, self.conn = self.conn, None
         self._accounting_id = None
@@ -253,10 +255,12 @@ class RemoteEndpoint:
             if conn is not None:
                 await conn.aclose()
             pending, self.replies = self.replies, {}
-            log.warning("ukernel: lost %s; %d calls in flight fail with EIO", self.lost, len(pending))
+            fate = "held for its restart" if held else "fail with EIO"
+            log.warning("ukernel: lost %s; %d calls in flight %s", self.lost, len(pending), fate)
             for msgid, reply in pending.items():
                 self._slots.release()
-                await self._fail(msgid, reply)
+                if not held:  # else RS sends them again once the service is back (kernel/reincarnation.py)
+                    await self._fail(msgid, reply)
 
     async def _redial(self) -> None:
         """Dial with backoff until the server is back; then say what state survived."""
@@ -269,7 +273,10 @@ class RemoteEndpoint:
                 log.debug("ukernel: redial %s failed: %s", self.url, exc)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
+            new = not (old is not None and old.instance and old.instance == self.peer.instance)
             log.warning("ukernel: reconnected to %s at %s; %s", self.service, self._where(), self._what_was_lost(old))
+            if self.on_back is not None:
+                self.on_back(self.service, new)
             return
 
     def _what_was_lost(self, old: tcp.Peer | None) -> str:

@@ -20,11 +20,10 @@ from trio._core import wait_all_tasks_blocked  # trio.testing's own; that packag
 from services import SERVICES, build, class_for, settings_of
 
 from .. import abi
-from ..config import Config, mismatch, parse_fail
+from ..config import Config, mismatch, parse_fail, parse_kill, parse_restart
 from ..determinism import Collector
 from ..ipc import tcp
 from ..ipc.endpoint import RemoteEndpoint
-from ..ipc.local import open_local
 from ..ipc.router import BootError, Router
 from ..ipc.service import Service
 from ..reprs import bounded
@@ -39,6 +38,7 @@ from .cpu import Cpus
 from .entry import Entry
 from .fork import CloneArgs, kernel_clone
 from .futex import FutexTable
+from .reincarnation import Reincarnation
 from .signal import send_to_process
 from .task import TaskStruct, TaskTable
 from .time import IdleSpell, idle_catch_up
@@ -118,12 +118,11 @@ class Kernel(Cpus, Entry, Bugs):
         """Start the services, fill /bin, and build the idle task's handles."""
         self.nursery = nursery
         self.task_nursery = await nursery.start(_hold_tasks)
-        for service in self.services():
+        self.rs = Reincarnation(self, parse_restart(self.config.restart), parse_kill(self.config.kill_service))
+        for service in self.services():  # each served under RS (reincarnation.py): restarted if it dies
             self.local[service.name] = service
-            endpoint, inbox = open_local(service)
             service.router = self.router
-            self.router.attach(service.name, endpoint, service.calls)
-            nursery.start_soon(service.serve, inbox)
+            await nursery.start(self.rs.supervise, service)
         self.watchdog.services = list(self.local.values())
         auth = self.config.auth(self.config.remote_labels()) if self.config.remote else None
         for name in self.config.remote:  # served by other processes (ipc/endpoint.py)
@@ -190,7 +189,8 @@ class Kernel(Cpus, Entry, Bugs):
             timeout=c.rpc_timeout,
             tracer=self.tracer,
             new_msgid=self.router.new_msgid,
-            on_lost=lambda _service, why: self.lost.append(why),
+            on_lost=self.rs.remote_lost,  # RS holds its calls if it restarts it, else the run ends
+            on_back=self.rs.remote_back,
             session=self.session_id,
         )
         await endpoint.start(nursery)

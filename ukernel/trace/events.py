@@ -320,7 +320,19 @@ def format_event(event: Event, width: int = 60) -> str | None:
         from .views.format import signal_line  # the views import this module: strace's line, drawn once
 
         return f"   signal [pid {event.get('pid')}] {signal_line(event)} ({event.get('action')})"
+    if kind == "restart":
+        return f"   {restart_line(event)}"
     return f"   {kind} {json.dumps(event, default=_json_default)}"
+
+
+def restart_line(event: Event) -> str:
+    """``restart pid attempt 1 after 0.05 s: killed on purpose ... (it held 4 pids)``."""
+    held = ", ".join(f"{v} {k}" for k, v in sorted((event.get("held") or {}).items()) if v and k != "faults")
+    failed = f"; {event['failed']} call(s) failed with EIO" if "failed" in event else ""
+    return (
+        f"restart {event.get('service')} attempt {event.get('attempt')} after {event.get('delay'):g} s: "
+        f"{event.get('why')} (it held {held or 'nothing'}{failed})"
+    )
 
 
 def sched_line(event: Event) -> str:
