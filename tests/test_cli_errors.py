@@ -340,3 +340,15 @@ def test_a_reader_that_left_ends_the_command_as_sigpipe_would(args):
     finally:
         os.close(w)
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_serve_on_an_address_in_use_is_one_line(tmp_path):
+    import socket
+
+    path = tmp_path / "pid.sock"
+    with socket.socket(socket.AF_UNIX) as taken:
+        taken.bind(str(path))
+        taken.listen()
+        done = ukernel_cli("serve", "pid", "--listen", f"unix:{path}", env=dict(os.environ, UKERNEL_SECRET="s"))
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr.decode() == f"ukernel: serve: --listen unix:{path}: Address already in use\n"

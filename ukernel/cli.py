@@ -370,11 +370,24 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseException as exc:
+        refused = _serve_failure(exc)
+        if refused is not None:  # the address in use, a callee down: one line, as before serving
+            why = f"--listen {ns.listen}: {refused.strerror}" if isinstance(refused, OSError) else str(refused)
+            Say.error(f"serve: {as_option(why, ns)}", exc)
+            return 2
         if _interruption(exc) is None:
             raise
         Say.error("interrupted", exc)
         return 130
     return 0
+
+
+def _serve_failure(exc: BaseException) -> BaseException | None:
+    """Why ``serve`` could not start serving (alone or in trio's exception group): the listen
+    address (EADDRINUSE...) or a callee's BootError; None if exc is something else."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError | BootError) else None
 
 
 def _session_services(first: list, names: list[str], config: object) -> Callable[[], list]:

@@ -248,11 +248,7 @@ class Service:
         waits (a call to a busy service, a student's await) waits in the caller's task."""
         self.busy, self.task = True, trio.lowlevel.current_task()
         try:
-            try:
-                obj = protocol.unpack(frame)
-            except protocol.ProtocolError:
-                return  # not msgpack: not even a msgid to answer (handle_frame)
-            await self.handle_request(obj, reply_fn)
+            await self.handle(frame, reply_fn)  # as the inbox loop would: a subclass's handle too
         finally:
             self.busy, self.task = False, self._loop_task
             if self.queued:

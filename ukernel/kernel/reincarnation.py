@@ -82,10 +82,16 @@ class Holding:
         self.why = ""  # set when it stays dead
         self.handles: dict[int, int] = {}  # old handle -> the fresh instance's, for requests held
         self.resend: list[Any] = []  # a remote one's requests in flight when it was lost (router Sent)
+        self.waiting: set[int | None] = set()  # msgids held here: no instance has begun them
 
     async def send(self, frame: bytes, reply: Any) -> None:
         if trio.lowlevel.current_task() is not self.rs_task:
-            await self.ready.wait()
+            msgid = _msgid(frame)
+            self.waiting.add(msgid)
+            try:
+                await self.ready.wait()
+            finally:
+                self.waiting.discard(msgid)
             frame, answered = self.translate(frame)
             if answered is not None:
                 if reply is not None:
@@ -113,6 +119,9 @@ class Holding:
         if msg.op == "free_pid":
             return frame, protocol.encode_response(msg.msgid, None, 0)
         return frame, None
+
+
+RESTORE_STEP = "rs_restore"  # the meta step of RS's own state-transfer requests
 
 
 def _msgid(frame: bytes) -> int | None:
@@ -149,6 +158,8 @@ class Reincarnation:
         """Attach ``service`` and keep it served: restart it by policy each time it dies."""
         name = service.name
         endpoint, inbox = open_local(service)
+        if name in self.kill_at:  # the fault counts the requests its inbox loop answers: none inline
+            endpoint.fastpath = False
         self.router.attach(name, endpoint, service.calls)
         task_status.started()
         holding: Holding | None = None
@@ -160,8 +171,13 @@ class Reincarnation:
                 previous.through = holding
                 previous.ready.set()
             self.router.endpoints[name] = holding
+            unseen = _drain(inbox)  # requests the dead instance never began: the fresh one gets them
             held = await _core(service)
-            failed = self._fail_in_flight(name, why)
+            begun_by_none = {_msgid(frame) for frame, _ in unseen} | holding.waiting
+            if previous is not None:
+                begun_by_none |= previous.waiting
+            failed = self._fail_in_flight(name, why, begun_by_none)
+            self.kernel.nursery.start_soon(_redeliver, holding, unseen)
             attempt += 1
             policy = self.policies.get(name)
             if policy is None or attempt > policy.limit:
@@ -302,12 +318,19 @@ class Reincarnation:
         except Exception as exc:  # its loop raised: the instance is dead, the kernel is not
             return f"crashed at {fault_site(exc)}: {bounded(exc)}"
 
-    def _fail_in_flight(self, name: str, why: str) -> int:
-        """Answer EIO to every request the dead instance had (in its inbox, running, deferred)."""
-        lost = [sent for sent in self.router.pending.values() if sent.dst == name and sent.response is None]
+    def _fail_in_flight(self, name: str, why: str, unseen: set[int | None]) -> int:
+        """Answer EIO to every request the dead instance had begun (running, deferred): what it
+        did of them is unknown; those no instance began (``unseen``: in its inbox, or held
+        while RS restarted it) wait for the fresh one.
+        How many of the run's failed (RS's own restore requests are not counted)."""
+        lost = [
+            sent
+            for sent in self.router.pending.values()
+            if sent.dst == name and sent.response is None and sent.msgid not in unseen
+        ]
         for sent in lost:
             self.router.deliver(sent.msgid, protocol.error_map(abi.EIO, f"{name} died: {why}"), None)
-        return len(lost)
+        return sum(sent.meta.get("step") != RESTORE_STEP for sent in lost)  # RS's own are not the run's
 
     def _not_again(self, name: str, policy: Policy | None) -> str:
         if policy is None:
@@ -317,6 +340,24 @@ class Reincarnation:
     def _say(self, line: str) -> None:
         self.reports.append(line)
         log.warning("ukernel: %s", line)
+
+
+def _drain(inbox: Any) -> list[tuple[bytes, Any]]:
+    """The requests left in a dead instance's inbox, in order (a fatal error's marker is not one)."""
+    left = []
+    while True:
+        try:
+            item, reply = inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return left
+        if isinstance(item, bytes):
+            left.append((item, reply))
+
+
+async def _redeliver(holding: Holding, unseen: list[tuple[bytes, Any]]) -> None:
+    """Send the dead instance's unseen requests on, in order, once the fresh one is in (or EIO)."""
+    for frame, reply in unseen:
+        await holding.send(frame, reply)
 
 
 def _held(counts: dict) -> str:
@@ -341,7 +382,7 @@ async def restore_pid(rs: Reincarnation, holding: Holding) -> tuple[str, list[st
     """Every live task of the initial pid namespace gets its numbers back (set_tid); the
     cursor is put back by taking and giving back the free numbers up to it, in order."""
     k = rs.kernel
-    call: Callable[[str, dict], Awaitable[Any]] = lambda op, args: k.call("pid", op, args, {"step": "rs_restore"})  # noqa: E731
+    call: Callable[[str, dict], Awaitable[Any]] = lambda op, args: k.call("pid", op, args, {"step": RESTORE_STEP})  # noqa: E731
     kept, killed, holders = 0, [], [t for t in k.tasks if t.pid_handle is not None]
     for task in holders:
         if len(task.numbers) == 1:
