@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from services.mm import TASK_SIZE
 
 from .. import abi
@@ -303,6 +305,22 @@ class Anything:
         return value
 
 
+@dataclass(frozen=True)
+class IoctlArg:
+    """ioctl's arg: an unsigned long, or the struct it points to as a list (termios); it goes to
+    vfs in a message, so it must be what msgpack carries (no int past 64 bits, no set)."""
+
+    ctype: str = "unsigned long arg"
+    bad_type: int = EINVAL
+
+    def __call__(self, value: Any) -> Any:
+        try:
+            msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise refuse(EINVAL, f"{show(value)} is no unsigned long or struct a message can carry ({exc})") from None
+        return value
+
+
 USHORT = Integer("unsigned short", 0, 2**16 - 1, EINVAL, EINVAL)
 SHORT = Integer("short", -(2**15), 2**15 - 1, EINVAL, EINVAL)
 HANDLER_TOKEN = Integer("a handler token", 0, LONG_MAX, EINVAL, EINVAL)
@@ -349,6 +367,7 @@ KINDS: dict[str, Any] = {
     "fn":       Function(),
     "handler":  Handler(),
     "arg":      Anything(),
+    "ioctl_arg": IoctlArg(),
 }
 
 #: Every syscall's arguments, in libc's order, with their kinds.
@@ -393,7 +412,7 @@ SYSCALL_ARGS: dict[str, dict[str, str]] = {
     "dup2":                   {"old": "fd", "new": "fd"},
     "dup3":                   {"old": "fd", "new": "fd", "flags": "flags"},
     "fcntl":                  {"fd": "fd", "cmd": "uint", "arg": "long"},
-    "ioctl":                  {"fd": "fd", "cmd": "uint", "arg": "arg"},
+    "ioctl":                  {"fd": "fd", "cmd": "uint", "arg": "ioctl_arg"},
     "pipe2":                  {"flags": "flags"},
     "chdir":                  {"path": "path"},
     "fchdir":                 {"fd": "fd"},
