@@ -104,6 +104,8 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int])
     with ``wants_state`` gets the point's state digest too (``state_digest``)."""
     pids = [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
+    if k.footprint is not None:
+        footprint_point(k, point)
     if getattr(k.chooser, "wants_state", False):
         point["state"] = await state_digest(k, point)
     chosen = k.chooser.choose(point)
@@ -117,17 +119,16 @@ async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
     task.host = trio.lowlevel.current_task()  # whose frames are the task's Python state (state_digest)
     if task.resume_entry:
         task.resume_entry = False
-        return
-    if name in LOCAL_SYSCALLS or task.cpu is None or task is k.init:  # init is the harness, run to its sleep
-        return
-    meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
-    queued = await runqueue(k, task, task.cpu, meta)
-    if not queued:
-        return
-    chosen = await ask(k, task, "entry", name, [task.id, *queued])
-    if chosen > 0:
-        task.resume_entry = True
-        await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=queued[chosen - 1])
+    elif not (name in LOCAL_SYSCALLS or task.cpu is None or task is k.init):  # init: the harness, run to its sleep
+        meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
+        queued = await runqueue(k, task, task.cpu, meta)
+        if queued:
+            chosen = await ask(k, task, "entry", name, [task.id, *queued])
+            if chosen > 0:
+                task.resume_entry = True
+                await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=queued[chosen - 1])
+    if k.footprint is not None:  # the call runs now: it is this step's (explore's POR)
+        k.footprint.syscall(task.pid, name)
 
 
 async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int | None:
@@ -138,6 +139,14 @@ async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int 
         return None
     chosen = await ask(k, task, "schedule", state, options)
     return options[chosen]
+
+
+def footprint_point(k: Kernel, point: dict) -> None:
+    """What explore's partial-order reduction needs at a point besides the options: each
+    task's mm (its user memory: threads share it) and signal_struct (its pending signals),
+    and whether a timer is armed."""
+    point["owners"] = {t.pid: (t.mm, t.signal) for t in k.tasks}
+    point["timers"] = k.next_timer is not None
 
 
 #: What of a task its future depends on (its Python state is its image's journal).
