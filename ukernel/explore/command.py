@@ -41,7 +41,10 @@ def add_explore_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs", help="dfs (default), bfs, random or pct")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs in J processes at once (default 1)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON to FILE (- for stdout)")
-    p.add_argument("--no-cache", action="store_true", help="no state caching: every path is run to its end")
+    p.add_argument(
+        "--no-reduction", action="store_true", help="no partial-order reduction (DPOR): state caching instead"
+    )
+    p.add_argument("--no-cache", action="store_true", help="with --no-reduction: no state caching either")
     _add_settings(p)
     p.set_defaults(func=cmd_explore, remote=[])
     return p
@@ -74,6 +77,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
             strategy=ns.strategy,
             jobs=ns.jobs,
             cache=not ns.no_cache,
+            reduction=not ns.no_reduction,
             progress=progress,
             **settings,
         )

@@ -48,7 +48,7 @@ class Recorder:
     taken: list[int] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
     cut: bool = False
-    new_states: int = 0
+    new_states: list = field(default_factory=list)  # the digests this run met first (for --jobs' count)
 
     @property
     def wants_state(self) -> bool:
@@ -68,7 +68,7 @@ class Recorder:
                     self.cut = True
                     return 0
                 self.seen.add(point["state"])
-                self.new_states += 1
+                self.new_states.append(point["state"])
             chosen = self.pick(point, i) if self.pick is not None else 0
         self.taken.append(chosen)
         self.widths.append(len(point["options"]))
@@ -83,7 +83,7 @@ class RunReport:
     taken: list[int]
     widths: list[int]
     ending: dict | None  # None: stopped at a state seen before
-    new_states: int
+    new_states: list
 
 
 def run_one(program: str, argv: list[str] | None, settings: dict, recorder: Recorder) -> RunReport:
@@ -137,7 +137,9 @@ class Search:
         self.progress: Callable[[Exploration], None] | None = options["progress"]
         self.rng = random.Random(settings.get("seed", 0))
         self.frontier: deque[list[int]] = deque([[]])
-        self.seen: set | None = set() if self.cache and self.strategy in ("dfs", "bfs") else None
+        caching = self.cache and not options["reduction"] and self.strategy in ("dfs", "bfs")
+        self.seen: set | None = set() if caching else None
+        self.counted: set = set()  # every state counted (--jobs: each worker has its own seen set)
         self.tally = Tally()
         self.result = Exploration(program.rsplit("/", 1)[-1].removesuffix(".py"), list(argv or []))
         self.truncated = False
@@ -168,7 +170,12 @@ class Search:
     def take(self, report: RunReport) -> None:
         """A finished run: its ending tallied, its untried options queued."""
         self.result.runs += 1
-        self.result.states += report.new_states if self.seen is not None else len(report.widths) - len(report.prefix)
+        if self.seen is not None:
+            fresh = [s for s in report.new_states if s not in self.counted]
+            self.counted.update(fresh)
+            self.result.states += len(fresh)
+        else:  # no caching: each point past the prefix is a node of the tree no other run has
+            self.result.states += len(report.widths) - len(report.prefix)
         if report.ending is not None:
             self.tally.add(report.ending, trimmed(report.taken))
         if self.strategy in ("dfs", "bfs"):
@@ -222,12 +229,18 @@ def explore(
     strategy: str = "dfs",
     jobs: int = 1,
     cache: bool = True,
+    reduction: bool = True,
     progress: Callable[[Exploration], None] | None = None,
     **settings: Any,
 ) -> Exploration:
     """Every interleaving of ``program`` (up to reduction and caching): its distinct outcomes,
     deadlocks and violations, each with a choice list that replays it (``ukernel run --schedule``).
-    ``settings`` are ukernel.run's keywords; exploration walks one CPU's choices."""
+    ``settings`` are ukernel.run's keywords; exploration walks one CPU's choices.
+
+    ``dfs`` in one process walks the tree by forking at choice points (checkpoint.py): with
+    ``reduction`` by source-DPOR and sleep sets, else with state caching if ``cache``, else
+    every path. ``bfs``, ``random``, ``pct`` and ``--jobs`` replay prefixes, caching states
+    only with ``reduction=False`` (DPOR and caching are not combined: docs/explore.md)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if settings.get("cpus", 1) != 1:
@@ -246,17 +259,55 @@ def explore(
         "max_depth": max_depth,
         "time_limit": time_limit,
         "cache": cache,
+        "reduction": reduction,
         "progress": progress,
     }
     search = Search(program, argv, settings, options)
     with quiet():
-        if jobs == 1:
+        if strategy == "dfs" and jobs == 1:
+            mode = "dpor" if reduction else "cache" if cache else "none"
+            stopped_by = _walk_tree(search, mode)
+        elif jobs == 1:
             stopped_by = _walk(search)
         else:
             from .jobs import walk_parallel
 
             stopped_by = walk_parallel(search, jobs)
     return search.finish(stopped_by)
+
+
+def _walk_tree(search: Search, mode: str) -> str:
+    """The search as one tree of forked processes (checkpoint.py); the bound that stopped it."""
+    from .checkpoint import Bounds, walk_tree
+
+    deadline = search.started + search.time_limit if search.time_limit is not None else None
+    bounds = Bounds(deadline, search.max_runs, search.max_depth)
+    stopped, errors = [], []
+
+    def take(message: dict) -> None:
+        search.result.states += message["states"]
+        if message["stopped"]:
+            stopped.append(message["stopped"])
+        kind = message["ending"]
+        if kind == "error":
+            errors.append(message["text"])
+        if kind in ("node", "error"):
+            return
+        search.result.runs += 1
+        if kind is not None:
+            search.tally.add(kind, trimmed(message["schedule"]))
+        if search.progress is not None:
+            search.progress(search.snapshot())
+
+    walk_tree(search.program, search.argv, search.settings, mode, bounds, take)
+    search.frontier.clear()
+    if errors:
+        raise RuntimeError(f"explore: a process of the search failed:\n{errors[0]}")
+    depth = [s for s in stopped if s.startswith("--max-depth")]
+    if depth and len(depth) == len(stopped):
+        search.truncated = True
+        return ""
+    return next((s for s in stopped if not s.startswith("--max-depth")), "")
 
 
 def _walk(search: Search) -> str:
