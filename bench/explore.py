@@ -37,9 +37,9 @@ EXAMPLES = {
 }
 
 
-def ours(program: str, argv: list[str], time_limit: float, jobs: int) -> dict:
+def ours(program: str, argv: list[str], time_limit: float, jobs: int = 1, **how: object) -> dict:
     started = time.perf_counter()
-    found = ukernel.explore(program, [program, *argv], time_limit=time_limit, jobs=jobs)
+    found = ukernel.explore(program, [program, *argv], time_limit=time_limit, jobs=jobs, **how)
     seconds = time.perf_counter() - started
     return {
         "runs": found.runs,
@@ -74,19 +74,69 @@ def mosaic(directory: Path, example: str, config: str, time_limit: float) -> dic
     return {"states": len(graph["vertices"]), "seconds": seconds, "outputs": len({v["stdout"] for v in ends})}
 
 
+#: figures(): name -> (example, what is compared, ukernel's keywords, the baseline's)
+FIGURES = {
+    "explore states/s vs MOSAIC --check, hello": ("hello", "mosaic", {}, None),
+    "explore states/s vs MOSAIC --check, fork-buf N=1": ("fork-buf N=1", "mosaic", {}, None),
+    "explore fork tree vs replay, every path of fork-buf N=1 (states/s)": (
+        "fork-buf N=1",
+        "ukernel",
+        {"reduction": False, "cache": False},
+        {"strategy": "bfs", "reduction": False, "cache": False},
+    ),
+}
+
+
+def figures(quick: bool = False) -> list[dict]:
+    """The bench protocol's figures: states per second as ratios against a baseline measured
+    interleaved in the same run (MOSAIC's --check from /tmp/mosaic or $MOSAIC_DIR, skipped if
+    absent; or the replaying search), min and median of 5."""
+    directory = Path(os.environ.get("MOSAIC_DIR", "/tmp/mosaic"))
+    out = []
+    for figure, (name, against, how, base) in FIGURES.items():
+        program, argv, example, config = EXAMPLES[name]
+        ratios = []
+        for _ in range(5):
+            u = ours(program, argv, 60.0, **how)
+            if against == "mosaic":
+                m = mosaic(directory, example, config, 60.0)
+                if m is None or m["states"] is None:
+                    break
+                theirs = m["states"] / m["seconds"]
+            else:
+                b = ours(program, argv, 60.0, **base)
+                theirs = b["states"] / b["seconds"]
+            ratios.append((u["states"] / u["seconds"]) / theirs)
+        if ratios:
+            ratios.sort()
+            target = ">= 10x" if against == "mosaic" else "> 1x"
+            out.append(
+                {"figure": figure, "min": ratios[0], "median": ratios[len(ratios) // 2], "target": target, "unit": "x"}
+            )
+        if quick and out:
+            break
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"examples (default: all): {', '.join(EXAMPLES)}")
     parser.add_argument("--mosaic", default=os.environ.get("MOSAIC_DIR", "/tmp/mosaic"), help="a MOSAIC clone")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per example and tool")
     parser.add_argument("--jobs", type=int, default=1, help="ukernel explore --jobs")
+    parser.add_argument("--no-reduction", action="store_true", help="state caching instead of DPOR")
+    parser.add_argument("--figures", action="store_true", help="print figures() (the bench protocol) and exit")
     ns = parser.parse_args()
+    if ns.figures:
+        for f in figures():
+            print(f"{f['figure']:<70} min {f['min']:6.2f}x  median {f['median']:6.2f}x  target {f['target']}")
+        return 0
     print(
         f"{'example':<22} {'runs':>6} {'states':>7} {'st/s':>6} {'outcomes':>8} {'complete':>8}   MOSAIC: states st/s outputs  ratio"
     )
     for name in ns.names or EXAMPLES:
         program, argv, example, config = EXAMPLES[name]
-        u = ours(program, argv, ns.time_limit, ns.jobs)
+        u = ours(program, argv, ns.time_limit, ns.jobs, reduction=not ns.no_reduction)
         rate = u["states"] / u["seconds"]
         line = f"{name:<22} {u['runs']:>6} {u['states']:>7} {rate:>6.0f} {u['outcomes'] + u['deadlocks']:>8} {u['complete']!s:>8}"
         m = mosaic(Path(ns.mosaic), example, config, ns.time_limit)

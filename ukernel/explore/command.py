@@ -52,7 +52,10 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs", help="dfs (default), bfs, random or pct")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs in J processes at once (default 1)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON to FILE (- for stdout)")
-    p.add_argument("--no-cache", action="store_true", help="no state caching: every path is run to its end")
+    p.add_argument(
+        "--no-reduction", action="store_true", help="no partial-order reduction (DPOR): state caching instead"
+    )
+    p.add_argument("--no-cache", action="store_true", help="with --no-reduction: no state caching either")
     p.add_argument("--graph", metavar="FILE", help="write the state graph as a page to FILE (docs/explore.md)")
 
 
@@ -106,6 +109,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
             strategy=ns.strategy,
             jobs=ns.jobs,
             cache=not ns.no_cache,
+            reduction=not ns.no_reduction,
             progress=progress,
             graph=ns.graph,
             **settings,
@@ -186,7 +190,8 @@ def replay_options(settings: dict) -> str:
 def summary(result: Exploration, program: str, options: str = "") -> str:
     """The table printed at the end; ``options``: what ``ukernel run`` needs to replay a row."""
     state = "complete: every outcome was seen" if result.complete else f"NOT complete: {result.why_incomplete}"
-    lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s; {state}"]
+    how = f" ({result.method})" if result.method else ""
+    lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s{how}; {state}"]
     lines.append(f"{len(result.outcomes)} outcomes:")
     lines.append(f"  {'#':>3} {'RUNS':>6} {'EXIT':>4}  OUTPUT -> SCHEDULE")
     for n, row in enumerate(result.outcomes, 1):

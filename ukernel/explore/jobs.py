@@ -5,7 +5,11 @@ prefixes to the workers (forked, so they start with ukernel imported), which
 run them and send back a RunReport each. Each worker keeps its own set of seen
 states: a state it met had its options queued (with the parent) by the run that
 met it, so stopping at it again is as sound as in one process; two workers may
-both explore a state the other met, which costs time, never an outcome.
+both explore a state the other met, which costs time, never an outcome. States
+are counted once all the same: a report lists the digests its run met first, and
+the parent counts each digest once (Search.take). With reduction on (the
+default) nothing is cached: each run's points past its prefix are tree nodes
+no other run has, counted once by construction.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def walk_parallel(search: Search, jobs: int) -> str:
         return _walk(search)
     context = multiprocessing.get_context("fork")
     args = (search.program, search.argv, search.settings, search.seen is not None, search.graph is not None)
+    # the parent counts states once (Search.take)
     with context.Pool(jobs, initializer=_init, initargs=args) as pool:
         while search.frontier:
             stopped_by = search.bound_hit()

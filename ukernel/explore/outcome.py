@@ -56,6 +56,7 @@ class Exploration:
     deadlocks: list[dict] = field(default_factory=list)  # schedule, waits, count
     violations: list[dict] = field(default_factory=list)  # schedule, problems, count
     why_incomplete: str = ""  # the bound that stopped the search, if one did
+    method: str = ""  # how the tree was walked: dpor, state caching, every path (search.py)
     seconds: float = 0.0
     graph: dict | None = field(default=None, repr=False)  # with explore(graph=FILE): its nodes and edges (graph.py)
 

@@ -31,10 +31,12 @@ from typing import Any
 
 import trio
 
+from .checkpoint import ABANDONED
 from .graph import Notes, StateGraph
 from .outcome import Exploration, Tally, ending_of
 
 STRATEGIES = ("dfs", "bfs", "random", "pct")
+METHODS = {"dpor": "source-DPOR and sleep sets", "cache": "state caching", "none": "every path"}
 PCT_DEPTH = 3  # pct's bug depth d: d - 1 priority change points per run
 
 
@@ -49,7 +51,7 @@ class Recorder:
     taken: list[int] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
     cut: bool = False
-    new_states: int = 0
+    new_states: list = field(default_factory=list)  # the digests this run met first (for --jobs' count)
     notes: Notes | None = None  # explore --graph: a record of each point past the prefix
 
     @property
@@ -77,7 +79,7 @@ class Recorder:
                         self.notes.add(i, point, None)
                     return 0
                 self.seen.add(point["state"])
-                self.new_states += 1
+                self.new_states.append(point["state"])
             chosen = self.pick(point, i) if self.pick is not None else 0
             if self.notes is not None:
                 self.notes.add(i, point, chosen)
@@ -94,7 +96,7 @@ class RunReport:
     taken: list[int]
     widths: list[int]
     ending: dict | None  # None: stopped at a state seen before
-    new_states: int
+    new_states: list
     points: list[dict] | None = None  # explore --graph: the Notes' records
 
 
@@ -150,7 +152,10 @@ class Search:
         self.progress: Callable[[Exploration], None] | None = options["progress"]
         self.rng = random.Random(settings.get("seed", 0))
         self.frontier: deque[list[int]] = deque([[]])
-        self.seen: set | None = set() if self.cache and self.strategy in ("dfs", "bfs") else None
+        states = not options["reduction"] or options["graph"] is not None  # the graph's nodes are states
+        caching = self.cache and states and self.strategy in ("dfs", "bfs")
+        self.seen: set | None = set() if caching else None
+        self.counted: set = set()  # every state counted (--jobs: each worker has its own seen set)
         self.tally = Tally()
         self.result = Exploration(program.rsplit("/", 1)[-1].removesuffix(".py"), list(argv or []))
         self.truncated = False
@@ -184,7 +189,12 @@ class Search:
     def take(self, report: RunReport) -> None:
         """A finished run: its ending tallied, its untried options queued."""
         self.result.runs += 1
-        self.result.states += report.new_states if self.seen is not None else len(report.widths) - len(report.prefix)
+        if self.seen is not None:
+            fresh = [s for s in report.new_states if s not in self.counted]
+            self.counted.update(fresh)
+            self.result.states += len(fresh)
+        else:  # no caching: each point past the prefix is a node of the tree no other run has
+            self.result.states += len(report.widths) - len(report.prefix)
         if report.ending is not None:
             self.tally.add(report.ending, trimmed(report.taken))
         if self.graph is not None:
@@ -240,6 +250,7 @@ def explore(
     strategy: str = "dfs",
     jobs: int = 1,
     cache: bool = True,
+    reduction: bool = True,
     progress: Callable[[Exploration], None] | None = None,
     graph: str | os.PathLike | None = None,
     **settings: Any,
@@ -247,7 +258,14 @@ def explore(
     """Every interleaving of ``program`` (up to reduction and caching): its distinct outcomes,
     deadlocks and violations, each with a choice list that replays it (``ukernel run --schedule``).
     ``settings`` are ukernel.run's keywords (``cpus=2``: the CPUs take turns, kernel/choice.py).
-    ``graph``: a file to write the state-graph page to (graph.py); the result's ``graph`` holds its model."""
+    ``graph``: a file to write the state-graph page to (graph.py); the result's ``graph`` holds its model.
+
+    ``dfs`` in one process walks the tree by forking at choice points (checkpoint.py): with
+    ``reduction`` by source-DPOR and sleep sets, else with state caching if ``cache``, else
+    every path. ``bfs``, ``random``, ``pct``, ``--jobs`` and ``graph`` replay prefixes, caching
+    states only with ``reduction=False`` (DPOR and caching are not combined: docs/explore.md).
+    DPOR walks one CPU's task choices; with several CPUs, or at a choice that is no task's
+    (a futex's waiters, tied timers), the search goes on with state caching instead."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if jobs < 1:
@@ -261,21 +279,67 @@ def explore(
         "max_depth": max_depth,
         "time_limit": time_limit,
         "cache": cache,
+        "reduction": reduction,
         "progress": progress,
         "graph": graph,
     }
     search = Search(program, argv, settings, options)
     with quiet():
-        if jobs == 1:
+        if strategy == "dfs" and jobs == 1 and graph is None:
+            dpor = reduction and settings.get("cpus", 1) == 1  # several CPUs: choices of whose turn too
+            mode = "dpor" if dpor else "cache" if cache else "none"
+            stopped_by = _walk_tree(search, mode)
+            if stopped_by == ABANDONED:  # a choice DPOR cannot reverse: walk again, caching states
+                search = Search(program, argv, settings, options | {"reduction": False})
+                mode = "cache" if cache else "none"
+                stopped_by = _walk_tree(search, mode)
+            search.result.method = METHODS[mode] + (f" (DPOR met {ABANDONED})" if dpor and mode != "dpor" else "")
+        elif jobs == 1:
             stopped_by = _walk(search)
         else:
             from .jobs import walk_parallel
 
             stopped_by = walk_parallel(search, jobs)
+        if not search.result.method:
+            search.result.method = "replayed prefixes" + (", state caching" if search.seen is not None else "")
     result = search.finish(stopped_by)
     if search.graph is not None:
         result.graph = search.graph.write(graph, result, search.settings)
     return result
+
+
+def _walk_tree(search: Search, mode: str) -> str:
+    """The search as one tree of forked processes (checkpoint.py); the bound that stopped it."""
+    from .checkpoint import Bounds, walk_tree
+
+    deadline = search.started + search.time_limit if search.time_limit is not None else None
+    bounds = Bounds(deadline, search.max_runs, search.max_depth)
+    stopped, errors = [], []
+
+    def take(message: dict) -> None:
+        search.result.states += message["states"]
+        if message["stopped"]:
+            stopped.append(message["stopped"])
+        kind = message["ending"]
+        if kind == "error":
+            errors.append(message["text"])
+        if kind in ("node", "error"):
+            return
+        search.result.runs += 1
+        if kind is not None:
+            search.tally.add(kind, trimmed(message["schedule"]))
+        if search.progress is not None:
+            search.progress(search.snapshot())
+
+    walk_tree(search.program, search.argv, search.settings, mode, bounds, take)
+    search.frontier.clear()
+    if errors:
+        raise RuntimeError(f"explore: a process of the search failed:\n{errors[0]}")
+    depth = [s for s in stopped if s.startswith("--max-depth")]
+    if depth and len(depth) == len(stopped):
+        search.truncated = True
+        return ""
+    return next((s for s in stopped if not s.startswith("--max-depth")), "")
 
 
 def _walk(search: Search) -> str:

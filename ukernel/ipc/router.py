@@ -106,6 +106,8 @@ class Router:
         #: Looks at every reply before its caller gets it (the kernel's reply contracts and
         #: fault reports, kernel/bug.py); may raise instead of returning the result.
         self.on_collect: Callable[[Sent, protocol.Response], None] | None = None
+        #: ``ukernel explore``'s partial-order reduction: told of every request (explore/por.py).
+        self.footprint: Any = None
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -165,6 +167,8 @@ class Router:
                 inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
             self.tracer.message("request", src, dst, op, msgid, meta, args=args)
+        if self.footprint is not None:
+            self.footprint.message(self.calls, dst, op, args, meta)
         sent = Sent(msgid, src, dst, op, meta, args)
         if inject is not None:
             where = meta.get("step") or f"message {self.sent}"

@@ -114,6 +114,8 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int],
     ``labels`` name the options when they are not tasks (a ``cpu`` point's CPUs)."""
     pids = labels if labels is not None else [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
+    if k.footprint is not None:
+        footprint_point(k, point)
     if getattr(k.chooser, "wants_state", False):
         point["state"] = await state_digest(k, point)
         wants_detail = getattr(k.chooser, "wants_detail", None)
@@ -131,21 +133,22 @@ async def at_entry(k: Kernel, task: TaskStruct, name: str) -> None:
     """Before ``name`` runs: ``task`` goes on, or gives its CPU to the chosen runnable task
     (with several CPUs, or the turn to another CPU's task: ``entry_turn``)."""
     task.host = trio.lowlevel.current_task()  # whose frames are the task's Python state (state_digest)
-    if name in LOCAL_SYSCALLS or task.cpu is None or task is k.init:  # init is the harness, run to its sleep
-        return
-    meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
-    queued = await runqueue(k, task, task.cpu, meta)
-    if k.turn is not None:
-        pick = await entry_turn(k, task, name, meta, queued)
-    elif queued:
-        chosen = await ask(k, task, "entry", name, [task.id, *queued])
-        pick = queued[chosen - 1] if chosen > 0 else None
-    else:
-        pick = None
-    if pick is not None:
-        task.resume_entry = True  # while it waits: a digest tells it from a task yet to ask (state_digest)
-        await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=pick)
-        task.resume_entry = False  # it runs the call it was stopped at; its next call is a point again
+    if not (name in LOCAL_SYSCALLS or task.cpu is None or task is k.init):  # init: the harness, run to its sleep
+        meta = {"pid": task.pid, "tid": task.pid, "syscall": name}
+        queued = await runqueue(k, task, task.cpu, meta)
+        if k.turn is not None:
+            pick = await entry_turn(k, task, name, meta, queued)
+        elif queued:
+            chosen = await ask(k, task, "entry", name, [task.id, *queued])
+            pick = queued[chosen - 1] if chosen > 0 else None
+        else:
+            pick = None
+        if pick is not None:
+            task.resume_entry = True  # while it waits: a digest tells it from a task yet to ask (state_digest)
+            await k.schedule(task, "preempted", meta | {"step": "choice"}, pick=pick)
+            task.resume_entry = False  # it runs the call it was stopped at; its next call is a point again
+    if k.footprint is not None:  # the call runs now: it is this step's (explore's POR)
+        k.footprint.syscall(task.pid, name)
 
 
 async def pick_next(k: Kernel, task: TaskStruct, state: str, meta: dict) -> int | None:
@@ -320,6 +323,14 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
         chosen = await ask(k, task, "turn", state, [t.id if q is None else q for t, q in options])
     if options[chosen][0] is not task:
         _grant(turn, *options[chosen])
+
+
+def footprint_point(k: Kernel, point: dict) -> None:
+    """What explore's partial-order reduction needs at a point besides the options: each
+    task's mm (its user memory: threads share it) and signal_struct (its pending signals),
+    and whether a timer is armed."""
+    point["owners"] = {t.pid: (t.mm, t.signal) for t in k.tasks}
+    point["timers"] = k.next_timer is not None
 
 
 #: What of a task its future depends on (its Python state is its image's journal).

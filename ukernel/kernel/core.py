@@ -104,6 +104,8 @@ class Kernel(Cpus, Entry, Bugs):
         self.interrupted = ""  # what ended the run from outside: SIGINT, SIGTERM, SIGHUP or ~. (api.py)
         self.chooser = chooser_for(config.schedule)  # None: sched alone decides who runs (choice.py)
         self.turn = turn_for(config.cpus, self.chooser)  # several CPUs under a chooser take turns (choice.py)
+        self.footprint = getattr(self.chooser, "footprint", None)  # explore's POR: what each step touched
+        self.router.footprint = self.footprint
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)

@@ -42,6 +42,8 @@ class Cpus:
         if self.cpu_curr[cpu] is None:
             self.idle_ticks[cpu] += self.ticks - self.idle_since[cpu]
         self.cpu_curr[cpu] = task
+        if self.footprint is not None:  # explore's POR: another task's step begins
+            self.footprint.switch(task.pid)
         if self.tracer.on:
             self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
         task.go.set()

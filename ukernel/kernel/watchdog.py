@@ -236,3 +236,10 @@ def _disarm(watchdog: Watchdog) -> None:
     handler, timer = _saved
     signal.setitimer(signal.ITIMER_PROF, *timer)
     signal.signal(signal.SIGPROF, handler)
+
+
+def rearm() -> None:
+    """In a process just forked (``ukernel explore``'s checkpoints): fork does not copy the
+    interval timer, so a child's spinning program would never be stopped without this."""
+    if _armed:
+        signal.setitimer(signal.ITIMER_PROF, _interval(), _interval())

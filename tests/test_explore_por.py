@@ -1,0 +1,214 @@
+"""ukernel explore's reduction (source-DPOR + sleep sets), fork checkpoints and early stop:
+the reduced searches find exactly what the full one finds, in fewer runs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ukernel
+from ukernel.explore.por import GLOBAL, Footprint, dependent, races
+
+#: Two processes, each doing N syscalls that touch only its own objects (its sighand, its
+#: signal mask, its memory), while their parent waits for them.
+INDEPENDENT = """
+from ukernel.abi import SIG_BLOCK, SIG_IGN, SIGUSR1, SIGUSR2
+
+
+async def child(sys, n):
+    for _ in range(n):
+        await sys.sigaction(SIGUSR1, SIG_IGN)
+        await sys.sigprocmask(SIG_BLOCK, {SIGUSR2})
+    return 0
+
+
+async def main(sys, argv):
+    n = int(argv[1])
+    kids = []
+    for _ in range(2):
+        pid = await sys.fork()
+        if pid == 0:
+            return await child(sys, n)
+        kids.append(pid)
+    for pid in kids:
+        await sys.waitpid(pid, 0)
+    return 0
+"""
+
+
+def program(tmp_path, name: str, source: str) -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    return str(path)
+
+
+def found(result) -> tuple:
+    """What a search found, less how often: outcomes, deadlocks' wait-for graphs, violations."""
+    outcomes = sorted((o["stdout"], o["exit_status"]) for o in result.outcomes)
+    deadlocks = sorted(repr(d["waits"]) for d in result.deadlocks)
+    return outcomes, deadlocks, sorted(repr(v["problems"]) for v in result.violations)
+
+
+def test_independent_processes_explore_a_constant_number_of_runs(tmp_path):
+    """N=3 and N=6 syscalls each: the same handful of runs (not binomial(2N, N))."""
+    prog = program(tmp_path, "indep", INDEPENDENT)
+    three, six = ukernel.explore(prog, ["indep", "3"]), ukernel.explore(prog, ["indep", "6"])
+    assert three.complete and six.complete
+    assert three.runs == six.runs == 11
+    assert found(three) == found(six) == ([("", 0)], [], [])
+    one = ukernel.explore(prog, ["indep", "1"])
+    full = ukernel.explore(prog, ["indep", "1"], reduction=False, cache=False)
+    assert one.runs == 11 and full.runs > 3 * one.runs and found(full) == found(one)
+
+
+@pytest.mark.parametrize("argv", [["forkhello"], ["forkbuf", "1"], ["lostupdate", "1"]])
+def test_reduction_and_caching_find_what_the_full_search_finds(argv):
+    """The soundness check: DPOR (no caching) and caching (no DPOR) against every path."""
+    full = ukernel.explore(argv[0], argv, reduction=False, cache=False)
+    dpor = ukernel.explore(argv[0], argv)
+    cached = ukernel.explore(argv[0], argv, reduction=False)
+    assert full.complete and dpor.complete and cached.complete
+    assert found(dpor) == found(full) == found(cached)
+    assert dpor.runs < full.runs and cached.runs < full.runs
+
+
+#: One step of a generated program's process: each touches what a real program would.
+STEPS = {
+    "print": "await sys.write(1, NAME)",
+    "pipe": "await sys.write(w, NAME)",
+    "yield": "await sys.sched_yield()",
+    "mask": "await sys.sigprocmask(SIG_BLOCK, {SIGUSR2})",
+    "handler": "await sys.sigaction(SIGUSR1, SIG_IGN)",
+}
+
+
+def generated(parent: list[str], child: list[str]) -> str:
+    """A parent and a child doing the given steps; the pipe's bytes are printed at the end."""
+
+    def body(steps: list[str], name: bytes) -> str:
+        return "".join(f"\n        {STEPS[s].replace('NAME', repr(name))}" for s in steps) or "\n        pass"
+
+    return f"""
+from ukernel.abi import SIG_BLOCK, SIG_IGN, SIGUSR1, SIGUSR2
+
+
+async def main(sys, argv):
+    r, w = await sys.pipe()
+    pid = await sys.fork()
+    if pid == 0:{body(child, b"c")}
+        return 0
+    if True:{body(parent, b"p")}
+    await sys.waitpid(pid, 0)
+    await sys.close(w)
+    await sys.write(1, b"|" + await sys.read(r, 100))
+    return 0
+"""
+
+
+PROCESS = st.lists(st.sampled_from(sorted(STEPS)), max_size=2)
+
+
+def test_a_deadlock_is_found_with_reduction_as_without(tmp_path):
+    prog = program(tmp_path, "crossed", CROSSED)
+    full, dpor = ukernel.explore(prog, reduction=False, cache=False), ukernel.explore(prog)
+    assert full.complete and dpor.complete and found(dpor) == found(full)
+    assert [len(found(dpor)[0]), len(found(dpor)[1])] == [1, 1] and dpor.runs < full.runs
+
+
+#: One byte, two readers: if the child takes it, the parent (which still holds the write end)
+#: waits for ever; if the parent does, it closes the pipe and the child reads EOF.
+CROSSED = """
+async def main(sys, argv):
+    r, w = await sys.pipe()
+    pid = await sys.fork()
+    if pid == 0:
+        await sys.close(w)
+        await sys.read(r, 1)
+        return 0
+    await sys.write(w, b"x")
+    got = await sys.read(r, 1)
+    await sys.close(w)
+    await sys.waitpid(pid, 0)
+    await sys.write(1, b"parent got " + got)
+    return 0
+"""
+
+
+@given(PROCESS, PROCESS)
+@settings(
+    max_examples=4, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], deadline=None
+)
+def test_generated_programs_reduce_to_the_same_outcomes(tmp_path, parent, child):
+    prog = program(tmp_path, "gen", generated(parent, child))
+    full = ukernel.explore(prog, ["gen"], reduction=False, cache=False)
+    dpor = ukernel.explore(prog, ["gen"])
+    assert full.complete and dpor.complete
+    assert found(dpor) == found(full) and dpor.runs <= full.runs
+
+
+def test_every_outcome_of_the_reduced_search_replays_to_itself():
+    result = ukernel.explore("waitrace", ["waitrace"])
+    for outcome in result.outcomes:
+        replay = ukernel.run("waitrace", ["waitrace"], schedule=outcome["schedule"], trace=False)
+        assert replay.stdout.decode() == outcome["stdout"]
+
+
+def test_early_stop_counts_each_state_once():
+    """With caching, a run stops at a state seen before: states are distinct, runs end early."""
+    cached = ukernel.explore("forkhello", ["forkhello"], reduction=False)
+    full = ukernel.explore("forkhello", ["forkhello"], reduction=False, cache=False)
+    stopped = cached.runs - sum(o["count"] for o in cached.outcomes)
+    assert stopped > 0 and cached.states < full.states
+
+
+def test_the_bounds_stop_the_tree():
+    result = ukernel.explore("forkbuf", ["forkbuf", "2"], max_runs=5)
+    assert not result.complete and result.runs <= 6 and "--max-runs 5" in result.why_incomplete
+
+
+# --- the relation itself --------------------------------------------------------------------
+def test_footprints_conflict_on_a_shared_object_a_whole_service_or_global():
+    pipe = frozenset({("vfs", "*")})
+    sighand = frozenset({("signals", "sighand", 3)})
+    other = frozenset({("signals", "sighand", 5)})
+    assert not dependent(sighand, other)
+    assert dependent(sighand, frozenset({("signals", "*")}))
+    assert dependent(pipe, pipe) and not dependent(pipe, sighand)
+    assert dependent(frozenset({GLOBAL}), frozenset())
+
+
+def test_a_message_to_a_service_reaches_what_it_calls():
+    footprint = Footprint()
+    footprint.begin(3)
+    calls = {"kernel": frozenset({"namespaces"}), "namespaces": frozenset({"pid", "vfs"})}
+    footprint.message(calls, "namespaces", "copy_namespaces", {}, {"pid": 3})
+    [(pid, objects)] = footprint.take([{3: (7, 9)}], False)
+    assert pid == 3
+    assert objects == {("namespaces", "*"), ("pid", "*"), ("vfs", "*"), ("user", 7), ("signals", "signal", 9)}
+
+
+def test_races_are_the_unordered_dependent_pairs():
+    a, b = frozenset({("x", "*")}), frozenset({("y", "*")})
+    # 0: pid 1 touches x; 1: pid 2 touches y; 2: pid 2 touches x -> races with 0, reversed by pid 2 first
+    assert races([1, 2, 2], [a, b, a]) == [(0, {2})]
+    # ordered through a third transition: 0 -> 1 (same object) -> 2 (same task): no race 0/2
+    assert races([1, 2, 2], [a, a, a]) == [(0, {2})]
+    assert races([1, 1], [a, a]) == []
+
+
+EVENTS = st.lists(
+    st.tuples(st.integers(1, 3), st.frozensets(st.sampled_from([("x", "*"), ("y", "*"), ("z", "*")]), max_size=2)),
+    max_size=8,
+)
+
+
+@given(EVENTS)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_every_race_is_a_dependent_pair_of_two_tasks_whose_initials_are_tasks_of_the_run(events):
+    pids, fps = [p for p, _ in events], [f for _, f in events]
+    for i, initials in races(pids, fps):
+        later = [j for j in range(i + 1, len(pids)) if pids[j] != pids[i] and dependent(fps[i], fps[j])]
+        assert later and initials and initials <= set(pids[i + 1 :]) and pids[i] not in initials

@@ -1,0 +1,398 @@
+"""Runs that cost only their suffix: the choice tree walked by forking the explorer.
+
+At a choice point with something left to explore, the process running the
+kernel forks (``os.fork``, inside the chooser's ``choose``, a plain function
+call: no trio code runs meanwhile): the child returns the option to the
+kernel and goes on with the run, the parent waits for it *synchronously*
+(``os.read`` on a pipe, then ``waitpid``), so trio's epoll and wake-up fds are
+never used by two processes at once; then it forks the next option's child.
+A child takes
+an epoll instance of its own (``_own_epoll``: the inherited one is the
+parent's, and trio's one-shot registrations would be re-armed or dropped
+under it). No run boots again or replays its prefix: a run costs its suffix and a fork
+per branch. A process that is done reports what it learnt to its parent (a
+pickle on its pipe) and ends with ``os._exit``: no clean-up is left hanging,
+so a run can stop at once wherever it is (**early stop**: a state seen before,
+or every option asleep).
+
+The modes (``Tree.mode``):
+
+- ``dpor``: source-DPOR with sleep sets (por.py). Each point starts with one
+  option; a finished run's races add options to earlier points of its path, sent
+  up with the report; a point forks one child per option its set holds at the end.
+- ``cache``: every option of a point, and state caching: a state seen before
+  ends the run. The seen set goes down by fork and comes up with each report, so
+  a state is counted once; the last option of a point runs in the point's own
+  process (no fork).
+- ``none``: every option of every point, nothing merged (the reference the
+  reduced modes are tested against).
+
+DPOR and state caching are not combined: stateless DPOR's backtrack sets are
+computed from a run's whole future, which a cut at a cached state hides (Yang et
+al., SPIN'08); the search uses one or the other.
+
+Every run's end (its ending, or ``None`` when it stopped early, and its choice
+list) goes to the explorer's own process on one more pipe; only one process of
+the tree runs at a time, so its messages never interleave.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import select
+import struct
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+
+from .outcome import ending_of
+from .por import Footprint, dependent, races
+
+MODES = ("dpor", "cache", "none")
+#: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
+#: another (a futex's waiters, tied timers, a CPU) the dpor tree is given up (``ABANDONED``)
+#: and the explorer walks again with state caching.
+TASK_POINTS = frozenset({"entry", "schedule"})
+ABANDONED = "a choice that is no task's"
+_LEN = struct.Struct("<Q")
+_FLAGS = _LEN.size  # the counter's second word: 1 once a dpor run met a point it cannot reduce
+
+
+class PausedClock(trio.abc.Clock):
+    """trio's clock less the time a process spent waiting for its children: a parent that
+    waited minutes resumes with its timers (the deadlock watcher's) where they were."""
+
+    def __init__(self) -> None:
+        self.paused = 0.0
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return time.perf_counter() - self.paused
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - self.current_time()
+
+
+@dataclass
+class Point:
+    """One choice point of the path this process is on: its options (pids), who was chosen,
+    what that transition touched, and (dpor) the options to explore, done, and asleep."""
+
+    options: list[int]
+    pid: int = 0
+    fp: frozenset = frozenset()  # the chosen task's step from here
+    event: int = 0  # that step's index in Tree.events
+    backtrack: set[int] = field(default_factory=set)
+    done: dict[int, frozenset] = field(default_factory=dict)  # explored option -> its transition's footprint
+    sleep: dict[int, frozenset] = field(default_factory=dict)  # asleep option -> its footprint
+
+
+@dataclass
+class Bounds:
+    """What stops the whole search: a deadline and a number of runs (shared through reports)."""
+
+    deadline: float | None
+    max_runs: int | None
+    max_depth: int | None
+
+
+class Tree:
+    """The chooser of every process of the tree (each has its own copy, by fork)."""
+
+    def __init__(self, mode: str, report_fd: int, bounds: Bounds, clock: PausedClock):
+        self.mode, self.report_fd, self.bounds, self.clock = mode, report_fd, bounds, clock
+        self.footprint = Footprint() if mode == "dpor" else None
+        self.seen: set | None = set() if mode == "cache" else None
+        self.path: list[Point] = []
+        self.taken: list[int] = []
+        self.up_fd: int | None = None  # to the parent process, None in the tree's first
+        self.origin = -1  # the point this process was forked at
+        self.fresh_from = 0  # points before this one are on a path a finished run already took
+        self.additions: list[tuple[int, int]] = []  # dpor: options for points above origin
+        self.new_seen: list = []
+        self.states = 0
+        self.counter = mmap.mmap(-1, 2 * _LEN.size)  # runs ended in the whole tree, and the abandon flag (shared)
+        self.stopped = ""  # the bound that cut this subtree, if one did
+        self.mms: dict[int, Any] = {}
+        self.pending_sleep: dict[int, frozenset] = {}
+        #: dpor: every step of the path, (pid, footprint, its point's index or -1 when no
+        #: other task could run there): races are looked for among these.
+        self.events: list[tuple[int, frozenset, int]] = []
+
+    @property
+    def wants_state(self) -> bool:
+        return self.seen is not None
+
+    # --- the kernel's call ------------------------------------------------------------
+    def choose(self, point: dict) -> int:
+        depth = len(self.path)
+        if self.mode == "dpor" and point["kind"] not in TASK_POINTS:
+            _LEN.pack_into(self.counter, _FLAGS, 1)  # every process of the tree stops branching
+            self.stopped = ABANDONED
+            self.end_run(None)
+        if self.footprint is not None:
+            self._close_transition(point)
+        if self.seen is not None:
+            if point["state"] in self.seen:
+                self.end_run(None)
+            self.seen.add(point["state"])
+            self.new_seen.append(point["state"])
+        self.states += 1
+        here = Point(list(point["options"]))
+        if self.footprint is not None and self.path:
+            since = self.events[self.path[-1].event :]
+            here.sleep = {
+                q: fp
+                for q, fp in self.pending_sleep.items()
+                if not any(pid == q or dependent(fp, step) for pid, step, _ in since)
+            }
+        here.event = len(self.events)
+        self.path.append(here)
+        if self.bounds.max_depth is not None and depth >= self.bounds.max_depth:
+            self.stopped = self.stopped or f"--max-depth {self.bounds.max_depth}"
+            return self._go(here, here.options[0], point["kind"])
+        if self.mode == "dpor":
+            awake = [p for p in here.options if p not in here.sleep]
+            if not awake:
+                self.end_run(None)  # every option asleep: its runs are covered elsewhere
+            here.backtrack = {awake[0]}
+        else:
+            here.backtrack = set(here.options)
+        return self._branch(depth, here, point["kind"])
+
+    def _close_transition(self, point: dict) -> None:
+        """The footprint of the transition that ends at this point (none before the first)."""
+        steps = self.footprint.take([self.mms, point["owners"]], point["timers"])
+        self.mms = point["owners"]
+        if self.path:
+            self._add_steps(steps)
+        # else: boot and init's start, before the first point, are no transition
+
+    def _add_steps(self, steps: list[tuple[int, frozenset]]) -> None:
+        """The steps from the last point: the chosen task's, then those of tasks that got the
+        CPU with no choice (each the only one runnable)."""
+        last = len(self.path) - 1
+        for n, (pid, fp) in enumerate(steps):
+            self.events.append((pid, fp, last if n == 0 else -1))
+        self.path[-1].fp = steps[0][1]
+
+    def _branch(self, depth: int, here: Point, kind: str) -> int:
+        """Fork a child per option to explore; the last one (without dpor) runs here."""
+        while True:
+            todo = [p for p in here.options if p in here.backtrack and p not in here.done and p not in here.sleep]
+            if not todo:
+                break
+            bound = self._bound_hit()
+            if bound:
+                self.stopped = self.stopped or bound
+                break
+            p = todo[0]
+            if self.mode != "dpor" and len(todo) == 1:
+                if here.done:
+                    self.fresh_from = depth
+                return self._go(here, p, kind)
+            child = self._fork(depth, here, p, kind)
+            if child is not None:
+                return child
+        self.end_node()
+        raise AssertionError("end_node returns only in a child")  # pragma: no cover
+
+    def _go(self, here: Point, pid: int, kind: str) -> int:
+        here.pid = pid
+        index = here.options.index(pid)
+        self.taken.append(index)
+        if self.footprint is not None:  # at an entry, option 0 is the task starting its next call
+            self.footprint.begin(pid, resuming=not (kind == "entry" and index == 0))
+            self.pending_sleep = dict(here.sleep) | dict(here.done)
+        return index
+
+    def _fork(self, depth: int, here: Point, pid: int, kind: str) -> int | None:
+        """The child's option index (in the child), or None in the parent once the child ended."""
+        r, w = os.pipe()
+        waited = time.perf_counter()
+        child = os.fork()
+        if child == 0:
+            os.close(r)
+            if self.up_fd is not None:
+                os.close(self.up_fd)
+            self.up_fd, self.origin = w, depth
+            if here.done:
+                self.fresh_from = depth
+            self.additions, self.new_seen, self.states = [], [], 0
+            _own_epoll()
+            _rearm_watchdog()
+            return self._go(here, pid, kind)
+        os.close(w)
+        data = _read_all(r)
+        os.close(r)
+        os.waitpid(child, 0)
+        if not data:  # the child failed (its error went to the explorer): so does the subtree
+            os._exit(1)
+        report = pickle.loads(data)
+        self.clock.paused += time.perf_counter() - waited
+        here.done[pid] = report["fp"]
+        for i, q in report["additions"]:
+            self.path[i].backtrack.add(q)
+            if i < depth:
+                self.additions.append((i, q))
+        if self.seen is not None:
+            self.seen.update(report["seen"])
+            self.new_seen.extend(report["seen"])
+        return None
+
+    def _bound_hit(self) -> str:
+        if _LEN.unpack_from(self.counter, _FLAGS)[0]:
+            return ABANDONED
+        b = self.bounds
+        if b.deadline is not None and time.perf_counter() >= b.deadline:
+            return "--time-limit"
+        if b.max_runs is not None and _LEN.unpack_from(self.counter)[0] >= b.max_runs:
+            return f"--max-runs {b.max_runs}"
+        return ""
+
+    # --- ends ---------------------------------------------------------------------------
+    def end_run(self, ending: dict | None) -> None:
+        """A run ends here: its report to the explorer, dpor's races, then this process ends."""
+        if self.footprint is not None:
+            self._races()
+        _LEN.pack_into(self.counter, 0, _LEN.unpack_from(self.counter)[0] + 1)
+        self._report({"ending": ending, "schedule": list(self.taken)})
+        self._leave()
+
+    def end_node(self) -> None:
+        """Every option of this process's point was explored (or a bound cut it)."""
+        self._report({"ending": "node"})
+        self._leave()
+
+    def _report(self, message: dict) -> None:
+        _send(self.report_fd, message | {"states": self.states, "stopped": self.stopped})
+        self.states = 0
+
+    def _leave(self) -> None:
+        if self.up_fd is not None:
+            fp = self.path[self.origin].fp if 0 <= self.origin < len(self.path) else frozenset()
+            up = {
+                "fp": fp,
+                "additions": [(i, q) for i, q in self.additions if i <= self.origin],
+                "seen": self.new_seen,
+            }
+            _write_all(self.up_fd, pickle.dumps(up))
+        os._exit(0)
+
+    def _races(self) -> None:
+        """source-DPOR: for each race of this run not seen by an earlier one, an option for
+        the point where it starts, unless one that reverses it is there already."""
+        pids = [e[0] for e in self.events]
+        fps = [e[1] for e in self.events]
+        start = self.path[self.fresh_from].event if self.fresh_from < len(self.path) else len(self.events)
+        for i, initials in races(pids, fps, start):
+            if self.events[i][2] < 0:
+                continue  # one task could run there: the race is reversed at an earlier point, if anywhere
+            i = self.events[i][2]
+            point = self.path[i]
+            if initials & (point.backtrack | set(point.done)):
+                continue
+            choices = [q for q in point.options if q in initials] or list(point.options)
+            for q in choices[:1] if initials & set(point.options) else choices:
+                point.backtrack.add(q)
+                self.additions.append((i, q))
+
+
+def _own_epoll() -> None:
+    """Give a just-forked child an epoll instance of its own. The one it inherited is the
+    parent's (one kernel object): trio's one-shot registrations re-armed or dropped by the
+    child would be gone for the parent when it resumes, and its run would never wake."""
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    io = GLOBAL_RUN_CONTEXT.runner.io_manager
+    old, new = io._epoll, select.epoll()
+    new.register(io._force_wakeup.wakeup_sock, select.EPOLLIN)
+    for fd, waiters in io._registered.items():
+        if waiters.current_flags:
+            new.register(fd, waiters.current_flags | select.EPOLLONESHOT)
+    io._epoll = new
+    old.close()
+
+
+def _rearm_watchdog() -> None:
+    """A forked child has no interval timer (fork does not copy it): the watchdog's again."""
+    from ..kernel import watchdog
+
+    watchdog.rearm()
+
+
+def _send(fd: int, message: dict) -> None:
+    data = pickle.dumps(message)
+    _write_all(fd, _LEN.pack(len(data)) + data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def reports(fd: int) -> Iterator[dict]:
+    """The tree's messages to the explorer, as they come, until the last process ended."""
+    buffer = b""
+    while chunk := os.read(fd, 1 << 16):
+        buffer += chunk
+        while len(buffer) >= _LEN.size:
+            (n,) = _LEN.unpack_from(buffer)
+            if len(buffer) < _LEN.size + n:
+                break
+            yield pickle.loads(buffer[_LEN.size : _LEN.size + n])
+            buffer = buffer[_LEN.size + n :]
+
+
+def walk_tree(
+    program: str, argv: list[str] | None, settings: dict, mode: str, bounds: Bounds, take: Callable[[dict], None]
+) -> None:
+    """The whole tree, forked from this process (which runs no kernel itself: it reads the
+    reports and hands each to ``take``)."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        try:
+            _root(program, argv, settings, mode, bounds, w)
+        except BaseException:  # a bug here, in whichever process of the tree: the explorer raises it
+            _send(w, {"ending": "error", "text": traceback.format_exc(), "states": 0, "stopped": ""})
+        finally:
+            os._exit(1)
+    os.close(w)
+    try:
+        for message in reports(r):
+            take(message)
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+
+
+def _root(program: str, argv: list[str] | None, settings: dict, mode: str, bounds: Bounds, report_fd: int) -> None:
+    """The first process of the tree: one run, which forks wherever it branches."""
+    from ..api import run_async
+
+    clock = PausedClock()
+    tree = Tree(mode, report_fd, bounds, clock)
+    options = {"service_timeout": 0} | settings
+    result = trio.run(partial(run_async, program, argv, schedule=tree, trace=False, **options), clock=clock)
+    if tree.footprint is not None and tree.path:  # the steps from the last point to the end
+        tree._add_steps(tree.footprint.take([tree.mms], False))
+    tree.end_run(ending_of(result))

@@ -1,0 +1,240 @@
+"""Partial-order reduction: what a transition touched, and source-DPOR's races.
+
+A *transition* is the task chosen at a choice point running to the next point.
+Its *footprint* is the set of kernel objects it touched, built from what the
+kernel saw it do (``Footprint``, fed by kernel/choice.py's hooks): the syscalls
+it entered and the messages sent on its behalf. Where ukernel cannot see which
+object a step touched, the footprint is coarse, never missing: a message to a
+service is the whole service unless the op's handle names its object
+(``HANDLE_OPS``), a syscall whose kernel side reaches other tasks (fork, exit,
+wait4, kill, execve, timers...) is ``GLOBAL``, which conflicts with everything,
+and so is a transition in which a second task ran (init, a task with no
+choice point between). Every transition also touches its task's user memory
+(``("user", mm)``): threads sharing an mm share the program's Python globals.
+
+``races`` is source-DPOR's race detection (Abdulla, Aronis, Jonsson, Sagonas,
+POPL'14) over one run's transitions: for each pair of dependent transitions of
+two tasks, not ordered by happens-before through a third, the tasks that could
+start the reversed order (the initials of ``v``) must get a branch at the first
+one's state, unless one of them already has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GLOBAL = ("*",)  # conflicts with every footprint
+
+#: Syscalls whose kernel side touches only the calling task (what else they touch goes by
+#: message, and is in the footprint from there). The rest reach other tasks or the clock.
+TASK_LOCAL_SYSCALLS = frozenset(
+    """read write pread64 pwrite64 readv writev open openat close lseek dup dup2 dup3 pipe pipe2
+    fcntl chdir fchdir getcwd mkdir rmdir unlink rename stat lstat fstat getdents umask chroot
+    mmap munmap mprotect brk sigaction sigprocmask uname sethostname readlink symlink link
+    access truncate ftruncate mknod mkfifo getpid gettid sched_yield peek poke""".split()
+)
+#: futex's kernel side is the futex table: every futex call touches it.
+FUTEX_SYSCALLS = frozenset({"futex"})
+#: Syscalls whose kernel side reads or changes the task table: parents, children, zombies,
+#: process groups (a thread they kill shares the killer's mm, so its steps conflict anyway).
+TASK_SYSCALLS = frozenset(
+    """fork vfork clone clone3 exit exit_group wait4 waitpid waitid getppid getpgid getpgrp
+    setpgid getsid setsid execve pause sigsuspend""".split()
+)
+
+#: Messages that are the choice machinery's own, or sched's bookkeeping of who runs (with a
+#: chooser, who runs is the choice itself; why a task sleeps or wakes is in the object it
+#: waits on, which both sides' footprints hold).
+IGNORED_OPS = frozenset(
+    {
+        ("sched", "runqueue"),
+        ("sched", "schedule"),
+        ("sched", "wake"),
+        ("sched", "wake_up_new_task"),
+        ("sched", "sched_fork"),
+        ("sched", "sched_cancel_fork"),
+        ("sched", "sched_exit"),
+    }
+)
+IGNORED_ANYWHERE = frozenset({"state_digest", "accounting", "ping", "runqueue"})
+#: Messages that read or set the clock: the clock counts every task's syscalls.
+CLOCK_OPS = frozenset({"hrtimer_start", "hrtimer_cancel", "hrtimer_interrupt", "now", "sched_stat", "loadavg"})
+
+#: Ops whose object is named by a handle argument, and nothing else of the service: a
+#: sighand_struct or signal_struct is its handle's alone (shared ones share the handle).
+HANDLE_OPS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("signals", "sigaction"): ("sighand",),
+    ("signals", "send_signal"): ("sighand", "signal"),
+    ("signals", "dequeue_signal"): ("sighand", "signal"),
+    ("signals", "collect_sigign_sigcatch"): ("sighand",),
+    ("signals", "shared_pending"): ("signal",),
+    ("signals", "flush_signal_handlers"): ("sighand",),
+    ("signals", "share_sighand"): ("sighand",),
+    ("signals", "share_signal"): ("signal",),
+    ("signals", "put_sighand"): ("sighand",),
+    ("signals", "put_signal"): ("signal",),
+}
+#: Ops that copy the object a handle names into a new one: the new handle's number is the
+#: service's counter's, so they also touch that counter.
+COPY_OPS = {("signals", "copy_sighand"): ("sighand",), ("signals", "copy_signal"): ("signal",)}
+
+
+@dataclass
+class Footprint:
+    """What the steps since the last choice point touched (the kernel's hooks add to it): a
+    step is one task on the CPU, from a point or a switch (``switch``) to the next."""
+
+    pid: int = 0  # the task of the current step
+    objects: set = field(default_factory=set)
+    pids: set[int] = field(default_factory=set)  # who entered syscalls in the current step (one)
+    steps: list[tuple[int, set]] = field(default_factory=list)  # the earlier steps since the point
+    current: dict[int, str] = field(default_factory=dict)  # the syscall each task last entered
+
+    def syscall(self, pid: int, name: str) -> None:
+        """A task entered ``name`` (or, resumed, goes on with it)."""
+        self.pids.add(pid)  # another task's syscall in this step: it ran with no switch seen
+        self.current[pid] = name
+        self._kernel_side(name)
+
+    def switch(self, pid: int) -> None:
+        """``pid`` got the CPU: a new step, unless it is the one just chosen."""
+        if pid == self.pid:
+            return
+        self._close()
+        self.pid = pid
+        self.begin(pid)
+
+    def begin(self, pid: int, resuming: bool = True) -> None:
+        """``pid`` runs; ``resuming``: it may go on with the syscall it was in (a wait4 that
+        slept reaps now), not at a syscall's entry."""
+        self.pid = pid
+        self.pids.add(pid)
+        name = self.current.get(pid) if resuming else None
+        if name is not None:
+            self._kernel_side(name)
+
+    def _kernel_side(self, name: str) -> None:
+        """What the kernel's own part of ``name`` touches; anything not in a table (kill, the
+        clock, timers...) conflicts with everything."""
+        if name in FUTEX_SYSCALLS:
+            self.objects.add(("kernel", "futex"))
+        elif name in TASK_SYSCALLS:
+            self.objects.add(("kernel", "tasks"))
+        elif name not in TASK_LOCAL_SYSCALLS:
+            self.objects.add(GLOBAL)
+
+    def _close(self) -> None:
+        objects = self.objects
+        if self.pids - {self.pid}:
+            objects.add(GLOBAL)  # a step where another task ran too, unseen: assume the worst
+        self.steps.append((self.pid, objects))
+        self.objects, self.pids = set(), set()
+
+    def message(self, calls: dict[str, frozenset[str]], dst: str, op: str, args: dict, meta: dict) -> None:
+        """A request on its way (the router's send); ``calls`` is the router's call graph (a
+        message to a service may reach what that service calls)."""
+        if op in IGNORED_ANYWHERE or (dst, op) in IGNORED_OPS or meta.get("step") in ("choice", "state_digest"):
+            return
+        if dst == "sched" and op in CLOCK_OPS:
+            self.objects.add(GLOBAL)
+            return
+        names = HANDLE_OPS.get((dst, op)) or COPY_OPS.get((dst, op))
+        if names is not None and all(isinstance(args.get(n), int) for n in names if n in args):
+            self.objects.update((dst, n, args[n]) for n in names if n in args)
+            if (dst, op) in COPY_OPS:
+                self.objects.add((dst, "handles"))
+            return
+        self.objects.update(_reach(dst, calls))
+
+    def take(self, owners: list[dict[int, tuple]], timers: bool) -> list[tuple[int, frozenset]]:
+        """The steps since the last point, each (pid, footprint), with what every step of a
+        task touches (``owners``: pid -> (mm, signal) before and after): its user memory
+        (threads share it) and its signal_struct, whose pending signals it takes at each
+        kernel exit (a signal sent to it is a write there). The hooks start afresh."""
+        self._close()
+        out = []
+        for pid, objects in self.steps:
+            for own in owners:
+                mm, signal = own.get(pid, (0, 0))
+                if mm:
+                    objects.add(("user", mm))
+                if signal:
+                    objects.add(("signals", "signal", signal))
+            if timers:
+                objects.add(GLOBAL)  # armed timers fire by the global tick count
+            out.append((pid, frozenset(objects)))
+        self.steps, self.pid = [], 0
+        return out
+
+
+def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
+    """The whole of ``service`` and of every service it may call (namespaces -> pid, vfs)."""
+    out, todo = set(), [service]
+    while todo:
+        name = todo.pop()
+        if (name, "*") not in out:
+            out.add((name, "*"))
+            todo.extend(calls.get(name, ()))
+    return out
+
+
+def dependent(a: frozenset, b: frozenset) -> bool:
+    """Whether two transitions' footprints may not commute (one object in common, a whole
+    service against any of its objects, or GLOBAL)."""
+    if GLOBAL in a or GLOBAL in b:
+        return True
+    if a & b:
+        return True
+    whole_a = {o[0] for o in a if len(o) == 2 and o[1] == "*"}
+    whole_b = {o[0] for o in b if len(o) == 2 and o[1] == "*"}
+    return any(o[0] in whole_a for o in b) or any(o[0] in whole_b for o in a)
+
+
+def happens_before(pids: list[int], fps: list[frozenset]) -> list[int]:
+    """For each transition, the bit set of the earlier ones that happen before it: the same
+    task's, the dependent ones, and (transitively) theirs."""
+    hb: list[int] = []
+    last: dict[int, int] = {}
+    for j, (pid, fp) in enumerate(zip(pids, fps, strict=True)):
+        mask = 0
+        if pid in last:
+            k = last[pid]
+            mask |= hb[k] | (1 << k)
+        for k in range(j):
+            if not (mask >> k) & 1 and dependent(fps[k], fp):
+                mask |= hb[k] | (1 << k)
+        hb.append(mask)
+        last[pid] = j
+    return hb
+
+
+def races(pids: list[int], fps: list[frozenset], start: int = 0) -> list[tuple[int, set[int]]]:
+    """source-DPOR's races in one run whose second transition is at ``start`` or later: for
+    each, the index ``i`` of the first and the tasks that could run first at ``i`` to
+    reverse it (the initials of ``v``: what of the run after ``i`` does not depend on it,
+    then the second transition)."""
+    hb = happens_before(pids, fps)
+    out = []
+    for j in range(max(start, 1), len(pids)):
+        preds = _direct(j, pids, fps, hb)
+        covered = 0
+        for k in preds:
+            covered |= hb[k]
+        for i in preds:
+            if pids[i] == pids[j] or (covered >> i) & 1 or not dependent(fps[i], fps[j]):
+                continue
+            v = [k for k in range(i + 1, j) if not (hb[k] >> i) & 1] + [j]
+            vmask = 0
+            for k in v:
+                vmask |= 1 << k
+            out.append((i, {pids[k] for k in v if not hb[k] & vmask}))
+    return out
+
+
+def _direct(j: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> list[int]:
+    """The transitions ``j`` directly depends on: its task's previous one and the dependent ones."""
+    out = [k for k in range(j) if dependent(fps[k], fps[j])]
+    same = [k for k in range(j) if pids[k] == pids[j]]
+    if same and same[-1] not in out:
+        out.append(same[-1])
+    return out
