@@ -37,14 +37,19 @@ pid, syscall, options, and with ``wants_state`` the point's ``state`` digest; wi
 
 from __future__ import annotations
 
+import functools
+import gc
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..ipc.service import canonical
+from .wait import awake
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -350,7 +355,8 @@ async def state_digest(k: Kernel, point: dict) -> int:
     meta = {"pid": 0, "tid": 0, "step": "state_digest"}
     services = tuple([await k.call(name, "state_digest", {}, meta) for name in sorted(k.router.endpoints)])
     tasks = tuple(_task_state(k, t) for t in sorted(k.tasks, key=lambda t: t.pid))
-    sleeping = tuple(sorted(t.pid for t in k.sleeping))
+    # a sleeper whose event came (or a signal) wakes at the next kernel exit: not the same state
+    sleeping = tuple(sorted((t.pid, awake(t, *k.sleeping[t])) for t in k.sleeping))
     futexes = canonical(vars(k.futexes))
     options = point["options"]  # their order is sched's queue order: no outcome depends on it
     where = (point["kind"], point["pid"], point["syscall"], options[0] if point["kind"] == "entry" else 0)
@@ -367,26 +373,59 @@ def _task_state(k: Kernel, task: TaskStruct) -> tuple:
     return (own, links, task.wchan, task.cpu is not None, user_state(task), replay.calls if replay is not None else -1)
 
 
-_KERNEL_SIDE = (str(Path(__file__).resolve().parents[2]), sys.base_prefix, sys.prefix)  # ukernel, services, trio
+KERNEL_SIDE = (str(Path(__file__).resolve().parents[2]), sys.base_prefix, sys.prefix)  # ukernel, services, trio
+
+
+def task_frames(task: TaskStruct) -> Iterator[FrameType]:
+    """The frames of the task's trio task, outermost first: the running one's from the
+    interpreter's stack (what it awaits is not set while it runs), a suspended one's along
+    what each coroutine awaits (through a coroutine's ``__await__`` wrapper too)."""
+    if task.host is None:
+        return
+    if task.host is trio.lowlevel.current_task():  # up to its coroutine's frame: trio's loop is below
+        top, running = task.host.coro.cr_frame, []
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame is not top:
+            running.append(frame)
+            frame = frame.f_back
+        yield from reversed(running)
+        return
+    coro = task.host.coro
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:  # a coroutine's __await__ wrapper: the coroutine it wraps is its one referent
+            inner = [r for r in gc.get_referents(coro) if hasattr(r, "cr_frame")]
+            coro = inner[0] if inner else None
+            continue
+        yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
 
 
 def user_state(task: TaskStruct) -> Any:
     """A task's Python state: its program's globals and the frames of its stack that are the
-    program's own (function, line, locals), as MOSAIC digests a generator's frame. A task
-    that never entered the kernel yet is where its image's journal puts it."""
+    program's own (function, instruction, locals), as MOSAIC digests a generator's frame; the
+    running task's too (the one at the point: its locals are what its future depends on).
+    A task that never entered the kernel yet is where its image's journal puts it."""
     image = task.image
     if image is None:
         return None
     space = {k: v for k, v in image.namespace.items() if k != "__builtins__"}
     if task.host is None:
         return (canonical(space), hash(canonical(list(image.journal))))
-    frames, coro = [], task.host.coro
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            break
-        if not frame.f_code.co_filename.startswith(_KERNEL_SIDE):
+    entry = _entry_code()
+    frames = []
+    for frame in task_frames(task):
+        if frame.f_code is entry:  # the call it is in: its arguments were on the program's stack
+            frames.append(("syscall", frame.f_locals.get("name"), frame.f_locals.get("args")))
+        elif not frame.f_code.co_filename.startswith(KERNEL_SIDE):
             local = {k: v for k, v in frame.f_locals.items() if k != "sys"}
-            frames.append((frame.f_code.co_name, frame.f_lineno, local))
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            frames.append((frame.f_code.co_name, frame.f_lasti, local))  # f_lasti: two awaits on one line
     return canonical((space, frames))
+
+
+@functools.cache
+def _entry_code() -> Any:
+    """Entry.syscall's code: a frame of it is a kernel entry."""
+    from .entry import Entry  # entry imports this module
+
+    return Entry.syscall.__code__

@@ -9,16 +9,10 @@ digested fields, asked with the same message (``state_digest`` with ``fields``).
 
 from __future__ import annotations
 
-import gc
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from ..ipc.service import readable
+from .choice import KERNEL_SIDE, task_frames
 from .contracts import ServiceBug
 from .entry import Entry
 from .hung import task_state
@@ -29,7 +23,6 @@ if TYPE_CHECKING:
 
 _ENTRY = Entry.syscall.__code__  # the frame of a kernel entry: its ``name`` is the syscall
 #: ukernel, services, trio and Python's library: not a program's frames (a program's file is /bin/NAME).
-_NOT_PROGRAM = (str(Path(__file__).resolve().parents[2]), sys.base_prefix, sys.prefix)
 
 
 async def state_detail(k: Kernel) -> dict:
@@ -73,34 +66,10 @@ def _frames(task: TaskStruct) -> tuple[list[dict], str]:
     it has not entered the kernel yet, as a child that has not run)."""
     frames: list[dict] = []
     entering = ""
-    for frame in _stack(task):
+    for frame in task_frames(task):
         if frame.f_code is _ENTRY:
             entering = frame.f_locals.get("name", "")
-        elif not frame.f_code.co_filename.startswith(_NOT_PROGRAM):
+        elif not frame.f_code.co_filename.startswith(KERNEL_SIDE):
             local = {n: v for n, v in frame.f_locals.items() if n != "sys"}
             frames.append({"function": frame.f_code.co_name, "line": frame.f_lineno, "locals": readable(local)})
     return frames, entering
-
-
-def _stack(task: TaskStruct) -> Iterator[FrameType]:
-    """The frames of the task's trio task, outermost first: the running one's from the
-    interpreter's stack, a suspended one's along what each coroutine awaits."""
-    if task.host is None:
-        return
-    if task.host is trio.lowlevel.current_task():  # up to its coroutine's frame: trio's loop is below
-        top, running = task.host.coro.cr_frame, []
-        frame: FrameType | None = sys._getframe(2)
-        while frame is not None and frame is not top:
-            running.append(frame)
-            frame = frame.f_back
-        yield from reversed(running)
-        return
-    coro = task.host.coro
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:  # a coroutine's __await__ wrapper: the coroutine it wraps is its one referent
-            inner = [r for r in gc.get_referents(coro) if hasattr(r, "cr_frame")]
-            coro = inner[0] if inner else None
-            continue
-        yield frame
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
