@@ -186,6 +186,17 @@ class Service:
         table[handle] = obj
         return handle
 
+    def next_handle(self) -> int:
+        """The handle new_handle gives next (RS reads it from a dead instance)."""
+        first = next(self._handles)
+        self._handles = itertools.count(first)
+        return first
+
+    def handles_from(self, first: int) -> None:
+        """Number handles from ``first``: a fresh instance built by RS starts past the dead
+        one's, so a stale handle never names a fresh object (kernel/reincarnation.py)."""
+        self._handles = itertools.count(first)
+
     # --- calling out --------------------------------------------------------
     async def call(self, dst: str, op_name: str, **args: Any) -> Any:
         """Ask another service (only one this service declared in ``calls``)."""
