@@ -193,8 +193,7 @@ class Service:
         return first
 
     def handles_from(self, first: int) -> None:
-        """Number handles from ``first``: a fresh instance built by RS starts past the dead
-        one's, so a stale handle never names a fresh object (kernel/reincarnation.py)."""
+        """Number handles from ``first``: RS's fresh instance, past the dead one's (reincarnation.py)."""
         self._handles = itertools.count(first)
 
     # --- calling out --------------------------------------------------------
