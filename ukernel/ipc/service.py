@@ -188,8 +188,7 @@ class Service:
 
     def next_handle(self) -> int:
         """The handle new_handle gives next (RS reads it from a dead instance)."""
-        first = next(self._handles)
-        self._handles = itertools.count(first)
+        self._handles = itertools.count(first := next(self._handles))
         return first
 
     def handles_from(self, first: int) -> None:
