@@ -160,6 +160,16 @@ class MmService(FaultOps, Service):
         self._mm_ids = itertools.count(1)
         self._shm_ids = itertools.count(1)
 
+    def next_handle(self) -> int:
+        """mm numbers its mm_structs on their own (the reincarnation server reads where)."""
+        first = next(self._mm_ids)
+        self._mm_ids = itertools.count(first)
+        return max(first, super().next_handle())
+
+    def handles_from(self, first: int) -> None:
+        super().handles_from(first)
+        self._mm_ids = itertools.count(first)
+
     # --- physical frames (the page allocator) ---------------------------------
     def _alloc_frame(self) -> int:
         """alloc_page: a free frame with refcount 1, or ENOMEM (the OOM case)."""

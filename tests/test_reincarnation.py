@@ -118,7 +118,6 @@ def test_a_service_that_keeps_crashing_stops_being_restarted(caplog: pytest.LogC
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"restart": {"vfs": True}}, "restart: ENOSYS: vfs cannot be restarted yet"),
         ({"restart": {"nosuch": True}}, "restart: no service 'nosuch'"),
         ({"restart": {"pid": {"limit": -1}}}, "restart: pid: limit >= 0"),
         ({"restart": {"pid": {"tries": 3}}}, "restart: pid: a policy takes limit, backoff_min, backoff_max"),
@@ -130,10 +129,96 @@ def test_bad_policies_are_one_line(settings: dict, message: str) -> None:
         Config(**settings)
 
 
-def test_all_means_every_restartable_service() -> None:
+def test_all_means_every_service() -> None:
     from ukernel.config import parse_restart
 
-    assert set(parse_restart({"all": True})) == {"pid"}
+    assert set(parse_restart({"all": True})) == {"mm", "vfs", "pid", "sched", "signals", "namespaces"}
+
+
+def fast(name: str) -> dict:
+    return {name: {"backoff_min": 0.001, "backoff_max": 0.002}}
+
+
+@pytest.mark.parametrize("nth", [5, 9, 14])
+def test_sched_killed_in_nginx_4_is_restored_and_the_run_completes(nth: int, caplog) -> None:
+    """Stateful: every task sched had is re-registered where it was, from the kernel's task
+    table and the dead instance's core; the output is the run's without the kill."""
+    with caplog.at_level(logging.WARNING, logger="ukernel.rs"):
+        result = ukernel.run("nginx", ["nginx", "4"], restart=fast("sched"), kill_service=f"sched@{nth}")
+    assert (result.status, result.stdout, result.problems) == (0, NGINX_4, [])
+    [event] = restarts(result)
+    assert (event["service"], event["attempt"], event["failed"]) == ("sched", 1, 0)
+    [line] = said(caplog)
+    assert re.search(
+        r"; (\d+) task\(s\) re-registered from the old instance's core, 0 timer\(s\) re-armed, "
+        r"clock \d+; no task killed$",
+        line,
+    ), line
+    assert int(re.search(r"(\d+) task\(s\)", line)[1]) == event["held"]["entities"]
+
+
+def test_sched_restore_rearms_a_pending_timer() -> None:
+    """A sleeper's timer, pending when sched dies, fires from the fresh instance."""
+    clean = ukernel.run("sleepers", ["sleepers"])
+    result = ukernel.run("sleepers", ["sleepers"], restart=fast("sched"), kill_service="sched@10")
+    assert (result.status, result.stdout, result.problems) == (0, clean.stdout, [])
+    [event] = restarts(result)
+    assert event["held"]["timers"] == 1
+
+
+KILLED = {  # service@N in nginx 4: who held its handles when it died (init is given fresh ones)
+    "vfs": (5, "killed with SIGKILL: 2:nginx, 3:nginx", b""),
+    "mm": (5, "killed with SIGKILL: 2:nginx, 3:nginx, 4:nginx, 5:nginx", b"master 2: starting 4 workers\n"),
+    "signals": (3, "killed with SIGKILL: 2:nginx, 3:nginx", b"master 2: starting 4 workers\n"),
+    "namespaces": (2, "killed with SIGKILL: 2:nginx, 3:nginx, 4:nginx", b"master 2: starting 4 workers\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_a_stateless_service_restarted_kills_its_holders(name: str, caplog) -> None:
+    """A fresh instance with its boot state only: every task holding a handle into the dead one
+    is SIGKILLed (the program's status: killed by SIGKILL, 137 in a shell), init reaps it with
+    fresh handles, the run ends, and nothing leaks. vfs's console died with it: the output is
+    what was written after the restart (none)."""
+    nth, killed, out = KILLED[name]
+    with caplog.at_level(logging.WARNING, logger="ukernel.rs"):
+        result = ukernel.run("nginx", ["nginx", "4"], restart=fast(name), kill_service=f"{name}@{nth}")
+    assert (result.status, result.exit_code, 128 + result.status, result.stdout) == (9, None, 137, out)
+    assert result.problems == []  # check_invariants clean
+    [event] = restarts(result)
+    assert (event["service"], event["attempt"], event["failed"]) == (name, 1, 0)
+    [line] = said(caplog)
+    assert line.startswith(
+        f"ukernel: {name} died (killed on purpose after its request {nth} (kill_service)) "
+        f"and was restarted (attempt 1, after 0.001 s): the old instance held "
+    )
+    assert line.endswith(
+        f"; 0 call(s) in flight failed with EIO; its boot state made again, init given fresh handles; {killed}"
+    )
+
+
+def test_vfs_restart_accounts_what_the_old_instance_held() -> None:
+    result = ukernel.run("nginx", ["nginx", "4"], restart=fast("vfs"), kill_service="vfs@5")
+    [event] = restarts(result)
+    assert event["held"] == {
+        "faults": 0,
+        "files_structs": 4,
+        "files_refs": 4,
+        "fs_structs": 4,
+        "fs_users": 4,
+        "open_files": 1,
+        "f_count": 12,
+        "fds": 12,
+        "mnt_namespaces": 1,
+        "pipes": 0,
+        "orphan_inodes": 0,
+        "waiters": 0,
+    }
+
+
+def test_restart_all_is_accepted_and_a_clean_run_is_unchanged() -> None:
+    result = ukernel.run("nginx", ["nginx", "4"], restart={"all": True})
+    assert (result.status, result.stdout, result.problems, restarts(result)) == (0, NGINX_4, [], [])
 
 
 # --- a remote pid: a ``ukernel serve`` process killed mid-run, started again -------------------
@@ -212,3 +297,29 @@ def test_a_toml_config_sets_a_per_service_policy(tmp_path) -> None:
     settings = load_config(path)
     assert parse_restart(Config(**settings).restart) == {"pid": Policy(limit=3, backoff_min=0.01, backoff_max=0.5)}
     assert [Policy(backoff_min=0.01, backoff_max=0.05).delay(n) for n in (1, 2, 3, 4)] == [0.01, 0.02, 0.04, 0.05]
+
+
+@pytest.mark.parametrize(("name", "nth"), [("namespaces", 1), ("vfs", 5)])
+def test_a_restart_under_a_container_leaks_nothing_across_services(name: str, nth: int) -> None:
+    """The container's nsproxy holds a pid and a mount namespace: after namespaces dies they
+    are put back for it (read from its core); after vfs dies the stale mount namespace its
+    put names is answered for it (restore.GONE), not by a fresh object."""
+    result = ukernel.run("container", ["container"], restart=fast(name), kill_service=f"{name}@{nth}")
+    assert (result.status, result.problems) == (9, [])
+    assert [e["service"] for e in restarts(result)] == [name]
+
+
+def test_a_stale_handle_is_answered_for_the_dead_instance() -> None:
+    from ukernel.ipc import protocol
+    from ukernel.kernel.restore import gone_reply
+
+    def ask(op: str, args: dict) -> Any:
+        frame = gone_reply("vfs", protocol.Request(7, "vfs", op, args, {}), range(3, 9))
+        return None if frame is None else protocol.decode(frame)
+
+    put = ask("put_files", {"files": 5})
+    assert (put.error, put.result) == (None, {"count": 0})
+    read = ask("read", {"files": 8, "fd": 0, "size": 1})
+    assert read.error["name"] == "EIO"
+    assert ask("put_files", {"files": 9}) is None  # the fresh instance's
+    assert ask("put_mnt_ns", {"mnt_ns": 1}) is None  # made again by its construction

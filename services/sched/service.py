@@ -48,6 +48,16 @@ FAIR_POLICIES = (abi.SCHED_OTHER, abi.SCHED_BATCH, abi.SCHED_IDLE)
 _DIGESTED = ("state", "cpu", "policy", "static_prio", "rt_priority", "reset_on_fork", "cpus_allowed", "wake_pending")
 
 
+#: sched_stat's fields a restore gives back (sched_restore's ``stats``) -> SchedEntity's.
+_RESTORED_STATS = {
+    "vruntime": "vruntime",
+    "runtime": "sum_exec_runtime",
+    "nvcsw": "nvcsw",
+    "nivcsw": "nivcsw",
+    "nr_migrations": "nr_migrations",
+}
+
+
 def normal_prio(se: SchedEntity) -> int:
     """__normal_prio: rt_priority 99 is prio 0, the best; the rest is 100 + 20 + nice."""
     return abi.MAX_RT_PRIO - 1 - se.rt_priority if se.policy in RT_POLICIES else se.static_prio
@@ -264,6 +274,57 @@ class SchedService(Service):
             self._class(se, se.cpu).dequeue(se, SLEEP)
         self.timers.pop(task, None)
         del self.entities[task]
+
+    @op
+    async def sched_restore(
+        self,
+        req: Call,
+        task: int,
+        state: str,
+        cpu: int,
+        policy: int = abi.SCHED_OTHER,
+        static_prio: int = abi.DEFAULT_PRIO,
+        rt_priority: int = 0,
+        reset_on_fork: bool = False,
+        cpus_allowed: list[int] | None = None,
+        wake_pending: bool = False,
+        timer_left: int | None = None,
+        now: int | None = None,
+        stats: dict | None = None,
+    ) -> dict:
+        """State transfer into a fresh instance (the reincarnation server's SEF init): a task
+        of the dead one put back as it was, on ``cpu``, running, queued (at the tail: RS sends
+        a queue in order), blocked or new; ``stats``: its vruntime and sched_stat's counts."""
+        if task in self.entities:
+            raise abi.kernel_error(abi.EEXIST, f"task {task} already has a sched entity")
+        if state not in ("new", "runnable", "running", "blocked"):
+            raise abi.kernel_error(abi.EINVAL, f"unknown state {state!r}")
+        if not 0 <= cpu < len(self.curr) and state != "new":
+            raise abi.kernel_error(abi.EINVAL, f"no cpu {cpu} (cpus 0..{len(self.curr) - 1})")
+        if state == "running" and self.curr[cpu] is not None:
+            raise abi.kernel_error(abi.EBUSY, f"cpu {cpu} already runs task {self.curr[cpu]}")
+        check_params(policy, rt_priority)
+        self._advance(0, now)
+        se = SchedEntity(task, cpu=cpu, policy=policy, static_prio=static_prio, rt_priority=rt_priority)
+        se.reset_on_fork, se.cpus_allowed, se.wake_pending = reset_on_fork, tuple(cpus_allowed or ()), wake_pending
+        se.normal_prio = se.prio = normal_prio(se)
+        cls = self._class(se, max(cpu, 0))
+        cls.task_fork(se, None)
+        for key, value in (stats or {}).items():
+            if key in _RESTORED_STATS:
+                setattr(se, _RESTORED_STATS[key], value)
+        self.entities[task] = se
+        se.state = state
+        if state in ("runnable", "running"):
+            cls.enqueue(se, RESTORE)
+        if state == "running":
+            cls.pick_task(se)
+            se.slice_left, self.curr[cpu] = cls.time_slice(se), task
+        if timer_left is not None:
+            self.timer_seq += 1
+            self.timers[task] = (min(self.clock + max(timer_left, 0), KTIME_MAX), self.timer_seq)
+            self._queue_timer(task)
+        return {"task": task}
 
     # --- policy and priority (sched_setscheduler, nice, affinity) --------------------
     @op

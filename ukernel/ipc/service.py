@@ -186,6 +186,15 @@ class Service:
         table[handle] = obj
         return handle
 
+    def next_handle(self) -> int:
+        """The handle new_handle gives next (RS reads it from a dead instance)."""
+        self._handles = itertools.count(first := next(self._handles))
+        return first
+
+    def handles_from(self, first: int) -> None:
+        """Number handles from ``first``: RS's fresh instance, past the dead one's (reincarnation.py)."""
+        self._handles = itertools.count(first)
+
     # --- calling out --------------------------------------------------------
     async def call(self, dst: str, op_name: str, **args: Any) -> Any:
         """Ask another service (only one this service declared in ``calls``)."""

@@ -130,6 +130,7 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     # copy_process (fork.py COPY_STEPS), unshare (nsproxy.py), and their undo ops
     ("sched", "sched_fork"):          ({"task": int},),
     ("sched", "sched_cancel_fork"):   (None,),
+    ("sched", "sched_restore"):       ({"task": int},),
     ("namespaces", "copy_semundo"):   ({"undo_list": int},),
     ("vfs", "dup_files"):             ({"files": int}, new_handle("files")),
     ("vfs", "share_files"):           ({"files": int}, same_handle("files")),

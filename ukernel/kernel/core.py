@@ -28,7 +28,6 @@ from ..ipc.router import BootError, Router
 from ..ipc.service import Service
 from ..reprs import bounded
 from ..trace import Tracer
-from ..user.binfmt import userland_programs
 from ..user.process import Runtime
 from .bug import Bugs, KernelPanic
 from .choice import chooser_for, turn_for
@@ -39,6 +38,7 @@ from .entry import Entry
 from .fork import CloneArgs, kernel_clone
 from .futex import FutexTable
 from .reincarnation import Reincarnation
+from .restore import fill_bin, idle_handles
 from .signal import send_to_process
 from .task import TaskStruct, TaskTable
 from .time import IdleSpell, idle_catch_up
@@ -129,18 +129,8 @@ class Kernel(Cpus, Entry, Bugs):
         auth = self.config.auth(self.config.remote_labels()) if self.config.remote else None
         for name in self.config.remote:  # served by other processes (ipc/endpoint.py)
             await self.attach_remote(name, nursery, auth)
-        for name, source in userland_programs():
-            await self.call("vfs", "write_file", {"path": f"/bin/{name}", "data": source, "mode": 0o755})
-        for path, data in self.config.files.items():
-            await self.call(
-                "vfs", "write_file", {"path": path, "data": data, "mode": 0o755 if path.startswith("/bin/") else 0o644}
-            )
-        idle = self.idle
-        idle.files = (await self.call("vfs", "init_files", {}))["files"]
-        idle.fs = (await self.call("vfs", "init_fs", {}))["fs"]
-        idle.sighand = (await self.call("signals", "init_sighand", {}))["sighand"]
-        idle.signal = (await self.call("signals", "init_signal", {}))["signal"]
-        idle.nsproxy = (await self.call("namespaces", "init_nsproxy", {"pid_ns": 1, "mnt_ns": 1}))["nsproxy"]
+        await fill_bin(self)  # vfs's boot state and the idle task's handles: RS makes them again (restore.py)
+        await idle_handles(self, self.idle)
         self.baseline = await self.accounting()
         if self.config.terminal is not None:
             tty = self.config.terminal_isatty  # typed at a terminal: through the line discipline
@@ -316,6 +306,7 @@ class Kernel(Cpus, Entry, Bugs):
     async def quiesce(self) -> None:
         """Let a task that was just reaped finish leaving its CPU (schedule(dead)) before anyone counts."""
         for _ in range(50):
+            await self.rs.settle()  # a service being restarted holds requests: they are not done yet
             await wait_all_tasks_blocked()
             if not self.router.pending:
                 return

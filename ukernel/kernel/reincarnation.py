@@ -21,14 +21,14 @@ The handle rule: a handle the kernel holds into the dead instance is either
 restored (the fresh instance gives a new handle for the same object, and the
 kernel's copy is rewritten) or gone; a task that held a handle that is gone is
 killed with SIGKILL, as Linux kills a task whose mm is gone, and the run goes
-on with the others. For pid: every task holds a struct pid, so killing them all
-would end every run; the kernel knows each task's numbers, so each task of the
-initial pid namespace gets its numbers again (``alloc_pid`` with ``set_tid``)
-and the allocation cursor is put back (``ns_last_pid``): the run goes on as if
-nothing happened. A task in a nested pid namespace is killed: the namespace
-itself lived only in the dead instance. A service with no RESTORE entry cannot
-be restarted yet (config.py refuses it: ENOSYS), since every task holds its
-handles (an mm, a files_struct) and nothing could be kept.
+on with the others. What each service gets back is restore.py's ``RESTORE``:
+pid and sched are stateful (every task keeps its numbers, its place on a CPU,
+its policy and timer: nothing is killed but a task of a nested pid namespace);
+mm, vfs, signals and namespaces are stateless (their boot state only; every
+holder but init is killed, init gets fresh handles). A fresh stateless instance
+numbers its handles past the dead one's, and the Holding stays in front of it:
+a request that still names a dead handle (a fork's undo, a put in flight) is
+answered for it (restore.GONE), never by a fresh object with the same number.
 
 A service that dies more than ``limit`` times stays dead: its calls fail with
 EIO, and one line says so. Without a policy for it, it is not restarted at all.
@@ -37,7 +37,6 @@ EIO, and one line says so. Without a policy for it, it is not restarted at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +50,9 @@ from ..ipc.endpoint import BACKOFF_MIN
 from ..ipc.local import open_local
 from ..ipc.service import Service, fault_site
 from ..reprs import bounded
+from .restore import RESTORE, RESTORE_STEP, STATELESS, ask, gone_reply
+
+__all__ = ["RESTORE", "RESTORE_STEP", "Holding", "Policy", "Reincarnation", "ask"]
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -83,6 +85,10 @@ class Holding:
         self.handles: dict[int, int] = {}  # old handle -> the fresh instance's, for requests held
         self.resend: list[Any] = []  # a remote one's requests in flight when it was lost (router Sent)
         self.waiting: set[int | None] = set()  # msgids held here: no instance has begun them
+        self.dead: Service | None = None  # the dead instance: its core (state_digest) can still be read
+        self.stateless = name in STATELESS  # nothing of the old state comes back: restore.gone_reply
+        self.first = 0  # stateless: the fresh instance's first handle; those below died with the old ones,
+        self.boot = 0  # but those below this one its construction made again (the initial mount namespace)
 
     async def send(self, frame: bytes, reply: Any) -> None:
         if trio.lowlevel.current_task() is not self.rs_task:
@@ -108,8 +114,11 @@ class Holding:
     def translate(self, frame: bytes) -> tuple[bytes, bytes | None]:
         """A held request names a handle of the dead instance (sent before the restore, as
         release_task's free_pid): the fresh one's handle for it; a put of one that died with
-        it is done already (answered 0: no holder is left); anything else is left as sent."""
+        it is done already (answered 0: no holder is left); anything else is left as sent.
+        After a stateless restart no handle comes back: restore.gone_reply answers for it."""
         msg = protocol.decode(frame)
+        if self.stateless and isinstance(msg, protocol.Request):  # its handles name nothing the fresh one has
+            return frame, gone_reply(self.name, msg, range(self.boot, self.first))
         if not isinstance(msg, protocol.Request) or not isinstance(msg.args.get("pid"), int) or not self.handles:
             return frame, None
         old = msg.args["pid"]
@@ -119,9 +128,6 @@ class Holding:
         if msg.op == "free_pid":
             return frame, protocol.encode_response(msg.msgid, None, 0)
         return frame, None
-
-
-RESTORE_STEP = "rs_restore"  # the meta step of RS's own state-transfer requests
 
 
 def _msgid(frame: bytes) -> int | None:
@@ -173,6 +179,7 @@ class Reincarnation:
             self.router.endpoints[name] = holding
             unseen = _drain(inbox)  # requests the dead instance never began: the fresh one gets them
             held = await _core(service)
+            holding.dead = service
             begun_by_none = {_msgid(frame) for frame, _ in unseen} | holding.waiting
             if previous is not None:
                 begun_by_none |= previous.waiting
@@ -192,6 +199,10 @@ class Reincarnation:
             await trio.sleep(delay)
             service = build(name, self.kernel.config)
             service.router = self.router
+            if holding.stateless:  # a stale handle must never name a fresh object
+                holding.boot = service.next_handle()
+                holding.first = max(holding.dead.next_handle(), previous.first if previous else 0)
+                service.handles_from(holding.first)
             self.kernel.local[name] = service
             self.kernel.watchdog.services = list(self.kernel.local.values())
             endpoint, inbox = open_local(service)
@@ -229,9 +240,18 @@ class Reincarnation:
             return
         finally:
             self._restoring = False
-        self.router.endpoints[name] = holding.through
+        # stateless: the holding stays in front, answering for the dead handles still about
+        self.router.endpoints[name] = holding if holding.first else holding.through
         holding.ready.set()
         self._say(f"{head}; {kept}; " + (f"killed with SIGKILL: {', '.join(killed)}" if killed else "no task killed"))
+
+    async def settle(self) -> None:
+        """Until no embedded service is being restarted: the requests it holds are not done yet
+        (Kernel.quiesce waits for them before anyone counts)."""
+        while waiting := [
+            e for e in self.router.endpoints.values() if isinstance(e, Holding) and e.rs_task and not e.ready.is_set()
+        ]:
+            await waiting[0].ready.wait()
 
     # --- a remote service: lost, then redialled (ipc/endpoint.py calls these) ----------------
     def remote_lost(self, name: str, why: str) -> bool:
@@ -366,42 +386,5 @@ def _held(counts: dict) -> str:
 
 async def _core(service: Service) -> dict:
     """The dead instance's accounting, asked through its own op (its last word)."""
-    got: list[Any] = []
-
-    async def reply(frame: bytes) -> None:
-        got.append(protocol.decode(frame))
-
-    try:
-        await service.handle_request([protocol.REQUEST, 0, f"{service.name}.accounting", [{}, {}]], reply)
-    except Exception:  # its state is too broken to count: say so
-        return {}
-    return got[0].result if got and got[0].error is None and isinstance(got[0].result, dict) else {}
-
-
-async def restore_pid(rs: Reincarnation, holding: Holding) -> tuple[str, list[str]]:
-    """Every live task of the initial pid namespace gets its numbers back (set_tid); the
-    cursor is put back by taking and giving back the free numbers up to it, in order."""
-    k = rs.kernel
-    call: Callable[[str, dict], Awaitable[Any]] = lambda op, args: k.call("pid", op, args, {"step": RESTORE_STEP})  # noqa: E731
-    kept, killed, holders = 0, [], [t for t in k.tasks if t.pid_handle is not None]
-    for task in holders:
-        if len(task.numbers) == 1:
-            old = task.pid_handle
-            task.pid_handle = (await call("alloc_pid", {"ns": 1, "set_tid": [task.numbers[0]]}))["pid"]
-            holding.handles[old] = task.pid_handle
-            kept += 1
-        else:
-            task.pid_handle = None  # its namespace died with the old instance: nothing to give back
-            killed.append(f"{task.pid}:{task.comm}")
-    taken = {t.numbers[0] for t in holders if len(t.numbers) == 1}
-    spare = [await call("alloc_pid", {"ns": 1}) for nr in range(1, rs.last_pid + 1) if nr not in taken]
-    for reply in spare:
-        await call("free_pid", {"pid": reply["pid"]})
-    for task in holders:
-        if task.pid_handle is None:
-            await k.kill(task, abi.SIGKILL)
-    return f"{kept} pid(s) given back from the task table, ns_last_pid {rs.last_pid}", killed
-
-
-#: State transfer by service: what RS does to a fresh instance before it serves (SEF init).
-RESTORE: dict[str, Callable[[Reincarnation, Holding], Awaitable[tuple[str, list[str]]]]] = {"pid": restore_pid}
+    counts = await ask(service, "accounting", {})
+    return counts if isinstance(counts, dict) else {}
