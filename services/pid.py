@@ -139,6 +139,13 @@ class PidService(Service):
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         return handle
 
+    def next_handle(self) -> int:
+        """pid numbers its own handles (namespaces and struct pids share one counter)."""
+        return self._next_handle
+
+    def handles_from(self, first: int) -> None:
+        self._next_handle = max(self._next_handle, first)
+
     def _new_ns(self, **kw: object) -> PidNamespace:
         """create_pid_namespace's pidmap: PIDMAP_ENTRIES pages for pid_max, none allocated
         but the first, whose bit 0 is set: pid 0 is the idle task's, never handed out."""

@@ -323,3 +323,12 @@ def test_a_stale_handle_is_answered_for_the_dead_instance() -> None:
     assert read.error["name"] == "EIO"
     assert ask("put_files", {"files": 9}) is None  # the fresh instance's
     assert ask("put_mnt_ns", {"mnt_ns": 1}) is None  # made again by its construction
+
+
+@pytest.mark.parametrize("nth", [1, 4, 7, 9])  # nginx 4 makes 9 pid requests
+def test_pid_killed_at_any_of_its_requests_is_restarted_and_nginx_completes(nth: int) -> None:
+    """pid@9 was the master's release_task in flight: its free_pid named a handle of the dead
+    instance after the restore (the fresh one numbers past the dead one's; RS answers it)."""
+    result = ukernel.run("nginx", ["nginx", "4"], restart=FAST, kill_service=f"pid@{nth}")
+    assert (result.status, result.stdout, result.problems) == (0, NGINX_4, [])
+    assert [e["service"] for e in restarts(result)] == ["pid"]

@@ -119,13 +119,14 @@ class Holding:
         msg = protocol.decode(frame)
         if self.stateless and isinstance(msg, protocol.Request):  # its handles name nothing the fresh one has
             return frame, gone_reply(self.name, msg, range(self.boot, self.first))
-        if not isinstance(msg, protocol.Request) or not isinstance(msg.args.get("pid"), int) or not self.handles:
+        if not isinstance(msg, protocol.Request) or not isinstance(msg.args.get("pid"), int):
             return frame, None
         old = msg.args["pid"]
         if old in self.handles:
             args = msg.args | {"pid": self.handles[old]}
             return protocol.encode_request(msg.msgid, f"{msg.service}.{msg.op}", args, msg.meta), None
-        if msg.op == "free_pid":
+        # the dead one's, not restored (a remote fresh one numbers as it likes: only held ones come here)
+        if msg.op == "free_pid" and (self.boot <= old < self.first or not self.first):
             return frame, protocol.encode_response(msg.msgid, None, 0)
         return frame, None
 
@@ -190,6 +191,7 @@ class Reincarnation:
             if policy is None or attempt > policy.limit:
                 holding.why = why if policy is None else f"restarted {policy.limit} times, not again"
                 self._say(f"{name} died ({why}); {self._not_again(name, policy)}; its calls fail with EIO")
+                self.kernel.lost.append(f"{name}: {holding.why}")  # gone for good, as a lost remote one
                 holding.ready.set()
                 return
             delay = policy.delay(attempt)
@@ -199,10 +201,10 @@ class Reincarnation:
             await trio.sleep(delay)
             service = build(name, self.kernel.config)
             service.router = self.router
-            if holding.stateless:  # a stale handle must never name a fresh object
-                holding.boot = service.next_handle()
-                holding.first = max(holding.dead.next_handle(), previous.first if previous else 0)
-                service.handles_from(holding.first)
+            # a stale handle must never name a fresh object: the fresh one numbers past the dead one's
+            holding.boot = service.next_handle()
+            holding.first = max(holding.dead.next_handle(), previous.first if previous else 0)
+            service.handles_from(holding.first)
             self.kernel.local[name] = service
             self.kernel.watchdog.services = list(self.kernel.local.values())
             endpoint, inbox = open_local(service)
@@ -240,7 +242,7 @@ class Reincarnation:
             return
         finally:
             self._restoring = False
-        # stateless: the holding stays in front, answering for the dead handles still about
+        # the holding stays in front, answering for (or translating) the dead handles still about
         self.router.endpoints[name] = holding if holding.first else holding.through
         holding.ready.set()
         self._say(f"{head}; {kept}; " + (f"killed with SIGKILL: {', '.join(killed)}" if killed else "no task killed"))
