@@ -6,21 +6,11 @@ from __future__ import annotations
 import io
 import textwrap
 
+from test_explore import RACE  # a fork and three writes: abc, bac, bca
+
 import ukernel
 from ukernel.cli import main as cli_main
 from ukernel.trace import JsonlSink
-
-RACE = """
-async def main(sys, argv):
-    pid = await sys.fork()
-    if pid == 0:
-        await sys.write(1, b"a")
-        return 0
-    await sys.write(1, b"b")
-    await sys.write(1, b"c")
-    await sys.waitpid(pid, 0)
-    return 0
-"""
 
 TWO_BY_TWO = """
 async def main(sys, argv):

@@ -22,6 +22,7 @@ import pytest
 import trio
 from conftest import program, read_line
 from spec_client import SpecSession, packb
+from test_distributed import NSDEMO  # a namespaces demo whose output names its pid and status
 
 import services
 import ukernel
@@ -191,26 +192,6 @@ async def test_two_sessions_have_their_own_handles():
             opened = await b.call("vfs.open", {"fs": fs_b, "files": files_b, "path": "/secret", "flags": 0})
             assert opened[2]["name"] == "ENOENT"
             nursery.cancel_scope.cancel()
-
-
-NSDEMO = program(
-    """
-    from ukernel.abi import CLONE_NEWNS, CLONE_NEWPID, O_CREAT, O_RDONLY, O_WRONLY, SIGCHLD
-
-    async def child(sys, arg):
-        fd = await sys.open("/out", O_WRONLY | O_CREAT)
-        await sys.write(fd, b"pid %d in its namespace" % await sys.getpid())
-        await sys.close(fd)
-        return 7
-
-    async def main(sys, argv):
-        pid = await sys.clone(CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, child)
-        _, status = await sys.waitpid(pid, 0)
-        fd = await sys.open("/out", O_RDONLY)
-        await sys.write(1, await sys.read(fd, 100) + b", status %d\\n" % (status >> 8))
-        return 0
-    """
-)
 
 
 async def test_a_node_forwards_the_kernels_session_so_what_it_reaches_through_it_is_one_state():

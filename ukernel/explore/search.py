@@ -218,7 +218,8 @@ class Search:
         if not systematic:
             result.why_incomplete = f"--strategy {self.strategy} samples runs; it cannot prove it saw them all"
         elif stopped_by:
-            result.why_incomplete = f"stopped by {stopped_by} with {len(self.frontier)} prefixes left"
+            left = f" with {len(self.frontier)} prefixes left" if self.frontier else ""  # (a fork tree keeps none)
+            result.why_incomplete = f"stopped by {stopped_by}{left}"
         elif self.truncated:
             result.why_incomplete = f"--max-depth {self.max_depth} left choice points unexplored"
         return result
