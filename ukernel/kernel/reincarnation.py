@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
+from trio._core import wait_all_tasks_blocked  # as core.py: not trio.testing (it imports pytest)
 
 from services import build
 
@@ -199,6 +200,9 @@ class Reincarnation:
                 "restart", service=name, attempt=attempt, delay=delay, why=why, held=held, failed=failed
             )
             await trio.sleep(delay)
+            # then until every task that can run has run up to a wait (most on the held service):
+            # the restore starts at the same point of the run whatever the backoff's wall time was
+            await wait_all_tasks_blocked()
             service = build(name, self.kernel.config)
             service.router = self.router
             # a stale handle must never name a fresh object: the fresh one numbers past the dead one's
