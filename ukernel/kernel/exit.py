@@ -164,6 +164,8 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     reaper = find_new_reaper(k, task)
     children, task.children = list(task.children), Children()
     for child in children:  # forget_original_parent
+        if child.state == "dead":  # released on another CPU while an earlier child was notified
+            continue  # (it saw its parent exiting: do_notify_parent's release): nothing to move
         child.real_parent = reaper
         if reaper.leader is task.leader:  # same_thread_group: no reparent_leader, no second notify
             reaper.children.append(child)
