@@ -17,7 +17,9 @@ import trio
 import ukernel
 import ukernel.api
 from services.pid import PidService
+from services.vfs import VfsService
 from ukernel.config import Config
+from ukernel.ipc import protocol
 
 NGINX_4 = (
     b"master 2: starting 4 workers\n"
@@ -167,7 +169,7 @@ def test_sched_restore_rearms_a_pending_timer() -> None:
 
 
 KILLED = {  # service@N in nginx 4: who held its handles when it died (init is given fresh ones)
-    "vfs": (5, "killed with SIGKILL: 2:nginx, 3:nginx", b""),
+    "vfs": (5, "killed with SIGKILL: 2:nginx, 3:nginx", b"master 2: starting 4 workers\n"),
     "mm": (5, "killed with SIGKILL: 2:nginx, 3:nginx, 4:nginx, 5:nginx", b"master 2: starting 4 workers\n"),
     "signals": (3, "killed with SIGKILL: 2:nginx, 3:nginx", b"master 2: starting 4 workers\n"),
     "namespaces": (2, "killed with SIGKILL: 2:nginx, 3:nginx, 4:nginx", b"master 2: starting 4 workers\n"),
@@ -178,8 +180,8 @@ KILLED = {  # service@N in nginx 4: who held its handles when it died (init is g
 def test_a_stateless_service_restarted_kills_its_holders(name: str, caplog) -> None:
     """A fresh instance with its boot state only: every task holding a handle into the dead one
     is SIGKILLed (the program's status: killed by SIGKILL, 137 in a shell), init reaps it with
-    fresh handles, the run ends, and nothing leaks. vfs's console died with it: the output is
-    what was written after the restart (none)."""
+    fresh handles, the run ends, and nothing leaks. vfs's console record is kept: the output is
+    what the terminal showed before the death (and nothing was written after it)."""
     nth, killed, out = KILLED[name]
     with caplog.at_level(logging.WARNING, logger="ukernel.rs"):
         result = ukernel.run("nginx", ["nginx", "4"], restart=fast(name), kill_service=f"{name}@{nth}")
@@ -192,8 +194,9 @@ def test_a_stateless_service_restarted_kills_its_holders(name: str, caplog) -> N
         f"ukernel: {name} died (killed on purpose after its request {nth} (kill_service)) "
         f"and was restarted (attempt 1, after 0.001 s): the old instance held "
     )
+    kept = ", the console's 29 byte(s) of output kept" if name == "vfs" else ""
     assert line.endswith(
-        f"; 0 call(s) in flight failed with EIO; its boot state made again, init given fresh handles; {killed}"
+        f"; 0 call(s) in flight failed with EIO; its boot state made again{kept}, init given fresh handles; {killed}"
     )
 
 
@@ -214,6 +217,53 @@ def test_vfs_restart_accounts_what_the_old_instance_held() -> None:
         "orphan_inodes": 0,
         "waiters": 0,
     }
+
+
+async def test_the_console_output_before_a_vfs_restart_stays_in_stdout(caplog) -> None:
+    """vfs dies after echo's write (its 4th request): the fresh instance is given the old
+    one's console record first, so what the next program writes comes after it, in order,
+    and nothing is shown twice (the console sink sees each byte once)."""
+    shown: list[bytes] = []
+    caplog.set_level(logging.WARNING, "ukernel.rs")
+    async with ukernel.boot(restart=fast("vfs"), kill_service="vfs@4", console=shown.append) as kernel:
+        first = await ukernel.api._run_watched(kernel, "/bin/echo", ["echo", "before"])
+        second = await ukernel.api._run_watched(kernel, "/bin/echo", ["echo", "after"])
+        out = await kernel.call("vfs", "console_output", {})
+        problems = await kernel.check_invariants()
+    assert (first, second, out, problems) == ((0, ""), (0, ""), b"before\nafter\n", [])
+    assert shown == [b"before\n", b"after\n"]
+    [line] = said(caplog)
+    assert "its boot state made again, the console's 7 byte(s) of output kept, init given fresh handles" in line
+
+
+class DyingVfs(VfsService):
+    """A vfs whose inbox loop dies right after it answers the first two console writes of the
+    class (each instance in turn): a bug no handler guard catches."""
+
+    writes: ClassVar[list[bytes]] = []
+
+    async def handle(self, item: bytes | list, reply_fn: Any) -> None:
+        await super().handle(item, reply_fn)
+        if isinstance(item, bytes) and getattr(protocol.decode(item), "op", None) == "write":
+            self.writes.append(item)
+            if len(self.writes) <= 2:
+                raise RuntimeError("vfs loop corrupted")
+
+
+async def test_a_vfs_restarted_twice_keeps_the_whole_record(caplog) -> None:
+    """The second dead instance's record holds what the first one gave it: all three
+    programs' output, in order."""
+    DyingVfs.writes.clear()
+    caplog.set_level(logging.WARNING, "ukernel.rs")
+    policy = {"vfs": {"backoff_min": 0.001, "backoff_max": 0.001}}
+    async with ukernel.boot(restart=policy, services={"vfs": DyingVfs}) as kernel:
+        statuses = [(await ukernel.api._run_watched(kernel, "/bin/echo", ["echo", word]))[0] for word in "abc"]
+        out = await kernel.call("vfs", "console_output", {})
+        problems = await kernel.check_invariants()
+    assert (len(DyingVfs.writes), out, problems) == (3, b"a\nb\nc\n", [])
+    assert statuses == [0, 0, 0]
+    kept = [re.search(r"attempt (\d)\b.*the console's (\d+) byte", line).groups() for line in said(caplog)]
+    assert kept == [("1", "2"), ("2", "4")]
 
 
 def test_restart_all_is_accepted_and_a_clean_run_is_unchanged() -> None:

@@ -209,6 +209,13 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return bytes(self.output)
 
     @op
+    async def console_restore(self, req: Call, output: bytes) -> None:
+        """State transfer into a fresh instance (the reincarnation server's SEF init): what
+        the console showed before the old one died goes first, so console_output is still
+        the whole run's, in order; not shown again (the terminal has it already)."""
+        self.output[:0] = output
+
+    @op
     async def console_input(self, req: Call, data: bytes = b"", live: bool = True, tty: bool = False) -> dict:
         """Input for the console (the terminal's interrupt): ``tty`` when typed at a real
         terminal (then the line discipline edits it, tty.py), ``live=False`` when it ended.

@@ -10,9 +10,14 @@ says why and when it falls back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from .service import Delivery, Fatal, ReplyFn, Service
+
+if TYPE_CHECKING:
+    from .router import Endpoint
 
 INBOX_DEPTH = 256
 
@@ -25,6 +30,9 @@ class LocalEndpoint:
 
     def __init__(self, send: trio.MemorySendChannel, service: Service):
         self._send, self.service = send, service
+        #: Once the service died: who takes its requests (the reincarnation server's Holding),
+        #: for a caller that got this endpoint before and reaches it after (its inbox is not read).
+        self.moved: Endpoint | None = None
 
     async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
         service = self.service
@@ -33,6 +41,9 @@ class LocalEndpoint:
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no handler
+            if self.moved is not None:  # it died meanwhile
+                await self.moved.send(frame, reply)
+                return
             if not service.busy and not service.queued:  # (still: others may have run meanwhile)
                 try:
                     await service.run_inline(frame, reply)
@@ -43,6 +54,9 @@ class LocalEndpoint:
                     with trio.CancelScope(shield=True):
                         await self._send.send((Fatal(exc), None))
                 return
+        if self.moved is not None:
+            await self.moved.send(frame, reply)
+            return
         service.queued += 1
         try:
             await self._send.send((frame, reply))

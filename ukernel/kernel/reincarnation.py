@@ -175,10 +175,11 @@ class Reincarnation:
         while True:
             why = await self._run(service, inbox, holding)
             previous, holding = holding, Holding(name, trio.lowlevel.current_task())
-            if previous is not None and not previous.ready.is_set():  # it died again while restored
-                previous.through = holding
+            if previous is not None:  # it died again: what the last holding still passes on (a request
+                previous.through = holding  # that waited there across the death) goes to the new one
                 previous.ready.set()
             self.router.endpoints[name] = holding
+            endpoint.moved = holding  # a request on its way into the dead inbox (past the drain) too
             unseen = _drain(inbox)  # requests the dead instance never began: the fresh one gets them
             held = await _core(service)
             holding.dead = service

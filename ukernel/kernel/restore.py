@@ -202,8 +202,10 @@ async def restore_stateless(rs: Reincarnation, holding: Holding) -> tuple[str, l
     meta = {"step": RESTORE_STEP}
     if name == "namespaces":
         await _put_foreign(k, holding.dead, k.idle.nsproxy, meta)
+    kept = "its boot state made again"
     if name == "vfs":
         await fill_bin(k, meta)
+        kept += await _console_kept(k, holding.dead, meta)
         if k.config.terminal is not None:
             tty = {"data": b"", "live": True, "tty": k.config.terminal_isatty}
             await k.call("vfs", "console_input", tty, meta)
@@ -221,8 +223,18 @@ async def restore_stateless(rs: Reincarnation, holding: Holding) -> tuple[str, l
             setattr(task, attr, None)  # gone with the dead instance: its exit puts nothing there
         k_kill(task, abi.SIGKILL)
     await k.wake_sleepers(k.idle)
-    kept = "its boot state made again" + (", init given fresh handles" if renewed else "")
-    return kept, [f"{t.pid}:{t.comm}" for t in holders]
+    return kept + (", init given fresh handles" if renewed else ""), [f"{t.pid}:{t.comm}" for t in holders]
+
+
+async def _console_kept(k: Kernel, dead: Service | None, meta: dict) -> str:
+    """What the console showed before vfs died, read from its core and given to the fresh
+    instance first (console_restore): Result.stdout is the whole run's. A remote one's
+    process is gone with its output: there is no core to read."""
+    shown = await ask(dead, "console_output", {}) if dead is not None else None
+    if not isinstance(shown, bytes):
+        return ", the console's output before it was lost (no core to read)"
+    await k.call("vfs", "console_restore", {"output": shown}, meta)
+    return f", the console's {len(shown)} byte(s) of output kept"
 
 
 async def _put_foreign(k: Kernel, dead: Service | None, boot: int | None, meta: dict) -> None:
