@@ -394,6 +394,7 @@ REMOTE_KILLS = {  # service: which request of nginx 4 meets the killed server, a
         "2:nginx, 4:nginx, 5:nginx, 6:nginx",
     ),
     "mm": (lambda e: e["op"] == "dup_mm" and e["pid"] == 2, 1, "2:nginx"),  # the master's first fork
+    "signals": (lambda e: e["op"] == "copy_sighand" and e["pid"] == 2, 1, "2:nginx"),
 }
 
 
@@ -403,7 +404,7 @@ def _handles(name: str, result: Any) -> list[int]:
     return [result[a] for a in HANDLE_ARGS[name] if isinstance(result, dict) and type(result.get(a)) is int]
 
 
-REMOTE_OUT = {"vfs": b"", "mm": b"master 2: starting 4 workers\n"}
+REMOTE_OUT = {"vfs": b"", "mm": b"master 2: starting 4 workers\n", "signals": b"master 2: starting 4 workers\n"}
 
 
 @pytest.mark.parametrize("name", sorted(REMOTE_KILLS))

@@ -30,6 +30,13 @@ numbers its handles past the dead one's, and the Holding stays in front of it:
 a request that still names a dead handle (a fork's undo, a put in flight) is
 answered for it (restore.GONE), never by a fresh object with the same number.
 
+A remote service lost (ipc/endpoint.py calls ``remote_lost``) is redialled,
+not respawned (the kernel did not start its server); back on a new instance
+it is restored the same way, from the kernel's own view (the lost one cannot
+be asked): pid's and sched's calls in flight are sent again, a stateless one's
+fail EIO, and a stateless one is first told to number past every handle the
+kernel saw it give (``handles_past``), so the same Holding rule holds.
+
 A service that dies more than ``limit`` times stays dead: its calls fail with
 EIO, and one line says so. Without a policy for it, it is not restarted at all.
 """
