@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from services.pid import PidService
 from services.vfs import VfsService
 from ukernel.config import Config
 from ukernel.ipc import protocol
+from ukernel.kernel.reincarnation import _held
 
 NGINX_4 = (
     b"master 2: starting 4 workers\n"
@@ -278,23 +280,41 @@ SECRET = "reincarnation-secret"
 
 
 class Serve:
-    """``ukernel serve pid`` on a Unix socket; killed and started again on the same path."""
+    """``ukernel serve SERVICE`` on a Unix socket; killed and started again on the same path.
+    ``stop`` kills every process it started (one started as the run ends is not left behind)."""
 
-    def __init__(self, listen: str):
-        self.args = [*UKERNEL, "serve", "pid", "--listen", listen, "--heartbeat", "0.1", "--rpc-timeout", "1"]
+    def __init__(self, listen: str, service: str = "pid"):
+        self.args = [*UKERNEL, "serve", service, "--listen", listen, "--heartbeat", "0.1", "--rpc-timeout", "1"]
         self.process: trio.Process | None = None
+        self.started: list[trio.Process] = []
+        self.stopped = False
 
     async def start(self, nursery: trio.Nursery) -> str:
         env = dict(os.environ, UKERNEL_SECRET=SECRET, PYTHONPATH=str(REPO))
         self.process = await nursery.start(
             partial(trio.run_process, self.args, stderr=subprocess.PIPE, env=env, check=False)
         )
+        self.started.append(self.process)
+        if self.stopped:  # the run ended before this one was up
+            self.process.kill()
+            return ""
         line = b""
         with trio.fail_after(20):  # a hang detector only
             while not line.endswith(b"\n"):
                 line += await self.process.stderr.receive_some(1)
         assert line.startswith(b"ukernel: serving "), line
         return line.decode().rstrip().rsplit(" on ", 1)[1]
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for it to be dead: the kernel's next message meets no server."""
+        self.process.kill()
+        while self.process.poll() is None:
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self.stopped = True
+        for process in self.started:
+            process.kill()
 
 
 async def test_a_remote_pid_killed_mid_nginx_4_is_redialled_and_restored(tmp_path, monkeypatch, caplog) -> None:
@@ -309,9 +329,12 @@ async def test_a_remote_pid_killed_mid_nginx_4_is_redialled_and_restored(tmp_pat
             server = Serve(f"unix:{tmp_path / 'pid.sock'}")
             url = await server.start(nursery)
 
+            held: list[dict] = []  # the last heartbeat's accounting before the kill: what the loss names
+
             def console(data: bytes) -> None:
                 if data == b"worker 3: pid 6, parent 2\n":  # every fork done; the free_pids to come
-                    server.process.kill()
+                    held.append(dict(kernel.router.endpoints["pid"].last_accounting))
+                    server.kill()
                     nursery.start_soon(server.start, nursery)
 
             settings = {"remote": {"pid": url}, "heartbeat": 0.05, "rpc_timeout": 20, "restart": FAST}
@@ -323,17 +346,19 @@ async def test_a_remote_pid_killed_mid_nginx_4_is_redialled_and_restored(tmp_pat
                 status, error = await ukernel.api._run_watched(kernel, "/bin/nginx", ["nginx", "4"])
                 out = await kernel.call("vfs", "console_output", {})
                 problems = await kernel.check_invariants()
-            server.process.kill()
+            server.stop()
     assert (status, error, out, problems) == (0, "", NGINX_4, [])
     [event] = [e for e in trace if e["type"] == "restart"]
     assert (event["service"], event["attempt"], event["why"].startswith(f"pid at {url}: ")) == ("pid", 1, True)
-    assert event["held"] == {"faults": 0, "pids": 0, "numbers": 0, "namespaces": 1, "refs": 0}  # at boot
+    assert (set(event["held"]), event["failed"]) == (set(held[0]), 0)  # calls in flight: sent again
+    # the last heartbeat's answer: the one before the kill, or one already on its way then
+    assert event["held"]["namespaces"] == 1 and event["held"]["pids"] == event["held"]["numbers"] <= 6
     [line] = said(caplog)
     # where worker 0's release was when the loss was seen is a race: in flight (sent again), held
     # (its handle translated), or not begun (its pid given back): the output is the same
     assert re.search(
-        r"at its last heartbeat the old instance held 1 namespaces; a new instance; [01] call\(s\) sent again; "
-        r"[56] pid\(s\) given back from the task table, ns_last_pid 6; no task killed$",
+        rf"at its last heartbeat the old instance held {re.escape(_held(event['held']))}; a new instance; "
+        r"[01] call\(s\) sent again; [56] pid\(s\) given back from the task table, ns_last_pid 6; no task killed$",
         line,
     ), line
 
@@ -382,3 +407,119 @@ def test_pid_killed_at_any_of_its_requests_is_restarted_and_nginx_completes(nth:
     result = ukernel.run("nginx", ["nginx", "4"], restart=FAST, kill_service=f"pid@{nth}")
     assert (result.status, result.stdout, result.problems) == (0, NGINX_4, [])
     assert [e["service"] for e in restarts(result)] == ["pid"]
+
+
+async def remote_run(tmp_path: Path, name: str, kill_at: Any, nursery: trio.Nursery) -> tuple:
+    """nginx 4 with ``name`` served by a ``ukernel serve`` process, killed (and started again on
+    the same socket) as the kernel sends the request ``kill_at`` picks out of the trace."""
+    server = Serve(f"unix:{tmp_path / f'{name}.sock'}", name)
+    url = await server.start(nursery)
+    trace: list[dict] = []
+    last: list[dict] = []  # what the lost instance held at its last heartbeat before the kill
+
+    def sink(event: dict) -> None:
+        trace.append(event)
+        if event["type"] == "request" and event["dst"] == name and len(server.started) == 1 and kill_at(event):
+            last.append(dict(kernel.router.endpoints[name].last_accounting))
+            server.kill()
+            nursery.start_soon(server.start, nursery)
+
+    settings = {"remote": {name: url}, "heartbeat": 0.05, "rpc_timeout": 20, "restart": fast(name)}
+    async with ukernel.boot(**settings) as kernel:
+        kernel.tracer.add_sink(sink)
+        endpoint = kernel.router.endpoints[name]
+        while not endpoint.last_accounting:  # a heartbeat answered: what a loss can account
+            await trio.sleep(0.01)
+        status, error = await ukernel.api._run_watched(kernel, "/bin/nginx", ["nginx", "4"])
+        out = await kernel.call("vfs", "console_output", {})
+        problems = await kernel.check_invariants()
+    server.stop()
+    return url, (status, error, out, problems), trace, last
+
+
+REMOTE_KILLS = {  # service: which request of nginx 4 meets the killed server, and who held its handles then
+    "vfs": (
+        lambda e: e["op"] == "write" and e["pid"] == 4,  # worker 1's line: in flight when the loss is seen
+        1,
+        "2:nginx, 4:nginx, 5:nginx, 6:nginx",
+    ),
+    "mm": (lambda e: e["op"] == "dup_mm" and e["pid"] == 2, 1, "2:nginx"),  # the master's first fork
+    "signals": (lambda e: e["op"] == "copy_sighand" and e["pid"] == 2, 1, "2:nginx"),
+}
+
+
+def _handles(name: str, result: Any) -> list[int]:
+    from ukernel.kernel.restore import HANDLE_ARGS
+
+    return [result[a] for a in HANDLE_ARGS[name] if isinstance(result, dict) and type(result.get(a)) is int]
+
+
+REMOTE_OUT = {"vfs": b"", "mm": b"master 2: starting 4 workers\n", "signals": b"master 2: starting 4 workers\n"}
+
+
+@pytest.mark.parametrize("name", sorted(REMOTE_KILLS))
+async def test_a_remote_stateless_service_killed_mid_run_is_restored_as_an_embedded_one(
+    name: str, tmp_path, monkeypatch, caplog
+) -> None:
+    """A new instance after the redial: its boot state made again, every holder of a handle into
+    the lost one SIGKILLed (status 9, 137 in a shell), init given fresh handles, the call in
+    flight failed EIO (the old one may have begun it), nothing leaked; its handles are numbered
+    past the lost one's (handles_past), so a stale handle names nothing of the fresh one."""
+    monkeypatch.setenv("UKERNEL_SECRET", SECRET)
+    caplog.set_level(logging.WARNING, "ukernel")
+    kill_at, failed, killed = REMOTE_KILLS[name]
+    with trio.fail_after(60):  # a hang detector only
+        async with trio.open_nursery() as nursery:
+            url, (status, error, out, problems), trace, [held] = await remote_run(tmp_path, name, kill_at, nursery)
+    # the console died with a vfs (what was written before is on the CLI's screen already)
+    assert (status, 128 + status, error, out, problems) == (9, 137, "", REMOTE_OUT[name], [])
+    [event] = [e for e in trace if e["type"] == "restart"]
+    before = trace[: trace.index(event)]
+    given = [v for e in before if e["type"] == "reply" and e["src"] == name for v in _handles(name, e.get("result"))]
+    [renumber] = [e for e in trace if e["type"] == "request" and e["op"] == "handles_past"]
+    assert renumber["args"] == {"first": max(given) + 1}  # RS's first request to the fresh instance
+    assert {k: event[k] for k in ("service", "attempt", "delay", "failed")} == {
+        "service": name,
+        "attempt": 1,
+        "delay": 0.05,
+        "failed": failed,
+    }
+    assert event["why"].startswith(f"{name} at {url}: ")
+    # the last heartbeat's answer: the one before the kill, or one already on its way then
+    assert (set(event["held"]), event["held"]["faults"]) == (set(held), 0)
+    [line] = said(caplog)
+    assert line.startswith(f"ukernel: {name} lost ({event['why']}) and redialled (attempt 1): at its last ")
+    assert f"heartbeat the old instance held {_held(event['held'])}; " in line
+    assert line.endswith(
+        f"a new instance; {failed} call(s) in flight failed with EIO; its boot state made again, "
+        f"init given fresh handles; killed with SIGKILL: {killed}"
+    ), line
+
+
+async def test_a_remote_sched_killed_mid_fork_is_restored_from_the_kernels_view(tmp_path, monkeypatch, caplog) -> None:
+    """Stateful, as pid: the lost instance cannot be asked for its core, so every task the kernel
+    schedules is re-registered from its task table (running where cpu_curr says, else runnable,
+    the default policy), and the master's sched_fork, in flight, is sent again: the run is the
+    run without the kill."""
+    monkeypatch.setenv("UKERNEL_SECRET", SECRET)
+    caplog.set_level(logging.WARNING, "ukernel")
+    with trio.fail_after(60):  # a hang detector only
+        async with trio.open_nursery() as nursery:
+            first_fork = lambda e: e["op"] == "sched_fork" and e["pid"] == 2  # noqa: E731
+            url, result, trace, [held] = await remote_run(tmp_path, "sched", first_fork, nursery)
+    assert result == (0, "", NGINX_4, [])
+    [event] = [e for e in trace if e["type"] == "restart"]
+    assert {k: event[k] for k in ("service", "attempt", "delay", "failed", "held")} == {
+        "service": "sched",
+        "attempt": 1,
+        "delay": 0.05,
+        "failed": 0,
+        "held": held,
+    }
+    [line] = said(caplog)
+    assert re.search(
+        r"; a new instance; 1 call\(s\) sent again; 2 task\(s\) re-registered from the kernel's task table "
+        r"\(no core\), 0 timer\(s\) re-armed, clock \d+; no task killed$",
+        line,
+    ), line
+    assert not [e for e in trace if e["type"] == "request" and e["op"] == "handles_past"]  # stateful: none

@@ -273,7 +273,8 @@ class RemoteEndpoint:
                 log.debug("ukernel: redial %s failed: %s", self.url, exc)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            new = not (old is not None and old.instance and old.instance == self.peer.instance)
+            # a new instance, or the same one that reclaimed our session: what it held is gone
+            new = not (old is not None and old.instance and old.instance == self.peer.instance) or self.resumed is False
             log.warning("ukernel: reconnected to %s at %s; %s", self.service, self._where(), self._what_was_lost(old))
             if self.on_back is not None:
                 self.on_back(self.service, new)
@@ -326,9 +327,9 @@ class RemoteEndpoint:
                 for piece in self._splitter.frames(frame):
                     await conn.send_frame(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if msgid is not None and msgid in self.replies:  # else _lose answered it already
-                self._slots.release()
-                await self._fail(msgid, self.replies.pop(msgid))
+            # the connection broke under this send: the reader sees it too, and _lose answers the
+            # call with the others in flight (EIO, or held for RS), never before (self.lost unset)
+            pass
 
     async def _fail(self, msgid: int, reply: ReplyFn | None) -> None:
         if reply is not None:

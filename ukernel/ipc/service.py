@@ -365,6 +365,15 @@ class Service:
         return self.name
 
     @op
+    async def handles_past(self, req: Call, first: int) -> dict:
+        """RS's first request to a fresh remote instance: number handles from ``first`` on, past
+        every handle the lost one gave, so a stale one never names a fresh object (never back);
+        ``boot`` is where its construction had got to (below it: what it made again, / 's mount ns)."""
+        boot = self.next_handle()
+        self.handles_from(max(first, boot))
+        return {"boot": boot}
+
+    @op
     async def state_digest(self, req: Call, fields: bool = False) -> int | dict:
         """A number that is the same exactly when this service's state is (``ukernel explore``
         merges the runs that reach one state): a canonical walk of its attributes, less the

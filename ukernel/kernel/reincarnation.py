@@ -30,6 +30,13 @@ numbers its handles past the dead one's, and the Holding stays in front of it:
 a request that still names a dead handle (a fork's undo, a put in flight) is
 answered for it (restore.GONE), never by a fresh object with the same number.
 
+A remote service lost (ipc/endpoint.py calls ``remote_lost``) is redialled,
+not respawned (the kernel did not start its server); back on a new instance
+it is restored the same way, from the kernel's own view (the lost one cannot
+be asked): pid's and sched's calls in flight are sent again, a stateless one's
+fail EIO, and a stateless one is first told to number past every handle the
+kernel saw it give (``handles_past``), so the same Holding rule holds.
+
 A service that dies more than ``limit`` times stays dead: its calls fail with
 EIO, and one line says so. Without a policy for it, it is not restarted at all.
 """
@@ -51,7 +58,7 @@ from ..ipc.endpoint import BACKOFF_MIN
 from ..ipc.local import open_local
 from ..ipc.service import Service, fault_site
 from ..reprs import bounded
-from .restore import RESTORE, RESTORE_STEP, STATELESS, ask, gone_reply
+from .restore import HANDLE_ARGS, RESTORE, RESTORE_STEP, STATELESS, ask, gone_reply
 
 __all__ = ["RESTORE", "RESTORE_STEP", "Holding", "Policy", "Reincarnation", "ask"]
 
@@ -150,9 +157,14 @@ class Reincarnation:
         self.holding: dict[str, Holding] = {}  # remote services being redialled
         self.losses: dict[str, int] = {}
         self._heads: dict[str, str] = {}
+        #: a remote stateless service RS restarts: the highest handle it gave (its fresh instance numbers past)
+        self.seen: dict[str, int] = {}
+        numbered = {name for name in kernel.config.remote if name in STATELESS and name in policies}
         inner = self.router.on_collect
 
         def on_collect(sent: Any, response: protocol.Response) -> None:
+            if sent.dst in numbered and isinstance(response.result, dict):
+                self._note(sent.dst, response.result)
             if sent.dst == "pid" and sent.op == "alloc_pid" and not self._restoring and response.error is None:
                 numbers = response.result.get("numbers") if isinstance(response.result, dict) else None
                 if numbers and len(sent.args.get("set_tid") or ()) < len(numbers):
@@ -277,7 +289,10 @@ class Reincarnation:
         holding.resend = [sent for sent in self.router.pending.values() if sent.dst == name and sent.response is None]
         self.router.endpoints[name] = holding
         held = dict(endpoint.last_accounting or {})
-        self.kernel.tracer.emit("restart", service=name, attempt=attempt, delay=BACKOFF_MIN, why=why, held=held)
+        failed = len(holding.resend) if holding.stateless else 0  # else sent again to a new instance
+        self.kernel.tracer.emit(
+            "restart", service=name, attempt=attempt, delay=BACKOFF_MIN, why=why, held=held, failed=failed
+        )
         self._heads[name] = (
             f"{name} lost ({why}) and redialled (attempt {attempt}): at its last heartbeat the old instance "
             f"held {_held(held) if held else 'what is unknown (no heartbeat had answered)'}"
@@ -294,17 +309,25 @@ class Reincarnation:
 
     async def _back(self, name: str, holding: Holding, new: bool) -> None:
         """A new instance: restored, then the calls that were in flight are sent to it again
-        (what they did died with the old one); the same instance: they may have been done, so
-        they fail EIO, as without RS."""
+        (pid, sched: what they did died with the old one, whose state is given back) or fail
+        EIO (a stateless one: the old instance may have begun them, and its state is gone);
+        the same instance: they may have been done, so they fail EIO, as without RS."""
         head = self._heads.pop(name)
+        holding.rs_task = trio.lowlevel.current_task()
+        # as after an embedded backoff: the restore starts once every task that can run waits
+        # (most on the held service), whatever the redial's wall time; bounded, as a held call is
+        with trio.move_on_after(self.kernel.config.rpc_timeout):
+            await wait_all_tasks_blocked()
+        resend = new and not holding.stateless
         if new:
-            await self._restore(name, holding, head + f"; a new instance; {len(holding.resend)} call(s) sent again")
+            fate = "sent again" if resend else "in flight failed with EIO"
+            await self._restore(name, holding, head + f"; a new instance; {len(holding.resend)} call(s) {fate}")
         else:
             self.router.endpoints[name] = holding.through
             holding.ready.set()
             self._say(f"{head}; the same instance: nothing to restore; {len(holding.resend)} call(s) failed with EIO")
         for sent in holding.resend:
-            if new and holding.through is not None:
+            if resend and holding.through is not None:
                 frame = protocol.encode_request(sent.msgid, f"{name}.{sent.op}", sent.args, sent.meta)
                 frame, answered = holding.translate(frame)
                 if answered is not None:
@@ -312,7 +335,17 @@ class Reincarnation:
                 else:
                     await holding.through.send(frame, self.router.on_reply)
             else:
-                self.router.deliver(sent.msgid, protocol.error_map(abi.EIO, f"{name} lost: {holding.why}"), None)
+                why = holding.why or (
+                    "the old instance may have begun it; what it did died with it" if new else "it may have been done"
+                )
+                self.router.deliver(sent.msgid, protocol.error_map(abi.EIO, f"{name} lost: {why}"), None)
+
+    def _note(self, name: str, result: dict) -> None:
+        """The highest handle a remote stateless service gave, from a reply (restore.py's bound)."""
+        for attr in HANDLE_ARGS[name]:
+            handle = result.get(attr)
+            if type(handle) is int and handle > self.seen.get(name, 0):
+                self.seen[name] = handle
 
     async def _give_up_after(self, name: str, holding: Holding, why: str) -> None:
         """Held calls wait at most rpc_timeout for the service to come back, then fail EIO."""

@@ -200,6 +200,9 @@ async def restore_stateless(rs: Reincarnation, holding: Holding) -> tuple[str, l
     killed (init and the idle task get fresh handles instead)."""
     k, name = rs.kernel, holding.name
     meta = {"step": RESTORE_STEP}
+    if holding.dead is None:  # a remote one lost: it cannot be asked; the kernel saw every handle it gave
+        holding.first = max(holding.first, rs.seen.get(name, 0) + 1)
+        holding.boot = (await k.call(name, "handles_past", {"first": holding.first}, meta))["boot"]
     if name == "namespaces":
         await _put_foreign(k, holding.dead, k.idle.nsproxy, meta)
     kept = "its boot state made again"
@@ -240,7 +243,8 @@ async def _console_kept(k: Kernel, dead: Service | None, meta: dict) -> str:
 async def _put_foreign(k: Kernel, dead: Service | None, boot: int | None, meta: dict) -> None:
     """What a dead namespaces held in pid and vfs (free_nsproxy's puts, done for it): each of
     its nsproxies but the boot one (init_nsproxy took no reference) held one pid and one
-    mount namespace. Read from its core, as its accounting is."""
+    mount namespace. Read from its core, as its accounting is; a remote one lost has none
+    (and its calls to pid and vfs went from its node, unseen here): nothing is put back."""
     core = (await ask(dead, "state_digest", {"fields": True}) if dead is not None else None) or {}
     for handle, proxy in (core.get("nsproxies") or {}).items():
         if str(handle) != str(boot) and isinstance(proxy, dict) and "mnt_ns" in proxy:
