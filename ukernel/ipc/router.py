@@ -159,20 +159,24 @@ class Router:
         if self.tracer.on:
             self.tracer.service_event(type_, src, op, cause, meta, **fields)
 
-    async def call(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Any:
-        """Send a request and wait for its reply; an error reply raises OSError.
+    async def call(
+        self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None, *, wait: bool = True
+    ) -> Any:
+        """Send a request and wait for its reply; an error reply raises OSError. With
+        ``wait`` false, only send it: the Sent, for ``collect`` (what ``send`` does).
 
         ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
         delivering: fault injection that still shows in the trace.
 
         A call to an idle local service takes the fast path in this one coroutine (seL4's
-        fastpath is one function too): the same steps as send, LocalEndpoint.send,
+        fastpath is one function too): the same steps as post, LocalEndpoint.send,
         Service.run_inline, handle_request and collect, with nothing awaited but the
         handler. docs/ipc.md says what it keeps and when it falls back.
         """
         endpoint = self.endpoints.get(dst)
         if type(endpoint) is not LocalEndpoint or inject is not None or type(args) is not dict:
-            return await self.collect(await self.send(src, dst, op, args, meta, inject))
+            sent = await self.post(src, dst, op, args, meta, inject)
+            return await self.collect(sent) if wait else sent
         service = endpoint.service
         if (
             service.busy
@@ -181,13 +185,14 @@ class Router:
             or (self.fail_nth and self.counting)
             or dst not in self.calls.get(src, ())
         ):
-            return await self.collect(await self.send(src, dst, op, args, meta, inject))
+            sent = await self.post(src, dst, op, args, meta, inject)
+            return await self.collect(sent) if wait else sent
         msgid = next(self._msgids)
         if self.counting:
             self.sent += 1  # (no fail_nth entry to look up: call checked)
         tracer = self.tracer
         if tracer.on:
-            tracer.message("request", src, dst, op, msgid, meta, args=args)
+            tracer.request(src, dst, op, msgid, meta, args)
         if self.footprint is not None:
             self.footprint.message(self.calls, dst, op, args, meta)
         sent = Sent(msgid, src, dst, op, meta, args)
@@ -233,7 +238,7 @@ class Router:
                         except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
                             reply = service._encode_reply(msgid, op, error, result)
                         obj = unpack(reply, raw=False, strict_map_key=False)
-                        if sent._event is None and obj[2] is None and not tracer.on and self.on_collect is None:
+                        if wait and sent._event is None and obj[2] is None and not tracer.on and not self.on_collect:
                             del pending[msgid]  # nobody looks at it (finish's test, below): no Response
                             return obj[3]
                         sent.response = Response(msgid, obj[2], obj[3])
@@ -252,6 +257,8 @@ class Router:
             del pending[msgid]
             raise
         response = sent.response
+        if not wait:
+            return sent
         if response is None:  # deferred, queued, or the service died of it: its reply comes later
             return await self.collect(sent)
         del pending[msgid]
@@ -261,7 +268,13 @@ class Router:
 
     async def send(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
         """Send a request without waiting for the reply: ``sent.event`` is set when it
-        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it."""
+        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it. (A
+        reply the fast path gave is in already.)"""
+        return await self.call(src, dst, op, args, meta, inject, wait=False)
+
+    async def post(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
+        """send's general path: to the endpoint, whichever it is (an inbox, a remote node,
+        RS holding a dead service's messages), or answered here by fault injection."""
         if dst not in self.calls.get(src, ()):
             allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
@@ -272,7 +285,7 @@ class Router:
             if self.fail_nth:
                 inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
-            self.tracer.message("request", src, dst, op, msgid, meta, args=args)
+            self.tracer.request(src, dst, op, msgid, meta, args)
         if self.footprint is not None:
             self.footprint.message(self.calls, dst, op, args, meta)
         sent = Sent(msgid, src, dst, op, meta, args)
@@ -337,17 +350,9 @@ class Router:
     def finish(self, sent: Sent, response: protocol.Response) -> Any:
         """A reply in: trace it, let on_collect look at it, and return its result or raise."""
         if self.tracer.on:
-            dur_us = int((time.perf_counter() - sent.started) * 1e6)
-            self.tracer.message(
-                "reply",
-                sent.dst,
-                sent.src,
-                sent.op,
-                sent.msgid,
-                sent.meta,
-                result=response.result,
-                error=response.error,
-                dur_us=dur_us,
+            dur_us = int((perf_counter() - sent.started) * 1e6)
+            self.tracer.reply(
+                sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
             )
         if self.on_collect is not None:
             self.on_collect(sent, response)
