@@ -68,16 +68,11 @@ class Tracer:
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self.on:
-            event = {"seq": next(self._seq), "ts": self.clock(), "type": type_}
-            event.update(fields)
-            self.publish(event)
-
-    def publish(self, event: Event) -> None:
-        """Hand one stamped event to every sink, the same dict to all."""
-        for sink in self.direct:
-            sink(event)
-        if self.sinks:
-            self._log.msg(event)
+            event = {"seq": next(self._seq), "ts": self.clock(), "type": type_, **fields}
+            for sink in self.direct:  # the same dict to every sink
+                sink(event)
+            if self.sinks:
+                self._log.msg(event)
 
     def _fan_out(self, _logger: Any, _method: str, event_dict: dict) -> dict:
         event = event_dict["event"]
@@ -172,7 +167,10 @@ class Tracer:
             node = self.nodes.get(handler)
             if node is not None:
                 event["node"] = node
-        self.publish(event)
+        for sink in self.direct:  # the same dict to every sink (here, not in a method: every message comes here)
+            sink(event)
+        if self.sinks:
+            self._log.msg(event)
 
     def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
         """An event a service reports while serving a message (mm's ``fault``): tied by
