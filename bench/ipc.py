@@ -163,7 +163,7 @@ def loop_rounds(c_run: Callable[..., str], source: bytes, n: int, n_c: int, roun
     """(C seconds per fork, fast path, inbox path) per round, interleaved."""
     out = []
     for _ in range(rounds):
-        c = 1 / float(c_run(n_c))
+        c = float(c_run(n_c))  # seconds per fork (fork.py's C loop prints that)
         with fastpath(True):
             fast = ukernel_seconds(source, n)
         with fastpath(False):

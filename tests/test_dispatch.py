@@ -16,7 +16,8 @@ import pytest
 from services.pid import PidService
 from ukernel import abi
 from ukernel.ipc import protocol
-from ukernel.ipc.service import INT_MAX, INT_MIN, Call, Service, op
+from ukernel.ipc.params import INT_MAX, INT_MIN
+from ukernel.ipc.service import Call, Service, op
 from ukernel.testing import service_client
 
 

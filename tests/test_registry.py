@@ -90,15 +90,16 @@ def test_a_service_declares_exactly_the_services_its_code_calls(name):
 # --- dynamically: what runs call -------------------------------------------------------------
 @pytest.fixture
 def edges(monkeypatch) -> set[tuple[str, str]]:
-    """Every (src, dst) a router is asked to send along, allowed or not."""
+    """Every (src, dst) a router is asked to send along, allowed or not (Router.send
+    goes through Router.call too)."""
     seen: set[tuple[str, str]] = set()
-    send = Router.send
+    call = Router.call
 
     async def recording(self, src, dst, *args, **kwargs):
         seen.add((src, dst))
-        return await send(self, src, dst, *args, **kwargs)
+        return await call(self, src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(Router, "send", recording)
+    monkeypatch.setattr(Router, "call", recording)
     return seen
 
 

@@ -25,7 +25,8 @@ from services.vfs import VfsService
 from ukernel import abi
 from ukernel.ipc import node as node_server
 from ukernel.ipc import tcp
-from ukernel.ipc.service import DEFERRED, INT_MAX, INT_MIN, Service, op
+from ukernel.ipc.params import INT_MAX, INT_MIN
+from ukernel.ipc.service import DEFERRED, Service, op
 from ukernel.testing import service_client
 
 SECRET = b"wire-secret"

@@ -50,19 +50,30 @@ class LocalEndpoint:
                 except trio.Cancelled:
                     raise
                 except BaseException as exc:  # not the caller's: the service dies of it, in its loop
-                    service.queued += 1
-                    with trio.CancelScope(shield=True):
-                        await self._send.send((Fatal(exc), None))
+                    await self.fatal(exc)
                 return
+        await self.queue(frame, reply)
+
+    async def queue(self, frame: bytes, reply: ReplyFn | None) -> None:
+        """The slow path: into the inbox, behind what is queued, for the service's loop
+        (or, once the service died, to who takes its requests)."""
         if self.moved is not None:
             await self.moved.send(frame, reply)
             return
+        service = self.service
         service.queued += 1
         try:
             await self._send.send((frame, reply))
         except BaseException:
             service.queued -= 1
             raise
+
+    async def fatal(self, exc: BaseException) -> None:
+        """A handler run on the fast path died of ``exc`` (no Exception: a KeyboardInterrupt):
+        hand it to the service's loop to die of, as if the message had come through the inbox."""
+        self.service.queued += 1
+        with trio.CancelScope(shield=True):
+            await self._send.send((Fatal(exc), None))
 
     async def aclose(self) -> None:
         await self._send.aclose()

@@ -135,17 +135,40 @@ class RelayTracer(Tracer):
         self._target: int | None = None
         self.add_sink(self._sink)
 
-    def message(self, kind: str, src: str, dst: str, op: str, msgid: int, meta: dict, **fields: Any) -> None:
+    def request(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any, kind: str = "request") -> None:
+        self._target = self._relay(kind, msgid, meta)
+        try:
+            super().request(src, dst, op, msgid, meta, args, kind)
+        finally:
+            self._target = None
+
+    def reply(
+        self,
+        src: str,
+        dst: str,
+        op: str,
+        msgid: int,
+        meta: dict,
+        result: Any,
+        error: dict | None,
+        dur_us: int | None,
+        kind: str = "reply",
+    ) -> None:
+        self._target = self._relay(kind, msgid, meta)
+        try:
+            super().reply(src, dst, op, msgid, meta, result, error, dur_us, kind)
+        finally:
+            self._target = None
+
+    def _relay(self, kind: str, msgid: int, meta: dict) -> int | None:
+        """The peer a message's events go to (its meta says); a request of ours in flight
+        remembers it for the events it causes further on, until its reply."""
         target = meta.get("relay")
         if kind == "request":
             self.relay_of[msgid] = target
         else:
             self.relay_of.pop(msgid, None)
-        self._target = target
-        try:
-            super().message(kind, src, dst, op, msgid, meta, **fields)
-        finally:
-            self._target = None
+        return target
 
     def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
         """A service's own event (a page fault) goes where the request it serves came from."""

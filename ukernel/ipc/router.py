@@ -12,12 +12,20 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+import msgpack
 import trio
 
 from .. import abi
 from ..reprs import bounded
 from ..trace import Tracer
 from . import protocol
+from .local import LocalEndpoint
+from .protocol import REQUEST, RESPONSE, Response
+from .service import DEFERRED, Call
+
+current_task = trio.lowlevel.current_task
+unpack = msgpack.unpackb
+perf_counter = time.perf_counter
 
 
 class Endpoint(Protocol):
@@ -60,8 +68,13 @@ class Sent:
     __slots__ = ("msgid", "src", "dst", "op", "args", "meta", "started", "_event", "response")
 
     def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict, args: dict | None = None):
-        self.msgid, self.src, self.dst, self.op, self.meta, self.args = msgid, src, dst, op, meta, args or {}
-        self.started = time.perf_counter()
+        self.msgid = msgid
+        self.src = src
+        self.dst = dst
+        self.op = op
+        self.meta = meta
+        self.args = {} if args is None else args
+        self.started = perf_counter()
         self._event: trio.Event | None = None
         self.response: protocol.Response | None = None
 
@@ -108,6 +121,7 @@ class Router:
         self.on_collect: Callable[[Sent, protocol.Response], None] | None = None
         #: ``ukernel explore``'s partial-order reduction: told of every request (explore/por.py).
         self.footprint: Any = None
+        self._pack = protocol.packer()  # this thread's: a router lives in its kernel's thread
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -145,17 +159,123 @@ class Router:
         if self.tracer.on:
             self.tracer.service_event(type_, src, op, cause, meta, **fields)
 
-    async def call(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Any:
-        """Send a request and wait for its reply; an error reply raises OSError.
+    async def call(
+        self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None, *, wait: bool = True
+    ) -> Any:
+        """Send a request and wait for its reply; an error reply raises OSError. With
+        ``wait`` false, only send it: the Sent, for ``collect`` (what ``send`` does).
 
         ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
         delivering: fault injection that still shows in the trace.
+
+        A call to an idle local service takes the fast path in this one coroutine (seL4's
+        fastpath is one function too): the same steps as post, LocalEndpoint.send,
+        Service.run_inline, handle_request and collect, with nothing awaited but the
+        handler. docs/ipc.md says what it keeps and when it falls back.
         """
-        return await self.collect(await self.send(src, dst, op, args, meta, inject))
+        endpoint = self.endpoints.get(dst)
+        if type(endpoint) is not LocalEndpoint or inject is not None or type(args) is not dict:
+            sent = await self.post(src, dst, op, args, meta, inject)
+            return await self.collect(sent) if wait else sent
+        service = endpoint.service
+        if (
+            service.busy
+            or service.queued
+            or not (endpoint.fastpath and service.flat)
+            or (self.fail_nth and self.counting)
+            or dst not in self.calls.get(src, ())
+        ):
+            sent = await self.post(src, dst, op, args, meta, inject)
+            return await self.collect(sent) if wait else sent
+        msgid = next(self._msgids)
+        if self.counting:
+            self.sent += 1  # (no fail_nth entry to look up: call checked)
+        tracer = self.tracer
+        if tracer.on:
+            tracer.request(src, dst, op, msgid, meta, args)
+        if self.footprint is not None:
+            self.footprint.message(self.calls, dst, op, args, meta)
+        sent = Sent(msgid, src, dst, op, meta, args)
+        pending = self.pending
+        pending[msgid] = sent
+        try:
+            frame = self._pack([REQUEST, msgid, f"{dst}.{op}", [args, meta]])
+            task = current_task()
+            spared = self._spared + 1
+            if spared >= self.yield_every:  # cond_resched: let the others run, now and then
+                self._spared = 0
+                await trio.lowlevel.checkpoint()
+            else:
+                self._spared = spared
+                # A cancelled caller starts no handler: checkpoint_if_cancelled's test, without its
+                # await (a tenth of its cost), on trio's private fields (trio/_core/_run.py): the
+                # task is cancelled, or a Ctrl-C waits (for the main task; any other passes).
+                if task._cancel_status.effectively_cancelled or task._runner.ki_pending:
+                    await trio.lowlevel.checkpoint()
+            if service.busy or service.queued or endpoint.moved is not None:  # others ran meanwhile and
+                # left it busy (the inbox), or it died (to who takes its requests)
+                await endpoint.queue(frame, self.on_reply)
+            else:
+                service.busy, service.task = True, task
+                try:
+                    obj = unpack(frame, raw=False, strict_map_key=False)  # what the service sees: a copy
+                    req_args, req_meta = obj[3]
+                    req = Call(msgid, req_meta, self.on_reply, op, req_args)
+                    error = service.start(req, op, req_args)
+                    result = None
+                    if error is None:
+                        try:
+                            result = await req.coro
+                        except BaseException as exc:
+                            error, result = service.outcome(op, exc)
+                        else:
+                            if result is DEFERRED:
+                                result = None
+                        finally:
+                            service._current = None
+                    if req.deferred is None:
+                        try:
+                            reply = self._pack([RESPONSE, msgid, error, result])
+                        except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
+                            reply = service._encode_reply(msgid, op, error, result)
+                        obj = unpack(reply, raw=False, strict_map_key=False)
+                        if wait and sent._event is None and obj[2] is None and not tracer.on and not self.on_collect:
+                            del pending[msgid]  # nobody looks at it (finish's test, below): no Response
+                            return obj[3]
+                        sent.response = Response(msgid, obj[2], obj[3])
+                        if sent._event is not None:  # someone looked while the handler ran
+                            sent._event.set()
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:  # not the caller's: the service dies of it, in its loop
+                    service.busy = False
+                    await endpoint.fatal(exc)
+                finally:
+                    service.busy, service.task = False, service._loop_task
+                    if service.queued:
+                        service._idle.unpark()
+        except BaseException:
+            del pending[msgid]
+            raise
+        response = sent.response
+        if not wait:
+            return sent
+        if response is None:  # deferred, queued, or the service died of it: its reply comes later
+            return await self.collect(sent)
+        del pending[msgid]
+        if tracer.on or self.on_collect is not None or response.error is not None:
+            return self.finish(sent, response)
+        return response.result  # (what finish does when nobody looks and it is no error)
 
     async def send(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
         """Send a request without waiting for the reply: ``sent.event`` is set when it
-        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it."""
+        comes (so a kernel task can sleep in sched meanwhile); ``collect`` takes it. (A
+        reply the fast path gave is in already.)"""
+        return await self.call(src, dst, op, args, meta, inject, wait=False)
+
+    async def post(self, src: str, dst: str, op: str, args: dict, meta: dict, inject: int | None = None) -> Sent:
+        """send's general path: to the endpoint, whichever it is (an inbox, a remote node,
+        RS holding a dead service's messages), or answered here by fault injection."""
         if dst not in self.calls.get(src, ()):
             allowed = ", ".join(sorted(self.calls.get(src, ()))) or "nobody"
             raise abi.kernel_error(abi.EPERM, f"{src} may not call {dst} (it may call: {allowed})")
@@ -166,7 +286,7 @@ class Router:
             if self.fail_nth:
                 inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
-            self.tracer.message("request", src, dst, op, msgid, meta, args=args)
+            self.tracer.request(src, dst, op, msgid, meta, args)
         if self.footprint is not None:
             self.footprint.message(self.calls, dst, op, args, meta)
         sent = Sent(msgid, src, dst, op, meta, args)
@@ -226,18 +346,14 @@ class Router:
             self.pending.pop(sent.msgid, None)
         response = sent.response
         assert response is not None
+        return self.finish(sent, response)
+
+    def finish(self, sent: Sent, response: protocol.Response) -> Any:
+        """A reply in: trace it, let on_collect look at it, and return its result or raise."""
         if self.tracer.on:
-            dur_us = int((time.perf_counter() - sent.started) * 1e6)
-            self.tracer.message(
-                "reply",
-                sent.dst,
-                sent.src,
-                sent.op,
-                sent.msgid,
-                sent.meta,
-                result=response.result,
-                error=response.error,
-                dur_us=dur_us,
+            dur_us = int((perf_counter() - sent.started) * 1e6)
+            self.tracer.reply(
+                sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
             )
         if self.on_collect is not None:
             self.on_collect(sent, response)

@@ -37,10 +37,7 @@ import linecache
 import sysconfig
 import time
 import traceback
-import types
-import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +46,7 @@ import trio
 from .. import abi
 from ..reprs import bounded
 from . import protocol
+from .params import INT_MAX, INT_MIN, Params
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
 
@@ -139,6 +137,9 @@ class Service:
     never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
     PARAMS: ClassVar[dict[str, Params]] = {}
+    #: The router may run this service's handlers on its one-coroutine fast path (Router.call):
+    #: true unless the class changes how a message is handled (it overrides one of FLAT_STEPS).
+    flat: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """OPS and PARAMS, base classes first. A method that overrides an op is that op
@@ -156,6 +157,7 @@ class Service:
                 elif key in ops:  # overridden by something that is no method: no longer an op
                     del ops[key], params[key]
         cls.OPS, cls.PARAMS = ops, params
+        cls.flat = all(getattr(cls, step) is getattr(Service, step) for step in FLAT_STEPS)
 
     def __init__(self) -> None:
         self.router: Any = None  # set by Router.attach: the only way out
@@ -312,33 +314,51 @@ class Service:
             return protocol.encode_response(msgid, error, None)
 
     async def _dispatch(self, req: Call, op_name: str, args: dict) -> tuple[dict | None, Any]:
-        handler = self.OPS.get(op_name)
-        if handler is None:
-            return protocol.error_map(abi.ENOSYS, f"{self.name} has no op {op_name!r}"), None
-        problem = self.PARAMS[op_name].problem(args)
-        if problem is not None:
-            return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}"), None
-        if op_name not in _QUERIES:
-            self._digest = None  # the state may change: state_digest walks it again
+        error = self.start(req, op_name, args)
+        if error is not None:
+            return error, None
         try:
-            self._current, req.started = req, time.monotonic()
-            req.coro = handler(self, req, **args)
             result = await req.coro
-        except Answer as answer:
-            return None, answer.result
-        except OSError as exc:
-            return protocol.error_from_exception(exc), None
-        except trio.Cancelled:
-            raise
-        except Exception as exc:  # a bug in the handler: answer EIO, keep serving, report it
-            return self._fault(op_name, handler, exc), None
-        except HandlerStopped as stop:  # it spun past service_timeout, or Ctrl-C: stopped where it ran
-            return self._fault(op_name, handler, stop, stop.kind), None
+        except BaseException as exc:
+            return self.outcome(op_name, exc)
         finally:
             self._current = None
-        if result is DEFERRED:
-            return None, None
-        return None, result
+        return None, None if result is DEFERRED else result
+
+    def start(self, req: Call, op_name: str, args: dict) -> dict | None:
+        """Dispatch up to the await: the error reply for an unknown op or bad arguments, else
+        None with ``req.coro`` the handler's coroutine, ``req`` the request handled now.
+        (Split from the await so the router's one-coroutine fast path shares it, Router.call.)"""
+        handler = self.OPS.get(op_name)
+        if handler is None:
+            return protocol.error_map(abi.ENOSYS, f"{self.name} has no op {op_name!r}")
+        params = self.PARAMS[op_name]
+        coro = None if params.stub is None else params.stub(handler, self, req, args)
+        if coro is None:  # not the exact required arguments, or one of a wrong kind
+            problem = params.problem(args)
+            if problem is not None:
+                return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}")
+            coro = handler(self, req, **args)
+        if op_name not in _QUERIES:
+            self._digest = None  # the state may change: state_digest walks it again
+        self._current, req.started = req, time.monotonic()
+        req.coro = coro
+        return None
+
+    def outcome(self, op_name: str, exc: BaseException) -> tuple[dict | None, Any]:
+        """(error, result) of a handler that raised ``exc``; what no reply answers (a
+        cancellation, a KeyboardInterrupt) is raised again."""
+        if isinstance(exc, Answer):
+            return None, exc.result
+        if isinstance(exc, OSError):
+            return protocol.error_from_exception(exc), None
+        if isinstance(exc, trio.Cancelled):
+            raise exc
+        if isinstance(exc, Exception):  # a bug in the handler: answer EIO, keep serving, report it
+            return self._fault(op_name, self.OPS[op_name], exc), None
+        if isinstance(exc, HandlerStopped):  # it spun past service_timeout, or Ctrl-C: stopped where it ran
+            return self._fault(op_name, self.OPS[op_name], exc, exc.kind), None
+        raise exc
 
     def _fault(self, op_name: str, handler: Callable, exc: BaseException, kind: str = "crash") -> dict:
         """Record a handler's crash (check_invariants reports it) and make the EIO reply; the
@@ -385,6 +405,19 @@ class Service:
             self._digest = hash(canonical({k: v for k, v in vars(self).items() if k not in _PLUMBING}))
         return self._digest
 
+
+#: What Router.call's fast path does in one coroutine: a class overriding any of them is
+#: handled by them (run_inline), as it asks.
+FLAT_STEPS = (
+    "run_inline",
+    "handle",
+    "handle_frame",
+    "handle_request",
+    "_dispatch",
+    "start",
+    "outcome",
+    "_encode_reply",
+)
 
 _PLUMBING = frozenset(
     {"router", "faults", "_current", "task", "_handles", "rng", "_digest", "busy", "queued", "_loop_task", "_idle"}
@@ -498,132 +531,6 @@ def _key_order(key: Any) -> tuple:
 def _takes_any_keyword(fn: Callable) -> bool:
     """True for ``async def alloc_pid(self, req, **args)``: a wrapper of the op it overrides."""
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-
-
-#: msgpack's integers: int64 below zero, uint64 above. A bigger int cannot be sent at all.
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-
-
-@dataclass(frozen=True)
-class Kind:
-    """The type one argument must have, ready to test values: ``name`` is what an error says."""
-
-    name: str
-    accepts: Callable[[Any], bool]
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int and INT_MIN <= value <= INT_MAX  # type(): a bool is not an int
-
-
-#: The types msgpack decodes to, each with its test.
-SCALARS: dict[Any, Callable[[Any], bool]] = {
-    int: _is_int,
-    bool: lambda value: type(value) is bool,
-    float: lambda value: type(value) is float or _is_int(value),
-    str: lambda value: type(value) is str,
-    bytes: lambda value: type(value) is bytes,
-    list: lambda value: type(value) is list,
-    dict: lambda value: type(value) is dict,
-    type(None): lambda value: value is None,
-}
-
-
-ANYTHING = Kind("Any", lambda value: True)  # the items of a list[Any]
-
-
-def kind_of(hint: Any) -> Kind | None:
-    """The Kind an annotation stands for; None for no check (``Any``). TypeError for an
-    annotation dispatch cannot check (a tuple, a class of the service's own...)."""
-    if hint is Any:
-        return None
-    if hint in SCALARS:
-        return Kind("None" if hint is type(None) else hint.__name__, SCALARS[hint])
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        members = [kind_of(arg) for arg in args]
-        if None in members:
-            return None  # Any | X takes anything
-        return Kind(" | ".join(m.name for m in members), _any_of(tuple(m.accepts for m in members)))
-    if origin in (list, dict) and args:
-        items = [kind_of(arg) or ANYTHING for arg in args]
-        name = f"{origin.__name__}[{', '.join(k.name for k in items)}]"
-        return Kind(name, _list_of(items[0]) if origin is list else _dict_of(*items))
-    raise TypeError(f"{hint!r} is not a kind dispatch checks (int, str, bytes, bool, float, list, dict, None, Any)")
-
-
-def _any_of(tests: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
-    def accepts(value: Any) -> bool:
-        for test in tests:  # a loop, not any(): this runs for every argument and reply checked
-            if test(value):
-                return True
-        return False
-
-    return accepts
-
-
-def _list_of(item: Kind) -> Callable[[Any], bool]:
-    test = item.accepts
-
-    def accepts(value: Any) -> bool:
-        if type(value) is not list:
-            return False
-        for x in value:
-            if not test(x):
-                return False
-        return True
-
-    return accepts
-
-
-def _dict_of(key: Kind, val: Kind) -> Callable[[Any], bool]:
-    return lambda value: type(value) is dict and all(key.accepts(k) and val.accepts(v) for k, v in value.items())
-
-
-def _describe(value: Any) -> str:
-    """What a wrong argument is, for the error message."""
-    if type(value) is int and not _is_int(value):
-        return f"{value}, beyond msgpack's 64 bits"
-    return type(value).__name__
-
-
-@dataclass(frozen=True)
-class Params:
-    """What an op takes: its keyword arguments, those it requires, and their kinds."""
-
-    allowed: frozenset[str]
-    required: frozenset[str]
-    kinds: dict[str, Kind]  # the checked ones: annotated, and not Any
-
-    @classmethod
-    def of(cls, service: type, op_name: str, fn: Callable) -> Params:
-        """Read an op's signature once, when its class is made; TypeError names what is wrong."""
-        params = list(inspect.signature(fn).parameters.values())[2:]  # after self, req
-        try:
-            hints = typing.get_type_hints(fn)
-        except Exception as exc:  # a NameError, or a SyntaxError in an annotation string
-            raise TypeError(f"{service.__name__}.{op_name}: its annotations do not resolve: {exc!r}") from exc
-        kinds = {}
-        for p in params:
-            try:
-                kind = kind_of(hints.get(p.name, Any))
-            except TypeError as exc:
-                raise TypeError(f"{service.__name__}.{op_name}: parameter {p.name}: {exc}") from None
-            if kind is not None:
-                kinds[p.name] = kind
-        required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-        return cls(frozenset(p.name for p in params), required, kinds)
-
-    def problem(self, args: dict) -> str | None:
-        """What is wrong with a message's arguments, or None: names first, then types."""
-        if not (args.keys() <= self.allowed and self.required <= args.keys()):
-            want = ", ".join(sorted(self.allowed)) or "none"
-            return f"bad arguments {sorted(args, key=repr)}; takes {want}"
-        for name, value in args.items():
-            kind = self.kinds.get(name)
-            if kind is not None and not kind.accepts(value):
-                return f"argument {name} must be {kind.name}, not {_describe(value)}"
-        return None
 
 
 #: Python's own library and installed packages: not where a service's bug is.

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..ipc.service import Kind, kind_of
+from ..ipc.params import Kind, kind_of
 
 if TYPE_CHECKING:
     from ..ipc.router import Sent

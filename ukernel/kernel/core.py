@@ -12,6 +12,7 @@ import itertools
 import os
 import secrets
 import time
+from functools import partial
 from typing import Any
 
 import trio
@@ -109,7 +110,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)
-        tracer.clock = lambda: self.ticks
+        tracer.clock = partial(getattr, self, "ticks")  # (no Python frame per event, as a lambda would be)
 
     # --- boot ---------------------------------------------------------------------------
     def services(self) -> list[Service]:

@@ -174,11 +174,23 @@ def _handler_names(task: TaskStruct, name: str, args: dict) -> dict:
     return {} if named is None else {"handler": named}
 
 
+#: Values _printable keeps as they are (exact types: a subclass may be callable).
+_PLAIN = frozenset({int, str, bytes, bool, float, type(None)})
+
+
 def _printable(value: Any, depth: int = 0) -> Any:
     """Trace args hold msgpack types: a function becomes its name; past 8 levels
     (a program may pass a list that holds itself) a list is its short repr."""
     if depth > 8:
         return reprlib.repr(value)
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is dict and depth < 8:  # most syscalls' args: plain values, copied at once
+        for v in value.values():
+            if type(v) not in _PLAIN:
+                break
+        else:
+            return dict(value)
     if isinstance(value, dict):
         return {k: _printable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):

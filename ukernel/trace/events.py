@@ -68,16 +68,11 @@ class Tracer:
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self.on:
-            event = {"seq": next(self._seq), "ts": self.clock(), "type": type_}
-            event.update(fields)
-            self.publish(event)
-
-    def publish(self, event: Event) -> None:
-        """Hand one stamped event to every sink, the same dict to all."""
-        for sink in self.direct:
-            sink(event)
-        if self.sinks:
-            self._log.msg(event)
+            event = {"seq": next(self._seq), "ts": self.clock(), "type": type_, **fields}
+            for sink in self.direct:  # the same dict to every sink
+                sink(event)
+            if self.sinks:
+                self._log.msg(event)
 
     def _fan_out(self, _logger: Any, _method: str, event_dict: dict) -> dict:
         event = event_dict["event"]
@@ -100,6 +95,44 @@ class Tracer:
         error: dict | None = None,
         dur_us: int | None = None,
     ) -> None:
+        """A request (``args``) or a reply (``result`` or ``error``, ``dur_us``) of any kind."""
+        if kind == "request":
+            self.request(src, dst, op, msgid, meta, args, kind)
+        else:
+            self.reply(src, dst, op, msgid, meta, result, error, dur_us, kind)
+
+    def request(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any, kind: str = "request") -> None:
+        """One request (or notification): the router's, for every message, so it is built in
+        one dict display and its keys unrolled (a loop and keyword arguments cost per event)."""
+        get = meta.get
+        event: Event = {
+            "seq": next(self._seq),
+            "ts": self.clock(),
+            "type": kind,
+            "src": src,
+            "dst": dst,
+            "op": op,
+            "msgid": msgid,
+            "cause": get("cause"),
+            "pid": get("pid"),
+            "tid": get("tid"),
+            "args": args,
+        }
+        self._finish(event, meta, dst)
+
+    def reply(
+        self,
+        src: str,
+        dst: str,
+        op: str,
+        msgid: int,
+        meta: dict,
+        result: Any,
+        error: dict | None,
+        dur_us: int | None,
+        kind: str = "reply",
+    ) -> None:
+        """One reply: ``errno`` and ``message`` for an error, else ``result``; then ``dur_us``."""
         get = meta.get
         event: Event = {
             "seq": next(self._seq),
@@ -113,23 +146,31 @@ class Tracer:
             "pid": get("pid"),
             "tid": get("tid"),
         }
-        if kind == "request":
-            event["args"] = args
-        elif error is not None:
+        if error is not None:
             event["errno"] = error.get("name")
             event["message"] = error.get("message")
         else:
             event["result"] = result
         if dur_us is not None:
             event["dur_us"] = dur_us
-        for key in ("syscall", "step", "flag"):
-            if key in meta:
-                event[key] = meta[key]
+        self._finish(event, meta, dst if kind in ("request", "notify") else src)
+
+    def _finish(self, event: Event, meta: dict, handler: str) -> None:
+        """The syscall and clone step the message is for, its node, and out to the sinks."""
+        if "syscall" in meta:
+            event["syscall"] = meta["syscall"]
+        if "step" in meta:
+            event["step"] = meta["step"]
+        if "flag" in meta:
+            event["flag"] = meta["flag"]
         if self.nodes:
-            node = self.nodes.get(dst if kind in ("request", "notify") else src)
+            node = self.nodes.get(handler)
             if node is not None:
                 event["node"] = node
-        self.publish(event)
+        for sink in self.direct:  # the same dict to every sink (here, not in a method: every message comes here)
+            sink(event)
+        if self.sinks:
+            self._log.msg(event)
 
     def service_event(self, type_: str, src: str, op: str, cause: int | None, meta: dict, /, **fields: Any) -> None:
         """An event a service reports while serving a message (mm's ``fault``): tied by
