@@ -22,9 +22,9 @@ import trio
 from .. import abi
 from .choice import pass_turn, pick_next, select_cpu, take_turn, timer_ties
 from .contracts import ServiceBug
-from .task import WaitChannel
+from .task import NO_WCHAN, WaitChannel
 from .time import idle_enter, idle_exit
-from .wait import WaitEvent
+from .wait import WaitEvent, park, unpark
 
 if TYPE_CHECKING:
     from ..ipc.router import Sent
@@ -128,19 +128,19 @@ class Cpus:
     ) -> None:
         """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
         when ``interruptible``) ends the sleep early, with ``event`` still unset. ``wchan``
-        says what the task waits for, kept on it while it sleeps: the hang dump shows it."""
+        says what the task waits for, kept on it while it sleeps: the hang dump shows it.
+        The sleep is a note in ``sleepers`` and a parked trio task (wait.py ``park``): its
+        waker's ``wake_sleepers`` unparks it, so nothing awaits the event itself."""
         if self.sleeping:  # first wake whoever this task woke on its way here
             await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
         self.sleepers.add(task, event, interruptible)  # the waker notes it there (wait.py)
-        task.wchan = wchan or WaitChannel("", "")
+        task.wchan, task.sleep_interruptible = wchan or NO_WCHAN, interruptible
         await self.schedule(task, "blocked")
-        with trio.CancelScope() as scope:
-            task.sleep_scope, task.sleep_interruptible = scope, interruptible
-            if task in self.sleeping:
-                await event.wait()
-        task.sleep_scope, task.wchan = None, None
+        if task in self.sleeping:  # (not woken while it gave up the CPU)
+            await park(task)
+        task.wchan = None
         await self.wait_cpu(task)
 
     async def call_blocking(
@@ -208,8 +208,7 @@ class Cpus:
         Linux's wakers each hold the sleeper's pi_lock, and a second waker here, on
         another CPU while this one awaits sched, must not find them to wake again."""
         for task in self.sleepers.take_woken():
-            if task.sleep_scope is not None:
-                task.sleep_scope.cancel()
+            unpark(task)
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
             if self.tracer.on:
                 self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)

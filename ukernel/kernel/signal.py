@@ -29,9 +29,7 @@ def _check_signal(sig: Any, allow_zero: bool = True) -> int:
 
 def k_kill(task: TaskStruct, sig: int) -> None:
     """A fatal signal: the task exits at its next kernel exit, woken if asleep."""
-    task.killed = task.killed or sig
-    if task.sleep_scope is not None:
-        task.sleep_scope.cancel()
+    task.killed = task.killed or sig  # (the setter notes a sleeper: the next wake_sleepers wakes it)
 
 
 def signal_wake_up(task: TaskStruct, sig: int = 0) -> None:
@@ -39,9 +37,7 @@ def signal_wake_up(task: TaskStruct, sig: int = 0) -> None:
     no signal of its own to test against its mask (a group stop calls it to stop)."""
     if sig in task.blocked and sig not in abi.SIG_KERNEL_ONLY:
         return
-    task.sigpending = True
-    if task.sleep_scope is not None and task.sleep_interruptible:
-        task.sleep_scope.cancel()
+    task.sigpending = True  # (the setter notes a sleeper: an interruptible sleep ends at the next wake)
 
 
 def unkillable(leader: TaskStruct, sender: TaskStruct | None) -> bool:

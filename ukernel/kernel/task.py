@@ -50,6 +50,10 @@ class WaitChannel(NamedTuple):
     what: str
 
 
+#: The wait channel of a sleep that names none.
+NO_WCHAN = WaitChannel("", "")
+
+
 class Pins:
     """Kernel paths using a task's handle across awaits (a SIGCHLD on its way to a parent's
     sighand): the put waits for them, and after ``close`` nobody new may pin. Linux holds
@@ -161,7 +165,7 @@ class TaskStruct:
     _killed: int = 0  # a fatal signal is pending: exit at the next kernel exit (the property notes a sleeper)
     host: Any = None  # its trio task, once it entered the kernel with a chooser (choice.py: its frames)
     resume_entry: bool = False  # preempted at a syscall's entry by a chooser: it runs that call next (choice.py)
-    sleep_scope: trio.CancelScope | None = None
+    parked: trio.lowlevel.Task | None = None  # while asleep: its trio task, parked (wait.py park)
     asleep_in: Any = None  # while asleep: the kernel's Sleepers (wait.py), told when a signal comes
     sleep_order: int = 0  # while asleep: when it fell asleep (sleepers wake in that order)
     wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)
