@@ -26,7 +26,7 @@ from .binfmt import Image, ReplayDiverged
 from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Journal
 from .libc import Sys
 from .replay import MISS, HandlerFrame, Replay, outer_syscall, signame
-from .space import copy_space, restore_space
+from .space import LastCopy, copy_space, restore_space
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
@@ -47,6 +47,7 @@ class Runtime:
         self.sys = Sys(kernel)
         self.replays: dict[int, Replay] = {}  # task id -> its place in the journal it replays
         self.unawaited: dict[int, list[SyscallCall]] = {}  # task id -> its sys calls not yet awaited
+        self.last_copy = LastCopy()  # the last clone(fn) snapshot: its children share an equal one
 
     def forget(self, task: TaskStruct) -> None:
         """The task's image is gone (exit, exec): nothing of its journal is left to replay,
@@ -103,7 +104,10 @@ class Runtime:
             return ("call", args.fn, args.arg)
         if args.fn is not None:  # the handlers are in the copy, bound to it (copy_sighand's Python half)
             data, keep, (namespace, fn, arg, handlers) = copy_space(
-                image.namespace, (args.fn, args.arg, image.handlers), (self.sys, image.namespace.get("__builtins__"))
+                image.namespace,
+                (args.fn, args.arg, image.handlers),
+                (self.sys, image.namespace.get("__builtins__")),
+                self.last_copy,
             )
             child.image = Image(
                 image.path, image.code, image.argv, image.envp, namespace, Journal(), data, keep, handlers, image.host
@@ -125,8 +129,17 @@ class Runtime:
             if self.unawaited.get(task.id):
                 await self._check_awaited(task, name)
             replay = self.replays.get(task.id)
-            if replay is None:
-                return await self._syscall(task, name, args)
+            if replay is None:  # live: the kernel's answer, journaled for a later fork's child
+                image = task.image  # (here, not in a coroutine of its own: a blocked call's one frame)
+                try:
+                    result = await self.kernel.syscall(task, name, args)
+                except OSError as exc:
+                    if image is not None and task.image is image:
+                        image.journal.record(task.id, name, False, (exc.errno, exc.strerror))
+                    raise
+                if image is not None and task.image is image:
+                    image.journal.record(task.id, name, True, result)
+                return result
             replay.calls += 1  # (the replay's path has no coroutine of its own: it is most of a fork)
             value = replay.answer(name)
             if value is not MISS:
@@ -138,19 +151,6 @@ class Runtime:
             return self._replay(task, replay, name, None)
         finally:
             watchdog.leave_kernel(task)
-
-    async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
-        """A live syscall: the kernel's answer, journaled for a later fork's child."""
-        image = task.image
-        try:
-            result = await self.kernel.syscall(task, name, args)
-        except OSError as exc:
-            if image is not None and task.image is image:
-                image.journal.record(task.id, name, False, (exc.errno, exc.strerror))
-            raise
-        if image is not None and task.image is image:
-            image.journal.record(task.id, name, True, result)
-        return result
 
     async def _replay_handlers(self, task: TaskStruct, replay: Replay, name: str) -> OSError | None:
         """The handlers the parent ran on this syscall's way out run first, as they did
