@@ -15,6 +15,7 @@ and with ``realtime`` its ``idle_spell`` (time.py: idle time follows the wall).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,7 +25,7 @@ from .choice import pass_turn, pick_next, select_cpu, take_turn, timer_ties
 from .contracts import ServiceBug
 from .task import NO_WCHAN, WaitChannel
 from .time import idle_enter, idle_exit
-from .wait import WaitEvent, park, unpark
+from .wait import WaitEvent, unpark, unparked
 
 if TYPE_CHECKING:
     from ..ipc.router import Sent
@@ -129,8 +130,9 @@ class Cpus:
         """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
         when ``interruptible``) ends the sleep early, with ``event`` still unset. ``wchan``
         says what the task waits for, kept on it while it sleeps: the hang dump shows it.
-        The sleep is a note in ``sleepers`` and a parked trio task (wait.py ``park``): its
-        waker's ``wake_sleepers`` unparks it, so nothing awaits the event itself."""
+        The sleep is a note in ``sleepers`` and a parked trio task: its waker's
+        ``wake_sleepers`` unparks it (wait.py), so nothing awaits the event itself and a
+        blocked task keeps no frames for it (issue 18's memory per blocked process)."""
         if self.sleeping:  # first wake whoever this task woke on its way here
             await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
@@ -138,8 +140,9 @@ class Cpus:
         self.sleepers.add(task, event, interruptible)  # the waker notes it there (wait.py)
         task.wchan, task.sleep_interruptible = wchan or NO_WCHAN, interruptible
         await self.schedule(task, "blocked")
-        if task in self.sleeping:  # (not woken while it gave up the CPU)
-            await park(task)
+        if task in self.sleeping:  # (not woken while it gave up the CPU): park, in this frame
+            task.parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(partial(unparked, task))
         task.wchan = None
         await self.wait_cpu(task)
 
@@ -161,7 +164,10 @@ class Cpus:
             result = await self.call(dst, op, args, meta)
             if not (isinstance(result, dict) and "wait" in result):
                 return result
-            await self.service_wait(task, dst, result["wait"], meta, waits_for(result), interrupted)
+            waiter = result["wait"]  # service_wait's three steps, here: a blocked read keeps one frame less
+            sent = await self.send_wait(task, dst, waiter, meta)
+            await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), waits_for(result)))
+            await self.end_service_wait(dst, waiter, meta, sent, interrupted)
 
     async def service_wait(
         self, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str, interrupted: int = abi.ERESTARTSYS
@@ -171,6 +177,11 @@ class Cpus:
         (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
         sent = await self.send_wait(task, dst, waiter, meta)
         await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
+        await self.end_service_wait(dst, waiter, meta, sent, interrupted)
+
+    async def end_service_wait(self, dst: str, waiter: int, meta: dict, sent: Sent, interrupted: int) -> None:
+        """After the sleep: a signal that came first takes the entry off its queue (and the
+        call ends with ``interrupted``); a woken one's ``wait`` reply is collected."""
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):

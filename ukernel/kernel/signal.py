@@ -161,7 +161,7 @@ async def send_to_thread(
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
         if sig not in target.pending:  # a standard signal does not queue twice: the first's info stays
-            target.pending.add(sig)
+            target.pending = target.pending | {sig}
             target.pending_info[sig] = info
         signal_wake_up(target, sig)
 
@@ -361,7 +361,7 @@ async def _dequeue(k: Kernel, task: TaskStruct, wanted: set[int]) -> dict | None
 def take_info(task: TaskStruct, got: dict) -> dict:
     """The dequeued signal's siginfo: the service keeps a group signal's, the thread its own."""
     sig = got["sig"]
-    task.pending.discard(sig)
+    task.pending = task.pending - {sig}
     own = task.pending_info.pop(sig, None)
     info = got.get("info") if got.get("shared") else own
     return info or siginfo(sig, abi.SI_KERNEL)

@@ -50,6 +50,10 @@ class WaitChannel(NamedTuple):
     what: str
 
 
+#: The empty signal set and flag set every task starts with: one object, not a set each
+#: (a set is 216 bytes; these are replaced when they change, never changed in place).
+EMPTY: frozenset = frozenset()
+
 #: The wait channel of a sleep that names none.
 NO_WCHAN = WaitChannel("", "")
 
@@ -122,7 +126,7 @@ class TaskStruct:
     exit_code: int = 0  # the wait status once a zombie
     group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
     group_exec_task: TaskStruct | None = None  # on the leader: the thread whose execve is killing the rest
-    flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
+    flags: frozenset[str] = EMPTY  # PF_EXITING, SIGNAL_UNKILLABLE, ... (replaced, not changed in place)
     rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
     _pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
     _session: list[int] = field(
@@ -135,9 +139,9 @@ class TaskStruct:
     start_time: int = 0  # the tick it was created at (start_boottime): /proc/PID/stat's starttime
     child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
-    pending: set[int] = field(default_factory=set)
+    pending: frozenset[int] = EMPTY  # (these two are replaced when they change, never changed in place)
     pending_info: dict[int, dict] = field(default_factory=dict)  # the siginfo of each thread-pending signal
-    blocked: set[int] = field(default_factory=set)
+    blocked: frozenset[int] | set[int] = EMPTY
     real_blocked: set[int] | frozenset[int] = frozenset()  # sigtimedwait: the mask while it waits unblocked
     saved_sigmask: set[int] | None = None  # sigsuspend: the mask to put back once a handler ran
     last_siginfo: dict | None = None  # the siginfo of the signal whose handler runs (SA_SIGINFO's argument)

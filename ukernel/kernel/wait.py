@@ -13,7 +13,6 @@ cannot tell (a plain trio.Event from outside the kernel) puts its sleeper on the
 from __future__ import annotations
 
 import itertools
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -67,17 +66,9 @@ class WaitEvent:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
 
-async def park(task: TaskStruct) -> None:
-    """A sleep's trio half: the task's trio task waits, in this one frame, until ``unpark``.
-
-    No cancel scope and no event awaited: the waker's wake_sleepers takes the sleeper off
-    ``Sleepers`` once its condition holds and unparks it, so a blocked task keeps only
-    this frame and a note (issue 18's memory per blocked process)."""
-    task.parked = trio.lowlevel.current_task()
-    await trio.lowlevel.wait_task_rescheduled(partial(_unparked, task))
-
-
-def _unparked(task: TaskStruct, _: object) -> trio.lowlevel.Abort:
+def unparked(task: TaskStruct, _: object) -> trio.lowlevel.Abort:
+    """The abort of a parked sleep (sleep_on parks ``task.parked`` until ``unpark``: no
+    cancel scope, no event awaited; the waker's wake_sleepers unparks it)."""
     task.parked = None  # the run is ending (its nursery cancelled): nobody will unpark it
     return trio.lowlevel.Abort.SUCCEEDED
 

@@ -230,7 +230,7 @@ class Runtime:
             raise TaskExit(abi.W_EXITCODE(0, sig))  # no such handler in this image: the default, terminate
         added = sig not in task.blocked and not flags & abi.SA_NODEFER
         if added:
-            task.blocked.add(sig)
+            task.blocked = task.blocked | {sig}
         args = (sig,)  # what the handler is called with after sys, recorded for the replay
         image.journal.record(task.id, HANDLE_SIGNAL, token, args)
         returned = False
@@ -241,7 +241,7 @@ class Runtime:
             if task.image is image:  # (an execve in the handler left this journal behind)
                 image.journal.record(task.id, RT_SIGRETURN, returned, sig)
             if added:
-                task.blocked.discard(sig)
+                task.blocked = task.blocked - {sig}
                 task.sigpending = True  # recalc_sigpending after the mask changes back
 
     async def task_main(self, task: TaskStruct, status: list) -> None:
