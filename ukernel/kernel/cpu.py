@@ -138,7 +138,7 @@ class Cpus:
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
         self.sleepers.add(task, event, interruptible)  # the waker notes it there (wait.py)
-        task.wchan, task.sleep_interruptible = wchan or NO_WCHAN, interruptible
+        task.wchan = wchan or NO_WCHAN
         await self.schedule(task, "blocked")
         if task in self.sleeping:  # (not woken while it gave up the CPU): park, in this frame
             task.parked = trio.lowlevel.current_task()
@@ -153,12 +153,12 @@ class Cpus:
         op: str,
         args: dict,
         meta: dict,
-        waits_for: Callable[[dict], str],
+        waits_for: Callable[[Any, dict], str],
         interrupted: int = abi.ERESTARTSYS,
     ) -> Any:
         """A call that may have to wait (an empty pipe, the console): the service answers
         ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
-        asks again, as pipe_read loops around wait_event. ``waits_for(reply)`` names what
+        asks again, as pipe_read loops around wait_event. ``waits_for(kernel, reply)`` names what
         the task sleeps on, from the service's reply (its wait channel)."""
         while True:
             result = await self.call(dst, op, args, meta)
@@ -166,7 +166,9 @@ class Cpus:
                 return result
             waiter = result["wait"]  # service_wait's three steps, here: a blocked read keeps one frame less
             sent = await self.send_wait(task, dst, waiter, meta)
-            await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), waits_for(result)))
+            await self.sleep_on(
+                task, sent.event, wchan=self.sleepers.channel(meta.get("syscall", ""), waits_for(self, result))
+            )
             await self.end_service_wait(dst, waiter, meta, sent, interrupted)
 
     async def service_wait(
@@ -176,7 +178,7 @@ class Cpus:
         leave the CPU; a signal ends the sleep with ``finish_wait`` and ``interrupted``
         (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
         sent = await self.send_wait(task, dst, waiter, meta)
-        await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
+        await self.sleep_on(task, sent.event, wchan=self.sleepers.channel(meta.get("syscall", ""), what))
         await self.end_service_wait(dst, waiter, meta, sent, interrupted)
 
     async def end_service_wait(self, dst: str, waiter: int, meta: dict, sent: Sent, interrupted: int) -> None:

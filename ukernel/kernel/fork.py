@@ -231,7 +231,8 @@ class CopyProcess(StepWalk):
         """real_parent, group_leader, tgid, exit_signal and the children lists."""
         cur, child, flags = self.current, self.child, self.args.flags
         child.pid_ns = child.pid_ns_for_children  # where alloc_pid put it
-        child.ns_path = cur.ns_path[: child.level] + [child.pid_ns]  # the pid ns at each level
+        path = cur.ns_path[: child.level] + [child.pid_ns]  # the pid ns at each level
+        child.ns_path = cur.ns_path if path == cur.ns_path else path  # (shared: never changed in place)
         if flags & (CLONE_PARENT | CLONE_THREAD):
             child.real_parent = cur.real_parent
             child.exit_signal = -1 if flags & CLONE_THREAD else cur.leader.exit_signal
@@ -249,7 +250,7 @@ class CopyProcess(StepWalk):
             child.group_leader = None
             child.tgid = child.pid
             child.thread_group = [child]
-            child.rlim = dict(cur.leader.rlim)
+            child.rlim = cur.leader.rlim  # shared: a change replaces the dict (sys.py prlimit)
             child.pgrp, child.session, child.tty = cur.leader.pgrp, cur.leader.session, cur.leader.tty
             if child.real_parent is not None:
                 child.real_parent.children.append(child)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
-from .task import TaskExit, TaskStruct, WaitChannel, wake_waiters
+from .task import NO_INFO, TaskExit, TaskStruct, WaitChannel, wake_waiters
 from .time import seconds_to_ticks, sleep_timeout
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ async def send_to_thread(
     elif reply["queued"]:
         if sig not in target.pending:  # a standard signal does not queue twice: the first's info stays
             target.pending = target.pending | {sig}
-            target.pending_info[sig] = info
+            target.pending_info = {**target.pending_info, sig: info}
         signal_wake_up(target, sig)
 
 
@@ -362,7 +362,9 @@ def take_info(task: TaskStruct, got: dict) -> dict:
     """The dequeued signal's siginfo: the service keeps a group signal's, the thread its own."""
     sig = got["sig"]
     task.pending = task.pending - {sig}
-    own = task.pending_info.pop(sig, None)
+    own = task.pending_info.get(sig)
+    if sig in task.pending_info:
+        task.pending_info = {s: i for s, i in task.pending_info.items() if s != sig} or NO_INFO
     info = got.get("info") if got.get("shared") else own
     return info or siginfo(sig, abi.SI_KERNEL)
 

@@ -254,7 +254,11 @@ class Runtime:
             k.program_starts(task)
             if task.set_child_tid:
                 await k.schedule_tail(task)
-            code = await self._run_entry(task, task.entry)
+            k.watchdog.leave_kernel(task)  # _user_mode's lines: a blocked task keeps one frame less
+            try:
+                code = await self._start(task, task.entry)
+            finally:
+                k.watchdog.enter_kernel()
             group = task.entry[0] != "call" or task.image is None
             # libc after main returns: exit_group(code); glibc's clone() after fn returns: exit(code)
             await self.syscall("exit_group" if group else "exit", {"code": code if isinstance(code, int) else 0})
@@ -317,15 +321,13 @@ class Runtime:
         finally:
             self.kernel.watchdog.enter_kernel()
 
-    async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:
-        return await self._user_mode(task, self._start(task, entry))
-
     async def _start(self, task: TaskStruct, entry: tuple) -> Any:
         kind = entry[0]
         while True:
             try:
-                if kind == "call":
-                    return await _call_maybe_async(entry[1], self.sys, entry[2])
+                if kind == "call":  # (_call_maybe_async's two lines: a blocked child's frame less)
+                    result = entry[1](self.sys, entry[2])
+                    return (await result) if hasattr(result, "__await__") else result
                 if kind == "kthread":
                     return await entry[1](self.sys, entry[2])
                 if kind == "replay":
