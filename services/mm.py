@@ -96,7 +96,7 @@ class Shmem:
     vmas: int = 1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class MmStruct:
     """mm_struct: the VMAs, the page table, and who uses it (mm_users; CLONE_VM threads share one)."""
 

@@ -109,7 +109,7 @@ class PidNamespace:
     pidmap: list[PidMap] = field(default_factory=list)  # pidmap[PIDMAP_ENTRIES], pages made lazily
 
 
-@dataclass
+@dataclass(slots=True)
 class Pid:
     """struct pid: ``numbers[i]`` is the upid at level i, seen from ``nss[i]``."""
 

@@ -15,7 +15,7 @@ from ukernel import abi
 from ukernel.ipc.service import Call, Service, get, op
 
 
-@dataclass
+@dataclass(slots=True)
 class SighandStruct:
     """struct sighand_struct: one action per signal, shared under CLONE_SIGHAND."""
 
@@ -23,7 +23,7 @@ class SighandStruct:
     count: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class SignalStruct:
     """struct signal_struct: what a thread group shares (CLONE_THREAD)."""
 

@@ -78,7 +78,7 @@ SCHED_PRIO_TO_WEIGHT = (
 NEW, WAKEUP, MIGRATE, SLEEP, RESTORE = "new", "wakeup", "migrate", "sleep", "restore"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SchedEntity:
     """The scheduling part of a task_struct: priority fields and sched_entity."""
 

@@ -179,15 +179,15 @@ class File:
         return self.flags & abi.O_ACCMODE in (abi.O_WRONLY, abi.O_RDWR)
 
 
-@dataclass
+@dataclass(slots=True)
 class FilesStruct:
     """struct files_struct: the fd table, with close-on-exec bits."""
 
-    fds: dict[int, list] = field(default_factory=dict)  # fd -> [file handle, cloexec]
+    fds: dict[int, tuple] = field(default_factory=dict)  # fd -> (file handle, cloexec): replaced, never changed
     count: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class FsStruct:
     """struct fs_struct: root, cwd and umask, shared under CLONE_FS; and the mount
     namespace its paths are walked in (copy_mnt_ns moves it, as Linux's new_fs)."""

@@ -238,7 +238,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         old = self._fst(files)
         for handle, _ in old.fds.values():
             self.files[handle].f_count += 1
-        table = {fd: list(entry) for fd, entry in old.fds.items()}
+        table = dict(old.fds)  # (an entry is a tuple, replaced when it changes: shared, not copied)
         return {"files": self.new_handle(self.files_structs, FilesStruct(table))}
 
     @op
@@ -304,7 +304,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
             fd += 1
         if fd >= NR_OPEN_DEFAULT:
             raise abi.kernel_error(abi.EMFILE, f"no free fd below {NR_OPEN_DEFAULT}")
-        fst.fds[fd] = [handle, cloexec]
+        fst.fds[fd] = (handle, cloexec)
         return fd
 
     def _install_new(self, fst: FilesStruct, file: File, cloexec: bool) -> int:
@@ -449,7 +449,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         self.files[handle].f_count += 1
         if new in fst.fds:
             await self._close(fst, new)
-        fst.fds[new] = [handle, cloexec]
+        fst.fds[new] = (handle, cloexec)
         return new
 
     @op
@@ -463,7 +463,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         if cmd == abi.F_GETFD:
             return abi.FD_CLOEXEC if fst.fds[fd][1] else 0
         if cmd == abi.F_SETFD:
-            fst.fds[fd][1] = bool(arg & abi.FD_CLOEXEC)
+            fst.fds[fd] = (fst.fds[fd][0], bool(arg & abi.FD_CLOEXEC))
             return 0
         if cmd == abi.F_GETFL:
             return file.flags

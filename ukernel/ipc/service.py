@@ -87,10 +87,10 @@ class Answer(Exception):  # noqa: N818 (not an error: a reply given from deep in
 class Deferred:
     """A reply owed to a caller: keep it, answer it with Service.reply later."""
 
-    __slots__ = ("msgid", "reply_fn", "meta", "op")
+    __slots__ = ("msgid", "reply_fn", "op")
 
-    def __init__(self, msgid: int, reply_fn: ReplyFn | None, meta: dict, op: str = ""):
-        self.msgid, self.reply_fn, self.meta, self.op = msgid, reply_fn, meta, op
+    def __init__(self, msgid: int, reply_fn: ReplyFn | None, op: str = ""):
+        self.msgid, self.reply_fn, self.op = msgid, reply_fn, op  # (not the meta: a sleeper's reply needs none)
 
 
 class Call:
@@ -106,7 +106,7 @@ class Call:
         self.coro: Any = None  # the handler's coroutine while it runs: its stack, wherever it runs
 
     def defer(self) -> Deferred:
-        self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.meta, self.op)
+        self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.op)
         return self.deferred
 
 

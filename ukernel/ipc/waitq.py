@@ -17,7 +17,7 @@ from .. import abi
 from .service import DEFERRED, Call, Deferred, get, op
 
 
-@dataclass
+@dataclass(slots=True)
 class Waiter:
     """A wait-queue entry: the kernel's task sleeps until it is woken."""
 

@@ -356,7 +356,7 @@ async def state_digest(k: Kernel, point: dict) -> int:
     services = tuple([await k.call(name, "state_digest", {}, meta) for name in sorted(k.router.endpoints)])
     tasks = tuple(_task_state(k, t) for t in sorted(k.tasks, key=lambda t: t.pid))
     # a sleeper whose event came (or a signal) wakes at the next kernel exit: not the same state
-    sleeping = tuple(sorted((t.pid, awake(t, *k.sleeping[t])) for t in k.sleeping))
+    sleeping = tuple(sorted((t.pid, awake(t, k.sleeping[t], t.sleep_interruptible)) for t in k.sleeping))
     futexes = canonical(vars(k.futexes))
     options = point["options"]  # their order is sched's queue order: no outcome depends on it
     where = (point["kind"], point["pid"], point["syscall"], options[0] if point["kind"] == "entry" else 0)

@@ -74,7 +74,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.futexes = FutexTable()
         self.collector = Collector()  # gc at a kernel point, every so many tasks released (determinism.py)
         self.sleepers = Sleepers()  # who sleeps on what, and who was woken since (wait.py)
-        self.sleeping = self.sleepers.sleeping  # task -> (event, interruptible), in the order they fell asleep
+        self.sleeping = self.sleepers.sleeping  # task -> its event, in the order they fell asleep
         self.timeouts: dict[int, trio.Event] = {}  # task id -> set when sched says its timer expired
         self.next_timer: int | None = None  # the tick of sched's earliest timer, as its last reply said
         self.ticks = 0

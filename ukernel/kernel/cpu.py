@@ -15,6 +15,7 @@ and with ``realtime`` its ``idle_spell`` (time.py: idle time follows the wall).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,9 +23,9 @@ import trio
 from .. import abi
 from .choice import pass_turn, pick_next, select_cpu, take_turn, timer_ties
 from .contracts import ServiceBug
-from .task import WaitChannel
+from .task import NO_WCHAN, WaitChannel
 from .time import idle_enter, idle_exit
-from .wait import WaitEvent
+from .wait import WaitEvent, unpark, unparked
 
 if TYPE_CHECKING:
     from ..ipc.router import Sent
@@ -128,19 +129,21 @@ class Cpus:
     ) -> None:
         """Block until ``event``, leaving the CPU to others; a fatal signal (or any signal,
         when ``interruptible``) ends the sleep early, with ``event`` still unset. ``wchan``
-        says what the task waits for, kept on it while it sleeps: the hang dump shows it."""
+        says what the task waits for, kept on it while it sleeps: the hang dump shows it.
+        The sleep is a note in ``sleepers`` and a parked trio task: its waker's
+        ``wake_sleepers`` unparks it (wait.py), so nothing awaits the event itself and a
+        blocked task keeps no frames for it (issue 18's memory per blocked process)."""
         if self.sleeping:  # first wake whoever this task woke on its way here
             await self.wake_sleepers(task)
         if event.is_set() or task.killed or (interruptible and task.sigpending):
             return
         self.sleepers.add(task, event, interruptible)  # the waker notes it there (wait.py)
-        task.wchan = wchan or WaitChannel("", "")
+        task.wchan = wchan or NO_WCHAN
         await self.schedule(task, "blocked")
-        with trio.CancelScope() as scope:
-            task.sleep_scope, task.sleep_interruptible = scope, interruptible
-            if task in self.sleeping:
-                await event.wait()
-        task.sleep_scope, task.wchan = None, None
+        if task in self.sleeping:  # (not woken while it gave up the CPU): park, in this frame
+            task.parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(partial(unparked, task))
+        task.wchan = None
         await self.wait_cpu(task)
 
     async def call_blocking(
@@ -150,18 +153,23 @@ class Cpus:
         op: str,
         args: dict,
         meta: dict,
-        waits_for: Callable[[dict], str],
+        waits_for: Callable[[Any, dict], str],
         interrupted: int = abi.ERESTARTSYS,
     ) -> Any:
         """A call that may have to wait (an empty pipe, the console): the service answers
         ``{"wait": N}`` rather than block its loop, the task sleeps until N is woken, and
-        asks again, as pipe_read loops around wait_event. ``waits_for(reply)`` names what
+        asks again, as pipe_read loops around wait_event. ``waits_for(kernel, reply)`` names what
         the task sleeps on, from the service's reply (its wait channel)."""
         while True:
             result = await self.call(dst, op, args, meta)
             if not (isinstance(result, dict) and "wait" in result):
                 return result
-            await self.service_wait(task, dst, result["wait"], meta, waits_for(result), interrupted)
+            waiter = result["wait"]  # service_wait's three steps, here: a blocked read keeps one frame less
+            sent = await self.send_wait(task, dst, waiter, meta)
+            await self.sleep_on(
+                task, sent.event, wchan=self.sleepers.channel(meta.get("syscall", ""), waits_for(self, result))
+            )
+            await self.end_service_wait(dst, waiter, meta, sent, interrupted)
 
     async def service_wait(
         self, task: TaskStruct, dst: str, waiter: int, meta: dict, what: str, interrupted: int = abi.ERESTARTSYS
@@ -170,7 +178,12 @@ class Cpus:
         leave the CPU; a signal ends the sleep with ``finish_wait`` and ``interrupted``
         (ERESTARTSYS, as pipe_read and n_tty_read say; semop's is EINTR, never restarted)."""
         sent = await self.send_wait(task, dst, waiter, meta)
-        await self.sleep_on(task, sent.event, wchan=WaitChannel(meta.get("syscall", ""), what))
+        await self.sleep_on(task, sent.event, wchan=self.sleepers.channel(meta.get("syscall", ""), what))
+        await self.end_service_wait(dst, waiter, meta, sent, interrupted)
+
+    async def end_service_wait(self, dst: str, waiter: int, meta: dict, sent: Sent, interrupted: int) -> None:
+        """After the sleep: a signal that came first takes the entry off its queue (and the
+        call ends with ``interrupted``); a woken one's ``wait`` reply is collected."""
         if not sent.event.is_set():  # a signal came first: take the entry off its queue
             await self.call(dst, "finish_wait", {"waiter": waiter}, meta)
         if not await self.router.collect(sent):
@@ -208,8 +221,7 @@ class Cpus:
         Linux's wakers each hold the sleeper's pi_lock, and a second waker here, on
         another CPU while this one awaits sched, must not find them to wake again."""
         for task in self.sleepers.take_woken():
-            if task.sleep_scope is not None:
-                task.sleep_scope.cancel()
+            unpark(task)
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
             if self.tracer.on:
                 self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)

@@ -70,10 +70,10 @@ class Entry:
         started = time.perf_counter()
         if refused is not None:
             await self._refuse(task, entry[0], name, msgid, started, refused)
-        again = call = partial(entry[1], self, task, meta, **args)
+        call = None  # after a restart: the call again, or its restart_block (a blocked call keeps no partial)
         while True:
             try:
-                result = await call()
+                result = await (entry[1](self, task, meta, **args) if call is None else call())
                 break
             except OSError as exc:
                 if tracer.on:
@@ -81,7 +81,7 @@ class Entry:
                     self._trace_exit(task, entry[0], name, msgid, started, **outcome)
                 handled = await self.return_to_user(task)
                 try:  # ERESTART*: the call again (or its restart_block), or EINTR after a handler
-                    call = syscall_restart(task, exc, handled, again)
+                    call = syscall_restart(task, exc, handled, partial(entry[1], self, task, meta, **args))
                 except OSError as final:
                     if tracer.on and final is not exc:  # what the program gets (strace: rt_sigreturn's result)
                         outcome = {"errno": abi.errno_name(final.errno or 0), "message": final.strerror}

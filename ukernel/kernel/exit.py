@@ -68,7 +68,7 @@ class ExitReferences(StepWalk):
 
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
     """Give back every handle, notify the parent, leave the CPU for good."""
-    task.flags.add("PF_EXITING")
+    task.flags = task.flags | {"PF_EXITING"}
     if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
         zap_other_threads(task, status)
     await exit_signals(k, task)

@@ -33,7 +33,7 @@ from ..abi import (
     CLONE_VM,
 )
 from .steps import Step, StepWalk, flag_note
-from .task import TaskStruct, WaitChannel
+from .task import EMPTY, TaskStruct, WaitChannel
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -202,7 +202,8 @@ class CopyProcess(StepWalk):
             setattr(child, step.attr, reply[step.param])
         if step.name == "copy_namespaces":
             child.pid_ns_for_children = reply["pid_ns"]
-            child.time_offsets = dict(reply["time_offsets"])
+            offsets = reply["time_offsets"]  # (most are the parent's: then its dict, shared, as nothing changes one)
+            child.time_offsets = self.current.time_offsets if offsets == self.current.time_offsets else dict(offsets)
         if step.name == "copy_semundo":
             self.current.undo_list = reply["undo_list"]  # get_undo_list made it if it had none
 
@@ -211,7 +212,7 @@ class CopyProcess(StepWalk):
         """The child's task_struct starts as a copy of the parent's."""
         cur, child = self.current, self.child
         child.pid_ns_for_children = cur.pid_ns_for_children
-        child.blocked = set(cur.blocked)  # the mask is copied; pending starts empty
+        child.blocked = frozenset(cur.blocked) if cur.blocked else EMPTY  # the mask is copied (shared: immutable)
 
     def check_limits(self) -> None:
         """RLIMIT_NPROC (counting the new child) and threads-max: EAGAIN."""
@@ -230,7 +231,8 @@ class CopyProcess(StepWalk):
         """real_parent, group_leader, tgid, exit_signal and the children lists."""
         cur, child, flags = self.current, self.child, self.args.flags
         child.pid_ns = child.pid_ns_for_children  # where alloc_pid put it
-        child.ns_path = cur.ns_path[: child.level] + [child.pid_ns]  # the pid ns at each level
+        path = cur.ns_path[: child.level] + [child.pid_ns]  # the pid ns at each level
+        child.ns_path = cur.ns_path if path == cur.ns_path else path  # (shared: never changed in place)
         if flags & (CLONE_PARENT | CLONE_THREAD):
             child.real_parent = cur.real_parent
             child.exit_signal = -1 if flags & CLONE_THREAD else cur.leader.exit_signal
@@ -248,7 +250,7 @@ class CopyProcess(StepWalk):
             child.group_leader = None
             child.tgid = child.pid
             child.thread_group = [child]
-            child.rlim = dict(cur.leader.rlim)
+            child.rlim = cur.leader.rlim  # shared: a change replaces the dict (sys.py prlimit)
             child.pgrp, child.session, child.tty = cur.leader.pgrp, cur.leader.session, cur.leader.tty
             if child.real_parent is not None:
                 child.real_parent.children.append(child)
@@ -257,7 +259,7 @@ class CopyProcess(StepWalk):
         if flags & abi.CLONE_CHILD_CLEARTID:
             child.clear_child_tid = self.args.child_tid
         if child.numbers[-1] == 1:  # is_child_reaper: pid 1 of its namespace
-            child.flags.add("SIGNAL_UNKILLABLE")
+            child.flags = child.flags | {"SIGNAL_UNKILLABLE"}
         if cur is self.k.init and self.k.program is None:
             self.k.program = child  # the program ukernel.run reports on
         child.state = "running"

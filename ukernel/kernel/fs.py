@@ -9,7 +9,6 @@ kernel (procfs.py), which owns the task table /proc shows.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
@@ -67,7 +66,7 @@ async def sys_read(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: int) -> 
     the controlling terminal from a background group is SIGTTIN (tty_check_change)."""
     args = {"files": task.files, "fd": fd, "n": n} | fg_args(task)
     try:
-        reply = await k.call_blocking(task, "vfs", "read", args, meta, partial(_read_waits_for, k))
+        reply = await k.call_blocking(task, "vfs", "read", args, meta, _read_waits_for)
     except OSError as exc:
         if exc.errno == abi.EAGAIN:  # O_NONBLOCK: perhaps the console, whose host pipe is read on demand
             k.console_wanted.set()
@@ -97,7 +96,7 @@ async def n_tty_read_timed(k: Kernel, task: TaskStruct, meta: dict, fd: int, n: 
                 return got
             raise
         args = {"files": task.files, "fd": fd, "n": n - len(got), "got": len(got)}
-        reply = await k.call_blocking(task, "vfs", "n_tty_read", args, meta, partial(_read_waits_for, k))
+        reply = await k.call_blocking(task, "vfs", "n_tty_read", args, meta, _read_waits_for)
     return got + reply
 
 

@@ -31,7 +31,7 @@ async def sys_semop(k: Kernel, task: TaskStruct, meta: dict, semid: int, sops: l
     """semop may sleep until the set changes; SEM_UNDO may make the task's undo list."""
     args = {"nsproxy": task.nsproxy, "semid": semid, "sops": sops, "undo_list": task.undo_list}
     what = f"semop on sem {semid}"  # EINTR: semop is never restarted (signal(7))
-    reply = await k.call_blocking(task, "namespaces", "semop", args, meta, lambda _: what, abi.EINTR)
+    reply = await k.call_blocking(task, "namespaces", "semop", args, meta, lambda _k, _reply: what, abi.EINTR)
     task.undo_list = reply["undo_list"]
     return 0
 

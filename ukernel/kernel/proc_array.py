@@ -34,7 +34,7 @@ def task_state(k: Kernel, task: TaskStruct) -> str:
     if task.task_stopped:
         return "T"
     if task in k.sleeping:
-        return "S" if k.sleeping[task][1] else "D"
+        return "S" if task.sleep_interruptible else "D"
     return "R"
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
-from .task import TaskExit, TaskStruct, WaitChannel, wake_waiters
+from .task import NO_INFO, TaskExit, TaskStruct, WaitChannel, wake_waiters
 from .time import seconds_to_ticks, sleep_timeout
 
 if TYPE_CHECKING:
@@ -29,9 +29,7 @@ def _check_signal(sig: Any, allow_zero: bool = True) -> int:
 
 def k_kill(task: TaskStruct, sig: int) -> None:
     """A fatal signal: the task exits at its next kernel exit, woken if asleep."""
-    task.killed = task.killed or sig
-    if task.sleep_scope is not None:
-        task.sleep_scope.cancel()
+    task.killed = task.killed or sig  # (the setter notes a sleeper: the next wake_sleepers wakes it)
 
 
 def signal_wake_up(task: TaskStruct, sig: int = 0) -> None:
@@ -39,9 +37,7 @@ def signal_wake_up(task: TaskStruct, sig: int = 0) -> None:
     no signal of its own to test against its mask (a group stop calls it to stop)."""
     if sig in task.blocked and sig not in abi.SIG_KERNEL_ONLY:
         return
-    task.sigpending = True
-    if task.sleep_scope is not None and task.sleep_interruptible:
-        task.sleep_scope.cancel()
+    task.sigpending = True  # (the setter notes a sleeper: an interruptible sleep ends at the next wake)
 
 
 def unkillable(leader: TaskStruct, sender: TaskStruct | None) -> bool:
@@ -165,8 +161,8 @@ async def send_to_thread(
         await send_to_process(k, target, sig, meta, sender)  # SIGKILL always takes the whole group
     elif reply["queued"]:
         if sig not in target.pending:  # a standard signal does not queue twice: the first's info stays
-            target.pending.add(sig)
-            target.pending_info[sig] = info
+            target.pending = target.pending | {sig}
+            target.pending_info = {**target.pending_info, sig: info}
         signal_wake_up(target, sig)
 
 
@@ -365,8 +361,10 @@ async def _dequeue(k: Kernel, task: TaskStruct, wanted: set[int]) -> dict | None
 def take_info(task: TaskStruct, got: dict) -> dict:
     """The dequeued signal's siginfo: the service keeps a group signal's, the thread its own."""
     sig = got["sig"]
-    task.pending.discard(sig)
-    own = task.pending_info.pop(sig, None)
+    task.pending = task.pending - {sig}
+    own = task.pending_info.get(sig)
+    if sig in task.pending_info:
+        task.pending_info = {s: i for s, i in task.pending_info.items() if s != sig} or NO_INFO
     info = got.get("info") if got.get("shared") else own
     return info or siginfo(sig, abi.SI_KERNEL)
 

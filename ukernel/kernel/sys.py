@@ -98,7 +98,7 @@ async def sys_prlimit(k: Kernel, task: TaskStruct, meta: dict, resource: int, ne
         raise abi.kernel_error(abi.ENOSYS, f"resource {resource} is not modelled (RLIMIT_NPROC and RLIMIT_CPU are)")
     old = task.leader.rlim.get(resource, k.config.nproc)
     if new is not None:  # -1 (RLIM_INFINITY) and up: the argument table checked it
-        task.leader.rlim[resource] = _limit(new)
+        task.leader.rlim = task.leader.rlim | {resource: _limit(new)}  # (replaced: a child shares it)
     return old
 
 
@@ -116,7 +116,7 @@ def _prlimit_cpu(task: TaskStruct, new: Any) -> list[int]:
     soft, hard = _limit(soft), _limit(hard)
     if hard != abi.RLIM_INFINITY and (soft == abi.RLIM_INFINITY or soft > hard):
         raise abi.kernel_error(abi.EINVAL, f"RLIMIT_CPU soft limit {soft} is above the hard limit {hard}")
-    task.leader.rlim[abi.RLIMIT_CPU] = (soft, hard)
+    task.leader.rlim = task.leader.rlim | {abi.RLIMIT_CPU: (soft, hard)}
     return old
 
 
@@ -131,7 +131,9 @@ async def check_rlimit_cpu(k: Kernel, task: TaskStruct) -> None:
         await send_to_process(k, task, abi.SIGKILL, meta)
     elif soft != abi.RLIM_INFINITY and used >= soft:
         later = soft + abi.HZ
-        task.leader.rlim[abi.RLIMIT_CPU] = (later if hard == abi.RLIM_INFINITY else min(later, hard), hard)
+        task.leader.rlim = task.leader.rlim | {
+            abi.RLIMIT_CPU: (later if hard == abi.RLIM_INFINITY else min(later, hard), hard)
+        }
         await send_to_process(k, task, abi.SIGXCPU, meta)
 
 

@@ -12,12 +12,12 @@ import contextvars
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import abi
-from .wait import WaitEvent
+from .wait import WaitChannel, WaitEvent
 
 if TYPE_CHECKING:
     from ..user.binfmt import Image
@@ -42,12 +42,13 @@ class ExecImage(BaseException):
         self.image = image
 
 
-class WaitChannel(NamedTuple):
-    """What a sleeping task waits for (ps -l's WCHAN, in words): the syscall it sleeps in
-    and what would wake it, e.g. ("read", "read end of pipe inode 5")."""
+#: The empty signal set and flag set every task starts with: one object, not a set each
+#: (a set is 216 bytes; these are replaced when they change, never changed in place).
+EMPTY: frozenset = frozenset()
+NO_INFO: dict[int, dict] = {}  # the pending_info of a task with none pending: shared, so never changed in place
 
-    syscall: str
-    what: str
+#: The wait channel of a sleep that names none.
+NO_WCHAN = WaitChannel("", "")
 
 
 class Pins:
@@ -118,8 +119,8 @@ class TaskStruct:
     exit_code: int = 0  # the wait status once a zombie
     group_exit_code: int | None = None  # on the leader: set by exit_group (signal->group_exit_code)
     group_exec_task: TaskStruct | None = None  # on the leader: the thread whose execve is killing the rest
-    flags: set[str] = field(default_factory=set)  # PF_EXITING, SIGNAL_UNKILLABLE, ...
-    rlim: dict[int, int] = field(default_factory=dict)  # on the group leader (signal->rlim in Linux)
+    flags: frozenset[str] = EMPTY  # PF_EXITING, SIGNAL_UNKILLABLE, ... (replaced, not changed in place)
+    rlim: dict[int, Any] = field(default_factory=dict)  # on the group leader (signal->rlim); replaced, never changed
     _pgrp: list[int] = field(default_factory=lambda: [0])  # on the leader: the group leader's numbers (PIDTYPE_PGID)
     _session: list[int] = field(
         default_factory=lambda: [0]
@@ -131,9 +132,11 @@ class TaskStruct:
     start_time: int = 0  # the tick it was created at (start_boottime): /proc/PID/stat's starttime
     child_subreaper: bool = False  # on the leader: PR_SET_CHILD_SUBREAPER
     # --- signals (task->pending, task->blocked; TIF_SIGPENDING) ---
-    pending: set[int] = field(default_factory=set)
-    pending_info: dict[int, dict] = field(default_factory=dict)  # the siginfo of each thread-pending signal
-    blocked: set[int] = field(default_factory=set)
+    pending: frozenset[int] = EMPTY  # (these two are replaced when they change, never changed in place)
+    pending_info: dict[int, dict] = field(
+        default_factory=lambda: NO_INFO
+    )  # the siginfo of each thread-pending signal (replaced, never changed)
+    blocked: frozenset[int] | set[int] = EMPTY
     real_blocked: set[int] | frozenset[int] = frozenset()  # sigtimedwait: the mask while it waits unblocked
     saved_sigmask: set[int] | None = None  # sigsuspend: the mask to put back once a handler ran
     last_siginfo: dict | None = None  # the siginfo of the signal whose handler runs (SA_SIGINFO's argument)
@@ -161,7 +164,7 @@ class TaskStruct:
     _killed: int = 0  # a fatal signal is pending: exit at the next kernel exit (the property notes a sleeper)
     host: Any = None  # its trio task, once it entered the kernel with a chooser (choice.py: its frames)
     resume_entry: bool = False  # preempted at a syscall's entry by a chooser: it runs that call next (choice.py)
-    sleep_scope: trio.CancelScope | None = None
+    parked: trio.lowlevel.Task | None = None  # while asleep: its trio task, parked (wait.py park)
     asleep_in: Any = None  # while asleep: the kernel's Sleepers (wait.py), told when a signal comes
     sleep_order: int = 0  # while asleep: when it fell asleep (sleepers wake in that order)
     wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)

@@ -13,12 +13,20 @@ cannot tell (a plain trio.Event from outside the kernel) puts its sleeper on the
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
 if TYPE_CHECKING:
     from .task import TaskStruct
+
+
+class WaitChannel(NamedTuple):
+    """What a sleeping task waits for (ps -l's WCHAN, in words): the syscall it sleeps in
+    and what would wake it, e.g. ("read", "read end of pipe inode 5")."""
+
+    syscall: str
+    what: str
 
 
 class WaitEvent:
@@ -66,6 +74,20 @@ class WaitEvent:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
 
+def unparked(task: TaskStruct, _: object) -> trio.lowlevel.Abort:
+    """The abort of a parked sleep (sleep_on parks ``task.parked`` until ``unpark``: no
+    cancel scope, no event awaited; the waker's wake_sleepers unparks it)."""
+    task.parked = None  # the run is ending (its nursery cancelled): nobody will unpark it
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+def unpark(task: TaskStruct) -> None:
+    """Let a parked sleeper's trio task go on (it then waits for a CPU); a no-op if not parked."""
+    parked, task.parked = task.parked, None
+    if parked is not None:
+        trio.lowlevel.reschedule(parked)
+
+
 class AnyEvent:
     """Sleep until either event (a futex wake or its timeout); what sleep_on needs."""
 
@@ -100,20 +122,28 @@ def awake(task: TaskStruct, event: Any, interruptible: bool) -> bool:
 class Sleepers:
     """Who sleeps on what, in the order they fell asleep, and who may be awake now.
 
-    ``sleeping`` maps each sleeper to (event, interruptible), in sleep order (ps and the
-    hang dump read it); ``noted`` holds the sleepers whose condition may have come true
+    ``sleeping`` maps each sleeper to its event, in sleep order (ps and the hang dump read
+    it; whether a signal ends the sleep is the task's ``sleep_interruptible``); ``noted`` holds the sleepers whose condition may have come true
     since (a false note is harmless: ``take_woken`` checks the condition)."""
 
-    __slots__ = ("sleeping", "noted", "polled", "_order")
+    __slots__ = ("sleeping", "noted", "polled", "_order", "_channel")
 
     def __init__(self) -> None:
-        self.sleeping: dict[TaskStruct, tuple[Any, bool]] = {}
+        self.sleeping: dict[TaskStruct, Any] = {}
         self.noted: dict[TaskStruct, None] = {}
         self.polled: dict[TaskStruct, None] = {}  # asleep on an event that does not note
         self._order = itertools.count()
+        self._channel = WaitChannel("", "")
+
+    def channel(self, syscall: str, what: str) -> WaitChannel:
+        """The wait channel (syscall, what): the last one made if equal, so the readers of
+        one pipe share one rather than hold one each."""
+        if self._channel.syscall != syscall or self._channel.what != what:
+            self._channel = WaitChannel(syscall, what)
+        return self._channel
 
     def add(self, task: TaskStruct, event: Any, interruptible: bool) -> None:
-        self.sleeping[task] = (event, interruptible)
+        self.sleeping[task], task.sleep_interruptible = event, interruptible
         task.sleep_order, task.asleep_in = next(self._order), self
         for part in _parts(event):
             if isinstance(part, WaitEvent):
@@ -139,14 +169,14 @@ class Sleepers:
         candidates, self.noted = self.noted, {}
         candidates.update(self.polled)
         sleeping = self.sleeping
-        woken = [t for t in candidates if t in sleeping and awake(t, *sleeping[t])]
+        woken = [t for t in candidates if t in sleeping and awake(t, sleeping[t], t.sleep_interruptible)]
         woken.sort(key=_sleep_order)
         for task in woken:
             self._remove(task)
         return woken
 
     def _remove(self, task: TaskStruct) -> None:
-        event, _ = self.sleeping.pop(task)
+        event = self.sleeping.pop(task)
         self.polled.pop(task, None)
         task.asleep_in = None
         for part in _parts(event):

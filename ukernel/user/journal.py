@@ -31,6 +31,9 @@ IN_HANDLER = (
     "fork inside a signal handler: the child's replay would return into a syscall not journaled yet; use clone(fn)"
 )
 
+#: The writers of a journal none wrote in yet (one object for every clone(fn) child's).
+NO_WRITERS: frozenset[int] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -56,7 +59,7 @@ class Journal:
         self.data: dict[bytes, bytes] = {}  # large results stored here, each once
         self.shared = 0  # how many own entries a child's segment holds: what outlives this journal
         self._seen = 0  # own entries folded into _writers and _depth so far
-        self._writers: set[int] = set() if owner is None else {owner}
+        self._writers = NO_WRITERS if owner is None else frozenset((owner,))  # (replaced, not grown: most never change)
         self._depth = 0  # handlers entered and not yet left
 
     def record(self, tid: int, name: str, ok: Any, value: Any) -> None:
@@ -106,7 +109,8 @@ class Journal:
         added since it was last asked). A fork inside a handler would need the interrupted
         syscall's result, which is journaled only after the handler returns."""
         for who, name, _ok, _value in self.entries[self._seen :]:
-            self._writers.add(who)
+            if who not in self._writers:
+                self._writers |= {who}
             if name == HANDLE_SIGNAL:
                 self._depth += 1
             elif name == RT_SIGRETURN:

@@ -26,7 +26,7 @@ from .binfmt import Image, ReplayDiverged
 from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Journal
 from .libc import Sys
 from .replay import MISS, HandlerFrame, Replay, outer_syscall, signame
-from .space import copy_space, restore_space
+from .space import LastCopy, copy_space, restore_space
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
@@ -47,6 +47,7 @@ class Runtime:
         self.sys = Sys(kernel)
         self.replays: dict[int, Replay] = {}  # task id -> its place in the journal it replays
         self.unawaited: dict[int, list[SyscallCall]] = {}  # task id -> its sys calls not yet awaited
+        self.last_copy = LastCopy()  # the last clone(fn) snapshot: its children share an equal one
 
     def forget(self, task: TaskStruct) -> None:
         """The task's image is gone (exit, exec): nothing of its journal is left to replay,
@@ -103,7 +104,10 @@ class Runtime:
             return ("call", args.fn, args.arg)
         if args.fn is not None:  # the handlers are in the copy, bound to it (copy_sighand's Python half)
             data, keep, (namespace, fn, arg, handlers) = copy_space(
-                image.namespace, (args.fn, args.arg, image.handlers), (self.sys, image.namespace.get("__builtins__"))
+                image.namespace,
+                (args.fn, args.arg, image.handlers),
+                (self.sys, image.namespace.get("__builtins__")),
+                self.last_copy,
             )
             child.image = Image(
                 image.path, image.code, image.argv, image.envp, namespace, Journal(), data, keep, handlers, image.host
@@ -125,8 +129,17 @@ class Runtime:
             if self.unawaited.get(task.id):
                 await self._check_awaited(task, name)
             replay = self.replays.get(task.id)
-            if replay is None:
-                return await self._syscall(task, name, args)
+            if replay is None:  # live: the kernel's answer, journaled for a later fork's child
+                image = task.image  # (here, not in a coroutine of its own: a blocked call's one frame)
+                try:
+                    result = await self.kernel.syscall(task, name, args)
+                except OSError as exc:
+                    if image is not None and task.image is image:
+                        image.journal.record(task.id, name, False, (exc.errno, exc.strerror))
+                    raise
+                if image is not None and task.image is image:
+                    image.journal.record(task.id, name, True, result)
+                return result
             replay.calls += 1  # (the replay's path has no coroutine of its own: it is most of a fork)
             value = replay.answer(name)
             if value is not MISS:
@@ -138,19 +151,6 @@ class Runtime:
             return self._replay(task, replay, name, None)
         finally:
             watchdog.leave_kernel(task)
-
-    async def _syscall(self, task: TaskStruct, name: str, args: dict) -> Any:
-        """A live syscall: the kernel's answer, journaled for a later fork's child."""
-        image = task.image
-        try:
-            result = await self.kernel.syscall(task, name, args)
-        except OSError as exc:
-            if image is not None and task.image is image:
-                image.journal.record(task.id, name, False, (exc.errno, exc.strerror))
-            raise
-        if image is not None and task.image is image:
-            image.journal.record(task.id, name, True, result)
-        return result
 
     async def _replay_handlers(self, task: TaskStruct, replay: Replay, name: str) -> OSError | None:
         """The handlers the parent ran on this syscall's way out run first, as they did
@@ -230,7 +230,7 @@ class Runtime:
             raise TaskExit(abi.W_EXITCODE(0, sig))  # no such handler in this image: the default, terminate
         added = sig not in task.blocked and not flags & abi.SA_NODEFER
         if added:
-            task.blocked.add(sig)
+            task.blocked = task.blocked | {sig}
         args = (sig,)  # what the handler is called with after sys, recorded for the replay
         image.journal.record(task.id, HANDLE_SIGNAL, token, args)
         returned = False
@@ -241,7 +241,7 @@ class Runtime:
             if task.image is image:  # (an execve in the handler left this journal behind)
                 image.journal.record(task.id, RT_SIGRETURN, returned, sig)
             if added:
-                task.blocked.discard(sig)
+                task.blocked = task.blocked - {sig}
                 task.sigpending = True  # recalc_sigpending after the mask changes back
 
     async def task_main(self, task: TaskStruct, status: list) -> None:
@@ -254,7 +254,11 @@ class Runtime:
             k.program_starts(task)
             if task.set_child_tid:
                 await k.schedule_tail(task)
-            code = await self._run_entry(task, task.entry)
+            k.watchdog.leave_kernel(task)  # _user_mode's lines: a blocked task keeps one frame less
+            try:
+                code = await self._start(task, task.entry)
+            finally:
+                k.watchdog.enter_kernel()
             group = task.entry[0] != "call" or task.image is None
             # libc after main returns: exit_group(code); glibc's clone() after fn returns: exit(code)
             await self.syscall("exit_group" if group else "exit", {"code": code if isinstance(code, int) else 0})
@@ -317,15 +321,13 @@ class Runtime:
         finally:
             self.kernel.watchdog.enter_kernel()
 
-    async def _run_entry(self, task: TaskStruct, entry: tuple) -> Any:
-        return await self._user_mode(task, self._start(task, entry))
-
     async def _start(self, task: TaskStruct, entry: tuple) -> Any:
         kind = entry[0]
         while True:
             try:
-                if kind == "call":
-                    return await _call_maybe_async(entry[1], self.sys, entry[2])
+                if kind == "call":  # (_call_maybe_async's two lines: a blocked child's frame less)
+                    result = entry[1](self.sys, entry[2])
+                    return (await result) if hasattr(result, "__await__") else result
                 if kind == "kthread":
                     return await entry[1](self.sys, entry[2])
                 if kind == "replay":

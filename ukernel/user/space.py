@@ -18,7 +18,8 @@ from .. import abi
 def _make_function(code, globals_, name, defaults, closure, kwdefaults, attrs):
     fn = types.FunctionType(code, globals_, name, defaults, closure)
     fn.__kwdefaults__ = kwdefaults
-    fn.__dict__.update(attrs)
+    if attrs:  # (a function's __dict__ is made on first use: most have none)
+        fn.__dict__.update(attrs)
     return fn
 
 
@@ -87,16 +88,38 @@ class _SpaceUnpickler(pickle.Unpickler):
         return self.keep[pid]
 
 
-def copy_space(namespace: dict, roots: tuple, shared: tuple) -> tuple[bytes, list, tuple]:
-    """Snapshot (namespace, *roots) as bytes; returns (bytes, shared refs, the copy)."""
+def copy_space(namespace: dict, roots: tuple, shared: tuple, last: LastCopy) -> tuple[bytes, list, tuple]:
+    """Snapshot (namespace, *roots) as bytes; returns (bytes, shared refs, the copy).
+    ``last`` is the runtime's last snapshot, whose objects an equal one reuses."""
     buf = io.BytesIO()
     pickler = _SpacePickler(buf, namespace, shared)
     try:
         pickler.dump((namespace, *roots))
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise abi.kernel_error(abi.EINVAL, f"clone without CLONE_VM cannot copy the program's state: {exc}") from None
-    data = buf.getvalue()
-    return data, pickler.keep, restore_space(data, pickler.keep)
+    data, keep = last.same(buf.getvalue(), pickler.keep)
+    return data, keep, restore_space(data, keep)
+
+
+class LastCopy:
+    """The last snapshot made: a clone(fn) loop's children, copied from the same state, hold
+    one bytes object and one list of shared refs between them rather than one each."""
+
+    __slots__ = ("data", "keep")
+
+    def __init__(self) -> None:
+        self.data, self.keep = b"", []
+
+    def same(self, data: bytes, keep: list) -> tuple[bytes, list]:
+        """``data`` and ``keep``, or the equal ones made before (the same bytes, the same objects)."""
+        if (
+            data == self.data
+            and len(keep) == len(self.keep)
+            and all(a is b for a, b in zip(keep, self.keep, strict=True))
+        ):
+            return self.data, self.keep
+        self.data, self.keep = data, keep
+        return data, keep
 
 
 def restore_space(data: bytes, keep: list) -> tuple:
