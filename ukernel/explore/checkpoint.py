@@ -19,7 +19,8 @@ The modes (``Tree.mode``):
 
 - ``dpor``: source-DPOR with sleep sets (por.py). Each point starts with one
   option; a finished run's races add options to earlier points of its path, sent
-  up with the report; a point forks one child per option its set holds at the end.
+  up with the report; a point forks one child per option its set holds at the end
+  (the last in its own process once every awake option is in the set).
 - ``cache``: every option of a point, and state caching: a state seen before
   ends the run. The seen set goes down by fork and comes up with each report, so
   a state is counted once; the last option of a point runs in the point's own
@@ -248,7 +249,7 @@ class Tree:
                 self.stopped = self.stopped or bound
                 break
             p = todo[0]
-            if not self.dpor and len(todo) == 1:
+            if len(todo) == 1 and (not self.dpor or self._expanded(here)):
                 if here.done:
                     self.fresh_from = depth
                 return self._go(here, p, kind)
@@ -257,6 +258,12 @@ class Tree:
                 return child
         self.end_node()
         raise AssertionError("end_node returns only in a child")  # pragma: no cover
+
+    @staticmethod
+    def _expanded(here: Point) -> bool:
+        """dpor: every awake option is explored or to be: no run below can add one, so the
+        last one may run in this process (a fork saved)."""
+        return all(q in here.backtrack or q in here.done for q in here.options if q not in here.sleep)
 
     def _go(self, here: Point, pid: int, kind: str) -> int:
         here.pid = pid
