@@ -19,17 +19,18 @@ The modes (``Tree.mode``):
 
 - ``dpor``: source-DPOR with sleep sets (por.py). Each point starts with one
   option; a finished run's races add options to earlier points of its path, sent
-  up with the report; a point forks one child per option its set holds at the end.
+  up with the report; a point forks one child per option its set holds at the end
+  (the last in its own process once every awake option is in the set).
 - ``cache``: every option of a point, and state caching: a state seen before
   ends the run. The seen set goes down by fork and comes up with each report, so
   a state is counted once; the last option of a point runs in the point's own
   process (no fork).
+- ``stateful`` (the default): both (Yang et al., SPIN'08). A run that reaches a
+  state seen before stops, and the races its cut future would have shown are
+  added from the state's summary instead: which task touched what anywhere in the
+  subtree explored from it (por.py ``summary_races``; ``Visit``).
 - ``none``: every option of every point, nothing merged (the reference the
   reduced modes are tested against).
-
-DPOR and state caching are not combined: stateless DPOR's backtrack sets are
-computed from a run's whole future, which a cut at a cached state hides (Yang et
-al., SPIN'08); the search uses one or the other.
 
 Every run's end (its ending, or ``None`` when it stopped early, and its choice
 list) goes to the explorer's own process on one more pipe; only one process of
@@ -53,9 +54,9 @@ from typing import Any
 import trio
 
 from .outcome import ending_of
-from .por import Footprint, dependent, races
+from .por import Footprint, dependent, merge_summary, races, summary_races
 
-MODES = ("dpor", "cache", "none")
+MODES = ("stateful", "dpor", "cache", "none")
 #: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
 #: another (a futex's waiters, tied timers, a CPU) the dpor tree is given up (``ABANDONED``)
 #: and the explorer walks again with state caching.
@@ -94,6 +95,19 @@ class Point:
     backtrack: set[int] = field(default_factory=set)
     done: dict[int, frozenset] = field(default_factory=dict)  # explored option -> its transition's footprint
     sleep: dict[int, frozenset] = field(default_factory=dict)  # asleep option -> its footprint
+    state: Any = None  # stateful: the state digest here (this process's own points)
+    sub: dict[int, frozenset] = field(default_factory=dict)  # stateful: the children's summaries
+
+
+@dataclass
+class Visit:
+    """stateful: what the search knows of a state it met. ``sleep``: the options no visit
+    explored from it (asleep there; a visit whose sleep set holds them all needs nothing new);
+    ``summary``: pid -> what that task touched in the subtree explored from it, None while
+    that subtree is still being walked (a run meeting it then closes a cycle)."""
+
+    sleep: frozenset
+    summary: dict[int, frozenset] | None
 
 
 @dataclass
@@ -110,8 +124,11 @@ class Tree:
 
     def __init__(self, mode: str, report_fd: int, bounds: Bounds, clock: PausedClock):
         self.mode, self.report_fd, self.bounds, self.clock = mode, report_fd, bounds, clock
-        self.footprint = Footprint() if mode == "dpor" else None
+        self.dpor = mode in ("dpor", "stateful")
+        self.footprint = Footprint() if self.dpor else None
         self.seen: set | None = set() if mode == "cache" else None
+        self.visits: dict[Any, Visit] | None = {} if mode == "stateful" else None
+        self.hit: dict[int, frozenset] = {}  # stateful: the summary of the cached state this run met
         self.path: list[Point] = []
         self.taken: list[int] = []
         self.up_fd: int | None = None  # to the parent process, None in the tree's first
@@ -130,12 +147,12 @@ class Tree:
 
     @property
     def wants_state(self) -> bool:
-        return self.seen is not None
+        return self.seen is not None or self.visits is not None
 
     # --- the kernel's call ------------------------------------------------------------
     def choose(self, point: dict) -> int:
         depth = len(self.path)
-        if self.mode == "dpor" and point["kind"] not in TASK_POINTS:
+        if self.dpor and point["kind"] not in TASK_POINTS:
             _LEN.pack_into(self.counter, _FLAGS, 1)  # every process of the tree stops branching
             self.stopped = ABANDONED
             self.end_run(None)
@@ -146,7 +163,6 @@ class Tree:
                 self.end_run(None)
             self.seen.add(point["state"])
             self.new_seen.append(point["state"])
-        self.states += 1
         here = Point(list(point["options"]))
         if self.footprint is not None and self.path:
             since = self.events[self.path[-1].event :]
@@ -155,12 +171,14 @@ class Tree:
                 for q, fp in self.pending_sleep.items()
                 if not any(pid == q or dependent(fp, step) for pid, step, _ in since)
             }
+        if self.visits is None or self._visit(point["state"], here):
+            self.states += 1
         here.event = len(self.events)
         self.path.append(here)
         if self.bounds.max_depth is not None and depth >= self.bounds.max_depth:
             self.stopped = self.stopped or f"--max-depth {self.bounds.max_depth}"
             return self._go(here, here.options[0], point["kind"])
-        if self.mode == "dpor":
+        if self.dpor:
             awake = [p for p in here.options if p not in here.sleep]
             if not awake:
                 self.end_run(None)  # every option asleep: its runs are covered elsewhere
@@ -168,6 +186,41 @@ class Tree:
         else:
             here.backtrack = set(here.options)
         return self._branch(depth, here, point["kind"])
+
+    def _visit(self, state: Any, here: Point) -> bool:
+        """stateful: a state met before whose explored options cover this visit's ends the run,
+        its subtree's races added from its summary; otherwise it is walked (again). Whether
+        it is new."""
+        asleep = frozenset(here.sleep)
+        visit = self.visits.get(state)
+        if visit is not None and visit.sleep <= asleep:
+            self.hit = visit.summary if visit.summary is not None else {}
+            self._summary_races(visit.summary)
+            self.end_run(None)
+        if visit is not None:  # walked again for the options the first visit had asleep
+            here.sub = dict(visit.summary or {})
+            asleep &= visit.sleep
+        self.visits[state] = Visit(asleep, None)
+        here.state = state
+        return visit is None
+
+    def _summary_races(self, summary: dict[int, frozenset] | None) -> None:
+        """The races between this path's steps and the steps of a cached state's subtree, as
+        branches (classic DPOR's rule: the racing task where it can run, else every option);
+        None (a cycle: the state is on this path) branches every point of the path."""
+        if summary is None:
+            marks = [(i, None) for i in range(len(self.events))]
+        else:
+            marks = summary_races([e[0] for e in self.events], [e[1] for e in self.events], summary)
+        for i, q in marks:
+            at = self.events[i][2]
+            if at < 0:
+                continue  # one task could run there (as in _races)
+            point = self.path[at]
+            for c in [q] if q in point.options else point.options:
+                if c not in point.backtrack and c not in point.done:
+                    point.backtrack.add(c)
+                    self.additions.append((at, c))
 
     def _close_transition(self, point: dict) -> None:
         """The footprint of the transition that ends at this point (none before the first)."""
@@ -196,7 +249,7 @@ class Tree:
                 self.stopped = self.stopped or bound
                 break
             p = todo[0]
-            if self.mode != "dpor" and len(todo) == 1:
+            if len(todo) == 1 and (not self.dpor or self._expanded(here)):
                 if here.done:
                     self.fresh_from = depth
                 return self._go(here, p, kind)
@@ -205,6 +258,12 @@ class Tree:
                 return child
         self.end_node()
         raise AssertionError("end_node returns only in a child")  # pragma: no cover
+
+    @staticmethod
+    def _expanded(here: Point) -> bool:
+        """dpor: every awake option is explored or to be: no run below can add one, so the
+        last one may run in this process (a fork saved)."""
+        return all(q in here.backtrack or q in here.done for q in here.options if q not in here.sleep)
 
     def _go(self, here: Point, pid: int, kind: str) -> int:
         here.pid = pid
@@ -247,6 +306,8 @@ class Tree:
         if self.seen is not None:
             self.seen.update(report["seen"])
             self.new_seen.extend(report["seen"])
+        if self.visits is not None:
+            self._learn(here, report)
         return None
 
     def _bound_hit(self) -> str:
@@ -278,15 +339,44 @@ class Tree:
         self.states = 0
 
     def _leave(self) -> None:
+        summary = self._summaries() if self.visits is not None else None
         if self.up_fd is not None:
             fp = self.path[self.origin].fp if 0 <= self.origin < len(self.path) else frozenset()
             up = {
                 "fp": fp,
                 "additions": [(i, q) for i, q in self.additions if i <= self.origin],
                 "seen": self.new_seen,
+                "summary": summary,
             }
             _write_all(self.up_fd, pickle.dumps(up))
         os._exit(0)
+
+    def _summaries(self) -> dict[int, frozenset]:
+        """stateful, as this process ends: the summary of each state at its own points (their
+        subtrees are walked now) into ``visits`` and ``new_seen``; the summary below its origin."""
+        acc = dict(self.hit)
+        end = len(self.events)
+        for d in range(len(self.path) - 1, max(self.origin, 0) - 1, -1):
+            point = self.path[d]
+            for pid, fp, _ in self.events[point.event : end]:
+                acc[pid] = acc.get(pid, frozenset()) | fp
+            merge_summary(acc, point.sub)
+            end = point.event
+            if d > self.origin and point.state is not None:
+                visit = Visit(self.visits[point.state].sleep, dict(acc))
+                self.visits[point.state] = visit
+                self.new_seen.append((point.state, visit))
+        return acc
+
+    def _learn(self, here: Point, report: dict) -> None:
+        """stateful: a child's report: its summary joins this point's, its states are known."""
+        merge_summary(here.sub, report["summary"])
+        for state, visit in report["seen"]:
+            known = self.visits.get(state)
+            if known is not None and known.summary is not None:
+                visit = Visit(known.sleep & visit.sleep, merge_summary(dict(known.summary), visit.summary))
+            self.visits[state] = visit
+            self.new_seen.append((state, visit))
 
     def _races(self) -> None:
         """source-DPOR: for each race of this run not seen by an earlier one, an option for

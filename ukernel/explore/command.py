@@ -52,10 +52,8 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="dfs", help="dfs (default), bfs, random or pct")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs in J processes at once (default 1)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON to FILE (- for stdout)")
-    p.add_argument(
-        "--no-reduction", action="store_true", help="no partial-order reduction (DPOR): state caching instead"
-    )
-    p.add_argument("--no-cache", action="store_true", help="with --no-reduction: no state caching either")
+    p.add_argument("--no-reduction", action="store_true", help="no partial-order reduction (DPOR): state caching alone")
+    p.add_argument("--no-cache", action="store_true", help="no state caching (with --no-reduction: every path)")
     p.add_argument("--graph", metavar="FILE", help="write the state graph as a page to FILE (docs/explore.md)")
 
 

@@ -231,6 +231,32 @@ def races(pids: list[int], fps: list[frozenset], start: int = 0) -> list[tuple[i
     return out
 
 
+def summary_races(pids: list[int], fps: list[frozenset], summary: dict[int, frozenset]) -> list[tuple[int, int]]:
+    """The races of a run cut at a cached state against that state's summary (pid -> what
+    the task touched in the subtree below; SPIN'08's stateful DPOR): each step ``i`` of another
+    task dependent with what a task ``q`` touches there, unless ``i`` happens before ``q``'s
+    last step of the run (then before all of ``q``'s later ones). Each as (i, q)."""
+    hb = happens_before(pids, fps)
+    last = {pid: j for j, pid in enumerate(pids)}
+    out = []
+    for q, objects in summary.items():
+        before = hb[last[q]] | (1 << last[q]) if q in last else 0
+        out.extend(
+            (i, q)
+            for i, (pid, fp) in enumerate(zip(pids, fps, strict=True))
+            if pid != q and not (before >> i) & 1 and dependent(fp, objects)
+        )
+    return out
+
+
+def merge_summary(into: dict[int, frozenset], other: dict[int, frozenset]) -> dict[int, frozenset]:
+    """``into`` with what each task of ``other`` touched too (footprints join by union: a step
+    depends on the union iff it depends on one of them)."""
+    for pid, objects in other.items():
+        into[pid] = into.get(pid, frozenset()) | objects
+    return into
+
+
 def _direct(j: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> list[int]:
     """The transitions ``j`` directly depends on: its task's previous one and the dependent ones."""
     out = [k for k in range(j) if dependent(fps[k], fps[j])]

@@ -36,7 +36,12 @@ from .graph import Notes, StateGraph
 from .outcome import Exploration, Tally, ending_of
 
 STRATEGIES = ("dfs", "bfs", "random", "pct")
-METHODS = {"dpor": "source-DPOR and sleep sets", "cache": "state caching", "none": "every path"}
+METHODS = {
+    "stateful": "source-DPOR, sleep sets and state caching",
+    "dpor": "source-DPOR and sleep sets",
+    "cache": "state caching",
+    "none": "every path",
+}
 PCT_DEPTH = 3  # pct's bug depth d: d - 1 priority change points per run
 
 
@@ -262,9 +267,9 @@ def explore(
     ``graph``: a file to write the state-graph page to (graph.py); the result's ``graph`` holds its model.
 
     ``dfs`` in one process walks the tree by forking at choice points (checkpoint.py): with
-    ``reduction`` by source-DPOR and sleep sets, else with state caching if ``cache``, else
-    every path. ``bfs``, ``random``, ``pct``, ``--jobs`` and ``graph`` replay prefixes, caching
-    states only with ``reduction=False`` (DPOR and caching are not combined: docs/explore.md).
+    ``reduction`` by source-DPOR and sleep sets (and state caching too if ``cache``: stateful
+    DPOR), else with state caching if ``cache``, else every path. ``bfs``, ``random``, ``pct``,
+    ``--jobs`` and ``graph`` replay prefixes, caching states only with ``reduction=False``.
     DPOR walks one CPU's task choices; with several CPUs, or at a choice that is no task's
     (a futex's waiters, tied timers), the search goes on with state caching instead."""
     if strategy not in STRATEGIES:
@@ -288,13 +293,14 @@ def explore(
     with quiet():
         if strategy == "dfs" and jobs == 1 and graph is None:
             dpor = reduction and settings.get("cpus", 1) == 1  # several CPUs: choices of whose turn too
-            mode = "dpor" if dpor else "cache" if cache else "none"
+            mode = ("stateful" if cache else "dpor") if dpor else "cache" if cache else "none"
             stopped_by = _walk_tree(search, mode)
             if stopped_by == ABANDONED:  # a choice DPOR cannot reverse: walk again, caching states
                 search = Search(program, argv, settings, options | {"reduction": False})
                 mode = "cache" if cache else "none"
                 stopped_by = _walk_tree(search, mode)
-            search.result.method = METHODS[mode] + (f" (DPOR met {ABANDONED})" if dpor and mode != "dpor" else "")
+            met = f" (DPOR met {ABANDONED})" if dpor and mode not in ("dpor", "stateful") else ""
+            search.result.method = METHODS[mode] + met
         elif jobs == 1:
             stopped_by = _walk(search)
         else:
