@@ -219,3 +219,21 @@ def test_every_view_renders_a_trace_with_choice_events():
     for name, view in views.VIEWS.items():
         assert isinstance(view.render(result.trace), str | dict), name
     assert 'write(1, "World\\n", 6) = 6' in views.strace(result.trace, pid=3)
+
+
+def test_a_forked_runs_outcome_carries_its_check_invariants(tmp_path, monkeypatch):
+    """A run of the fork tree ends without its teardown (checkpoint.run_finished), but after
+    check_invariants: what it finds makes the run a violation (the children inherit the patch)."""
+    from ukernel.kernel.core import Kernel
+
+    real = Kernel.check_invariants
+
+    async def leaky(self):
+        return [*(await real(self)), "pipe: 1 pipe left behind"]
+
+    monkeypatch.setattr(Kernel, "check_invariants", leaky)
+    found = ukernel.explore(program(tmp_path, "race", RACE))
+    assert found.complete and found.outcomes == [] and not found.deadlocks
+    assert sorted((v["problems"], v["stdout"]) for v in found.violations) == [
+        (["pipe: 1 pipe left behind"], out) for out in ("abc", "bac", "bca")
+    ]

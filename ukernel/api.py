@@ -128,10 +128,17 @@ async def run_async(program: str, argv: list[str] | None = None, **settings: Any
             if problems is None:
                 problems = [f"not checked: {'; '.join(kernel.lost)}"]
             trace = list(kernel.trace)
+            finished = getattr(kernel.chooser, "run_finished", None)
+            if finished is not None and not kernel.interrupted:  # explore's fork tree: no teardown
+                finished(_result(kernel, status, stdout, trace, problems, error))
     if kernel.interrupted:
         if kernel.watchdog.stopped:  # a service's handler spun: say whose and where
             log.error("ukernel: %s", kernel.watchdog.stopped)
         raise RunInterrupted(kernel.interrupted)
+    return _result(kernel, status, stdout, trace, problems, error)
+
+
+def _result(kernel: Kernel, status: int, stdout: bytes, trace: list, problems: list, error: str) -> Result:
     exit_code = abi.WEXITSTATUS(status) if abi.WIFEXITED(status) else None
     bugs = [bug.text for bug in kernel.bugs]
     taken = list(getattr(kernel.chooser, "taken", []))

@@ -39,6 +39,7 @@ the tree runs at a time, so its messages never interleave.
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import pickle
@@ -278,6 +279,7 @@ class Tree:
         """The child's option index (in the child), or None in the parent once the child ended."""
         r, w = os.pipe()
         waited = time.perf_counter()
+        gc.freeze()  # what the child inherits is never walked again (the parent's pages stay shared)
         child = os.fork()
         if child == 0:
             os.close(r)
@@ -321,6 +323,14 @@ class Tree:
         return ""
 
     # --- ends ---------------------------------------------------------------------------
+    def run_finished(self, result: Any) -> None:
+        """run_async's call once the outcome is known (console output, exit status,
+        check_invariants' leak check, all taken inside the run): the run ends here, without
+        boot's teardown nor trio's (nothing of either is part of the outcome)."""
+        if self.footprint is not None and self.path:  # the steps from the last point to the end
+            self._add_steps(self.footprint.take([self.mms], False))
+        self.end_run(ending_of(result))
+
     def end_run(self, ending: dict | None) -> None:
         """A run ends here: its report to the explorer, dpor's races, then this process ends."""
         if self.footprint is not None:
@@ -482,7 +492,7 @@ def _root(program: str, argv: list[str] | None, settings: dict, mode: str, bound
     clock = PausedClock()
     tree = Tree(mode, report_fd, bounds, clock)
     options = {"service_timeout": 0} | settings
-    result = trio.run(partial(run_async, program, argv, schedule=tree, trace=False, **options), clock=clock)
-    if tree.footprint is not None and tree.path:  # the steps from the last point to the end
-        tree._add_steps(tree.footprint.take([tree.mms], False))
-    tree.end_run(ending_of(result))
+    gc.disable()  # the tree's processes are short-lived: a collection would only copy pages (COW)
+    gc.freeze()
+    trio.run(partial(run_async, program, argv, schedule=tree, trace=False, **options), clock=clock)
+    raise RuntimeError("explore: a run ended without its outcome (run_async calls run_finished)")
