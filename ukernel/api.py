@@ -23,7 +23,7 @@ import trio
 from trio._core import wait_all_tasks_blocked  # trio.testing's own; that package imports pytest (~0.1 s at start-up)
 
 from . import abi
-from .determinism import freeze_boot, replay_schedule
+from .determinism import freeze_boot, outside, replay_schedule
 from .ipc.router import BootError
 from .kernel.hung import deadlocked, dump, format_dump, report_tasks, summary
 from .kernel.signal import k_kill
@@ -186,8 +186,9 @@ STALL_CHECK = 0.05  # seconds between looks at a still run that may yet move (a 
 
 
 async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.CancelScope) -> None:
-    """The watchers of one run, until ``scope`` is cancelled: deadlock and loss, SIGQUIT."""
-    with scope:
+    """The watchers of one run, until ``scope`` is cancelled: deadlock and loss, SIGQUIT.
+    They wake at wall-clock moments, so they are ``outside`` the kernel's schedule."""
+    with scope, outside():
         async with trio.open_nursery() as nursery:
             if threading.current_thread() is threading.main_thread():  # signals reach only that one
                 nursery.start_soon(_dump_on_sigquit, kernel)

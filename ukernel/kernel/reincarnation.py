@@ -53,6 +53,7 @@ from trio._core import wait_all_tasks_blocked  # as core.py: not trio.testing (i
 from services import build
 
 from .. import abi
+from ..determinism import outside
 from ..ipc import protocol
 from ..ipc.endpoint import BACKOFF_MIN
 from ..ipc.local import open_local
@@ -212,7 +213,8 @@ class Reincarnation:
             self.kernel.tracer.emit(
                 "restart", service=name, attempt=attempt, delay=delay, why=why, held=held, failed=failed
             )
-            await trio.sleep(delay)
+            with outside():  # a wake-up at a wall-clock moment: no draw from the schedule's shuffle
+                await trio.sleep(delay)
             # then until every task that can run has run up to a wait (most on the held service):
             # the restore starts at the same point of the run whatever the backoff's wall time was
             await wait_all_tasks_blocked()
@@ -349,7 +351,8 @@ class Reincarnation:
 
     async def _give_up_after(self, name: str, holding: Holding, why: str) -> None:
         """Held calls wait at most rpc_timeout for the service to come back, then fail EIO."""
-        await trio.sleep(self.kernel.config.rpc_timeout)
+        with outside():
+            await trio.sleep(self.kernel.config.rpc_timeout)
         if holding.through is None and not holding.ready.is_set():
             self.holding.pop(name, None)
             holding.why = f"not back within rpc_timeout ({self.kernel.config.rpc_timeout:g} s)"
