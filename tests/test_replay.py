@@ -202,3 +202,79 @@ async def test_fork_inside_a_clone_fn_child_replays_from_the_copy(run):
         """
     )
     assert result.stdout == b"grandchild sees n=15\n"
+
+
+# --- the replay's fast path (libc answers a plain result itself, user/replay.py) -----------------
+async def test_a_child_that_spins_during_its_replay_is_stopped_by_the_cpu_limit(run):
+    result = await run(
+        """
+        async def main(sys, argv):
+            import ukernel.abi as abi
+            abi.__dict__.setdefault("_replay_spin_test", 0)
+            abi._replay_spin_test += 1   # host state: 1 in the parent, 2 in the child's replay
+            for _ in range(50):
+                await sys.getpid()
+                if abi._replay_spin_test == 2:
+                    while True:  # where the parent made its next call, the child spins
+                        pass
+            pid = await sys.fork()
+            if pid == 0:
+                return 0
+            _, status = await sys.waitpid(pid, 0)
+            await sys.write(1, f"child signalled {status & 0x7f}\\n".encode())
+            return 0
+        """,
+        cpu_limit=0.5,
+    )
+    import ukernel.abi as abi_module
+
+    del abi_module._replay_spin_test
+    assert result.stdout == b"child signalled %d\n" % abi.SIGXCPU
+
+
+def test_each_replayed_answer_ends_a_stretch_of_user_code_and_a_spin_is_charged():
+    """What the CPU limit's samples see of a replay answered in libc: every answer is a new
+    stretch (never charged), no answer in between is the same stretch (charged)."""
+    from ukernel.kernel.watchdog import Watchdog
+    from ukernel.user.replay import Replay
+
+    watchdog = Watchdog(limit=1.0)
+    ended = []
+    entries = [(1, "getpid", True, 2)] * 3 + [(1, "fork", True, 0)]
+    replay = Replay([(entries, len(entries))], watchdog, lambda: ended.append(True))
+    stretches = [watchdog.stretch]
+    for _ in range(3):
+        assert replay.answer("getpid") == 2
+        stretches.append(watchdog.stretch)
+    assert replay.answer("fork") == 0
+    assert len(set(stretches)) == 4 and replay.calls == 4 and ended == [True]
+    assert replay.answer("getpid") is replay.answer("fork")  # over: MISS, nothing answered
+    assert watchdog.stretch == stretches[-1] + 1  # (a MISS moves nothing)
+
+
+async def test_a_divergence_between_fast_answers_is_caught_with_its_syscall_number(run):
+    result = await run(
+        """
+        async def main(sys, argv):
+            import ukernel.abi as abi
+            abi.__dict__.setdefault("_replay_fast_test", 0)
+            abi._replay_fast_test += 1
+            for i in range(20):
+                if i == 17 and abi._replay_fast_test == 2:
+                    await sys.getppid()
+                else:
+                    await sys.getpid()
+            pid = await sys.fork()
+            if pid == 0:
+                return 0
+            _, status = await sys.waitpid(pid, 0)
+            await sys.write(1, f"child status {status >> 8}\\n".encode())
+            return 0
+        """
+    )
+    import ukernel.abi as abi_module
+
+    del abi_module._replay_fast_test
+    assert result.stdout == (
+        b"ReplayDiverged: at syscall 18: the parent called getpid(), the child calls getppid()\nchild status 1\n"
+    )

@@ -4,7 +4,9 @@ Python only warns when such a coroutine is collected, pointing into ukernel (and
 collection is late or never: gc is disabled during runs). So every ``sys``
 method returns a ``SyscallCall`` that remembers the program's file and line and
 is listed on its task until awaited; the process runtime looks at the list at
-each syscall entry (process.py) and says where the call was made.
+each syscall entry (process.py) and says where the call was made. A fork child
+replaying a parent that held no call across the fork lists nothing (process.py's
+``called`` says why).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import inspect
 import sys as _sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
+
+from .replay import replaying
 
 
 class SyscallCall:
@@ -65,6 +69,8 @@ def tracked(method: Callable[..., Coroutine]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if replaying.get() is not None:  # a replay whose journal proves each call awaited
+            return method(self, *args, **kwargs)
         return self._kernel.runtime.called(name, method(self, *args, **kwargs), _sys._getframe(1))
 
     return call

@@ -25,7 +25,7 @@ from .awaited import SyscallCall, dropped
 from .binfmt import Image, ReplayDiverged
 from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Journal
 from .libc import Sys
-from .replay import MISS, HandlerFrame, Replay, outer_syscall, signame
+from .replay import MISS, HandlerFrame, Replay, outer_syscall, replaying, signame
 from .space import LastCopy, copy_space, restore_space
 
 if TYPE_CHECKING:
@@ -52,21 +52,20 @@ class Runtime:
     def forget(self, task: TaskStruct) -> None:
         """The task's image is gone (exit, exec): nothing of its journal is left to replay,
         and what the old program called without awaiting will never run."""
-        self.replays.pop(task.id, None)
+        replay = self.replays.get(task.id)
+        if replay is not None:
+            self._replay_over(task, replay)
         for call in self.unawaited.pop(task.id, []):
             call.drop()
 
     def called(self, name: str, coro: Any, frame: Any) -> Any:
         """A ``sys`` method was called (awaited.py): listed on the task until awaited. Not
-        listed: libc's own inner calls (it awaits them), and a fork child's calls while it
-        replays a parent that held no call across the fork: the parent's journal says each
-        was awaited (else it would have been killed before forking), so the child's are too,
-        and the replay costs no bookkeeping per call."""
+        listed: libc's own inner calls (it awaits them), and (awaited.py does not call this)
+        a fork child's calls while it replays a parent that held no call across the fork:
+        the parent's journal says each was awaited (else it would have been killed before
+        forking), so the child's are too, and the replay costs no bookkeeping per call."""
         task = current.get(None)
         if task is None or frame.f_globals is _LIBC:
-            return coro
-        replay = self.replays.get(task.id)
-        if replay is not None and not replay.watch_calls:
             return coro
         return SyscallCall(name, coro, frame.f_code.co_filename, frame.f_lineno, self.unawaited.setdefault(task.id, []))
 
@@ -120,8 +119,9 @@ class Runtime:
         return ("replay", bool(self.unawaited.get(current.id)))  # (calls held across the fork)
 
     async def syscall(self, name: str, args: dict) -> Any:
-        """The kernel entry every ``sys`` method goes through (the CPU limit's watchdog
-        sees the task leave user mode here, and come back on the way out)."""
+        """The kernel entry every ``sys`` method goes through but a replayed plain result's
+        (libc answers it, replay.py), so the CPU limit's watchdog sees the task leave user
+        mode here, and come back on the way out."""
         task = current.get()
         watchdog = self.kernel.watchdog
         watchdog.enter_kernel()
@@ -130,6 +130,8 @@ class Runtime:
                 await self._check_awaited(task, name)
             replay = self.replays.get(task.id)
             if replay is None:  # live: the kernel's answer, journaled for a later fork's child
+                if replaying.get() is not None:  # a cursor closed from another task's context
+                    replaying.set(None)
                 image = task.image  # (here, not in a coroutine of its own: a blocked call's one frame)
                 try:
                     result = await self.kernel.syscall(task, name, args)
@@ -140,12 +142,10 @@ class Runtime:
                 if image is not None and task.image is image:
                     image.journal.record(task.id, name, True, result)
                 return result
-            replay.calls += 1  # (the replay's path has no coroutine of its own: it is most of a fork)
-            value = replay.answer(name)
+            value = replay.answer(name)  # (a child replaying with its calls watched comes here)
             if value is not MISS:
-                if replay.pos == replay.end:  # the last entry: the fork returning 0; live from here
-                    del self.replays[task.id]
                 return value
+            replay.calls += 1
             if replay.peek()[1] == HANDLE_SIGNAL:  # (a test, not a coroutine, when no handler ran)
                 return self._replay(task, replay, name, await self._replay_handlers(task, replay, name))
             return self._replay(task, replay, name, None)
@@ -165,7 +165,7 @@ class Runtime:
 
     def _replay(self, task: TaskStruct, replay: Replay, name: str, handler_error: OSError | None) -> Any:
         """Answer from the journal: no message, no effect."""
-        _tid, expected, ok, value = self._take(task, replay)
+        _tid, expected, ok, value = replay.take()
         if expected == RT_SIGRETURN:
             raise self._diverged(task, replay, f"the parent's handler returned, the child's calls {name}()")
         if expected != name:
@@ -201,7 +201,7 @@ class Runtime:
     def _replay_sigreturn(self, task: TaskStruct, replay: Replay, returned: bool) -> None:
         """The child's handler is done: the parent's must have ended here, the same way."""
         how = "returned" if returned else "raised"
-        _tid, name, ok, _sig = self._take(task, replay)
+        _tid, name, ok, _sig = replay.take()
         if name != RT_SIGRETURN:
             raise self._diverged(task, replay, f"the parent's handler called {name}() next, the child's {how}", True)
         if ok != returned:
@@ -209,16 +209,17 @@ class Runtime:
             raise self._diverged(task, replay, f"the parent's handler {other}, the child's {how}", True)
         replay.frames.pop()
 
-    def _take(self, task: TaskStruct, replay: Replay) -> tuple:
-        """The next journal entry; after the last one (the fork returning 0) the child is live."""
-        entry = replay.take()
-        if replay.pos == replay.end:  # the last entry: live from here
-            del self.replays[task.id]
-        return entry
+    def _replay_over(self, task: TaskStruct, replay: Replay) -> None:
+        """The replay is over (its last entry taken, a divergence, the image gone): the
+        task's calls are live and watched from here."""
+        self.replays.pop(task.id, None)
+        replay.close()
+        if current.get(None) is task:
+            replaying.set(None)
 
     def _diverged(self, task: TaskStruct, replay: Replay, what: str, after: bool = False) -> ReplayDiverged:
         """The replay has lost its place: it ends (task_main prints the line, exit 1)."""
-        self.replays.pop(task.id, None)
+        self._replay_over(task, replay)
         return replay.diverged(what, after)
 
     async def run_handler(self, task: TaskStruct, token: int, sig: int, flags: int) -> None:
@@ -338,7 +339,12 @@ class Runtime:
 
     async def _start_replay(self, task: TaskStruct, watch_calls: bool) -> Any:
         image = task.image
-        self.replays[task.id] = Replay(image.journal.segments(), watch_calls)
+        replay = Replay(
+            image.journal.segments(), self.kernel.watchdog, lambda: self._replay_over(task, replay), watch_calls
+        )
+        self.replays[task.id] = replay
+        if not watch_calls:
+            replaying.set(replay)
         if image.snapshot is not None:
             namespace, fn, arg, handlers = restore_space(image.snapshot, image.snapshot_keep)
             image.namespace, image.handlers = namespace, dict(handlers)
@@ -351,7 +357,9 @@ class Runtime:
 
     async def _write_stderr(self, task: TaskStruct, text: str) -> None:
         """Write to the dying program's fd 2, as the interpreter does; whatever fails is dropped."""
-        self.replays.pop(task.id, None)
+        replay = self.replays.get(task.id)
+        if replay is not None:
+            self._replay_over(task, replay)
         try:
             await self.kernel.syscall(task, "write", {"fd": 2, "data": text.encode("utf-8", "replace")})
         except (OSError, TaskExit):

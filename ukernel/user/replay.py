@@ -3,18 +3,24 @@
 process.py's Runtime answers the child's syscalls from a ``Replay`` (a cursor over the
 segments of the journal, journal.py: nothing is copied) and runs the parent's signal
 handlers where the journal says they ran; this module keeps the bookkeeping (which
-syscall, which handler) so a divergence names both.
+syscall, which handler) so a divergence names both. Most entries are a syscall returning
+normally: libc answers those itself (``replaying``, ``Replay.answer``), with no kernel
+entry, since a replay is mostly that and a fork in a loop replays ~i entries per fork.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from .binfmt import ReplayDiverged
 from .journal import HANDLE_SIGNAL, RT_SIGRETURN, Entry
+
+if TYPE_CHECKING:
+    from ..kernel.watchdog import Watchdog
 
 
 @dataclass
@@ -29,19 +35,35 @@ class HandlerFrame:
 #: What Replay.answer returns when the next entry is not a plain result.
 MISS = object()
 
+#: The replay of the task running here whose calls need no bookkeeping (its parent held no
+#: call across the fork, awaited.py), else None: trio runs each task in a context of its
+#: own, so libc finds it in one look, as the kernel finds ``current``.
+replaying: ContextVar[Replay | None] = ContextVar("replaying", default=None)
+
+#: What a closed cursor's next entry is: no syscall's (a stale cursor answers nothing).
+_CLOSED: list[Entry] = [(0, "", None, None)]
+
 
 class Replay:
     """Where the child is in the journal it replays: the next entry, and what is left."""
 
-    __slots__ = ("entries", "pos", "end", "rest", "calls", "frames", "watch_calls")
+    __slots__ = ("entries", "pos", "end", "rest", "calls", "frames", "watch_calls", "watchdog", "over")
 
-    def __init__(self, segments: list[tuple[list[Entry], int]], watch_calls: bool = False):
+    def __init__(
+        self,
+        segments: list[tuple[list[Entry], int]],
+        watchdog: Watchdog,
+        over: Callable[[], None],
+        watch_calls: bool = False,
+    ):
         self.rest = [segment for segment in reversed(segments) if segment[1]]  # the next one last
         self.entries: list[Entry] = []
         self.pos = self.end = 0
         self.calls = 0  # syscalls the child has made, in call order (as strace numbers them)
         self.frames: list[HandlerFrame] = []  # handlers being replayed, innermost last
         self.watch_calls = watch_calls  # the parent held a call across the fork: list the child's too
+        self.watchdog = watchdog  # the CPU limit's: each answer ends a stretch of user code
+        self.over = over  # called once the last entry is taken: the child is live from there
         self._next_segment()
 
     def _next_segment(self) -> None:
@@ -53,22 +75,42 @@ class Replay:
         return self.entries[self.pos]
 
     def take(self) -> Entry:
-        """The next entry; after the last one ``pos == end`` (the replay is over)."""
+        """The next entry; after the last one the replay is over (closed, ``over`` called)."""
         entry = self.entries[self.pos]
         self.pos += 1
         if self.pos == self.end:
             self._next_segment()
+            if self.pos == self.end:
+                self._end()
         return entry
 
     def answer(self, syscall: str) -> Any:
         """The next entry's result when it is ``syscall`` returning normally (most entries:
-        answered in one call), else MISS (a handler, an error, a divergence: the caller's
-        slow path says which)."""
-        _tid, name, ok, value = self.entries[self.pos]
+        one call, counted as a syscall made), else MISS with nothing taken (a handler, an
+        error, a divergence: the runtime's slow path says which). The watchdog's stretch
+        moves on as at a kernel entry and exit, so only a child that spins between two
+        answers is charged; the task never left user mode, so nothing else changes."""
+        pos = self.pos
+        _tid, name, ok, value = self.entries[pos]
         if name != syscall or ok is not True:
             return MISS
-        self.take()
+        self.calls += 1
+        self.watchdog.stretch += 1
+        self.pos = pos = pos + 1
+        if pos == self.end:  # (take's end of a segment, written out: this is the hot path)
+            self._next_segment()
+            if self.pos == self.end:
+                self._end()
         return value
+
+    def _end(self) -> None:
+        self.close()
+        self.over()
+
+    def close(self) -> None:
+        """Answer nothing more (the task's image is gone): a cursor still in ``replaying``
+        sends every call to the runtime, which finds no replay and runs it live."""
+        self.entries, self.pos, self.end, self.rest = _CLOSED, 0, 1, []
 
     def ahead(self) -> Iterator[Entry]:
         """The entries still to answer, the next one first."""
