@@ -358,6 +358,11 @@ class MemorySink(Sequence):
 
     __hash__ = None  # type: ignore[assignment]  # (mutable, as a list)
 
+    def clear(self) -> None:
+        """Forget every event kept so far (a test's client, between two steps)."""
+        self._events.clear()
+        self._built = 0
+
     def __repr__(self) -> str:
         return f"MemorySink({list(self._dicts())!r})"
 
