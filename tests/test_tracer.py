@@ -17,7 +17,8 @@ def test_kept_and_piped_sinks_see_the_same_events():
     sinks = (kept, deque.append, ConsoleSink(console, colour=False), lambda event: piped.append(dict(event)))
     for sink in (*sinks, JsonlSink(stream)):
         tracer.add_sink(sink)
-    assert [is_direct(s) for s in (*tracer.direct, *tracer.sinks)] == [True, True, True, False, False]
+    assert tracer.kept == [kept.append] and not tracer.compact  # a dict for every sink: the MemorySink too
+    assert [is_direct(s) for s in (*tracer.direct, *tracer.sinks)] == [True, True, False, False]
     tracer.message(
         "request",
         "kernel",
@@ -47,6 +48,46 @@ def test_kept_and_piped_sinks_see_the_same_events():
         ["seq", "ts", "type", "op", "cpu", "pid", "tid"],
     ]
     assert [e["seq"] for e in kept] == [1, 2, 3]
+
+
+def feed(tracer: Tracer) -> None:
+    """One of each kind of record: a request in a syscall's clone step, one outside any
+    syscall, an error reply, a reply with a None result and no dur_us, an emit, a service's event."""
+    meta = {"cause": 3, "pid": 2, "tid": 2, "syscall": "clone", "step": "copy_files", "flag": "CLONE_FILES"}
+    tracer.request("kernel", "vfs", "share_files", 7, meta, {"files": 1})
+    tracer.request("kernel", "pid", "alloc_pid", 8, {}, {"ns": [1]}, "notify")
+    tracer.reply("vfs", "kernel", "share_files", 7, meta, None, {"name": "EMFILE", "message": "too many"}, 5)
+    tracer.reply("pid", "kernel", "alloc_pid", 8, {"pid": 4}, None, None, None)
+    tracer.emit("syscall_exit", src="vfs", op="clone", pid=2, result=4, child=9)
+    tracer.service_event("fault", "mm", "touch", 7, meta, addr=4096, kind="zero-fill")
+
+
+def test_a_memory_sink_alone_keeps_records_read_as_the_same_dicts():
+    """MemorySinks alone get records (no dict per event); read back they are the dicts a
+    sink that takes dicts is given: same keys, same order, same values, absent ones left out."""
+    for nodes in ({}, {"vfs": "n1", "mm": "n2"}):
+        compact, ring, plain, dicts = Tracer(), Tracer(), Tracer(), []
+        kept, last, beside = MemorySink(), MemorySink(maxlen=2), MemorySink()
+        compact.add_sink(kept)
+        ring.add_sink(last)
+        plain.add_sink(beside)
+        plain.add_sink(dicts.append)
+        for tracer in (compact, ring, plain):
+            tracer.nodes = nodes
+            feed(tracer)
+        assert compact.compact and not plain.compact
+        assert all(type(record) is tuple for record in kept._events)
+        assert len(kept) == 6 and kept == dicts == beside and list(last) == dicts[-2:]
+        assert [list(e) for e in kept] == [list(e) for e in dicts]
+        assert [e.get("node") for e in kept] == [nodes.get(h) for h in ("vfs", "pid", "vfs", "pid", None, "mm")]
+        assert kept[2] == {
+            **{"seq": 3, "ts": 0, "type": "reply", "src": "vfs", "dst": "kernel", "op": "share_files", "msgid": 7},
+            **{"cause": 3, "pid": 2, "tid": 2, "errno": "EMFILE", "message": "too many", "dur_us": 5},
+            **{"syscall": "clone", "step": "copy_files", "flag": "CLONE_FILES"},
+            **({"node": "n1"} if nodes else {}),
+        }
+        assert kept[3]["result"] is None and "dur_us" not in kept[3] and "syscall" not in kept[1]
+        assert kept[0] is kept[0] and kept[1:3] == dicts[1:3] and list(reversed(kept)) == dicts[::-1]
 
 
 async def test_a_run_traced_to_memory_and_through_structlog_gives_one_trace():

@@ -69,7 +69,7 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                     for sink in ((kernel_trace,) if config.trace else ()) + tuple(sinks):
                         tracer.add_sink(sink)  # after boot: the trace starts with the first task
                     if tracer.on or config.student_code:  # the last events, for a bug's report (kernel/bug.py)
-                        tracer.add_sink(kernel.recent.append)
+                        tracer.add_sink(kernel.recent)
                     yield kernel
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group

@@ -18,7 +18,6 @@ for the report, and ``ukernel.run`` returns with ``error`` saying why.
 
 from __future__ import annotations
 
-import collections
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import trio
 
 from ..ipc.service import BUILT_IN, CHECKOUT, definition_site, fault_site, format_frames, own_frames, site_of
 from ..reprs import bounded
-from ..trace.events import format_event
+from ..trace.events import MemorySink, format_event
 from . import contracts
 from .contracts import ServiceBug
 
@@ -72,7 +71,7 @@ class Bugs:
         self.bugs: list[Report] = []
         self.panicked: Report | None = None  # the report that ended the run, if one did
         self.stuck: set[str] = set()  # services that never answered: the after-run calls skip them
-        self.recent: collections.deque = collections.deque(maxlen=RECENT)  # a sink, when tracing is on
+        self.recent = MemorySink(maxlen=RECENT)  # a sink, when tracing is on
         self.local: dict[str, Service] = {}  # the services in this process: their code and their stacks
         self.run_scope: trio.CancelScope | None = None
         self.task_nursery: trio.Nursery | None = None

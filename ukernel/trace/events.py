@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import structlog
@@ -42,16 +42,20 @@ SCHEMA_VERSION = 1
 class Tracer:
     """The structlog pipeline behind every trace event.
 
-    A sink that only keeps events (a MemorySink, a list's or a deque's ``append``), and
-    the console's (whose line is drawn from the event alone), is handed each event
-    directly: the pipeline would hand it the same dict, and skipping structlog's call
-    chain is most of what an in-memory trace costs. Every other sink (a file, the
-    progress line, a student's) gets it through structlog.
+    A sink that only keeps events (a list's or a deque's ``append``), and the console's
+    (whose line is drawn from the event alone), is handed each event directly: the
+    pipeline would hand it the same dict, and skipping structlog's call chain is most of
+    what an in-memory trace costs. Every other sink (a file, the progress line, a
+    student's) gets it through structlog. When MemorySinks are the only sinks (a run's
+    trace, the kernel's recent events), no dict is made at all: they are handed the
+    event's values as a record (see MemorySink), which costs a third as much.
     """
 
     def __init__(self) -> None:
         self.sinks: list[Sink] = []  # through structlog
         self.direct: list[Sink] = []  # handed the event directly
+        self.kept: list[Callable[[Any], None]] = []  # the MemorySinks' appends: a record or a dict
+        self.compact = False  # only MemorySinks: records, no dicts
         self.on = False
         self.clock: Callable[[], int] = lambda: 0
         #: service -> the node that handles its messages; empty when every service is
@@ -63,13 +67,24 @@ class Tracer:
         ).bind()  # the bound logger itself: no lazy proxy to go through per event
 
     def add_sink(self, sink: Sink) -> None:
-        (self.direct if is_direct(sink) else self.sinks).append(sink)
+        if isinstance(sink, MemorySink):
+            self.kept.append(sink.append)
+        else:
+            (self.direct if is_direct(sink) else self.sinks).append(sink)
+        self.compact = not (self.direct or self.sinks)
         self.on = True
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self.on:
+            if self.compact:  # the kwargs dict is the event's own: kept as it is
+                record = (_from_fields, next(self._seq), self.clock(), type_, fields)
+                for keep in self.kept:
+                    keep(record)
+                return
             event = {"seq": next(self._seq), "ts": self.clock(), "type": type_, **fields}
-            for sink in self.direct:  # the same dict to every sink
+            for sink in self.kept:  # the same dict to every sink
+                sink(event)
+            for sink in self.direct:
                 sink(event)
             if self.sinks:
                 self._log.msg(event)
@@ -105,6 +120,29 @@ class Tracer:
         """One request (or notification): the router's, for every message, so it is built in
         one dict display and its keys unrolled (a loop and keyword arguments cost per event)."""
         get = meta.get
+        if self.compact:
+            node = self.nodes.get(dst) if self.nodes else None
+            record = (
+                _REQUEST,
+                next(self._seq),
+                self.clock(),
+                kind,
+                src,
+                dst,
+                op,
+                msgid,
+                get("cause"),
+                get("pid"),
+                get("tid"),
+                args,
+                get("syscall", _ABSENT),
+                get("step", _ABSENT),
+                get("flag", _ABSENT),
+                _ABSENT if node is None else node,
+            )
+            for keep in self.kept:
+                keep(record)
+            return
         event: Event = {
             "seq": next(self._seq),
             "ts": self.clock(),
@@ -134,6 +172,37 @@ class Tracer:
     ) -> None:
         """One reply: ``errno`` and ``message`` for an error, else ``result``; then ``dur_us``."""
         get = meta.get
+        if self.compact:
+            handler = dst if kind in ("request", "notify") else src
+            node = self.nodes.get(handler) if self.nodes else None
+            if error is None:
+                errno = message = _ABSENT
+            else:
+                errno, message, result = error.get("name"), error.get("message"), _ABSENT
+            record = (
+                _REPLY,
+                next(self._seq),
+                self.clock(),
+                kind,
+                src,
+                dst,
+                op,
+                msgid,
+                get("cause"),
+                get("pid"),
+                get("tid"),
+                errno,
+                message,
+                result,
+                _ABSENT if dur_us is None else dur_us,
+                get("syscall", _ABSENT),
+                get("step", _ABSENT),
+                get("flag", _ABSENT),
+                _ABSENT if node is None else node,
+            )
+            for keep in self.kept:
+                keep(record)
+            return
         event: Event = {
             "seq": next(self._seq),
             "ts": self.clock(),
@@ -167,7 +236,9 @@ class Tracer:
             node = self.nodes.get(handler)
             if node is not None:
                 event["node"] = node
-        for sink in self.direct:  # the same dict to every sink (here, not in a method: every message comes here)
+        for sink in self.kept:  # the same dict to every sink (here, not in a method: every message comes here)
+            sink(event)
+        for sink in self.direct:
             sink(event)
         if self.sinks:
             self._log.msg(event)
@@ -187,7 +258,8 @@ class Tracer:
 
 def is_direct(sink: Sink) -> bool:
     """A sink that only stores the event (a MemorySink, a list's or deque's append) or says
-    it is drawn from the event alone (``direct = True``: the console)."""
+    it is drawn from the event alone (``direct = True``: the console). (The tracer keeps
+    MemorySinks apart: they can take records.)"""
     return (
         isinstance(sink, MemorySink)
         or getattr(sink, "direct", False) is True
@@ -200,10 +272,99 @@ def is_direct(sink: Sink) -> bool:
 
 
 # --- sinks -------------------------------------------------------------------
-class MemorySink(list):
-    """Keeps events as dicts (what ``ukernel.run(...).trace`` returns)."""
+#: A field the event does not have (a request outside a syscall has no ``syscall``).
+_ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>", "__slots__": ()})()
 
-    __call__ = list.append  # (no Python frame per event)
+_REQUEST_KEYS = ("seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", "tid", "args")
+_REPLY_KEYS = ("seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", "tid")
+_REPLY_KEYS += ("errno", "message", "result", "dur_us")
+_META_KEYS = ("syscall", "step", "flag", "node")
+
+
+def _keyed(keys: tuple[str, ...]) -> Callable[[tuple], Event]:
+    """The event of a record whose values follow ``keys``, absent ones left out, in that order."""
+
+    def build(record: tuple) -> Event:
+        return {
+            key: value
+            for key, value in zip(keys, itertools.islice(record, 1, None), strict=True)
+            if value is not _ABSENT
+        }
+
+    return build
+
+
+def _from_fields(record: tuple) -> Event:
+    """An ``emit``'s event: seq, ts and type, then its keyword arguments in their order."""
+    _, seq, ts, type_, fields = record
+    return {"seq": seq, "ts": ts, "type": type_, **fields}
+
+
+_REQUEST = _keyed(_REQUEST_KEYS + _META_KEYS)
+_REPLY = _keyed(_REPLY_KEYS + _META_KEYS)
+
+
+class MemorySink(Sequence):
+    """Keeps events (what ``ukernel.run(...).trace`` is copied from), read as a list of dicts.
+
+    The tracer hands it records, a tuple of an event's values in a fixed key order with
+    its builder first, when it is the only kind of sink: a tuple costs a third of what
+    a ~13-key dict costs to build and keep, and most of a trace is read once, at the
+    end, if at all. Each event's dict is built when the trace is first read (len,
+    iteration, indexing, ==) and kept in its place, so it is built once and is the same
+    dict at every read. ``maxlen`` keeps only the last events (a ring, as a deque).
+    """
+
+    __slots__ = ("_events", "_built", "append")
+
+    def __init__(self, maxlen: int | None = None) -> None:
+        self._events: list | collections.deque = [] if maxlen is None else collections.deque(maxlen=maxlen)
+        self._built = 0  # the events before this index are dicts (a list's; a ring is scanned)
+        self.append = self._events.append  # an event (a dict) or a record: no Python frame per event
+
+    def __call__(self, event: Event) -> None:
+        self.append(event)
+
+    def _dicts(self) -> list | collections.deque:
+        """The events, every record built into its dict first."""
+        events = self._events
+        start = self._built if isinstance(events, list) else 0
+        for i in range(start, len(events)):
+            event = events[i]
+            if type(event) is tuple:
+                events[i] = event[0](event)
+        self._built = len(events)
+        return events
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __getitem__(self, index: Any) -> Any:
+        events = self._dicts()
+        if isinstance(index, slice):
+            return list(events)[index]
+        return events[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(list(self._dicts()))  # a copy: a sink appended to while read is not read past its end
+
+    def __reversed__(self) -> Iterator[Event]:
+        return reversed(list(self._dicts()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MemorySink):
+            other = list(other._dicts())
+        return list(self._dicts()) == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as a list)
+
+    def clear(self) -> None:
+        """Forget every event kept so far (a test's client, between two steps)."""
+        self._events.clear()
+        self._built = 0
+
+    def __repr__(self) -> str:
+        return f"MemorySink({list(self._dicts())!r})"
 
 
 def _json_default(value: Any) -> Any:
