@@ -15,7 +15,6 @@ from ukernel.ipc.service import Call, changes, op
 
 from .inode import MAX_FILE_SIZE, MAX_LFS_FILESIZE, ZERO_READ_MAX, Inode
 
-
 #: What a console write may change (n_tty_write): the bytes shown and the line discipline.
 CONSOLE_WRITE = ("output", "tty")
 
