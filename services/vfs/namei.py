@@ -13,6 +13,7 @@ from __future__ import annotations
 import stat as st
 from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ukernel import abi
 from ukernel.ipc.service import Answer, Call, op
@@ -39,6 +40,9 @@ class MntNamespace:
     """struct mnt_namespace: the mount table a task sees, indexed by mountpoint and by root
     so a walk crosses a mount in O(1) (a stack of N mounts costs N steps, not N*N)."""
 
+    #: canonical (state_digest) leaves these out: indexes of ``mounts``, keyed by inodes, which
+    #: the digest would sort by walking the whole tree from each key.
+    DIGEST_DERIVED: ClassVar[tuple[str, ...]] = ("_on", "_roots")
     mounts: list[Mount] = field(default_factory=list)  # in mount order; mounts[0] is '/'
     count: int = 1
     inum: int = abi.INIT_NS_INUMS["mnt"]  # what /proc/PID/ns/mnt names

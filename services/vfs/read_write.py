@@ -11,9 +11,23 @@ import stat as st
 from typing import Any
 
 from ukernel import abi
-from ukernel.ipc.service import Call, op
+from ukernel.ipc.service import Call, changes, op
 
 from .inode import MAX_FILE_SIZE, MAX_LFS_FILESIZE, ZERO_READ_MAX, Inode
+
+#: What a console write may change (n_tty_write): the bytes shown and the line discipline.
+CONSOLE_WRITE = ("output", "tty")
+
+
+def write_changes(vfs: Any, args: dict) -> tuple[str, ...] | None:
+    """What a write may change, for state_digest: a console write only what the console
+    shows (nearly every syscall of a traced program writes there), any other anything."""
+    fst = vfs.files_structs.get(args.get("files"))
+    entry = fst.fds.get(args.get("fd")) if fst is not None else None
+    file = vfs.files.get(entry[0]) if entry is not None else None
+    if file is not None and file.inode.device == "console" and file.inode.pipe is None and file.inode.proc is None:
+        return CONSOLE_WRITE
+    return None
 
 
 class ReadWriteOps:
@@ -49,6 +63,7 @@ class ReadWriteOps:
         return b""  # /dev/null
 
     @op
+    @changes(write_changes)
     async def write(self, req: Call, files: int, fd: int, data: Any, pgrp: int | None = None) -> object:
         file = self._file(self._fst(files), fd)
         if not isinstance(data, bytes):  # checked here, not at dispatch: a bad buffer is EFAULT, as in Linux

@@ -21,7 +21,7 @@ import stat as st
 from collections.abc import Callable
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, changes, get, op
 from ukernel.ipc.waitq import Waiter, WaitQueues
 
 from .inode import (
@@ -46,6 +46,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
     name = "vfs"
     calls = frozenset()
     takes = {"stdin": "stdin", "console": "console", "tmpfs_size": "tmpfs_size"}  # Config field -> __init__ keyword
+    DIGEST_APART = frozenset({"output", "tty"})  # a console write's parts (read_write.CONSOLE_WRITE)
 
     def __init__(
         self,
@@ -204,6 +205,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return {"fs": self.new_handle(self.fs_structs, FsStruct(self.root, self.root, self.init_mnt_ns))}
 
     @op
+    @changes(())
     async def console_output(self, req: Call) -> bytes:
         """Everything written to /dev/console so far (ukernel.run's stdout)."""
         return bytes(self.output)
@@ -542,6 +544,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
 
     # --- invariants ------------------------------------------------------------------------------
     @op
+    @changes(())
     async def check(self, req: Call) -> list[str]:
         """Every count against what it counts: nlink against directory entries, i_count
         and pipe ends against open files, orphans against nlink; nothing left waiting."""

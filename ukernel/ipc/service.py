@@ -75,6 +75,22 @@ def op(fn: Callable) -> Callable:
     return fn
 
 
+#: What an op may change, for state_digest's caches: attribute names, or a function of
+#: (service, args) answering them or None (anything), asked before the handler runs.
+Changes = tuple[str, ...] | Callable[[Any, dict], "tuple[str, ...] | None"]
+
+
+def changes(parts: Changes) -> Callable[[Callable], Callable]:
+    """Declare what an op may change (``()``: nothing, a query): state_digest keeps the cached
+    digest of every part it does not name. An op declaring nothing may change anything."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__ukernel_changes__ = parts
+        return fn
+
+    return mark
+
+
 class Answer(Exception):  # noqa: N818 (not an error: a reply given from deep in a handler)
     """Raised from deep inside a handler to answer at once with ``result`` (the vfs's
     path walk answers ``{"proc": rel}`` so when a path enters /proc)."""
@@ -137,6 +153,11 @@ class Service:
     never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
     PARAMS: ClassVar[dict[str, Params]] = {}
+    #: Each op's ``@changes`` declaration (None: it may change anything), from OPS.
+    CHANGES: ClassVar[dict[str, Changes | None]] = {}
+    #: Attributes sharing no object with the rest of the state: state_digest digests and caches
+    #: each apart, so an op that changes only them (vfs's console write) keeps the rest's digest.
+    DIGEST_APART: ClassVar[frozenset[str]] = frozenset()
     #: The router may run this service's handlers on its one-coroutine fast path (Router.call):
     #: true unless the class changes how a message is handled (it overrides one of FLAT_STEPS).
     flat: ClassVar[bool] = True
@@ -157,6 +178,7 @@ class Service:
                 elif key in ops:  # overridden by something that is no method: no longer an op
                     del ops[key], params[key]
         cls.OPS, cls.PARAMS = ops, params
+        cls.CHANGES = {k: getattr(fn, "__ukernel_changes__", () if k in _QUERIES else None) for k, fn in ops.items()}
         cls.flat = all(getattr(cls, step) is getattr(Service, step) for step in FLAT_STEPS)
 
     def __init__(self) -> None:
@@ -169,7 +191,7 @@ class Service:
         self._loop_task: Any = None  # the inbox loop's trio task (serve)
         self._idle = trio.lowlevel.ParkingLot()  # the loop waits here while a caller runs a handler
         self._handles = itertools.count(1)
-        self._digest: int | None = None  # state_digest's last answer, until an op may change the state
+        self._digests: dict[str, int] = {}  # state_digest's part ("" the rest) -> its digest, until an op may change it
 
     @property
     def handling(self) -> Call | None:
@@ -339,11 +361,29 @@ class Service:
             if problem is not None:
                 return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}")
             coro = handler(self, req, **args)
-        if op_name not in _QUERIES:
-            self._digest = None  # the state may change: state_digest walks it again
+        self._drop_digests(op_name, args)
         self._current, req.started = req, time.monotonic()
         req.coro = coro
         return None
+
+    def _drop_digests(self, op_name: str, args: dict) -> None:
+        """Forget the cached digest of every part the op may change: state_digest walks them again."""
+        declared = self.CHANGES.get(op_name)
+        if callable(declared):
+            declared = declared(self, args)
+        if declared is None:
+            self._digests.clear()
+            return
+        for name in declared:
+            self._digests.pop(name if name in self.DIGEST_APART else "", None)
+
+    def digest_part(self, part: str) -> int:
+        """A fresh digest of one part of the state: an attribute of DIGEST_APART, or ""
+        for all the others walked together (one memo: objects they share are links)."""
+        if part:
+            return hash(canonical(getattr(self, part, None)))
+        apart = _PLUMBING | self.DIGEST_APART
+        return hash(canonical({k: v for k, v in vars(self).items() if k not in apart}))
 
     def outcome(self, op_name: str, exc: BaseException) -> tuple[dict | None, Any]:
         """(error, result) of a handler that raised ``exc``; what no reply answers (a
@@ -401,9 +441,11 @@ class Service:
         With ``fields``, the attributes digested, as plain values a person reads (explore --graph)."""
         if fields:
             return readable({k: v for k, v in vars(self).items() if k not in _PLUMBING})
-        if self._digest is None:
-            self._digest = hash(canonical({k: v for k, v in vars(self).items() if k not in _PLUMBING}))
-        return self._digest
+        digests = self._digests
+        for part in ("", *sorted(self.DIGEST_APART)):
+            if part not in digests:
+                digests[part] = self.digest_part(part)
+        return hash(tuple(digests[part] for part in ("", *sorted(self.DIGEST_APART))))
 
 
 #: What Router.call's fast path does in one coroutine: a class overriding any of them is
@@ -420,7 +462,7 @@ FLAT_STEPS = (
 )
 
 _PLUMBING = frozenset(
-    {"router", "faults", "_current", "task", "_handles", "rng", "_digest", "busy", "queued", "_loop_task", "_idle"}
+    {"router", "faults", "_current", "task", "_handles", "rng", "_digests", "busy", "queued", "_loop_task", "_idle"}
 )
 _OPAQUE = ("trio", "ukernel", "builtins", "types")  # their objects are a name in a digest (a program's sys)
 _QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"})  # ops that change no state
@@ -429,7 +471,8 @@ _QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"}) 
 def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
     """``value`` as nested tuples of plain values, the same for equal states whatever the
     order dicts and sets were filled in; an object seen twice (links, cycles) is its first
-    visit's number the second time. Functions and trio objects are their type's name."""
+    visit's number the second time. Functions and trio objects are their type's name; a
+    class's ``DIGEST_DERIVED`` fields (indexes kept from its other fields) are left out."""
     memo = {} if memo is None else memo
     if value is None or isinstance(value, int | float | str | bytes):
         return value
@@ -440,11 +483,7 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
         return ("@", memo[key])
     memo[key] = len(memo)
     if isinstance(value, dict):
-        keys = list(value)
-        if all(type(k) is int for k in keys) or all(type(k) is str for k in keys):
-            return ("d", tuple((k, canonical(value[k], memo)) for k in sorted(keys)))
-        items = sorted(((repr(canonical(k, {})), k) for k in keys), key=lambda kv: kv[0])
-        return ("d", tuple((r, canonical(value[k], memo)) for r, k in items))
+        return _canonical_dict(value, memo)
     if isinstance(value, set | frozenset):
         return ("s", tuple(sorted(repr(canonical(v, {})) for v in value)))
     if isinstance(value, list | tuple) or type(value).__name__ == "deque":
@@ -454,7 +493,21 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
         fields = {n: getattr(value, n, None) for n in type(value).__slots__}
     if fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE):
         return ("t", type(value).__qualname__)
-    return ("o", type(value).__qualname__, canonical(fields, memo))
+    derived = getattr(type(value), "DIGEST_DERIVED", ())
+    if derived:  # indexes made from the other fields: the same for equal states, and costly to sort
+        fields = {k: v for k, v in fields.items() if k not in derived}
+    # the fields' map is walked, not remembered: a slots object's is a temporary, whose id a
+    # later temporary may reuse (it would be taken for an object seen before)
+    return ("o", type(value).__qualname__, _canonical_dict(fields, memo))
+
+
+def _canonical_dict(value: dict, memo: dict[int, int]) -> tuple:
+    """canonical's map: sorted by key, by its canonical form's repr where keys are objects."""
+    keys = list(value)
+    if all(type(k) is int for k in keys) or all(type(k) is str for k in keys):
+        return ("d", tuple((k, canonical(value[k], memo)) for k in sorted(keys)))
+    items = sorted(((repr(canonical(k, {})), k) for k in keys), key=lambda kv: kv[0])
+    return ("d", tuple((r, canonical(value[k], memo)) for r, k in items))
 
 
 READABLE_ITEMS = 16  # items of one list or map that ``readable`` shows; the rest are counted
