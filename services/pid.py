@@ -320,6 +320,20 @@ class PidService(Service):
         get(self.namespaces, ns, "pid namespace")
         return self._put_ns(ns)
 
+    @op
+    async def nsproxy_refs(self, req: Call) -> list[list[int]]:
+        """[ns, n]: the references to each pid namespace that its struct pids and child
+        namespaces do not hold, so nsproxies do (get_pid_ns, create_pid_ns, pidns_install).
+        RS puts them for a namespaces instance lost with its nsproxies (restore.py)."""
+        held = {handle: ns.refcount for handle, ns in self.namespaces.items() if handle != INIT_PID_NS}
+        for p in self.pids.values():
+            if p.nss[-1] in held:
+                held[p.nss[-1]] -= 1
+        for ns in self.namespaces.values():
+            if ns.parent in held:
+                held[ns.parent] -= 1
+        return [[handle, n] for handle, n in held.items() if n > 0]
+
     def _put_ns(self, ns: int) -> int:
         while ns != INIT_PID_NS:
             n = self.namespaces[ns]

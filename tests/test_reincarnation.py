@@ -283,8 +283,19 @@ class Serve:
     """``ukernel serve SERVICE`` on a Unix socket; killed and started again on the same path.
     ``stop`` kills every process it started (one started as the run ends is not left behind)."""
 
-    def __init__(self, listen: str, service: str = "pid"):
-        self.args = [*UKERNEL, "serve", service, "--listen", listen, "--heartbeat", "0.1", "--rpc-timeout", "1"]
+    def __init__(self, listen: str, service: str = "pid", remote: dict[str, str] | None = None):
+        self.args = [
+            *UKERNEL,
+            "serve",
+            *service.split(),
+            "--listen",
+            listen,
+            "--heartbeat",
+            "0.1",
+            "--rpc-timeout",
+            "1",
+        ]
+        self.args += [arg for name, url in (remote or {}).items() for arg in ("--remote", f"{name}={url}")]
         self.process: trio.Process | None = None
         self.started: list[trio.Process] = []
         self.stopped = False
@@ -524,3 +535,55 @@ async def test_a_remote_sched_killed_mid_fork_is_restored_from_the_kernels_view(
         line,
     ), line
     assert not [e for e in trace if e["type"] == "request" and e["op"] == "handles_past"]  # stateful: none
+
+
+async def test_a_remote_namespaces_lost_gives_back_what_its_nsproxies_held_in_pid_and_vfs(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    """namespaces served by a node of its own, pid and vfs by another (its callees): killed as the
+    container's init names itself, after the clone made its pid and mount namespaces. The lost
+    instance cannot be asked, so the references its nsproxies held there are asked of pid and vfs
+    (nsproxy_refs) and put for it; the container's tasks are SIGKILLed, and nothing leaks."""
+    monkeypatch.setenv("UKERNEL_SECRET", SECRET)
+    caplog.set_level(logging.WARNING, "ukernel")
+    trace: list[dict] = []
+    with trio.fail_after(60):  # a hang detector only
+        async with trio.open_nursery() as nursery:
+            callees = Serve(f"unix:{tmp_path / 'pidvfs.sock'}", "pid vfs")
+            where = await callees.start(nursery)
+            server = Serve(f"unix:{tmp_path / 'ns.sock'}", "namespaces", {"pid": where, "vfs": where})
+            url = await server.start(nursery)
+
+            def sink(event: dict) -> None:
+                trace.append(event)
+                if event["type"] == "request" and event["op"] == "sethostname" and len(server.started) == 1:
+                    server.kill()
+                    nursery.start_soon(server.start, nursery)
+
+            remote = {"namespaces": url, "pid": where, "vfs": where}
+            settings = {"remote": remote, "heartbeat": 0.05, "rpc_timeout": 20, "restart": fast("namespaces")}
+            async with ukernel.boot(**settings) as kernel:
+                kernel.tracer.add_sink(sink)
+                endpoint = kernel.router.endpoints["namespaces"]
+                while not endpoint.last_accounting:  # a heartbeat answered: what a loss can account
+                    await trio.sleep(0.01)
+                status, error = await ukernel.api._run_watched(kernel, "/bin/container", ["container", "hello"])
+                out = await kernel.call("vfs", "console_output", {})
+                problems = await kernel.check_invariants()
+            server.stop()
+            callees.stop()
+    assert (status, error, out, problems) == (9, "", b"", [])
+    [event] = [e for e in trace if e["type"] == "restart"]
+    assert (event["service"], event["attempt"], event["failed"]) == ("namespaces", 1, 1)  # sethostname: EIO
+    [made] = [e["result"] for e in trace if e["type"] == "reply" and e.get("op") == "copy_namespaces"]
+    put = [(e["op"], e["args"]) for e in trace if e["type"] == "request" and e.get("step") == "rs_restore"]
+    assert [p for p in put if p[0] in ("put_pid_ns", "put_mnt_ns")] == [  # the clone's nsproxy's, once each
+        ("put_mnt_ns", {"mnt_ns": made["mnt_ns"]}),
+        ("put_pid_ns", {"ns": made["pid_ns"]}),
+    ]
+    [line] = said(caplog)
+    assert line.endswith(
+        "a new instance; 1 call(s) in flight failed with EIO; its boot state made again, the 2 reference(s) its "
+        "nsproxies held in vfs and pid put back, init given fresh handles; killed with SIGKILL: 2:container, "
+        "3:container"
+    ), line

@@ -46,6 +46,14 @@ class MountOps:
             del self.mnt_namespaces[mnt_ns]
 
     @op
+    async def nsproxy_refs(self, req: Call) -> list[list[int]]:
+        """[mnt_ns, n]: the references nsproxies hold on each mount namespace (all of its
+        count but the initial one's own, which is never put). RS puts them for a namespaces
+        instance lost with its nsproxies (restore.py)."""
+        held = ((h, ns.count - (h == self.init_mnt_ns)) for h, ns in self.mnt_namespaces.items())
+        return [[handle, n] for handle, n in held if n > 0]
+
+    @op
     async def mnt_ns_inum(self, req: Call, mnt_ns: int) -> int:
         """The inode number of a mount namespace (the ``mnt:[N]`` of /proc/PID/ns/mnt)."""
         return get(self.mnt_namespaces, mnt_ns, "mount namespace").inum

@@ -181,6 +181,9 @@ CONTRACTS: dict[tuple[str, str], tuple] = {
     ("mm", "meminfo"):                ({"total": int, "free": int, "anon": int, "shmem": int, "page_tables": int,
                                         "committed": int},),
     ("sched", "loadavg"):             ({"avenrun": list[int], "nr_running": int},),
+    # what a lost namespaces' nsproxies held, put for it by RS (restore.py)
+    ("pid", "nsproxy_refs"):          (list[list[int]],),
+    ("vfs", "nsproxy_refs"):          (list[list[int]],),
     # what check_invariants compares
     ("mm", "check"):                  (list[str],),
     ("vfs", "check"):                 (list[str],),

@@ -203,9 +203,9 @@ async def restore_stateless(rs: Reincarnation, holding: Holding) -> tuple[str, l
     if holding.dead is None:  # a remote one lost: it cannot be asked; the kernel saw every handle it gave
         holding.first = max(holding.first, rs.seen.get(name, 0) + 1)
         holding.boot = (await k.call(name, "handles_past", {"first": holding.first}, meta))["boot"]
-    if name == "namespaces":
-        await _put_foreign(k, holding.dead, k.idle.nsproxy, meta)
     kept = "its boot state made again"
+    if name == "namespaces":
+        kept += await _put_foreign(k, meta)
     if name == "vfs":
         await fill_bin(k, meta)
         kept += await _console_kept(k, holding.dead, meta)
@@ -240,16 +240,22 @@ async def _console_kept(k: Kernel, dead: Service | None, meta: dict) -> str:
     return f", the console's {len(shown)} byte(s) of output kept"
 
 
-async def _put_foreign(k: Kernel, dead: Service | None, boot: int | None, meta: dict) -> None:
-    """What a dead namespaces held in pid and vfs (free_nsproxy's puts, done for it): each of
-    its nsproxies but the boot one (init_nsproxy took no reference) held one pid and one
-    mount namespace. Read from its core, as its accounting is; a remote one lost has none
-    (and its calls to pid and vfs went from its node, unseen here): nothing is put back."""
-    core = (await ask(dead, "state_digest", {"fields": True}) if dead is not None else None) or {}
-    for handle, proxy in (core.get("nsproxies") or {}).items():
-        if str(handle) != str(boot) and isinstance(proxy, dict) and "mnt_ns" in proxy:
-            await k.call("vfs", "put_mnt_ns", {"mnt_ns": proxy["mnt_ns"]}, meta)
-            await k.call("pid", "put_pid_ns", {"ns": proxy["pid_ns"]}, meta)
+#: The references a namespaces' nsproxies hold in another service, and how RS puts one for it.
+FOREIGN: dict[str, tuple[str, str]] = {"vfs": ("put_mnt_ns", "mnt_ns"), "pid": ("put_pid_ns", "ns")}
+
+
+async def _put_foreign(k: Kernel, meta: dict) -> str:
+    """What a dead namespaces' nsproxies held in vfs and pid (free_nsproxy's puts, done for
+    it): asked of vfs and pid (``nsproxy_refs``), which count them, not of the dead instance,
+    so a remote one lost (no core, its calls sent from its node) and a put it had half done
+    are given back alike. The fresh instance holds none yet (init_nsproxy takes none)."""
+    put = 0
+    for name, (op, arg) in FOREIGN.items():
+        for handle, n in await k.call(name, "nsproxy_refs", {}, meta):
+            for _ in range(n):
+                await k.call(name, op, {arg: handle}, meta)
+            put += n
+    return f", the {put} reference(s) its nsproxies held in vfs and pid put back" if put else ""
 
 
 def _holds(task: TaskStruct, name: str) -> bool:
