@@ -351,12 +351,7 @@ async def test_a_remote_pid_killed_mid_nginx_4_is_redialled_and_restored(tmp_pat
             settings = {"remote": {"pid": url}, "heartbeat": 0.05, "rpc_timeout": 20, "restart": FAST}
             async with ukernel.boot(console=console, **settings) as kernel:
                 kernel.tracer.add_sink(trace.append)
-                endpoint = kernel.router.endpoints["pid"]
-                while not endpoint.last_accounting:  # a heartbeat answered: what a loss can account
-                    await trio.sleep(0.01)
-                status, error = await ukernel.api._run_watched(kernel, "/bin/nginx", ["nginx", "4"])
-                out = await kernel.call("vfs", "console_output", {})
-                problems = await kernel.check_invariants()
+                status, error, out, problems = await run_when_accounted(kernel, "pid", "/bin/nginx", ["nginx", "4"])
             server.stop()
     assert (status, error, out, problems) == (0, "", NGINX_4, [])
     [event] = [e for e in trace if e["type"] == "restart"]
@@ -420,6 +415,16 @@ def test_pid_killed_at_any_of_its_requests_is_restarted_and_nginx_completes(nth:
     assert [e["service"] for e in restarts(result)] == ["pid"]
 
 
+async def run_when_accounted(kernel: Any, name: str, path: str, argv: list[str]) -> tuple:
+    """Once a heartbeat of the remote ``name`` has answered (what a loss can account), run
+    ``path``: its status and error, the console's output and check_invariants' problems."""
+    endpoint = kernel.router.endpoints[name]
+    while not endpoint.last_accounting:
+        await trio.sleep(0.01)
+    status, error = await ukernel.api._run_watched(kernel, path, argv)
+    return status, error, await kernel.call("vfs", "console_output", {}), await kernel.check_invariants()
+
+
 async def remote_run(tmp_path: Path, name: str, kill_at: Any, nursery: trio.Nursery) -> tuple:
     """nginx 4 with ``name`` served by a ``ukernel serve`` process, killed (and started again on
     the same socket) as the kernel sends the request ``kill_at`` picks out of the trace."""
@@ -438,14 +443,9 @@ async def remote_run(tmp_path: Path, name: str, kill_at: Any, nursery: trio.Nurs
     settings = {"remote": {name: url}, "heartbeat": 0.05, "rpc_timeout": 20, "restart": fast(name)}
     async with ukernel.boot(**settings) as kernel:
         kernel.tracer.add_sink(sink)
-        endpoint = kernel.router.endpoints[name]
-        while not endpoint.last_accounting:  # a heartbeat answered: what a loss can account
-            await trio.sleep(0.01)
-        status, error = await ukernel.api._run_watched(kernel, "/bin/nginx", ["nginx", "4"])
-        out = await kernel.call("vfs", "console_output", {})
-        problems = await kernel.check_invariants()
+        ran = await run_when_accounted(kernel, name, "/bin/nginx", ["nginx", "4"])
     server.stop()
-    return url, (status, error, out, problems), trace, last
+    return url, ran, trace, last
 
 
 REMOTE_KILLS = {  # service: which request of nginx 4 meets the killed server, and who held its handles then
@@ -564,12 +564,8 @@ async def test_a_remote_namespaces_lost_gives_back_what_its_nsproxies_held_in_pi
             settings = {"remote": remote, "heartbeat": 0.05, "rpc_timeout": 20, "restart": fast("namespaces")}
             async with ukernel.boot(**settings) as kernel:
                 kernel.tracer.add_sink(sink)
-                endpoint = kernel.router.endpoints["namespaces"]
-                while not endpoint.last_accounting:  # a heartbeat answered: what a loss can account
-                    await trio.sleep(0.01)
-                status, error = await ukernel.api._run_watched(kernel, "/bin/container", ["container", "hello"])
-                out = await kernel.call("vfs", "console_output", {})
-                problems = await kernel.check_invariants()
+                ran = await run_when_accounted(kernel, "namespaces", "/bin/container", ["container", "hello"])
+                status, error, out, problems = ran
             server.stop()
             callees.stop()
     assert (status, error, out, problems) == (9, "", b"", [])

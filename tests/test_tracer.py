@@ -19,25 +19,9 @@ def test_kept_and_piped_sinks_see_the_same_events():
         tracer.add_sink(sink)
     assert tracer.kept == [kept.append] and not tracer.compact  # a dict for every sink: the MemorySink too
     assert [is_direct(s) for s in (*tracer.direct, *tracer.sinks)] == [True, True, False, False]
-    tracer.message(
-        "request",
-        "kernel",
-        "vfs",
-        "dup_files",
-        7,
-        {"cause": 3, "pid": 2, "tid": 2, "syscall": "fork"},
-        args={"files": 1},
-    )
-    tracer.message(
-        "reply",
-        "vfs",
-        "kernel",
-        "dup_files",
-        7,
-        {"cause": 3, "pid": 2, "tid": 2, "flag": "X"},
-        error={"name": "EMFILE", "message": "too many"},
-        dur_us=5,
-    )
+    tracer.request("kernel", "vfs", "dup_files", 7, {"cause": 3, "pid": 2, "tid": 2, "syscall": "fork"}, {"files": 1})
+    meta = {"cause": 3, "pid": 2, "tid": 2, "flag": "X"}
+    tracer.reply("vfs", "kernel", "dup_files", 7, meta, None, {"name": "EMFILE", "message": "too many"}, 5)
     tracer.emit("sched", op="pick", cpu=0, pid=2, tid=2)
     assert kept == piped == [json.loads(line) for line in stream.getvalue().splitlines()]
     assert list(deque) == kept[1:]

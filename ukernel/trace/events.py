@@ -96,26 +96,6 @@ class Tracer:
         raise structlog.DropEvent
 
     # --- the event kinds ------------------------------------------------------
-    def message(
-        self,
-        kind: str,
-        src: str,
-        dst: str,
-        op: str,
-        msgid: int,
-        meta: dict,
-        *,
-        args: Any = None,
-        result: Any = None,
-        error: dict | None = None,
-        dur_us: int | None = None,
-    ) -> None:
-        """A request (``args``) or a reply (``result`` or ``error``, ``dur_us``) of any kind."""
-        if kind == "request":
-            self.request(src, dst, op, msgid, meta, args, kind)
-        else:
-            self.reply(src, dst, op, msgid, meta, result, error, dur_us, kind)
-
     def request(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any, kind: str = "request") -> None:
         """One request (or notification): the router's, for every message, so it is built in
         one dict display and its keys unrolled (a loop and keyword arguments cost per event)."""
