@@ -238,6 +238,28 @@ async def test_the_console_output_before_a_vfs_restart_stays_in_stdout(caplog) -
     assert "its boot state made again, the console's 7 byte(s) of output kept, init given fresh handles" in line
 
 
+READ4 = b"""
+async def main(sys, argv):
+    await sys.write(1, b"got " + await sys.read(0, 4))
+    return 0
+"""
+
+
+async def test_input_read_before_a_vfs_restart_is_not_read_again(caplog) -> None:
+    """vfs dies after the first reader's write (its 4th request): the fresh instance is
+    booted with Config.stdin, but takes the old one's unread input instead (console_unread),
+    so the second reader gets the second line, not the first again."""
+    caplog.set_level(logging.WARNING, "ukernel.rs")
+    settings = {"stdin": b"one\ntwo\n", "files": {"/bin/r4": READ4}}
+    async with ukernel.boot(restart=fast("vfs"), kill_service="vfs@4", **settings) as kernel:
+        statuses = [(await ukernel.api._run_watched(kernel, "/bin/r4", ["r4"]))[0] for _ in range(2)]
+        out = await kernel.call("vfs", "console_output", {})
+        problems = await kernel.check_invariants()
+    assert (statuses, out, problems) == ([0, 0], b"got one\ngot two\n", [])
+    [line] = said(caplog)
+    assert "the console's 8 byte(s) of output and 4 byte(s) of unread input kept" in line
+
+
 class DyingVfs(VfsService):
     """A vfs whose inbox loop dies right after it answers the first two console writes of the
     class (each instance in turn): a bug no handler guard catches."""

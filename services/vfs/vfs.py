@@ -211,11 +211,21 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return bytes(self.output)
 
     @op
-    async def console_restore(self, req: Call, output: bytes) -> None:
+    @changes(())
+    async def console_unread(self, req: Call) -> dict:
+        """The console's input not read yet, and whether more may come (RS reads it from a
+        dead instance's core: the fresh one must not read again what was read)."""
+        return {"stdin": bytes(self.stdin), "live": self.stdin_live}
+
+    @op
+    async def console_restore(self, req: Call, output: bytes, unread: dict | None = None) -> None:
         """State transfer into a fresh instance (the reincarnation server's SEF init): what
         the console showed before the old one died goes first, so console_output is still
-        the whole run's, in order; not shown again (the terminal has it already)."""
+        the whole run's, in order; not shown again (the terminal has it already). ``unread``
+        (console_unread's answer) replaces the input this instance was booted with."""
         self.output[:0] = output
+        if unread is not None:
+            self.stdin, self.stdin_live = bytearray(unread["stdin"]), unread["live"]
 
     @op
     async def console_input(self, req: Call, data: bytes = b"", live: bool = True, tty: bool = False) -> dict:

@@ -236,8 +236,12 @@ async def _console_kept(k: Kernel, dead: Service | None, meta: dict) -> str:
     shown = await ask(dead, "console_output", {}) if dead is not None else None
     if not isinstance(shown, bytes):
         return ", the console's output before it was lost (no core to read)"
-    await k.call("vfs", "console_restore", {"output": shown}, meta)
-    return f", the console's {len(shown)} byte(s) of output kept"
+    unread = await ask(dead, "console_unread", {})
+    await k.call("vfs", "console_restore", {"output": shown, "unread": unread}, meta)
+    kept = f", the console's {len(shown)} byte(s) of output"
+    if isinstance(unread, dict) and unread["stdin"]:
+        kept += f" and {len(unread['stdin'])} byte(s) of unread input"
+    return kept + " kept"
 
 
 #: The references a namespaces' nsproxies hold in another service, and how RS puts one for it.
