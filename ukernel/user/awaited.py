@@ -17,7 +17,7 @@ import sys as _sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from .replay import replaying
+from .replay import answering, replaying
 
 
 class SyscallCall:
@@ -66,11 +66,28 @@ def dropped(calls: list[SyscallCall]) -> list[SyscallCall]:
 def tracked(method: Callable[..., Coroutine]) -> Callable[..., Any]:
     """A ``Sys`` method that lists its call on the calling task until it is awaited."""
     name = method.__name__
+    plain = getattr(method, "plain", None)
+    if plain is not None:
+        return _tracked_plain(method, answering(method, *plain))
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         if replaying.get() is not None:  # a replay whose journal proves each call awaited
             return method(self, *args, **kwargs)
+        return self._kernel.runtime.called(name, method(self, *args, **kwargs), _sys._getframe(1))
+
+    return call
+
+
+def _tracked_plain(method: Callable[..., Coroutine], answer: Callable[..., Coroutine]) -> Callable[..., Any]:
+    """``tracked`` for a method replay.py's ``plain`` marks: a replay answers it by ``answer``."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        replay = replaying.get()
+        if replay is not None:
+            return answer(replay, self, args, kwargs)
         return self._kernel.runtime.called(name, method(self, *args, **kwargs), _sys._getframe(1))
 
     return call
