@@ -6,7 +6,8 @@ method returns a ``SyscallCall`` that remembers the program's file and line and
 is listed on its task until awaited; the process runtime looks at the list at
 each syscall entry (process.py) and says where the call was made. A fork child
 replaying a parent that held no call across the fork lists nothing (process.py's
-``called`` says why).
+``called`` says why), and its call of a method replay.py's ``plain`` marks is the
+replay's answer itself (``replay.answering``), not the method's coroutine.
 """
 
 from __future__ import annotations

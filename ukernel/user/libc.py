@@ -64,7 +64,8 @@ class Sys:
 
     async def _call(self, syscall: str, /, **args: Any) -> Any:
         """The syscall, through the kernel; a replaying child's answered here from its
-        journal when the entry is a plain result (no kernel entry: replay.py)."""
+        journal when the entry is a plain result (no kernel entry: replay.py). A method
+        marked ``plain`` is answered before it runs at all (replay.answering)."""
         replay = replaying.get()
         if replay is not None:
             value = replay.answer(syscall)

@@ -133,8 +133,8 @@ class Replay:
 
 def plain(syscall: str, convert: Callable[[Any], Any] | None = None) -> Callable[[Callable], Callable]:
     """Mark a ``sys`` method whose body is ``return convert(await self._call(syscall, ...))``
-    (``convert`` None: the result as it is), so a replay answers
-    it from that alone (awaited.py). tests/test_libc_plain.py holds each mark to its body."""
+    (``convert`` None: the result as it is), so a replay answers it from that alone
+    (awaited.py, ``answering``). tests/test_libc_plain.py holds each mark to its body."""
 
     def mark(method: Callable) -> Callable:
         method.plain = (syscall, convert)
@@ -152,6 +152,7 @@ def answering(method: Callable[..., Coroutine], syscall: str, convert: Callable[
     awaited (not when made: the journal is in the order calls were awaited), takes the
     next entry if it is ``syscall`` returning normally, else runs the method itself (its
     ``_call`` goes down the runtime's path, which says what else the entry is)."""
+    as_is, drop = convert is None, convert is nothing  # (no call for the common conversions)
 
     async def answer(replay: Replay, sys: Any, args: tuple, kwargs: dict) -> Any:
         # Replay.answer written out (a call less per replayed entry: the hottest path of a fork loop)
@@ -164,7 +165,9 @@ def answering(method: Callable[..., Coroutine], syscall: str, convert: Callable[
         replay.pos = pos = pos + 1
         if pos == replay.end:
             replay.segment_done()
-        return value if convert is None else convert(value)
+        if as_is:
+            return value
+        return None if drop else convert(value)
 
     answer.__name__, answer.__qualname__ = method.__name__, method.__qualname__  # (its coroutine's name)
     return answer
