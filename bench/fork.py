@@ -8,7 +8,9 @@ of fork i replays the parent's 2*i journal entries, so the long loop is replay's
 figure), the loop of 100 with a SIGCHLD handler that reaps (each delivery is journaled
 and replayed too), clone(SIGCHLD, fn)+exit+wait x100 (no replay: the child runs ``fn``
 on a copy of the namespace), and the same fork/_exit/waitpid loop as a host C program
-(if ``cc`` exists; its own clock, wall time per fork, as its children run elsewhere).
+(if ``cc`` exists; its own clock, wall time per fork, as its children run elsewhere),
+and one replayed entry alone: the loop's program answered from a journal of 10^6 entries
+with no kernel (what the child of a fork in a loop spends per iteration it re-runs).
 ukernel's figures are thread CPU time (bench/common.py run_cpu), trace off. A ratio to
 C is C's time per fork over ukernel's (1.0: as fast as C).
 """
@@ -21,6 +23,10 @@ import time
 from collections.abc import Callable
 
 from common import CLONE, FORK, FORK_HANDLED, c_program, figure, finish, machine, print_figures, ratios, rounds, run_cpu
+
+from ukernel.kernel.watchdog import Watchdog
+from ukernel.user.libc import Sys
+from ukernel.user.replay import Replay, replaying
 
 C_SOURCE = r"""
 #include <stdio.h>
@@ -54,6 +60,31 @@ SHORT = 100  # iterations of the short loops
 C_FORKS = 1000  # forks of one C loop
 
 PROBLEMS: list[str] = []  # everything odd a ukernel run reported
+REPLAYED = 10**6  # entries of the replay timed alone
+
+
+def replayed_entry(entries: int = REPLAYED) -> float:
+    """Thread CPU seconds per entry of FORK's main replaying a journal of ``entries`` (its
+    forks and waits, then the fork returning 0), answered in libc: no kernel, no trio."""
+    namespace: dict = {}
+    exec(compile(FORK, "/bin/bench", "exec"), namespace)
+    journal = [(1, "fork", True, 3), (1, "wait4", True, [3, 0, {}])] * (entries // 2) + [(1, "fork", True, 0)]
+    ended: list[bool] = []
+    replay = Replay([(journal, len(journal))], Watchdog(limit=0), lambda: ended.append(True))
+    token = replaying.set(replay)
+    try:
+        main = namespace["main"](Sys(None), ["bench", str(entries)])  # (a kernel is never asked)
+        started = time.thread_time()
+        try:
+            main.send(None)  # (never suspends: every call is answered)
+        except StopIteration:
+            pass
+        elapsed = time.thread_time() - started
+    finally:
+        replaying.reset(token)
+    if ended != [True]:
+        PROBLEMS.append("replayed_entry: the replay did not end at the journal's last entry")
+    return elapsed / len(journal)
 
 
 def figures(quick: bool = False) -> list[dict]:
@@ -66,6 +97,7 @@ def figures(quick: bool = False) -> list[dict]:
             "handled100": lambda: run_cpu(FORK_HANDLED, [str(SHORT)], PROBLEMS, trace=False),
             "clone100": lambda: run_cpu(CLONE, [str(SHORT)], PROBLEMS, trace=False),
             "fork_long": lambda: run_cpu(FORK, [str(long)], PROBLEMS, trace=False),
+            "entry": lambda: replayed_entry(REPLAYED // 10 if quick else REPLAYED),
         }
         if c_run is not None:
             measures["c"] = lambda: float(c_run(C_FORKS))
@@ -78,6 +110,11 @@ def figures(quick: bool = False) -> list[dict]:
     loop = [t - e for t, e in zip(s["fork_long"], empty, strict=True)]
     out = [
         figure(f"{long:,} fork() in a loop (replay), CPU seconds", loop, "<= 1.5" if long == 1000 else "", unit=" s"),
+        figure(
+            "one replayed entry (fork loop, answered in libc), CPU microseconds",
+            [t * 1e6 for t in s["entry"]],
+            unit=" us",
+        ),
         figure(
             f"fork() in a loop of {SHORT} with a reaping SIGCHLD handler / without",
             ratios(per["handled100"], per["fork100"]),

@@ -6,7 +6,8 @@ method returns a ``SyscallCall`` that remembers the program's file and line and
 is listed on its task until awaited; the process runtime looks at the list at
 each syscall entry (process.py) and says where the call was made. A fork child
 replaying a parent that held no call across the fork lists nothing (process.py's
-``called`` says why).
+``called`` says why), and its call of a method replay.py's ``plain`` marks is the
+replay's answer itself (``replay.answering``), not the method's coroutine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys as _sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from .replay import replaying
+from .replay import answering, replaying
 
 
 class SyscallCall:
@@ -66,11 +67,28 @@ def dropped(calls: list[SyscallCall]) -> list[SyscallCall]:
 def tracked(method: Callable[..., Coroutine]) -> Callable[..., Any]:
     """A ``Sys`` method that lists its call on the calling task until it is awaited."""
     name = method.__name__
+    plain = getattr(method, "plain", None)
+    if plain is not None:
+        return _tracked_plain(method, answering(method, *plain))
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         if replaying.get() is not None:  # a replay whose journal proves each call awaited
             return method(self, *args, **kwargs)
+        return self._kernel.runtime.called(name, method(self, *args, **kwargs), _sys._getframe(1))
+
+    return call
+
+
+def _tracked_plain(method: Callable[..., Coroutine], answer: Callable[..., Coroutine]) -> Callable[..., Any]:
+    """``tracked`` for a method replay.py's ``plain`` marks: a replay answers it by ``answer``."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        replay = replaying.get()
+        if replay is not None:
+            return answer(replay, self, args, kwargs)
         return self._kernel.runtime.called(name, method(self, *args, **kwargs), _sys._getframe(1))
 
     return call

@@ -6,11 +6,13 @@ handlers where the journal says they ran; this module keeps the bookkeeping (whi
 syscall, which handler) so a divergence names both. Most entries are a syscall returning
 normally: libc answers those itself (``replaying``, ``Replay.answer``), with no kernel
 entry, since a replay is mostly that and a fork in a loop replays ~i entries per fork.
+A ``sys`` method that is one syscall and a conversion of its result (``plain``) is
+answered without even its own coroutine (``answering``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,9 +81,7 @@ class Replay:
         entry = self.entries[self.pos]
         self.pos += 1
         if self.pos == self.end:
-            self._next_segment()
-            if self.pos == self.end:
-                self._end()
+            self.segment_done()
         return entry
 
     def answer(self, syscall: str) -> Any:
@@ -97,15 +97,16 @@ class Replay:
         self.calls += 1
         self.watchdog.stretch += 1
         self.pos = pos = pos + 1
-        if pos == self.end:  # (take's end of a segment, written out: this is the hot path)
-            self._next_segment()
-            if self.pos == self.end:
-                self._end()
+        if pos == self.end:
+            self.segment_done()
         return value
 
-    def _end(self) -> None:
-        self.close()
-        self.over()
+    def segment_done(self) -> None:
+        """The last entry of a segment was taken: the next segment, or the replay is over."""
+        self._next_segment()
+        if self.pos == self.end:
+            self.close()
+            self.over()
 
     def close(self) -> None:
         """Answer nothing more (the task's image is gone): a cursor still in ``replaying``
@@ -128,6 +129,48 @@ class Replay:
             frame = self.frames[-1]
             where += f", inside the {signame(frame.sig)} handler the parent ran on the way out of {frame.syscall} #{frame.call}"
         return ReplayDiverged(f"{where}: {what}")
+
+
+def plain(syscall: str, convert: Callable[[Any], Any] | None = None) -> Callable[[Callable], Callable]:
+    """Mark a ``sys`` method whose body is ``return convert(await self._call(syscall, ...))``
+    (``convert`` None: the result as it is), so a replay answers it from that alone
+    (awaited.py, ``answering``). tests/test_libc_plain.py holds each mark to its body."""
+
+    def mark(method: Callable) -> Callable:
+        method.plain = (syscall, convert)
+        return method
+
+    return mark
+
+
+def nothing(_value: Any) -> None:
+    """``plain``'s conversion for a method with no ``return``: None, whatever the kernel said."""
+
+
+def answering(method: Callable[..., Coroutine], syscall: str, convert: Callable[[Any], Any] | None) -> Callable:
+    """What a ``plain`` method's call is while its task replays: a coroutine that, when
+    awaited (not when made: the journal is in the order calls were awaited), takes the
+    next entry if it is ``syscall`` returning normally, else runs the method itself (its
+    ``_call`` goes down the runtime's path, which says what else the entry is)."""
+    as_is, drop = convert is None, convert is nothing  # (no call for the common conversions)
+
+    async def answer(replay: Replay, sys: Any, args: tuple, kwargs: dict) -> Any:
+        # Replay.answer written out (a call less per replayed entry: the hottest path of a fork loop)
+        pos = replay.pos
+        _tid, name, ok, value = replay.entries[pos]
+        if name != syscall or ok is not True:
+            return await method(sys, *args, **kwargs)
+        replay.calls += 1
+        replay.watchdog.stretch += 1
+        replay.pos = pos = pos + 1
+        if pos == replay.end:
+            replay.segment_done()
+        if as_is:
+            return value
+        return None if drop else convert(value)
+
+    answer.__name__, answer.__qualname__ = method.__name__, method.__qualname__  # (its coroutine's name)
+    return answer
 
 
 def signame(sig: int) -> str:
