@@ -41,16 +41,24 @@ def _fill_class(cls, state):
             setattr(cls, key, value)
 
 
+#: What a copy shares rather than copies: modules and code are read-only (a tuple: isinstance
+#: takes it faster than a union).
+_READ_ONLY = (types.ModuleType, types.CodeType)
+
+
 class _SpacePickler(pickle.Pickler):
     """Copies what a program reaches; shares what is read-only (modules, code, sys)."""
 
     def __init__(self, file, namespace: dict, shared: tuple):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.namespace, self.shared = namespace, shared
+        self.namespace = namespace
+        self.shared = {id(s) for s in shared}  # (they outlive the dump: their ids stay theirs)
         self.keep: list[Any] = []
 
     def persistent_id(self, obj):
-        if isinstance(obj, types.ModuleType | types.CodeType) or any(obj is s for s in self.shared):
+        """Called for every object the dump meets, so the common answer (copy it) comes first
+        and costs one type test and one set lookup."""
+        if isinstance(obj, _READ_ONLY) or id(obj) in self.shared:
             self.keep.append(obj)
             return len(self.keep) - 1
         return None
