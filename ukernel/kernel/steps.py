@@ -112,6 +112,7 @@ class StepWalk(ABC):
             raise
 
     async def do_step(self, step: Step) -> None:
+        """One row: the kernel's own step, or the service's message and its reply kept."""
         if step.service == "kernel":
             self.raise_injected(step)
             getattr(self, step.op_clear)()
