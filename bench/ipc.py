@@ -2,19 +2,23 @@
 
     .venv/bin/python bench/ipc.py [--quick] [--rounds R]
 
-Three figures, each measured in rounds that interleave it with its baseline
-(and with the same run on the inbox path, LocalEndpoint.fastpath off: the
-"before"), min and median of the rounds' ratios:
+Three figures, each measured in rounds that interleave it with its baseline, min and
+median of the rounds' ratios:
 
 1. router call / (an awaited call + msgpack encode and decode both ways): one
    ``Router.call`` to an idle local service (tracing off), against what no
    message system can go below: the request encoded and decoded, the handler
    awaited, the reply encoded and decoded. CPU time (``time.thread_time``).
-2. clone(fn)+exit+wait / C fork+_exit+waitpid: the C loop's wall time per fork
-   (bench/fork.py's program) over ukernel's CPU time per clone, timed inside the
-   program (the whole kernel runs in that thread), tracing off. Higher is better.
-3. fork()+exit+wait at N=100 in a loop / C: the same with fork(), whose children
-   replay the parent's journal (child i replays 2*i entries).
+   Beside it, the same call on the inbox path (LocalEndpoint.fastpath off: the
+   "before") over the same floor.
+2. the clone(fn)+exit+wait loop on the inbox path / on the fast path: how much the
+   fast path saves on a fork path's ~20 messages (CPU per iteration, timed inside
+   the program by bench/fork.py's CLONE_TIMED, trace off). Higher is better.
+3. the same for the fork()+exit+wait loop of 100 (FORK_TIMED).
+
+The loops' ratios **to C** are bench/fork.py's (one benchmark owns each figure, so
+``make bench`` has one answer per figure); this script compares ukernel with
+itself.
 
 CPU time is ``thread_time``: while the watchdog's ITIMER_PROF is armed (every
 run), this host's process CPU clock only moves at the timer's ticks.
@@ -26,57 +30,18 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import msgpack
 import trio
-from common import c_program, finish, machine
-from fork import C_SOURCE
+from common import finish, machine
+from fork import CLONE_TIMED, FORK_TIMED, PROBLEMS, timed  # (their problems are this run's too)
 
-import ukernel
 from ukernel.ipc.local import LocalEndpoint, open_local
 from ukernel.ipc.router import Router
 from ukernel.ipc.service import Call, Service, op
 from ukernel.trace import Tracer
-
-PROBLEMS: list[str] = []
-
-CLONE_TIMED = b"""
-import time
-
-from ukernel.abi import SIGCHLD
-
-
-def child(sys, arg):
-    return 0
-
-
-async def main(sys, argv):
-    n = int(argv[1])
-    started = time.thread_time()
-    for _ in range(n):
-        pid = await sys.clone(SIGCHLD, child, None)
-        await sys.waitpid(pid, 0)
-    await sys.write(1, b"%.9f\\n" % ((time.thread_time() - started) / n))
-    return 0
-"""
-
-FORK_TIMED = b"""
-import time
-
-
-async def main(sys, argv):
-    n = int(argv[1])
-    started = time.thread_time()
-    for _ in range(n):
-        pid = await sys.fork()
-        if pid == 0:
-            return 0
-        await sys.waitpid(pid, 0)
-    await sys.write(1, b"%.9f\\n" % ((time.thread_time() - started) / n))
-    return 0
-"""
 
 
 # --- 1. one router call against its floor -------------------------------------------------------
@@ -149,26 +114,18 @@ async def _router_rounds(rounds: int, n: int) -> list[tuple[float, float, float]
     return out
 
 
-# --- 2./3. process loops against C ------------------------------------------------------------
-def ukernel_seconds(source: bytes, n: int) -> float:
-    """CPU seconds per iteration, as the program timed them (tracing off)."""
-    result = ukernel.run("/bin/bench", ["bench", str(n)], trace=False, files={"/bin/bench": source})
-    if result.exit_code != 0 or result.problems:
-        PROBLEMS.append(f"bench {n}: status {result.status:#x}, {result.problems}, {result.stdout[-300:]!r}")
-        return float("nan")
-    return float(result.stdout.split()[-1])
-
-
-def loop_rounds(c_run: Callable[..., str], source: bytes, n: int, n_c: int, rounds: int) -> list[tuple[float, ...]]:
-    """(C seconds per fork, fast path, inbox path) per round, interleaved."""
+# --- 2./3. process loops, fast path against the inbox path ------------------------------------
+def loop_rounds(source: bytes, n: int, rounds: int) -> list[tuple[float, float]]:
+    """(fast path, inbox path) CPU seconds per iteration, per round, interleaved, after one
+    run that is not counted (imports, caches)."""
+    timed(source, n)
     out = []
     for _ in range(rounds):
-        c = float(c_run(n_c))  # seconds per fork (fork.py's C loop prints that)
         with fastpath(True):
-            fast = ukernel_seconds(source, n)
+            fast = timed(source, n)
         with fastpath(False):
-            slow = ukernel_seconds(source, n)
-        out.append((c, fast, slow))
+            slow = timed(source, n)
+        out.append((fast, slow))
     return out
 
 
@@ -179,25 +136,16 @@ def _figure(name: str, ratios: list[float], target: str) -> dict:
 
 def figures(quick: bool = False, rounds: int = 5) -> list[dict]:
     """bench/'s protocol: ratios against baselines measured in the same run, min and median."""
-    n_call, n_clone, n_c = (5000, 100, 1000) if quick else (20000, 300, 2000)
+    n_call, n_clone = (5000, 100) if quick else (20000, 300)
     calls = trio.run(_router_rounds, rounds, n_call)
-    figs = [
+    clones = loop_rounds(CLONE_TIMED, n_clone, rounds)
+    forks = loop_rounds(FORK_TIMED, 100, rounds)
+    return [
         _figure("router call / (awaited call + msgpack both ways)", [f / b for b, f, _ in calls], "<= 1.5"),
         _figure("router call / its floor, inbox path (before the fast path)", [s / b for b, _, s in calls], ""),
+        _figure("clone(fn)+exit+wait loop, inbox path / fast path (CPU)", [s / f for f, s in clones], ""),
+        _figure("fork()+exit+wait loop of 100, inbox path / fast path (CPU)", [s / f for f, s in forks], ""),
     ]
-    with c_program(C_SOURCE, "cfork") as c_run:
-        if c_run is None:
-            PROBLEMS.append("no cc: the C fork loop is not measured")
-            return figs
-        clones = loop_rounds(c_run, CLONE_TIMED, n_clone, n_c, rounds)
-        forks = loop_rounds(c_run, FORK_TIMED, 100, n_c, rounds)
-    figs += [
-        _figure("clone(fn)+exit+wait / C fork+_exit+waitpid", [c / f for c, f, _ in clones], ">= 0.4"),
-        _figure("clone(fn) loop / C, inbox path (before the fast path)", [c / s for c, _, s in clones], ""),
-        _figure("fork()+exit+wait, N=100 in a loop / C", [c / f for c, f, _ in forks], ">= 0.35"),
-        _figure("fork() loop N=100 / C, inbox path (before the fast path)", [c / s for c, _, s in forks], ""),
-    ]
-    return figs
 
 
 def _verdict(fig: dict) -> str:
@@ -218,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine())
     rounds = max(opts.rounds, 5)
     figs = figures(opts.quick, rounds)
-    print(f"ratios, {rounds} interleaved rounds each; tracing off; CPU time (C: wall time)")
+    print(f"ratios, {rounds} interleaved rounds each; tracing off; CPU time")
     width = max(len(f["figure"]) for f in figs)
     print(f"{'figure':<{width}}  {'min':>7}  {'median':>7}  target")
     for fig in figs:

@@ -64,6 +64,11 @@ class VMA:
     dev: int = 0  # the file's device and inode (vm_file), 0 for an anonymous mapping
     ino: int = 0
 
+    def dup(self) -> VMA:
+        """vm_area_dup: the same fields in a new VMA (a fork copies every one; dataclasses.replace
+        costs four times as much)."""
+        return VMA(self.start, self.end, self.prot, self.flags, self.name, self.shm, self.pgoff, self.dev, self.ino)
+
     def mergeable(self, nxt: VMA) -> bool:
         """is_mergeable_vma: touching, same rights, same backing at contiguous offsets."""
         same = (self.prot, self.flags, self.name, self.shm, self.ino) == (
@@ -321,7 +326,7 @@ class MmService(FaultOps, Service):
         """
         parent = self._mm(mm)
         child = MmStruct(pgd=self._alloc_frame(), **parent.layout())  # the only allocation: fails cleanly
-        child.vmas = [replace(v) for v in parent.vmas]
+        child.vmas = [v.dup() for v in parent.vmas]
         for vma in child.vmas:
             if vma.shm is not None:
                 self.shmem[vma.shm].vmas += 1

@@ -126,8 +126,9 @@ async def test_exact_answers_of_the_stubs_and_of_the_general_check():
     async with service_client(Kinds()) as client:
         assert await client.call("scalars", n=1, s="a", b=b"x", flag=True) == [1, "a", b"x", True]
         assert await client.call("mixed", items=[1], maybe=None, x=2, anything={"k": 1}) == [[1], None, 2, {"k": 1}]
-        assert await client.call("optional", n=3) == [3, "none"]  # the stub: required ones only
-        assert await client.call("optional", n=3, extra="e") == [3, "e"]  # the general path
+        assert await client.call("optional", n=3) == [3, "none"]  # the stub: the default
+        assert await client.call("optional", n=3, extra="e") == [3, "e"]  # the stub: an optional one given
+        assert Kinds.PARAMS["optional"].stub(Kinds.optional, Kinds(), None, {"n": 3, "other": 1}) is None
         assert await client.call("nothing") == "ok"
         with pytest.raises(
             OSError, match=r"^\[Errno 22\] EINVAL: kinds\.scalars: argument flag must be bool, not int$"

@@ -494,6 +494,8 @@ class SchedService(Service):
     def _least_loaded(self, se: SchedEntity) -> list[int]:
         """The allowed CPUs with the least load: find_idlest_cpu's ties."""
         allowed = [c for c in range(len(self.curr)) if self._allowed(se, c)]
+        if len(allowed) == 1:  # one CPU to choose from (every run with cpus=1): no load to weigh
+            return allowed
         least = min(self._load(c) for c in allowed)
         return [c for c in allowed if self._load(c) == least]
 

@@ -1,13 +1,14 @@
 """What an op takes, checked for every message before its handler runs (service.py's dispatch).
 
 Each op's keyword arguments and their kinds are read once, when its service's
-class is made (``Params.of``). Most messages name exactly the op's required
-arguments; for those a small function generated per op (``Params.stub``, as an
-IDL compiler such as Mach's MIG or seL4's CAmkES generates one per interface
-call) tests each argument inline and creates the handler's coroutine, with no
-loop over the names and no ``**args`` call. Anything else, and every argument
-the stub refuses, takes the general check (``Params.problem``), which also
-says what is wrong: the stub only ever answers "fine" sooner.
+class is made (``Params.of``). For a message that names only arguments its op
+takes, every required one among them, a small function generated per op
+(``Params.stub``, as an IDL compiler such as Mach's MIG or seL4's CAmkES
+generates one per interface call) tests each argument inline and creates the
+handler's coroutine, with no loop over the names and no ``**args`` call.
+Anything else, and every argument the stub refuses, takes the general check
+(``Params.problem``), which also says what is wrong: the stub only ever
+answers "fine" sooner.
 """
 
 from __future__ import annotations
@@ -148,9 +149,12 @@ class Params:
                 kinds[p.name] = kind
         required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
         named = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
-        order = tuple(p.name for p in params if p.name in required)
-        made = cls(frozenset(p.name for p in params), required, kinds, order)
-        return made if not named else cls(made.allowed, required, kinds, order, make_stub(order, kinds))
+        order = tuple(p.name for p in params)
+        made = cls(frozenset(order), required, kinds, order)
+        if not named:
+            return made
+        defaults = {p.name: p.default for p in params if p.name not in required}
+        return cls(made.allowed, required, kinds, order, make_stub(order, kinds, defaults))
 
     def __post_init__(self) -> None:
         # Every message is checked: its tests by name, and the names when all are required
@@ -177,25 +181,42 @@ class Params:
 _MISSING = object()
 
 
-def make_stub(names: tuple[str, ...], kinds: dict[str, Kind]) -> Stub:
-    """The start stub of an op whose required arguments are ``names``: given exactly those,
-    each of its kind, it makes the handler's coroutine; anything else it leaves to
-    ``Params.problem`` (None). Generated source, so each test is inline code."""
+def make_stub(names: tuple[str, ...], kinds: dict[str, Kind], defaults: dict[str, Any] | None = None) -> Stub:
+    """The start stub of an op taking ``names`` (those in ``defaults`` optional, with those
+    defaults): given only names it takes, every required one among them, each of its kind,
+    it makes the handler's coroutine (an optional one left out gets its default, as Python
+    would bind it); anything else it leaves to ``Params.problem`` (None). Generated source,
+    so each test is inline code."""
+    defaults = defaults or {}
     scope: dict[str, Any] = {"INT_MIN": INT_MIN, "INT_MAX": INT_MAX, "MISSING": _MISSING}
-    lines = ["def stub(handler, svc, req, args):", f"    if len(args) == {len(names)}:"]
-    tests, call = [], ["svc", "req"]
+    required = [name for name in names if name not in defaults]
+    lines = ["def stub(handler, svc, req, args):"]
+    if defaults:  # the count of the names found must be the count of the args: no other name
+        lines += ["    n = len(args)", f"    if {len(required)} <= n <= {len(names)}:"]
+    else:
+        lines.append(f"    if len(args) == {len(names)}:")
+    tests, call, found = [], ["svc", "req"], []
     for i, name in enumerate(names):
         v = f"v{i}"
         lines.append(f"        {v} = args.get({name!r}, MISSING)")
         kind = kinds.get(name)
         if kind is None:
-            tests.append(f"{v} is not MISSING")
+            test = f"{v} is not MISSING"
         elif kind.name in INLINE_TESTS:
-            tests.append(INLINE_TESTS[kind.name].format(v=v))
+            test = INLINE_TESTS[kind.name].format(v=v)
         else:  # a union, a list[int]...: its own test (which refuses MISSING, an object())
             scope[f"test{i}"] = kind.accepts
-            tests.append(f"test{i}({v})")
-        call.append(f"{name}={v}")
+            test = f"test{i}({v})"
+        if name in defaults:
+            scope[f"default{i}"] = defaults[name]
+            tests.append(f"({v} is MISSING or {test})" if kind is not None else "True")
+            found.append(f"({v} is not MISSING)")
+            call.append(f"{name}=default{i} if {v} is MISSING else {v}")
+        else:
+            tests.append(test)
+            call.append(f"{name}={v}")
+    if defaults:
+        tests.insert(0, f"n == {' + '.join([str(len(required)), *found])}")
     lines.append(f"        if {' and '.join(tests) or 'True'}:")
     lines.append(f"            return handler({', '.join(call)})")
     lines.append("    return None")

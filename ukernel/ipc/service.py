@@ -361,7 +361,8 @@ class Service:
             if problem is not None:
                 return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}")
             coro = handler(self, req, **args)
-        self._drop_digests(op_name, args)
+        if self._digests:  # (none cached until someone asks state_digest: ukernel explore)
+            self._drop_digests(op_name, args)
         self._current, req.started = req, time.monotonic()
         req.coro = coro
         return None

@@ -59,11 +59,18 @@ class ExitReferences(StepWalk):
     def store(self, step: Step, reply: object) -> None:
         setattr(self.task, step.attr, None)
 
+    async def do_step(self, step: Step) -> None:
+        await self.unpinned(step)
+        await super().do_step(step)
+
     async def send_step(self, step: Step) -> Sent | None:
+        await self.unpinned(step)
+        return await super().send_step(step)
+
+    async def unpinned(self, step: Step) -> None:
         """The group's sighand goes only when no signal is on its way to it (tasklist_lock)."""
         if step.attr == "sighand" and self.task is self.task.leader:
             await self.task.sighand_pins.close()
-        return await super().send_step(step)
 
 
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:

@@ -269,7 +269,7 @@ class CopyProcess(StepWalk):
 
 def injected_at(k: Kernel, current: TaskStruct, step: str) -> int | None:
     """The errno ``--fail STEP=ERRNO`` gives this clone at ``step``: the program's clones fail, not init's own."""
-    return k.fail.get(step) if current not in (k.idle, k.init) else None
+    return k.fail.get(step) if k.fail and current is not k.idle and current is not k.init else None
 
 
 async def kernel_clone(

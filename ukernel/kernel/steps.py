@@ -42,26 +42,46 @@ class Step:
         return self.op_set if self.flag and flags & self.flag and self.op_set else self.op_clear
 
 
-def step_groups(table: tuple[Step, ...], at_once: frozenset[str]) -> list[tuple[Step, ...]]:
-    """The table as the walk takes it: a row alone, or a run of rows named in ``at_once`` together."""
+def step_groups(table: tuple[Step, ...], at_once: frozenset[str]) -> tuple[tuple[Step, ...], ...]:
+    """The table as the walk takes it: a row alone, or a run of rows named in ``at_once`` together.
+    Worked out once per table and ``at_once`` (every fork and exit walks one)."""
+    key = (id(table), at_once)
+    known = _GROUPS.get(key)
+    if known is not None and known[0] is table:  # (the table itself, not one that reused its id)
+        return known[1]
     groups: list[tuple[Step, ...]] = []
     for step in table:
         if step.name in at_once and groups and groups[-1][0].name in at_once:
             groups[-1] += (step,)
         else:
             groups.append((step,))
-    return groups
+    _GROUPS[key] = (table, tuple(groups))
+    return _GROUPS[key][1]
+
+
+_GROUPS: dict[tuple[int, frozenset[str]], tuple[tuple[Step, ...], tuple[tuple[Step, ...], ...]]] = {}
 
 
 def flag_note(step: Step, flags: int) -> str | None:
     """What decided the op, for the trace: 'CLONE_FILES' or 'no CLONE_FILES'."""
     if not step.flag:
         return None
-    if step.flag == abi.CLONE_NEW_MASK:
+    key = (step.flag, flags & step.flag)
+    note = _NOTES.get(key)
+    if note is None:
+        _NOTES[key] = note = _flag_note(step.flag, flags)
+    return note
+
+
+def _flag_note(flag: int, flags: int) -> str:
+    if flag == abi.CLONE_NEW_MASK:
         names = [abi.CLONE_FLAG_NAMES[b] for b in abi.CLONE_FLAG_NAMES if b & flags & abi.CLONE_NEW_MASK]
         return "|".join(names) if names else "no CLONE_NEW*"
-    name = abi.CLONE_FLAG_NAMES[step.flag]
-    return name if flags & step.flag else f"no {name}"
+    name = abi.CLONE_FLAG_NAMES[flag]
+    return name if flags & flag else f"no {name}"
+
+
+_NOTES: dict[tuple[int, int], str] = {}  # (a row's flag, the bits of it set) -> its note: a few dozen
 
 
 class StepWalk(ABC):
@@ -92,25 +112,30 @@ class StepWalk(ABC):
             raise
 
     async def do_step(self, step: Step) -> None:
+        """One row: the kernel's own step, or the service's message and its reply kept."""
         if step.service == "kernel":
             self.raise_injected(step)
             getattr(self, step.op_clear)()
             self.done.append(step)
             return
-        sent = await self.send_step(step)
-        if sent is not None:
-            self.finish_step(step, await self.k.router.collect(sent))
+        request = self.request(step)
+        if request is not None:  # (one call, not send and collect: the same messages, a coroutine less)
+            self.finish_step(step, await self.k.router.call("kernel", step.service, *request))
 
     async def send_step(self, step: Step) -> Sent | None:
         """Send a service's step without waiting for its reply; None if it has nothing to do."""
+        request = self.request(step)
+        return None if request is None else await self.k.router.send("kernel", step.service, *request)
+
+    def request(self, step: Step) -> tuple[str, dict, dict, int | None] | None:
+        """A service's step as (op, args, meta, inject), or None if it has nothing to send."""
         if self.skip(step):
             return None
         op = step.op_for(self.flags)
         if op is None:  # nothing to send (e.g. no CLONE_SYSVSEM: the child's undo list is empty)
             self.raise_injected(step)
             return None
-        meta = self.meta(step.name, self.note(step))
-        return await self.k.router.send("kernel", step.service, op, self.step_args(step, op), meta, self.injected(step))
+        return op, self.step_args(step, op), self.meta(step.name, self.note(step)), self.injected(step)
 
     def finish_step(self, step: Step, reply: Any) -> None:
         self.done.append(step)

@@ -41,16 +41,24 @@ def _fill_class(cls, state):
             setattr(cls, key, value)
 
 
+#: What a copy shares rather than copies: modules and code are read-only (a tuple: isinstance
+#: takes it faster than a union).
+_READ_ONLY = (types.ModuleType, types.CodeType)
+
+
 class _SpacePickler(pickle.Pickler):
     """Copies what a program reaches; shares what is read-only (modules, code, sys)."""
 
-    def __init__(self, file, namespace: dict, shared: tuple):
+    def __init__(self, file: io.BytesIO, namespace: dict, shared: tuple):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.namespace, self.shared = namespace, shared
+        self.buf, self.namespace, self.given = file, namespace, shared
+        self.shared = {id(s) for s in shared}  # (they outlive the dump: their ids stay theirs)
         self.keep: list[Any] = []
 
     def persistent_id(self, obj):
-        if isinstance(obj, types.ModuleType | types.CodeType) or any(obj is s for s in self.shared):
+        """Called for every object the dump meets, so the common answer (copy it) comes first
+        and costs one type test and one set lookup."""
+        if isinstance(obj, _READ_ONLY) or id(obj) in self.shared:
             self.keep.append(obj)
             return len(self.keep) - 1
         return None
@@ -90,13 +98,24 @@ class _SpaceUnpickler(pickle.Unpickler):
 
 def copy_space(namespace: dict, roots: tuple, shared: tuple, last: LastCopy) -> tuple[bytes, list, tuple]:
     """Snapshot (namespace, *roots) as bytes; returns (bytes, shared refs, the copy).
-    ``last`` is the runtime's last snapshot, whose objects an equal one reuses."""
-    buf = io.BytesIO()
-    pickler = _SpacePickler(buf, namespace, shared)
+    ``last`` is the runtime's last snapshot, whose objects an equal one reuses, and whose
+    pickler a copy of the same namespace reuses (making one costs a third of a small dump)."""
+    pickler = last.pickler
+    if pickler is None or pickler.namespace is not namespace or pickler.given != shared:
+        last.pickler = pickler = _SpacePickler(io.BytesIO(), namespace, shared)
+    buf = pickler.buf
+    buf.seek(0)
+    buf.truncate()
+    pickler.keep = []
     try:
         pickler.dump((namespace, *roots))
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        last.pickler = None  # (half a dump inside: not reused)
         raise abi.kernel_error(abi.EINVAL, f"clone without CLONE_VM cannot copy the program's state: {exc}") from None
+    except BaseException:
+        last.pickler = None
+        raise
+    pickler.clear_memo()  # (the memo holds what it met: the copy's objects are the child's alone)
     data, keep = last.same(buf.getvalue(), pickler.keep)
     return data, keep, restore_space(data, keep)
 
@@ -105,10 +124,11 @@ class LastCopy:
     """The last snapshot made: a clone(fn) loop's children, copied from the same state, hold
     one bytes object and one list of shared refs between them rather than one each."""
 
-    __slots__ = ("data", "keep")
+    __slots__ = ("data", "keep", "pickler")
 
     def __init__(self) -> None:
         self.data, self.keep = b"", []
+        self.pickler: _SpacePickler | None = None  # the last copy's, for the next of the same namespace
 
     def same(self, data: bytes, keep: list) -> tuple[bytes, list]:
         """``data`` and ``keep``, or the equal ones made before (the same bytes, the same objects)."""
