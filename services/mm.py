@@ -30,8 +30,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op, touches
 
+from . import mm_footprint as fp
 from .mm_fault import FaultOps
 
 PAGE = abi.PAGE_SIZE
@@ -288,6 +289,7 @@ class MmService(FaultOps, Service):
 
     # --- address spaces: exec, fork, exit -------------------------------------
     @op
+    @touches(fp.new_mm)
     async def mm_init(self, req: Call, code_size: int = PAGE, exe: str = "", dev: int = 0, ino: int = 0) -> dict:
         """A fresh address space with the standard layout, for execve: the code and data
         are mappings of the executable ``exe`` (its path, device and inode: /proc/PID/maps)."""
@@ -312,6 +314,7 @@ class MmService(FaultOps, Service):
         return {"mm": handle, **m.layout()}
 
     @op
+    @touches(fp.dup_mm)
     async def dup_mm(self, req: Call, mm: int) -> dict:
         """fork without CLONE_VM (dup_mm/dup_mmap): same VMAs, frames shared, nothing copied.
 
@@ -345,6 +348,7 @@ class MmService(FaultOps, Service):
         return {"mm": handle}
 
     @op
+    @touches(fp.share_mm)
     async def share_mm(self, req: Call, mm: int) -> dict:
         """clone with CLONE_VM: the new thread uses the same mm, one more user."""
         m = self._mm(mm)
@@ -352,6 +356,7 @@ class MmService(FaultOps, Service):
         return {"mm": mm, "users": m.mm_users}
 
     @op
+    @touches(fp.mmput)
     async def mmput(self, req: Call, mm: int) -> dict:
         """A user is done (exit, execve); the last one tears the address space down (exit_mmap)."""
         m = self._mm(mm)
@@ -380,6 +385,7 @@ class MmService(FaultOps, Service):
 
     # --- system calls -----------------------------------------------------------
     @op
+    @touches(fp.remap)
     async def mmap(self, req: Call, mm: int, addr: int, length: int, prot: int, flags: int) -> int:
         """Map anonymous memory; no frame is allocated until a page is touched."""
         m = self._mm(mm)
@@ -413,6 +419,7 @@ class MmService(FaultOps, Service):
         return addr
 
     @op
+    @touches(fp.remap)
     async def munmap(self, req: Call, mm: int, addr: int, length: int) -> int:
         """Unmap [addr, addr+length): holes in the range are fine, as in Linux."""
         m = self._mm(mm)
@@ -423,6 +430,7 @@ class MmService(FaultOps, Service):
         return 0
 
     @op
+    @touches(fp.mprotect)
     async def mprotect(self, req: Call, mm: int, addr: int, length: int, prot: int) -> int:
         """Change rights on [addr, addr+length); removing write also write-protects the PTEs."""
         m = self._mm(mm)
@@ -443,6 +451,7 @@ class MmService(FaultOps, Service):
         return 0
 
     @op
+    @touches(fp.remap)
     async def brk(self, req: Call, mm: int, addr: int) -> int:
         """Move the end of the heap; answer the break now in force (the old one on failure, as Linux)."""
         m = self._mm(mm)
@@ -460,6 +469,7 @@ class MmService(FaultOps, Service):
 
     # --- user memory (copy_from_user / copy_to_user) ----------------------------
     @op
+    @touches(fp.read_mem)
     async def read_mem(self, req: Call, mm: int, addr: int, n: int) -> bytes:
         """n bytes at addr, faulting pages in as the CPU would."""
         m = self._mm(mm)
@@ -474,11 +484,13 @@ class MmService(FaultOps, Service):
         return bytes(out)
 
     @op
+    @touches(fp.write_mem)
     async def write_mem(self, req: Call, mm: int, addr: int, data: bytes) -> int:
         """Write data at addr; a write may fault a page in or break copy-on-write."""
         return self._write(self._mm(mm), addr, bytes(data))
 
     @op
+    @touches(fp.cmpxchg)
     async def cmpxchg(self, req: Call, mm: int, addr: int, old: int, new: int) -> int:
         """The CPU's atomic compare-and-exchange on a 4-byte word: one message, so atomic."""
         current = int.from_bytes(await self.read_mem(req, mm, addr, 4), "little")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op, touches
 from ukernel.ipc.waitq import Waiter, WaitQueues
 
 from . import sem
@@ -105,7 +105,19 @@ class NamespacesService(WaitQueues, Service):
         self.namespaces[own["time"]].count += 1
         return self._result(self.new_handle(self.nsproxies, Nsproxy(own, pid_ns, mnt_ns)))
 
+    def count_touches(self, args: dict, change: int) -> list | None:
+        """explore's reduction (``@touches``): a get or put that leaves the nsproxy's count above
+        zero changes a count (they commute); a fork that needs its own nsproxy (a time namespace
+        unshared) or the last put (it frees namespaces, asking pid and vfs) is the whole service."""
+        proxy = self.nsproxies[args["nsproxy"]]
+        if change > 0 and not (args.get("vm") or proxy.ns["time"] == proxy.ns["time_for_children"]):
+            return None
+        if change < 0 and proxy.count <= 1:
+            return None
+        return [("nsproxy", args["nsproxy"], "c")]
+
     @op
+    @touches(lambda service, args: service.count_touches(args, +1))
     async def share_nsproxy(self, req: Call, nsproxy: int, vm: bool = False) -> dict:
         """No CLONE_NEW* flag: the child shares the parent's nsproxy (get_nsproxy), unless
         the parent unshared its time namespace and the child is a process: then the child
@@ -214,6 +226,7 @@ class NamespacesService(WaitQueues, Service):
         self.namespaces[target].data["frozen"] = True
 
     @op
+    @touches(lambda service, args: service.count_touches(args, -1))
     async def put_nsproxy(self, req: Call, nsproxy: int) -> dict:
         proxy = get(self.nsproxies, nsproxy, "nsproxy")
         proxy.count -= 1

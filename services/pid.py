@@ -33,7 +33,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op, touches
 
 INIT_PID_NS = 1  # handle of init_pid_ns, the initial namespace (level 0)
 
@@ -116,6 +116,23 @@ class Pid:
     numbers: list[int]
     nss: list[int]
     refcount: int = 1
+
+
+def alloc_pid_touches(service: PidService, args: dict) -> list:
+    """explore's reduction (``@touches``): alloc_pid takes a number at every level of the
+    namespace chain (which one depends on who allocated before, so two allocations in one
+    namespace conflict) and a new handle. Two allocations in disjoint chains commute."""
+    return [("handles", 0, "w"), *(("ns", ns, "w") for ns in service._chain(args["ns"]))]
+
+
+def free_pid_touches(service: PidService, args: dict) -> list:
+    """A reference dropped (a count: commutes) or the last one: the numbers go back at every
+    level. Conservative: a free conflicts with an allocation in the same namespace (a number
+    freed may be the one the cursor reaches on a wrap)."""
+    p = service.pids[args["pid"]]
+    if p.refcount > 1:
+        return [("pid", args["pid"], "c")]
+    return [("pid", args["pid"], "w"), *(("ns", ns, "w") for ns in p.nss)]
 
 
 class PidService(Service):
@@ -228,6 +245,7 @@ class PidService(Service):
         return tid
 
     @op
+    @touches(alloc_pid_touches)
     async def alloc_pid(self, req: Call, ns: int, set_tid: list[int] | None = None) -> dict:
         """alloc_pid: one number per level, from ``ns``'s own level out to level 0.
 
@@ -265,6 +283,7 @@ class PidService(Service):
         return {"pid": handle, "numbers": numbers}
 
     @op
+    @touches(lambda service, args: [("pid", args["pid"], "c")])
     async def get_pid(self, req: Call, pid: int) -> int:
         """get_pid: one more holder (a task, a pidfd, a process group)."""
         p = get(self.pids, pid, "struct pid")
@@ -272,6 +291,7 @@ class PidService(Service):
         return p.refcount
 
     @op
+    @touches(free_pid_touches)
     async def free_pid(self, req: Call, pid: int) -> int:
         """Drop one reference; the last one gives the numbers back at every level.
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import stat as st
 
 from ukernel import abi
-from ukernel.ipc.service import Call, op
+from ukernel.ipc.service import Call, op, touches
 
+from . import footprint as fp
 from .inode import NR_OPEN_DEFAULT, File, FilesStruct, Pipe
 
 
@@ -73,6 +74,7 @@ class PipeOps:
         return fd
 
     @op
+    @touches(fp.pipe2)
     async def pipe2(self, req: Call, files: int, flags: int = 0) -> list[int]:
         """pipe2: a pipe inode and two open files on it, read end first."""
         fst = self._fst(files)

@@ -11,8 +11,9 @@ import stat as st
 from typing import Any
 
 from ukernel import abi
-from ukernel.ipc.service import Call, changes, op
+from ukernel.ipc.service import Call, changes, op, touches
 
+from . import footprint as fp
 from .inode import MAX_FILE_SIZE, MAX_LFS_FILESIZE, ZERO_READ_MAX, Inode
 
 #: What a console write may change (n_tty_write): the bytes shown and the line discipline.
@@ -34,6 +35,7 @@ class ReadWriteOps:
     """The vfs's read/write ops (a part of VfsService)."""
 
     @op
+    @touches(fp.read)
     async def read(self, req: Call, files: int, fd: int, n: int, pgrp: int | None = None) -> object:
         """``pgrp``: the caller's process group when the console is its controlling terminal
         (job control, tty.py)."""
@@ -63,6 +65,7 @@ class ReadWriteOps:
         return b""  # /dev/null
 
     @op
+    @touches(fp.write)
     @changes(write_changes)
     async def write(self, req: Call, files: int, fd: int, data: Any, pgrp: int | None = None) -> object:
         file = self._file(self._fst(files), fd)
@@ -142,6 +145,7 @@ class ReadWriteOps:
         return batch
 
     @op
+    @touches(fp.fstat)
     async def fstat(self, req: Call, files: int, fd: int) -> dict:
         file = self._file(self._fst(files), fd)
         return file.inode.stat(0)

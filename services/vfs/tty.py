@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ukernel import abi
-from ukernel.ipc.service import Call, op
+from ukernel.ipc.service import Call, op, touches
 
+from . import footprint as fp
 from .inode import File, FilesStruct
 
 #: The window size TIOCGWINSZ answers until TIOCSWINSZ sets one: [rows, cols, xpixel, ypixel].
@@ -315,6 +316,7 @@ class TtyOps:
 
     # --- ioctl ---------------------------------------------------------------------------
     @op
+    @touches(fp.ioctl)
     async def ioctl(self, req: Call, files: int, fd: int, cmd: int, arg: Any = None, job: dict | None = None) -> object:
         """tty_ioctl. ``job`` is what the kernel knows of the caller: its session and group
         (global numbers), whether it leads its session, whether this is its controlling tty,

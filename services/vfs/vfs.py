@@ -21,9 +21,10 @@ import stat as st
 from collections.abc import Callable
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, changes, get, op
+from ukernel.ipc.service import Call, Service, changes, get, op, touches
 from ukernel.ipc.waitq import Waiter, WaitQueues
 
+from . import footprint as fp
 from .inode import (
     NR_OPEN_DEFAULT,
     TMPFS_SIZE_DEFAULT,
@@ -171,6 +172,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         self._link(directory, name, inode)
 
     @op
+    @touches(fp.kernel_read_file)
     async def kernel_read_file(self, req: Call, fs: int, path: str) -> dict:
         """What execve reads: the file's bytes, if it is a regular executable file."""
         fss = self._fs(fs)
@@ -239,12 +241,14 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
 
     # --- copy_files -----------------------------------------------------------------
     @op
+    @touches(fp.share_files)
     async def share_files(self, req: Call, files: int) -> dict:
         """CLONE_FILES: atomic_inc(&oldf->count), the same table."""
         self._fst(files).count += 1
         return {"files": files}
 
     @op
+    @touches(fp.dup_files)
     async def dup_files(self, req: Call, files: int) -> dict:
         """dup_fd: a new table pointing at the same open files (f_count++ each)."""
         old = self._fst(files)
@@ -254,6 +258,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return {"files": self.new_handle(self.files_structs, FilesStruct(table))}
 
     @op
+    @touches(fp.put_files)
     async def put_files(self, req: Call, files: int) -> dict:
         fst = self._fst(files)
         fst.count -= 1
@@ -264,6 +269,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return {"count": fst.count}
 
     @op
+    @touches(fp.exec_files)
     async def exec_files(self, req: Call, files: int) -> dict:
         """execve: unshare the fd table (undoing CLONE_FILES), then close FD_CLOEXEC fds."""
         fst = self._fst(files)
@@ -277,17 +283,20 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
 
     # --- copy_fs ----------------------------------------------------------------------
     @op
+    @touches(fp.share_fs)
     async def share_fs(self, req: Call, fs: int) -> dict:
         self._fs(fs).users += 1
         return {"fs": fs}
 
     @op
+    @touches(fp.copy_fs)
     async def copy_fs(self, req: Call, fs: int) -> dict:
         """copy_fs_struct: same root, cwd and umask, its own from now on."""
         old = self._fs(fs)
         return {"fs": self.new_handle(self.fs_structs, FsStruct(old.root, old.pwd, old.mnt_ns, old.umask))}
 
     @op
+    @touches(fp.put_fs)
     async def put_fs(self, req: Call, fs: int) -> dict:
         fss = self._fs(fs)
         fss.users -= 1
@@ -363,6 +372,9 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return f"{base}/{name}{deleted}"
 
     # --- wait queues (ukernel.waitq) -------------------------------------------------
+    def waiter_touches(self, waiter: int) -> list:
+        return fp.finish_wait(self, {"waiter": waiter})
+
     def wait_queues(self) -> list[list[int]]:
         pipes = {id(f.inode.pipe): f.inode.pipe for f in self.files.values() if f.inode.pipe is not None}
         queues = [self.console_wait]
@@ -372,6 +384,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
 
     # --- file syscalls ------------------------------------------------------------------
     @op
+    @touches(fp.open_)
     async def open(
         self, req: Call, files: int, fs: int, path: str, flags: int = 0, mode: int = 0o666, job: dict | None = None
     ) -> object:
@@ -417,6 +430,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
             raise abi.kernel_error(abi.ENOTDIR, path)
 
     @op
+    @touches(fp.close)
     async def close(self, req: Call, files: int, fd: int) -> None:
         fst = self._fst(files)
         self._file(fst, fd)
@@ -424,6 +438,7 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
 
     # --- fd table ---------------------------------------------------------------------
     @op
+    @touches(fp.dup)
     async def dup(self, req: Call, files: int, fd: int) -> int:
         fst = self._fst(files)
         self._file(fst, fd)
@@ -535,10 +550,12 @@ class VfsService(ReadWriteOps, TtyOps, PipeOps, NameOps, MountOps, ProcOps, Wait
         return inode.stat(self._ns(fss).mount_of(found.dir or inode).dev)
 
     @op
+    @touches(fp.stat)
     async def stat(self, req: Call, fs: int, path: str) -> object:
         return self._stat_path(fs, path, True)
 
     @op
+    @touches(fp.lstat)
     async def lstat(self, req: Call, fs: int, path: str) -> object:
         return self._stat_path(fs, path, False)
 

@@ -73,6 +73,8 @@ HANDLE_OPS: dict[tuple[str, str], tuple[str, ...]] = {
     ("signals", "share_signal"): ("signal",),
     ("signals", "put_sighand"): ("sighand",),
     ("signals", "put_signal"): ("signal",),
+    # a wait-queue entry: the ops that wake or remove it name it too (their ``touches``)
+    ("vfs", "wait"): ("waiter",),
 }
 #: Ops that copy the object a handle names into a new one: the new handle's number is the
 #: service's counter's, so they also touch that counter.
@@ -89,6 +91,9 @@ class Footprint:
     pids: set[int] = field(default_factory=set)  # who entered syscalls in the current step (one)
     steps: list[tuple[int, set]] = field(default_factory=list)  # the earlier steps since the point
     current: dict[int, str] = field(default_factory=dict)  # the syscall each task last entered
+    #: this step's requests whose replies may say what they touched: msgid -> (service, the
+    #: objects: the whole service until the reply's meta names fewer)
+    pending: dict[int, tuple[str, set]] = field(default_factory=dict)
 
     def syscall(self, pid: int, name: str) -> None:
         """A task entered ``name`` (or, resumed, goes on with it)."""
@@ -125,26 +130,49 @@ class Footprint:
 
     def _close(self) -> None:
         objects = self.objects
+        for _, touched in self.pending.values():  # a reply still owed (deferred): its whole service
+            objects.update(touched)
+        self.pending.clear()
         if self.pids - {self.pid}:
             objects.add(GLOBAL)  # a step where another task ran too, unseen: assume the worst
         self.steps.append((self.pid, objects))
         self.objects, self.pids = set(), set()
 
-    def message(self, calls: dict[str, frozenset[str]], dst: str, op: str, args: dict, meta: dict) -> None:
+    def message(
+        self, calls: dict[str, frozenset[str]], dst: str, op: str, args: dict, meta: dict, msgid: int | None = None
+    ) -> bool:
         """A request on its way (the router's send); ``calls`` is the router's call graph (a
-        message to a service may reach what that service calls)."""
+        message to a service may reach what that service calls: the requests it sends are
+        told here too). True when the request is to ask its service what the op touches
+        (``refine`` takes the reply's answer); until then it is the whole service."""
         if op in IGNORED_ANYWHERE or (dst, op) in IGNORED_OPS or meta.get("step") in ("choice", "state_digest"):
-            return
+            return False
         if dst == "sched" and op in CLOCK_OPS:
             self.objects.add(GLOBAL)
-            return
+            return False
         names = HANDLE_OPS.get((dst, op)) or COPY_OPS.get((dst, op))
         if names is not None and all(isinstance(args.get(n), int) for n in names if n in args):
             self.objects.update((dst, n, args[n]) for n in names if n in args)
             if (dst, op) in COPY_OPS:
                 self.objects.add((dst, "handles"))
+            return False
+        if msgid is None:
+            self.objects.update(_reach(dst, calls))
+            return False
+        self.pending[msgid] = (dst, _reach(dst, calls))
+        return True
+
+    def refine(self, msgid: int, touched: object) -> None:
+        """The reply to request ``msgid`` says what its op touched (the service's ``@touches``,
+        ``[kind, id, mode]`` triples): that, instead of the whole service and what it may call
+        (the requests it sent are in the footprint on their own). A reply of an earlier step
+        (deferred: its step took the whole service) or an answer not of that form changes nothing."""
+        entry = self.pending.get(msgid)
+        if entry is None:
             return
-        self.objects.update(_reach(dst, calls))
+        objects = touched_objects(entry[0], touched)
+        if objects is not None:
+            self.pending[msgid] = (entry[0], objects)
 
     def take(self, owners: list[dict[int, tuple]], timers: bool) -> list[tuple[int, frozenset]]:
         """The steps since the last point, each (pid, footprint), with what every step of a
@@ -178,16 +206,59 @@ def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str
     return out
 
 
+#: How a footprint holds an object by mode: a write is the object's tuple itself (so every
+#: footprint made before modes reads as writes); a read is ("r", object), a count's change
+#: that keeps it above zero ("c", object). Two reads commute, and two count changes do
+#: (increments and decrements that release nothing); every other pair of one object conflicts.
+READ, COUNT = "r", "c"
+#: For a moded entry, the other mode it conflicts with (besides the write).
+_CLASH = {READ: COUNT, COUNT: READ}
+
+
+def touched_objects(service: str, touched: object) -> set | None:
+    """A service's ``[kind, id, mode]`` triples as footprint objects, or None (the whole
+    service stands) when they are not of that form: a reply is data, checked like any."""
+    if type(touched) is not list:
+        return None
+    out: set = set()
+    for item in touched:
+        if type(item) is not list or len(item) != 3 or type(item[1]) not in (int, str):
+            return None
+        kind, ident, mode = item
+        obj = (service, kind, ident)
+        if mode == "w":
+            out.add(obj)
+        elif mode == READ or mode == COUNT:
+            out.add((mode, obj))
+        else:
+            return None
+    return out
+
+
 def dependent(a: frozenset, b: frozenset) -> bool:
-    """Whether two transitions' footprints may not commute (one object in common, a whole
-    service against any of its objects, or GLOBAL)."""
+    """Whether two transitions' footprints may not commute: GLOBAL; one object in both and
+    not read by both nor counted by both (a write is the object itself, READ and COUNT
+    entries wrap it); a whole service (``(name, "*")``) against any of its objects."""
     if GLOBAL in a or GLOBAL in b:
         return True
-    if a & b:
-        return True
-    whole_a = {o[0] for o in a if len(o) == 2 and o[1] == "*"}
-    whole_b = {o[0] for o in b if len(o) == 2 and o[1] == "*"}
-    return any(o[0] in whole_a for o in b) or any(o[0] in whole_b for o in a)
+    for o in a:
+        mode = o[0]
+        if mode == READ or mode == COUNT:
+            base = o[1]
+            if base in b or (_CLASH[mode], base) in b:
+                return True
+            service = base[0]
+        else:
+            if o in b or (READ, o) in b or (COUNT, o) in b:
+                return True
+            service = mode
+        if (service, "*") in b:
+            return True
+    for o in b:
+        mode = o[0]
+        if ((o[1][0] if mode == READ or mode == COUNT else mode), "*") in a:
+            return True
+    return False
 
 
 def happens_before(pids: list[int], fps: list[frozenset]) -> list[int]:

@@ -222,7 +222,7 @@ class RemoteEndpoint:
         if obj[0] == protocol.NOTIFY and len(obj) == 3 and obj[1] == TRACE_METHOD:
             self._relay(obj[2])
             return
-        if obj[0] != protocol.RESPONSE or len(obj) != 4 or not isinstance(obj[1], int):
+        if obj[0] != protocol.RESPONSE or len(obj) not in (4, 5) or not isinstance(obj[1], int):
             return
         msgid = obj[1]
         if msgid < 0:
@@ -237,6 +237,8 @@ class RemoteEndpoint:
         self._slots.release()
         deliver = getattr(reply, "deliver", None)
         if deliver is not None:  # the router's: takes the decoded response (no re-encode, no decode)
+            if len(obj) == 5 and hasattr(reply, "reply_meta"):  # the reply meta explore asked for
+                reply.reply_meta(msgid, obj[4])
             deliver(msgid, obj[2], obj[3])
         elif reply is not None:
             with trio.CancelScope(shield=True):  # a reply function that waits: not cut by the silence deadline

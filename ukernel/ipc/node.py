@@ -448,7 +448,7 @@ def _kind(obj: Any) -> int | None:
         return protocol.REQUEST
     if obj[0] == protocol.NOTIFY and len(obj) == 3 and isinstance(obj[1], str):
         return protocol.NOTIFY
-    if obj[0] == protocol.RESPONSE and len(obj) == 4:
+    if obj[0] == protocol.RESPONSE and len(obj) in (4, 5):  # (a fifth: the reply meta)
         return protocol.RESPONSE
     return None
 

@@ -77,7 +77,10 @@ def encode_request(msgid: int, method: str, args: dict, meta: dict) -> bytes:
     return _packers.pack([REQUEST, msgid, method, [args, meta]])
 
 
-def encode_response(msgid: int, error: dict | None, result: Any) -> bytes:
+def encode_response(msgid: int, error: dict | None, result: Any, meta: dict | None = None) -> bytes:
+    """``meta``: the reply meta a request asked for (``footprint`` for explore), a fifth element."""
+    if meta is not None:
+        return _packers.pack([RESPONSE, msgid, error, result, meta])
     return _packers.pack([RESPONSE, msgid, error, result])
 
 
@@ -142,7 +145,7 @@ def decode_obj(obj: Any) -> Message:
         service, op = _split_method(obj[2])
         args, meta = _split_params(obj[3])
         return Request(obj[1], service, op, args, meta)
-    if kind == RESPONSE and len(obj) == 4:
+    if kind == RESPONSE and len(obj) in (4, 5):  # (a fifth: the reply meta, Router.reply_meta)
         if obj[2] is not None and not isinstance(obj[2], dict):
             raise ProtocolError("error must be nil or a map")
         return Response(obj[1], obj[2], obj[3])

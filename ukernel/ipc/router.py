@@ -61,6 +61,10 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
 #: every message went through an inbox (a race shows as often as it did).
 YIELD_EVERY = 16
 
+#: What a request's meta carries when explore's reduction wants to know what the op touched
+#: (the service answers it in the reply's meta: ipc/service.py ``touches``).
+FOOTPRINT_META = {"fp": 1}
+
 
 class Sent:
     """A request on its way: the reply lands in ``response`` and sets ``event``."""
@@ -193,8 +197,8 @@ class Router:
         tracer = self.tracer
         if tracer.on:
             tracer.request(src, dst, op, msgid, meta, args)
-        if self.footprint is not None:
-            self.footprint.message(self.calls, dst, op, args, meta)
+        if self.footprint is not None and self.footprint.message(self.calls, dst, op, args, meta, msgid):
+            meta = meta | FOOTPRINT_META  # explore asks the service what the op touches
         sent = Sent(msgid, src, dst, op, meta, args)
         pending = self.pending
         pending[msgid] = sent
@@ -235,10 +239,15 @@ class Router:
                             service._current = None
                     if req.deferred is None:
                         try:
-                            reply = self._pack([RESPONSE, msgid, error, result])
+                            if req.touched is None:
+                                reply = self._pack([RESPONSE, msgid, error, result])
+                            else:  # the reply meta explore asked for
+                                reply = self._pack([RESPONSE, msgid, error, result, {"footprint": req.touched}])
                         except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
                             reply = service._encode_reply(msgid, op, error, result)
                         obj = unpack(reply, raw=False, strict_map_key=False)
+                        if len(obj) == 5:
+                            self.reply_meta(msgid, obj[4])
                         if wait and sent._event is None and obj[2] is None and not tracer.on and not self.on_collect:
                             del pending[msgid]  # nobody looks at it (finish's test, below): no Response
                             return obj[3]
@@ -287,8 +296,8 @@ class Router:
                 inject = inject or self.fail_nth.pop(self.sent, None)
         if self.tracer.on:
             self.tracer.request(src, dst, op, msgid, meta, args)
-        if self.footprint is not None:
-            self.footprint.message(self.calls, dst, op, args, meta)
+        if self.footprint is not None and self.footprint.message(self.calls, dst, op, args, meta, msgid):
+            meta = meta | FOOTPRINT_META
         sent = Sent(msgid, src, dst, op, meta, args)
         if inject is not None:
             where = meta.get("step") or f"message {self.sent}"
@@ -361,6 +370,12 @@ class Router:
             raise protocol.oserror_from_map(response.error)
         return response.result
 
+    def reply_meta(self, msgid: int, meta: Any) -> None:
+        """A reply's meta (its fifth element): what the op touched, which explore asked for
+        (``FOOTPRINT_META``); a reply without it leaves the whole service in the footprint."""
+        if self.footprint is not None and type(meta) is dict:
+            self.footprint.refine(msgid, meta.get("footprint"))
+
     def deliver(self, msgid: int, error: Any, result: Any) -> None:
         """A reply, decoded: wake its caller (if it was cancelled, the reply is dropped)."""
         slot = self.pending.get(msgid)
@@ -380,12 +395,16 @@ class ReplyTo:
     cost twice per message for nothing.
     """
 
-    __slots__ = ("deliver",)
+    __slots__ = ("deliver", "reply_meta")
 
     def __init__(self, router: Router):
         self.deliver = router.deliver
+        self.reply_meta = router.reply_meta
 
     async def __call__(self, frame: bytes) -> None:
         obj = protocol.unpack(frame)
         if type(obj) is list and len(obj) == 4 and obj[0] == protocol.RESPONSE:  # decode_obj's test, inline
+            self.deliver(obj[1], obj[2], obj[3])
+        elif type(obj) is list and len(obj) == 5 and obj[0] == protocol.RESPONSE:  # with its reply meta
+            self.reply_meta(obj[1], obj[4])
             self.deliver(obj[1], obj[2], obj[3])

@@ -80,6 +80,18 @@ def op(fn: Callable) -> Callable:
 Changes = tuple[str, ...] | Callable[[Any, dict], "tuple[str, ...] | None"]
 
 
+#: What an op touches, for explore's reduction: a function of (service, args) answering
+#: ``[kind, id, mode]`` triples (mode "r", "w", or "c": a count's change that leaves it above
+#: zero) or None (the whole service); asked before the handler when the request's meta has
+#: ``fp``, answered in the reply's meta (docs/explore.md).
+Touches = Callable[[Any, dict], "list[tuple[str, Any, str]] | None"]
+
+
+def touches(fn: Touches) -> Callable[[Callable], Callable]:
+    """Declare which of the service's objects an op touches; one declaring nothing is all of it."""
+    return lambda handler: setattr(handler, "__ukernel_touches__", fn) or handler
+
+
 def changes(parts: Changes) -> Callable[[Callable], Callable]:
     """Declare what an op may change (``()``: nothing, a query): state_digest keeps the cached
     digest of every part it does not name. An op declaring nothing may change anything."""
@@ -113,13 +125,14 @@ class Call:
     """The request being handled: its msgid, meta, and the way to defer it; its op, args
     and when its handler started, for a report on a handler that does not answer."""
 
-    __slots__ = ("msgid", "meta", "_reply_fn", "deferred", "op", "args", "started", "coro")
+    __slots__ = ("msgid", "meta", "_reply_fn", "deferred", "op", "args", "started", "coro", "touched")
 
     def __init__(self, msgid: int | None, meta: dict, reply_fn: ReplyFn | None, op: str = "", args: Any = None):
         self.msgid, self.meta, self._reply_fn = msgid, meta, reply_fn
         self.deferred: Deferred | None = None
         self.op, self.args, self.started = op, args, 0.0
         self.coro: Any = None  # the handler's coroutine while it runs: its stack, wherever it runs
+        self.touched: list | None = None  # what the op touches (``touches``), when explore asked
 
     def defer(self) -> Deferred:
         self.deferred = Deferred(self.msgid or 0, self._reply_fn, self.op)
@@ -155,6 +168,8 @@ class Service:
     PARAMS: ClassVar[dict[str, Params]] = {}
     #: Each op's ``@changes`` declaration (None: it may change anything), from OPS.
     CHANGES: ClassVar[dict[str, Changes | None]] = {}
+    #: Each op's ``@touches`` declaration, for the ops that have one (from OPS).
+    TOUCHES: ClassVar[dict[str, Touches]] = {}
     #: Attributes sharing no object with the rest of the state: state_digest digests and caches
     #: each apart, so an op that changes only them (vfs's console write) keeps the rest's digest.
     DIGEST_APART: ClassVar[frozenset[str]] = frozenset()
@@ -179,6 +194,7 @@ class Service:
                     del ops[key], params[key]
         cls.OPS, cls.PARAMS = ops, params
         cls.CHANGES = {k: getattr(fn, "__ukernel_changes__", () if k in _QUERIES else None) for k, fn in ops.items()}
+        cls.TOUCHES = {k: fn.__ukernel_touches__ for k, fn in ops.items() if hasattr(fn, "__ukernel_touches__")}
         cls.flat = all(getattr(cls, step) is getattr(Service, step) for step in FLAT_STEPS)
 
     def __init__(self) -> None:
@@ -320,12 +336,17 @@ class Service:
         error, result = await self._dispatch(req, msg.op, msg.args)
         if req.deferred is not None or msgid is None or reply_fn is None:
             return
-        await reply_fn(self._encode_reply(msgid, msg.op, error, result))
+        await reply_fn(self._encode_reply(msgid, msg.op, error, result, req.touched))
 
-    def _encode_reply(self, msgid: int, op_name: str, error: dict | None, result: Any) -> bytes:
-        """The response frame. A result msgpack cannot carry (a set, an int past 64 bits)
-        is the handler's bug too: EIO and a fault, not a dead inbox loop."""
+    def _encode_reply(
+        self, msgid: int, op_name: str, error: dict | None, result: Any, touched: list | None = None
+    ) -> bytes:
+        """The response frame (with ``touched``, the reply meta explore asked for). A result
+        msgpack cannot carry (a set, an int past 64 bits) is the handler's bug too: EIO and a
+        fault, not a dead inbox loop."""
         try:
+            if touched is not None:
+                return protocol.encode_response(msgid, error, result, {"footprint": touched})
             return protocol.encode_response(msgid, error, result)
         except (TypeError, ValueError, OverflowError) as exc:
             message = f"{self.name}.{op_name} answered what msgpack cannot carry: {bounded(exc)}: {bounded(result)}"
@@ -363,9 +384,19 @@ class Service:
             coro = handler(self, req, **args)
         if self._digests:  # (none cached until someone asks state_digest: ukernel explore)
             self._drop_digests(op_name, args)
+        if "fp" in req.meta:  # explore asks what the op touches (as the state is before it)
+            req.touched = self.touched(op_name, args)
         self._current, req.started = req, time.monotonic()
         req.coro = coro
         return None
+
+    def touched(self, op_name: str, args: dict) -> list | None:
+        """What the op's ``@touches`` answers for ``args``; None (the whole service) with no
+        declaration or one that failed (a bad handle: the op will fail too)."""
+        try:
+            return self.TOUCHES[op_name](self, args)
+        except Exception:  # noqa: BLE001 (the sound answer to any doubt is the whole service)
+            return None
 
     def _drop_digests(self, op_name: str, args: dict) -> None:
         """Forget the cached digest of every part the op may change: state_digest walks them again."""

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from .. import abi
-from .service import DEFERRED, Call, Deferred, get, op
+from .service import DEFERRED, Call, Deferred, get, op, touches
 
 
 @dataclass(slots=True)
@@ -70,7 +70,13 @@ class WaitQueues(ABC):
         entry.deferred = req.defer()
         return DEFERRED
 
+    def waiter_touches(self, waiter: int) -> list | None:
+        """What removing ``waiter`` touches, for explore's reduction (``@touches``): the entry
+        and the object whose queue holds it; None (the whole service) unless a service says."""
+        return None
+
     @op
+    @touches(lambda service, args: service.waiter_touches(args["waiter"]))
     async def finish_wait(self, req: Call, waiter: int) -> None:
         """The sleeper gave up (a signal): take it off its queue; a pending ``wait`` is
         answered False. A waiter already woken (and answered) is gone: nothing to do."""
