@@ -332,6 +332,8 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
 
 #: The whole task table (explore's POR): a step that reads or changes tasks it does not name.
 ALL_TASKS = ("task", "*")
+#: Everything (por.py's GLOBAL): /proc, made from every task, the clock and each service.
+EVERYTHING = ("*",)
 
 
 def touch(k: Kernel, *objects: tuple) -> None:
