@@ -59,9 +59,13 @@ from .por import Footprint, dependent, merge_summary, races, summary_races
 
 MODES = ("stateful", "dpor", "cache", "none")
 #: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
-#: another (a futex's waiters, tied timers, a CPU) the dpor tree is given up (``ABANDONED``)
-#: and the explorer walks again with state caching.
+#: another (which of a futex's waiters a wake picks, which tied timer fires first) the task
+#: that asked goes on whatever is chosen: the dpor tree takes every option there (a full
+#: branch, no reduction at that point) and its step stays the one it was in, so races and
+#: sleep sets see one transition from the task point before (``Tree._inner``). A ``cpu`` or
+#: ``turn`` point (several CPUs, which DPOR does not walk) gives the tree up (``ABANDONED``).
 TASK_POINTS = frozenset({"entry", "schedule"})
+INNER_POINTS = frozenset({"futex", "timer"})
 ABANDONED = "a choice that is no task's"
 _LEN = struct.Struct("<Q")
 _FLAGS = _LEN.size  # the counter's second word: 1 once a dpor run met a point it cannot reduce
@@ -98,6 +102,10 @@ class Point:
     sleep: dict[int, frozenset] = field(default_factory=dict)  # asleep option -> its footprint
     state: Any = None  # stateful: the state digest here (this process's own points)
     sub: dict[int, frozenset] = field(default_factory=dict)  # stateful: the children's summaries
+    inner: bool = False  # a futex or timer point: the asking task's step goes on (INNER_POINTS)
+    within: int = -1  # inner: the task point whose step goes on through it (-1: none)
+    asker: int = 0  # inner: that step's task
+    carried: dict[int, frozenset] = field(default_factory=dict)  # inner: the sleep set carried through
 
 
 @dataclass
@@ -153,25 +161,28 @@ class Tree:
     # --- the kernel's call ------------------------------------------------------------
     def choose(self, point: dict) -> int:
         depth = len(self.path)
-        if self.dpor and point["kind"] not in TASK_POINTS:
-            _LEN.pack_into(self.counter, _FLAGS, 1)  # every process of the tree stops branching
-            self.stopped = ABANDONED
-            self.end_run(None)
+        inner = point["kind"] in INNER_POINTS
+        if self.dpor and point["kind"] not in TASK_POINTS and not inner:
+            self._abandon()
+        here = Point(list(point["options"]), inner=inner)
         if self.footprint is not None:
-            self._close_transition(point)
+            self._close_transition(point, here)
         if self.seen is not None:
             if point["state"] in self.seen:
                 self.end_run(None)
             self.seen.add(point["state"])
             self.new_seen.append(point["state"])
-        here = Point(list(point["options"]))
         if self.footprint is not None and self.path:
             since = self.events[self.path[-1].event :]
-            here.sleep = {
+            sleep = {
                 q: fp
                 for q, fp in self.pending_sleep.items()
                 if not any(pid == q or dependent(fp, step) for pid, step, _ in since)
             }
+            if inner:  # its options are no tasks: the tasks asleep stay so through it
+                here.carried = sleep
+            else:
+                here.sleep = sleep
         if self.visits is None or self._visit(point["state"], here):
             self.states += 1
         here.event = len(self.events)
@@ -179,7 +190,9 @@ class Tree:
         if self.bounds.max_depth is not None and depth >= self.bounds.max_depth:
             self.stopped = self.stopped or f"--max-depth {self.bounds.max_depth}"
             return self._go(here, here.options[0], point["kind"])
-        if self.dpor:
+        if self.dpor and inner:
+            here.backtrack = set(here.options)  # every option: no reduction at this point
+        elif self.dpor:
             awake = [p for p in here.options if p not in here.sleep]
             if not awake:
                 self.end_run(None)  # every option asleep: its runs are covered elsewhere
@@ -192,7 +205,7 @@ class Tree:
         """stateful: a state met before whose explored options cover this visit's ends the run,
         its subtree's races added from its summary; otherwise it is walked (again). Whether
         it is new."""
-        asleep = frozenset(here.sleep)
+        asleep = frozenset(here.carried if here.inner else here.sleep)
         visit = self.visits.get(state)
         if visit is not None and visit.sleep <= asleep:
             self.hit = visit.summary if visit.summary is not None else {}
@@ -223,21 +236,49 @@ class Tree:
                     point.backtrack.add(c)
                     self.additions.append((at, c))
 
-    def _close_transition(self, point: dict) -> None:
-        """The footprint of the transition that ends at this point (none before the first)."""
+    def _abandon(self) -> None:
+        """A point DPOR cannot walk: every process of the tree stops branching, the explorer
+        walks again with state caching."""
+        _LEN.pack_into(self.counter, _FLAGS, 1)
+        self.stopped = ABANDONED
+        self.end_run(None)
+
+    def _close_transition(self, point: dict, here: Point) -> None:
+        """The footprint of the transition that ends at this point (none before the first);
+        at an inner point, which step goes on through it."""
         steps = self.footprint.take([self.mms, point["owners"]], point["timers"])
         self.mms = point["owners"]
         if self.path:
             self._add_steps(steps)
         # else: boot and init's start, before the first point, are no transition
+        if here.inner:
+            here.asker = steps[-1][0] if steps else point["pid"]
+            last = self.events[-1] if self.events else None
+            here.within = last[2] if last is not None and last[0] == here.asker else -1
 
     def _add_steps(self, steps: list[tuple[int, frozenset]]) -> None:
         """The steps from the last point: the chosen task's, then those of tasks that got the
-        CPU with no choice (each the only one runnable)."""
+        CPU with no choice (each the only one runnable). After an inner point the first is
+        the step it was asked in, going on: an event of the task point that step began at,
+        whose footprint grows by it (``_inner``)."""
         last = len(self.path) - 1
+        before = self.path[-1]
         for n, (pid, fp) in enumerate(steps):
-            self.events.append((pid, fp, last if n == 0 else -1))
-        self.path[-1].fp = steps[0][1]
+            if n == 0 and before.inner:
+                if pid != before.asker:  # not the step it was asked in: no sound way on
+                    self._abandon()
+                self._inner(before, fp)
+                self.events.append((pid, fp, before.within))
+            else:
+                self.events.append((pid, fp, last if n == 0 else -1))
+        before.fp = steps[0][1]
+
+    def _inner(self, point: Point, fp: frozenset) -> None:
+        """The step that began at the task point ``point.within`` went on after an inner
+        point with ``fp``: that point's transition (its sleep sets' footprint) is the union."""
+        if point.within >= 0:
+            task_point = self.path[point.within]
+            task_point.fp = task_point.fp | fp
 
     def _branch(self, depth: int, here: Point, kind: str) -> int:
         """Fork a child per option to explore; the last one (without dpor) runs here."""
@@ -270,7 +311,10 @@ class Tree:
         here.pid = pid
         index = here.options.index(pid)
         self.taken.append(index)
-        if self.footprint is not None:  # at an entry, option 0 is the task starting its next call
+        if self.footprint is not None and here.inner:  # the asking task's step goes on
+            self.footprint.begin(here.asker)
+            self.pending_sleep = dict(here.carried)
+        elif self.footprint is not None:  # at an entry, option 0 is the task starting its next call
             self.footprint.begin(pid, resuming=not (kind == "entry" and index == 0))
             self.pending_sleep = dict(here.sleep) | dict(here.done)
         return index
@@ -301,6 +345,8 @@ class Tree:
         report = pickle.loads(data)
         self.clock.paused += time.perf_counter() - waited
         here.done[pid] = report["fp"]
+        if here.inner and self.dpor:  # that option's way on is the enclosing transition's too
+            self._inner(here, report["fp"])
         for i, q in report["additions"]:
             self.path[i].backtrack.add(q)
             if i < depth:
@@ -351,7 +397,7 @@ class Tree:
     def _leave(self) -> None:
         summary = self._summaries() if self.visits is not None else None
         if self.up_fd is not None:
-            fp = self.path[self.origin].fp if 0 <= self.origin < len(self.path) else frozenset()
+            fp = self._origin_fp()
             up = {
                 "fp": fp,
                 "additions": [(i, q) for i, q in self.additions if i <= self.origin],
@@ -360,6 +406,14 @@ class Tree:
             }
             _write_all(self.up_fd, pickle.dumps(up))
         os._exit(0)
+
+    def _origin_fp(self) -> frozenset:
+        """What this process's option touched, for its parent's sleep sets: at an inner point,
+        the whole enclosing transition (it went on through more inner points, maybe)."""
+        if not 0 <= self.origin < len(self.path):
+            return frozenset()
+        point = self.path[self.origin]
+        return self.path[point.within].fp if point.inner and point.within >= 0 else point.fp
 
     def _summaries(self) -> dict[int, frozenset]:
         """stateful, as this process ends: the summary of each state at its own points (their

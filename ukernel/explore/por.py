@@ -6,10 +6,13 @@ kernel saw it do (``Footprint``, fed by kernel/choice.py's hooks): the syscalls
 it entered and the messages sent on its behalf. Where ukernel cannot see which
 object a step touched, the footprint is coarse, never missing: a message to a
 service is the whole service unless the op's handle names its object
-(``HANDLE_OPS``), a syscall whose kernel side reaches other tasks (fork, exit,
-wait4, kill, execve, timers...) is ``GLOBAL``, which conflicts with everything,
-and so is a transition in which a second task ran (init, a task with no
-choice point between). Every transition also touches its task's user memory
+(``HANDLE_OPS``); the task table's and the futex table's objects are added by
+the kernel's hooks as its code runs (``touch``: the thread groups, process
+groups and futex words fork, exit, wait4, getppid, kill and futex really read
+or change); the rest of the table's syscalls are the whole table
+(``("task", "*")``); a syscall in no table (tgkill, timers, the clock...) is
+``GLOBAL``, which conflicts with everything, and so is a transition in which a
+second task ran (init, a task with no choice point between). Every transition also touches its task's user memory
 (``("user", mm)``): threads sharing an mm share the program's Python globals.
 
 ``races`` is source-DPOR's race detection (Abdulla, Aronis, Jonsson, Sagonas,
@@ -33,14 +36,20 @@ TASK_LOCAL_SYSCALLS = frozenset(
     mmap munmap mprotect brk sigaction sigprocmask uname sethostname readlink symlink link
     access truncate ftruncate mknod mkfifo getpid gettid sched_yield peek poke""".split()
 )
-#: futex's kernel side is the futex table: every futex call touches it.
-FUTEX_SYSCALLS = frozenset({"futex"})
-#: Syscalls whose kernel side reads or changes the task table: parents, children, zombies,
-#: process groups (a thread they kill shares the killer's mm, so its steps conflict anyway).
-TASK_SYSCALLS = frozenset(
-    """fork vfork clone clone3 exit exit_group wait4 waitpid waitid getppid getpgid getpgrp
-    setpgid getsid setsid execve pause sigsuspend""".split()
-)
+#: Syscalls whose kernel side names what it touches as it runs (``Footprint.touch``, from the
+#: kernel's hooks: kernel/fork.py, exit.py, futex.py, signal.py): the tasks it reads or
+#: changes as ``("task", tgid)`` (a thread group's struct, its children lists and wait
+#: queue), ``("task", "pgrp", g)`` a process group's member index, ``("task", "nr_threads")``
+#: the count fork checks, and ``("futex", mm, addr)`` one futex word's queue (futex.py's key).
+#: Only the code that really runs adds objects: a wait4 that sleeps touches the child it
+#: reaps when it resumes, an exit touches a reaper only when it has children to move.
+HOOKED_SYSCALLS = frozenset("fork vfork clone clone3 exit exit_group wait4 waitpid waitid getppid kill futex".split())
+#: The rest of the task table's syscalls: the whole table (``("task", "*")``, which
+#: conflicts with every ``("task", ...)`` object): process groups and sessions change, and
+#: execve's de_thread and pause/sigsuspend's wake-ups are not broken down.
+TASK_SYSCALLS = frozenset("getpgid getpgrp setpgid getsid setsid execve pause sigsuspend".split())
+#: The whole task table: what a step touches when it reads or changes tasks it does not name.
+ALL_TASKS = ("task", "*")
 
 #: Messages that are the choice machinery's own, or sched's bookkeeping of who runs (with a
 #: chooser, who runs is the choice itself; why a task sleeps or wakes is in the object it
@@ -118,15 +127,16 @@ class Footprint:
         if name is not None:
             self._kernel_side(name)
 
+    def touch(self, *objects: tuple) -> None:
+        """The kernel's hooks: the current step read or changed these (tasks, futex words)."""
+        self.objects.update(objects)
+
     def _kernel_side(self, name: str) -> None:
-        """What the kernel's own part of ``name`` touches; anything not in a table (kill, the
-        clock, timers...) conflicts with everything."""
-        if name in FUTEX_SYSCALLS:
-            self.objects.add(("kernel", "futex"))
-        elif name in TASK_SYSCALLS:
-            self.objects.add(("kernel", "tasks"))
-        elif name not in TASK_LOCAL_SYSCALLS:
-            self.objects.add(GLOBAL)
+        """What the kernel's own part of ``name`` touches, beyond what its hooks say; anything
+        not in a table (tgkill, the clock, timers...) conflicts with everything."""
+        if name in HOOKED_SYSCALLS or name in TASK_LOCAL_SYSCALLS:
+            return
+        self.objects.add(ALL_TASKS if name in TASK_SYSCALLS else GLOBAL)
 
     def _close(self) -> None:
         objects = self.objects

@@ -330,6 +330,27 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
         _grant(turn, *options[chosen])
 
 
+#: The whole task table (explore's POR): a step that reads or changes tasks it does not name.
+ALL_TASKS = ("task", "*")
+#: Everything (por.py's GLOBAL): /proc, made from every task, the clock and each service.
+EVERYTHING = ("*",)
+
+
+def touch(k: Kernel, *objects: tuple) -> None:
+    """explore's POR: the current step read or changed these kernel objects (por.py
+    ``Footprint.touch``); one ``is not None`` test without explore."""
+    if k.footprint is not None:
+        k.footprint.touch(*objects)
+
+
+def touch_tasks(k: Kernel, *tasks: TaskStruct | None) -> None:
+    """The current step read or changed these tasks: each thread group's struct, children
+    lists and wait queue are one object, ``("task", tgid)`` (its threads share its mm, so
+    their steps conflict anyway)."""
+    if k.footprint is not None:
+        k.footprint.touch(*(("task", t.leader.pid) for t in tasks if t is not None))
+
+
 def footprint_point(k: Kernel, point: dict) -> None:
     """What explore's partial-order reduction needs at a point besides the options: each
     task's mm (its user memory: threads share it) and signal_struct (its pending signals),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .. import abi
 from ..ipc.router import Sent
-from .choice import futex_picks
+from .choice import ALL_TASKS, futex_picks, touch, touch_tasks
 from .contracts import ServiceBug
 from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
@@ -75,6 +75,7 @@ class ExitReferences(StepWalk):
 
 async def do_exit(k: Kernel, task: TaskStruct, status: int, group: bool) -> None:
     """Give back every handle, notify the parent, leave the CPU for good."""
+    touch_tasks(k, task)  # explore's POR: the exiting group (the others it reaches are touched below)
     task.flags = task.flags | {"PF_EXITING"}
     if group and task.leader.group_exec_task is None:  # an execve in progress keeps its thread
         zap_other_threads(task, status)
@@ -124,8 +125,10 @@ async def mm_release(k: Kernel, task: TaskStruct, meta: dict) -> None:
         )
         if reply["cleared"]:  # put_user(0), then FUTEX_WAKE 1: how pthread_join wakes up
             key = (task.mm, addr)
+            touch(k, ("futex", *key))
             k.futexes.wake(key, 1, await futex_picks(k, task, k.futexes.waiters(key), 1))
     if task.vfork_done is not None:
+        touch(k, ("task", "vfork", task.pid))  # the vfork parent's wake (fork.py)
         task.vfork_done.set()
         task.vfork_done = None
 
@@ -141,12 +144,14 @@ def zap_other_threads(task: TaskStruct, status: int | None = None) -> None:
 
 def find_new_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     """find_new_reaper: a live thread of the group, else the nearest subreaper ancestor
-    in the same pid namespace, else the namespace's init (the idle task once it is gone)."""
+    in the same pid namespace, else the namespace's init (the idle task once it is gone).
+    Each task it looks at is touched (explore's POR): their exits and subreaper flags decide."""
     for thread in task.leader.thread_group:
         if thread is not task and thread.state == "running" and "PF_EXITING" not in thread.flags:
             return thread
     ancestor = task.leader.real_parent
     while ancestor is not None and ancestor is not k.idle and ancestor.pid_ns == task.pid_ns:
+        touch_tasks(k, ancestor)
         if ancestor.leader.child_subreaper and ancestor.state == "running":
             return ancestor.leader
         ancestor = ancestor.leader.real_parent
@@ -157,6 +162,7 @@ def find_child_reaper(k: Kernel, task: TaskStruct) -> TaskStruct:
     """The init of the task's pid namespace (its number 1 there), or the idle task once
     that init is gone."""
     init = k.tasks.find_in(task.pid_ns, 1)
+    touch_tasks(k, init)
     if init is not None and init.pid_ns == task.pid_ns and init.state == "running" and init is not task:
         return init
     return k.idle
@@ -168,11 +174,12 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
     task.exit_code = status if task.leader.group_exit_code is None else task.leader.group_exit_code
     if task.level > 0 and task.numbers[-1] == 1 and task is task.leader:
         await zap_pid_ns_processes(k, task, meta)
-    reaper = find_new_reaper(k, task)
     children, task.children = list(task.children), Children()
+    reaper = find_new_reaper(k, task) if children else None  # forget_original_parent: only for children
     for child in children:  # forget_original_parent
         if child.state == "dead":  # released on another CPU while an earlier child was notified
             continue  # (it saw its parent exiting: do_notify_parent's release): nothing to move
+        touch_tasks(k, child, reaper)  # explore's POR: its parent link (getppid) and the reaper's list
         child.real_parent = reaper
         if reaper.leader is task.leader:  # same_thread_group: no reparent_leader, no second notify
             reaper.children.append(child)
@@ -200,6 +207,7 @@ async def exit_notify(k: Kernel, task: TaskStruct, status: int, meta: dict) -> N
 
 async def zap_pid_ns_processes(k: Kernel, init: TaskStruct, meta: dict) -> None:
     """The init of a pid namespace died: no new pids there, SIGKILL to everyone left in it."""
+    touch(k, ALL_TASKS)
     await k.call_cannot_fail(
         init, "pid", "disable_pid_allocation", {"ns": init.pid_ns}, meta | {"step": "zap_pid_ns_processes"}
     )
@@ -216,6 +224,7 @@ async def kill_orphaned_pgrp(k: Kernel, task: TaskStruct, parent: TaskStruct | N
     (kernel/exit.c kill_orphaned_pgrp)."""
     leader, ignored = task.leader, task.leader if parent is None else None
     parent = (parent or leader.real_parent or k.idle).leader
+    touch_tasks(k, leader, parent)  # explore's POR: their groups and sessions decide
     pgrp = leader.pgrp
     if (
         parent.pgrp != pgrp
@@ -230,8 +239,12 @@ async def kill_orphaned_pgrp(k: Kernel, task: TaskStruct, parent: TaskStruct | N
 
 def pgrp_members(k: Kernel, pgrp: list[int]) -> list[TaskStruct]:
     """The thread groups in a process group (do_each_pid_task(pgrp, PIDTYPE_PGID)), from
-    the table's group index."""
-    return [t for t in k.tasks.pgrps.of(tuple(pgrp)) if t.state in ("running", "zombie")]
+    the table's group index. Each is touched, and the index (explore's POR): a member's
+    exit, stop or parent decides whether the group is orphaned."""
+    members = [t for t in k.tasks.pgrps.of(tuple(pgrp)) if t.state in ("running", "zombie")]
+    touch(k, ("task", "pgrp", tuple(pgrp)))
+    touch_tasks(k, *members, *(t.real_parent for t in members))
+    return members
 
 
 def will_become_orphaned_pgrp(k: Kernel, pgrp: list[int], ignored: TaskStruct | None) -> bool:
@@ -259,6 +272,7 @@ def thread_group_empty(leader: TaskStruct) -> bool:
 async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
+    touch_tasks(k, task, parent)  # explore's POR: the zombie queued on the parent, its wait4 woken
     if parent is not None:
         parent.children.note(task)  # a zombie for its wait4, even before the signal
     if parent is None or parent is k.idle or parent.leader.sighand is None or not parent.leader.sighand_pins.pin():
@@ -303,6 +317,8 @@ def exit_code_info(code: int) -> tuple[int, int]:
 
 async def release_task(k: Kernel, task: TaskStruct) -> None:
     """The task is gone for good: its pid goes back, it leaves every list."""
+    touch_tasks(k, task, task.real_parent)  # explore's POR: the lists it leaves, the count and group index
+    touch(k, ("task", "nr_threads"), ("task", "pgrp", tuple(task.leader.pgrp)))
     task.state = "dead"
     if task.real_parent is not None and task in task.real_parent.children:
         task.real_parent.children.remove(task)
@@ -362,6 +378,7 @@ async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | Non
     take: the first thread's, earliest in its children list."""
     leader = task.leader
     while True:
+        touch_tasks(k, task)  # explore's POR: the caller's children lists (again once it resumes)
         event = leader.child_wait
         threads = [task] if wo.options & abi.__WNOTHREAD else leader.thread_group
         child = find_reportable(k, task, threads, wo)
@@ -404,6 +421,7 @@ def find_reportable(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: 
             lambda child: eligible(task, child, wo) and ready(child, wo) is not None
         )
         if found is not None:
+            touch_tasks(k, found)
             return found
     return None
 
@@ -413,6 +431,7 @@ def child_by_pid(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: Wai
     a child of the waiter (or of a thread of its group, without __WNOTHREAD)."""
     child = k.tasks.find(wo.id, task)
     parent = child.real_parent if child is not None else None
+    touch_tasks(k, child, parent)  # (none found: only the caller's fork could make it its child)
     if parent is None or child not in parent.children:
         return None
     mine = parent is task if wo.options & abi.__WNOTHREAD else parent.leader is task.leader

@@ -32,6 +32,7 @@ from ..abi import (
     CLONE_VFORK,
     CLONE_VM,
 )
+from .choice import touch, touch_tasks
 from .steps import Step, StepWalk, flag_note
 from .task import EMPTY, TaskStruct, WaitChannel
 
@@ -217,6 +218,7 @@ class CopyProcess(StepWalk):
     def check_limits(self) -> None:
         """RLIMIT_NPROC (counting the new child) and threads-max: EAGAIN."""
         k = self.k
+        touch(k, ("task", "nr_threads"))  # explore's POR: the count a reap lowers
         nproc = self.current.leader.rlim.get(abi.RLIMIT_NPROC, k.config.nproc)
         if k.nr_threads >= k.config.max_threads:
             raise abi.kernel_error(abi.EAGAIN, f"threads-max ({k.config.max_threads}) reached")
@@ -263,6 +265,8 @@ class CopyProcess(StepWalk):
         if cur is self.k.init and self.k.program is None:
             self.k.program = child  # the program ukernel.run reports on
         child.state = "running"
+        touch_tasks(self.k, cur, child, child.real_parent)  # explore's POR: the children lists changed
+        touch(self.k, ("task", "nr_threads"), ("task", "pgrp", tuple(child.leader.pgrp)))  # the group index too
         self.k.tasks.add(child)
         self.k.nr_threads += 1
 
@@ -310,6 +314,7 @@ async def kernel_clone(
     if flags & CLONE_VFORK:
         wchan = WaitChannel(args.syscall, f"vfork child {child.pid}")
         await kernel.sleep_on(current, child.vfork_done, interruptible=False, wchan=wchan)  # killable only
+        touch(kernel, ("task", "vfork", child.pid))  # explore's POR: woken by the child's exec or exit
     return nr
 
 

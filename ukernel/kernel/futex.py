@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import abi
-from .choice import futex_picks
+from .choice import futex_picks, touch
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
 from .wait import WaitEvent
@@ -79,6 +79,7 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
     if addr % 4:
         raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
     key = (task.mm, addr)
+    touch(k, ("futex", *key))  # explore's POR: this word's queue, not the others'
     event = k.futexes.enqueue(key, task.pid)
     timed_out, left = False, 0
     try:
@@ -90,6 +91,7 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
         else:
             timed_out, left = await sleep_timeout(k, task, meta, ticks, event, wchan)
     finally:
+        touch(k, ("futex", *key))  # the step that resumes the waiter takes it off the queue
         k.futexes.dequeue(key, event)
     if event.is_set():
         return 0
@@ -111,6 +113,7 @@ async def sys_futex(
         return await futex_wait(k, task, meta, addr, val, ticks)
     if op == abi.FUTEX_WAKE:
         key = (task.mm, addr)
+        touch(k, ("futex", *key))
         return k.futexes.wake(key, val, await futex_picks(k, task, k.futexes.waiters(key), val))
     raise abi.kernel_error(abi.ENOSYS, f"futex op {op} is not modelled (FUTEX_WAIT and FUTEX_WAKE are)")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
+from .choice import EVERYTHING, touch
 from .proc_array import proc_stat, proc_status
 from .proc_misc import proc_loadavg, proc_meminfo, proc_uptime
 from .task import TaskStruct
@@ -230,6 +231,7 @@ NS_LINKS = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "t
 async def write(k: Kernel, writer: TaskStruct, rel: str, data: bytes, meta: dict) -> int:
     """A write to a /proc file opened for writing: ``rel`` is what the open resolved
     ("42/timens_offsets"), so the task is found again by its number."""
+    touch(k, EVERYTHING)
     where, _, name = rel.rpartition("/")
     task = _find(k, writer, where.rpartition("/")[2], leaders=False)
     if task is None or name not in TASK_WRITERS:
@@ -453,6 +455,7 @@ async def finish_path(k: Kernel, task: TaskStruct, meta: dict, op: str, reply: d
     """The vfs answered ``{"proc": rel}``: resolve the path here and finish the syscall
     (PROC_PATH_OPS); through a magic link (/proc/self/cwd/...) the syscall ``again``
     starts over on the real path."""
+    touch(k, EVERYTHING)  # explore's POR: what /proc shows is every task's, the clock's...
     found = await lookup(k, task, reply["proc"], reply["follow"], meta)
     if isinstance(found, Escape):
         if found.path.startswith("pipe:"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
+from .choice import ALL_TASKS, touch, touch_tasks
 from .task import NO_INFO, TaskExit, TaskStruct, WaitChannel, wake_waiters
 from .time import seconds_to_ticks, sleep_timeout
 
@@ -106,6 +107,9 @@ async def send_to_process(
     ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``);
     ``info`` the siginfo queued with it (``sender_info`` when None)."""
     leader = target.leader
+    touch_tasks(k, leader)  # explore's POR: its state, flags, threads (killed, woken, continued)
+    if sig == abi.SIGCONT:
+        touch_tasks(k, leader.real_parent)  # continue_group's report is queued on the parent
     if leader.state != "running" or leader.sighand is None or not leader.sighand_pins.pin():
         return
     args = {
@@ -139,6 +143,7 @@ async def send_to_thread(
 ) -> None:
     """A thread-directed signal (tgkill): the thread's own pending set, its siginfo kept here."""
     leader = target.leader
+    touch_tasks(k, leader)
     info = info or sender_info(sig, target, sender)
     args = {
         "sighand": leader.sighand,
@@ -196,7 +201,9 @@ def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
     live = ("running", "zombie")  # a zombie still has its pid: kill(zombie, 0) succeeds
     if pid > 0:
         target = k.tasks.find(pid, task)
+        touch(k, ("task", target.leader.pid) if target is not None else ALL_TASKS)  # no task: a fork may make it
         return [target] if target is not None and target.leader is target and target.state in live else []
+    touch(k, ALL_TASKS)  # a group, or everyone: the group index and each member (explore's POR)
     if pid == -1:  # every process but init of the caller's namespace and the caller
         return [
             t
@@ -214,6 +221,7 @@ def kill_targets(k: Kernel, task: TaskStruct, pid: int) -> list[TaskStruct]:
 async def kill_pgrp(k: Kernel, pgrp: int, sig: int, meta: dict, sender: TaskStruct | None = None) -> None:
     """kill_pgrp: every process of the group named by its leader's global pid (the
     terminal's keys, its hangup, SIGTTIN: sent by the kernel, or by ``sender``)."""
+    touch(k, ALL_TASKS)
     for target in [t for t in k.tasks.pgrps.named(0, pgrp) if t.state == "running"]:
         await send_to_process(k, target, sig, meta, sender)
 
@@ -472,6 +480,7 @@ async def do_notify_parent_cldstop(k: Kernel, task: TaskStruct, why: int, status
     SIG_IGN or has SA_NOCLDSTOP; its wait4 is woken either way (__wake_up_parent)."""
     leader = task.leader
     parent = leader.real_parent.leader if leader.real_parent is not None else None
+    touch_tasks(k, leader, parent)  # the report given, the parent's wait4 woken
     if parent is None or parent is k.idle or parent.sighand is None or not parent.sighand_pins.pin():
         return
     meta = _meta(task, "do_notify_parent_cldstop")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
+from .choice import ALL_TASKS, touch
 from .contracts import ServiceBug
 from .signal import kill_pgrp, send_to_process
 from .task import TaskStruct, nr_in
@@ -114,6 +115,7 @@ async def disassociate_ctty(k: Kernel, task: TaskStruct, meta: dict) -> None:
     me = task.leader
     if not me.tty or me.session != me.numbers:
         return
+    touch(k, ALL_TASKS)  # explore's POR: every task of the session, and signals to a group
     session_clear_tty(k, me.session[0])
     try:
         reply = await k.call("vfs", "tty_exit_session", {"sid": me.session[0]}, meta | {"step": "disassociate_ctty"})
