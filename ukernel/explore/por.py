@@ -22,6 +22,7 @@ one's state, unless one of them already has one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 GLOBAL = ("*",)  # conflicts with every footprint
 
@@ -89,6 +90,10 @@ class Footprint:
     pids: set[int] = field(default_factory=set)  # who entered syscalls in the current step (one)
     steps: list[tuple[int, set]] = field(default_factory=list)  # the earlier steps since the point
     current: dict[int, str] = field(default_factory=dict)  # the syscall each task last entered
+    #: the kernel's hooks on user memory (user/watch.py ``UserSteps``): which globals a step
+    #: read and wrote; None, or a step it could not see, touches all of its task's
+    user: Any = None
+    users: list = field(default_factory=list)  # each earlier step's (reads, writes), or None
 
     def syscall(self, pid: int, name: str) -> None:
         """A task entered ``name`` (or, resumed, goes on with it)."""
@@ -109,6 +114,8 @@ class Footprint:
         slept reaps now), not at a syscall's entry."""
         self.pid = pid
         self.pids.add(pid)
+        if self.user is not None:
+            self.user.begin(pid)
         name = self.current.get(pid) if resuming else None
         if name is not None:
             self._kernel_side(name)
@@ -128,6 +135,7 @@ class Footprint:
         if self.pids - {self.pid}:
             objects.add(GLOBAL)  # a step where another task ran too, unseen: assume the worst
         self.steps.append((self.pid, objects))
+        self.users.append(self.user.end(self.pid) if self.user is not None else None)
         self.objects, self.pids = set(), set()
 
     def message(self, calls: dict[str, frozenset[str]], dst: str, op: str, args: dict, meta: dict) -> None:
@@ -149,22 +157,34 @@ class Footprint:
     def take(self, owners: list[dict[int, tuple]], timers: bool) -> list[tuple[int, frozenset]]:
         """The steps since the last point, each (pid, footprint), with what every step of a
         task touches (``owners``: pid -> (mm, signal) before and after): its user memory
-        (threads share it) and its signal_struct, whose pending signals it takes at each
-        kernel exit (a signal sent to it is a write there). The hooks start afresh."""
+        (threads share it: the globals it read and wrote, ``user_objects``) and its
+        signal_struct, whose pending signals it takes at each kernel exit (a signal sent
+        to it is a write there). The hooks start afresh."""
         self._close()
         out = []
-        for pid, objects in self.steps:
+        for (pid, objects), user in zip(self.steps, self.users, strict=True):
             for own in owners:
                 mm, signal = own.get(pid, (0, 0))
                 if mm:
-                    objects.add(("user", mm))
+                    objects.update(user_objects(mm, user))
                 if signal:
                     objects.add(("signals", "signal", signal))
             if timers:
                 objects.add(GLOBAL)  # armed timers fire by the global tick count
             out.append((pid, frozenset(objects)))
-        self.steps, self.pid = [], 0
+        self.steps, self.users, self.pid = [], [], 0
         return out
+
+
+def user_objects(mm: int, user: tuple[frozenset[str], frozenset[str]] | None) -> list[tuple]:
+    """A step's objects in the user memory of ``mm``: a read of global ``g`` is
+    ``(READ, (("user", mm), g))``, a write ``(("user", mm), g)``; a step whose globals were
+    not seen touches ``(("user", mm), "*")``, all of it (as a whole service)."""
+    space = ("user", mm)
+    if user is None:
+        return [(space, "*")]
+    reads, writes = user
+    return [(READ, (space, name)) for name in reads if name not in writes] + [(space, name) for name in writes]
 
 
 def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
@@ -178,16 +198,30 @@ def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str
     return out
 
 
+#: How a footprint holds an object it only read: ``(READ, object)``; a write is the object's
+#: tuple itself (so every object without a mode is a write). Two reads of one object commute.
+READ = "r"
+
+
 def dependent(a: frozenset, b: frozenset) -> bool:
-    """Whether two transitions' footprints may not commute (one object in common, a whole
-    service against any of its objects, or GLOBAL)."""
+    """Whether two transitions' footprints may not commute: GLOBAL; one object in both and
+    not only read by both; a whole (``(owner, "*")``: a service, a task's user memory)
+    against any of its objects."""
     if GLOBAL in a or GLOBAL in b:
         return True
-    if a & b:
-        return True
-    whole_a = {o[0] for o in a if len(o) == 2 and o[1] == "*"}
-    whole_b = {o[0] for o in b if len(o) == 2 and o[1] == "*"}
-    return any(o[0] in whole_a for o in b) or any(o[0] in whole_b for o in a)
+    for o in a:
+        if o[0] == READ:
+            base = o[1]
+            if base in b:
+                return True
+            owner = base[0]
+        else:
+            if o in b or (READ, o) in b:
+                return True
+            owner = o[0]
+        if (owner, "*") in b:
+            return True
+    return any(((o[1][0] if o[0] == READ else o[0]), "*") in a for o in b)
 
 
 def happens_before(pids: list[int], fps: list[frozenset]) -> list[int]:

@@ -409,7 +409,7 @@ def user_state(task: TaskStruct) -> Any:
     image = task.image
     if image is None:
         return None
-    space = {k: v for k, v in image.namespace.items() if k != "__builtins__"}
+    space = {k: v for k, v in dict.items(image.namespace) if k != "__builtins__"}  # (not a read: user/watch.py)
     if task.host is None:
         return (canonical(space), hash(canonical(list(image.journal))))
     entry = _entry_code()
