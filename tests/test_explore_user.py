@@ -10,7 +10,7 @@ import pytest
 
 import ukernel
 from ukernel.explore.por import READ, Footprint, dependent
-from ukernel.user.watch import EVERY, WatchedGlobals, walk_globals
+from ukernel.user.watch import EVERY, Walk, WatchedGlobals, walk_globals
 
 LONG = pytest.mark.skipif(
     not os.environ.get("UKERNEL_EXPLORE_LONG"), reason="long comparison: make explore-check (UKERNEL_EXPLORE_LONG=1)"
@@ -184,6 +184,9 @@ def test_a_watched_namespace_notes_loads_and_whole_reads():
     exec("def g():\n    return sorted(globals().items())\n", ns)
     ns["g"]()
     assert EVERY in ns.reads
+    held = Walk(ns)
+    held.form([ns])  # globals() in a local: every name, whatever the step loads
+    assert held.whole
 
 
 def test_a_write_is_a_change_of_form_in_place_or_by_rebinding():

@@ -9,8 +9,9 @@ service is the whole service unless the op's handle names its object
 (``HANDLE_OPS``), a syscall whose kernel side reaches other tasks (fork, exit,
 wait4, kill, execve, timers...) is ``GLOBAL``, which conflicts with everything,
 and so is a transition in which a second task ran (init, a task with no
-choice point between). Every transition also touches its task's user memory
-(``("user", mm)``): threads sharing an mm share the program's Python globals.
+choice point between). Every transition also touches its task's user memory:
+the program's globals it read and wrote (``user_objects``, from user/watch.py's
+hooks: threads sharing an mm share the program's Python globals), or all of it.
 
 ``races`` is source-DPOR's race detection (Abdulla, Aronis, Jonsson, Sagonas,
 POPL'14) over one run's transitions: for each pair of dependent transitions of

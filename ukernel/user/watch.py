@@ -141,6 +141,7 @@ class Walk:
         self.namespace = namespace
         self.ids: set[int] = set()
         self.opaque = False
+        self.whole = False  # the namespace itself was met (globals() held): every name
 
     def form(self, v: Any) -> Any:
         t = type(v)
@@ -150,14 +151,14 @@ class Walk:
             return (t.__name__, repr(v))
         if t is tuple or t is frozenset:  # immutable: what is mutable is inside
             return (t.__name__, tuple(self.form(x) for x in v))
+        if v is self.namespace:  # globals() held: every name at once
+            self.whole = True
+            return ("globals",)
         if _leaf(t, v):
             return ("leaf", id(v))
         key = id(v)
         if key in self.ids:
             return ("@", key)
-        if v is self.namespace:  # globals() held: every name at once
-            self.opaque = True
-            return ("globals",)
         self.ids.add(key)
         return (key, self._mutable(t, v))
 
@@ -199,12 +200,7 @@ class Walk:
             self.opaque = True  # a C type's state (an iterator's position): what it refers to is seen
             return ("opaque", tuple(form(x) for x in gc.get_referents(v)))
         fields = form(vars(v)) if hasattr(v, "__dict__") else None
-        slots = tuple(
-            (name, form(getattr(v, name, None)))
-            for c in mro
-            for name in getattr(c, "__slots__", ())
-            if name != "__dict__"
-        )
+        slots = tuple((name, form(getattr(v, name, None))) for c in mro for name in _slots(c) if name != "__dict__")
         items: Any = None
         if isinstance(v, dict):
             items = (tuple((form(k), form(x)) for k, x in dict.items(v)), form(getattr(v, "default_factory", None)))
@@ -218,6 +214,11 @@ class Walk:
             return (id(cell), self.form(cell.cell_contents))
         except ValueError:
             return (id(cell), "empty")
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    slots = getattr(cls, "__slots__", ())
+    return (slots,) if isinstance(slots, str) else tuple(slots)
 
 
 def _leaf(t: type, v: Any) -> bool:
@@ -241,6 +242,7 @@ class Global:
     form: Any
     ids: frozenset[int]
     opaque: bool
+    whole: bool  # it holds the namespace itself: a read of it reads every name
 
 
 def walk_globals(namespace: dict) -> dict[str, Global]:
@@ -251,7 +253,7 @@ def walk_globals(namespace: dict) -> dict[str, Global]:
         if name in UNWATCHED:
             continue
         w = Walk(namespace)
-        out[name] = Global(w.form(value), frozenset(w.ids), w.opaque)
+        out[name] = Global(w.form(value), frozenset(w.ids), w.opaque, w.whole)
     return out
 
 
@@ -286,8 +288,15 @@ class UserSteps:
         self.held: dict[int, set[str]] = {}  # pid -> the names its task ever loaded
 
     def begin(self, pid: int) -> None:
-        """``pid``'s step starts: what its namespace and frames hold now."""
+        """``pid``'s step starts: what its namespace and frames hold now (a structure too
+        deep to walk: all of user memory)."""
         self.open = None
+        try:
+            self._begin(pid)
+        except RecursionError:
+            self.last = None
+
+    def _begin(self, pid: int) -> None:
         task = self.kernel.tasks.by_pid.get(pid)
         image = task.image if task is not None else None
         ns = image.namespace if image is not None else None
@@ -303,8 +312,8 @@ class UserSteps:
             return
         start = self.last[1] if self.last is not None and self.last[0] is ns else walk_globals(ns)
         mine = self._roots(task, ns)
-        if mine.opaque and not mine.ids:
-            return  # (globals() in a local)
+        if mine.whole:
+            return  # globals() in a local
         everyone = frozenset().union(*(g.ids for g in start.values()))
         others: set[int] = set()
         for t in sharing:
@@ -315,6 +324,13 @@ class UserSteps:
 
     def end(self, pid: int) -> tuple[frozenset[str], frozenset[str]] | None:
         """The names ``pid``'s step read and wrote, or None: all of its user memory."""
+        try:
+            return self._end(pid)
+        except RecursionError:
+            self.last = None
+            return None
+
+    def _end(self, pid: int) -> tuple[frozenset[str], frozenset[str]] | None:
         step, self.open = self.open, None
         task = self.kernel.tasks.by_pid.get(pid)
         ns = step.namespace if step is not None and step.pid == pid else None
@@ -330,6 +346,8 @@ class UserSteps:
         if start is None or EVERY in held:
             return None
         reads = frozenset(held) | step.alias
+        if any(_whole(start, n) or _whole(now, n) for n in reads):
+            return None
         writes = {n for n in start.keys() | now.keys() if _form(start, n) != _form(now, n)}
         writes.update(n for n in reads if _opaque(start, n) or _opaque(now, n))
         return reads, frozenset(writes)
@@ -356,6 +374,11 @@ _MISSING = ("unbound",)
 def _form(globals_: dict[str, Global], name: str) -> Any:
     g = globals_.get(name)
     return _MISSING if g is None else g.form
+
+
+def _whole(globals_: dict[str, Global], name: str) -> bool:
+    g = globals_.get(name)
+    return g is not None and g.whole
 
 
 def _opaque(globals_: dict[str, Global], name: str) -> bool:
