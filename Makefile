@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench scale explore-bench lint clean
+.PHONY: demo test fuzz bench scale explore-bench explore-check lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ scale: $(STAMP)
 # explore-bench: ukernel explore on the ports of MOSAIC's examples, beside MOSAIC's --check if MOSAIC_DIR holds a clone.
 explore-bench: $(STAMP)
 	$(BIN)/python bench/explore.py --mosaic $${MOSAIC_DIR:-/tmp/mosaic}
+
+# explore-check: the reduced searches against caching alone on programs too slow for make test (parinc 2 2, condvar 1 1...).
+explore-check: $(STAMP)
+	UKERNEL_EXPLORE_LONG=1 $(BIN)/python -m pytest tests/test_explore_user.py -k long
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

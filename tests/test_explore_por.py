@@ -219,7 +219,8 @@ def test_a_message_to_a_service_reaches_what_it_calls():
     footprint.message(calls, "namespaces", "copy_namespaces", {}, {"pid": 3})
     [(pid, objects)] = footprint.take([{3: (7, 9)}], False)
     assert pid == 3
-    assert objects == {("namespaces", "*"), ("pid", "*"), ("vfs", "*"), ("user", 7), ("signals", "signal", 9)}
+    # no user memory seen (no kernel's hooks here): all of the task's, (("user", mm), "*")
+    assert objects == {("namespaces", "*"), ("pid", "*"), ("vfs", "*"), (("user", 7), "*"), ("signals", "signal", 9)}
 
 
 def test_races_are_the_unordered_dependent_pairs():

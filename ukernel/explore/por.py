@@ -12,8 +12,9 @@ groups and futex words fork, exit, wait4, getppid, kill and futex really read
 or change); the rest of the table's syscalls are the whole table
 (``("task", "*")``); a syscall in no table (tgkill, timers, the clock...) is
 ``GLOBAL``, which conflicts with everything, and so is a transition in which a
-second task ran (init, a task with no choice point between). Every transition also touches its task's user memory
-(``("user", mm)``): threads sharing an mm share the program's Python globals.
+second task ran (init, a task with no choice point between). Every transition also touches its task's user memory:
+the program's globals it read and wrote (``user_objects``, from user/watch.py's
+hooks: threads sharing an mm share the program's Python globals), or all of it.
 
 ``races`` is source-DPOR's race detection (Abdulla, Aronis, Jonsson, Sagonas,
 POPL'14) over one run's transitions: for each pair of dependent transitions of
@@ -25,6 +26,7 @@ one's state, unless one of them already has one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 GLOBAL = ("*",)  # conflicts with every footprint
 
@@ -103,6 +105,10 @@ class Footprint:
     #: this step's requests whose replies may say what they touched: msgid -> (service, the
     #: objects: the whole service until the reply's meta names fewer)
     pending: dict[int, tuple[str, set]] = field(default_factory=dict)
+    #: the kernel's hooks on user memory (user/watch.py ``UserSteps``): which globals a step
+    #: read and wrote; None, or a step it could not see, touches all of its task's
+    user: Any = None
+    users: list = field(default_factory=list)  # each earlier step's (reads, writes), or None
 
     def syscall(self, pid: int, name: str) -> None:
         """A task entered ``name`` (or, resumed, goes on with it)."""
@@ -123,6 +129,8 @@ class Footprint:
         slept reaps now), not at a syscall's entry."""
         self.pid = pid
         self.pids.add(pid)
+        if self.user is not None:
+            self.user.begin(pid)
         name = self.current.get(pid) if resuming else None
         if name is not None:
             self._kernel_side(name)
@@ -146,6 +154,7 @@ class Footprint:
         if self.pids - {self.pid}:
             objects.add(GLOBAL)  # a step where another task ran too, unseen: assume the worst
         self.steps.append((self.pid, objects))
+        self.users.append(self.user.end(self.pid) if self.user is not None else None)
         self.objects, self.pids = set(), set()
 
     def message(
@@ -187,22 +196,34 @@ class Footprint:
     def take(self, owners: list[dict[int, tuple]], timers: bool) -> list[tuple[int, frozenset]]:
         """The steps since the last point, each (pid, footprint), with what every step of a
         task touches (``owners``: pid -> (mm, signal) before and after): its user memory
-        (threads share it) and its signal_struct, whose pending signals it takes at each
-        kernel exit (a signal sent to it is a write there). The hooks start afresh."""
+        (threads share it: the globals it read and wrote, ``user_objects``) and its
+        signal_struct, whose pending signals it takes at each kernel exit (a signal sent
+        to it is a write there). The hooks start afresh."""
         self._close()
         out = []
-        for pid, objects in self.steps:
+        for (pid, objects), user in zip(self.steps, self.users, strict=True):
             for own in owners:
                 mm, signal = own.get(pid, (0, 0))
                 if mm:
-                    objects.add(("user", mm))
+                    objects.update(user_objects(mm, user))
                 if signal:
                     objects.add(("signals", "signal", signal))
             if timers:
                 objects.add(GLOBAL)  # armed timers fire by the global tick count
             out.append((pid, frozenset(objects)))
-        self.steps, self.pid = [], 0
+        self.steps, self.users, self.pid = [], [], 0
         return out
+
+
+def user_objects(mm: int, user: tuple[frozenset[str], frozenset[str]] | None) -> list[tuple]:
+    """A step's objects in the user memory of ``mm``: a read of global ``g`` is
+    ``(READ, (("user", mm), g))``, a write ``(("user", mm), g)``; a step whose globals were
+    not seen touches ``(("user", mm), "*")``, all of it (as a whole service)."""
+    space = ("user", mm)
+    if user is None:
+        return [(space, "*")]
+    reads, writes = user
+    return [(READ, (space, name)) for name in reads if name not in writes] + [(space, name) for name in writes]
 
 
 def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str]]:

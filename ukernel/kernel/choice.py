@@ -430,8 +430,13 @@ def user_state(task: TaskStruct) -> Any:
     image = task.image
     if image is None:
         return None
-    space = {k: v for k, v in image.namespace.items() if k != "__builtins__"}
-    if task.host is None:
+    space = {k: v for k, v in dict.items(image.namespace) if k != "__builtins__"}  # (not a read: user/watch.py)
+    if task.host is None and isinstance(task.entry, tuple) and task.entry[0] == "call":
+        # a thread (or clone(fn) child) yet to start: its function and argument, not the journal
+        # its image shares with the other threads (their entries' order is no state of its own)
+        fn, arg = task.entry[1:]
+        return (getattr(fn, "__qualname__", type(fn).__name__), canonical((space, arg)))
+    if task.host is None:  # a fork child yet to start: where its image's journal puts it
         return (canonical(space), hash(canonical(list(image.journal))))
     entry = _entry_code()
     frames = []

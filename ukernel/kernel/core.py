@@ -30,6 +30,7 @@ from ..ipc.service import Service
 from ..reprs import bounded
 from ..trace import Tracer
 from ..user.process import Runtime
+from ..user.watch import UserSteps
 from .bug import Bugs, KernelPanic
 from .choice import chooser_for, turn_for
 from .console import HostInput
@@ -107,6 +108,8 @@ class Kernel(Cpus, Entry, Bugs):
         self.turn = turn_for(config.cpus, self.chooser)  # several CPUs under a chooser take turns (choice.py)
         self.footprint = getattr(self.chooser, "footprint", None)  # explore's POR: what each step touched
         self.router.footprint = self.footprint
+        if self.footprint is not None:  # and which globals a step read and wrote (user/watch.py)
+            self.footprint.user = UserSteps(self)
         self.watchdog = Watchdog(config.cpu_limit, config.service_timeout)  # stops spinning Python (watchdog.py)
         self.init_bugs()
         self.router.on_collect = self.on_collect  # every reply: its contract, the faults it reports (bug.py)

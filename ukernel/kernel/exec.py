@@ -86,7 +86,8 @@ async def do_execve(k: Kernel, task: TaskStruct, meta: dict, path: str, argv: li
     if size > ARG_MAX:
         raise abi.kernel_error(abi.E2BIG, f"argv and envp take {size} bytes; at most {ARG_MAX}")
     found = await k.call("vfs", "kernel_read_file", {"fs": task.fs, "path": path}, meta | {"step": "kernel_read_file"})
-    image = Image.load(found["path"], found["data"], argv, envp, k.config.host_paths.get(found["path"]))
+    host = k.config.host_paths.get(found["path"])
+    image = Image.load(found["path"], found["data"], argv, envp, host, watched=k.footprint is not None)
     # the point of no return
     if len(task.leader.thread_group) > 1:
         await de_thread(k, task)

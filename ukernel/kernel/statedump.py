@@ -52,7 +52,7 @@ def task_detail(task: TaskStruct, k: Kernel) -> dict:
     if image is not None:
         data = {
             name: value
-            for name, value in image.namespace.items()
+            for name, value in dict.items(image.namespace)  # (not a read of the program's: user/watch.py)
             if not name.startswith("__")
             and not name.isupper()
             and not callable(value)

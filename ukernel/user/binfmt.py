@@ -25,6 +25,7 @@ from typing import Any
 from .. import abi
 from ..reprs import bounded
 from .journal import Journal
+from .watch import WatchedGlobals
 
 
 class ReplayDiverged(BaseException):
@@ -48,6 +49,7 @@ class Image:
     snapshot_keep: list | None = None  # what the snapshot shares rather than copies (modules, code, sys)
     handlers: dict[int, Any] = field(default_factory=dict)  # sigaction tokens -> Python handlers (libc's table)
     host: str | None = None  # the host file the program was copied in from, if known (Config.host_paths)
+    watched: bool = False  # explore: the namespace notes the names read (user/watch.py)
 
     def register_handler(self, handler: Any) -> int:
         """Tokens are given in call order, so a replaying child gets the same ones."""
@@ -59,17 +61,26 @@ class Image:
         return token
 
     @classmethod
-    def load(cls, path: str, source: bytes, argv: list[str], envp: dict[str, str], host: str | None = None) -> Image:
+    def load(
+        cls,
+        path: str,
+        source: bytes,
+        argv: list[str],
+        envp: dict[str, str],
+        host: str | None = None,
+        watched: bool = False,
+    ) -> Image:
         """Compile and run the module body (the loader); ENOEXEC, with what to fix, if the
         file does not parse or has no ``async def main(sys, argv)``. ``host`` is the file
-        the program came from (``ukernel run prog.py``): the student's errors name it."""
+        the program came from (``ukernel run prog.py``): the student's errors name it;
+        ``watched``: explore's, the namespace is a ``WatchedGlobals``."""
         try:
             code = compile(source, path, "exec")
         except (SyntaxError, ValueError) as exc:
             raise abi.kernel_error(abi.ENOEXEC, f"{path} does not parse:\n{syntax_error(exc, host)}") from None
         text = source.decode("utf-8", "replace")
         linecache.cache[path] = (len(text), None, text.splitlines(True), path)  # tracebacks show the lines
-        image = cls(path, code, list(argv), dict(envp), host=host)
+        image = cls(path, code, list(argv), dict(envp), host=host, watched=watched)
         try:
             image.namespace = image.fresh_namespace()
         except BaseException as exc:  # noqa: BLE001 (SystemExit too: the module body is the loader's, not main's)
@@ -77,7 +88,7 @@ class Image:
             raise abi.kernel_error(
                 abi.ENOEXEC, f"{path}: the module body raised {bounded(exc)}{where}; do the program's work in main()"
             ) from None
-        wrong = main_mistake(image.namespace.get("main"), host or path)
+        wrong = main_mistake(dict.get(image.namespace, "main"), host or path)
         if wrong:
             raise abi.kernel_error(abi.ENOEXEC, wrong)
         return image
@@ -89,7 +100,11 @@ class Image:
 
     def fresh_namespace(self) -> dict[str, Any]:
         namespace: dict[str, Any] = {"__name__": "__main__", "__file__": self.path}
+        if self.watched:
+            namespace = WatchedGlobals(namespace)
         exec(self.code, namespace)
+        if self.watched:
+            namespace.reads.clear()  # the module body's loads: its frame is gone, nothing holds them
         return namespace
 
     def fork_copy(self, child: int, syscall: str) -> Image:
@@ -97,7 +112,16 @@ class Image:
         copied: journal.py), then fork returning 0."""
         journal = self.journal.fork(child, syscall)
         return Image(
-            self.path, self.code, self.argv, self.envp, {}, journal, self.snapshot, self.snapshot_keep, host=self.host
+            self.path,
+            self.code,
+            self.argv,
+            self.envp,
+            {},
+            journal,
+            self.snapshot,
+            self.snapshot_keep,
+            host=self.host,
+            watched=self.watched,
         )
 
 

@@ -105,11 +105,21 @@ class Runtime:
             data, keep, (namespace, fn, arg, handlers) = copy_space(
                 image.namespace,
                 (args.fn, args.arg, image.handlers),
-                (self.sys, image.namespace.get("__builtins__")),
+                (self.sys, dict.get(image.namespace, "__builtins__")),
                 self.last_copy,
             )
             child.image = Image(
-                image.path, image.code, image.argv, image.envp, namespace, Journal(), data, keep, handlers, image.host
+                image.path,
+                image.code,
+                image.argv,
+                image.envp,
+                namespace,
+                Journal(),
+                data,
+                keep,
+                handlers,
+                image.host,
+                image.watched,
             )
             return ("call", fn, arg)
         refusal = image.journal.fork_refusal(current.id)
