@@ -128,6 +128,11 @@ def short(value: Any, width: int = 60) -> str:
     kind = type(value)
     if kind in _PLAIN:
         text = str(value)
+    elif kind is dict:  # most args and results: a loop, not a comprehension's call, per line
+        parts = []
+        for k, v in value.items():
+            parts.append(f"{k}: {v}" if type(v) in _PLAIN else f"{k}: {short(v, width)}")
+        text = "{" + ", ".join(parts) + "}"
     elif isinstance(value, dict):
         text = "{" + ", ".join([f"{k}: {v if type(v) in _PLAIN else short(v, width)}" for k, v in value.items()]) + "}"
     elif isinstance(value, list | tuple):
