@@ -25,6 +25,8 @@ def test_kept_and_piped_sinks_see_the_same_events():
     tracer.emit("sched", op="pick", cpu=0, pid=2, tid=2)
     assert kept == piped == [json.loads(line) for line in stream.getvalue().splitlines()]
     assert list(deque) == kept[1:]
+    assert console.getvalue() == ""  # the console writes its lines in batches, or when flushed
+    tracer.flush()
     assert console.getvalue().splitlines() == [format_event(e) for e in piped]
     assert [list(e) for e in kept] == [
         ["seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", "tid", "args", "syscall"],

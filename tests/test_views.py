@@ -26,7 +26,7 @@ import trio
 
 import ukernel
 from ukernel.trace import JsonlSink, load, views
-from ukernel.trace.events import _json_default
+from ukernel.trace.records import json_default as _json_default
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))

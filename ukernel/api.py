@@ -70,7 +70,11 @@ async def boot(*, sinks: tuple = (), **settings: Any) -> AsyncIterator[Kernel]:
                         tracer.add_sink(sink)  # after boot: the trace starts with the first task
                     if tracer.on or config.student_code:  # the last events, for a bug's report (kernel/bug.py)
                         tracer.add_sink(kernel.recent)
-                    yield kernel
+                    kernel.watchdog.flush = tracer.flush  # the console's lines, while something spins
+                    try:
+                        yield kernel
+                    finally:
+                        tracer.flush()  # the console's last lines
                 nursery.cancel_scope.cancel()
         except* BootError as group:  # the services cannot run as configured: that one error, not a group
             error = group.exceptions[0]

@@ -68,9 +68,10 @@ def cmd_run(ns: argparse.Namespace) -> int:
         sinks.append(collected)  # rendered as the chosen view once the run is over
     elif trace_file:
         sinks.append(JsonlSink(trace_file))
-    progress = None
+    progress: ProgressSink | ConsoleSink | None = None  # what writes to stderr as the run goes
     if ns.verbose:
-        sinks.append(ConsoleSink(sys.stderr, colours=services.colours()))  # NO_COLOR, FORCE_COLOR, a tty
+        progress = ConsoleSink(sys.stderr, colours=services.colours())  # NO_COLOR, FORCE_COLOR, a tty
+        sinks.append(progress)
     elif sys.stderr.isatty() and not keys:  # never drawn over what a person types or reads
         progress = ProgressSink(sys.stderr)
         sinks.append(progress)
@@ -78,7 +79,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     on_terminal = keys and sys.stdout.isatty()
 
     def console(data: bytes) -> None:
-        if progress is not None:
+        if progress is not None:  # the progress line erased, the console's lines so far written
             progress.clear()
         if on_terminal:  # the guest's ONLCR made NL into CR NL; the host terminal's own ONLCR
             data = data.replace(b"\r\n", b"\n")  # (kept on: ukernel/terminal.py) makes it again
@@ -201,8 +202,9 @@ def _stdin_fd() -> int | None:
 
 
 @contextmanager
-def _cleared(progress: ProgressSink | None) -> Iterator[None]:
-    """The progress line is cleared before ukernel's own lines on stderr and at the end."""
+def _cleared(progress: ProgressSink | ConsoleSink | None) -> Iterator[None]:
+    """The progress line is cleared (the console's lines written) before ukernel's own lines
+    on stderr and at the end."""
     if progress is None:
         yield
         return

@@ -69,7 +69,7 @@ FOOTPRINT_META = {"fp": 1}
 class Sent:
     """A request on its way: the reply lands in ``response`` and sets ``event``."""
 
-    __slots__ = ("msgid", "src", "dst", "op", "args", "meta", "started", "_event", "response")
+    __slots__ = ("msgid", "src", "dst", "op", "args", "meta", "started", "_event", "response", "traced")
 
     def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict, args: dict | None = None):
         self.msgid = msgid
@@ -81,6 +81,7 @@ class Sent:
         self.started = perf_counter()
         self._event: trio.Event | None = None
         self.response: protocol.Response | None = None
+        self.traced: tuple | None = None  # (the request's trace record, the reply's frame): the fast path's
 
     @property
     def event(self) -> trio.Event:
@@ -195,15 +196,21 @@ class Router:
         if self.counting:
             self.sent += 1  # (no fail_nth entry to look up: call checked)
         tracer = self.tracer
-        if tracer.on:
-            tracer.request(src, dst, op, msgid, meta, args)
         if self.footprint is not None and self.footprint.message(self.calls, dst, op, args, meta, msgid):
             meta = meta | FOOTPRINT_META  # explore asks the service what the op touches
         sent = Sent(msgid, src, dst, op, meta, args)
         pending = self.pending
         pending[msgid] = sent
+        record = None  # the request's trace record, when it is kept as its frame
         try:
-            frame = self._pack([REQUEST, msgid, f"{dst}.{op}", [args, meta]])
+            try:
+                frame = self._pack([REQUEST, msgid, f"{dst}.{op}", [args, meta]])
+            except Exception:
+                if tracer.on:  # what could not be encoded is traced as it was given
+                    tracer.request(src, dst, op, msgid, meta, args)
+                raise
+            if tracer.on:
+                record = tracer.sent(src, dst, op, msgid, meta, args, frame)
             task = current_task()
             spared = self._spared + 1
             if spared >= self.yield_every:  # cond_resched: let the others run, now and then
@@ -251,6 +258,8 @@ class Router:
                         if wait and sent._event is None and obj[2] is None and not tracer.on and not self.on_collect:
                             del pending[msgid]  # nobody looks at it (finish's test, below): no Response
                             return obj[3]
+                        if record is not None:  # finish traces the reply from its frame, as the request
+                            sent.traced = record, reply
                         sent.response = Response(msgid, obj[2], obj[3])
                         if sent._event is not None:  # someone looked while the handler ran
                             sent._event.set()
@@ -361,9 +370,12 @@ class Router:
         """A reply in: trace it, let on_collect look at it, and return its result or raise."""
         if self.tracer.on:
             dur_us = int((perf_counter() - sent.started) * 1e6)
-            self.tracer.reply(
-                sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
-            )
+            if sent.traced is not None:  # the fast path's: the request's record and the reply's frame
+                self.tracer.answered(*sent.traced, dur_us)
+            else:
+                self.tracer.reply(
+                    sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
+                )
         if self.on_collect is not None:
             self.on_collect(sent, response)
         if response.error is not None:

@@ -46,7 +46,7 @@ class Cpus:
         if self.footprint is not None:  # explore's POR: another task's step begins
             self.footprint.switch(task.pid)
         if self.tracer.on:
-            self.tracer.emit("sched", op="pick", cpu=cpu, pid=task.pid, tid=task.pid)
+            self.tracer.sched("pick", cpu, task.pid)
         task.go.set()
 
     async def wait_cpu(self, task: TaskStruct) -> None:
@@ -100,7 +100,7 @@ class Cpus:
         task.utime += ran
         self.cpu_curr[cpu], self.idle_since[cpu] = None, self.ticks
         if self.tracer.on and state == "blocked":
-            self.tracer.emit("sched", op="sleep", cpu=cpu, pid=task.pid, tid=task.pid)
+            self.tracer.sched("sleep", cpu, task.pid)
         args = {"cpu": cpu, "prev": task.id, "state": state, "ran": ran, "now": self.ticks}
         if pick is not None:
             args["pick"] = pick
@@ -112,7 +112,7 @@ class Cpus:
         if reply["next"] is not None:
             self._dispatch(cpu, reply["next"], reply["slice"])
         elif self.tracer.on:
-            self.tracer.emit("sched", op="idle", cpu=cpu, pid=0, tid=0)
+            self.tracer.sched("idle", cpu, 0)
         self.apply_sched(reply)
         if reply.get("expired"):
             self.fire_timers(await timer_ties(self, task, reply["expired"]))
@@ -246,7 +246,7 @@ class Cpus:
         """Carry out a wake/fork/policy reply: start idle CPUs, mark need_resched."""
         if self.tracer.on:
             if woken is not None and "cpu" in reply:
-                self.tracer.emit("sched", op="enqueue", cpu=reply["cpu"], pid=woken.pid, tid=woken.pid)
+                self.tracer.sched("enqueue", reply["cpu"], woken.pid)
             for tid, src, dst in reply.get("migrated", ()):
                 pid = self.by_id[tid].pid if tid in self.by_id else None
                 self.tracer.emit("sched", op="migrate", cpu=dst, pid=pid, tid=pid, src_cpu=src)
@@ -263,7 +263,7 @@ class Cpus:
         if task is not None:
             task.slice = 0
             if self.tracer.on:
-                self.tracer.emit("sched", op="preempt", cpu=cpu, pid=task.pid, tid=task.pid)
+                self.tracer.sched("preempt", cpu, task.pid)
 
     async def run_timers(self, task: TaskStruct) -> None:
         """The tick found sched's earliest timer due: ask which expired (hrtimer_interrupt).

@@ -55,17 +55,8 @@ class Entry:
             refused = exc
         tracer = self.tracer
         if tracer.on:
-            tracer.emit(
-                "syscall_enter",
-                src=f"pid:{task.pid}",
-                dst=entry[0],
-                op=name,
-                msgid=msgid,
-                pid=task.pid,
-                tid=task.pid,
-                args=_printable(args),
-                **_handler_names(task, name, args),
-            )
+            handler = _handler_name(task, args) if name == "sigaction" else None
+            tracer.syscall_enter(task.pid, entry[0], name, msgid, _printable(args), handler)
         meta = {"cause": msgid, "pid": task.pid, "tid": task.pid, "syscall": name}
         started = time.perf_counter()
         if refused is not None:
@@ -78,7 +69,7 @@ class Entry:
             except OSError as exc:
                 if tracer.on:
                     outcome = {"errno": abi.errno_name(exc.errno or 0), "message": exc.strerror}
-                    self._trace_exit(task, entry[0], name, msgid, started, **outcome)
+                    self._trace_exit(task, entry[0], name, msgid, started, outcome)
                 handled = await self.return_to_user(task)
                 try:  # ERESTART*: the call again (or its restart_block), or EINTR after a handler
                     call = syscall_restart(task, exc, handled, partial(entry[1], self, task, meta, **args))
@@ -86,30 +77,34 @@ class Entry:
                     if tracer.on and final is not exc:  # what the program gets (strace: rt_sigreturn's result)
                         outcome = {"errno": abi.errno_name(final.errno or 0), "message": final.strerror}
                         outcome["mask"] = sorted(task.blocked)  # rt_sigreturn's {mask=[...]}: restored
-                        self._trace_exit(task, entry[0], name, msgid, started, **outcome)
+                        self._trace_exit(task, entry[0], name, msgid, started, outcome)
                     raise
             except ExecImage:
                 if tracer.on:
-                    self._trace_exit(task, entry[0], name, msgid, started, result=0)
+                    self._trace_exit(task, entry[0], name, msgid, started, {"result": 0})
                 if self.sleeping:  # a vfork parent waits for this exec
                     await self.wake_sleepers(task)
                 raise
             except Exception as exc:  # a bug in the kernel path taken for this task: an oops
                 if tracer.on:
-                    self._trace_exit(task, entry[0], name, msgid, started, result="?")
+                    self._trace_exit(task, entry[0], name, msgid, started, {"result": "?"})
                 raise self._oops_kill(task, name, exc) from None
         if tracer.on:
-            extra = {"child": meta["child"]} if "child" in meta else {}  # the clone family's global pid
+            outcome = {"result": _printable(result)}
+            if "child" in meta:  # the clone family's global pid
+                outcome["child"] = meta["child"]
             if name == "sigaction" and isinstance(result, list | tuple) and result:
-                extra["old_handler"] = handler_name(task, result[0])
-            self._trace_exit(task, entry[0], name, msgid, started, result=_printable(result), **extra)
+                outcome["old_handler"] = handler_name(task, result[0])
+            self._trace_exit(task, entry[0], name, msgid, started, outcome)
         await self.return_to_user(task)
         return result
 
     async def _refuse(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, exc: OSError) -> None:
         """A syscall refused at the door (a bad argument): its exit event, the return to user mode, the errno."""
         if self.tracer.on:
-            self._trace_exit(task, src, name, msgid, started, errno=abi.errno_name(exc.errno), message=exc.strerror)
+            self._trace_exit(
+                task, src, name, msgid, started, {"errno": abi.errno_name(exc.errno), "message": exc.strerror}
+            )
         await self.return_to_user(task)
         raise exc
 
@@ -136,19 +131,10 @@ class Entry:
             text = "".join(traceback.format_exception(exc))
             self.tracer.emit("oops", src="kernel", op=where, pid=task.pid, tid=task.pid, message=line, traceback=text)
 
-    def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, **outcome: Any) -> None:
-        dur_us = int((time.perf_counter() - started) * 1e6)
-        self.tracer.emit(
-            "syscall_exit",
-            src=src,
-            dst=f"pid:{task.pid}",
-            op=name,
-            msgid=msgid,
-            pid=task.pid,
-            tid=task.pid,
-            dur_us=dur_us,
-            **outcome,
-        )
+    def _trace_exit(self, task: TaskStruct, src: str, name: str, msgid: int, started: float, outcome: dict) -> None:
+        """The syscall_exit event: ``outcome`` holds ``result`` (and ``child``, ``old_handler``)
+        or ``errno`` and ``message`` (and ``mask``)."""
+        self.tracer.syscall_exit(src, task.pid, name, msgid, int((time.perf_counter() - started) * 1e6), outcome)
 
     async def return_to_user(self, task: TaskStruct) -> int | None:
         """exit_to_user_mode: a fatal signal ends the task, pending signals are delivered,
@@ -165,13 +151,10 @@ class Entry:
         return handled
 
 
-def _handler_names(task: TaskStruct, name: str, args: dict) -> dict:
+def _handler_name(task: TaskStruct, args: dict) -> str | None:
     """sigaction's handler by name (``on_usr1``, ``SIG_IGN``), as strace prints it: the
     args hold libc's token for it."""
-    if name != "sigaction" or not isinstance(args, dict):
-        return {}
-    named = handler_name(task, args.get("handler"))
-    return {} if named is None else {"handler": named}
+    return handler_name(task, args.get("handler")) if isinstance(args, dict) else None
 
 
 #: Values _printable keeps as they are (exact types: a subclass may be callable).

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -70,6 +70,9 @@ class Watchdog:
         self.spun = 0.0  # CPU seconds the seen stretch has run, as sampled
         self.sent = 0  # the signal this stretch was killed with so far (SIGXCPU, then SIGKILL)
         self.tracing = False  # after SIGKILL: a trace function stops the program's every line
+        #: Called at every look: the console's batched lines are written (tracer.flush), so
+        #: the last message before a handler or a program spins shows while it spins.
+        self.flush: Callable[[], None] | None = None
 
     def leave_kernel(self, task: TaskStruct) -> None:
         """Return to user mode: ``task``'s Python code runs from here on. After Ctrl-C it
@@ -94,6 +97,8 @@ class Watchdog:
     def sample(self, interval: float, frame: FrameType | None) -> None:
         """The timer's look: charge the running stretch; past the limit, kill its task here.
         A service handler running past service_timeout is stopped here."""
+        if self.flush is not None:
+            self.flush()
         if self.interrupting:  # Ctrl-C came before the handler started spinning
             self._stop_handler(frame, "interrupted")
         if self.service_timeout:
