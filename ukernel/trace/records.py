@@ -91,7 +91,7 @@ def _answered(record: tuple) -> Event:
     _, seq, ts, request, reply, dur_us = record
     _, _, _, src, dst, op, frame = request
     _, msgid, _, (_, meta) = decode(frame)
-    _, _, error, result = decode(reply)
+    _, _, error, result = decode(reply)[:4]  # (a fifth: the footprint explore asked for)
     event = {"seq": seq, "ts": ts, "type": "reply", "src": dst, "dst": src, "op": op, "msgid": msgid}
     event["cause"], event["pid"], event["tid"] = meta.get("cause"), meta.get("pid"), meta.get("tid")
     if error is not None:
@@ -113,7 +113,7 @@ def _answered_fields(record: tuple) -> tuple:
     """A framed reply's console fields: src, dst, op, msgid, error, result."""
     _, _, _, request, reply, _ = record
     _, _, _, src, dst, op, _ = request
-    _, msgid, error, result = decode(reply)
+    _, msgid, error, result = decode(reply)[:4]
     return dst, src, op, msgid, error, result
 
 
