@@ -16,6 +16,20 @@ def program(source: str) -> bytes:
     return textwrap.dedent(source).encode()
 
 
+def program_file(tmp_path, name: str, source: str) -> str:
+    """``source`` as a program file for ukernel.explore (the explore tests' programs)."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    return str(path)
+
+
+def found(result) -> tuple:
+    """What a search found, less how often: outcomes, deadlocks' wait-for graphs, violations."""
+    outcomes = sorted((o["stdout"], o["exit_status"]) for o in result.outcomes)
+    deadlocks = sorted(repr(d["waits"]) for d in result.deadlocks)
+    return outcomes, deadlocks, sorted(repr(v["problems"]) for v in result.violations)
+
+
 async def run_source(source: str, argv: list[str] | None = None, **settings) -> ukernel.Result:
     """Run source as /bin/t under init; every run must leave the kernel clean."""
     files = dict(settings.pop("files", {}))

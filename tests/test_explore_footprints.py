@@ -4,9 +4,8 @@ finding exactly what the full search finds."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
+from conftest import found, program_file
 
 import ukernel
 from services.mm import MmService
@@ -138,19 +137,6 @@ async def test_mm_names_the_frames_of_shared_pages_and_pid_the_namespaces_of_a_n
             await c.call("mmput", mm=m)
 
 
-def program(tmp_path, name: str, source: str) -> str:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    return str(path)
-
-
-def found(result) -> tuple:
-    """What a search found, less how often: outcomes, deadlocks' wait-for graphs, violations."""
-    outcomes = sorted((o["stdout"], o["exit_status"]) for o in result.outcomes)
-    deadlocks = sorted(repr(d["waits"]) for d in result.deadlocks)
-    return outcomes, deadlocks, sorted(repr(v["problems"]) for v in result.violations)
-
-
 #: Two writers and a reader on one pipe: the reader sees the writers' order, and EOF only when
 #: the last write end is gone (the child's, at its exit, or the parent's close).
 PIPE = """
@@ -215,7 +201,7 @@ async def main(sys, argv):
 def test_refined_footprints_find_what_the_full_search_finds(tmp_path, name):
     """Soundness on what the services refine: pipe ends, their release, the console, shared
     and private pages: the default, DPOR alone and caching alone against every path."""
-    prog = program(tmp_path, name.lower(), globals()[name])
+    prog = program_file(tmp_path, name.lower(), globals()[name])
     full = ukernel.explore(prog, [name], reduction=False, cache=False)
     both, dpor = ukernel.explore(prog, [name]), ukernel.explore(prog, [name], cache=False)
     cached = ukernel.explore(prog, [name], reduction=False)
@@ -229,7 +215,7 @@ def test_refined_footprints_find_what_the_full_search_finds(tmp_path, name):
 def test_processes_writing_their_own_pipes_explore_a_constant_number_of_runs(tmp_path):
     """N=1 and N=4 writes each take as many runs: each write touches its own pipe (with the
     vfs a whole service, every pair of writes was a race: binomial(2N, N) orders)."""
-    prog = program(tmp_path, "own", OWN_PIPES)
+    prog = program_file(tmp_path, "own", OWN_PIPES)
     one, four = ukernel.explore(prog, ["own", "1"], cache=False), ukernel.explore(prog, ["own", "4"], cache=False)
     assert one.complete and four.complete and found(one) == found(four) == ([("", 0)], [], [])
     assert four.runs == one.runs

@@ -3,9 +3,8 @@ the reduced searches find exactly what the full one finds, in fewer runs."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
+from conftest import found, program_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,22 +38,9 @@ async def main(sys, argv):
 """
 
 
-def program(tmp_path, name: str, source: str) -> str:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    return str(path)
-
-
-def found(result) -> tuple:
-    """What a search found, less how often: outcomes, deadlocks' wait-for graphs, violations."""
-    outcomes = sorted((o["stdout"], o["exit_status"]) for o in result.outcomes)
-    deadlocks = sorted(repr(d["waits"]) for d in result.deadlocks)
-    return outcomes, deadlocks, sorted(repr(v["problems"]) for v in result.violations)
-
-
 def test_independent_processes_explore_a_constant_number_of_runs(tmp_path):
     """N=3 and N=6 syscalls each: the same handful of runs (not binomial(2N, N))."""
-    prog = program(tmp_path, "indep", INDEPENDENT)
+    prog = program_file(tmp_path, "indep", INDEPENDENT)
     three, six = ukernel.explore(prog, ["indep", "3"]), ukernel.explore(prog, ["indep", "6"])
     assert three.complete and six.complete
     assert three.runs <= 13 and six.runs <= 13  # 13 by DPOR alone; caching may merge a run or two
@@ -143,7 +129,7 @@ PROCESS = st.lists(st.sampled_from(sorted(STEPS)), max_size=2)
 
 
 def test_a_deadlock_is_found_with_reduction_as_without(tmp_path):
-    prog = program(tmp_path, "crossed", CROSSED)
+    prog = program_file(tmp_path, "crossed", CROSSED)
     full, dpor = ukernel.explore(prog, reduction=False, cache=False), ukernel.explore(prog)
     assert full.complete and dpor.complete and found(dpor) == found(full)
     assert [len(found(dpor)[0]), len(found(dpor)[1])] == [1, 1] and dpor.runs < full.runs
@@ -173,7 +159,7 @@ async def main(sys, argv):
     max_examples=4, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], deadline=None
 )
 def test_generated_programs_reduce_to_the_same_outcomes(tmp_path, parent, child):
-    prog = program(tmp_path, "gen", generated(parent, child))
+    prog = program_file(tmp_path, "gen", generated(parent, child))
     full = ukernel.explore(prog, ["gen"], reduction=False, cache=False)
     dpor = ukernel.explore(prog, ["gen"])
     assert full.complete and dpor.complete

@@ -4,9 +4,8 @@ exactly what a search that does not use footprints finds (caching alone, or ever
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
+from conftest import found, program_file
 
 import ukernel
 from ukernel.explore.por import GLOBAL, Footprint, dependent
@@ -65,23 +64,11 @@ async def main(sys, argv):
 """
 
 
-def program(tmp_path, name: str, source: str) -> str:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    return str(path)
-
-
-def found(result) -> tuple:
-    outcomes = sorted((o["stdout"], o["exit_status"]) for o in result.outcomes)
-    deadlocks = sorted(repr(d["waits"]) for d in result.deadlocks)
-    return outcomes, deadlocks, sorted(repr(v["problems"]) for v in result.violations)
-
-
 def test_a_futex_choice_point_keeps_the_stateful_search(tmp_path):
     """A FUTEX_WAKE of one of two waiters no longer gives DPOR up: the point takes every
     option, and the search finds what caching alone finds (the three deadlocks: either
     waiter left, or both when the wake came first)."""
-    prog = program(tmp_path, "wakeone", WAKE_ONE)
+    prog = program_file(tmp_path, "wakeone", WAKE_ONE)
     both, cached = ukernel.explore(prog, ["wakeone"]), ukernel.explore(prog, ["wakeone"], reduction=False)
     assert both.method == "source-DPOR, sleep sets and state caching"  # not "(DPOR met ...)"
     assert both.complete and cached.complete and found(both) == found(cached)
@@ -91,7 +78,7 @@ def test_a_futex_choice_point_keeps_the_stateful_search(tmp_path):
 def test_a_kill_race_is_found_as_without_footprints(tmp_path):
     """kill(pid) touches its target only: the outcomes caching alone finds (every path's too,
     checked once by hand: 2,766 runs), in fewer runs."""
-    prog = program(tmp_path, "killrace", KILL_RACE)
+    prog = program_file(tmp_path, "killrace", KILL_RACE)
     both, cached = ukernel.explore(prog, ["killrace", "0"]), ukernel.explore(prog, ["killrace", "0"], reduction=False)
     assert both.complete and cached.complete and found(both) == found(cached)
     assert [o for o, _ in found(both)[0]] == ["alive\nexited\n", "alive\nkilled\n"]
@@ -101,7 +88,7 @@ def test_a_kill_race_is_found_as_without_footprints(tmp_path):
 def test_a_bystander_does_not_multiply_a_kill_race(tmp_path):
     """A third process doing syscalls on its own objects adds no order to explore: its
     steps are independent of the kill (it was GLOBAL), of the forks and of the exits."""
-    prog = program(tmp_path, "killrace", KILL_RACE)
+    prog = program_file(tmp_path, "killrace", KILL_RACE)
     one, four = (ukernel.explore(prog, ["killrace", n], cache=False) for n in ("1", "4"))
     assert one.complete and four.complete and found(one) == found(four)
     assert four.runs <= one.runs + 12  # a few more steps to place against the victim's, not binomial
@@ -110,7 +97,7 @@ def test_a_bystander_does_not_multiply_a_kill_race(tmp_path):
 def test_an_orphans_getppid_races_its_parents_exit_only(tmp_path):
     """The orphan's getppid against its parent's exit (which touches every child it
     reparents) is the race: both answers, as caching alone (and every path) finds them."""
-    prog = program(tmp_path, "orphan", ORPHAN)
+    prog = program_file(tmp_path, "orphan", ORPHAN)
     both, cached = ukernel.explore(prog, ["orphan"]), ukernel.explore(prog, ["orphan"], reduction=False)
     assert both.complete and cached.complete
     assert found(both) == found(cached) == ([("child", 0), ("orphan", 0)], [], [])
