@@ -1,6 +1,6 @@
 # make demo: set up, run the nginx demo, then show the route of its first fork (a dozen lines);
 #            every message of the run is one flag away: .venv/bin/ukernel run -v nginx 4
-# make test: set up with the test extras and run the whole suite (skipped tests say why: -rs).
+# make test: set up with the test extras and run the whole suite on every core (pytest-xdist; skipped tests say why: -rs).
 # make bench: every bench/*.py's figures as one table of ratios (bench/all.py; BENCH_ARGS="--quick" or "--only fork trace").
 # make scale: per-operation costs as the number of processes grows (bench/scale.py; SCALE_ARGS=--big adds 32,000).
 # make fuzz: the fuzzers (races, hostile syscall arguments, the wire) with many more examples, and the fault sweep at every message.
@@ -30,8 +30,9 @@ demo: $(STAMP)
 	@echo
 	@echo 'Every message of the run, one line each: $(BIN)/ukernel run -v nginx 4'
 
+# worksteal: an idle worker takes tests queued on the other (the slowest tests take ~10 s: labs, explore).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 fuzz: $(STAMP)
 	UKERNEL_FUZZ_EXAMPLES=$${UKERNEL_FUZZ_EXAMPLES:-2000} UKERNEL_SWEEP=all $(BIN)/python -m pytest \
