@@ -187,6 +187,18 @@ def test_the_cli_table_and_json(tmp_path, capsys):
     assert set(data["outcomes"][0]) == {"stdout", "exit_status", "count", "schedule"}
 
 
+def test_the_cli_replay_hint_keeps_the_programs_arguments(capsys):
+    """The schedule is for forkbuf 1, not forkbuf with its default N: the hint runs the same argv."""
+    assert cli_main(["explore", "forkbuf", "1"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith("explore forkbuf 1: ")
+    hint = text[-1]
+    assert hint.startswith("replay one: ukernel run --schedule ") and hint.endswith(" forkbuf 1")
+    last_row = [line for line in text if "->" in line][-1]
+    assert cli_main(hint.removeprefix("replay one: ukernel ").split()) == 0
+    assert repr(capsys.readouterr().out) in last_row
+
+
 def test_run_schedule_on_the_command_line(tmp_path, capsys):
     race = program(tmp_path, "race", RACE)
     schedule = next(o["schedule"] for o in ukernel.explore(race).outcomes if o["stdout"] == "bca")

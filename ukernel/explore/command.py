@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from typing import TextIO
@@ -121,7 +122,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.clear()
-    print(summary(result, ns.program, replay_options(settings)))
+    print(summary(result, shlex.join([ns.program, *ns.args]), replay_options(settings)))
     if ns.json:
         text = json.dumps(result.as_json(), indent=2, ensure_ascii=False)
         if ns.json == "-":
@@ -186,7 +187,8 @@ def replay_options(settings: dict) -> str:
 
 
 def summary(result: Exploration, program: str, options: str = "") -> str:
-    """The table printed at the end; ``options``: what ``ukernel run`` needs to replay a row."""
+    """The table printed at the end; ``program``: the command line as the shell takes it (with
+    its arguments, which the schedule is for); ``options``: what ``ukernel run`` needs to replay a row."""
     state = "complete: every outcome was seen" if result.complete else f"NOT complete: {result.why_incomplete}"
     how = f" ({result.method})" if result.method else ""
     lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s{how}; {state}"]
