@@ -264,4 +264,3 @@ _MISSING = object()
 TABLE: dict[str, dict[str, Contract]] = {}
 for (_service, _op), (_shape, *_checks) in CONTRACTS.items():
     TABLE.setdefault(_service, {})[_op] = Contract.of(_shape, *_checks)
-
