@@ -123,7 +123,7 @@ class Router:
         self.counting = True  # a kernel counts only from its program's start (count_from_now)
         #: Looks at every reply before its caller gets it (the kernel's reply contracts and
         #: fault reports, kernel/bug.py); may raise instead of returning the result.
-        self.on_collect: Callable[[Sent, protocol.Response], None] | None = None
+        self.on_collect: Callable[[Sent, dict | None, Any], None] | None = None
         #: ``ukernel explore``'s partial-order reduction: told of every request (explore/por.py).
         self.footprint: Any = None
         self._pack = protocol.packer()  # this thread's: a router lives in its kernel's thread
@@ -202,6 +202,7 @@ class Router:
         pending = self.pending
         pending[msgid] = sent
         record = None  # the request's trace record, when it is kept as its frame
+        answer = None  # the decoded reply, when only the caller looks at it
         try:
             try:
                 frame = self._pack([REQUEST, msgid, f"{dst}.{op}", [args, meta]])
@@ -255,14 +256,14 @@ class Router:
                         obj = unpack(reply, raw=False, strict_map_key=False)
                         if len(obj) == 5:
                             self.reply_meta(msgid, obj[4])
-                        if wait and sent._event is None and obj[2] is None and not tracer.on and not self.on_collect:
-                            del pending[msgid]  # nobody looks at it (finish's test, below): no Response
-                            return obj[3]
-                        if record is not None:  # finish traces the reply from its frame, as the request
-                            sent.traced = record, reply
-                        sent.response = Response(msgid, obj[2], obj[3])
-                        if sent._event is not None:  # someone looked while the handler ran
-                            sent._event.set()
+                        if wait and sent._event is None and not tracer.on:
+                            answer = obj  # only the caller and on_collect look at it: no Response (below)
+                        else:
+                            if record is not None:  # finish traces the reply from its frame, as the request
+                                sent.traced = record, reply
+                            sent.response = Response(msgid, obj[2], obj[3])
+                            if sent._event is not None:  # someone looked while the handler ran
+                                sent._event.set()
                 except trio.Cancelled:
                     raise
                 except BaseException as exc:  # not the caller's: the service dies of it, in its loop
@@ -275,6 +276,14 @@ class Router:
         except BaseException:
             del pending[msgid]
             raise
+        if answer is not None:  # finish's work when nobody traces it, with no Response made
+            del pending[msgid]
+            error = answer[2]
+            if self.on_collect is not None:
+                self.on_collect(sent, error, answer[3])
+            if error is not None:
+                raise protocol.oserror_from_map(error)
+            return answer[3]
         response = sent.response
         if not wait:
             return sent
@@ -377,7 +386,7 @@ class Router:
                     sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
                 )
         if self.on_collect is not None:
-            self.on_collect(sent, response)
+            self.on_collect(sent, response.error, response.result)
         if response.error is not None:
             raise protocol.oserror_from_map(response.error)
         return response.result

@@ -260,17 +260,7 @@ def compile_breach(contract: Contract) -> Breach:
 _MISSING = object()
 
 
-#: service -> op -> Contract: looked up for every reply the kernel collects.
+#: service -> op -> Contract: looked up for every reply the kernel collects (Bugs.on_collect).
 TABLE: dict[str, dict[str, Contract]] = {}
 for (_service, _op), (_shape, *_checks) in CONTRACTS.items():
     TABLE.setdefault(_service, {})[_op] = Contract.of(_shape, *_checks)
-
-
-def check(k: Kernel, sent: Sent, reply: Any) -> None:
-    """ServiceBug unless ``reply`` keeps its op's contract (ops without one pass)."""
-    ops = TABLE.get(sent.dst)
-    contract = ops.get(sent.op) if ops is not None else None
-    if contract is not None:
-        why = contract.breach(k, sent, reply)
-        if why:
-            raise ServiceBug(sent.dst, sent.op, sent.msgid, reply, why)

@@ -147,6 +147,7 @@ class CopyProcess(StepWalk):
         super().__init__(kernel, args.flags, INDEPENDENT_STEPS if kernel.config.parallel_copy else frozenset())
         self.current, self.args, self.cause = current, args, cause
         self.child = TaskStruct(comm=current.comm, id=next(kernel.task_ids), start_time=kernel.ticks)
+        self.faults = faults_for(kernel, current)  # (looked up once: every row asks)
 
     async def make(self) -> TaskStruct:
         await self.run()
@@ -163,7 +164,7 @@ class CopyProcess(StepWalk):
         return flag_note(step, self.flags)
 
     def injected(self, step: Step) -> int | None:
-        return injected_at(self.k, self.current, step.name)
+        return self.faults.get(step.name) if self.faults else None
 
     def skip(self, step: Step) -> bool:
         return step.attr == "mm" and self.current.mm is None  # copy_mm: if (!oldmm) return 0
@@ -271,9 +272,15 @@ class CopyProcess(StepWalk):
         self.k.nr_threads += 1
 
 
+def faults_for(k: Kernel, current: TaskStruct) -> dict[str, int] | None:
+    """``--fail STEP=ERRNO``'s steps for a clone by ``current``: the program's clones fail, not init's own."""
+    return k.fail if k.fail and current is not k.idle and current is not k.init else None
+
+
 def injected_at(k: Kernel, current: TaskStruct, step: str) -> int | None:
-    """The errno ``--fail STEP=ERRNO`` gives this clone at ``step``: the program's clones fail, not init's own."""
-    return k.fail.get(step) if k.fail and current is not k.idle and current is not k.init else None
+    """The errno ``--fail STEP=ERRNO`` gives this clone at ``step``."""
+    faults = faults_for(k, current)
+    return faults.get(step) if faults else None
 
 
 async def kernel_clone(

@@ -163,17 +163,18 @@ class Reincarnation:
         numbered = {name for name in kernel.config.remote if name in STATELESS and name in policies}
         inner = self.router.on_collect
 
-        def on_collect(sent: Any, response: protocol.Response) -> None:
-            if sent.dst in numbered and isinstance(response.result, dict):
-                self._note(sent.dst, response.result)
-            if sent.dst == "pid" and sent.op == "alloc_pid" and not self._restoring and response.error is None:
-                numbers = response.result.get("numbers") if isinstance(response.result, dict) else None
+        def on_collect(sent: Any, error: dict | None, result: Any) -> None:
+            if sent.dst in numbered and isinstance(result, dict):
+                self._note(sent.dst, result)
+            if sent.dst == "pid" and sent.op == "alloc_pid" and not self._restoring and error is None:
+                numbers = result.get("numbers") if isinstance(result, dict) else None
                 if numbers and len(sent.args.get("set_tid") or ()) < len(numbers):
                     self.last_pid = numbers[0]
             if inner is not None and not (self._restoring and sent.dst == "pid"):  # RS asked for those numbers
-                inner(sent, response)
+                inner(sent, error, result)
 
-        self.router.on_collect = on_collect
+        if policies:  # (nothing is restarted without one: every reply goes straight to the kernel's hook)
+            self.router.on_collect = on_collect
 
     async def supervise(self, service: Service, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Attach ``service`` and keep it served: restart it by policy each time it dies."""

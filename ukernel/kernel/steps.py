@@ -120,7 +120,9 @@ class StepWalk(ABC):
             return
         request = self.request(step)
         if request is not None:  # (one call, not send and collect: the same messages, a coroutine less)
-            self.finish_step(step, await self.k.router.call("kernel", step.service, *request))
+            reply = await self.k.router.call("kernel", step.service, *request)
+            self.done.append(step)  # (finish_step, inline: a call less per row)
+            self.store(step, reply)
 
     async def send_step(self, step: Step) -> Sent | None:
         """Send a service's step without waiting for its reply; None if it has nothing to do."""
