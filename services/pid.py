@@ -118,21 +118,49 @@ class Pid:
     refcount: int = 1
 
 
-def alloc_pid_touches(service: PidService, args: dict) -> list:
-    """explore's reduction (``@touches``): alloc_pid takes a number at every level of the
-    namespace chain (which one depends on who allocated before, so two allocations in one
-    namespace conflict) and a new handle. Two allocations in disjoint chains commute."""
-    return [("handles", 0, "w"), *(("ns", ns, "w") for ns in service._chain(args["ns"]))]
+#: How far past its cursor an allocation's scan may go and still be told number by number
+#: (the numbers it passed are taken, by clone3's set_tid); further, or round a wrap, it is
+#: the whole service.
+SCAN_TOLD = 64
+
+
+def _number(ns: int, nr: int, mode: str) -> tuple:
+    """One number's bit of a namespace's pidmap, as an object (``nr`` "NS:NR")."""
+    return ("nr", f"{ns}:{nr}", mode)
+
+
+def alloc_pid_touches(service: PidService, args: dict) -> list | None:
+    """explore's reduction (``@touches``): alloc_pid moves the cursor of every level of the
+    namespace chain (which number it takes depends on the allocations before it, so two
+    allocations in one namespace conflict), reads the numbers its scan passes, from the
+    cursor on, and writes the one it takes; and a new handle. A free of a number the scan
+    does not reach commutes with it: an allocation never looks behind its cursor before a
+    wrap. set_tid, a wrap or a long scan: the whole service."""
+    if args.get("set_tid"):
+        return None
+    out = [("handles", 0, "w")]
+    for handle in service._chain(args["ns"]):
+        ns = service.namespaces[handle]
+        start = ns.last + 1
+        nr = service._scan_pidmap(ns, start, service.pid_max)
+        if nr is None or nr - start > SCAN_TOLD:
+            return None
+        out += [("ns", handle, "w"), *(_number(handle, n, "r") for n in range(start, nr)), _number(handle, nr, "w")]
+    return out
 
 
 def free_pid_touches(service: PidService, args: dict) -> list:
-    """A reference dropped (a count: commutes) or the last one: the numbers go back at every
-    level. Conservative: a free conflicts with an allocation in the same namespace (a number
-    freed may be the one the cursor reaches on a wrap)."""
+    """A reference dropped (a count: commutes) or the last one: its numbers go back, one bit
+    at every level (see alloc_pid_touches: an allocation whose scan passes it conflicts). In
+    a nested namespace the free may end it (no one can join once its last process is gone,
+    and its reference goes): its cursor and state written, as an allocation's there."""
     p = service.pids[args["pid"]]
     if p.refcount > 1:
         return [("pid", args["pid"], "c")]
-    return [("pid", args["pid"], "w"), *(("ns", ns, "w") for ns in p.nss)]
+    out = [("pid", args["pid"], "w"), *(_number(h, nr, "w") for nr, h in zip(p.numbers, p.nss, strict=True))]
+    if any(h != INIT_PID_NS for h in p.nss):
+        out += [("ns", h, "w") for h in p.nss]
+    return out
 
 
 class PidService(Service):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ukernel import abi
-from ukernel.ipc.service import Call, Service, get, op
+from ukernel.ipc.service import Call, Service, get, op, touches
 
 
 @dataclass(slots=True)
@@ -30,6 +30,28 @@ class SignalStruct:
     nr_threads: int = 1
     shared_pending: list[int] = field(default_factory=list)
     shared_info: dict[int, dict] = field(default_factory=dict)  # sig -> the siginfo queued with it
+
+
+def sig_ignored(handler: object, sig: int, blocked: bool) -> bool:
+    """kernel/signal.c sig_ignored: SIG_IGN, or a default action of ignore (SIGCHLD, SIGURG,
+    SIGWINCH), dropped as it is sent, unless blocked (the handler may change before it is
+    unblocked); SIGKILL, SIGSTOP and SIGCONT are never dropped here."""
+    ignored = handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE)
+    return ignored and not blocked and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT)
+
+
+def send_signal_touches(service: SignalsService, args: dict) -> list:
+    """explore's reduction (``@touches``): the action is read; a signal that is queued writes
+    the group's pending set (and the kernel then sets TIF_SIGPENDING, which every step of
+    the target reads); one that is dropped changes nothing, and only reads the
+    signal_struct (an exit's SIGCHLD to a parent that ignores it commutes with the parent's
+    steps). A blocked signal is queued: a sigprocmask writes the signal_struct (its step
+    dequeues), so the order of a mask change and a send is kept."""
+    handler, _ = service.sighands[args["sighand"]].actions.get(args["sig"], [abi.SIG_DFL, 0])
+    service.signals[args["signal"]]  # a bad handle: the op fails, the whole service stands
+    unkillable = args.get("unkillable", False) and handler == abi.SIG_DFL
+    dropped = unkillable or sig_ignored(handler, args["sig"], args.get("blocked", False))
+    return [("sighand", args["sighand"], "r"), ("signal", args["signal"], "r" if dropped else "w")]
 
 
 class SignalsService(Service):
@@ -116,6 +138,7 @@ class SignalsService(Service):
 
     # --- sending and dequeuing ---------------------------------------------------
     @op
+    @touches(send_signal_touches)
     async def send_signal(
         self,
         req: Call,
@@ -138,9 +161,7 @@ class SignalsService(Service):
         """
         handler, flags = get(self.sighands, sighand, "sighand_struct").actions.get(sig, [abi.SIG_DFL, 0])
         sigs = get(self.signals, signal, "signal_struct")
-        ignored = handler == abi.SIG_IGN or (handler == abi.SIG_DFL and sig in abi.SIG_KERNEL_IGNORE)
-        ignored = ignored and not blocked and sig not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGCONT)
-        if (unkillable and handler == abi.SIG_DFL) or ignored:
+        if (unkillable and handler == abi.SIG_DFL) or sig_ignored(handler, sig, blocked):
             return {"queued": False, "handler": handler, "flags": flags}
         if shared and sig not in sigs.shared_pending:  # standard signals do not queue twice
             sigs.shared_pending.append(sig)

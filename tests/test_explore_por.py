@@ -206,7 +206,14 @@ def test_a_message_to_a_service_reaches_what_it_calls():
     [(pid, objects)] = footprint.take([{3: (7, 9)}], False)
     assert pid == 3
     # no user memory seen (no kernel's hooks here): all of the task's, (("user", mm), "*")
-    assert objects == {("namespaces", "*"), ("pid", "*"), ("vfs", "*"), (("user", 7), "*"), ("signals", "signal", 9)}
+    # and its signal_struct read (TIF_SIGPENDING at the kernel exit)
+    assert objects == {
+        ("namespaces", "*"),
+        ("pid", "*"),
+        ("vfs", "*"),
+        (("user", 7), "*"),
+        ("r", ("signals", "signal", 9)),
+    }
 
 
 def test_races_are_the_unordered_dependent_pairs():

@@ -159,6 +159,7 @@ def steps_of(tmp_path, name: str, source: str) -> Steps:
     steps = Steps()
     result = ukernel.run(program_file(tmp_path, name, source), [name], schedule=steps)
     assert result.exit_code == 0 and not result.problems
+    steps.steps += steps.footprint.take([steps.mms], False)  # the steps after the last point
     return steps
 
 

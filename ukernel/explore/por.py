@@ -67,15 +67,18 @@ IGNORED_OPS = frozenset(
         ("sched", "sched_exit"),
     }
 )
-IGNORED_ANYWHERE = frozenset({"state_digest", "accounting", "ping", "runqueue"})
+#: (``check`` and ``console_output``: the run's end, where the harness reads the console and
+#: checks invariants once every task is gone: no step follows them, they change nothing, and
+#: runs explore counts as the same end in one state, so they read the same.)
+IGNORED_ANYWHERE = frozenset({"state_digest", "accounting", "ping", "runqueue", "check", "console_output"})
 #: Messages that read or set the clock: the clock counts every task's syscalls.
 CLOCK_OPS = frozenset({"hrtimer_start", "hrtimer_cancel", "hrtimer_interrupt", "now", "sched_stat", "loadavg"})
 
 #: Ops whose object is named by a handle argument, and nothing else of the service: a
 #: sighand_struct or signal_struct is its handle's alone (shared ones share the handle).
+#: (send_signal is the signals service's own ``@touches``: whether it queues, the action decides.)
 HANDLE_OPS: dict[tuple[str, str], tuple[str, ...]] = {
     ("signals", "sigaction"): ("sighand",),
-    ("signals", "send_signal"): ("sighand", "signal"),
     ("signals", "dequeue_signal"): ("sighand", "signal"),
     ("signals", "collect_sigign_sigcatch"): ("sighand",),
     ("signals", "shared_pending"): ("signal",),
@@ -87,8 +90,16 @@ HANDLE_OPS: dict[tuple[str, str], tuple[str, ...]] = {
     # a wait-queue entry: the ops that wake or remove it name it too (their ``touches``)
     ("vfs", "wait"): ("waiter",),
 }
-#: Ops that copy the object a handle names into a new one: the new handle's number is the
-#: service's counter's, so they also touch that counter.
+#: Handle ops that only read what their handles name, for these arguments: a sigaction that
+#: installs nothing is a query; the rest of HANDLE_OPS write their objects.
+QUERY_OPS = {
+    ("signals", "sigaction"): lambda args: args.get("handler") is None,
+    ("signals", "collect_sigign_sigcatch"): lambda args: True,
+    ("signals", "shared_pending"): lambda args: True,
+}
+#: Ops that copy the object a handle names into a new one: they read it (copy_sighand its
+#: actions, copy_signal only that it exists), and the new handle's number is the service's
+#: counter's, so they write that counter.
 COPY_OPS = {("signals", "copy_sighand"): ("sighand",), ("signals", "copy_signal"): ("signal",)}
 
 
@@ -171,7 +182,9 @@ class Footprint:
             return False
         names = HANDLE_OPS.get((dst, op)) or COPY_OPS.get((dst, op))
         if names is not None and all(isinstance(args.get(n), int) for n in names if n in args):
-            self.objects.update((dst, n, args[n]) for n in names if n in args)
+            query = (dst, op) in COPY_OPS or QUERY_OPS.get((dst, op), _never)(args)
+            objects = [(dst, n, args[n]) for n in names if n in args]
+            self.objects.update([(READ, o) for o in objects] if query else objects)
             if (dst, op) in COPY_OPS:
                 self.objects.add((dst, "handles"))
             return False
@@ -197,8 +210,9 @@ class Footprint:
         """The steps since the last point, each (pid, footprint), with what every step of a
         task touches (``owners``: pid -> (mm, signal) before and after): its user memory
         (threads share it: the globals it read and wrote, ``user_objects``) and its
-        signal_struct, whose pending signals it takes at each kernel exit (a signal sent
-        to it is a write there). The hooks start afresh."""
+        signal_struct, which it reads at each kernel exit (TIF_SIGPENDING, which only a
+        signal queued there sets: send_signal writes it then; a step that takes a signal
+        writes it by dequeue_signal). The hooks start afresh."""
         self._close()
         out = []
         for (pid, objects), user in zip(self.steps, self.users, strict=True):
@@ -207,12 +221,16 @@ class Footprint:
                 if mm:
                     objects.update(user_objects(mm, user))
                 if signal:
-                    objects.add(("signals", "signal", signal))
+                    objects.add((READ, ("signals", "signal", signal)))
             if timers:
                 objects.add(GLOBAL)  # armed timers fire by the global tick count
             out.append((pid, frozenset(objects)))
         self.steps, self.users, self.pid = [], [], 0
         return out
+
+
+def _never(args: dict) -> bool:
+    return False
 
 
 def user_objects(mm: int, user: tuple[frozenset[str], frozenset[str]] | None) -> list[tuple]:

@@ -336,6 +336,19 @@ ALL_TASKS = ("task", "*")
 EVERYTHING = ("*",)
 
 
+#: explore's modes (por.py): ``(READ, obj)`` only reads ``obj`` (two reads commute), ``(COUNT,
+#: obj)`` makes a change that commutes with every other COUNT of it (a count's +1 or -1, an
+#: entry added to or taken from an index); the object itself is a write.
+READ, COUNT = "r", "c"
+
+
+def children_of(task: TaskStruct) -> tuple:
+    """explore's POR: a thread group's children lists (every thread's) and the wait4 queue
+    woken when one of them changes state: apart from the group's own struct, so that a
+    fork's append and a child's exit (note, wake) commute with what reads the struct."""
+    return ("task", task.leader.pid, "children")
+
+
 def touch(k: Kernel, *objects: tuple) -> None:
     """explore's POR: the current step read or changed these kernel objects (por.py
     ``Footprint.touch``); one ``is not None`` test without explore."""
@@ -344,11 +357,11 @@ def touch(k: Kernel, *objects: tuple) -> None:
 
 
 def touch_tasks(k: Kernel, *tasks: TaskStruct | None) -> None:
-    """The current step read or changed these tasks: each thread group's struct, children
-    lists and wait queue are one object, ``("task", tgid)`` (its threads share its mm, so
-    their steps conflict anyway)."""
+    """The current step read or changed these tasks: each thread group's struct,
+    ``("task", tgid)``, and its children lists with the wait queue, ``children_of`` (its
+    threads share its mm, so their steps conflict anyway), both written."""
     if k.footprint is not None:
-        k.footprint.touch(*(("task", t.leader.pid) for t in tasks if t is not None))
+        k.footprint.touch(*(o for t in tasks if t is not None for o in (("task", t.leader.pid), children_of(t))))
 
 
 def footprint_point(k: Kernel, point: dict) -> None:

@@ -72,6 +72,7 @@ class Kernel(Cpus, Entry, Bugs):
         self.tasks = TaskTable()
         self.by_id: dict[int, TaskStruct] = {}
         self.nr_threads = 0
+        self.total_forks = 0  # tasks ever linked (kernel/fork.c total_forks): nr_threads had no task been reaped
         self.futexes = FutexTable()
         self.collector = Collector()  # gc at a kernel point, every so many tasks released (determinism.py)
         self.sleepers = Sleepers()  # who sleeps on what, and who was woken since (wait.py)

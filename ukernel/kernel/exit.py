@@ -6,17 +6,19 @@ holds, so every handle clone took is given back along a visible route.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import abi
 from ..ipc.router import Sent
-from .choice import ALL_TASKS, futex_picks, touch, touch_tasks
+from .choice import ALL_TASKS, COUNT, READ, children_of, futex_picks, touch, touch_tasks
 from .contracts import ServiceBug
 from .signal import exit_signals, k_kill, send_to_process, siginfo
 from .steps import Step, StepWalk
 from .task import Children, TaskExit, TaskStruct, WaitChannel, nr_in, wake_waiters
 from .tty import disassociate_ctty
+from .wait import WaitEvent
 
 if TYPE_CHECKING:
     from .core import Kernel
@@ -226,7 +228,8 @@ async def kill_orphaned_pgrp(k: Kernel, task: TaskStruct, parent: TaskStruct | N
     (kernel/exit.c kill_orphaned_pgrp)."""
     leader, ignored = task.leader, task.leader if parent is None else None
     parent = (parent or leader.real_parent or k.idle).leader
-    touch_tasks(k, leader, parent)  # explore's POR: their groups and sessions decide
+    touch_tasks(k, leader)  # explore's POR: their groups and sessions decide (the parent's are read)
+    touch(k, (READ, ("task", parent.pid)))
     pgrp = leader.pgrp
     if (
         parent.pgrp != pgrp
@@ -274,8 +277,9 @@ def thread_group_empty(leader: TaskStruct) -> bool:
 async def notify_parent(k: Kernel, task: TaskStruct, meta: dict) -> None:
     """do_notify_parent: the exit signal to the parent, or autoreap when it ignores SIGCHLD."""
     parent = task.real_parent
-    touch_tasks(k, task, parent)  # explore's POR: the zombie queued on the parent, its wait4 woken
-    if parent is not None:
+    touch_tasks(k, task)  # explore's POR: the zombie, queued on the parent, whose wait4 is woken:
+    if parent is not None:  # an entry noted in its children lists (a COUNT), its struct read
+        touch(k, (READ, ("task", parent.leader.pid)), (COUNT, children_of(parent)))
         parent.children.note(task)  # a zombie for its wait4, even before the signal
     if parent is None or parent is k.idle or parent.leader.sighand is None or not parent.leader.sighand_pins.pin():
         await release_task(k, task)  # no parent left to tell (its sighand is being put: it is exiting too)
@@ -298,7 +302,7 @@ async def _notify(k: Kernel, task: TaskStruct, parent: TaskStruct, meta: dict) -
                 sig = 0
     if sig and abi.valid_signal(sig):
         await send_to_process(k, parent, sig, meta, task, exit_siginfo(task, parent, sig))
-    wake_waiters(parent.leader)
+    wake_waiters(parent.leader, task)
     if autoreap:
         await release_task(k, task)
 
@@ -319,8 +323,10 @@ def exit_code_info(code: int) -> tuple[int, int]:
 
 async def release_task(k: Kernel, task: TaskStruct) -> None:
     """The task is gone for good: its pid goes back, it leaves every list."""
-    touch_tasks(k, task, task.real_parent)  # explore's POR: the lists it leaves, the count and group index
-    touch(k, ("task", "nr_threads"), ("task", "pgrp", tuple(task.leader.pgrp)))
+    touch_tasks(k, task)  # explore's POR: the task; the entries it takes out of its parent's
+    if task.real_parent is not None:  # children lists, the count and the group index (COUNTs:
+        touch(k, (COUNT, children_of(task.real_parent)))  # a fork adds to them, see fork.py)
+    touch(k, (COUNT, ("task", "nr_threads")), (COUNT, ("task", "pgrp", tuple(task.leader.pgrp))))
     task.state = "dead"
     if task.real_parent is not None and task in task.real_parent.children:
         task.real_parent.children.remove(task)
@@ -380,8 +386,7 @@ async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | Non
     take: the first thread's, earliest in its children list."""
     leader = task.leader
     while True:
-        touch_tasks(k, task)  # explore's POR: the caller's children lists (again once it resumes)
-        event = leader.child_wait
+        touch_waiter(k, task, wo)  # explore's POR (again once it resumes)
         threads = [task] if wo.options & abi.__WNOTHREAD else leader.thread_group
         child = find_reportable(k, task, threads, wo)
         if child is not None:
@@ -390,11 +395,44 @@ async def do_wait(k: Kernel, task: TaskStruct, wo: WaitOpts) -> WaitReport | Non
             raise abi.kernel_error(abi.ECHILD, _no_child(wo))
         if wo.options & abi.WNOHANG:
             return None
-        await k.sleep_on(task, event, wchan=WaitChannel(wo.syscall, _waits_for(wo)))
+        event = WaitEvent()
+        waiter = (event, functools.partial(child_should_wake, task, wo))
+        leader.child_waiters = (*leader.child_waiters, waiter)  # add_wait_queue(&wait_chldexit)
+        try:
+            await k.sleep_on(task, event, wchan=WaitChannel(wo.syscall, _waits_for(wo)))
+        finally:
+            leader.child_waiters = tuple(w for w in leader.child_waiters if w is not waiter)
         if task.killed:
             raise TaskExit(abi.W_EXITCODE(0, task.killed))
         if not event.is_set() and task.sigpending:
             raise abi.kernel_error(abi.ERESTARTSYS, f"{wo.syscall} interrupted by a signal")
+
+
+def touch_waiter(k: Kernel, task: TaskStruct, wo: WaitOpts) -> None:
+    """explore's POR: what a wait4's look reads. Its own group's struct (its threads); for
+    any child or a group, the children lists too (which is ready first, whether any is
+    left). A wait for one pid reads that child only (child_by_pid): its state, parent link
+    and place in the list change only by its own exit, reparenting or reap, which write it;
+    another child's exit does not wake this wait (wake_waiters), and a waker that does
+    wake it has written the child it waits for. (The queue of waiters is the group's own:
+    the wakers' look at it is covered so.)"""
+    if wo.type == abi.P_PID:
+        touch(k, (READ, ("task", task.leader.pid)))
+    else:
+        touch_tasks(k, task)
+
+
+def child_should_wake(task: TaskStruct, wo: WaitOpts, child: TaskStruct) -> bool:
+    """child_wait_callback's test (pid_child_should_wake): ``child``'s change concerns this
+    wait: its pid or group is the one waited for, or any, and under __WNOTHREAD it is a
+    child of the waiting thread itself."""
+    if wo.options & abi.__WNOTHREAD and child.real_parent is not task:
+        return False
+    if wo.type == abi.P_PID:
+        return child.nr_in(task.level) == wo.id
+    if wo.type == abi.P_PGID:
+        return child.leader.pgrp == task.leader.pgrp if wo.id == 0 else nr_in(child.leader.pgrp, task.level) == wo.id
+    return True
 
 
 def ready(child: TaskStruct, wo: WaitOpts) -> str | None:
@@ -433,7 +471,9 @@ def child_by_pid(k: Kernel, task: TaskStruct, threads: list[TaskStruct], wo: Wai
     a child of the waiter (or of a thread of its group, without __WNOTHREAD)."""
     child = k.tasks.find(wo.id, task)
     parent = child.real_parent if child is not None else None
-    touch_tasks(k, child, parent)  # (none found: only the caller's fork could make it its child)
+    if child is not None:  # its state, parent link and place in the parent's list read (its
+        touch(k, (READ, ("task", child.leader.pid)))  # exit, a reparenting, its reap write them)
+    # (none found: only the caller's fork could make it its child)
     if parent is None or child not in parent.children:
         return None
     mine = parent is task if wo.options & abi.__WNOTHREAD else parent.leader is task.leader

@@ -32,7 +32,7 @@ from ..abi import (
     CLONE_VFORK,
     CLONE_VM,
 )
-from .choice import touch, touch_tasks
+from .choice import COUNT, READ, children_of, touch, touch_tasks
 from .steps import Step, StepWalk, flag_note
 from .task import EMPTY, TaskStruct, WaitChannel
 
@@ -219,8 +219,9 @@ class CopyProcess(StepWalk):
     def check_limits(self) -> None:
         """RLIMIT_NPROC (counting the new child) and threads-max: EAGAIN."""
         k = self.k
-        touch(k, ("task", "nr_threads"))  # explore's POR: the count a reap lowers
         nproc = self.current.leader.rlim.get(abi.RLIMIT_NPROC, k.config.nproc)
+        limit = k.config.max_threads if nproc == abi.RLIM_INFINITY else min(k.config.max_threads, nproc)
+        touch(k, *limit_objects(k, limit))
         if k.nr_threads >= k.config.max_threads:
             raise abi.kernel_error(abi.EAGAIN, f"threads-max ({k.config.max_threads}) reached")
         if nproc != abi.RLIM_INFINITY and k.nr_threads + 1 > nproc:
@@ -266,10 +267,36 @@ class CopyProcess(StepWalk):
         if cur is self.k.init and self.k.program is None:
             self.k.program = child  # the program ukernel.run reports on
         child.state = "running"
-        touch_tasks(self.k, cur, child, child.real_parent)  # explore's POR: the children lists changed
-        touch(self.k, ("task", "nr_threads"), ("task", "pgrp", tuple(child.leader.pgrp)))  # the group index too
+        self.touch_linked(child)
         self.k.tasks.add(child)
         self.k.nr_threads += 1
+        self.k.total_forks += 1
+
+    def touch_linked(self, child: TaskStruct) -> None:
+        """explore's POR: what link read and changed. The new task; the caller's struct read
+        (its group, session, tty, limits: only setpgid, setsid, execve and the tty's calls
+        change them, and they touch the whole table), written for a thread (its group's
+        list of threads); the parent's children lists, an entry added (a COUNT: it commutes
+        with a child's exit noting a zombie there and with a reap taking one out); the
+        group index, an entry added (COUNT, as a reap's removal)."""
+        cur, k = self.current, self.k
+        touch_tasks(k, child)
+        touch(k, ("task", cur.leader.pid) if self.args.flags & CLONE_THREAD else (READ, ("task", cur.leader.pid)))
+        if child.real_parent is not None and not self.args.flags & CLONE_THREAD:
+            touch(k, (COUNT, children_of(child.real_parent)))
+        touch(k, (COUNT, ("task", "pgrp", tuple(child.leader.pgrp))))
+
+
+def limit_objects(k: Kernel, limit: int) -> tuple:
+    """explore's POR: what fork's limit check (``count + 1 <= limit``) touches. Every fork
+    writes ``total_forks``, so forks keep their order in every run explore counts as the
+    same; a fork then never sees more than ``total_forks`` tasks (the count had no task been
+    reaped), whatever the order of the reaps around it. Below the limit even then, the
+    check passes in every such order: the fork only adds to the count (a COUNT, which
+    commutes with a reap's). Else it reads it (a reap could let it through: a write)."""
+    if k.total_forks + 1 <= limit:
+        return ("task", "total_forks"), (COUNT, ("task", "nr_threads"))
+    return ("task", "total_forks"), ("task", "nr_threads")
 
 
 def faults_for(k: Kernel, current: TaskStruct) -> dict[str, int] | None:

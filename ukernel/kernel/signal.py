@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..reprs import bounded
-from .choice import ALL_TASKS, touch, touch_tasks
+from .choice import ALL_TASKS, READ, touch, touch_tasks
 from .task import NO_INFO, TaskExit, TaskStruct, WaitChannel, wake_waiters
 from .time import seconds_to_ticks, sleep_timeout
 
@@ -107,9 +107,9 @@ async def send_to_process(
     ``sender`` is the task sending (None: the kernel), for init's protection (``unkillable``);
     ``info`` the siginfo queued with it (``sender_info`` when None)."""
     leader = target.leader
-    touch_tasks(k, leader)  # explore's POR: its state, flags, threads (killed, woken, continued)
+    touch(k, (READ, ("task", leader.pid)))  # explore's POR: its state and masks decide (written below if changed)
     if sig == abi.SIGCONT:
-        touch_tasks(k, leader.real_parent)  # continue_group's report is queued on the parent
+        touch_tasks(k, leader, leader.real_parent)  # continue_group's report is queued on the parent
     if leader.state != "running" or leader.sighand is None or not leader.sighand_pins.pin():
         return
     args = {
@@ -127,8 +127,9 @@ async def send_to_process(
     if sig == abi.SIGCONT:
         continue_group(leader)
     if not reply["queued"]:
-        _trace_discard(k, leader, args, reply)
+        _trace_discard(k, leader, args, reply)  # dropped (sig_ignored): nothing of the task changed
         return
+    touch_tasks(k, leader)  # its threads killed or woken (TIF_SIGPENDING)
     threads = [t for t in leader.thread_group if t.state == "running"]
     if sig == abi.SIGKILL:
         for thread in threads:
@@ -492,7 +493,7 @@ async def do_notify_parent_cldstop(k: Kernel, task: TaskStruct, why: int, status
             await send_to_process(k, parent, abi.SIGCHLD, meta, task, info)
     finally:
         parent.sighand_pins.unpin()
-    wake_waiters(parent)
+    wake_waiters(parent, leader)
 
 
 #: What each restart code does once the signal is dealt with (handle_signal's switch and

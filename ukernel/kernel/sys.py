@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import abi
-from .choice import touch_tasks
+from .choice import READ, touch
 from .signal import send_to_process
 from .task import TaskStruct, nr_in
 
@@ -83,8 +83,8 @@ async def sys_gettid(k: Kernel, task: TaskStruct, meta: dict) -> int:
 
 async def sys_getppid(k: Kernel, task: TaskStruct, meta: dict) -> int:
     """The parent link is the caller's own: only a reparenting (its parent's exit, which
-    touches every child it moves) changes it."""
-    touch_tasks(k, task)
+    touches every child it moves) changes it: a read."""
+    touch(k, (READ, ("task", task.leader.pid)))
     return task.ppid_vnr(task)
 
 

@@ -170,7 +170,9 @@ class TaskStruct:
     wchan: WaitChannel | None = None  # while asleep: what for (the hang dump, kernel/hung.py)
     image: Any = None
     entry: Any = None  # how the child starts: replay, fn, copied fn
-    child_wait: WaitEvent = field(default_factory=WaitEvent)  # wait4 sleeps on this (wait_chldexit)
+    #: wait_chldexit: the wait4s asleep on this group's children, each (its event, whether a
+    #: child's change is one it looks at: child_wait_callback's filter)
+    child_waiters: tuple[tuple[WaitEvent, Callable[[TaskStruct], bool]], ...] = ()
     sighand_pins: Pins = field(default_factory=Pins)  # signals on their way to this group's sighand
     utime: int = 0
 
@@ -289,10 +291,14 @@ def nr_in(numbers: list[int], level: int) -> int:
     return numbers[level] if level < len(numbers) else 0
 
 
-def wake_waiters(leader: TaskStruct) -> None:
-    """Wake every wait4 sleeping on this thread group's children (wait_chldexit)."""
-    leader.child_wait.set()
-    leader.child_wait = type(leader.child_wait)()
+def wake_waiters(leader: TaskStruct, child: TaskStruct) -> None:
+    """__wake_up_parent: ``child`` changed state; wake the wait4s sleeping on this thread
+    group's children that would look at it (child_wait_callback: its pid, its group or any
+    child, a __WNOTHREAD wait only its own thread's children). The others sleep on: a
+    waitpid(A) is not woken by B's exit, as in Linux."""
+    for event, looks_at in leader.child_waiters:
+        if looks_at(child):
+            event.set()
 
 
 class Children:
