@@ -14,6 +14,7 @@ from conftest import RUN_TIMEOUT, program
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import services
 import ukernel
 from ukernel.trace import ConsoleSink
 from ukernel.trace.records import ANSWERED, SENT, json_default
@@ -62,10 +63,10 @@ def _json(events: list[dict]) -> list[str]:
     return [json.dumps({k: v for k, v in e.items() if k != "dur_us"}, default=json_default) for e in events]
 
 
-async def _traced(source: bytes, eager: bool, run_settings: dict) -> tuple[list[dict], int, str]:
+async def _traced(source: bytes, eager: bool, run_settings: dict, colour: bool = False) -> tuple[list[dict], int, str]:
     """A run's memory trace, how many of its events were framed messages, and the console's text."""
     console = io.StringIO()
-    sinks: tuple = (ConsoleSink(console, colour=False),)
+    sinks: tuple = (ConsoleSink(console, colours=services.colours(), colour=colour),)
     if eager:
         sinks += (lambda event: None,)  # a sink that takes dicts: every event is built at once
     with trio.fail_after(RUN_TIMEOUT):
@@ -80,11 +81,11 @@ async def _traced(source: bytes, eager: bool, run_settings: dict) -> tuple[list[
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=5), SETTINGS)
-async def test_records_read_back_as_the_eager_events_and_lines(steps, run_settings):
+@given(st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=5), SETTINGS, st.booleans())
+async def test_records_read_back_as_the_eager_events_and_lines(steps, run_settings, colour):
     source = program(HEAD + "".join(STEPS[s] for s in steps) + "    return 0\n")
-    lazy, framed, lazy_lines = await _traced(source, False, run_settings)
-    eager, none, eager_lines = await _traced(source, True, run_settings)
+    lazy, framed, lazy_lines = await _traced(source, False, run_settings, colour)
+    eager, none, eager_lines = await _traced(source, True, run_settings, colour)
     assert framed > 0 and none == 0
     assert _json(lazy) == _json(eager)
     assert [list(e) for e in lazy] == [list(e) for e in eager]  # the keys in the same order

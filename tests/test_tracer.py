@@ -9,6 +9,7 @@ import json
 
 import ukernel
 from ukernel.trace.events import ConsoleSink, JsonlSink, MemorySink, Tracer, format_event, is_direct
+from ukernel.trace.records import ANSWERED, SCHED, SENT
 
 
 def test_kept_and_piped_sinks_see_the_same_events():
@@ -81,3 +82,42 @@ async def test_a_run_traced_to_memory_and_through_structlog_gives_one_trace():
     result = await ukernel.run_async("hello", sinks=(lambda event: piped.append(dict(event)),))
     assert result.problems == []
     assert result.trace == piped and len(piped) > 20
+
+
+def test_a_ring_added_beside_a_whole_trace_follows_it():
+    """The kernel's ring of recent events, added after the run's trace, is that trace's tail:
+    each event is appended once (the one sink's append is the tracer's keep), read back as a
+    ring fed on its own is, and a clear of the trace leaves the ring its last events."""
+    tracer, alone = Tracer(), Tracer()
+    whole, ring, own = MemorySink(), MemorySink(maxlen=4), MemorySink(maxlen=4)
+    tracer.add_sink(whole)
+    tracer.add_sink(ring)
+    alone.add_sink(own)
+    assert ring.following and tracer.kept == [whole.append] and tracer.keep == whole.append
+    for t in (tracer, alone):
+        feed(t)
+    assert len(ring) == 4 and ring == own and list(ring) == whole[-4:] and ring[0] is whole[2]
+    whole.clear()
+    assert ring == own and len(ring) == 4
+    for t in (tracer, alone):
+        t.sched("pick", 0, 3)
+    assert len(whole) == 1 and ring == own and ring[-1] == {**whole[0]}
+    assert [e["seq"] for e in ring] == [4, 5, 6, 7]
+    ring.clear()
+    assert len(ring) == 0 and list(ring) == [] and len(whole) == 1
+
+
+async def test_message_and_sched_records_are_left_out_of_later_collections():
+    """Records hold an int kind, not an object: once a collection has seen them the gc
+    untracks a message's and a scheduling step's record, so a long trace costs later
+    collections nothing."""
+    import gc
+
+    async with ukernel.boot(
+        files={"/bin/t": b"async def main(sys, argv):\n    await sys.getpid()\n    return 0\n"}
+    ) as k:
+        assert await k.run("/bin/t", ["t"]) == 0
+        gc.collect()
+        kinds = {SCHED, SENT, ANSWERED}
+        kept = [r for r in k.trace._events if r[0] in kinds]
+        assert len(kept) > 10 and not any(gc.is_tracked(r) for r in kept)

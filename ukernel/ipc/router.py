@@ -18,6 +18,7 @@ import trio
 from .. import abi
 from ..reprs import bounded
 from ..trace import Tracer
+from ..trace.records import ANSWERED, SENT
 from . import protocol
 from .local import LocalEndpoint
 from .protocol import REQUEST, RESPONSE, Response
@@ -211,7 +212,15 @@ class Router:
                     tracer.request(src, dst, op, msgid, meta, args)
                 raise
             if tracer.on:
-                record = tracer.sent(src, dst, op, msgid, meta, args, frame)
+                keep = tracer.framed
+                if keep is not None:  # kept as its frame: records.py's SENT, no tracer call
+                    record = (SENT, next(tracer.seq), tracer.clock(), src, dst, op, frame)
+                    keep(record)
+                    if tracer.drawn:  # -v: the console's line, from the values at hand
+                        for console in tracer.drawn:
+                            console.message(src, dst, op, msgid, meta, args)
+                else:
+                    tracer.request(src, dst, op, msgid, meta, args)
             task = current_task()
             spared = self._spared + 1
             if spared >= self.yield_every:  # cond_resched: let the others run, now and then
@@ -377,12 +386,21 @@ class Router:
 
     def finish(self, sent: Sent, response: protocol.Response) -> Any:
         """A reply in: trace it, let on_collect look at it, and return its result or raise."""
-        if self.tracer.on:
+        tracer = self.tracer
+        if tracer.on:
             dur_us = int((perf_counter() - sent.started) * 1e6)
-            if sent.traced is not None:  # the fast path's: the request's record and the reply's frame
-                self.tracer.answered(*sent.traced, dur_us)
+            traced = sent.traced
+            if traced is not None:  # the fast path's: the request's record and the reply's frame
+                keep = tracer.framed
+                if keep is not None:  # records.py's ANSWERED
+                    keep((ANSWERED, next(tracer.seq), tracer.clock(), traced[0], traced[1], dur_us))
+                    if tracer.drawn:
+                        for console in tracer.drawn:
+                            console.answer(sent.dst, sent.src, sent.op, sent.msgid, response.error, response.result)
+                else:
+                    tracer.answered(*traced, dur_us)
             else:
-                self.tracer.reply(
+                tracer.reply(
                     sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
                 )
         if self.on_collect is not None:

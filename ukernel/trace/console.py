@@ -10,7 +10,7 @@ import json
 import os
 from typing import IO, Any
 
-from .records import ANSWERED, SENT, Event, json_default
+from .records import ENTERED, EXITED, SCHED, Event, event_of, json_default
 
 #: How the console paints what is not a service's message: SGR parameters that read on
 #: light and dark terminals alike (no white or yellow text, no background): the kernel's
@@ -59,6 +59,7 @@ class ConsoleSink:
         wanted = colour_wanted(stream) if colour is None else colour
         self.colours = colours if colours is not None and wanted else None
         self._lines: list[str] = []
+        self._heads: dict[tuple, tuple[str, str, str]] = {}  # (src, dst, op, kind) -> _head's parts
         self._flushing = False
 
     def __call__(self, event: Event) -> None:
@@ -69,21 +70,77 @@ class ConsoleSink:
             self._put(line, kind, service, kind in FLUSH_AFTER or (kind == "sched" and event.get("op") == "idle"))
 
     def record(self, record: tuple) -> None:
-        """The line of a tracer's record; a record of no message kind is drawn from its dict."""
+        """The line of a tracer's record; a record of a rarer kind is drawn from its dict. (A
+        message the router keeps as its frames comes to ``message`` and ``answer`` instead.)"""
         kind = record[0]
-        if kind is SENT:
-            src, dst, op, msgid, pid, args, syscall, flag = kind.fields(record)
-            self._put(request_line(src, dst, op, msgid, pid, args, syscall, flag, self.width), "request", dst, False)
-        elif kind is ANSWERED:
-            src, dst, op, msgid, error, result = kind.fields(record)
-            self._put(reply_line(src, dst, op, msgid, error, result, self.width), "reply", src, False)
+        if kind == SCHED:  # (kind, seq, ts, op, cpu, pid): sched_line's, its tid the pid
+            _, _, _, op, cpu, pid = record
+            self._put(f"   sched cpu{cpu} {op} tid {pid}", "sched", None, op == "idle")
+        elif kind == ENTERED:  # (kind, seq, ts, pid, dst, op, msgid, args, handler)
+            _, _, _, pid, _, op, msgid, args, _ = record
+            self._put(f"#{msgid} [pid {pid}] {op}({short(args, self.width)[1:-1]}) ...", "syscall_enter", None, False)
+        elif kind == EXITED:  # (kind, seq, ts, src, pid, op, msgid, dur_us, outcome)
+            _, _, _, _, pid, op, msgid, _, outcome = record
+            if "errno" in outcome:
+                line = f"#{msgid} [pid {pid}] ... {op} = -1 {outcome['errno']}"
+            else:
+                line = f"#{msgid} [pid {pid}] ... {op} = {short(outcome.get('result'), self.width)}"
+            self._put(line, "syscall_exit", None, False)
         else:
-            self(kind.event(record))
+            self(event_of(record))
+
+    def message(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any) -> None:
+        """A request the router keeps as its frame (records.py's SENT): ``request_line``'s
+        line, drawn from the args and meta at hand rather than from the decoded frame, in
+        one format: its fixed part (colour, who to whom, the op, padded) is made once a route."""
+        head = self._heads.get((src, dst, op, "request"))
+        if head is None:
+            head = self._head((src, dst, op, "request"), f"{src} -> {dst:<10} {op:<16} ", dst)
+        flag = meta.get("flag")
+        syscall = meta.get("syscall")
+        if syscall:
+            pid = meta.get("pid")
+            tail = f" ({syscall} by pid {pid}, {flag})" if flag else f" ({syscall} by pid {pid})"
+        else:
+            tail = f" ({flag})" if flag else ""
+        lines = self._lines
+        lines.append(f"{head[0]}{msgid} {head[1]}{short(args, self.width)}{tail}{head[2]}")
+        if len(lines) >= self.batch:
+            self.flush()
+
+    def answer(self, src: str, dst: str, op: str, msgid: int, error: dict | None, result: Any) -> None:
+        """Its reply from ``src`` (records.py's ANSWERED): ``reply_line``'s, from the error and
+        result the caller decoded."""
+        head = self._heads.get((src, dst, op, "reply"))
+        if head is None:
+            head = self._head((src, dst, op, "reply"), f"{dst} <- {src:<10} {op:<16} = ", src)
+        if error is None:
+            outcome = short(result, self.width)
+        else:
+            outcome = f"-1 {error.get('name')} ({error.get('message')})"
+        lines = self._lines
+        lines.append(f"{head[0]}{msgid} {head[1]}{outcome}{head[2]}")
+        if len(lines) >= self.batch:
+            self.flush()
+
+    def _head(self, key: tuple, middle: str, service: str) -> tuple[str, str, str]:
+        """A route's fixed parts: what comes before the msgid (the colour's SGR and ``#``),
+        between it and the values, and after them (the reset)."""
+        sgr = self._sgr(service, key[3])
+        head = (f"\x1b[{sgr}m#", middle, "\x1b[0m") if sgr else ("#", middle, "")
+        self._heads[key] = head
+        return head
+
+    def _sgr(self, service: str | None, kind: str) -> str | None:
+        """A line's colour: its service's, else its kind's style; None when uncoloured."""
+        colours = self.colours
+        if colours is None:
+            return None
+        return colours.get(service) if service in colours else STYLE.get(kind)
 
     def _put(self, line: str, kind: str, service: str | None, now: bool) -> None:
-        colours = self.colours
-        if colours is not None:
-            sgr = colours.get(service) if service in colours else STYLE.get(kind)
+        if self.colours is not None:
+            sgr = self._sgr(service, kind)
             if sgr:
                 line = f"\x1b[{sgr}m{line}\x1b[0m"
         self._lines.append(line)

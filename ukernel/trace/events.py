@@ -42,9 +42,9 @@ from .records import (
     REPLY,
     REQUEST,
     SCHED,
-    SENT,
     Event,
     MemorySink,
+    event_of,
     json_default,
 )
 
@@ -75,22 +75,38 @@ class Tracer:
         self.sinks: list[Sink] = []  # through structlog
         self.direct: list[Sink] = []  # handed the event directly
         self.kept: list[Callable[[Any], None]] = []  # a record, or (not compact) a dict: MemorySinks' appends
+        #: What hands a record to every kept sink: the one sink's append itself when there
+        #: is one (no Python frame per event), else a loop over them.
+        self.keep: Callable[[Any], None] = self._keep_each
+        #: What keeps a message the router encoded as its frames (records.py's SENT and
+        #: ANSWERED, which the router builds itself): the MemorySinks' appends, as ``keep``;
+        #: None when some sink needs a dict or a node is named (nodes are named at boot,
+        #: before any sink is added). The consoles draw such a message's line from the
+        #: values at hand (``drawn``: their ``message`` and ``answer``), not from its frames.
+        self.framed: Callable[[tuple], None] | None = None
+        self.drawn: tuple[Any, ...] = ()
+        self._memory: list[Callable[[Any], None]] = []
         self.compact = False  # every sink takes records: no dicts
         self.on = False
         self.clock: Callable[[], int] = lambda: 0
         #: service -> the node that handles its messages; empty when every service is
         #: in this process, so an embedded trace has no ``node`` field at all.
         self.nodes: dict[str, str] = {}
-        self._seq = itertools.count(1)
+        self.seq = itertools.count(1)  # the events' seq (next(seq)), one count for every sink
         self._all: list[Sink] = []
         self._log = structlog.wrap_logger(
             structlog.ReturnLogger(), processors=[self._fan_out], wrapper_class=structlog.BoundLogger
         ).bind()  # the bound logger itself: no lazy proxy to go through per event
 
     def add_sink(self, sink: Sink) -> None:
-        """A sink for the events from now on; who gets records and who dicts is decided again."""
+        """A sink for the events from now on; who gets records and who dicts is decided again.
+        A ring (a bounded MemorySink) added while a whole trace is kept follows that trace."""
+        if isinstance(sink, MemorySink) and sink.maxlen is not None and not sink.following and not len(sink):
+            whole = next((s for s in self._all if isinstance(s, MemorySink) and s.maxlen is None), None)
+            if whole is not None:
+                sink.follow(whole)
         self._all.append(sink)
-        memory = [s.append for s in self._all if isinstance(s, MemorySink)]
+        memory = [s.append for s in self._all if isinstance(s, MemorySink) and not s.following]
         others = [s for s in self._all if not isinstance(s, MemorySink)]
         self.compact = all(getattr(s, "records", False) is True for s in others)
         if self.compact:  # the console draws from the record
@@ -99,7 +115,20 @@ class Tracer:
             self.kept = memory
             self.direct = [s for s in others if is_direct(s)]
             self.sinks = [s for s in others if not is_direct(s)]
+        self.keep = self.kept[0] if len(self.kept) == 1 else self._keep_each
+        self._memory = memory
+        framed = memory[0] if len(memory) == 1 else self._keep_memory
+        self.framed = framed if self.compact and not self.nodes else None
+        self.drawn = tuple(others) if self.framed is not None else ()
         self.on = True
+
+    def _keep_each(self, record: Any) -> None:
+        for keep in self.kept:
+            keep(record)
+
+    def _keep_memory(self, record: tuple) -> None:
+        for keep in self._memory:
+            keep(record)
 
     def flush(self) -> None:
         """Have every sink that holds lines back (the console's batch) write them: the run ends."""
@@ -111,38 +140,34 @@ class Tracer:
     def emit(self, type_: str, **fields: Any) -> None:
         if self.on:
             if self.compact:  # the kwargs dict is the event's own: kept as it is
-                record = (FIELDS, next(self._seq), self.clock(), type_, fields)
-                for keep in self.kept:
-                    keep(record)
+                record = (FIELDS, next(self.seq), self.clock(), type_, fields)
+                self.keep(record)
                 return
-            self._hand({"seq": next(self._seq), "ts": self.clock(), "type": type_, **fields})
+            self._hand({"seq": next(self.seq), "ts": self.clock(), "type": type_, **fields})
 
     def sched(self, op: str, cpu: int, pid: int) -> None:
         """A CPU's scheduling step for a task (pick, sleep, idle with pid 0, enqueue, preempt)."""
-        record = (SCHED, next(self._seq), self.clock(), op, cpu, pid)
+        record = (SCHED, next(self.seq), self.clock(), op, cpu, pid)
         if self.compact:
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
         else:
-            self._hand(SCHED.event(record))
+            self._hand(event_of(record))
 
     def syscall_enter(self, pid: int, dst: str, op: str, msgid: int, args: Any, handler: str | None) -> None:
         """A syscall's entry (``handler``: sigaction's, by name)."""
-        record = (ENTERED, next(self._seq), self.clock(), pid, dst, op, msgid, args, handler)
+        record = (ENTERED, next(self.seq), self.clock(), pid, dst, op, msgid, args, handler)
         if self.compact:
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
         else:
-            self._hand(ENTERED.event(record))
+            self._hand(event_of(record))
 
     def syscall_exit(self, src: str, pid: int, op: str, msgid: int, dur_us: int, outcome: dict) -> None:
         """A syscall's exit: ``outcome`` is its fields after dur_us (result, or errno and message)."""
-        record = (EXITED, next(self._seq), self.clock(), src, pid, op, msgid, dur_us, outcome)
+        record = (EXITED, next(self.seq), self.clock(), src, pid, op, msgid, dur_us, outcome)
         if self.compact:
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
         else:
-            self._hand(EXITED.event(record))
+            self._hand(event_of(record))
 
     def _hand(self, event: Event) -> None:
         """An event's dict to every sink: the same dict."""
@@ -160,26 +185,15 @@ class Tracer:
         raise structlog.DropEvent
 
     # --- the event kinds ------------------------------------------------------
-    def sent(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any, frame: bytes) -> tuple | None:
-        """A request the router has encoded as ``frame`` (``[0, msgid, "dst.op", [args, meta]]``):
-        kept as that frame when compact, so its record is a 7-tuple and nothing is copied.
-        The record, for ``answered``; None if it was traced as its values (``request``)."""
-        if self.compact and not self.nodes:
-            record = (SENT, next(self._seq), self.clock(), src, dst, op, frame)
-            for keep in self.kept:
-                keep(record)
-            return record
-        self.request(src, dst, op, msgid, meta, args)
-        return None
-
     def answered(self, request: tuple, reply: bytes, dur_us: int) -> None:
-        """The reply (its frame, ``[1, msgid, error, result]``) to a request ``sent`` kept."""
-        record = (ANSWERED, next(self._seq), self.clock(), request, reply, dur_us)
+        """The reply (its frame, ``[1, msgid, error, result]``) to a request the router kept
+        as its frame (``framed``), once a sink that needs dicts has come in meanwhile (the
+        router keeps the reply's record itself while ``framed``)."""
+        record = (ANSWERED, next(self.seq), self.clock(), request, reply, dur_us)
         if self.compact:
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
         else:  # a sink that needs dicts came in meanwhile
-            self._hand(ANSWERED.event(record))
+            self._hand(event_of(record))
 
     def request(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any, kind: str = "request") -> None:
         """One request (or notification) as its values: built in one tuple or dict display,
@@ -189,7 +203,7 @@ class Tracer:
             node = self.nodes.get(dst) if self.nodes else None
             record = (
                 REQUEST,
-                next(self._seq),
+                next(self.seq),
                 self.clock(),
                 kind,
                 src,
@@ -205,11 +219,10 @@ class Tracer:
                 get("flag", ABSENT),
                 ABSENT if node is None else node,
             )
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
             return
         event: Event = {
-            "seq": next(self._seq),
+            "seq": next(self.seq),
             "ts": self.clock(),
             "type": kind,
             "src": src,
@@ -246,7 +259,7 @@ class Tracer:
                 errno, message, result = error.get("name"), error.get("message"), ABSENT
             record = (
                 REPLY,
-                next(self._seq),
+                next(self.seq),
                 self.clock(),
                 kind,
                 src,
@@ -265,11 +278,10 @@ class Tracer:
                 get("flag", ABSENT),
                 ABSENT if node is None else node,
             )
-            for keep in self.kept:
-                keep(record)
+            self.keep(record)
             return
         event: Event = {
-            "seq": next(self._seq),
+            "seq": next(self.seq),
             "ts": self.clock(),
             "type": kind,
             "src": src,

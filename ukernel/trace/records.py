@@ -1,13 +1,13 @@
 """Compact trace records, and the MemorySink that keeps them.
 
 A record is a tuple of what the tracer had at hand when the event happened, its kind
-first (a ``Kind``: how to build the event's dict, and the console's line, from it). The
-dict is built when the trace is read, with the same keys in the same order and the same
+first (an int: which of BUILDERS makes the event's dict from it). The dict is built when the trace is read, with the same keys in the same order and the same
 values as the tracer's eager dicts (docs/trace.md's schema): keeping a trace then costs
 a tuple per event, not a ~13-key dict and everything it holds. A message the router
 encoded is kept as its frames (the msgpack bytes the service was sent and answered):
 its args, meta and result are decoded from them on read, so the trace holds the
-message as it went, and bytes rather than the objects they were made from.
+message as it went, and bytes rather than the objects they were made from. The router
+builds those two records itself (no tracer call per message).
 """
 
 from __future__ import annotations
@@ -28,17 +28,6 @@ ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>", "__slots_
 def decode(frame: bytes) -> Any:
     """A frame as the router's receiver decodes it (router.py): the same values."""
     return msgpack.unpackb(frame, raw=False, strict_map_key=False)
-
-
-class Kind:
-    """How one kind of record becomes its event (``event``) and its console fields
-    (``fields``: the values a console line is drawn from, without the dict)."""
-
-    __slots__ = ("event", "fields")
-
-    def __init__(self, event: Callable[[tuple], Event], fields: Callable[[tuple], tuple] | None = None):
-        self.event = event
-        self.fields = fields
 
 
 def _keyed(keys: tuple[str, ...]) -> Callable[[tuple], Event]:
@@ -102,21 +91,6 @@ def _answered(record: tuple) -> Event:
     return _meta_tail(event, meta)
 
 
-def _sent_fields(record: tuple) -> tuple:
-    """A framed request's console fields: src, dst, op, msgid, pid, args, syscall, flag."""
-    _, _, _, src, dst, op, frame = record
-    _, msgid, _, (args, meta) = decode(frame)
-    return src, dst, op, msgid, meta.get("pid"), args, meta.get("syscall"), meta.get("flag")
-
-
-def _answered_fields(record: tuple) -> tuple:
-    """A framed reply's console fields: src, dst, op, msgid, error, result."""
-    _, _, _, request, reply, _ = record
-    _, _, _, src, dst, op, _ = request
-    _, msgid, error, result = decode(reply)[:4]
-    return dst, src, op, msgid, error, result
-
-
 def _sched(record: tuple) -> Event:
     """A CPU's scheduling step: ``(kind, seq, ts, op, cpu, pid)`` (the task's tid is its pid)."""
     _, seq, ts, op, cpu, pid = record
@@ -147,14 +121,26 @@ REPLY_KEYS = ("seq", "ts", "type", "src", "dst", "op", "msgid", "cause", "pid", 
 REPLY_KEYS += ("errno", "message", "result", "dur_us")
 META_KEYS = ("syscall", "step", "flag", "node")
 
-REQUEST = Kind(_keyed(REQUEST_KEYS + META_KEYS))
-REPLY = Kind(_keyed(REPLY_KEYS + META_KEYS))
-FIELDS = Kind(_from_fields)
-SCHED = Kind(_sched)
-ENTERED = Kind(_entered)
-EXITED = Kind(_exited)
-SENT = Kind(_sent, _sent_fields)
-ANSWERED = Kind(_answered, _answered_fields)
+#: A record's first value: its kind, an index into BUILDERS (how the event's dict is built
+#: from it). An int, not an object: the gc untracks a tuple of ints, strings and bytes once
+#: a collection has seen it, so a kept trace of messages and scheduling steps costs the
+#: later collections nothing.
+REQUEST, REPLY, FIELDS, SCHED, ENTERED, EXITED, SENT, ANSWERED = range(8)
+BUILDERS: tuple[Callable[[tuple], Event], ...] = (
+    _keyed(REQUEST_KEYS + META_KEYS),
+    _keyed(REPLY_KEYS + META_KEYS),
+    _from_fields,
+    _sched,
+    _entered,
+    _exited,
+    _sent,
+    _answered,
+)
+
+
+def event_of(record: tuple) -> Event:
+    """A record's event, as the tracer would have built it at once."""
+    return BUILDERS[record[0]](record)
 
 
 class MemorySink(Sequence):
@@ -165,31 +151,71 @@ class MemorySink(Sequence):
     is read once, at the end, if at all. Each event's dict is built when the trace is
     first read (len, iteration, indexing, ==) and kept in its place, so it is built once
     and is the same dict at every read. ``maxlen`` keeps only the last events (a ring,
-    as a deque).
+    as a deque). A ring added to a tracer that keeps a whole trace already *follows* it
+    (``follow``): it is the last ``maxlen`` events of that trace, and nothing is appended
+    to it twice.
     """
 
-    __slots__ = ("_events", "_built", "append")
+    __slots__ = ("_events", "_built", "append", "maxlen", "_of", "_start", "_followers")
 
     def __init__(self, maxlen: int | None = None) -> None:
         self._events: list | collections.deque = [] if maxlen is None else collections.deque(maxlen=maxlen)
         self._built = 0  # the events before this index are dicts (a list's; a ring is scanned)
         self.append = self._events.append  # an event (a dict) or a record: no Python frame per event
+        self.maxlen = maxlen
+        self._of: MemorySink | None = None  # the whole trace this ring is the tail of
+        self._start = 0  # ... from this index of it on
+        self._followers: list[MemorySink] = []
 
     def __call__(self, event: Event) -> None:
         self.append(event)
 
+    @property
+    def following(self) -> bool:
+        """True for a ring that reads its events from a whole trace (the tracer skips it)."""
+        return self._of is not None
+
+    def follow(self, whole: MemorySink) -> None:
+        """From now on, the events ``whole`` (an unbounded sink of the same tracer) gets are
+        this ring's too, read from there: the tracer need append each event once."""
+        assert self.maxlen is not None and whole.maxlen is None and whole._of is None
+        self._of, self._start = whole, len(whole._events)
+        whole._followers.append(self)
+
     def _dicts(self) -> list | collections.deque:
         """The events, every record built into its dict first."""
+        if self._of is not None:
+            return self._tail()
         events = self._events
         start = self._built if isinstance(events, list) else 0
         for i in range(start, len(events)):
             event = events[i]
             if type(event) is tuple:
-                events[i] = event[0].event(event)
+                events[i] = BUILDERS[event[0]](event)
         self._built = len(events)
         return events
 
+    def _tail(self) -> collections.deque:
+        """A follower's events: its own (from before it followed), then the whole trace's
+        since, the last ``maxlen`` of them. The trace's records are built in its place
+        (only these: a bug's report in a long run builds 200 dicts, not the whole trace)."""
+        own = self._events
+        for i in range(len(own)):
+            if type(own[i]) is tuple:
+                own[i] = BUILDERS[own[i][0]](own[i])
+        events = self._of._events
+        lo = max(self._start, len(events) - self.maxlen)
+        for i in range(lo, len(events)):
+            event = events[i]
+            if type(event) is tuple:
+                events[i] = BUILDERS[event[0]](event)
+        ring = collections.deque(own, maxlen=self.maxlen)
+        ring.extend(itertools.islice(events, lo, None))
+        return ring
+
     def __len__(self) -> int:
+        if self._of is not None:
+            return min(self.maxlen, len(self._events) + len(self._of._events) - self._start)
         return len(self._events)
 
     def __getitem__(self, index: Any) -> Any:
@@ -212,9 +238,15 @@ class MemorySink(Sequence):
     __hash__ = None  # type: ignore[assignment]  # (mutable, as a list)
 
     def clear(self) -> None:
-        """Forget every event kept so far (a test's client, between two steps)."""
+        """Forget every event kept so far (a test's client, between two steps). A ring that
+        follows this trace keeps its last events: they are copied into it first."""
+        for ring in self._followers:
+            ring._events = ring._tail()
+            ring._start, ring.append = 0, ring._events.append
         self._events.clear()
         self._built = 0
+        if self._of is not None:
+            self._start = len(self._of._events)
 
     def __repr__(self) -> str:
         return f"MemorySink({list(self._dicts())!r})"
