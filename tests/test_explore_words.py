@@ -13,7 +13,7 @@ from conftest import found, program_file
 import ukernel
 from services.mm import MmService
 from ukernel import abi
-from ukernel.explore.por import dependent, touched_objects
+from ukernel.explore.por import COUNT, READ, dependent, touched_objects
 from ukernel.testing import service_client
 
 LONG = pytest.mark.skipif(
@@ -208,3 +208,42 @@ def test_long_word_footprints_find_what_caching_alone_finds(tmp_path, name, arg,
     searches = [ukernel.explore(prog, [name, arg], **how) for how in ({}, {"cache": False}, {"reduction": False})]
     assert all(s.complete for s in searches) and all(found(s) == found(searches[0]) for s in searches)
     assert [o for o, _ in found(searches[0])[0]] == outcomes
+
+
+#: A thread loads a global int and a global list, then yields twice beside another thread: a
+#: plain value held on is a snapshot.
+PLAIN = """
+from ukernel.abi import CLONE_VM, SIGCHLD
+
+total = 0
+log = []
+
+
+async def worker(sys, _):
+    tmp = total + len(log)  # loads both
+    await sys.sched_yield()
+    await sys.sched_yield()
+    return tmp
+
+
+async def main(sys, argv):
+    tids = [await sys.clone(CLONE_VM | SIGCHLD, worker, None) for _ in range(2)]
+    for tid in tids:
+        await sys.waitpid(tid, 0)
+    return 0
+"""
+
+
+def test_a_plain_value_loaded_before_is_no_read_later_and_a_list_still_is(tmp_path):
+    from test_explore_user import steps_of
+
+    worker = steps_of(tmp_path, "plain", PLAIN).user(3)
+    assert {(READ, "total"), (READ, "log")} <= worker[0]
+    assert all((READ, "log") in s and (READ, "total") not in s for s in worker[1:])
+
+
+def test_futex_waits_commute_with_each_other_not_with_a_wake_and_an_empty_wake_only_reads():
+    word = ("futex", 3, 0x1000)
+    wait, wake, empty = frozenset({(COUNT, word)}), frozenset({word}), frozenset({(READ, word)})
+    assert not dependent(wait, wait) and not dependent(empty, empty)
+    assert dependent(wait, wake) and dependent(wait, empty) and dependent(wake, empty)

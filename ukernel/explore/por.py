@@ -67,7 +67,7 @@ IGNORED_OPS = frozenset(
         ("sched", "sched_exit"),
     }
 )
-IGNORED_ANYWHERE = frozenset({"state_digest", "accounting", "ping", "runqueue"})
+IGNORED_ANYWHERE = frozenset({"state_digest", "accounting", "check", "ping", "runqueue"})
 #: Messages that read or set the clock: the clock counts every task's syscalls.
 CLOCK_OPS = frozenset({"hrtimer_start", "hrtimer_cancel", "hrtimer_interrupt", "now", "sched_stat", "loadavg"})
 

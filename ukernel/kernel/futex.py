@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import abi
-from .choice import READ, futex_picks, touch
+from .choice import COUNT, READ, futex_picks, touch
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
 from .wait import WaitEvent
@@ -87,7 +87,9 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
             # queued and taken off again in one step, which no other task sees: the queue is
             # neither changed nor read (its waiters decide nothing here), so nothing is touched
             raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
-        touch(k, obj)
+        # one more waiter: a count's change (two waits commute: the queue's order decides
+        # nothing a wake does under explore, whose futex point takes each set of waiters)
+        touch(k, (COUNT, obj))
         queued = True
         wchan = WaitChannel("futex", f"futex at {addr:#x}")
         if ticks is None:
@@ -95,9 +97,9 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
         else:
             timed_out, left = await sleep_timeout(k, task, meta, ticks, event, wchan)
     finally:
-        if queued:
-            touch(k, obj)  # the step that resumes the waiter takes it off the queue
-        k.futexes.dequeue(key, event)
+        if queued and not event.is_set():
+            touch(k, obj)  # a signal or the timeout: the step that resumes it takes it off the queue
+        k.futexes.dequeue(key, event)  # (a FUTEX_WAKE took it off already: the waker's step)
     if event.is_set():
         return 0
     if timed_out:
