@@ -125,12 +125,19 @@ async def test_mm_names_the_frames_of_shared_pages_and_pid_the_namespaces_of_a_n
         await c.call("write_mem", mm=parent, addr=addr, data=b"x")
         child = (await c.call("dup_mm", mm=parent))["mm"]
         pfn = mm.mms[parent].pfn_of[addr // 4096]
+        word = pfn * 4096  # the word's physical address: the same in every mm mapping the frame
         for m in (parent, child):  # one shared frame, writable in both: no fault
             assert mm.touched("write_mem", {"mm": m, "addr": addr, "data": b"y"}) == [
-                ("page", pfn, "w"),
+                ("word", word, "w"),
+                ("page", pfn, "r"),
+                ("stores", pfn, "c"),
                 ("mm", m, "r"),
             ]
-        assert mm.touched("read_mem", {"mm": child, "addr": addr, "n": 1}) == [("page", pfn, "r"), ("mm", child, "r")]
+        assert mm.touched("read_mem", {"mm": child, "addr": addr, "n": 1}) == [
+            ("word", word, "r"),
+            ("page", pfn, "r"),
+            ("mm", child, "r"),
+        ]
         pid = c.router.endpoints["pid"].service
         last = pid.namespaces[1].last  # the cursor; the scan takes the next number
         assert pid.touched("alloc_pid", {"ns": 1}) == [

@@ -35,7 +35,7 @@ GLOBAL = ("*",)  # conflicts with every footprint
 TASK_LOCAL_SYSCALLS = frozenset(
     """read write pread64 pwrite64 readv writev open openat close lseek dup dup2 dup3 pipe pipe2
     fcntl chdir fchdir getcwd mkdir rmdir unlink rename stat lstat fstat getdents umask chroot
-    mmap munmap mprotect brk sigaction sigprocmask uname sethostname readlink symlink link
+    mmap munmap mprotect brk sigaction sigprocmask uname sethostname readlink symlink link cmpxchg
     access truncate ftruncate mknod mkfifo getpid gettid sched_yield peek poke""".split()
 )
 #: Syscalls whose kernel side names what it touches as it runs (``Footprint.touch``, from the

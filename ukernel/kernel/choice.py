@@ -332,6 +332,10 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
 
 #: The whole task table (explore's POR): a step that reads or changes tasks it does not name.
 ALL_TASKS = ("task", "*")
+#: A read of an object (por.py's READ mode): two reads commute, a read and a change do not.
+READ = "r"
+#: A change of a count that commutes with other such changes (por.py's COUNT mode).
+COUNT = "c"
 #: Everything (por.py's GLOBAL): /proc, made from every task, the clock and each service.
 EVERYTHING = ("*",)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import abi
-from .choice import futex_picks, touch
+from .choice import COUNT, READ, futex_picks, touch
 from .task import TaskStruct, WaitChannel
 from .time import seconds_to_ticks, sleep_timeout
 from .wait import WaitEvent
@@ -79,20 +79,27 @@ async def futex_wait(k: Kernel, task: TaskStruct, meta: dict, addr: int, val: in
     if addr % 4:
         raise abi.kernel_error(abi.EINVAL, f"futex address {addr:#x} is not 4-byte aligned")
     key = (task.mm, addr)
-    touch(k, ("futex", *key))  # explore's POR: this word's queue, not the others'
+    obj = ("futex", *key)  # explore's POR: this word's queue, not the others'
     event = k.futexes.enqueue(key, task.pid)
-    timed_out, left = False, 0
+    timed_out, left, queued = False, 0, False
     try:
         if await read_word(k, task, addr, meta) != val & 0xFFFFFFFF:
+            # queued and taken off again in one step, which no other task sees: the queue is
+            # neither changed nor read (its waiters decide nothing here), so nothing is touched
             raise abi.kernel_error(abi.EAGAIN, "the futex word changed before the wait")
+        # one more waiter: a count's change (two waits commute: the queue's order decides
+        # nothing a wake does under explore, whose futex point takes each set of waiters)
+        touch(k, (COUNT, obj))
+        queued = True
         wchan = WaitChannel("futex", f"futex at {addr:#x}")
         if ticks is None:
             await k.sleep_on(task, event, wchan=wchan)
         else:
             timed_out, left = await sleep_timeout(k, task, meta, ticks, event, wchan)
     finally:
-        touch(k, ("futex", *key))  # the step that resumes the waiter takes it off the queue
-        k.futexes.dequeue(key, event)
+        if queued and not event.is_set():
+            touch(k, obj)  # a signal or the timeout: the step that resumes it takes it off the queue
+        k.futexes.dequeue(key, event)  # (a FUTEX_WAKE took it off already: the waker's step)
     if event.is_set():
         return 0
     if timed_out:
@@ -113,8 +120,9 @@ async def sys_futex(
         return await futex_wait(k, task, meta, addr, val, ticks)
     if op == abi.FUTEX_WAKE:
         key = (task.mm, addr)
-        touch(k, ("futex", *key))
-        return k.futexes.wake(key, val, await futex_picks(k, task, k.futexes.waiters(key), val))
+        waiters = k.futexes.waiters(key)
+        touch(k, ("futex", *key) if waiters else (READ, ("futex", *key)))  # no waiter: it changes nothing
+        return k.futexes.wake(key, val, await futex_picks(k, task, waiters, val))
     raise abi.kernel_error(abi.ENOSYS, f"futex op {op} is not modelled (FUTEX_WAIT and FUTEX_WAKE are)")
 
 

@@ -10,10 +10,12 @@ specialised), so every load of a name goes through ``__getitem__`` and is noted.
 (docs/explore.md, "User memory"):
 
 - a step **reads** the names it loaded, the names its task loaded in any earlier
-  step (*held*: a frame's value stack, a for loop's iterator, may still hold what
-  was loaded, where no local shows it), and every global whose object graph shares
-  a mutable object with what the task's frames' locals reach (an alias: a local,
-  or a clone argument, holding a list a global holds too);
+  step whose value then reached a mutable object (*held*: a frame's value stack, a
+  for loop's iterator, may still hold what was loaded, where no local shows it; a
+  plain value held on is a snapshot, which no later change of the global reaches),
+  and every global whose object graph shares a mutable object with what the task's
+  frames' locals reach (an alias: a local, or a clone argument, holding a list a
+  global holds too);
 - a step **writes** the names whose *form* changed: the value walked deeply with
   the identity of every mutable object in it (so an in-place change counts, and
   so does rebinding a name to an equal copy), names bound and unbound included;
@@ -338,14 +340,18 @@ class UserSteps:
             self.last = None  # a step not begun here, or one that replaced its namespace (exec)
             return None
         held = self.held.setdefault(pid, set())
-        held |= ns.reads  # (a coarse step's loads too: its task may hold them on)
+        loaded = frozenset(ns.reads)
         ns.reads.clear()
         now = walk_globals(ns)
         self.last = (ns, now)
         start = step.start
+        # what its frames may hold on: a coarse step's loads all, else those that reach a
+        # mutable object (a snapshot of a plain value changes with nothing: reading it again
+        # is no read of the global)
+        held |= loaded if start is None else {n for n in loaded if n == EVERY or _reaches(start, n) or _reaches(now, n)}
         if start is None or EVERY in held:
             return None
-        reads = frozenset(held) | step.alias
+        reads = frozenset(held) | loaded | step.alias
         if any(_whole(start, n) or _whole(now, n) for n in reads):
             return None
         writes = {n for n in start.keys() | now.keys() if _form(start, n) != _form(now, n)}
@@ -379,6 +385,12 @@ def _form(globals_: dict[str, Global], name: str) -> Any:
 def _whole(globals_: dict[str, Global], name: str) -> bool:
     g = globals_.get(name)
     return g is not None and g.whole
+
+
+def _reaches(globals_: dict[str, Global], name: str) -> bool:
+    """Whether the global's value reaches a mutable object, or something not seen into."""
+    g = globals_.get(name)
+    return g is not None and bool(g.ids or g.opaque or g.whole)
 
 
 def _opaque(globals_: dict[str, Global], name: str) -> bool:
