@@ -373,6 +373,9 @@ class DevTools:
             os.close(self._out)
 
 
+#: A promise the page keeps once its script has set data-ready (it looks again every 10 ms).
+READY = """new Promise(done => { const look = () => document.body && document.body.dataset.ready === "1"
+    ? done("1") : setTimeout(look, 10); look(); })"""
 TAB = ("Tab", "Tab", 9)
 ENTER = ("Enter", "Enter", 13, "\r")
 SPACE = (" ", "Space", 32, " ")
@@ -383,11 +386,10 @@ async def test_the_keyboard_reaches_a_syscall_and_enter_or_space_draws_its_route
     forks = [e for e in trace if e["type"] == "syscall_enter" and e["op"] == "fork"]
     browser = DevTools(tmp_path, path.as_uri())
     try:
-        for _ in range(100):  # the page loads while we ask; a bounded number of asks, no clock
-            if browser.js("document.body && document.body.dataset.ready") == "1":
-                break
-        else:
-            pytest.fail("the page's script did not finish")
+        # The page's own answer once its script has run (a count of asks raced the load on a busy
+        # machine); a page that never gets there is call()'s LAUNCH_TIMEOUT failure, not a hang.
+        ready = browser.call("Runtime.evaluate", expression=READY, awaitPromise=True, returnByValue=True)
+        assert ready["result"].get("value") == "1", "the page's script did not finish"
         browser.js("document.getElementById('filter').focus()")
         browser.call("Input.insertText", text="fork")  # typed: the table shows the forks only
         browser.press(*TAB)  # to the task filter
