@@ -5,19 +5,9 @@ wraps that hook only when a restart policy needs what the replies say (reincarna
 from __future__ import annotations
 
 import buggy_services as bugs
+from test_service_bugs import FORKS  # three forks, three waits, done
 
 import ukernel
-
-FORKS = b"""
-async def main(sys, argv):
-    for _ in range(3):
-        if await sys.fork() == 0:
-            return 0
-    for _ in range(3):
-        await sys.waitpid(-1, 0)
-    await sys.write(1, b"done\\n")
-    return 0
-"""
 
 CLONES = b"""
 from ukernel.abi import SIGCHLD
