@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-GLOBAL = ("*",)  # conflicts with every footprint
+from ..kernel.choice import COUNT, READ
+from ..kernel.choice import EVERYTHING as GLOBAL  # conflicts with every footprint
 
 #: Syscalls whose kernel side touches only the calling task (what else they touch goes by
 #: message, and is in the footprint from there). The rest reach other tasks or the clock.
@@ -259,7 +260,7 @@ def _reach(service: str, calls: dict[str, frozenset[str]]) -> set[tuple[str, str
 #: footprint made before modes reads as writes); a read is ("r", object), a count's change
 #: that keeps it above zero ("c", object). Two reads commute, and two count changes do
 #: (increments and decrements that release nothing); every other pair of one object conflicts.
-READ, COUNT = "r", "c"
+#: (The kernel's hooks write them too: kernel/choice.py holds the names.)
 #: For a moded entry, the other mode it conflicts with (besides the write).
 _CLASH = {READ: COUNT, COUNT: READ}
 

@@ -332,18 +332,13 @@ async def pass_turn(k: Kernel, task: TaskStruct, state: str, pick: int | None) -
 
 #: The whole task table (explore's POR): a step that reads or changes tasks it does not name.
 ALL_TASKS = ("task", "*")
-#: A read of an object (por.py's READ mode): two reads commute, a read and a change do not.
-READ = "r"
-#: A change of a count that commutes with other such changes (por.py's COUNT mode).
-COUNT = "c"
+#: explore's modes (por.py's algebra): ``(READ, obj)`` only reads ``obj`` (two reads commute, a
+#: read and a change do not); ``(COUNT, obj)`` makes a change that commutes with every other
+#: COUNT of it (a count's +1 or -1, an entry added to or taken from an index); the object
+#: itself is a write.
+READ, COUNT = "r", "c"
 #: Everything (por.py's GLOBAL): /proc, made from every task, the clock and each service.
 EVERYTHING = ("*",)
-
-
-#: explore's modes (por.py): ``(READ, obj)`` only reads ``obj`` (two reads commute), ``(COUNT,
-#: obj)`` makes a change that commutes with every other COUNT of it (a count's +1 or -1, an
-#: entry added to or taken from an index); the object itself is a write.
-READ, COUNT = "r", "c"
 
 
 def children_of(task: TaskStruct) -> tuple:

@@ -46,6 +46,7 @@ from .records import (
     MemorySink,
     event_of,
     json_default,
+    meta_tail,
 )
 
 log = logging.getLogger("ukernel")
@@ -303,12 +304,7 @@ class Tracer:
 
     def _finish(self, event: Event, meta: dict, handler: str) -> None:
         """The syscall and clone step the message is for, its node, and out to the sinks."""
-        if "syscall" in meta:
-            event["syscall"] = meta["syscall"]
-        if "step" in meta:
-            event["step"] = meta["step"]
-        if "flag" in meta:
-            event["flag"] = meta["flag"]
+        meta_tail(event, meta)
         if self.nodes:
             node = self.nodes.get(handler)
             if node is not None:

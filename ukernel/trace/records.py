@@ -49,8 +49,9 @@ def _from_fields(record: tuple) -> Event:
     return {"seq": seq, "ts": ts, "type": type_, **fields}
 
 
-def _meta_tail(event: Event, meta: dict) -> Event:
-    """The syscall and clone step a message is for, as the tracer adds them (in this order)."""
+def meta_tail(event: Event, meta: dict) -> Event:
+    """The syscall and clone step a message is for, in this order: a record read back and the
+    tracer's eager event both end with them (the schema's one definition)."""
     if "syscall" in meta:
         event["syscall"] = meta["syscall"]
     if "step" in meta:
@@ -71,7 +72,7 @@ def _sent(record: tuple) -> Event:
         meta.get("tid"),
         args,
     )
-    return _meta_tail(event, meta)
+    return meta_tail(event, meta)
 
 
 def _answered(record: tuple) -> Event:
@@ -88,7 +89,7 @@ def _answered(record: tuple) -> Event:
     else:
         event["result"] = result
     event["dur_us"] = dur_us
-    return _meta_tail(event, meta)
+    return meta_tail(event, meta)
 
 
 def _sched(record: tuple) -> Event:
