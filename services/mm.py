@@ -159,7 +159,7 @@ class MmService(FaultOps, Service):
         # pfn -> references (struct page's _refcount); frames in use only, a count never stays at 0
         self.refcount: Counter[int] = Counter()
         self.data: dict[int, bytearray] = {}  # frame contents, created on first write: absent = zeros
-        self.free: list[int] = []  # freed frames, reused first
+        self.free: set[int] = set()  # freed frames, reused (lowest first) once no frame is left unused
         self.next_pfn = 0  # frames from here up were never used
         self.mms: dict[int, MmStruct] = {}
         self.shmem: dict[int, Shmem] = {}
@@ -178,11 +178,17 @@ class MmService(FaultOps, Service):
 
     # --- physical frames (the page allocator) ---------------------------------
     def _alloc_frame(self) -> int:
-        """alloc_page: a free frame with refcount 1, or ENOMEM (the OOM case)."""
-        if self.free:
-            pfn = self.free.pop()
-        elif self.next_pfn < self.nframes:
+        """alloc_page: a free frame with refcount 1, or ENOMEM (the OOM case).
+
+        A frame never used comes first, then the lowest freed one: so which frame an
+        allocation gets does not depend on frees that came before it while unused frames are
+        left (no program sees a frame's number), and explore can let an exit's frees commute
+        with another process's fork or fault (mm_footprint.py)."""
+        if self.next_pfn < self.nframes:
             pfn, self.next_pfn = self.next_pfn, self.next_pfn + 1
+        elif self.free:
+            pfn = min(self.free)
+            self.free.remove(pfn)
         else:
             raise abi.kernel_error(abi.ENOMEM, f"out of memory: all {self.nframes} frames are in use")
         self.refcount[pfn] = 1
@@ -194,7 +200,7 @@ class MmService(FaultOps, Service):
         if self.refcount[pfn] == 0:
             del self.refcount[pfn]
             self.data.pop(pfn, None)
-            self.free.append(pfn)
+            self.free.add(pfn)
 
     # --- VMAs -----------------------------------------------------------------
     def _mm(self, handle: int) -> MmStruct:
@@ -385,7 +391,7 @@ class MmService(FaultOps, Service):
 
     # --- system calls -----------------------------------------------------------
     @op
-    @touches(fp.remap)
+    @touches(fp.mmap)
     async def mmap(self, req: Call, mm: int, addr: int, length: int, prot: int, flags: int) -> int:
         """Map anonymous memory; no frame is allocated until a page is touched."""
         m = self._mm(mm)
@@ -419,7 +425,7 @@ class MmService(FaultOps, Service):
         return addr
 
     @op
-    @touches(fp.remap)
+    @touches(fp.munmap)
     async def munmap(self, req: Call, mm: int, addr: int, length: int) -> int:
         """Unmap [addr, addr+length): holes in the range are fine, as in Linux."""
         m = self._mm(mm)
@@ -451,7 +457,7 @@ class MmService(FaultOps, Service):
         return 0
 
     @op
-    @touches(fp.remap)
+    @touches(fp.brk)
     async def brk(self, req: Call, mm: int, addr: int) -> int:
         """Move the end of the heap; answer the break now in force (the old one on failure, as Linux)."""
         m = self._mm(mm)
@@ -615,7 +621,7 @@ class MmService(FaultOps, Service):
         for pfn in sorted(refs.keys() | self.refcount.keys()):
             if refs[pfn] != self.refcount.get(pfn, 0):
                 problems.append(f"frame {pfn}: refcount {self.refcount.get(pfn, 0)}, {refs[pfn]} references")
-        if len(self.free) + len(self.refcount) != self.next_pfn or set(self.free) & self.refcount.keys():
+        if len(self.free) + len(self.refcount) != self.next_pfn or self.free & self.refcount.keys():
             problems.append("free list and used frames disagree")
         if not self.data.keys() <= self.refcount.keys():
             problems.append("a free frame still has data")

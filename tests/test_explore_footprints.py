@@ -119,9 +119,10 @@ async def test_mm_names_the_frames_of_shared_pages_and_pid_the_namespaces_of_a_n
         addr = await c.call("mmap", mm=parent, addr=0, length=4096, prot=3, flags=abi.MAP_SHARED | abi.MAP_ANONYMOUS)
         mm = c.router.endpoints["mm"].service
         assert mm.touched("write_mem", {"mm": parent, "addr": addr, "data": b"x"}) == [
+            ("shmem", 1, "w"),
             ("mm", parent, "w"),
-            ("frames", 0, "w"),
-        ]  # not present yet: the store faults it in
+            ("next", 0, "w"),
+        ]  # not present yet: the store faults it in (the object's page, a never-used frame)
         await c.call("write_mem", mm=parent, addr=addr, data=b"x")
         child = (await c.call("dup_mm", mm=parent))["mm"]
         pfn = mm.mms[parent].pfn_of[addr // 4096]
