@@ -186,7 +186,10 @@ def cmpxchg(mm: Any, args: dict) -> Touched:
     and holds another value: the handler then reads and stores nothing), as a failed
     compare-and-swap is a load in a memory model: two failed ones commute."""
     current = _current(mm, args)
-    return access(mm, args, WORD, current is None or current == args["old"] & 0xFFFFFFFF)
+    load = access(mm, args, WORD, False)  # the handler loads first: a fault even if the store fails
+    if current is not None and current != args["old"] & 0xFFFFFFFF:
+        return load
+    return _unique(load + access(mm, args, WORD, True))
 
 
 def _current(mm: Any, args: dict) -> int | None:

@@ -41,6 +41,7 @@ step = st.one_of(
     st.tuples(st.just("unmap"), st.integers(0, PAGES - 1)),
     st.tuples(st.just("brk"), st.integers(0, 2)),
     st.tuples(st.just("protect"), st.integers(0, PAGES - 1), st.booleans()),
+    st.tuples(st.just("cas"), st.integers(0, PAGES - 1), st.integers(0, 1)),
 )
 #: The history before the pair: (process index, step); the pair: two steps of two processes.
 history = st.lists(st.tuples(st.integers(0, 7), step), max_size=14)
@@ -68,6 +69,8 @@ def messages(kind: str, mm: int, m: MmService, args: tuple) -> list[tuple[str, d
         ]
     if kind == "unmap":
         return [("munmap", {"mm": mm, "addr": at, "length": PAGE})]
+    if kind == "cas":
+        return [("cmpxchg", {"mm": mm, "addr": at, "old": args[1], "new": 7})]
     if kind == "brk":
         start = m.mms[mm].start_brk
         return [("brk", {"mm": mm, "addr": start + args[0] * PAGE})]
@@ -201,6 +204,14 @@ PAIRS = {
     ),
     "the last two holders' exits": (9, [(2, ("exit",))], (1, ("exit",)), (0, ("exit",)), False),
     "two exits, a holder left": (9, [], (1, ("exit",)), (2, ("exit",)), True),
+    # the handler loads before it stores: the load faults the page in, then the store EFAULTs
+    "a cmpxchg on a read-only page it faults in, and a fork": (
+        9,
+        [(0, ("map", 0, 1, False)), (0, ("protect", 0, False))],
+        (0, ("cas", 0, 0)),
+        (1, ("fork",)),
+        False,
+    ),
 }
 
 
