@@ -255,8 +255,7 @@ async def child(sys):
 async def main(sys, argv):
     eat = int(argv[1])
     region = await sys.mmap(0, eat * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
-    for i in range(eat):
-        await sys.peek(region + i * PAGE_SIZE, 1)
+    await sys.peek(region, eat * PAGE_SIZE)  # a first touch of each page: a frame each
     kids = []
     for _ in range(2):
         pid = await sys.fork()
@@ -279,8 +278,7 @@ from ukernel.abi import MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_W
 async def main(sys, argv):
     eat = int(argv[1])
     region = await sys.mmap(0, eat * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
-    for i in range(eat):
-        await sys.peek(region + i * PAGE_SIZE, 1)
+    await sys.peek(region, eat * PAGE_SIZE)  # a first touch of each page: a frame each
     page = await sys.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
     await sys.poke(page, b"p")
     pid = await sys.fork()
