@@ -524,13 +524,36 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
     if fields is None and hasattr(type(value), "__slots__"):
         fields = {n: getattr(value, n, None) for n in type(value).__slots__}
     if fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE):
-        return ("t", type(value).__qualname__)
+        return _opaque(value, memo)
     derived = getattr(type(value), "DIGEST_DERIVED", ())
     if derived:  # indexes made from the other fields: the same for equal states, and costly to sort
         fields = {k: v for k, v in fields.items() if k not in derived}
     # the fields' map is walked, not remembered: a slots object's is a temporary, whose id a
     # later temporary may reuse (it would be taken for an object seen before)
     return ("o", type(value).__qualname__, _canonical_dict(fields, memo))
+
+
+def _opaque(value: Any, memo: dict[int, int]) -> tuple:
+    """A value with no fields to walk: its type's name; but a range by its bounds, and an iterator
+    of builtins or itertools (a ``for`` loop's, a counter) by its position, from ``__reduce__``
+    (``iter((1, 1, 1))`` after one item: ``(iter, ((1, 1, 1),), 1)``): two loops at different
+    items are two states. What reduce made (``dict`` iterators copy their rest) stays alive in
+    the memo until the walk ends, so that no later temporary takes its id."""
+    kind = type(value)
+    if kind is range:
+        return ("range", value.start, value.stop, value.step)
+    if kind.__module__ in _ITERATOR_MODULES and hasattr(kind, "__next__"):
+        try:
+            reduced = value.__reduce__()
+        except TypeError:  # a generator: not reducible (user_state walks a program's own)
+            return ("t", kind.__qualname__)
+        memo.setdefault(_KEEP, []).append(reduced)
+        return ("i", kind.__qualname__, tuple(canonical(part, memo) for part in reduced[1:]))
+    return ("t", kind.__qualname__)
+
+
+_ITERATOR_MODULES = frozenset({"builtins", "itertools"})
+_KEEP = -1  # canonical's memo: the temporaries of reduce, kept alive (no id is negative)
 
 
 def _canonical_dict(value: dict, memo: dict[int, int]) -> tuple:

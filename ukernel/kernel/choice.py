@@ -43,12 +43,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..ipc.service import canonical
+from ..user.framestack import value_stack
 from .wait import awake
 
 if TYPE_CHECKING:
@@ -456,9 +457,24 @@ def user_state(task: TaskStruct) -> Any:
         if frame.f_code is entry:  # the call it is in: its arguments were on the program's stack
             frames.append(("syscall", frame.f_locals.get("name"), frame.f_locals.get("args")))
         elif not frame.f_code.co_filename.startswith(KERNEL_SIDE):
-            local = {k: v for k, v in frame.f_locals.items() if k != "sys"}
-            frames.append((frame.f_code.co_name, frame.f_lasti, local))  # f_lasti: two awaits on one line
+            frames.append(_program_frame(frame))
     return canonical((space, frames))
+
+
+def _program_frame(frame: FrameType) -> tuple:
+    """A program's frame as the digest takes it: function, instruction (two awaits on one line),
+    locals, and the value stack (a ``for`` loop's iterator, an expression's partial results:
+    user/framestack.py), a generator there or in a local by its own frame."""
+    local = {k: _own(v) for k, v in frame.f_locals.items() if k != "sys"}
+    return (frame.f_code.co_name, frame.f_lasti, local, [_own(v) for v in value_stack(frame)])
+
+
+def _own(value: Any) -> Any:
+    """A generator of the program's (``for x in produce():``) as where its frame is; the rest as is."""
+    if type(value) is not GeneratorType:
+        return value
+    frame = value.gi_frame
+    return ("generator", value.__qualname__) + (() if frame is None else _program_frame(frame))
 
 
 @functools.cache
