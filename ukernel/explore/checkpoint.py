@@ -39,7 +39,6 @@ the tree runs at a time, so its messages never interleave.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import mmap
 import os
@@ -478,26 +477,6 @@ def _own_epoll() -> None:
     old.close()
 
 
-MADV_COLLAPSE = 25  # linux/mman.h (Linux 6.1): make these pages transparent huge pages now
-_HUGE = 1 << 21
-
-
-def _collapse_heap() -> None:
-    """Back the heap with 2 MiB pages before the tree forks: fork copies one entry per huge
-    page instead of 512 (a forked child's first store still copies only its 4 KiB, the huge
-    page split). Where the host cannot (no THP, an old kernel) nothing changes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    with open("/proc/self/maps") as maps:
-        regions = [line.split() for line in maps]
-    for fields in regions:
-        if fields[1].startswith("rw") and (len(fields) == 5 or fields[5] == "[heap]"):  # anonymous memory
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            start, end = -(-start // _HUGE) * _HUGE, end // _HUGE * _HUGE
-            if end > start:
-                libc.madvise(start, end - start, MADV_COLLAPSE)  # (an error: it stays as it is)
-
-
 def _rearm_watchdog() -> None:
     """A forked child has no interval timer (fork does not copy it): the watchdog's again."""
     from ..kernel import watchdog
@@ -569,6 +548,5 @@ def _root(program: str, argv: list[str] | None, settings: dict, mode: str, bound
     options = {"service_timeout": 0} | settings
     gc.disable()  # the tree's processes are short-lived: a collection would only copy pages (COW)
     gc.freeze()
-    _collapse_heap()
     trio.run(partial(run_async, program, argv, schedule=tree, trace=False, **options), clock=clock)
     raise RuntimeError("explore: a run ended without its outcome (run_async calls run_finished)")
