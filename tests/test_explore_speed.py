@@ -9,12 +9,14 @@ stack pointer, on running frames, and on the outcome sets against every path."""
 from __future__ import annotations
 
 import ctypes
+import os
 
 import pytest
 from conftest import found, program_file
 
 import ukernel
 from ukernel.ipc.service import canonical
+from ukernel.kernel import choice
 from ukernel.user import framestack
 
 #: Two processes each write "p" twice in a loop, then their name: the states after one "p"
@@ -32,15 +34,27 @@ async def main(sys, argv):
     return 0
 """
 LOOPS_OUTPUTS = ["ppPppQ", "ppQppP", "pppPpQ", "pppQpP", "ppppPQ", "ppppQP"]
+#: The same over a generator of the program's: where it is is its own frame's place.
+GENERATOR = "def ones():\n    yield 1\n    yield 1\n" + LOOPS.replace("(1, 1)", "ones()")
 
 
-@pytest.mark.parametrize("mode", [{}, {"reduction": False}])
-def test_a_loops_position_is_state_so_caching_keeps_every_outcome(tmp_path, mode):
-    path = program_file(tmp_path, "loops", LOOPS)
-    every = ukernel.explore(path, ["loops"], reduction=False, cache=False)
-    result = ukernel.explore(path, ["loops"], **mode)
-    assert sorted(o["stdout"] for o in every.outcomes) == LOOPS_OUTPUTS
-    assert result.complete and found(result) == found(every)
+LONG = pytest.mark.skipif(
+    not os.environ.get("UKERNEL_EXPLORE_LONG"), reason="long comparison: make explore-check (UKERNEL_EXPLORE_LONG=1)"
+)
+
+
+@LONG
+def test_long_every_path_of_the_loops_gives_its_six_outcomes(tmp_path):
+    """The reference the outcome sets below are checked against (126 runs: make explore-check)."""
+    every = ukernel.explore(program_file(tmp_path, "loops", LOOPS), ["loops"], reduction=False, cache=False)
+    assert every.complete and found(every) == ([(out, 0) for out in LOOPS_OUTPUTS], [], [])
+
+
+@pytest.mark.parametrize("source", [LOOPS, GENERATOR], ids=["tuple", "generator"])
+@pytest.mark.parametrize("mode", [{}, {"reduction": False}], ids=["default", "caching"])
+def test_a_loops_position_is_state_so_caching_keeps_every_outcome(tmp_path, mode, source):
+    result = ukernel.explore(program_file(tmp_path, "loops", source), ["loops"], **mode)
+    assert result.complete and found(result) == ([(out, 0) for out in LOOPS_OUTPUTS], [], [])
 
 
 class _Yield:
@@ -123,3 +137,40 @@ def test_canonical_tells_iterators_and_ranges_by_their_position():
     assert canonical(first) == canonical(second)
     assert canonical(range(3)) != canonical(range(4))
     assert canonical(iter(range(3))) != canonical(iter(range(1, 3)))
+
+
+class _Asking:
+    """A chooser that wants every point's state digest and takes option 0 (a plain run)."""
+
+    wants_state = True
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    def choose(self, point: dict) -> int:
+        self.points += 1
+        return 0
+
+
+@pytest.mark.parametrize("argv", [["forkbuf", "1"], ["tocttou"], ["waitrace"], ["pthreads"], ["condvar", "1", "1"]])
+def test_a_service_answer_reused_at_a_point_is_what_asking_again_gives(argv, monkeypatch):
+    """choice.py asks a service again only after a message it took part in (Router.moved):
+    at every point of these runs, each answer it would reuse is compared with a fresh one."""
+    reused: list[str] = []
+    service_digest = choice._service_digest
+
+    async def checked(k, name):
+        known = choice._answers.get(k, {}).get(name)
+        answer = await service_digest(k, name)
+        if known is not None and known[0] == k.router.moved.get(name, 0):  # it was reused
+            fresh = await k.call(name, "state_digest", {}, {"pid": 0, "tid": 0, "step": "state_digest"})
+            assert fresh == answer, f"{name}: reused a digest its state no longer has"
+            choice._answers[k][name] = (k.router.moved.get(name, 0), answer)  # (the ask was a message too)
+            reused.append(name)
+        return answer
+
+    monkeypatch.setattr(choice, "_service_digest", checked)
+    chooser = _Asking()
+    result = ukernel.run(argv[0], argv, schedule=chooser)
+    assert result.error == "" and result.problems == [], (result.error, result.problems)
+    assert chooser.points > 0 and reused

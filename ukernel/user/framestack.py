@@ -29,7 +29,6 @@ from typing import Any
 #: localsplus (after stacktop, is_entry and owner, padded).
 _F_FRAME, _STACKTOP, _LOCALSPLUS = 24, 64, 72
 READABLE = sys.version_info[:2] == (3, 11) and sys.implementation.name == "cpython"
-_STOPS = frozenset({"SEND", "YIELD_VALUE"})  # where a frame that is not the innermost stands
 _NO_FALL_THROUGH = frozenset(
     {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "RETURN_VALUE", "RAISE_VARARGS", "RERAISE"}
 )
@@ -39,21 +38,24 @@ _unreadable = iter(range(1 << 62))  # the never-merged tokens' serial (with the 
 def value_stack(frame: FrameType) -> list[Any]:
     """The objects on ``frame``'s value stack, bottom first, less the awaitable on top of an
     ``await`` (the next frame of the chain, digested as such); ``None`` stands for a NULL slot."""
-    code = frame.f_code
-    at = frame.f_lasti
-    op = dis.opname[code.co_code[at]]
-    if not READABLE or op not in _STOPS:
+    if not READABLE:
         return [unreadable()]
+    code, at = frame.f_code, frame.f_lasti
+    op = dis.opname[code.co_code[at]]
     base = ctypes.c_void_p.from_address(id(frame) + _F_FRAME).value
     top = ctypes.c_int.from_address(base + _STACKTOP).value
     nlocals = nlocalsplus(code)
-    # suspended: the saved pointer; running, at SEND (stacktop -1): the depth before it less the value sent
-    depth = top - nlocals if top >= 0 else stack_depths(code)[at] - 1
-    if top < 0 and op != "SEND" or not 0 <= depth <= code.co_stacksize:
+    if top >= 0:  # suspended (or a generator not started): the pointer it saved
+        depth = top - nlocals
+    elif op == "SEND":  # running, in an await: the depth before SEND less the value it sent
+        depth = stack_depths(code).get(at, -1) - 1
+    else:
         return [unreadable()]
-    awaiting = op == "SEND" or at >= 2 and dis.opname[code.co_code[at - 2]] == "SEND"
+    if not 0 <= depth <= code.co_stacksize:
+        return [unreadable()]
+    awaiting = op == "SEND" or op == "YIELD_VALUE" and at >= 2 and dis.opname[code.co_code[at - 2]] == "SEND"
     slots = (ctypes.c_void_p * depth).from_address(base + _LOCALSPLUS + 8 * nlocals)
-    kept = slots[: depth - 1] if awaiting else slots[:]
+    kept = slots[: depth - 1] if awaiting and depth else slots[:]
     return [None if p is None else ctypes.cast(p, ctypes.py_object).value for p in kept]
 
 
