@@ -15,7 +15,7 @@ import pytest
 from conftest import found, program_file
 
 import ukernel
-from ukernel.ipc.service import canonical
+from ukernel.ipc.canonical import canonical
 from ukernel.kernel import choice
 from ukernel.user import framestack
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..ipc.service import canonical
+from ..ipc.canonical import canonical
 from ..user.framestack import value_stack
 from .wait import awake
 
