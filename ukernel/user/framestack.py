@@ -32,7 +32,6 @@ READABLE = sys.version_info[:2] == (3, 11) and sys.implementation.name == "cpyth
 _NO_FALL_THROUGH = frozenset(
     {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "RETURN_VALUE", "RAISE_VARARGS", "RERAISE"}
 )
-_unreadable = iter(range(1 << 62))  # the never-merged tokens' serial (with the pid: unique in the tree)
 
 
 def value_stack(frame: FrameType) -> list[Any]:
@@ -60,8 +59,9 @@ def value_stack(frame: FrameType) -> list[Any]:
 
 
 def unreadable() -> tuple:
-    """A token equal to nothing met before or after in any process of the tree."""
-    return ("unreadable stack", os.getpid(), next(_unreadable))
+    """A token equal to nothing met before or after in any process of the tree (random: a
+    serial would repeat in two children of one process, a pid once it is reused)."""
+    return ("unreadable stack", os.urandom(16))
 
 
 @functools.cache
