@@ -128,6 +128,10 @@ class Router:
         #: ``ukernel explore``'s partial-order reduction: told of every request (explore/por.py).
         self.footprint: Any = None
         self._pack = protocol.packer()  # this thread's: a router lives in its kernel's thread
+        #: How many messages each service took part in (sent to it, sent by it, a reply to it):
+        #: a service's state changes only in its handlers, so while its count stands its state
+        #: digest does too (explore asks again only then: kernel/choice.py ``state_digest``).
+        self.moved: dict[str, int] = {}
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -155,6 +159,7 @@ class Router:
 
     def attach(self, name: str, endpoint: Endpoint, calls: frozenset[str]) -> None:
         self.endpoints[name] = endpoint
+        self.moved[name] = self.moved.get(name, 0) + 1  # a new instance: another state
         self.calls[name] = calls
         self.calls["kernel"] = self.calls["kernel"] | {name}
         check_call_order(self.calls)
@@ -179,6 +184,8 @@ class Router:
         Service.run_inline, handle_request and collect, with nothing awaited but the
         handler. docs/ipc.md says what it keeps and when it falls back.
         """
+        moved = self.moved
+        moved[dst], moved[src] = moved.get(dst, 0) + 1, moved.get(src, 0) + 1
         endpoint = self.endpoints.get(dst)
         if type(endpoint) is not LocalEndpoint or inject is not None or type(args) is not dict:
             sent = await self.post(src, dst, op, args, meta, inject)
@@ -420,6 +427,7 @@ class Router:
         slot = self.pending.get(msgid)
         if slot is None:
             return
+        self.moved[slot.src] = self.moved.get(slot.src, 0) + 1  # a handler waiting for it goes on
         if error is not None and not isinstance(error, dict):
             error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {bounded(error)}")
         slot.answer(protocol.Response(msgid, error, result))

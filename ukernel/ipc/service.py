@@ -46,6 +46,7 @@ import trio
 from .. import abi
 from ..reprs import bounded
 from . import protocol
+from .canonical import OPAQUE_MODULES, canonical
 from .params import INT_MAX, INT_MIN, Params
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
@@ -496,50 +497,7 @@ FLAT_STEPS = (
 _PLUMBING = frozenset(
     {"router", "faults", "_current", "task", "_handles", "rng", "_digests", "busy", "queued", "_loop_task", "_idle"}
 )
-_OPAQUE = ("trio", "ukernel", "builtins", "types")  # their objects are a name in a digest (a program's sys)
 _QUERIES = frozenset({"state_digest", "accounting", "ping", "runqueue", "now"})  # ops that change no state
-
-
-def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
-    """``value`` as nested tuples of plain values, the same for equal states whatever the
-    order dicts and sets were filled in; an object seen twice (links, cycles) is its first
-    visit's number the second time. Functions and trio objects are their type's name; a
-    class's ``DIGEST_DERIVED`` fields (indexes kept from its other fields) are left out."""
-    memo = {} if memo is None else memo
-    if value is None or isinstance(value, int | float | str | bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    key = id(value)
-    if key in memo:
-        return ("@", memo[key])
-    memo[key] = len(memo)
-    if isinstance(value, dict):
-        return _canonical_dict(value, memo)
-    if isinstance(value, set | frozenset):
-        return ("s", tuple(sorted(repr(canonical(v, {})) for v in value)))
-    if isinstance(value, list | tuple) or type(value).__name__ == "deque":
-        return ("l", tuple(canonical(v, memo) for v in value))
-    fields = getattr(value, "__dict__", None)
-    if fields is None and hasattr(type(value), "__slots__"):
-        fields = {n: getattr(value, n, None) for n in type(value).__slots__}
-    if fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE):
-        return ("t", type(value).__qualname__)
-    derived = getattr(type(value), "DIGEST_DERIVED", ())
-    if derived:  # indexes made from the other fields: the same for equal states, and costly to sort
-        fields = {k: v for k, v in fields.items() if k not in derived}
-    # the fields' map is walked, not remembered: a slots object's is a temporary, whose id a
-    # later temporary may reuse (it would be taken for an object seen before)
-    return ("o", type(value).__qualname__, _canonical_dict(fields, memo))
-
-
-def _canonical_dict(value: dict, memo: dict[int, int]) -> tuple:
-    """canonical's map: sorted by key, by its canonical form's repr where keys are objects."""
-    keys = list(value)
-    if all(type(k) is int for k in keys) or all(type(k) is str for k in keys):
-        return ("d", tuple((k, canonical(value[k], memo)) for k in sorted(keys)))
-    items = sorted(((repr(canonical(k, {})), k) for k in keys), key=lambda kv: kv[0])
-    return ("d", tuple((r, canonical(value[k], memo)) for r, k in items))
 
 
 READABLE_ITEMS = 16  # items of one list or map that ``readable`` shows; the rest are counted
@@ -574,7 +532,7 @@ class _Readable:
             fields = {n: getattr(value, n, None) for n in type(value).__slots__}
         container = isinstance(value, dict | set | frozenset | list | tuple) or type(value).__name__ == "deque"
         name = type(value).__qualname__
-        if not container and (fields is None or callable(value) or type(value).__module__.startswith(_OPAQUE)):
+        if not container and (fields is None or callable(value) or type(value).__module__.startswith(OPAQUE_MODULES)):
             return f"<{name}>"
         if id(value) in self.shown:
             return f"<{name}: as at {self.shown[id(value)] or 'the top'}>"

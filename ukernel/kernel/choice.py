@@ -40,15 +40,17 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..ipc.service import canonical
+from ..ipc.canonical import canonical
+from ..user.framestack import value_stack
 from .wait import awake
 
 if TYPE_CHECKING:
@@ -385,9 +387,9 @@ async def state_digest(k: Kernel, point: dict) -> int:
     message: ``state_digest``), the kernel's tasks (their fields, links, wait channels, and
     the journal of their image standing for their Python state), the futexes, and the
     point itself. Two runs that reach one state have the same futures (explore merges them)."""
-    meta = {"pid": 0, "tid": 0, "step": "state_digest"}
-    services = tuple([await k.call(name, "state_digest", {}, meta) for name in sorted(k.router.endpoints)])
-    tasks = tuple(_task_state(k, t) for t in sorted(k.tasks, key=lambda t: t.pid))
+    services = tuple([await _service_digest(k, name) for name in sorted(k.router.endpoints)])
+    spaces: dict[int, dict] = {}  # threads share their program's globals: walked once, then a link
+    tasks = canonical([_task_state(k, t, spaces) for t in sorted(k.tasks, key=lambda t: t.pid)])
     # a sleeper whose event came (or a signal) wakes at the next kernel exit: not the same state
     sleeping = tuple(sorted((t.pid, awake(t, k.sleeping[t], t.sleep_interruptible)) for t in k.sleeping))
     futexes = canonical(vars(k.futexes))
@@ -397,13 +399,32 @@ async def state_digest(k: Kernel, point: dict) -> int:
     return hash((services, tasks, sleeping, futexes, where))
 
 
-def _task_state(k: Kernel, task: TaskStruct) -> tuple:
-    own = canonical({name: getattr(task, name) for name in TASK_FIELDS})
+_answers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel -> service -> (moved, digest)
+
+
+async def _service_digest(k: Kernel, name: str) -> int:
+    """A service's ``state_digest``, asked again only if it took part in a message since it
+    last answered (``Router.moved``): its state changes only in its handlers."""
+    answers = _answers.setdefault(k, {})
+    moved = k.router.moved
+    known = answers.get(name)
+    if known is not None and known[0] == moved.get(name, 0):
+        return known[1]
+    digest = await k.call(name, "state_digest", {}, {"pid": 0, "tid": 0, "step": "state_digest"})
+    answers[name] = (moved.get(name, 0), digest)
+    return digest
+
+
+def _task_state(k: Kernel, task: TaskStruct, spaces: dict[int, dict]) -> tuple:
+    """A task as the digest takes it (canonical walks every task at once: what tasks share,
+    their globals first, is a link there)."""
+    own = {name: getattr(task, name) for name in TASK_FIELDS}
     links = tuple(t.pid if t is not None else 0 for t in (task.real_parent, task.group_leader)) + (
         tuple(sorted(c.pid for c in task.children)),
     )
     replay = k.runtime.replays.get(task.id)
-    return (own, links, task.wchan, task.cpu is not None, user_state(task), replay.calls if replay is not None else -1)
+    user = user_state(task, spaces)
+    return (own, links, task.wchan, task.cpu is not None, user, replay.calls if replay is not None else -1)
 
 
 KERNEL_SIDE = (str(Path(__file__).resolve().parents[2]), sys.base_prefix, sys.prefix)  # ukernel, services, trio
@@ -434,31 +455,49 @@ def task_frames(task: TaskStruct) -> Iterator[FrameType]:
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
 
 
-def user_state(task: TaskStruct) -> Any:
-    """A task's Python state: its program's globals and the frames of its stack that are the
-    program's own (function, instruction, locals), as MOSAIC digests a generator's frame; the
-    running task's too (the one at the point: its locals are what its future depends on).
-    A task that never entered the kernel yet is where its image's journal puts it."""
+def user_state(task: TaskStruct, spaces: dict[int, dict]) -> Any:
+    """A task's Python state, for canonical: its program's globals (one copy per namespace in
+    ``spaces``) and the frames of its stack that are the program's own (function, instruction,
+    locals, value stack), as MOSAIC digests a generator's frame; the running task's too (the
+    one at the point: its locals are what its future depends on). A task that never entered
+    the kernel yet is where its image's journal puts it."""
     image = task.image
     if image is None:
         return None
-    space = {k: v for k, v in dict.items(image.namespace) if k != "__builtins__"}  # (not a read: user/watch.py)
+    space = spaces.get(id(image.namespace))
+    if space is None:  # (dict.items: not a read, user/watch.py)
+        space = spaces[id(image.namespace)] = {k: v for k, v in dict.items(image.namespace) if k != "__builtins__"}
     if task.host is None and isinstance(task.entry, tuple) and task.entry[0] == "call":
         # a thread (or clone(fn) child) yet to start: its function and argument, not the journal
         # its image shares with the other threads (their entries' order is no state of its own)
         fn, arg = task.entry[1:]
-        return (getattr(fn, "__qualname__", type(fn).__name__), canonical((space, arg)))
+        return (getattr(fn, "__qualname__", type(fn).__name__), space, arg)
     if task.host is None:  # a fork child yet to start: where its image's journal puts it
-        return (canonical(space), hash(canonical(list(image.journal))))
+        return (space, list(image.journal))
     entry = _entry_code()
     frames = []
     for frame in task_frames(task):
         if frame.f_code is entry:  # the call it is in: its arguments were on the program's stack
             frames.append(("syscall", frame.f_locals.get("name"), frame.f_locals.get("args")))
         elif not frame.f_code.co_filename.startswith(KERNEL_SIDE):
-            local = {k: v for k, v in frame.f_locals.items() if k != "sys"}
-            frames.append((frame.f_code.co_name, frame.f_lasti, local))  # f_lasti: two awaits on one line
-    return canonical((space, frames))
+            frames.append(_program_frame(frame))
+    return (space, frames)
+
+
+def _program_frame(frame: FrameType) -> tuple:
+    """A program's frame as the digest takes it: function, instruction (two awaits on one line),
+    locals, and the value stack (a ``for`` loop's iterator, an expression's partial results:
+    user/framestack.py), a generator there or in a local by its own frame."""
+    local = {k: _own(v) for k, v in frame.f_locals.items() if k != "sys"}
+    return (frame.f_code.co_name, frame.f_lasti, local, [_own(v) for v in value_stack(frame)])
+
+
+def _own(value: Any) -> Any:
+    """A generator of the program's (``for x in produce():``) as where its frame is; the rest as is."""
+    if type(value) is not GeneratorType:
+        return value
+    frame = value.gi_frame
+    return ("generator", value.__qualname__) + (() if frame is None else _program_frame(frame))
 
 
 @functools.cache
