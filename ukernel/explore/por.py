@@ -387,14 +387,18 @@ def summary_races(pids: list[int], fps: list[frozenset], summary: dict[int, Belo
     hb = happens_before(pids, fps)
     last = {pid: j for j, pid in enumerate(pids)}
     waker = {q: k for q in summary for k, fp in enumerate(fps) if wakes(fp, q)}  # the last one
-    out, cut = [], {}
+    out, cut, ahead = [], {}, {}
     for q, objects in summary.items():
         before = 0
         for k in (last.get(q), waker.get(q)):
             if k is not None:
                 before |= hb[k] | (1 << k)
         for i, pid in enumerate(pids):
-            if pid != q and not (before >> i) & 1 and races_below(objects, i, pids, fps, hb):
+            if pid == q or (before >> i) & 1:
+                continue
+            if i not in ahead:
+                ahead[i] = _ahead(i, pids, fps, hb)
+            if races_below(objects, fps[i], ahead[i]):
                 if i not in cut:
                     cut[i] = _after(i, pids, hb, summary, last, waker)
                 out.append(SummaryRace(i, q, *cut[i]))
@@ -519,23 +523,25 @@ def _earlier(mask: int, pids: list[int], fps: list[frozenset]) -> tuple[frozense
     return frozenset(pids[k] for k in ks), frozenset().union(*(fps[k] for k in ks))
 
 
-def races_below(value: Below | frozenset, i: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> bool:
-    """Whether a step below, of the task ``value`` is of, depends on step ``i`` of the path and
-    does not come after it (a race): after it are the path's steps from ``i`` on that come after it
-    (``i`` included), their tasks' steps below, and what a step depends on."""
-    fp = fps[i]
-    steps = below(value).steps
-    if not any(dependent(fp, touched) for touched, _ in steps.values()):
-        return False
-    later = [k for k in range(i + 1, len(pids)) if (hb[k] >> i) & 1]
-    tasks = {pids[i]} | {pids[k] for k in later}
-    ahead = frozenset().union(*(fps[k] for k in later))
-    for those, (touched, earlier) in steps.items():
+def races_below(value: Below | frozenset, fp: frozenset, ahead: tuple[frozenset, frozenset]) -> bool:
+    """Whether a step below, of the task ``value`` is of, depends on a path step of footprint
+    ``fp`` and does not come after it (a race). ``ahead`` (``_ahead``): the tasks of the steps
+    from it on that come after it, and what the later ones touched; a step below comes after
+    it when one of those tasks has a step before it below, or what it or the steps before it
+    below touched depends on the path step or on those later ones."""
+    tasks, later = ahead
+    for those, (touched, earlier) in below(value).steps.items():
         if not dependent(fp, touched) or those & tasks or dependent(fp, earlier):
             continue
-        if not ahead or not (dependent(ahead, earlier) or dependent(ahead, touched)):
+        if not later or not (dependent(later, earlier) or dependent(later, touched)):
             return True
     return False
+
+
+def _ahead(i: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> tuple[frozenset, frozenset]:
+    """``races_below``'s view of the path after step ``i``."""
+    later = [k for k in range(i + 1, len(pids)) if (hb[k] >> i) & 1]
+    return frozenset([pids[i], *(pids[k] for k in later)]), frozenset().union(*(fps[k] for k in later))
 
 
 def _direct(j: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> list[int]:
