@@ -53,9 +53,10 @@ def test_a_request_is_its_whole_service_until_the_reply_names_fewer():
     footprint.refine(10, [["console", 0, "w"]])
     footprint.refine(12, [["page", 1, "w"]])  # no such request in this step: nothing
     [(pid, objects)] = footprint.take([{}], False)
-    assert pid == 3 and objects == {("vfs", "console", 0), ("mm", "*")}  # mmap's reply never came
+    # mmap's reply never came (and each step reads that its task was made runnable: por.py woken)
+    assert pid == 3 and objects == {("vfs", "console", 0), ("mm", "*"), ("r", ("woken", 3))}
     assert footprint.message(calls, "vfs", "wait", {"waiter": 4}, {"pid": 3}, 13) is False  # named by its handle
-    assert footprint.take([{}], False) == [(0, frozenset({("vfs", "waiter", 4)}))]
+    assert footprint.take([{}], False) == [(0, frozenset({("vfs", "waiter", 4), ("r", ("woken", 0))}))]
 
 
 @pytest.mark.parametrize("inbox", [False, True])
@@ -83,6 +84,7 @@ async def test_a_service_answers_what_its_op_touched_on_either_path(inbox):
                     ("vfs", "console", 0),
                     ("c", ("vfs", "fcount", console)),
                     ("vfs", "handles", 0),
+                    ("r", ("woken", 1)),
                 ),
             )
         ]

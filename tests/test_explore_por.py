@@ -9,7 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ukernel
-from ukernel.explore.por import GLOBAL, Footprint, dependent, races, summary_races
+from ukernel.explore.por import (
+    GLOBAL,
+    Footprint,
+    dependent,
+    merge_summary,
+    prepend_summary,
+    races,
+    summary_choices,
+    summary_races,
+)
 
 #: Two processes, each doing N syscalls that touch only its own objects (its sighand, its
 #: signal mask, its memory), while their parent waits for them.
@@ -213,6 +222,7 @@ def test_a_message_to_a_service_reaches_what_it_calls():
         ("vfs", "*"),
         (("user", 7), "*"),
         ("r", ("signals", "signal", 9)),
+        ("r", ("woken", 3)),  # after the step that made it runnable
     }
 
 
@@ -227,13 +237,57 @@ def test_races_are_the_unordered_dependent_pairs():
 
 def test_summary_races_are_the_steps_a_cached_subtree_depends_on():
     a, b = frozenset({("x", "*")}), frozenset({("y", "*")})
+
+    def pairs(pids, fps, summary):
+        return [(race.i, race.q) for race in summary_races(pids, fps, summary)]
+
     # pid 3 touches x below the cached state: it races with pid 1's step 0, not pid 2's step 1
-    assert summary_races([1, 2], [a, b], {3: a}) == [(0, 3)]
+    assert pairs([1, 2], [a, b], {3: a}) == [(0, 3)]
     # pid 2's step 1 comes after step 0 (both touch x): its later steps do too, no race
-    assert summary_races([1, 2], [a, a], {2: a}) == []
+    assert pairs([1, 2], [a, a], {2: a}) == []
     # the same task's own steps never race; GLOBAL against everything
-    assert summary_races([1, 2], [a, b], {1: a}) == []
-    assert summary_races([1, 2], [a, b], {3: frozenset({GLOBAL})}) == [(0, 3), (1, 3)]
+    assert pairs([1, 2], [a, b], {1: a}) == []
+    assert pairs([1, 2], [a, b], {3: frozenset({GLOBAL})}) == [(0, 3), (1, 3)]
+    # pid 3 made runnable by step 0 (its fork or a wake, which each of its steps reads): all it
+    # does below is after that step
+    fork = a | {("woken", 3)}
+    assert pairs([1, 2], [fork, b], {3: a | {("r", ("woken", 3))}}) == []
+
+
+def test_a_summary_race_takes_one_initial_of_the_run_after_its_step():
+    a, b, c = frozenset({("x", "*")}), frozenset({("y", "*")}), frozenset({("z", "*")})
+    # step 0 (pid 1, x) races pid 3's x below; steps 1 (pid 2, y) and 2 (pid 4, z) do not follow it:
+    # u = both, its initials {2, 4}; one is enough, none when one is there already
+    [race] = summary_races([1, 2, 4], [a, b, c], {3: a})
+    assert (race.first, race.quiet) == ({2, 4}, {3})
+    assert summary_choices([1, 2, 3, 4], {1}, race) == [2]
+    assert summary_choices([1, 2, 3, 4], {1, 4}, race) == []
+    # the run's last step races: u is empty (the reversed run is all below the state); the
+    # tasks quiet since that can run there start it, each of them
+    [race] = summary_races([1], [a], {3: a})
+    assert (race.i, race.first, race.quiet) == (0, frozenset(), {3})
+    assert summary_choices([1, 2, 3], {1}, race) == [3]
+    [race] = summary_races([1], [a], {3: a, 5: b})
+    assert race.quiet == {3, 5} and summary_choices([1, 2, 5], {1}, race) == [5]  # 3 cannot run there
+    # a later step of the run that depends on pid 3's step below comes before it: no race at 0
+    assert [(r.i, r.q) for r in summary_races([1, 2], [a, a | b], {3: a})] == [(1, 3)]
+
+
+def test_a_summary_keeps_what_comes_before_each_step_below():
+    a, b, c = frozenset({("x", "*")}), frozenset({("y", "*")}), frozenset({("z", "*")})
+    # below the state: pid 2 touches y, then pid 3 touches y and x (after pid 2's step)
+    summary = prepend_summary([(2, b, 0), (3, b | a, 1)], {})
+    # a step of pid 2 on the path (touching x) comes before pid 3's x below: no race
+    assert summary_races([2], [a], summary) == []
+    # pid 1's step on x does race it, unless it comes before pid 2's (its z step, then y: no)
+    assert [(r.i, r.q) for r in summary_races([1], [a], summary)] == [(0, 3)]
+    assert [(r.i, r.q) for r in summary_races([1], [a | b], summary)] == [(0, 2)]
+    # prepended once more, to the state before a step of pid 1 on z: the same steps below
+    above = prepend_summary([(1, c, 0)], summary)
+    assert sorted(above) == [1, 2, 3] and [(r.i, r.q) for r in summary_races([4], [a], above)] == [(0, 3)]
+    # alternatives join: what either subtree has
+    both = merge_summary(dict(summary), {3: c})
+    assert [(r.i, r.q) for r in summary_races([2], [c], both)] == [(0, 3)]
 
 
 EVENTS = st.lists(

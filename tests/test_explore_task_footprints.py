@@ -133,4 +133,9 @@ def test_a_hooked_syscall_adds_only_what_the_kernel_touched():
     fp.switch(5)
     fp.syscall(5, "tgkill")
     steps = fp.take([], False)
-    assert steps == [(3, frozenset({("task", 3)})), (4, frozenset({("task", "*")})), (5, frozenset({GLOBAL}))]
+    # (each step also reads that its task was made runnable: ("woken", pid), por.py ``woken``)
+    assert steps == [
+        (3, frozenset({("task", 3), ("r", ("woken", 3))})),
+        (4, frozenset({("task", "*"), ("r", ("woken", 4))})),
+        (5, frozenset({GLOBAL, ("r", ("woken", 5))})),
+    ]

@@ -55,7 +55,16 @@ from typing import Any
 import trio
 
 from .outcome import ending_of
-from .por import Footprint, dependent, merge_summary, races, summary_races
+from .por import (
+    Footprint,
+    dependent,
+    merge_summary,
+    prepend_summary,
+    race_choices,
+    races,
+    summary_choices,
+    summary_races,
+)
 
 MODES = ("stateful", "dpor", "cache", "none")
 #: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
@@ -220,18 +229,20 @@ class Tree:
 
     def _summary_races(self, summary: dict[int, frozenset] | None) -> None:
         """The races between this path's steps and the steps of a cached state's subtree, as
-        branches (classic DPOR's rule: the racing task where it can run, else every option);
-        None (a cycle: the state is on this path) branches every point of the path."""
+        branches (por.py ``summary_choices``); None (a cycle: the state is on this path)
+        branches every point of the path."""
         if summary is None:
             marks = [(i, None) for i in range(len(self.events))]
         else:
             marks = summary_races([e[0] for e in self.events], [e[1] for e in self.events], summary)
-        for i, q in marks:
+            marks = [(race.i, race) for race in marks]
+        for i, race in marks:
             at = self.events[i][2]
             if at < 0:
                 continue  # one task could run there (as in _races)
             point = self.path[at]
-            for c in [q] if q in point.options else point.options:
+            have = point.backtrack | set(point.done)
+            for c in point.options if race is None else summary_choices(point.options, have, race):
                 if c not in point.backtrack and c not in point.done:
                     point.backtrack.add(c)
                     self.additions.append((at, c))
@@ -422,8 +433,7 @@ class Tree:
         end = len(self.events)
         for d in range(len(self.path) - 1, max(self.origin, 0) - 1, -1):
             point = self.path[d]
-            for pid, fp, _ in self.events[point.event : end]:
-                acc[pid] = acc.get(pid, frozenset()) | fp
+            acc = prepend_summary(self.events[point.event : end], acc)
             merge_summary(acc, point.sub)
             end = point.event
             if d > self.origin and point.state is not None:
@@ -453,10 +463,7 @@ class Tree:
                 continue  # one task could run there: the race is reversed at an earlier point, if anywhere
             i = self.events[i][2]
             point = self.path[i]
-            if initials & (point.backtrack | set(point.done)):
-                continue
-            choices = [q for q in point.options if q in initials] or list(point.options)
-            for q in choices[:1] if initials & set(point.options) else choices:
+            for q in race_choices(point.options, point.backtrack | set(point.done), initials):
                 point.backtrack.add(q)
                 self.additions.append((i, q))
 

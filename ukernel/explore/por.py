@@ -217,6 +217,7 @@ class Footprint:
         self._close()
         out = []
         for (pid, objects), user in zip(self.steps, self.users, strict=True):
+            objects.add((READ, woken(pid)))  # after the step that made it runnable
             for own in owners:
                 mm, signal = own.get(pid, (0, 0))
                 if mm:
@@ -228,6 +229,18 @@ class Footprint:
             out.append((pid, frozenset(objects)))
         self.steps, self.users, self.pid = [], [], 0
         return out
+
+
+def woken(pid: int) -> tuple:
+    """The object a task's waker writes (its fork, a wake: kernel/choice.py ``woken``) and each
+    of the task's steps reads: the happens-before edge into what it does once runnable."""
+    return ("woken", pid)
+
+
+def wakes(fp: frozenset, pid: int) -> bool:
+    """Whether the step of ``fp`` made task ``pid`` runnable: they are never in a reversible race
+    (the task cannot run before that step), though dependent (``woken``)."""
+    return woken(pid) in fp
 
 
 def _never(args: dict) -> bool:
@@ -342,7 +355,7 @@ def races(pids: list[int], fps: list[frozenset], start: int = 0) -> list[tuple[i
         for k in preds:
             covered |= hb[k]
         for i in preds:
-            if pids[i] == pids[j] or (covered >> i) & 1 or not dependent(fps[i], fps[j]):
+            if pids[i] == pids[j] or (covered >> i) & 1 or wakes(fps[i], pids[j]) or not dependent(fps[i], fps[j]):
                 continue
             v = [k for k in range(i + 1, j) if not (hb[k] >> i) & 1] + [j]
             vmask = 0
@@ -352,30 +365,183 @@ def races(pids: list[int], fps: list[frozenset], start: int = 0) -> list[tuple[i
     return out
 
 
-def summary_races(pids: list[int], fps: list[frozenset], summary: dict[int, frozenset]) -> list[tuple[int, int]]:
+@dataclass(frozen=True)
+class SummaryRace:
+    """A race between step ``i`` of a run cut at a cached state and what task ``q`` touches in
+    that state's subtree. ``first``: the tasks that start ``u``, the run's steps after ``i``
+    that do not happen after it (source-DPOR's initials of them; empty when ``u`` is);
+    ``quiet``: the summary's tasks with no step after ``i`` in the run."""
+
+    i: int
+    q: int
+    first: frozenset
+    quiet: frozenset
+
+
+def summary_races(pids: list[int], fps: list[frozenset], summary: dict[int, Below]) -> list[SummaryRace]:
     """The races of a run cut at a cached state against that state's summary (pid -> what
     the task touched in the subtree below; SPIN'08's stateful DPOR): each step ``i`` of another
-    task dependent with what a task ``q`` touches there, unless ``i`` happens before ``q``'s
-    last step of the run (then before all of ``q``'s later ones). Each as (i, q)."""
+    task dependent with a step of a task ``q`` there that does not come after it (``Below``), unless ``i`` happens before ``q``'s
+    last step of the run or the last that made it runnable (its fork, a wake: all of ``q``'s
+    steps below come after both)."""
     hb = happens_before(pids, fps)
     last = {pid: j for j, pid in enumerate(pids)}
-    out = []
+    waker = {q: k for q in summary for k, fp in enumerate(fps) if wakes(fp, q)}  # the last one
+    out, cut, ahead = [], {}, {}
     for q, objects in summary.items():
-        before = hb[last[q]] | (1 << last[q]) if q in last else 0
-        out.extend(
-            (i, q)
-            for i, (pid, fp) in enumerate(zip(pids, fps, strict=True))
-            if pid != q and not (before >> i) & 1 and dependent(fp, objects)
-        )
+        before = 0
+        for k in (last.get(q), waker.get(q)):
+            if k is not None:
+                before |= hb[k] | (1 << k)
+        for i, pid in enumerate(pids):
+            if pid == q or (before >> i) & 1:
+                continue
+            if i not in ahead:
+                ahead[i] = _ahead(i, pids, fps, hb)
+            if races_below(objects, fps[i], ahead[i]):
+                if i not in cut:
+                    cut[i] = _after(i, pids, hb, summary, last, waker)
+                out.append(SummaryRace(i, q, *cut[i]))
     return out
 
 
-def merge_summary(into: dict[int, frozenset], other: dict[int, frozenset]) -> dict[int, frozenset]:
-    """``into`` with what each task of ``other`` touched too (footprints join by union: a step
-    depends on the union iff it depends on one of them)."""
+def _after(i: int, pids: list[int], hb: list[int], summary: dict, last: dict, waker: dict) -> tuple[frozenset, ...]:
+    """``SummaryRace``'s ``first`` and ``quiet`` for step ``i`` (quiet: no step of the task and
+    no wake of it from ``i`` on, so what it does below need not come after ``i``)."""
+    u = [k for k in range(i + 1, len(pids)) if not (hb[k] >> i) & 1]
+    mask = sum(1 << k for k in u)
+    first = frozenset(pids[k] for k in u if not hb[k] & mask)
+    return first, frozenset(r for r in summary if max(last.get(r, -1), waker.get(r, -1)) < i)
+
+
+def summary_choices(options: list[int], have: set[int], race: SummaryRace) -> list[int]:
+    """The options a summary race adds at its step's point (``have``: those it has). The run the
+    race stands for is the path, then the cut subtree's steps to ``q``'s; reversed, it starts
+    with ``v``: ``u`` (the path's steps after ``i`` not after it), then the subtree's steps not
+    after ``i``, then ``q``'s. Source-DPOR needs one initial of ``v`` there (Abdulla et al.,
+    POPL'14), and every initial of ``u`` is one (``u`` is ``v``'s start: what precedes a step
+    of ``u`` within ``v`` is in ``u``); if the race can be reversed at all, ``u``'s first step
+    can run at ``i``, so one of them is an option. When none is (or ``u`` is empty), ``v`` is
+    all in the subtree, whose order the summary does not keep: its initials are among the
+    tasks that can run at ``i`` and are quiet (``SummaryRace``), so each of those. (Before:
+    ``q`` if it could run there, else every option, classic DPOR's rule as in SPIN'08.)"""
+    first = [p for p in options if p in race.first]
+    if first:
+        return [] if have.intersection(first) else first[:1]
+    return [p for p in options if p in race.quiet]  # none: not a reversible race (``race_choices``)
+
+
+def race_choices(options: list[int], have: set[int], initials: set[int]) -> list[int]:
+    """The option a race of one run adds at its first step's point: one of the initials of
+    ``v`` that can run there, none when one is there already. None can run there: the race is
+    not reversible, as the real initials are among the computed ones (the footprints' relation
+    is in the real one: a wake or a fork enables a task without touching what its next step
+    does, so that edge may be missing, never an extra one) and the first of a reversed ``v``
+    can run where it starts. Not every option, as classic DPOR's rule would add: a task woken
+    by the first step (a reap after the exit, a futex waiter after the wake) is no race."""
+    if have.intersection(initials):
+        return []
+    return [p for p in options if p in initials][:1]
+
+
+class Below:
+    """What one task did in the subtree below a state (a summary's value), with enough of the
+    order to tell which of its steps come after a step on a path to the state: ``steps`` maps
+    the tasks with a step before it below (happens-before) to what it touched, ``F``, and what
+    those earlier steps touched, ``P`` (steps merged under one key: ``F`` joined, ``P`` the
+    common part, which can only make a step look earlier). A path step that ``P`` depends
+    on, or a task of the key's steps after it, comes before the step: no race (a worker's exit
+    and main's exit below it, after main's wait4 reaped the worker)."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: dict[frozenset, tuple[frozenset, frozenset]] | None = None):
+        self.steps = steps or {}
+
+    def __reduce__(self) -> tuple:
+        return Below, (self.steps,)
+
+    def add(self, tasks: frozenset, touched: frozenset, earlier: frozenset) -> None:
+        known = self.steps.get(tasks)
+        self.steps[tasks] = (touched, earlier) if known is None else (known[0] | touched, known[1] & earlier)
+
+    def __or__(self, other: Below | frozenset) -> Below:
+        """Two subtrees' (alternatives below one state): every step of both."""
+        out = Below(dict(self.steps))
+        for tasks, (touched, earlier) in below(other).steps.items():
+            out.add(tasks, touched, earlier)
+        return out
+
+
+def below(value: Below | frozenset) -> Below:
+    """A summary's value as a ``Below`` (a bare footprint: one step, nothing before it)."""
+    return value if isinstance(value, Below) else Below({frozenset(): (value, frozenset())})
+
+
+def merge_summary(into: dict[int, Below], other: dict[int, Below]) -> dict[int, Below]:
+    """``into`` with what each task of ``other`` did too (a step depends on a union of
+    footprints iff on one of them)."""
     for pid, objects in other.items():
-        into[pid] = into.get(pid, frozenset()) | objects
+        into[pid] = below(into[pid]) | objects if pid in into else below(objects)
     return into
+
+
+def prepend_summary(events: list[tuple], summary: dict[int, Below]) -> dict[int, Below]:
+    """The summary of the state before ``events`` (pid, footprint, ...), whose end is the state
+    ``summary`` is of: their steps, each with what comes before it there, and the steps below
+    with the events before them (the task's own, its wakes, those of a task with a step before
+    it below, those whose footprint one before it depends on, and what comes before those)."""
+    pids, fps = [e[0] for e in events], [e[1] for e in events]
+    hb = happens_before(pids, fps)
+    out = {}
+    for q in set(pids) | set(summary):
+        value = Below()
+        mine = [k for k, pid in enumerate(pids) if pid == q]
+        for k in mine:
+            tasks, earlier = _earlier(hb[k], pids, fps)
+            value.add(tasks, fps[k], earlier)
+        seed = 0
+        for k in mine + [k for k, fp in enumerate(fps) if wakes(fp, q)]:
+            seed |= 1 << k
+        for tasks, (touched, earlier) in below(summary[q]).steps.items() if q in summary else ():
+            mask = seed
+            for k, (pid, fp) in enumerate(zip(pids, fps, strict=True)):
+                if pid in tasks or dependent(fp, earlier | touched):
+                    mask |= 1 << k
+            for k in range(len(pids)):
+                if (mask >> k) & 1:
+                    mask |= hb[k]
+            more, before = _earlier(mask, pids, fps)
+            value.add(tasks | more, touched, earlier | before)
+        out[q] = value
+    return out
+
+
+def _earlier(mask: int, pids: list[int], fps: list[frozenset]) -> tuple[frozenset, frozenset]:
+    """The tasks of the steps in ``mask`` and what they touched."""
+    ks = [k for k in range(len(pids)) if (mask >> k) & 1]
+    return frozenset(pids[k] for k in ks), frozenset().union(*(fps[k] for k in ks))
+
+
+def races_below(value: Below | frozenset, fp: frozenset, ahead: tuple[frozenset, frozenset]) -> bool:
+    """Whether a step below, of the task ``value`` is of, depends on a path step of footprint
+    ``fp`` and does not come after it (a race). ``ahead`` (``_ahead``): the tasks of the steps
+    from it on that come after it, and what the later ones touched; a step below comes after
+    it when one of those tasks has a step before it below, or what it or the steps before it
+    below touched depends on the path step or on those later ones."""
+    tasks, later = ahead
+    for those, (touched, earlier) in below(value).steps.items():
+        if not dependent(fp, touched) or those & tasks or dependent(fp, earlier):
+            continue
+        if not later or not (dependent(later, earlier) or dependent(later, touched)):
+            return True
+    return False
+
+
+def _ahead(i: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> tuple[frozenset, frozenset]:
+    """``races_below``'s view of the path after step ``i``."""
+    later = [k for k in range(i + 1, len(pids)) if (hb[k] >> i) & 1]
+    return frozenset([pids[i], *(pids[k] for k in later)]), frozenset().union(*(fps[k] for k in later))
 
 
 def _direct(j: int, pids: list[int], fps: list[frozenset], hb: list[int]) -> list[int]:

@@ -1,0 +1,114 @@
+"""What links cond-var's steps, cut soundly (por.py): a fork or a wake is a happens-before edge
+and never a race (``woken``); a race none of whose initials can run where it starts is not
+reversible; a cached state's summary race takes one initial of the run after its step, and a
+summary keeps what comes before each step below it (``Below``). Each search here is checked
+against DPOR alone and, under ``make explore-check``, caching alone (which uses no footprint)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import found, program_file
+
+import ukernel
+from ukernel.explore.por import READ, Footprint, race_choices, races, wakes
+
+LONG = pytest.mark.skipif(
+    not os.environ.get("UKERNEL_EXPLORE_LONG"), reason="long comparison: make explore-check (UKERNEL_EXPLORE_LONG=1)"
+)
+
+#: A waiter sleeps on a futex word a waker sets and wakes (CLONE_VM processes); each prints.
+HANDOFF = """
+from ukernel.abi import CLONE_VM, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE, SIGCHLD
+
+
+async def waiter(sys, page):
+    while await sys.peek(page, 1) == b"\\0":
+        try:
+            await sys.futex(page, FUTEX_WAIT, 0)
+        except BlockingIOError:
+            pass
+    await sys.write(1, b"w")
+    return 0
+
+
+async def waker(sys, page):
+    await sys.poke(page, b"\\1")
+    await sys.futex(page, FUTEX_WAKE, 1)
+    await sys.write(1, b"k")
+    return 0
+
+
+async def main(sys, argv):
+    page = await sys.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+    await sys.poke(page, bytes(4))
+    tids = [await sys.clone(CLONE_VM | SIGCHLD, fn, page) for fn in (waiter, waker)]
+    for tid in tids:
+        await sys.waitpid(tid, 0)
+    await sys.write(1, b"\\n")
+    return 0
+"""
+
+#: One child exits at once, the other prints; the parent prints, then reaps both: each exit
+#: against a wait4 that sleeps for it or finds the zombie.
+REAP = """
+async def main(sys, argv):
+    first = await sys.fork()
+    if first == 0:
+        return 3
+    second = await sys.fork()
+    if second == 0:
+        await sys.write(1, b"b")
+        return 0
+    await sys.write(1, b"m")
+    _, status = await sys.waitpid(first, 0)
+    await sys.waitpid(second, 0)
+    await sys.write(1, f" {status >> 8}\\n".encode())
+    return 0
+"""
+
+#: name -> the outcomes (worked out by hand: the two prints in either order)
+PROGRAMS = {"HANDOFF": ["kw\n", "wk\n"], "REAP": ["bm 3\n", "mb 3\n"]}
+
+
+def test_a_wake_is_an_edge_and_never_a_race():
+    """The waker's step writes ("woken", q), each of q's steps reads it: they are ordered, and the
+    pair is no race (q could not run before it), though they touch the same futex word."""
+    word = ("futex", 1, 0x1000)
+    fp = Footprint()
+    fp.begin(3, resuming=False)
+    fp.syscall(3, "futex")
+    fp.touch(word, ("woken", 4))  # FUTEX_WAKE of pid 4 (cpu.py's wake_sleepers)
+    fp.switch(4)
+    fp.syscall(4, "futex")
+    fp.touch(word)  # say its resume touched the word too
+    (p, waker), (q, woken) = fp.take([], False)
+    assert (READ, ("woken", 4)) in woken and wakes(waker, 4) and not wakes(woken, 3)
+    assert races([p, q], [waker, woken]) == []
+    # the same pair without the wake is a race, reversed by pid 4 first
+    assert races([p, q], [waker - {("woken", 4)}, woken]) == [(0, {4})]
+
+
+def test_a_race_whose_initials_cannot_run_there_adds_nothing():
+    assert race_choices([1, 2, 3], {1}, {2, 5}) == [2]  # one initial that can run
+    assert race_choices([1, 2, 3], {1, 5}, {2, 5}) == []  # one is there already
+    assert race_choices([1, 3], {1}, {5}) == []  # 5 sleeps at that point: not reversible
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_the_default_finds_what_dpor_alone_finds(tmp_path, name):
+    prog = program_file(tmp_path, name.lower(), globals()[name])
+    both, dpor = ukernel.explore(prog, [name.lower()]), ukernel.explore(prog, [name.lower()], cache=False)
+    assert both.complete and dpor.complete and found(both) == found(dpor)
+    assert [o for o, _ in found(both)[0]] == PROGRAMS[name]
+
+
+@LONG
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_long_the_default_finds_what_caching_alone_finds(tmp_path, name):
+    prog = program_file(tmp_path, name.lower(), globals()[name])
+    both, cached = ukernel.explore(prog, [name.lower()]), ukernel.explore(prog, [name.lower()], reduction=False)
+    assert both.complete and cached.complete and found(both) == found(cached)
+    assert [o for o, _ in found(both)[0]] == PROGRAMS[name]
+    assert both.runs < cached.runs
