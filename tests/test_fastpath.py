@@ -1,6 +1,6 @@
-"""The local fast path (ipc/local.py, Service.run_inline): a message to an idle service runs
-its handler in the caller's task, with the same messages, trace and semantics as through
-the inbox; a busy service queues; a handler's bug is still that service's."""
+"""The local fast path (Router.call; ipc/local.py for frames RS passes on): a message to an
+idle service runs its handler in the caller's task, with the same messages, trace and
+semantics as through the inbox; a busy service queues; a handler's bug is still that service's."""
 
 from __future__ import annotations
 

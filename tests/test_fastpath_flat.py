@@ -172,6 +172,34 @@ async def test_a_service_that_overrides_handle_is_handled_its_way():
         assert own.handled == 1
 
 
+class WhereHandled(OwnHandle):
+    """Notes the trio task each message's handle runs in."""
+
+    name = "where"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[Any] = []
+
+    async def handle(self, item: bytes | list, reply_fn: Any) -> None:
+        self.tasks.append(trio.lowlevel.current_task())
+        await super().handle(item, reply_fn)
+
+
+async def test_its_way_and_a_message_msg_n_lets_through_run_in_the_callers_task():
+    """Router.call is the one fast path: a service with its own handle, and the messages around
+    one that ``msg:N`` answers, run in the caller's task, as a flat service's do."""
+    where = WhereHandled()
+    async with service_client(where) as client:
+        client.router.fail_nth = {2: 5}  # the second message fails with EIO, unsent
+        assert await client.call("nothing") == "ok"
+        with pytest.raises(OSError, match=r"EIO: Input/output error \(fault injected at message 2\)"):
+            await client.call("nothing")
+        assert await client.call("optional", n=1) == [1, "none"]
+        assert where.tasks == [trio.lowlevel.current_task()] * 2 and where.handled == 2
+        assert [e["type"] for e in client.trace] == ["request", "reply"] * 3
+
+
 async def test_send_takes_the_fast_path_and_collect_finds_the_reply_in():
     async with service_client(Kinds()) as client:
         router = client.router

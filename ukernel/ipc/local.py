@@ -3,9 +3,9 @@
 Frames are msgpack bytes even here, so a service never sees a caller's
 Python objects, as if it were in another address space. When the service
 is idle (nothing queued, no handler running) the frame does not go through
-the inbox at all: the caller's task runs the handler (Service.run_inline),
-as L4's IPC fastpath switches straight to a receiver that waits. docs/ipc.md
-says why and when it falls back.
+the inbox at all: the router's call runs the handler in the caller's task
+(Router.call, the one fast path), as L4's IPC fastpath switches straight to
+a receiver that waits. docs/ipc.md says why and when it falls back.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ INBOX_DEPTH = 256
 
 
 class LocalEndpoint:
-    """The sending side of one service's inbox, and the fast path to the service."""
+    """The sending side of one service's inbox; the router's fast path reaches the service
+    itself (``service``) when it is idle."""
 
     #: The fast path on (bench/ipc.py and tests/test_fastpath.py turn it off to compare).
     fastpath: bool = True
@@ -35,28 +36,34 @@ class LocalEndpoint:
         self.moved: Endpoint | None = None
 
     async def send(self, frame: bytes, reply: ReplyFn | None) -> None:
+        """A frame that comes without its call (RS's holding passes on what waited through a
+        restart): handled in the caller's task when the service is idle, as Router.call's fast
+        path handles a call (cond_resched, busy meanwhile, a fatal exception to its loop)."""
         service = self.service
         if self.fastpath and not service.busy and not service.queued:
             if service.router.resched_due():  # cond_resched: let the others run, now and then
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts no handler
-            if self.moved is not None:  # it died meanwhile
-                await self.moved.send(frame, reply)
-                return
-            if not service.busy and not service.queued:  # (still: others may have run meanwhile)
+            if self.moved is None and not service.busy and not service.queued:  # (others ran meanwhile)
+                service.busy, service.task = True, trio.lowlevel.current_task()
                 try:
-                    await service.run_inline(frame, reply)
+                    await service.handle(frame, reply)  # as the inbox loop would: a subclass's handle too
                 except trio.Cancelled:
                     raise
                 except BaseException as exc:  # not the caller's: the service dies of it, in its loop
+                    service.busy = False
                     await self.fatal(exc)
+                finally:
+                    service.busy, service.task = False, service._loop_task
+                    if service.queued:
+                        service._idle.unpark()
                 return
         await self.queue(frame, reply)
 
     async def queue(self, frame: bytes, reply: ReplyFn | None) -> None:
-        """The slow path: into the inbox, behind what is queued, for the service's loop
-        (or, once the service died, to who takes its requests)."""
+        """Into the inbox, behind what is queued, for the service's loop (or, once the
+        service died, to who takes its requests)."""
         if self.moved is not None:
             await self.moved.send(frame, reply)
             return

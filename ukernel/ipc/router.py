@@ -119,7 +119,7 @@ class Router:
         self._msgids = itertools.count(1)
         self.fail_nth: dict[int, int] = {}  # nth request -> errno (fault injection)
         self.on_reply = ReplyTo(self)
-        self._spared = 0  # fast-path calls since the last trip through the scheduler (resched_due)
+        self._spared = 0  # fast-path calls since the last trip through the scheduler (cond_resched)
         self.sent = 0  # requests counted for fail_nth
         self.counting = True  # a kernel counts only from its program's start (count_from_now)
         #: Looks at every reply before its caller gets it (the kernel's reply contracts and
@@ -145,8 +145,9 @@ class Router:
         self.sent, self.counting = 0, on
 
     def resched_due(self) -> bool:
-        """The fast path asks before each call: True every ``yield_every`` calls, when the
-        caller must pass through trio's scheduler (and may be cancelled: nothing is done yet)."""
+        """A frame's fast path asks before it runs a handler (LocalEndpoint.send; Router.call
+        counts inline): True every ``yield_every`` of them, when the caller must pass through
+        trio's scheduler (and may be cancelled: nothing is done yet)."""
         self._spared += 1
         if self._spared < self.yield_every:
             return False
@@ -179,10 +180,11 @@ class Router:
         ``inject`` (or a ``fail_nth`` entry) answers with that errno instead of
         delivering: fault injection that still shows in the trace.
 
-        A call to an idle local service takes the fast path in this one coroutine (seL4's
-        fastpath is one function too): the same steps as post, LocalEndpoint.send,
-        Service.run_inline, handle_request and collect, with nothing awaited but the
-        handler. docs/ipc.md says what it keeps and when it falls back.
+        A call to an idle local service takes the fast path, the only one, in this one
+        coroutine (seL4's fastpath is one function too): the same steps as post, the
+        inbox loop's handle_request and collect, with nothing awaited but the handler. A
+        service that changes how a message is handled (``Service.flat`` false) has its own
+        ``handle`` run here instead. docs/ipc.md says what it keeps and when it falls back.
         """
         moved = self.moved
         moved[dst], moved[src] = moved.get(dst, 0) + 1, moved.get(src, 0) + 1
@@ -191,18 +193,15 @@ class Router:
             sent = await self.post(src, dst, op, args, meta, inject)
             return await self.collect(sent) if wait else sent
         service = endpoint.service
-        if (
-            service.busy
-            or service.queued
-            or not (endpoint.fastpath and service.flat)
-            or (self.fail_nth and self.counting)
-            or dst not in self.calls.get(src, ())
-        ):
-            sent = await self.post(src, dst, op, args, meta, inject)
+        if service.busy or service.queued or not endpoint.fastpath or dst not in self.calls.get(src, ()):
+            sent = await self.post(src, dst, op, args, meta, inject)  # (into the inbox, or refused)
             return await self.collect(sent) if wait else sent
         msgid = next(self._msgids)
         if self.counting:
-            self.sent += 1  # (no fail_nth entry to look up: call checked)
+            self.sent += 1
+            if self.fail_nth and (inject := self.fail_nth.pop(self.sent, None)) is not None:
+                sent = self._injected(self._request(msgid, src, dst, op, args, meta), inject)
+                return await self.collect(sent) if wait else sent
         tracer = self.tracer
         if self.footprint is not None and self.footprint.message(self.calls, dst, op, args, meta, msgid):
             meta = meta | FOOTPRINT_META  # explore asks the service what the op touches
@@ -246,40 +245,43 @@ class Router:
             else:
                 service.busy, service.task = True, task
                 try:
-                    obj = unpack(frame, raw=False, strict_map_key=False)  # what the service sees: a copy
-                    req_args, req_meta = obj[3]
-                    req = Call(msgid, req_meta, self.on_reply, op, req_args)
-                    error = service.start(req, op, req_args)
-                    result = None
-                    if error is None:
-                        try:
-                            result = await req.coro
-                        except BaseException as exc:
-                            error, result = service.outcome(op, exc)
-                        else:
-                            if result is DEFERRED:
-                                result = None
-                        finally:
-                            service._current = None
-                    if req.deferred is None:
-                        try:
-                            if req.touched is None:
-                                reply = self._pack([RESPONSE, msgid, error, result])
-                            else:  # the reply meta explore asked for
-                                reply = self._pack([RESPONSE, msgid, error, result, {"footprint": req.touched}])
-                        except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
-                            reply = service._encode_reply(msgid, op, error, result)
-                        obj = unpack(reply, raw=False, strict_map_key=False)
-                        if len(obj) == 5:
-                            self.reply_meta(msgid, obj[4])
-                        if wait and sent._event is None and not tracer.on:
-                            answer = obj  # only the caller and on_collect look at it: no Response (below)
-                        else:
-                            if record is not None:  # finish traces the reply from its frame, as the request
-                                sent.traced = record, reply
-                            sent.response = Response(msgid, obj[2], obj[3])
-                            if sent._event is not None:  # someone looked while the handler ran
-                                sent._event.set()
+                    if not service.flat:  # its own handle, as its inbox loop would run it (the reply
+                        await service.handle(frame, self.on_reply)  # comes through on_reply: collect)
+                    else:
+                        obj = unpack(frame, raw=False, strict_map_key=False)  # what the service sees: a copy
+                        req_args, req_meta = obj[3]
+                        req = Call(msgid, req_meta, self.on_reply, op, req_args)
+                        error = service.start(req, op, req_args)
+                        result = None
+                        if error is None:
+                            try:
+                                result = await req.coro
+                            except BaseException as exc:
+                                error, result = service.outcome(op, exc)
+                            else:
+                                if result is DEFERRED:
+                                    result = None
+                            finally:
+                                service._current = None
+                        if req.deferred is None:
+                            try:
+                                if req.touched is None:
+                                    reply = self._pack([RESPONSE, msgid, error, result])
+                                else:  # the reply meta explore asked for
+                                    reply = self._pack([RESPONSE, msgid, error, result, {"footprint": req.touched}])
+                            except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
+                                reply = service._encode_reply(msgid, op, error, result)
+                            obj = unpack(reply, raw=False, strict_map_key=False)
+                            if len(obj) == 5:
+                                self.reply_meta(msgid, obj[4])
+                            if wait and sent._event is None and not tracer.on:
+                                answer = obj  # only the caller and on_collect look at it: no Response (below)
+                            else:
+                                if record is not None:  # finish traces the reply from its frame, as the request
+                                    sent.traced = record, reply
+                                sent.response = Response(msgid, obj[2], obj[3])
+                                if sent._event is not None:  # someone looked while the handler ran
+                                    sent._event.set()
                 except trio.Cancelled:
                     raise
                 except BaseException as exc:  # not the caller's: the service dies of it, in its loop
@@ -328,22 +330,30 @@ class Router:
             self.sent += 1
             if self.fail_nth:
                 inject = inject or self.fail_nth.pop(self.sent, None)
+        sent = self._request(msgid, src, dst, op, args, meta)
+        if inject is not None:
+            return self._injected(sent, inject)
+        self.pending[msgid] = sent
+        try:
+            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, sent.meta), self.on_reply)
+        except BaseException:
+            del self.pending[msgid]
+            raise
+        return sent
+
+    def _request(self, msgid: int, src: str, dst: str, op: str, args: Any, meta: dict) -> Sent:
+        """A request as post sends it: traced, told to explore, and its Sent."""
         if self.tracer.on:
             self.tracer.request(src, dst, op, msgid, meta, args)
         if self.footprint is not None and self.footprint.message(self.calls, dst, op, args, meta, msgid):
             meta = meta | FOOTPRINT_META
-        sent = Sent(msgid, src, dst, op, meta, args)
-        if inject is not None:
-            where = meta.get("step") or f"message {self.sent}"
-            error = protocol.error_map(inject, f"{abi.strerror(inject)} (fault injected at {where})")
-            sent.answer(protocol.Response(msgid, error, None))
-            return sent
-        self.pending[msgid] = sent
-        try:
-            await endpoint.send(protocol.encode_request(msgid, f"{dst}.{op}", args, meta), self.on_reply)
-        except BaseException:
-            del self.pending[msgid]
-            raise
+        return Sent(msgid, src, dst, op, meta, args)
+
+    def _injected(self, sent: Sent, inject: int) -> Sent:
+        """A request fault injection answers (``fail=``, ``msg:N``): traced, never delivered."""
+        where = sent.meta.get("step") or f"message {self.sent}"
+        error = protocol.error_map(inject, f"{abi.strerror(inject)} (fault injected at {where})")
+        sent.answer(protocol.Response(sent.msgid, error, None))
         return sent
 
     async def call_at_once(

@@ -278,7 +278,7 @@ class Service:
     # --- the inbox loop -----------------------------------------------------
     async def serve(self, inbox: trio.MemoryReceiveChannel) -> None:
         """One message at a time, in arrival order, whichever way it came: a message
-        that queued behind a handler run by its caller (``run_inline``) waits for it."""
+        that queued behind a handler run in its caller's task (Router.call's fast path) waits for it."""
         self.task = self._loop_task = trio.lowlevel.current_task()
         async for item, reply_fn in inbox:
             if type(item) is Fatal:
@@ -291,18 +291,6 @@ class Service:
             finally:
                 self.busy = False
                 self.queued -= 1
-
-    async def run_inline(self, frame: bytes, reply_fn: ReplyFn | None) -> None:
-        """The fast path (L4's direct switch to a waiting receiver): handle ``frame`` in the
-        caller's task, the service busy meanwhile, so a second caller queues; a handler that
-        waits (a call to a busy service, a student's await) waits in the caller's task."""
-        self.busy, self.task = True, trio.lowlevel.current_task()
-        try:
-            await self.handle(frame, reply_fn)  # as the inbox loop would: a subclass's handle too
-        finally:
-            self.busy, self.task = False, self._loop_task
-            if self.queued:
-                self._idle.unpark()
 
     async def handle(self, item: bytes | list, reply_fn: ReplyFn | None) -> None:
         """One message from an inbox: encoded, or decoded by a node (handle_request)."""
@@ -481,10 +469,9 @@ class Service:
         return hash(tuple(digests[part] for part in ("", *sorted(self.DIGEST_APART))))
 
 
-#: What Router.call's fast path does in one coroutine: a class overriding any of them is
-#: handled by them (run_inline), as it asks.
+#: What Router.call's fast path does in one coroutine: a class overriding any of them has
+#: its own ``handle`` run there instead, as it asks.
 FLAT_STEPS = (
-    "run_inline",
     "handle",
     "handle_frame",
     "handle_request",
