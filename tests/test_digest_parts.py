@@ -7,7 +7,8 @@ import pytest
 
 import ukernel
 from services.vfs.namei import MntNamespace
-from ukernel.ipc.service import Service, canonical
+from ukernel.ipc.canonical import canonical
+from ukernel.ipc.service import Service
 
 PARTS_CHECKED: dict[str, int] = {}  # part -> how many times a cached digest of it was checked
 LAST: dict[str, str] = {}  # service -> the op it started last

@@ -96,19 +96,23 @@ def test_a_race_whose_initials_cannot_run_there_adds_nothing():
     assert race_choices([1, 3], {1}, {5}) == []  # 5 sleeps at that point: not reversible
 
 
+def against(tmp_path, name: str, **reference) -> tuple:
+    """The default search of PROGRAMS' ``name`` and the reference search, both complete with
+    the same outcomes, which are the expected ones."""
+    prog = program_file(tmp_path, name.lower(), globals()[name])
+    both, ref = ukernel.explore(prog, [name.lower()]), ukernel.explore(prog, [name.lower()], **reference)
+    assert both.complete and ref.complete and found(both) == found(ref)
+    assert [o for o, _ in found(both)[0]] == PROGRAMS[name]
+    return both, ref
+
+
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_the_default_finds_what_dpor_alone_finds(tmp_path, name):
-    prog = program_file(tmp_path, name.lower(), globals()[name])
-    both, dpor = ukernel.explore(prog, [name.lower()]), ukernel.explore(prog, [name.lower()], cache=False)
-    assert both.complete and dpor.complete and found(both) == found(dpor)
-    assert [o for o, _ in found(both)[0]] == PROGRAMS[name]
+    against(tmp_path, name, cache=False)
 
 
 @LONG
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_long_the_default_finds_what_caching_alone_finds(tmp_path, name):
-    prog = program_file(tmp_path, name.lower(), globals()[name])
-    both, cached = ukernel.explore(prog, [name.lower()]), ukernel.explore(prog, [name.lower()], reduction=False)
-    assert both.complete and cached.complete and found(both) == found(cached)
-    assert [o for o, _ in found(both)[0]] == PROGRAMS[name]
+    both, cached = against(tmp_path, name, reduction=False)
     assert both.runs < cached.runs

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kernel.choice import COUNT, READ
+from ..kernel.choice import COUNT, READ, woken
 from ..kernel.choice import EVERYTHING as GLOBAL  # conflicts with every footprint
 
 #: Syscalls whose kernel side touches only the calling task (what else they touch goes by
@@ -229,12 +229,6 @@ class Footprint:
             out.append((pid, frozenset(objects)))
         self.steps, self.users, self.pid = [], [], 0
         return out
-
-
-def woken(pid: int) -> tuple:
-    """The object a task's waker writes (its fork, a wake: kernel/choice.py ``woken``) and each
-    of the task's steps reads: the happens-before edge into what it does once runnable."""
-    return ("woken", pid)
 
 
 def wakes(fp: frozenset, pid: int) -> bool:

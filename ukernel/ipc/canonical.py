@@ -31,9 +31,7 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
         return ("s", tuple(sorted(repr(canonical(v, {})) for v in value)))
     if isinstance(value, list | tuple) or type(value).__name__ == "deque":
         return ("l", tuple(canonical(v, memo) for v in value))
-    fields = getattr(value, "__dict__", None)
-    if fields is None and hasattr(type(value), "__slots__"):
-        fields = {n: getattr(value, n, None) for n in type(value).__slots__}
+    fields = fields_of(value)
     if fields is None or callable(value) or type(value).__module__.startswith(OPAQUE_MODULES):
         return _opaque(value, memo)
     derived = getattr(type(value), "DIGEST_DERIVED", ())
@@ -42,6 +40,14 @@ def canonical(value: Any, memo: dict[int, int] | None = None) -> Any:
     # the fields' map is walked, not remembered: a slots object's is a temporary, whose id a
     # later temporary may reuse (it would be taken for an object seen before)
     return ("o", type(value).__qualname__, _canonical_dict(fields, memo))
+
+
+def fields_of(value: Any) -> dict | None:
+    """An object's fields, from its ``__dict__`` or its ``__slots__``; None for one with neither."""
+    fields = getattr(value, "__dict__", None)
+    if fields is None and hasattr(type(value), "__slots__"):
+        fields = {n: getattr(value, n, None) for n in type(value).__slots__}
+    return fields
 
 
 def _opaque(value: Any, memo: dict[int, int]) -> tuple:

@@ -46,7 +46,7 @@ import trio
 from .. import abi
 from ..reprs import bounded
 from . import protocol
-from .canonical import OPAQUE_MODULES, canonical
+from .canonical import OPAQUE_MODULES, canonical, fields_of
 from .params import INT_MAX, INT_MIN, Params
 
 ReplyFn = Callable[[bytes], Awaitable[None]]
@@ -514,9 +514,7 @@ class _Readable:
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
             return repr(data) if len(data) <= READABLE_BYTES else f"{data[:READABLE_BYTES]!r}... ({len(data)} bytes)"
-        fields = getattr(value, "__dict__", None)
-        if fields is None and hasattr(type(value), "__slots__"):
-            fields = {n: getattr(value, n, None) for n in type(value).__slots__}
+        fields = fields_of(value)
         container = isinstance(value, dict | set | frozenset | list | tuple) or type(value).__name__ == "deque"
         name = type(value).__qualname__
         if not container and (fields is None or callable(value) or type(value).__module__.startswith(OPAQUE_MODULES)):

@@ -350,12 +350,12 @@ def children_of(task: TaskStruct) -> tuple:
     return ("task", task.leader.pid, "children")
 
 
-def woken(task: TaskStruct) -> tuple:
+def woken(pid: int) -> tuple:
     """explore's POR: what a step that makes ``task`` runnable (its fork's wake_up_new_task, a
     wake) writes and each of its steps reads: the happens-before edge from its waker to what it
     does next, which the objects of both need not say (a futex waiter's resume touches nothing;
     a child's first step need not read what its fork wrote). por.py ``wakes``: never a race."""
-    return ("woken", task.pid)
+    return ("woken", pid)
 
 
 def touch(k: Kernel, *objects: tuple) -> None:

@@ -58,7 +58,7 @@ class Cpus:
     async def wake_up_new_task(self, child: TaskStruct, meta: dict, inject: int | None = None) -> None:
         """Start the child's trio task, then let sched queue it."""
         self.by_id[child.id] = child
-        touch(self, woken(child))  # explore's POR: its steps come after this one
+        touch(self, woken(child.pid))  # explore's POR: its steps come after this one
         status: list[int] = []
         self.task_nursery.start_soon(self.runtime.task_main, child, status)
         args = {"task": child.id} | await select_cpu(self, meta, child, "wake_up_new_task")
@@ -223,7 +223,7 @@ class Cpus:
         another CPU while this one awaits sched, must not find them to wake again."""
         for task in self.sleepers.take_woken():
             unpark(task)
-            touch(self, woken(task))  # explore's POR: what it does next comes after the waker's step
+            touch(self, woken(task.pid))  # explore's POR: what it does next comes after the waker's step
             meta = {"pid": waker.pid, "tid": waker.pid, "step": "try_to_wake_up"}
             if self.tracer.on:
                 self.tracer.emit("sched", op="wake", pid=task.pid, tid=task.pid, by=waker.pid)
