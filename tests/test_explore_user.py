@@ -10,6 +10,7 @@ from conftest import found, program_file
 
 import ukernel
 from ukernel.explore.por import READ, Footprint, dependent
+from ukernel.user import watch
 from ukernel.user.watch import EVERY, Walk, WatchedGlobals, walk_globals
 
 LONG = pytest.mark.skipif(
@@ -127,6 +128,57 @@ async def main(sys, argv):
     return 0
 """
 
+#: A global's list held on the value stack only (an argument being built) across an await:
+#: ``reader`` loads ``items`` in one step and reads it in the next, with no local holding it.
+STACK = """
+from ukernel.abi import CLONE_VM, SIGCHLD
+
+items = []
+
+
+async def show(sys, before, seen, _):
+    await sys.write(1, f"{before} {len(seen)}\\n".encode())
+
+
+async def reader(sys, _):
+    await show(sys, len(items), items, await sys.getppid())
+    return 0
+
+
+async def writer(sys, _):
+    await sys.getppid()
+    items.append(1)
+    return 0
+
+
+async def main(sys, argv):
+    tids = [await sys.clone(CLONE_VM | SIGCHLD, reader, None), await sys.clone(CLONE_VM | SIGCHLD, writer, None)]
+    for tid in tids:
+        await sys.waitpid(tid, 0)
+    return 0
+"""
+
+#: A global dict changed in one step (cond-var's ``state``): no frame holds it after.
+DICT = """
+from ukernel.abi import CLONE_VM, SIGCHLD
+
+state = {"n": 0}
+
+
+async def bump(sys, _):
+    state["n"] += 1
+    await sys.getppid()
+    await sys.getppid()
+    return 0
+
+
+async def main(sys, argv):
+    tid = await sys.clone(CLONE_VM | SIGCHLD, bump, None)
+    await sys.waitpid(tid, 0)
+    await sys.write(1, f"{state['n']}\\n".encode())
+    return 0
+"""
+
 
 class Steps:
     """A chooser that lets the current task go on everywhere and keeps each step's footprint
@@ -227,12 +279,36 @@ def test_an_alias_reads_the_global_it_shares_an_object_with(tmp_path):
     assert not any(n[1] == "log" for n in reader[-1])
 
 
-def test_a_loaded_global_stays_read_while_the_task_lives(tmp_path):
-    """walker's loop loads ``items`` once; its iterator (on the stack) reads it at every step."""
+def test_a_for_loops_iterator_on_the_stack_reads_its_global(tmp_path):
+    """walker's loop loads ``items`` once; its iterator (on the value stack, no local holds it)
+    reads it at every step of the loop."""
     steps = steps_of(tmp_path, "iterate", ITERATE)
     walker = steps.user(3)
     assert len(walker) >= 3 and all((READ, "items") in s for s in walker[1:])
     assert any(("w", "items") in s for s in steps.user(4))
+
+
+def test_what_a_value_stack_holds_is_read_and_nothing_else_stays_read(tmp_path):
+    """reader's second step holds items' list on its stack only (an argument being built): it
+    reads items. bump's steps after its change hold nothing of state: they do not read it."""
+    reader = steps_of(tmp_path, "stack", STACK).user(3)
+    assert [(READ, "items") in s for s in reader[:2]] == [True, True]
+    bump = steps_of(tmp_path, "dict", DICT).user(3)
+    assert ("w", "state") in bump[0] and not any(n[1] == "state" for s in bump[1:] for n in s)
+
+
+def test_a_stack_that_cannot_be_read_keeps_every_loaded_global_read(tmp_path, monkeypatch):
+    """Where a frame's stack cannot be read (another Python), a name once loaded stays read."""
+    monkeypatch.setattr(watch, "frame_objects", lambda frame: None)
+    bump = steps_of(tmp_path, "dict", DICT).user(3)
+    assert ("w", "state") in bump[0] and all((READ, "state") in s for s in bump[1:])
+
+
+def test_the_default_finds_the_use_of_a_stack_held_global_after_another_threads_change(tmp_path):
+    """``0 1``: writer's append between reader's load and its use (missed when only locals are
+    walked: reader's second step then touches nothing of items)."""
+    result = ukernel.explore(program_file(tmp_path, "stack", STACK), ["stack"])
+    assert result.complete and found(result) == ([("0 0\n", 0), ("0 1\n", 0), ("1 1\n", 0)], [], [])
 
 
 def test_an_object_two_threads_share_without_a_global_is_all_of_user_memory(tmp_path):
@@ -252,7 +328,13 @@ def test_threads_on_different_globals_reduce_to_what_caching_alone_finds(tmp_pat
 @LONG
 @pytest.mark.parametrize(
     ("name", "outcomes"),
-    [("ALIAS", ["saw 0\n", "saw 1\n"]), ("SHARED", ["[3, 4]\n", "[4, 3]\n"]), ("ITERATE", ["sum 13\n", "sum 3\n"])],
+    [
+        ("ALIAS", ["saw 0\n", "saw 1\n"]),
+        ("SHARED", ["[3, 4]\n", "[4, 3]\n"]),
+        ("ITERATE", ["sum 13\n", "sum 3\n"]),
+        ("STACK", ["0 0\n", "0 1\n", "1 1\n"]),
+        ("DICT", ["1\n"]),
+    ],
 )
 def test_long_aliased_objects_reduce_to_what_caching_alone_finds(tmp_path, name, outcomes):
     prog = program_file(tmp_path, name.lower(), globals()[name])

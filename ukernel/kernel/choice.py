@@ -482,7 +482,7 @@ def user_state(task: TaskStruct, spaces: dict[int, dict]) -> Any:
         return (getattr(fn, "__qualname__", type(fn).__name__), space, arg)
     if task.host is None:  # a fork child yet to start: where its image's journal puts it
         return (space, list(image.journal))
-    entry = _entry_code()
+    entry = entry_code()
     frames = []
     for frame in task_frames(task):
         if frame.f_code is entry:  # the call it is in: its arguments were on the program's stack
@@ -509,7 +509,7 @@ def _own(value: Any) -> Any:
 
 
 @functools.cache
-def _entry_code() -> Any:
+def entry_code() -> Any:
     """Entry.syscall's code: a frame of it is a kernel entry."""
     from .entry import Entry  # entry imports this module
 

@@ -36,9 +36,23 @@ _NO_FALL_THROUGH = frozenset(
 
 def value_stack(frame: FrameType) -> list[Any]:
     """The objects on ``frame``'s value stack, bottom first, less the awaitable on top of an
-    ``await`` (the next frame of the chain, digested as such); ``None`` stands for a NULL slot."""
+    ``await`` (the next frame of the chain, digested as such); ``None`` stands for a NULL slot.
+    A stack that cannot be read is a token no other state has."""
+    slots = _slots(frame)
+    return [unreadable()] if slots is None else slots[nlocalsplus(frame.f_code) :]
+
+
+def frame_objects(frame: FrameType) -> list[Any] | None:
+    """Every object ``frame`` holds: its locals', cells' and free variables' slots (a cell as
+    the cell, which a closure of a global may share) and its value stack, as ``value_stack``;
+    None where the stack cannot be read (user/watch.py then takes its coarser rule)."""
+    return _slots(frame)
+
+
+def _slots(frame: FrameType) -> list[Any] | None:
+    """The frame's ``localsplus`` then its stack (less an await's awaitable), or None."""
     if not READABLE:
-        return [unreadable()]
+        return None
     code, at = frame.f_code, frame.f_lasti
     op = dis.opname[code.co_code[at]]
     base = ctypes.c_void_p.from_address(id(frame) + _F_FRAME).value
@@ -49,13 +63,13 @@ def value_stack(frame: FrameType) -> list[Any]:
     elif op == "SEND":  # running, in an await: the depth before SEND less the value it sent
         depth = stack_depths(code).get(at, -1) - 1
     else:
-        return [unreadable()]
+        return None
     if not 0 <= depth <= code.co_stacksize:
-        return [unreadable()]
+        return None
     awaiting = op == "SEND" or op == "YIELD_VALUE" and at >= 2 and dis.opname[code.co_code[at - 2]] == "SEND"
-    slots = (ctypes.c_void_p * depth).from_address(base + _LOCALSPLUS + 8 * nlocals)
-    kept = slots[: depth - 1] if awaiting and depth else slots[:]
-    return [None if p is None else ctypes.cast(p, ctypes.py_object).value for p in kept]
+    kept = nlocals + (depth - 1 if awaiting and depth else depth)
+    slots = (ctypes.c_void_p * kept).from_address(base + _LOCALSPLUS)
+    return [None if p is None else ctypes.cast(p, ctypes.py_object).value for p in slots]
 
 
 def unreadable() -> tuple:

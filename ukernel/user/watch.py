@@ -9,13 +9,14 @@ specialised), so every load of a name goes through ``__getitem__`` and is noted.
 ``UserSteps`` turns that into each step's footprint on user memory
 (docs/explore.md, "User memory"):
 
-- a step **reads** the names it loaded, the names its task loaded in any earlier
-  step whose value then reached a mutable object (*held*: a frame's value stack, a
-  for loop's iterator, may still hold what was loaded, where no local shows it; a
-  plain value held on is a snapshot, which no later change of the global reaches),
-  and every global whose object graph shares a mutable object with what the task's
-  frames' locals reach (an alias: a local, or a clone argument, holding a list a
-  global holds too);
+- a step **reads** the names it loaded and every global whose object graph shares a
+  mutable object with what the task's frames hold at its start (an alias: a local, a
+  cell, the value stack, read with user/framestack.py: a for loop's iterator over a
+  global list, an argument being built around an await; the syscall's arguments; a
+  clone argument): what a frame loaded earlier and still holds is seen there, and
+  what it no longer holds is no read (cond-var's ``state`` after its change). Where
+  a stack cannot be read, the names its task loaded in any earlier step whose value
+  then reached a mutable object stay read (*held*);
 - a step **writes** the names whose *form* changed: the value walked deeply with
   the identity of every mutable object in it (so an in-place change counts, and
   so does rebinding a name to an equal copy), names bound and unbound included;
@@ -37,6 +38,8 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .framestack import frame_objects
 
 if TYPE_CHECKING:
     from ..kernel.core import Kernel
@@ -272,12 +275,14 @@ def _program_frame(frame: types.FrameType) -> bool:
 @dataclass(slots=True)
 class Open:
     """The step under way: its task, namespace, the globals at its start and the names its
-    locals alias (``start`` None: the step touches all of user memory, seen at its start)."""
+    frames alias (``start`` None: the step touches all of user memory, seen at its start);
+    ``seen``: every frame was read whole, value stacks included (else the held names count)."""
 
     pid: int
     namespace: WatchedGlobals
     start: dict[str, Global] | None = None
     alias: frozenset[str] = frozenset()
+    seen: bool = False
 
 
 class UserSteps:
@@ -287,7 +292,7 @@ class UserSteps:
         self.kernel = kernel
         self.open: Open | None = None
         self.last: tuple[dict, dict[str, Global]] | None = None  # the namespace walked at the last end
-        self.held: dict[int, set[str]] = {}  # pid -> the names its task ever loaded
+        self.held: dict[int, set[str]] = {}  # pid -> the names its task ever loaded (a stack not read)
 
     def begin(self, pid: int) -> None:
         """``pid``'s step starts: what its namespace and frames hold now (a structure too
@@ -310,19 +315,24 @@ class UserSteps:
                 self.held.setdefault(t.pid, set()).update(ns.reads)
             ns.reads.clear()
         self.open = step = Open(pid, ns)
-        if image.handlers or EVERY in self.held.get(pid, ()):
+        if image.handlers:
             return
         start = self.last[1] if self.last is not None and self.last[0] is ns else walk_globals(ns)
-        mine = self._roots(task, ns)
+        mine, seen = self._roots(task, ns)
         if mine.whole:
             return  # globals() in a local
+        if not seen and EVERY in self.held.get(pid, ()):
+            return  # (held: it may still hold any name's objects)
         everyone = frozenset().union(*(g.ids for g in start.values()))
         others: set[int] = set()
         for t in sharing:
-            others |= self._roots(t, ns).ids
+            theirs, read = self._roots(t, ns)
+            others |= theirs.ids
+            seen = seen and read
         if (mine.ids & others) - everyone:
             return  # an object two tasks' frames share, no global holds: not seen by name
         step.start, step.alias = start, frozenset(name for name, g in start.items() if g.ids & mine.ids)
+        step.seen = seen
 
     def end(self, pid: int) -> tuple[frozenset[str], frozenset[str]] | None:
         """The names ``pid``'s step read and wrote, or None: all of its user memory."""
@@ -349,29 +359,40 @@ class UserSteps:
         # mutable object (a snapshot of a plain value changes with nothing: reading it again
         # is no read of the global)
         held |= loaded if start is None else {n for n in loaded if n == EVERY or _reaches(start, n) or _reaches(now, n)}
-        if start is None or EVERY in held:
+        if start is None or EVERY in (loaded if step.seen else held):
             return None
-        reads = frozenset(held) | loaded | step.alias
+        # its frames read whole at its start: what they held is the alias, the rest it loaded;
+        # else what it loaded in earlier steps may be on a stack not read
+        reads = loaded | step.alias if step.seen else frozenset(held) | loaded | step.alias
         if any(_whole(start, n) or _whole(now, n) for n in reads):
             return None
         writes = {n for n in start.keys() | now.keys() if _form(start, n) != _form(now, n)}
         writes.update(n for n in reads if _opaque(start, n) or _opaque(now, n))
         return reads, frozenset(writes)
 
-    def _roots(self, task: TaskStruct, ns: dict) -> Walk:
-        """What the task's program frames' locals reach (a task not started yet: the function
-        and argument it starts with)."""
-        from ..kernel.choice import task_frames  # choice imports the kernel, which imports user
+    def _roots(self, task: TaskStruct, ns: dict) -> tuple[Walk, bool]:
+        """What the task's program frames hold (locals, cells, value stacks: a ``for`` loop's
+        iterator, an expression's partial results) and the arguments of the syscall it is in
+        (a task not started yet: the function and argument it starts with); whether every
+        stack was read (user/framestack.py)."""
+        from ..kernel.choice import entry_code, task_frames  # choice imports the kernel, which imports user
 
         w = Walk(ns)
         if task.host is None:
             w.form(task.entry[1:] if isinstance(task.entry, tuple) else task.entry)
-            return w
+            return w, True
+        seen, entry = True, entry_code()
         for frame in task_frames(task):
-            if _program_frame(frame):
-                for value in frame.f_locals.values():
+            if frame.f_code is entry:  # the call's arguments (a buffer to write, clone's fn and arg)
+                w.form(frame.f_locals.get("args"))
+            elif _program_frame(frame):
+                held = frame_objects(frame)
+                if held is None:
+                    seen = False
+                    held = list(frame.f_locals.values())
+                for value in held:
                     w.form(value)
-        return w
+        return w, seen
 
 
 _MISSING = ("unbound",)
