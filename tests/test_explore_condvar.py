@@ -68,6 +68,22 @@ async def main(sys, argv):
     return 0
 """
 
+#: A child that exits at once and one that runs on; the parent reaps the first, then prints.
+REAPED = """
+async def main(sys, argv):
+    first = await sys.fork()
+    if first == 0:
+        return 0
+    second = await sys.fork()
+    if second == 0:
+        await sys.getppid()
+        return 0
+    await sys.waitpid(first, 0)
+    await sys.write(1, b"reaped\\n")
+    await sys.waitpid(second, 0)
+    return 0
+"""
+
 #: name -> the outcomes (worked out by hand: the two prints in either order)
 PROGRAMS = {"HANDOFF": ["kw\n", "wk\n"], "REAP": ["bm 3\n", "mb 3\n"]}
 
@@ -116,3 +132,37 @@ def test_the_default_finds_what_dpor_alone_finds(tmp_path, name):
 def test_long_the_default_finds_what_caching_alone_finds(tmp_path, name):
     both, cached = against(tmp_path, name, reduction=False)
     assert both.runs < cached.runs
+
+
+class Plan:
+    """A chooser that gives the CPU to the listed pids, one per point, then lets the current
+    task go on; it keeps each point's (kind, pid, syscall) and state digest."""
+
+    wants_state = True
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids, self.points = list(pids), []
+
+    def choose(self, point: dict) -> int:
+        self.points.append(((point["kind"], point["pid"], point["syscall"]), point["state"]))
+        return point["options"].index(self.pids.pop(0)) if self.pids else 0
+
+
+def test_a_wait4_asleep_first_and_one_that_finds_the_zombie_reach_one_state(tmp_path):
+    """The parent's wait4 sleeps, then the child's exit wakes it; or the child exits first and
+    the wait4 finds the zombie: two orders (their steps do not commute), one state once the
+    parent has reaped, so caching merges them at its next point (docs/explore.md, stop 28)."""
+    prog = program_file(tmp_path, "reaped", REAPED)
+    asleep, found_it = Plan([2, 2, 3, 3, 2]), Plan([2, 3, 3, 2])
+    for plan in (asleep, found_it):
+        assert ukernel.run(prog, ["reaped"], schedule=plan).stdout == b"reaped\n"
+    write = ("entry", 2, "write")
+    assert [k for k, _ in asleep.points][:6] == [
+        ("entry", 2, "fork"), ("entry", 2, "wait4"), ("schedule", 2, "blocked"),
+        ("entry", 3, "exit_group"), ("schedule", 3, "dead"), write,
+    ]  # fmt: skip
+    assert [k for k, _ in found_it.points][:4] == [
+        ("entry", 2, "fork"), ("entry", 2, "wait4"), ("entry", 3, "exit_group"), ("schedule", 3, "dead"),
+    ]  # fmt: skip
+    assert found_it.points[4][0] == write and found_it.points[4][1] == asleep.points[5][1]
+    assert asleep.points[4][1] != found_it.points[3][1]  # (asleep and woken, or at its entry: two states before)
