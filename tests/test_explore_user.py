@@ -7,6 +7,8 @@ import os
 
 import pytest
 from conftest import found, program_file
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ukernel
 from ukernel.explore.por import READ, Footprint, dependent
@@ -355,3 +357,61 @@ def test_long_the_default_finds_what_caching_alone_finds(argv, outcomes):
     both, cached = ukernel.explore(argv[0], argv), ukernel.explore(argv[0], argv, reduction=False)
     assert both.complete and cached.complete and found(both) == found(cached)
     assert [o for o, _ in found(both)[0]] == outcomes
+
+
+#: A thread's step on the globals: each ends at an await; what it holds across one is on its
+#: value stack, in a loop's iterator or in a local.
+OPS = {
+    "hold": "await show(sys, len(items), items, await sys.getppid())",
+    "append": "items.append(1)\n    await sys.getppid()",
+    "bump": "state['n'] += 1\n    await sys.getppid()",
+    "loop": "for x in items:\n        await sys.getppid()",
+    "local": "mine = state\n    await sys.getppid()\n    mine['n'] += 10",
+    "print": "await sys.write(1, f\"{state['n']} {len(items)};\".encode())",
+}
+
+
+def threads(first: list[str], second: list[str]) -> str:
+    """Two threads doing the given steps on ``items`` and ``state``; main prints both at the end."""
+
+    def body(ops: list[str]) -> str:
+        return "".join(f"\n    {OPS[o]}" for o in ops) + "\n    return 0"
+
+    return f"""
+from ukernel.abi import CLONE_VM, SIGCHLD
+
+items = []
+state = {{"n": 0}}
+
+
+async def show(sys, before, seen, _):
+    await sys.write(1, f"{{before}} {{len(seen)}};".encode())
+
+
+async def one(sys, _):{body(first)}
+
+
+async def two(sys, _):{body(second)}
+
+
+async def main(sys, argv):
+    tids = [await sys.clone(CLONE_VM | SIGCHLD, fn, None) for fn in (one, two)]
+    for tid in tids:
+        await sys.waitpid(tid, 0)
+    await sys.write(1, f"| {{state['n']}} {{len(items)}}\\n".encode())
+    return 0
+"""
+
+
+THREAD = st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=2)
+
+
+@LONG
+@given(THREAD, THREAD)
+@settings(
+    max_examples=6, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], deadline=None
+)
+def test_long_generated_threads_on_held_globals_find_what_caching_alone_finds(tmp_path, first, second):
+    prog = program_file(tmp_path, "gen", threads(first, second))
+    both, cached = ukernel.explore(prog, ["gen"]), ukernel.explore(prog, ["gen"], reduction=False)
+    assert both.complete and cached.complete and found(both) == found(cached)
