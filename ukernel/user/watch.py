@@ -381,17 +381,20 @@ class UserSteps:
         if task.host is None:
             w.form(task.entry[1:] if isinstance(task.entry, tuple) else task.entry)
             return w, True
-        seen, entry = True, entry_code()
+        seen, entry, program = True, entry_code(), False
         for frame in task_frames(task):
             if frame.f_code is entry:  # the call's arguments (a buffer to write, clone's fn and arg)
                 w.form(frame.f_locals.get("args"))
-            elif _program_frame(frame):
-                held = frame_objects(frame)
-                if held is None:
-                    seen = False
-                    held = list(frame.f_locals.values())
-                for value in held:
-                    w.form(value)
+                break  # (below it, the kernel's own frames)
+            program = program or _program_frame(frame)
+            if not program or frame.f_code.co_filename.startswith(_KERNEL):
+                continue  # the harness around the program, libc's calls
+            held = frame_objects(frame)  # a program frame, or a library's coroutine it awaits
+            if held is None:
+                seen = False
+                held = list(frame.f_locals.values())
+            for value in held:
+                w.form(value)
         return w, seen
 
 
