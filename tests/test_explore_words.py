@@ -15,6 +15,7 @@ from services.mm import MmService
 from ukernel import abi
 from ukernel.explore.por import COUNT, READ, dependent, touched_objects
 from ukernel.testing import service_client
+from ukernel.user import watch
 
 LONG = pytest.mark.skipif(
     not os.environ.get("UKERNEL_EXPLORE_LONG"), reason="long comparison: make explore-check (UKERNEL_EXPLORE_LONG=1)"
@@ -235,9 +236,20 @@ async def main(sys, argv):
 """
 
 
-def test_a_plain_value_loaded_before_is_no_read_later_and_a_list_still_is(tmp_path):
+def test_what_no_frame_holds_is_no_read_later(tmp_path):
+    """worker's frame holds an int after its first step: neither global is read again (stop 28:
+    its stack is read); where stacks cannot be read, the list stays read (held), the int not."""
     from test_explore_user import steps_of
 
+    worker = steps_of(tmp_path, "plain", PLAIN).user(3)
+    assert {(READ, "total"), (READ, "log")} <= worker[0]
+    assert not any(n[1] in ("log", "total") for s in worker[1:] for n in s)
+
+
+def test_a_plain_value_held_is_no_read_where_stacks_are_not_read_and_a_list_is(tmp_path, monkeypatch):
+    from test_explore_user import steps_of
+
+    monkeypatch.setattr(watch, "frame_objects", lambda frame: None)
     worker = steps_of(tmp_path, "plain", PLAIN).user(3)
     assert {(READ, "total"), (READ, "log")} <= worker[0]
     assert all((READ, "log") in s and (READ, "total") not in s for s in worker[1:])
