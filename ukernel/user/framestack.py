@@ -1,4 +1,5 @@
-"""A program frame's value stack, for explore's state digest (kernel/choice.py ``user_state``).
+"""A program frame's value stack, for explore's state digest (kernel/choice.py ``user_state``)
+and its footprints on user memory (user/watch.py: what a step's frames hold at its start).
 
 A frame's locals do not say all of where it is: a ``for`` loop's iterator lives on
 the value stack only (``for x in (1, 1, 1): await sys.sched_yield()`` is three
