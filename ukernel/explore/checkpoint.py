@@ -65,6 +65,7 @@ from .por import (
     summary_choices,
     summary_races,
 )
+from .visits import Visit, Visits
 
 MODES = ("stateful", "dpor", "cache", "none")
 #: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
@@ -118,17 +119,6 @@ class Point:
 
 
 @dataclass
-class Visit:
-    """stateful: what the search knows of a state it met. ``sleep``: the options no visit
-    explored from it (asleep there; a visit whose sleep set holds them all needs nothing new);
-    ``summary``: pid -> what that task touched in the subtree explored from it, None while
-    that subtree is still being walked (a run meeting it then closes a cycle)."""
-
-    sleep: frozenset
-    summary: dict[int, frozenset] | None
-
-
-@dataclass
 class Bounds:
     """What stops the whole search: a deadline and a number of runs (shared through reports)."""
 
@@ -145,7 +135,7 @@ class Tree:
         self.dpor = mode in ("dpor", "stateful")
         self.footprint = Footprint() if self.dpor else None
         self.seen: set | None = set() if mode == "cache" else None
-        self.visits: dict[Any, Visit] | None = {} if mode == "stateful" else None
+        self.visits: Visits | None = Visits() if mode == "stateful" else None
         self.hit: dict[int, frozenset] = {}  # stateful: the summary of the cached state this run met
         self.path: list[Point] = []
         self.taken: list[int] = []
@@ -428,7 +418,7 @@ class Tree:
 
     def _summaries(self) -> dict[int, frozenset]:
         """stateful, as this process ends: the summary of each state at its own points (their
-        subtrees are walked now) into ``visits`` and ``new_seen``; the summary below its origin."""
+        subtrees are walked now) into ``visits`` (and its log); the summary below its origin."""
         acc = dict(self.hit)
         end = len(self.events)
         for d in range(len(self.path) - 1, max(self.origin, 0) - 1, -1):
@@ -437,20 +427,14 @@ class Tree:
             merge_summary(acc, point.sub)
             end = point.event
             if d > self.origin and point.state is not None:
-                visit = Visit(self.visits[point.state].sleep, dict(acc))
-                self.visits[point.state] = visit
-                self.new_seen.append((point.state, visit))
+                self.visits.record(point.state, Visit(self.visits[point.state].sleep, dict(acc)))
         return acc
 
     def _learn(self, here: Point, report: dict) -> None:
-        """stateful: a child's report: its summary joins this point's, its states are known."""
+        """stateful: a child's report: its summary joins this point's, the states its subtree
+        learnt are known (the log has them: ``Visits``)."""
         merge_summary(here.sub, report["summary"])
-        for state, visit in report["seen"]:
-            known = self.visits.get(state)
-            if known is not None and known.summary is not None:
-                visit = Visit(known.sleep & visit.sleep, merge_summary(dict(known.summary), visit.summary))
-            self.visits[state] = visit
-            self.new_seen.append((state, visit))
+        self.visits.catch_up()
 
     def _races(self) -> None:
         """source-DPOR: for each race of this run not seen by an earlier one, an option for
