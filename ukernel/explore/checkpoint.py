@@ -58,6 +58,7 @@ from .outcome import ending_of
 from .por import (
     Footprint,
     dependent,
+    happens_before,
     merge_summary,
     prepend_summary,
     race_choices,
@@ -152,6 +153,7 @@ class Tree:
         #: dpor: every step of the path, (pid, footprint, its point's index or -1 when no
         #: other task could run there): races are looked for among these.
         self.events: list[tuple[int, frozenset, int]] = []
+        self.hb: list[int] = []  # dpor: happens-before of the events so far (por.py), forked with them
 
     @property
     def wants_state(self) -> bool:
@@ -224,7 +226,8 @@ class Tree:
         if summary is None:
             marks = [(i, None) for i in range(len(self.events))]
         else:
-            marks = summary_races([e[0] for e in self.events], [e[1] for e in self.events], summary)
+            pids, fps = [e[0] for e in self.events], [e[1] for e in self.events]
+            marks = summary_races(pids, fps, summary, self._happens_before())
             marks = [(race.i, race) for race in marks]
         for i, race in marks:
             at = self.events[i][2]
@@ -273,6 +276,11 @@ class Tree:
             else:
                 self.events.append((pid, fp, last if n == 0 else -1))
         before.fp = steps[0][1]
+        self._happens_before()  # here, so that the processes forked below inherit it
+
+    def _happens_before(self) -> list[int]:
+        """por.py's ``happens_before`` of the path, each event's found once (``self.hb``)."""
+        return happens_before([e[0] for e in self.events], [e[1] for e in self.events], self.hb)
 
     def _inner(self, point: Point, fp: frozenset) -> None:
         """The step that began at the task point ``point.within`` went on after an inner
@@ -442,7 +450,7 @@ class Tree:
         pids = [e[0] for e in self.events]
         fps = [e[1] for e in self.events]
         start = self.path[self.fresh_from].event if self.fresh_from < len(self.path) else len(self.events)
-        for i, initials in races(pids, fps, start):
+        for i, initials in races(pids, fps, start, self._happens_before()):
             if self.events[i][2] < 0:
                 continue  # one task could run there: the race is reversed at an earlier point, if anywhere
             i = self.events[i][2]
