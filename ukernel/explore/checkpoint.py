@@ -28,7 +28,8 @@ The modes (``Tree.mode``):
 - ``stateful`` (the default): both (Yang et al., SPIN'08). A run that reaches a
   state seen before stops, and the races its cut future would have shown are
   added from the state's summary instead: which task touched what anywhere in the
-  subtree explored from it (por.py ``summary_races``; ``Visit``).
+  subtree explored from it (por.py ``summary_races``; ``Visit``). What a process learnt of
+  the states below it reaches the tree through one shared log (visits.py), not the reports.
 - ``none``: every option of every point, nothing merged (the reference the
   reduced modes are tested against).
 
