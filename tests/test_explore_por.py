@@ -13,6 +13,7 @@ from ukernel.explore.por import (
     GLOBAL,
     Footprint,
     dependent,
+    happens_before,
     merge_summary,
     prepend_summary,
     races,
@@ -303,3 +304,18 @@ def test_every_race_is_a_dependent_pair_of_two_tasks_whose_initials_are_tasks_of
     for i, initials in races(pids, fps):
         later = [j for j in range(i + 1, len(pids)) if pids[j] != pids[i] and dependent(fps[i], fps[j])]
         assert later and initials and initials <= set(pids[i + 1 :]) and pids[i] not in initials
+
+
+@given(EVENTS, st.integers(0, 12), st.integers(0, 12))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_happens_before_extends_a_prefix_to_what_it_finds_afresh(events, cut, start):
+    """A process inherits its path's happens-before and extends it (checkpoint.py's ``hb``):
+    the same bit sets, races and summary races as from scratch."""
+    pids, fps = [p for p, _ in events], [f for _, f in events]
+    whole = happens_before(pids, fps)
+    prefix = happens_before(pids[:cut], fps[:cut])
+    assert happens_before(pids, fps, prefix) is prefix and prefix == whole
+    assert races(pids, fps, start, happens_before(pids[:cut], fps[:cut])) == races(pids, fps, start)
+    summary = {pids[0]: fps[-1], 99: fps[0]} if pids else {}
+    again = summary_races(pids, fps, summary, happens_before(pids[:cut], fps[:cut]))
+    assert again == summary_races(pids, fps, summary)

@@ -28,7 +28,8 @@ The modes (``Tree.mode``):
 - ``stateful`` (the default): both (Yang et al., SPIN'08). A run that reaches a
   state seen before stops, and the races its cut future would have shown are
   added from the state's summary instead: which task touched what anywhere in the
-  subtree explored from it (por.py ``summary_races``; ``Visit``).
+  subtree explored from it (por.py ``summary_races``; ``Visit``). What a process learnt of
+  the states below it reaches the tree through one shared log (visits.py), not the reports.
 - ``none``: every option of every point, nothing merged (the reference the
   reduced modes are tested against).
 
@@ -58,6 +59,7 @@ from .outcome import ending_of
 from .por import (
     Footprint,
     dependent,
+    happens_before,
     merge_summary,
     prepend_summary,
     race_choices,
@@ -65,6 +67,7 @@ from .por import (
     summary_choices,
     summary_races,
 )
+from .visits import Visit, Visits
 
 MODES = ("stateful", "dpor", "cache", "none")
 #: The points whose options are tasks (who runs next): the only ones source-DPOR reverses. At
@@ -118,17 +121,6 @@ class Point:
 
 
 @dataclass
-class Visit:
-    """stateful: what the search knows of a state it met. ``sleep``: the options no visit
-    explored from it (asleep there; a visit whose sleep set holds them all needs nothing new);
-    ``summary``: pid -> what that task touched in the subtree explored from it, None while
-    that subtree is still being walked (a run meeting it then closes a cycle)."""
-
-    sleep: frozenset
-    summary: dict[int, frozenset] | None
-
-
-@dataclass
 class Bounds:
     """What stops the whole search: a deadline and a number of runs (shared through reports)."""
 
@@ -145,7 +137,7 @@ class Tree:
         self.dpor = mode in ("dpor", "stateful")
         self.footprint = Footprint() if self.dpor else None
         self.seen: set | None = set() if mode == "cache" else None
-        self.visits: dict[Any, Visit] | None = {} if mode == "stateful" else None
+        self.visits: Visits | None = Visits() if mode == "stateful" else None
         self.hit: dict[int, frozenset] = {}  # stateful: the summary of the cached state this run met
         self.path: list[Point] = []
         self.taken: list[int] = []
@@ -162,6 +154,7 @@ class Tree:
         #: dpor: every step of the path, (pid, footprint, its point's index or -1 when no
         #: other task could run there): races are looked for among these.
         self.events: list[tuple[int, frozenset, int]] = []
+        self.hb: list[int] = []  # dpor: happens-before of the events so far (por.py), forked with them
 
     @property
     def wants_state(self) -> bool:
@@ -234,7 +227,8 @@ class Tree:
         if summary is None:
             marks = [(i, None) for i in range(len(self.events))]
         else:
-            marks = summary_races([e[0] for e in self.events], [e[1] for e in self.events], summary)
+            pids, fps = [e[0] for e in self.events], [e[1] for e in self.events]
+            marks = summary_races(pids, fps, summary, self._happens_before())
             marks = [(race.i, race) for race in marks]
         for i, race in marks:
             at = self.events[i][2]
@@ -283,6 +277,11 @@ class Tree:
             else:
                 self.events.append((pid, fp, last if n == 0 else -1))
         before.fp = steps[0][1]
+        self._happens_before()  # here, so that the processes forked below inherit it
+
+    def _happens_before(self) -> list[int]:
+        """por.py's ``happens_before`` of the path, each event's found once (``self.hb``)."""
+        return happens_before([e[0] for e in self.events], [e[1] for e in self.events], self.hb)
 
     def _inner(self, point: Point, fp: frozenset) -> None:
         """The step that began at the task point ``point.within`` went on after an inner
@@ -428,7 +427,7 @@ class Tree:
 
     def _summaries(self) -> dict[int, frozenset]:
         """stateful, as this process ends: the summary of each state at its own points (their
-        subtrees are walked now) into ``visits`` and ``new_seen``; the summary below its origin."""
+        subtrees are walked now) into ``visits`` (and its log); the summary below its origin."""
         acc = dict(self.hit)
         end = len(self.events)
         for d in range(len(self.path) - 1, max(self.origin, 0) - 1, -1):
@@ -437,20 +436,14 @@ class Tree:
             merge_summary(acc, point.sub)
             end = point.event
             if d > self.origin and point.state is not None:
-                visit = Visit(self.visits[point.state].sleep, dict(acc))
-                self.visits[point.state] = visit
-                self.new_seen.append((point.state, visit))
+                self.visits.record(point.state, Visit(self.visits[point.state].sleep, dict(acc)))
         return acc
 
     def _learn(self, here: Point, report: dict) -> None:
-        """stateful: a child's report: its summary joins this point's, its states are known."""
+        """stateful: a child's report: its summary joins this point's, the states its subtree
+        learnt are known (the log has them: ``Visits``)."""
         merge_summary(here.sub, report["summary"])
-        for state, visit in report["seen"]:
-            known = self.visits.get(state)
-            if known is not None and known.summary is not None:
-                visit = Visit(known.sleep & visit.sleep, merge_summary(dict(known.summary), visit.summary))
-            self.visits[state] = visit
-            self.new_seen.append((state, visit))
+        self.visits.catch_up()
 
     def _races(self) -> None:
         """source-DPOR: for each race of this run not seen by an earlier one, an option for
@@ -458,7 +451,7 @@ class Tree:
         pids = [e[0] for e in self.events]
         fps = [e[1] for e in self.events]
         start = self.path[self.fresh_from].event if self.fresh_from < len(self.path) else len(self.events)
-        for i, initials in races(pids, fps, start):
+        for i, initials in races(pids, fps, start, self._happens_before()):
             if self.events[i][2] < 0:
                 continue  # one task could run there: the race is reversed at an earlier point, if anywhere
             i = self.events[i][2]

@@ -318,12 +318,15 @@ def dependent(a: frozenset, b: frozenset) -> bool:
     return False
 
 
-def happens_before(pids: list[int], fps: list[frozenset]) -> list[int]:
+def happens_before(pids: list[int], fps: list[frozenset], hb: list[int] | None = None) -> list[int]:
     """For each transition, the bit set of the earlier ones that happen before it: the same
-    task's, the dependent ones, and (transitively) theirs."""
-    hb: list[int] = []
-    last: dict[int, int] = {}
-    for j, (pid, fp) in enumerate(zip(pids, fps, strict=True)):
+    task's, the dependent ones, and (transitively) theirs. ``hb``: those of a prefix of the
+    transitions, found before (the path a process inherited): extended in place, so each
+    transition of a path is weighed once, not once per run through it."""
+    hb = [] if hb is None else hb
+    last = {pid: j for j, pid in enumerate(pids[: len(hb)])}
+    for j in range(len(hb), len(pids)):
+        pid, fp = pids[j], fps[j]
         mask = 0
         if pid in last:
             k = last[pid]
@@ -336,12 +339,14 @@ def happens_before(pids: list[int], fps: list[frozenset]) -> list[int]:
     return hb
 
 
-def races(pids: list[int], fps: list[frozenset], start: int = 0) -> list[tuple[int, set[int]]]:
+def races(
+    pids: list[int], fps: list[frozenset], start: int = 0, hb: list[int] | None = None
+) -> list[tuple[int, set[int]]]:
     """source-DPOR's races in one run whose second transition is at ``start`` or later: for
     each, the index ``i`` of the first and the tasks that could run first at ``i`` to
     reverse it (the initials of ``v``: what of the run after ``i`` does not depend on it,
-    then the second transition)."""
-    hb = happens_before(pids, fps)
+    then the second transition). ``hb``: ``happens_before``'s prefix, extended here."""
+    hb = happens_before(pids, fps, hb)
     out = []
     for j in range(max(start, 1), len(pids)):
         preds = _direct(j, pids, fps, hb)
@@ -372,13 +377,15 @@ class SummaryRace:
     quiet: frozenset
 
 
-def summary_races(pids: list[int], fps: list[frozenset], summary: dict[int, Below]) -> list[SummaryRace]:
+def summary_races(
+    pids: list[int], fps: list[frozenset], summary: dict[int, Below], hb: list[int] | None = None
+) -> list[SummaryRace]:
     """The races of a run cut at a cached state against that state's summary (pid -> what
     the task touched in the subtree below; SPIN'08's stateful DPOR): each step ``i`` of another
     task dependent with a step of a task ``q`` there that does not come after it (``Below``), unless ``i`` happens before ``q``'s
     last step of the run or the last that made it runnable (its fork, a wake: all of ``q``'s
-    steps below come after both)."""
-    hb = happens_before(pids, fps)
+    steps below come after both). ``hb``: as ``races``'."""
+    hb = happens_before(pids, fps, hb)
     last = {pid: j for j, pid in enumerate(pids)}
     waker = {q: k for q in summary for k, fp in enumerate(fps) if wakes(fp, q)}  # the last one
     out, cut, ahead = [], {}, {}
