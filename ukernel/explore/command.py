@@ -191,7 +191,10 @@ def summary(result: Exploration, program: str, options: str = "") -> str:
     its arguments, which the schedule is for); ``options``: what ``ukernel run`` needs to replay a row."""
     state = "complete: every outcome was seen" if result.complete else f"NOT complete: {result.why_incomplete}"
     how = f" ({result.method})" if result.method else ""
-    lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s{how}; {state}"]
+    forks = f", {result.forks} forks ({result.replays} replays of {result.replayed} steps)" if result.forks else ""
+    lines = [
+        f"explore {program}: {result.runs} runs, {result.states} states{forks} in {result.seconds:.1f} s{how}; {state}"
+    ]
     lines.append(f"{len(result.outcomes)} outcomes:")
     lines.append(f"  {'#':>3} {'RUNS':>6} {'EXIT':>4}  OUTPUT -> SCHEDULE")
     for n, row in enumerate(result.outcomes, 1):

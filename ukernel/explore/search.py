@@ -325,6 +325,8 @@ def _walk_tree(search: Search, mode: str) -> str:
 
     def take(message: dict) -> None:
         search.result.states += message["states"]
+        for name in ("forks", "replays", "replayed"):  # (an error's message has none)
+            setattr(search.result, name, getattr(search.result, name) + message.get(name, 0))
         if message["stopped"]:
             stopped.append(message["stopped"])
         kind = message["ending"]
