@@ -234,6 +234,12 @@ class Tree:
             here.backtrack = set(here.options)
         return self._branch(depth, here, point["kind"])
 
+    def _diverged(self, depth: int) -> None:
+        """The same choices did not give the same run: the explorer says so (not the program,
+        whose call this is), and the whole tree stops (this subtree's parents with it)."""
+        _send(self.report_fd, {"ending": "diverged", "point": depth, "states": 0, "stopped": ""})
+        os._exit(1)
+
     def _replaying(self, depth: int) -> Passed | None:
         k = depth - self.replay_base
         return self.replay[k] if 0 <= k < len(self.replay) else None
@@ -252,7 +258,7 @@ class Tree:
         point on the way with options left too, this process waits for the rest of the way
         (``_explore``), as the eager tree's would, so that point's replay is not run from above."""
         if here.options != passed.options or point.get("state", passed.state) != passed.state:
-            raise RuntimeError(f"explore: a replay diverged from its first run at point {depth}")
+            self._diverged(depth)
         here.backtrack, here.done, here.lazy = set(passed.backtrack), dict(passed.done), passed.lazy
         pid, kind = here.options[passed.choice], point["kind"]
         rest = self.replay[depth + 1 - self.replay_base :]
