@@ -4,8 +4,10 @@ waiting above, of the known choices down to it.
 
 TWO_WRITERS's races are between the two processes' writes to one pipe, each after two
 writes to a pipe of its own (independent steps): the points where they start are several
-levels below the first point with two tasks, and none of them forked, so every second option
-is a replay's. Its outcomes are the six orders of ``ab`` and ``cd``, as caching alone finds."""
+levels below the first point with two tasks. ``LAZY_REACH`` says how far below its process's
+origin a point may be lazy: 0 is the eager tree (every point with two awake options forks),
+a large one makes every point lazy, so every second option is a replay's, of several steps.
+All three find the six orders of ``ab`` and ``cd`` in the same runs and states."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 from conftest import found, program_file
 
 import ukernel
+from ukernel.explore import checkpoint
 from ukernel.explore.command import summary
 
 TWO_WRITERS = """
@@ -40,15 +43,29 @@ LONG = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("mode", [{}, {"cache": False}], ids=["stateful", "dpor"])
-def test_an_option_added_below_unforked_points_comes_by_replay(tmp_path, mode):
+def _writers(tmp_path, monkeypatch, reach: int, **mode) -> ukernel.Exploration:
+    monkeypatch.setattr(checkpoint, "LAZY_REACH", reach)  # the tree is forked from here: it inherits it
     result = ukernel.explore(program_file(tmp_path, "writers", TWO_WRITERS), ["writers"], **mode)
     assert result.complete and found(result) == (ORDERS, [], [])
-    assert result.replays >= 1 and result.replayed > result.replays  # a replay ran several steps again
-    # no insurance forks: every process but the tree's first makes a run of its own
-    assert result.forks <= result.runs
-    line = summary(result, "writers").splitlines()[0]
-    assert f"{result.forks} forks ({result.replays} replays of {result.replayed} steps)" in line
+    return result
+
+
+def test_options_added_below_lazy_points_come_by_replay_as_the_eager_tree_finds_them(tmp_path, monkeypatch):
+    eager = _writers(tmp_path, monkeypatch, 0)
+    default = _writers(tmp_path, monkeypatch, checkpoint.LAZY_REACH)
+    every = _writers(tmp_path, monkeypatch, 1000)
+    assert (default.runs, default.states) == (every.runs, every.states) == (eager.runs, eager.states)
+    assert eager.replays == 0 and eager.forks > eager.runs  # insurance forks, never used
+    # every process but the tree's first makes a run of its own, and replays ran several steps
+    assert every.forks <= every.runs and every.replays >= 1 and every.replayed > every.replays
+    assert default.forks < eager.forks and default.replays >= 1
+    line = summary(every, "writers").splitlines()[0]
+    assert f"{every.forks} forks ({every.replays} replays of {every.replayed} steps)" in line
+
+
+def test_lazy_points_without_state_caching(tmp_path, monkeypatch):
+    every = _writers(tmp_path, monkeypatch, 1000, cache=False)
+    assert every.replays >= 1 and every.forks <= every.runs
 
 
 @LONG
@@ -72,7 +89,8 @@ NOT_DETERMINISTIC = TWO_WRITERS.replace(
 )
 
 
-def test_a_replay_that_diverges_stops_the_search_in_one_line(tmp_path):
+def test_a_replay_that_diverges_stops_the_search_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "LAZY_REACH", 1000)
     flag = tmp_path / "flag"
     source = f"import os\nFLAG = {str(flag)!r}\n" + NOT_DETERMINISTIC
     with pytest.raises(

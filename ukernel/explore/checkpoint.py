@@ -20,7 +20,14 @@ The modes (``Tree.mode``):
 - ``dpor``: source-DPOR with sleep sets (por.py). Each point starts with one
   option; a finished run's races add options to earlier points of its path, sent
   up with the report; a point forks one child per option its set holds at the end
-  (the last in its own process once every awake option is in the set).
+  (the last in its own process once every awake option is in the set). A point a
+  few steps below its process's origin does not fork for its first option at all
+  (*lazy*, ``LAZY_REACH``): the option runs in the point's own process, and if a
+  race adds another there, the addition goes up with the report (``Passed``: the
+  choices down to it, its done set) to the process waiting at the origin, which,
+  once that subtree is walked, forks a child that *replays* the known choices to
+  the point (the same program and choices give the same run) and explores the
+  added options there as the eager tree would have (``_explore``, ``_follow``).
 - ``cache``: every option of a point, and state caching: a state seen before
   ends the run. The seen set goes down by fork and comes up with each report, so
   a state is counted once; the last option of a point runs in the point's own
@@ -76,6 +83,11 @@ MODES = ("stateful", "dpor", "cache", "none")
 TASK_POINTS = frozenset({"entry", "schedule"})
 INNER_POINTS = frozenset({"futex", "timer"})
 ABANDONED = "a choice that is no task's"
+#: dpor: how far below its process's origin a point may be lazy (``Tree._lazy``). A replayed step
+#: costs about half a fork (its step, and its state digest, which a replay must ask for too: a
+#: run without the digest's messages is not the same run), and a point gets a second option
+#: about one time in two to seven: deeper, the fork is the cheaper insurance (docs/explore.md).
+LAZY_REACH = 2
 _LEN = struct.Struct("<Q")
 _FLAGS = _LEN.size  # the counter's second word: 1 once a dpor run met a point it cannot reduce
 
@@ -355,9 +367,9 @@ class Tree:
             task_point.fp = task_point.fp | fp
 
     def _branch(self, depth: int, here: Point, kind: str) -> int:
-        """Fork a child per option to explore but the last, which runs here. With dpor, an option
-        a race below may still add comes later by replay (``_explore``): the point is *lazy*; in
-        the tree's first process (no one above to replay) it runs here only once nothing can come."""
+        """Fork a child per option to explore but the last, which runs here. With dpor, the last
+        runs here once no race below can add another (every awake option is in), or *lazily*
+        near the origin (``_lazy``): an option a race adds later comes by replay (``_explore``)."""
         while True:
             todo = [p for p in here.options if p in here.backtrack and p not in here.done and p not in here.sleep]
             if not todo:
@@ -367,7 +379,7 @@ class Tree:
                 self.stopped = self.stopped or bound
                 break
             p = todo[0]
-            if len(todo) == 1 and (not self.dpor or self.up_fd is not None or self._expanded(here)):
+            if len(todo) == 1 and (not self.dpor or self._lazy(depth) or self._expanded(here)):
                 if here.done:
                     self.fresh_from = depth
                 here.lazy = self.dpor and not self._expanded(here)
@@ -401,6 +413,12 @@ class Tree:
         if here.inner and self.dpor:  # that option's way on is the enclosing transition's too
             self._inner(here, fp)
         return None
+
+    def _lazy(self, depth: int) -> bool:
+        """dpor: whether a point here may run its option in this process though a race below
+        may add another: when a replay to it (from the parent, waiting at the origin) would run
+        few steps again (``LAZY_REACH``), and only below a parent (the tree's first has none)."""
+        return self.up_fd is not None and depth - self.origin <= LAZY_REACH
 
     @staticmethod
     def _expanded(here: Point) -> bool:
