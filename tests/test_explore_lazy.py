@@ -60,7 +60,7 @@ def test_options_added_below_lazy_points_come_by_replay_as_the_eager_tree_finds_
     assert every.forks <= every.runs and every.replays >= 1 and every.replayed > every.replays
     assert default.forks < eager.forks and default.replays >= 1
     line = summary(every, "writers").splitlines()[0]
-    assert f"{every.forks} forks ({every.replays} replays of {every.replayed} steps)" in line
+    assert f", {every.forks} forks ({every.replays} replays of {every.replayed} steps) in " in line
 
 
 def test_lazy_points_without_state_caching(tmp_path, monkeypatch):
