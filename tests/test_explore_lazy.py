@@ -36,6 +36,7 @@ async def main(sys, argv):
     await sys.write(1, await sys.read(r, 4))
     return 0
 """
+DEFAULT_REACH = checkpoint.LAZY_REACH
 ORDERS = [("abcd", 0), ("acbd", 0), ("acdb", 0), ("cabd", 0), ("cadb", 0), ("cdab", 0)]
 
 LONG = pytest.mark.skipif(
@@ -52,7 +53,7 @@ def _writers(tmp_path, monkeypatch, reach: int, **mode) -> ukernel.Exploration:
 
 def test_options_added_below_lazy_points_come_by_replay_as_the_eager_tree_finds_them(tmp_path, monkeypatch):
     eager = _writers(tmp_path, monkeypatch, 0)
-    default = _writers(tmp_path, monkeypatch, checkpoint.LAZY_REACH)
+    default = _writers(tmp_path, monkeypatch, DEFAULT_REACH)
     every = _writers(tmp_path, monkeypatch, 1000)
     assert (default.runs, default.states) == (every.runs, every.states) == (eager.runs, eager.states)
     assert eager.replays == 0 and eager.forks > eager.runs  # insurance forks, never used
