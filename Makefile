@@ -51,7 +51,7 @@ explore-bench: $(STAMP)
 
 # explore-check: the reduced searches against caching alone on programs too slow for make test (parinc 2 2, condvar 1 1, the fork/reap races, the frame races...).
 explore-check: $(STAMP)
-	UKERNEL_EXPLORE_LONG=1 $(BIN)/python -m pytest -n auto tests/test_explore_user.py tests/test_explore_forkbuf.py tests/test_explore_words.py tests/test_explore_frames.py tests/test_explore_speed.py tests/test_explore_condvar.py -k long
+	UKERNEL_EXPLORE_LONG=1 $(BIN)/python -m pytest -n auto tests/test_explore_user.py tests/test_explore_forkbuf.py tests/test_explore_words.py tests/test_explore_frames.py tests/test_explore_speed.py tests/test_explore_condvar.py tests/test_explore_lazy.py -k long
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -20,7 +20,14 @@ The modes (``Tree.mode``):
 - ``dpor``: source-DPOR with sleep sets (por.py). Each point starts with one
   option; a finished run's races add options to earlier points of its path, sent
   up with the report; a point forks one child per option its set holds at the end
-  (the last in its own process once every awake option is in the set).
+  (the last in its own process once every awake option is in the set). A point a
+  few steps below its process's origin does not fork for its first option at all
+  (*lazy*, ``LAZY_REACH``): the option runs in the point's own process, and if a
+  race adds another there, the addition goes up with the report (``Passed``: the
+  choices down to it, its done set) to the process waiting at the origin, which,
+  once that subtree is walked, forks a child that *replays* the known choices to
+  the point (the same program and choices give the same run) and explores the
+  added options there as the eager tree would have (``_explore``, ``_follow``).
 - ``cache``: every option of a point, and state caching: a state seen before
   ends the run. The seen set goes down by fork and comes up with each report, so
   a state is counted once; the last option of a point runs in the point's own
@@ -79,6 +86,11 @@ MODES = ("stateful", "dpor", "cache", "none")
 TASK_POINTS = frozenset({"entry", "schedule"})
 INNER_POINTS = frozenset({"futex", "timer"})
 ABANDONED = "a choice that is no task's"
+#: dpor: how far below its process's origin a point may be lazy (``Tree._lazy``). A replayed step
+#: costs about half a fork (its step, and its state digest, which a replay must ask for too: a
+#: run without the digest's messages is not the same run), and a point gets a second option
+#: about one time in two to seven: deeper, the fork is the cheaper insurance (docs/explore.md).
+LAZY_REACH = 2
 _LEN = struct.Struct("<Q")
 _FLAGS = _LEN.size  # the counter's second word: 1 once a dpor run met a point it cannot reduce
 
@@ -118,6 +130,22 @@ class Point:
     within: int = -1  # inner: the task point whose step goes on through it (-1: none)
     asker: int = 0  # inner: that step's task
     carried: dict[int, frozenset] = field(default_factory=dict)  # inner: the sleep set carried through
+    lazy: bool = False  # dpor: its option runs in this process, not forked; the others come by replay
+
+
+@dataclass
+class Passed:
+    """dpor: a point a process went on from, as the process waiting above it needs it to replay
+    there: its options and the one taken, what the search holds for it (backtrack, done), what
+    the taken transition touched (its ``done`` entry once its subtree is walked), its state."""
+
+    options: list[int]
+    choice: int
+    backtrack: set[int]
+    done: dict[int, frozenset]
+    fp: frozenset
+    state: Any
+    lazy: bool
 
 
 @dataclass
@@ -151,6 +179,9 @@ class Tree:
         self.stopped = ""  # the bound that cut this subtree, if one did
         self.mms: dict[int, Any] = {}
         self.pending_sleep: dict[int, frozenset] = {}
+        self.replay: list[Passed] = []  # dpor: the points a replay follows, from depth replay_base on
+        self.replay_base = 0
+        self.forks = self.replays = self.replayed = 0  # this process's, for the explorer's counts
         #: dpor: every step of the path, (pid, footprint, its point's index or -1 when no
         #: other task could run there): races are looked for among these.
         self.events: list[tuple[int, frozenset, int]] = []
@@ -185,10 +216,15 @@ class Tree:
                 here.carried = sleep
             else:
                 here.sleep = sleep
-        if self.visits is None or self._visit(point["state"], here):
+        passed = self._replaying(depth)
+        if passed is not None:
+            self._walked_again(here, passed)
+        elif self.visits is None or self._visit(point["state"], here):
             self.states += 1
         here.event = len(self.events)
         self.path.append(here)
+        if passed is not None:
+            return self._follow(depth, here, passed, point)
         if self.bounds.max_depth is not None and depth >= self.bounds.max_depth:
             self.stopped = self.stopped or f"--max-depth {self.bounds.max_depth}"
             return self._go(here, here.options[0], point["kind"])
@@ -202,6 +238,45 @@ class Tree:
         else:
             here.backtrack = set(here.options)
         return self._branch(depth, here, point["kind"])
+
+    def _diverged(self, depth: int) -> None:
+        """The same choices did not give the same run: the explorer says so (not the program,
+        whose call this is), and the whole tree stops (this subtree's parents with it)."""
+        _send(self.report_fd, {"ending": "diverged", "point": depth, "states": 0, "stopped": ""})
+        os._exit(1)
+
+    def _replaying(self, depth: int) -> Passed | None:
+        k = depth - self.replay_base
+        return self.replay[k] if 0 <= k < len(self.replay) else None
+
+    def _walked_again(self, here: Point, passed: Passed) -> None:
+        """stateful: a replayed point's state is no new one, and no stop: it is on the path again,
+        so a run below that meets it closes a cycle (as while its first run was below it)."""
+        if self.visits is not None:
+            here.state = passed.state
+            self.visits[passed.state] = Visit(self.visits[passed.state].sleep, None)
+
+    def _follow(self, depth: int, here: Point, passed: Passed, point: dict) -> int:
+        """A replay's point: the first run's choice again (the same program and choices give the
+        same steps, footprints and states), with what the search holds for the point. At the
+        target, that choice is done and the options added there are explored as anywhere; at a
+        point on the way with options left too, this process waits for the rest of the way
+        (``_explore``), as the eager tree's would, so that point's replay is not run from above."""
+        if here.options != passed.options or point.get("state", passed.state) != passed.state:
+            self._diverged(depth)
+        here.backtrack, here.done, here.lazy = set(passed.backtrack), dict(passed.done), passed.lazy
+        pid, kind = here.options[passed.choice], point["kind"]
+        rest = self.replay[depth + 1 - self.replay_base :]
+        if rest and not (here.lazy and _left(here, pid)):
+            return self._go(here, pid, kind)
+        self.replay, here.lazy = [], False
+        if rest:
+            child = self._explore(depth, here, pid, kind, rest)
+            if child is not None:
+                return child
+        else:
+            here.done[pid] = passed.fp
+        return self._branch(depth, here, kind)
 
     def _visit(self, state: Any, here: Point) -> bool:
         """stateful: a state met before whose explored options cover this visit's ends the run,
@@ -291,7 +366,9 @@ class Tree:
             task_point.fp = task_point.fp | fp
 
     def _branch(self, depth: int, here: Point, kind: str) -> int:
-        """Fork a child per option to explore; the last one (without dpor) runs here."""
+        """Fork a child per option to explore but the last, which runs here. With dpor, the last
+        runs here once no race below can add another (every awake option is in), or *lazily*
+        near the origin (``_lazy``): an option a race adds later comes by replay (``_explore``)."""
         while True:
             todo = [p for p in here.options if p in here.backtrack and p not in here.done and p not in here.sleep]
             if not todo:
@@ -301,15 +378,46 @@ class Tree:
                 self.stopped = self.stopped or bound
                 break
             p = todo[0]
-            if len(todo) == 1 and (not self.dpor or self._expanded(here)):
+            if len(todo) == 1 and (not self.dpor or self._lazy(depth) or self._expanded(here)):
                 if here.done:
                     self.fresh_from = depth
+                here.lazy = self.dpor and not self._expanded(here)
                 return self._go(here, p, kind)
-            child = self._fork(depth, here, p, kind)
+            child = self._explore(depth, here, p, kind)
             if child is not None:
                 return child
         self.end_node()
         raise AssertionError("end_node returns only in a child")  # pragma: no cover
+
+    def _explore(self, depth: int, here: Point, pid: int, kind: str, replay: list[Passed] | None = None) -> int | None:
+        """Option ``pid`` in a child (which first follows ``replay``); then, while the lazy points
+        its subtree went through have options added and left, a replay to the deepest of them
+        (DFS's order: it is in the subtree of those above); then ``pid`` is done here. The
+        child's option index, in it."""
+        index, report = self._fork(depth, here, pid, kind, replay or [])
+        if index is not None:
+            return index
+        fp = report["fp"]
+        while report["below"]:
+            bound = self._bound_hit()
+            if bound:
+                self.stopped = self.stopped or bound
+                break
+            self.replays += 1
+            self.replayed += len(report["below"])  # the steps run again: this point's, then each's on the way
+            index, report = self._fork(depth, here, pid, kind, report["below"])
+            if index is not None:
+                return index
+        here.done[pid] = fp
+        if here.inner and self.dpor:  # that option's way on is the enclosing transition's too
+            self._inner(here, fp)
+        return None
+
+    def _lazy(self, depth: int) -> bool:
+        """dpor: whether a point here may run its option in this process though a race below
+        may add another: when a replay to it (from the parent, waiting at the origin) would run
+        few steps again (``LAZY_REACH``), and only below a parent (the tree's first has none)."""
+        return self.up_fd is not None and depth - self.origin <= LAZY_REACH
 
     @staticmethod
     def _expanded(here: Point) -> bool:
@@ -329,8 +437,9 @@ class Tree:
             self.pending_sleep = dict(here.sleep) | dict(here.done)
         return index
 
-    def _fork(self, depth: int, here: Point, pid: int, kind: str) -> int | None:
-        """The child's option index (in the child), or None in the parent once the child ended."""
+    def _fork(self, depth: int, here: Point, pid: int, kind: str, replay: list[Passed]) -> tuple[int | None, dict]:
+        """The child's option index (in the child), or the child's report in the parent once it
+        ended. ``replay``: the points below this one the child follows first (``_follow``)."""
         r, w = os.pipe()
         waited = time.perf_counter()
         gc.freeze()  # what the child inherits is never walked again (the parent's pages stay shared)
@@ -343,9 +452,12 @@ class Tree:
             if here.done:
                 self.fresh_from = depth
             self.additions, self.new_seen, self.states = [], [], 0
+            self.forks = self.replays = self.replayed = 0
+            self.replay, self.replay_base = replay, depth + 1
             _own_epoll()
             _rearm_watchdog()
-            return self._go(here, pid, kind)
+            return self._go(here, pid, kind), {}
+        self.forks += 1
         os.close(w)
         data = _read_all(r)
         os.close(r)
@@ -354,9 +466,6 @@ class Tree:
             os._exit(1)
         report = pickle.loads(data)
         self.clock.paused += time.perf_counter() - waited
-        here.done[pid] = report["fp"]
-        if here.inner and self.dpor:  # that option's way on is the enclosing transition's too
-            self._inner(here, report["fp"])
         for i, q in report["additions"]:
             self.path[i].backtrack.add(q)
             if i < depth:
@@ -366,7 +475,7 @@ class Tree:
             self.new_seen.extend(report["seen"])
         if self.visits is not None:
             self._learn(here, report)
-        return None
+        return None, report
 
     def _bound_hit(self) -> str:
         if _LEN.unpack_from(self.counter, _FLAGS)[0]:
@@ -401,7 +510,8 @@ class Tree:
         self._leave()
 
     def _report(self, message: dict) -> None:
-        _send(self.report_fd, message | {"states": self.states, "stopped": self.stopped})
+        counts = {"states": self.states, "forks": self.forks, "replays": self.replays, "replayed": self.replayed}
+        _send(self.report_fd, message | counts | {"stopped": self.stopped})
         self.states = 0
 
     def _leave(self) -> None:
@@ -413,9 +523,23 @@ class Tree:
                 "additions": [(i, q) for i, q in self.additions if i <= self.origin],
                 "seen": self.new_seen,
                 "summary": summary,
+                "below": self._passed(),
             }
             _write_all(self.up_fd, pickle.dumps(up))
         os._exit(0)
+
+    def _passed(self) -> list[Passed]:
+        """dpor: the points below the origin this process went on from, down to the deepest lazy
+        one with options added and left (its process is gone: the one waiting above replays)."""
+        end = 0
+        for d in range(self.origin + 1, len(self.taken)):
+            point = self.path[d]
+            if point.lazy and _left(point, point.pid):
+                end = d + 1
+        return [
+            Passed(p.options, self.taken[d], p.backtrack, p.done, p.fp, p.state, p.lazy)
+            for d, p in enumerate(self.path[self.origin + 1 : end], self.origin + 1)
+        ]
 
     def _origin_fp(self) -> frozenset:
         """What this process's option touched, for its parent's sleep sets: at an inner point,
@@ -459,6 +583,13 @@ class Tree:
             for q in race_choices(point.options, point.backtrack | set(point.done), initials):
                 point.backtrack.add(q)
                 self.additions.append((i, q))
+
+
+def _left(point: Point, pid: int) -> bool:
+    """Whether options were added at ``point`` that are still to explore, ``pid``'s aside."""
+    return any(
+        q in point.backtrack and q not in point.done and q not in point.sleep and q != pid for q in point.options
+    )
 
 
 def _own_epoll() -> None:

@@ -186,12 +186,20 @@ def replay_options(settings: dict) -> str:
     )
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def summary(result: Exploration, program: str, options: str = "") -> str:
     """The table printed at the end; ``program``: the command line as the shell takes it (with
     its arguments, which the schedule is for); ``options``: what ``ukernel run`` needs to replay a row."""
     state = "complete: every outcome was seen" if result.complete else f"NOT complete: {result.why_incomplete}"
     how = f" ({result.method})" if result.method else ""
-    lines = [f"explore {program}: {result.runs} runs, {result.states} states in {result.seconds:.1f} s{how}; {state}"]
+    forks = f", {_n(result.forks, 'fork')} ({_n(result.replays, 'replay')} of {_n(result.replayed, 'step')})"
+    forks = forks if result.forks else ""
+    lines = [
+        f"explore {program}: {result.runs} runs, {result.states} states{forks} in {result.seconds:.1f} s{how}; {state}"
+    ]
     lines.append(f"{len(result.outcomes)} outcomes:")
     lines.append(f"  {'#':>3} {'RUNS':>6} {'EXIT':>4}  OUTPUT -> SCHEDULE")
     for n, row in enumerate(result.outcomes, 1):

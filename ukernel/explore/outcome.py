@@ -52,6 +52,9 @@ class Exploration:
     complete: bool = False  # every outcome was seen (bounded only by reduction and caching)
     runs: int = 0
     states: int = 0  # distinct states met at choice points
+    forks: int = 0  # the fork tree's (checkpoint.py): processes forked at choice points
+    replays: int = 0  # of those, the ones that first replayed a path to a lazy point
+    replayed: int = 0  # the steps those replays ran again
     outcomes: list[dict] = field(default_factory=list)  # stdout, exit_status, count, schedule (+ assertion)
     deadlocks: list[dict] = field(default_factory=list)  # schedule, waits, count
     violations: list[dict] = field(default_factory=list)  # schedule, problems, count

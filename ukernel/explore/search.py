@@ -321,16 +321,20 @@ def _walk_tree(search: Search, mode: str) -> str:
 
     deadline = search.started + search.time_limit if search.time_limit is not None else None
     bounds = Bounds(deadline, search.max_runs, search.max_depth)
-    stopped, errors = [], []
+    stopped, errors, diverged = [], [], []
 
     def take(message: dict) -> None:
         search.result.states += message["states"]
+        for name in ("forks", "replays", "replayed"):  # (an error's message has none)
+            setattr(search.result, name, getattr(search.result, name) + message.get(name, 0))
         if message["stopped"]:
             stopped.append(message["stopped"])
         kind = message["ending"]
         if kind == "error":
             errors.append(message["text"])
-        if kind in ("node", "error"):
+        if kind == "diverged":
+            diverged.append(message["point"])
+        if kind in ("node", "error", "diverged"):
             return
         search.result.runs += 1
         if kind is not None:
@@ -342,6 +346,11 @@ def _walk_tree(search: Search, mode: str) -> str:
     search.frontier.clear()
     if errors:
         raise RuntimeError(f"explore: a process of the search failed:\n{errors[0]}")
+    if diverged:  # checkpoint.py's replays: the program read something no choice decides
+        raise ValueError(
+            f"{search.result.program}: the same choices gave another run (a replay diverged at point"
+            f" {diverged[0]}): a program must not read the host's files, clock or randomness"
+        )
     depth = [s for s in stopped if s.startswith("--max-depth")]
     if depth and len(depth) == len(stopped):
         search.truncated = True
