@@ -315,15 +315,15 @@ class Router:
             del pending[msgid]
             error = answer[2]
             if record is not None:  # the reply's record, from its frame, as the request's (finish's)
-                dur_us = int((perf_counter() - sent.started) * 1e6)
+                took = perf_counter() - sent.started  # (dur_us is made of it when the trace is read)
                 keep = tracer.framed
                 if keep is not None:
-                    keep((ANSWERED, next(tracer.seq), tracer.clock(), record, reply, dur_us))
+                    keep((ANSWERED, next(tracer.seq), tracer.clock(), record, reply, took))
                     if tracer.drawn:
                         for console in tracer.drawn:
                             console.answer(dst, src, op, msgid, error, answer[3])
                 else:  # a sink that needs dicts came in meanwhile
-                    tracer.answered(record, reply, dur_us)
+                    tracer.answered(record, reply, took)
             if self.on_collect is not None:
                 self.on_collect(sent, error, answer[3])
             if error is not None:
@@ -432,18 +432,19 @@ class Router:
         """A reply in: trace it, let on_collect look at it, and return its result or raise."""
         tracer = self.tracer
         if tracer.on:
-            dur_us = int((perf_counter() - sent.started) * 1e6)
+            took = perf_counter() - sent.started
             traced = sent.traced
             if traced is not None:  # the fast path's: the request's record and the reply's frame
                 keep = tracer.framed
                 if keep is not None:  # records.py's ANSWERED
-                    keep((ANSWERED, next(tracer.seq), tracer.clock(), traced[0], traced[1], dur_us))
+                    keep((ANSWERED, next(tracer.seq), tracer.clock(), traced[0], traced[1], took))
                     if tracer.drawn:
                         for console in tracer.drawn:
                             console.answer(sent.dst, sent.src, sent.op, sent.msgid, response.error, response.result)
                 else:
-                    tracer.answered(*traced, dur_us)
+                    tracer.answered(*traced, took)
             else:
+                dur_us = int(took * 1e6)
                 tracer.reply(
                     sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
                 )
