@@ -63,8 +63,11 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
 #: Calls answered on the fast path between two trips through trio's scheduler: a task
 #: whose every call is answered there must still let the others run (cond_resched).
 #: With several CPUs it is every call: their tasks interleave at each message, as when
-#: every message went through an inbox (a race shows as often as it did).
-YIELD_EVERY = 16
+#: every message went through an inbox (a race shows as often as it did). A trip costs
+#: about what 8 fast calls do (≈ 32 k instructions and an epoll_wait): 64 calls, a few
+#: hundred µs, keep that at an eighth of a call while the others still run well within
+#: a scheduler tick (with one CPU, when the trips come changes no trace).
+YIELD_EVERY = 64
 
 #: What a request's meta carries when explore's reduction wants to know what the op touched
 #: (the service answers it in the reply's meta: ipc/service.py ``touches``).
