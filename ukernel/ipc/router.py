@@ -30,7 +30,6 @@ from .service import DEFERRED, Call
 RUN_CONTEXT = trio._core._run.GLOBAL_RUN_CONTEXT
 unpack = msgpack.unpackb
 perf_counter = time.perf_counter
-monotonic = time.monotonic
 
 
 class Endpoint(Protocol):
@@ -262,14 +261,7 @@ class Router:
                         obj = unpack(frame, strict_map_key=False)  # what the service sees: a copy
                         req_args, req_meta = obj[3]
                         req = Call(msgid, req_meta, self.on_reply, op, req_args)
-                        stub = service.STARTS.get(op)
-                        if stub is None or service._digests or "fp" in req_meta:
-                            error = service.start(req, op, req_args)  # (the general check; explore's)
-                        elif (coro := stub(service, req, req_args)) is None:  # the stub would not vouch
-                            error = service.start(req, op, req_args)
-                        else:  # start's, inline
-                            error = None
-                            service._current, req.started, req.coro = req, monotonic(), coro
+                        error = service.start(req, op, req_args)
                         result = None
                         if error is None:
                             try:
