@@ -31,7 +31,6 @@ A result msgpack cannot carry (a set, an int past 64 bits) is a fault too.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import itertools
 import linecache
@@ -168,9 +167,6 @@ class Service:
     never_waits: ClassVar[bool] = False
     OPS: ClassVar[dict[str, Callable]] = {}
     PARAMS: ClassVar[dict[str, Params]] = {}
-    #: Each op's start stub with its handler bound (``stub(service, req, args)``: the handler's
-    #: coroutine, or None for the general check), for the ops that have one (from PARAMS).
-    STARTS: ClassVar[dict[str, Callable]] = {}
     #: Each op's ``@changes`` declaration (None: it may change anything), from OPS.
     CHANGES: ClassVar[dict[str, Changes | None]] = {}
     #: Each op's ``@touches`` declaration, for the ops that have one (from OPS).
@@ -198,7 +194,6 @@ class Service:
                 elif key in ops:  # overridden by something that is no method: no longer an op
                     del ops[key], params[key]
         cls.OPS, cls.PARAMS = ops, params
-        cls.STARTS = {k: functools.partial(p.stub, ops[k]) for k, p in params.items() if p.stub is not None}
         cls.CHANGES = {k: getattr(fn, "__ukernel_changes__", () if k in _QUERIES else None) for k, fn in ops.items()}
         cls.TOUCHES = {k: fn.__ukernel_touches__ for k, fn in ops.items() if hasattr(fn, "__ukernel_touches__")}
         cls.flat = all(getattr(cls, step) is getattr(Service, step) for step in FLAT_STEPS)
@@ -366,13 +361,13 @@ class Service:
         """Dispatch up to the await: the error reply for an unknown op or bad arguments, else
         None with ``req.coro`` the handler's coroutine, ``req`` the request handled now.
         (Split from the await so the router's one-coroutine fast path shares it, Router.call.)"""
-        stub = self.STARTS.get(op_name)
-        coro = None if stub is None else stub(self, req, args)
-        if coro is None:  # no stub, not the exact required arguments, or one of a wrong kind
-            handler = self.OPS.get(op_name)
-            if handler is None:
-                return protocol.error_map(abi.ENOSYS, f"{self.name} has no op {op_name!r}")
-            problem = self.PARAMS[op_name].problem(args)
+        handler = self.OPS.get(op_name)
+        if handler is None:
+            return protocol.error_map(abi.ENOSYS, f"{self.name} has no op {op_name!r}")
+        params = self.PARAMS[op_name]
+        coro = None if params.stub is None else params.stub(handler, self, req, args)
+        if coro is None:  # not the exact required arguments, or one of a wrong kind
+            problem = params.problem(args)
             if problem is not None:
                 return protocol.error_map(abi.EINVAL, f"{self.name}.{op_name}: {problem}")
             coro = handler(self, req, **args)
