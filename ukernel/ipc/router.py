@@ -63,9 +63,9 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
 #: whose every call is answered there must still let the others run (cond_resched).
 #: With several CPUs it is every call: their tasks interleave at each message, as when
 #: every message went through an inbox (a race shows as often as it did). A trip costs
-#: about what 8 fast calls do (≈ 32 k instructions and an epoll_wait): 64 calls, a few
-#: hundred µs, keep that at an eighth of a call while the others still run well within
-#: a scheduler tick (with one CPU, when the trips come changes no trace).
+#: about what a fast call does (≈ 32 k instructions, and an epoll_wait): one every 16 calls
+#: was ≈ 4% of each, one every 64 (a few hundred µs of calls, well within a scheduler tick
+#: for the others) is ≈ 1%. With one CPU, when the trips come changes no trace.
 YIELD_EVERY = 64
 
 #: What a request's meta carries when explore's reduction wants to know what the op touched
