@@ -270,7 +270,7 @@ async def test_a_cancelled_caller_starts_no_handler():
 
 GETPIDS = """
 async def main(sys, argv):
-    for _ in range(3000):
+    for _ in range(12000):  # (64 fast calls between two trips: a few of them per clock tick)
         await sys.getpid()
     return 0
 """

@@ -7,6 +7,7 @@ every message is traced, and where message-level faults are injected.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,7 +25,9 @@ from .local import LocalEndpoint
 from .protocol import REQUEST, RESPONSE, Response
 from .service import DEFERRED, Call
 
-current_task = trio.lowlevel.current_task
+#: trio's run context (trio/_core/_run.py): current_task() reads its ``task``; the fast path reads it
+#: without the call (a Python frame per message).
+RUN_CONTEXT = trio._core._run.GLOBAL_RUN_CONTEXT
 unpack = msgpack.unpackb
 perf_counter = time.perf_counter
 
@@ -59,8 +62,11 @@ def check_call_order(calls: dict[str, frozenset[str]]) -> None:
 #: Calls answered on the fast path between two trips through trio's scheduler: a task
 #: whose every call is answered there must still let the others run (cond_resched).
 #: With several CPUs it is every call: their tasks interleave at each message, as when
-#: every message went through an inbox (a race shows as often as it did).
-YIELD_EVERY = 16
+#: every message went through an inbox (a race shows as often as it did). A trip costs
+#: about what a fast call does (≈ 32 k instructions, and an epoll_wait): one every 16 calls
+#: was ≈ 4% of each, one every 64 (a few hundred µs of calls, well within a scheduler tick
+#: for the others) is ≈ 1%. With one CPU, when the trips come changes no trace.
+YIELD_EVERY = 64
 
 #: What a request's meta carries when explore's reduction wants to know what the op touched
 #: (the service answers it in the reply's meta: ipc/service.py ``touches``).
@@ -72,13 +78,13 @@ class Sent:
 
     __slots__ = ("msgid", "src", "dst", "op", "args", "meta", "started", "_event", "response", "traced")
 
-    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict, args: dict | None = None):
+    def __init__(self, msgid: int, src: str, dst: str, op: str, meta: dict, args: Any):
         self.msgid = msgid
         self.src = src
         self.dst = dst
         self.op = op
         self.meta = meta
-        self.args = {} if args is None else args
+        self.args = args
         self.started = perf_counter()
         self._event: trio.Event | None = None
         self.response: protocol.Response | None = None
@@ -131,7 +137,7 @@ class Router:
         #: How many messages each service took part in (sent to it, sent by it, a reply to it):
         #: a service's state changes only in its handlers, so while its count stands its state
         #: digest does too (explore asks again only then: kernel/choice.py ``state_digest``).
-        self.moved: dict[str, int] = {}
+        self.moved: collections.defaultdict[str, int] = collections.defaultdict(int)
 
     def restart_numbering(self) -> None:
         """After boot: the first message of a run is #1 (and ``msg:N`` faults count from
@@ -160,7 +166,7 @@ class Router:
 
     def attach(self, name: str, endpoint: Endpoint, calls: frozenset[str]) -> None:
         self.endpoints[name] = endpoint
-        self.moved[name] = self.moved.get(name, 0) + 1  # a new instance: another state
+        self.moved[name] += 1  # a new instance: another state
         self.calls[name] = calls
         self.calls["kernel"] = self.calls["kernel"] | {name}
         check_call_order(self.calls)
@@ -187,14 +193,18 @@ class Router:
         ``handle`` run here instead. docs/ipc.md says what it keeps and when it falls back.
         """
         moved = self.moved
-        moved[dst], moved[src] = moved.get(dst, 0) + 1, moved.get(src, 0) + 1
+        moved[dst] += 1
+        moved[src] += 1
         endpoint = self.endpoints.get(dst)
         if type(endpoint) is not LocalEndpoint or inject is not None or type(args) is not dict:
             sent = await self.post(src, dst, op, args, meta, inject)
             return await self.collect(sent) if wait else sent
         service = endpoint.service
-        if service.busy or service.queued or not endpoint.fastpath or dst not in self.calls.get(src, ()):
-            sent = await self.post(src, dst, op, args, meta, inject)  # (into the inbox, or refused)
+        if service.busy or service.queued or endpoint.moved is not None or not endpoint.fastpath:
+            sent = await self.post(src, dst, op, args, meta, inject)  # (into the inbox, or to who takes
+            return await self.collect(sent) if wait else sent  # a dead service's requests)
+        if dst not in self.calls.get(src, ()):
+            sent = await self.post(src, dst, op, args, meta, inject)  # (refused)
             return await self.collect(sent) if wait else sent
         msgid = next(self._msgids)
         if self.counting:
@@ -227,28 +237,28 @@ class Router:
                             console.message(src, dst, op, msgid, meta, args)
                 else:
                     tracer.request(src, dst, op, msgid, meta, args)
-            task = current_task()
+            task = RUN_CONTEXT.task  # current_task()'s
             spared = self._spared + 1
-            if spared >= self.yield_every:  # cond_resched: let the others run, now and then
-                self._spared = 0
-                await trio.lowlevel.checkpoint()
-            else:
+            # cond_resched: let the others run, now and then; and a cancelled caller starts no
+            # handler: checkpoint_if_cancelled's test, without its await (a tenth of its cost), on
+            # trio's private fields (trio/_core/_run.py): the task is cancelled, or a Ctrl-C waits
+            # (for the main task; any other passes). With nothing awaited, nothing else ran.
+            if spared < self.yield_every and not (task._cancel_status.effectively_cancelled or task._runner.ki_pending):
                 self._spared = spared
-                # A cancelled caller starts no handler: checkpoint_if_cancelled's test, without its
-                # await (a tenth of its cost), on trio's private fields (trio/_core/_run.py): the
-                # task is cancelled, or a Ctrl-C waits (for the main task; any other passes).
-                if task._cancel_status.effectively_cancelled or task._runner.ki_pending:
-                    await trio.lowlevel.checkpoint()
-            if service.busy or service.queued or endpoint.moved is not None:  # others ran meanwhile and
-                # left it busy (the inbox), or it died (to who takes its requests)
-                await endpoint.queue(frame, self.on_reply)
+                idle = True
+            else:
+                self._spared = 0 if spared >= self.yield_every else spared
+                await trio.lowlevel.checkpoint()
+                idle = not (service.busy or service.queued or endpoint.moved is not None)
+            if not idle:  # others ran meanwhile and left it busy (the inbox), or it died (to who
+                await endpoint.queue(frame, self.on_reply)  # takes its requests)
             else:
                 service.busy, service.task = True, task
                 try:
                     if not service.flat:  # its own handle, as its inbox loop would run it (the reply
                         await service.handle(frame, self.on_reply)  # comes through on_reply: collect)
                     else:
-                        obj = unpack(frame, raw=False, strict_map_key=False)  # what the service sees: a copy
+                        obj = unpack(frame, strict_map_key=False)  # what the service sees: a copy
                         req_args, req_meta = obj[3]
                         req = Call(msgid, req_meta, self.on_reply, op, req_args)
                         error = service.start(req, op, req_args)
@@ -264,18 +274,20 @@ class Router:
                             finally:
                                 service._current = None
                         if req.deferred is None:
+                            touched = req.touched  # the reply meta explore asked for, if it did
                             try:
-                                if req.touched is None:
+                                if touched is None:
                                     reply = self._pack([RESPONSE, msgid, error, result])
-                                else:  # the reply meta explore asked for
-                                    reply = self._pack([RESPONSE, msgid, error, result, {"footprint": req.touched}])
+                                else:
+                                    reply = self._pack([RESPONSE, msgid, error, result, {"footprint": touched}])
                             except (TypeError, ValueError, OverflowError):  # what msgpack cannot carry: EIO
-                                reply = service._encode_reply(msgid, op, error, result)
-                            obj = unpack(reply, raw=False, strict_map_key=False)
-                            if len(obj) == 5:
+                                reply = service._encode_reply(msgid, op, error, result)  # (no meta)
+                            obj = unpack(reply, strict_map_key=False)
+                            if touched is not None and len(obj) == 5:
                                 self.reply_meta(msgid, obj[4])
-                            if wait and sent._event is None and not tracer.on:
-                                answer = obj  # only the caller and on_collect look at it: no Response (below)
+                            if wait and sent._event is None and (record is not None or not tracer.on):
+                                answer = obj  # only the caller, on_collect and the trace (its frames, below)
+                                # look at it: no Response
                             else:
                                 if record is not None:  # finish traces the reply from its frame, as the request
                                     sent.traced = record, reply
@@ -294,9 +306,19 @@ class Router:
         except BaseException:
             del pending[msgid]
             raise
-        if answer is not None:  # finish's work when nobody traces it, with no Response made
+        if answer is not None:  # finish's work, with no Response made
             del pending[msgid]
             error = answer[2]
+            if record is not None:  # the reply's record, from its frame, as the request's (finish's)
+                took = perf_counter() - sent.started  # (dur_us is made of it when the trace is read)
+                keep = tracer.framed
+                if keep is not None:
+                    keep((ANSWERED, next(tracer.seq), tracer.clock(), record, reply, took))
+                    if tracer.drawn:
+                        for console in tracer.drawn:
+                            console.answer(dst, src, op, msgid, error, answer[3])
+                else:  # a sink that needs dicts came in meanwhile
+                    tracer.answered(record, reply, took)
             if self.on_collect is not None:
                 self.on_collect(sent, error, answer[3])
             if error is not None:
@@ -405,18 +427,19 @@ class Router:
         """A reply in: trace it, let on_collect look at it, and return its result or raise."""
         tracer = self.tracer
         if tracer.on:
-            dur_us = int((perf_counter() - sent.started) * 1e6)
+            took = perf_counter() - sent.started
             traced = sent.traced
             if traced is not None:  # the fast path's: the request's record and the reply's frame
                 keep = tracer.framed
                 if keep is not None:  # records.py's ANSWERED
-                    keep((ANSWERED, next(tracer.seq), tracer.clock(), traced[0], traced[1], dur_us))
+                    keep((ANSWERED, next(tracer.seq), tracer.clock(), traced[0], traced[1], took))
                     if tracer.drawn:
                         for console in tracer.drawn:
                             console.answer(sent.dst, sent.src, sent.op, sent.msgid, response.error, response.result)
                 else:
-                    tracer.answered(*traced, dur_us)
+                    tracer.answered(*traced, took)
             else:
+                dur_us = int(took * 1e6)
                 tracer.reply(
                     sent.dst, sent.src, sent.op, sent.msgid, sent.meta, response.result, response.error, dur_us
                 )
@@ -437,7 +460,7 @@ class Router:
         slot = self.pending.get(msgid)
         if slot is None:
             return
-        self.moved[slot.src] = self.moved.get(slot.src, 0) + 1  # a handler waiting for it goes on
+        self.moved[slot.src] += 1  # a handler waiting for it goes on
         if error is not None and not isinstance(error, dict):
             error = protocol.error_map(abi.EBADMSG, f"{slot.dst}.{slot.op}: malformed error in reply: {bounded(error)}")
         slot.answer(protocol.Response(msgid, error, result))

@@ -60,6 +60,8 @@ class ConsoleSink:
         self.colours = colours if colours is not None and wanted else None
         self._lines: list[str] = []
         self._heads: dict[tuple, tuple[str, str, str]] = {}  # (src, dst, op, kind) -> _head's parts
+        #: The kernel's own lines' colour (what ``_put`` gives a line of no service): before, after.
+        self._styles = {kind: self._wrap(self._sgr(None, kind)) for kind in ("sched", "syscall_enter", "syscall_exit")}
         self._flushing = False
 
     def __call__(self, event: Event) -> None:
@@ -73,21 +75,32 @@ class ConsoleSink:
         """The line of a tracer's record; a record of a rarer kind is drawn from its dict. (A
         message the router keeps as its frames comes to ``message`` and ``answer`` instead.)"""
         kind = record[0]
+        lines = self._lines
         if kind == SCHED:  # (kind, seq, ts, op, cpu, pid): sched_line's, its tid the pid
             _, _, _, op, cpu, pid = record
-            self._put(f"   sched cpu{cpu} {op} tid {pid}", "sched", None, op == "idle")
+            before, after = self._styles["sched"]
+            lines.append(f"{before}   sched cpu{cpu} {op} tid {pid}{after}")
+            if op == "idle":
+                self.flush()
+                return
         elif kind == ENTERED:  # (kind, seq, ts, pid, dst, op, msgid, args, handler)
             _, _, _, pid, _, op, msgid, args, _ = record
-            self._put(f"#{msgid} [pid {pid}] {op}({short(args, self.width)[1:-1]}) ...", "syscall_enter", None, False)
+            before, after = self._styles["syscall_enter"]
+            lines.append(f"{before}#{msgid} [pid {pid}] {op}({short(args, self.width)[1:-1]}) ...{after}")
         elif kind == EXITED:  # (kind, seq, ts, src, pid, op, msgid, dur_us, outcome)
             _, _, _, _, pid, op, msgid, _, outcome = record
+            before, after = self._styles["syscall_exit"]
             if "errno" in outcome:
-                line = f"#{msgid} [pid {pid}] ... {op} = -1 {outcome['errno']}"
+                lines.append(f"{before}#{msgid} [pid {pid}] ... {op} = -1 {outcome['errno']}{after}")
             else:
-                line = f"#{msgid} [pid {pid}] ... {op} = {short(outcome.get('result'), self.width)}"
-            self._put(line, "syscall_exit", None, False)
+                lines.append(
+                    f"{before}#{msgid} [pid {pid}] ... {op} = {short(outcome.get('result'), self.width)}{after}"
+                )
         else:
             self(event_of(record))
+            return
+        if len(lines) >= self.batch:
+            self.flush()
 
     def message(self, src: str, dst: str, op: str, msgid: int, meta: dict, args: Any) -> None:
         """A request the router keeps as its frame (records.py's SENT): ``request_line``'s
@@ -126,10 +139,15 @@ class ConsoleSink:
     def _head(self, key: tuple, middle: str, service: str) -> tuple[str, str, str]:
         """A route's fixed parts: what comes before the msgid (the colour's SGR and ``#``),
         between it and the values, and after them (the reset)."""
-        sgr = self._sgr(service, key[3])
-        head = (f"\x1b[{sgr}m#", middle, "\x1b[0m") if sgr else ("#", middle, "")
+        before, after = self._wrap(self._sgr(service, key[3]))
+        head = (f"{before}#", middle, after)
         self._heads[key] = head
         return head
+
+    @staticmethod
+    def _wrap(sgr: str | None) -> tuple[str, str]:
+        """What goes before and after a line of colour ``sgr`` (``_put``'s): nothing uncoloured."""
+        return (f"\x1b[{sgr}m", "\x1b[0m") if sgr else ("", "")
 
     def _sgr(self, service: str | None, kind: str) -> str | None:
         """A line's colour: its service's, else its kind's style; None when uncoloured."""
@@ -140,9 +158,8 @@ class ConsoleSink:
 
     def _put(self, line: str, kind: str, service: str | None, now: bool) -> None:
         if self.colours is not None:
-            sgr = self._sgr(service, kind)
-            if sgr:
-                line = f"\x1b[{sgr}m{line}\x1b[0m"
+            before, after = self._wrap(self._sgr(service, kind))
+            line = f"{before}{line}{after}"
         self._lines.append(line)
         if now or len(self._lines) >= self.batch:
             self.flush()
@@ -185,11 +202,17 @@ def short(value: Any, width: int = 60) -> str:
     kind = type(value)
     if kind in _PLAIN:
         text = str(value)
-    elif kind is dict:  # most args and results: a loop, not a comprehension's call, per line
-        parts = []
-        for k, v in value.items():
-            parts.append(f"{k}: {v}" if type(v) in _PLAIN else f"{k}: {short(v, width)}")
-        text = "{" + ", ".join(parts) + "}"
+    elif kind is dict:  # most args and results: by their keys' renderer (one string built), or a loop
+        render = _RENDERERS.get(keys := tuple(value), _MISSING)
+        if render is _MISSING:
+            render = _renderer(keys)
+        if render is not None:
+            text = render(value.values(), width)
+        else:
+            parts = []
+            for k, v in value.items():
+                parts.append(f"{k}: {v}" if type(v) in _PLAIN else f"{k}: {short(v, width)}")
+            text = "{" + ", ".join(parts) + "}"
     elif isinstance(value, dict):
         text = "{" + ", ".join([f"{k}: {v if type(v) in _PLAIN else short(v, width)}" for k, v in value.items()]) + "}"
     elif isinstance(value, list | tuple):
@@ -199,6 +222,36 @@ def short(value: Any, width: int = 60) -> str:
     else:
         text = str(value)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+#: A dict's renderer by its keys (their order too): a function generated once per set of keys
+#: (a message's args or result have the same keys every time), which builds ``{k: v, ...}`` as
+#: one f-string, where short's loop builds a string per item, joins and wraps them. None: keys
+#: that are not all identifiers (the loop renders those). Bounded: forgotten when full.
+_RENDERERS: dict[tuple, Any] = {}
+_RENDERERS_MAX = 4096
+_MISSING = object()
+
+
+def _renderer(keys: tuple) -> Any:
+    """The renderer of a dict with ``keys``: ``render(values, width)``, the text short's loop
+    makes (a value not plain is ``short(v, width)``, as there)."""
+    if len(_RENDERERS) >= _RENDERERS_MAX:
+        _RENDERERS.clear()
+    if not all(type(k) is str and k.isidentifier() for k in keys):
+        _RENDERERS[keys] = None
+        return None
+    names = [f"v{i}" for i in range(len(keys))]
+    items = ", ".join(
+        f"{k}: {{{v} if type({v}) in PLAIN else short({v}, width)}}" for k, v in zip(keys, names, strict=True)
+    )
+    source = "def render(values, width):\n"
+    source += f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values\n" if names else ""
+    source += f"    return f{('{{' + items + '}}')!r}\n"
+    scope: dict[str, Any] = {"PLAIN": _PLAIN, "short": short}
+    exec(source, scope)  # noqa: S102 (our own source: the keys are identifiers)
+    render = _RENDERERS[keys] = scope["render"]
+    return render
 
 
 def format_event(event: Event, width: int = 60) -> str | None:

@@ -186,11 +186,11 @@ class Tracer:
         raise structlog.DropEvent
 
     # --- the event kinds ------------------------------------------------------
-    def answered(self, request: tuple, reply: bytes, dur_us: int) -> None:
+    def answered(self, request: tuple, reply: bytes, took: float) -> None:
         """The reply (its frame, ``[1, msgid, error, result]``) to a request the router kept
         as its frame (``framed``), once a sink that needs dicts has come in meanwhile (the
-        router keeps the reply's record itself while ``framed``)."""
-        record = (ANSWERED, next(self.seq), self.clock(), request, reply, dur_us)
+        router keeps the reply's record itself while ``framed``); ``took``: its seconds."""
+        record = (ANSWERED, next(self.seq), self.clock(), request, reply, took)
         if self.compact:
             self.keep(record)
         else:  # a sink that needs dicts came in meanwhile

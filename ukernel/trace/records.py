@@ -76,9 +76,10 @@ def _sent(record: tuple) -> Event:
 
 
 def _answered(record: tuple) -> Event:
-    """Its reply: ``(kind, seq, ts, the request's record, reply frame, dur_us)``; who, what
-    and why come from the request's frame (the meta the reply is traced with is its own)."""
-    _, seq, ts, request, reply, dur_us = record
+    """Its reply: ``(kind, seq, ts, the request's record, reply frame, seconds it took)`` (the
+    router keeps the seconds, dur_us is made of them here); who, what and why come from the
+    request's frame (the meta the reply is traced with is its own)."""
+    _, seq, ts, request, reply, took = record
     _, _, _, src, dst, op, frame = request
     _, msgid, _, (_, meta) = decode(frame)
     _, _, error, result = decode(reply)[:4]  # (a fifth: the footprint explore asked for)
@@ -88,7 +89,7 @@ def _answered(record: tuple) -> Event:
         event["errno"], event["message"] = error.get("name"), error.get("message")
     else:
         event["result"] = result
-    event["dur_us"] = dur_us
+    event["dur_us"] = int(took * 1e6)
     return meta_tail(event, meta)
 
 
