@@ -166,3 +166,34 @@ def test_a_wait4_asleep_first_and_one_that_finds_the_zombie_reach_one_state(tmp_
     ]  # fmt: skip
     assert found_it.points[4][0] == write and found_it.points[4][1] == asleep.points[5][1]
     assert asleep.points[4][1] != found_it.points[3][1]  # (asleep and woken, or at its entry: two states before)
+
+
+#: Two children block reading a pipe no one will write, the parent in wait4: a deadlock of
+#: three tasks, whose teardown (three kills, three exits, init's reaps) would have choices.
+STUCK = """
+async def main(sys, argv):
+    r, w = await sys.pipe()
+    for _ in range(2):
+        if await sys.fork() == 0:
+            await sys.read(r, 1)
+            return 0
+    await sys.waitpid(-1, 0)
+    return 0
+"""
+
+
+def test_a_deadlocks_teardown_asks_no_choice(tmp_path):
+    """Once the deadlock is found its outcome is known: the kills and exits after it are no
+    choice point (choice.py ``ask``; before, this run had two there), and the default search
+    finds the one deadlock DPOR alone finds."""
+    prog = program_file(tmp_path, "stuck", STUCK)
+    result = ukernel.run(prog, ["stuck"], schedule=[0], trace=True)
+    assert [(row["pid"], row["wchan"] is not None) for row in result.hung if row["comm"] != "init"] == [
+        (2, True), (3, True), (4, True),
+    ]  # fmt: skip
+    kinds = [e["type"] for e in result.trace]
+    hung = kinds.index("hung")
+    assert kinds[:hung].count("choice") == len(result.schedule) == 4 and "choice" not in kinds[hung:]
+    default, alone = ukernel.explore(prog, ["stuck"]), ukernel.explore(prog, ["stuck"], cache=False)
+    assert default.complete and alone.complete and found(default) == found(alone)
+    assert len(default.deadlocks) == 1 and not default.outcomes

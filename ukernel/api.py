@@ -209,7 +209,7 @@ async def _watch(kernel: Kernel, scope: trio.CancelScope, run_scope: trio.Cancel
                 if not kernel.lost and deadlocked(kernel):
                     now = _stillness(kernel)
                     if now is None or now == seen:  # all asleep; or no one ran since the last look
-                        kernel.hung = await _end_hung_run(kernel)
+                        await _end_hung_run(kernel)
                         return
                     seen = now
                 await trio.sleep(STALL_CHECK)  # not stuck for good: look again once it may have moved
@@ -234,9 +234,14 @@ async def _watch_replies(kernel: Kernel) -> None:
             kernel.panic(kernel.report_overdue(sent))
 
 
-async def _end_hung_run(kernel: Kernel) -> list[dict]:
-    """Print and trace who waits for what, then SIGKILL every task so the run ends cleanly."""
-    rows = dump(kernel)
+async def _end_hung_run(kernel: Kernel) -> None:
+    """Print and trace who waits for what (``kernel.hung``), then SIGKILL every task so the run
+    ends cleanly. From here the run's outcome is known: its teardown asks no chooser (choice.py
+    ``ask``), and explore's tree takes no step of it (``deadlocked`` on the chooser)."""
+    kernel.hung = rows = dump(kernel)
+    told = getattr(kernel.chooser, "deadlocked", None)
+    if told is not None:
+        told()
     log.error(
         "ukernel: deadlock: no task can run, no timer is armed, no message is in flight, no input is awaited;"
         " the tasks and what they wait for:\n%s\nukernel: every task killed; exit status %d",
@@ -248,7 +253,6 @@ async def _end_hung_run(kernel: Kernel) -> list[dict]:
     for task in kernel.tasks:
         k_kill(task, abi.SIGKILL)
     await kernel.wake_sleepers(kernel.idle)
-    return rows
 
 
 async def _dump_on_sigquit(kernel: Kernel) -> None:

@@ -185,6 +185,7 @@ class Tree:
         #: dpor: every step of the path, (pid, footprint, its point's index or -1 when no
         #: other task could run there): races are looked for among these.
         self.events: list[tuple[int, frozenset, int]] = []
+        self.torn_down = False  # a deadlock was found: the steps since are its teardown's (``deadlocked``)
         self.hb: list[int] = []  # dpor: happens-before of the events so far (por.py), forked with them
 
     @property
@@ -488,12 +489,24 @@ class Tree:
         return ""
 
     # --- ends ---------------------------------------------------------------------------
+    def deadlocked(self) -> None:
+        """api.py's call when a deadlock is found, before it kills every task: the run's last
+        step ends here. The teardown (the kills, the exits, init's reaps) is no program's step:
+        none of its races can be reversed (no kill comes before the deadlock), and it asks no
+        choice (choice.py ``ask``), so its footprints join no race and no summary."""
+        self._last_steps()
+        self.torn_down = True
+
+    def _last_steps(self) -> None:
+        """The steps from the last point to the end of the run (or to its deadlock)."""
+        if self.footprint is not None and self.path and not self.torn_down:
+            self._add_steps(self.footprint.take([self.mms], False))
+
     def run_finished(self, result: Any) -> None:
         """run_async's call once the outcome is known (console output, exit status,
         check_invariants' leak check, all taken inside the run): the run ends here, without
         boot's teardown nor trio's (nothing of either is part of the outcome)."""
-        if self.footprint is not None and self.path:  # the steps from the last point to the end
-            self._add_steps(self.footprint.take([self.mms], False))
+        self._last_steps()
         self.end_run(ending_of(result))
 
     def end_run(self, ending: dict | None) -> None:

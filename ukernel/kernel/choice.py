@@ -119,6 +119,8 @@ async def ask(k: Kernel, task: TaskStruct, kind: str, what: str, ids: list[int],
     """One choice point: the chooser's index into ``ids``, traced. A chooser
     with ``wants_state`` gets the point's state digest too (``state_digest``).
     ``labels`` name the options when they are not tasks (a ``cpu`` point's CPUs)."""
+    if k.hung:  # a deadlock's teardown (api.py): every task killed, the outcome known; its order is sched's
+        return 0
     pids = labels if labels is not None else [k.by_id[i].pid if i in k.by_id else 0 for i in ids]
     point = {"kind": kind, "pid": task.pid, "syscall": what, "options": pids}
     if k.footprint is not None:
