@@ -132,3 +132,25 @@ def test_the_cli_takes_cpu_limit(tmp_path):
     err = done.stderr.decode()
     assert " s of CPU without a syscall at /bin/spin:5; sent SIGXCPU\n" in err
     assert err.endswith("ukernel: program killed by SIGXCPU\n")
+
+
+def test_a_sigprof_as_the_last_watchdog_disarms_leaves_no_timer_nor_handler(monkeypatch):
+    """A SIGPROF that lands in _disarm once no watchdog is armed (here: just before the host
+    timer is put back) is ignored, and the timer and handler from before are restored."""
+    import signal
+
+    from ukernel.kernel import watchdog
+
+    before = signal.getsignal(signal.SIGPROF), signal.getitimer(signal.ITIMER_PROF)
+    setitimer = signal.setitimer
+
+    def late_signal(which: int, *args: float) -> object:
+        if not watchdog._armed:  # the last watchdog has left: the window the handler must survive
+            signal.raise_signal(signal.SIGPROF)
+        return setitimer(which, *args)
+
+    monkeypatch.setattr(signal, "setitimer", late_signal)
+    with watchdog.Watchdog(limit=5.0).armed():
+        pass
+    monkeypatch.undo()
+    assert (signal.getsignal(signal.SIGPROF), signal.getitimer(signal.ITIMER_PROF)) == before

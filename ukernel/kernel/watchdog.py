@@ -220,6 +220,11 @@ def _interval() -> float:
 
 
 def _on_timer(signum: int, frame: FrameType | None) -> None:
+    """The SIGPROF handler. A signal can land in _disarm after the last watchdog has left
+    ``_armed`` (before the timer and handler are put back): it has nothing to look at, and
+    raising there would leave both installed, firing into whatever code runs next."""
+    if not _armed:
+        return
     interval = _interval()
     for watchdog in list(_armed):
         watchdog.sample(interval, frame)
