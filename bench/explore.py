@@ -6,7 +6,9 @@ For each example: ukernel's runs, states, states/s, outcomes and whether the
 search completed; then MOSAIC's ``--check`` on its own example in the same
 run, if DIR/mosaic.py and DIR/examples exist (a clone of github.com/jiangyy/mosaic,
 outside this repository; skipped otherwise), with its states, states/s and
-distinct final outputs, and the ratio of states per second. Not in ``make test``:
+distinct final outputs, and the ratio of states per second. The host's share is
+printed too: user and system ms of CPU and minor page faults per state, and faults
+per fork of the tree (docs/explore.md, "What the host kernel costs"). Not in ``make test``:
 ``make explore-bench`` runs it.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -37,17 +40,34 @@ EXAMPLES = {
 }
 
 
+def host_usage() -> tuple[float, float, int]:
+    """User and system CPU seconds and minor page faults of this process and of every child it
+    has waited for: the fork tree's processes are its children's children, each waited for."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime, me.ru_minflt + kids.ru_minflt
+
+
 def ours(program: str, argv: list[str], time_limit: float, jobs: int = 1, **how: object) -> dict:
+    """One exploration, with what the host kernel charged for it: per state, CPU (user and
+    system apart: system time is mostly fork and copy-on-write faults) and minor faults."""
+    before = host_usage()
     started = time.perf_counter()
     found = ukernel.explore(program, [program, *argv], time_limit=time_limit, jobs=jobs, **how)
     seconds = time.perf_counter() - started
+    user, system, faults = (after - was for after, was in zip(host_usage(), before, strict=True))
+    states = max(found.states, 1)
     return {
         "runs": found.runs,
         "states": found.states,
+        "forks": found.forks,
         "seconds": seconds,
         "outcomes": len(found.outcomes),
         "deadlocks": len(found.deadlocks),
         "complete": found.complete,
+        "user_ms_per_state": 1000 * user / states,
+        "sys_ms_per_state": 1000 * system / states,
+        "faults_per_state": faults / states,
+        "faults_per_fork": faults / max(found.forks, 1),
     }
 
 
@@ -132,13 +152,15 @@ def main() -> int:
             print(f"{f['figure']:<70} min {f['min']:6.2f}x  median {f['median']:6.2f}x  target {f['target']}")
         return 0
     print(
-        f"{'example':<22} {'runs':>6} {'states':>7} {'st/s':>6} {'outcomes':>8} {'complete':>8}   MOSAIC: states st/s outputs  ratio"
+        f"{'example':<22} {'runs':>6} {'states':>7} {'st/s':>6} {'outcomes':>8} {'complete':>8}"
+        f" {'usr/st':>6} {'sys/st':>6} {'flt/st':>6} {'flt/fork':>8}   MOSAIC: states st/s outputs  ratio"
     )
     for name in ns.names or EXAMPLES:
         program, argv, example, config = EXAMPLES[name]
         u = ours(program, argv, ns.time_limit, ns.jobs, reduction=not ns.no_reduction)
         rate = u["states"] / u["seconds"]
         line = f"{name:<22} {u['runs']:>6} {u['states']:>7} {rate:>6.0f} {u['outcomes'] + u['deadlocks']:>8} {u['complete']!s:>8}"
+        line += f" {u['user_ms_per_state']:>6.2f} {u['sys_ms_per_state']:>6.2f} {u['faults_per_state']:>6.0f} {u['faults_per_fork']:>8.0f}"
         m = mosaic(Path(ns.mosaic), example, config, ns.time_limit)
         if m is None:
             line += "   (no MOSAIC at --mosaic)"
